@@ -1,0 +1,104 @@
+//! The closed set of error codes, shared by REST bodies and WebSocket `error` frames.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, machine-readable error code. Clients branch on these; the text beside them is for
+/// humans and may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Missing, malformed, expired or wrongly signed token.
+    Unauthorized,
+    /// Authenticated, but the role or state does not allow this action.
+    Forbidden,
+    /// The user is not a member of the conversation.
+    NotMember,
+    /// No such object for this tenant.
+    NotFound,
+    /// The request is malformed or a field is out of range.
+    Invalid,
+    /// A frame, body or field is larger than allowed.
+    TooLarge,
+    /// Too many requests; retry later.
+    RateLimited,
+    /// The request conflicts with the current state.
+    Conflict,
+    /// The server failed; details are logged, never sent.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status a REST response carries for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden | ErrorCode::NotMember => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Invalid => 400,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Conflict => 409,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The one JSON error shape of every REST error response: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// Code and human-readable text of an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_wire_names() {
+        for code in [
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotMember,
+            ErrorCode::NotFound,
+            ErrorCode::Invalid,
+            ErrorCode::TooLarge,
+            ErrorCode::RateLimited,
+            ErrorCode::Conflict,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Token authentication: JWT verification (HS256 secret, or RS256/ES256 public key), minting of
+//! development tokens, the key generated under the data dir, and the REST extractor.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{JwtSource, PublicKeyAlg};
+use crate::error::AppError;
+use crate::state::AppState;
+use confab_protocol::limits::MAX_USER_ID_LEN;
+
+/// File under the data dir holding the generated HS256 key (hex).
+pub const GENERATED_KEY_FILE: &str = "jwt-secret";
+
+/// The claims Confab reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Tenant id.
+    pub tid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: Arc<str>,
+    pub tenant: Arc<str>,
+    pub name: Option<Arc<str>>,
+}
+
+/// Why key material could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read or write key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid key {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("jwt secret must be at least 32 bytes")]
+    ShortSecret,
+    #[error("tokens can only be minted with an HS256 secret, not with a public key")]
+    CannotMint,
+    #[error("cannot sign token: {0}")]
+    Sign(String),
+}
+
+/// Verifies tokens and, with a secret, mints them.
+pub struct JwtKeys {
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+    validation: Validation,
+    /// The key was generated under the data dir (development mode).
+    pub generated: bool,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKeys")
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtKeys {
+    /// An HS256 verifier and minter.
+    pub fn from_secret(secret: &[u8]) -> Result<JwtKeys, KeyError> {
+        if secret.len() < 32 {
+            return Err(KeyError::ShortSecret);
+        }
+        let bad = |e: jsonwebtoken::errors::Error| KeyError::Sign(e.to_string());
+        Ok(JwtKeys {
+            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
+            encoding: Some(EncodingKey::from_secret(secret).map_err(bad)?),
+            validation: validation(Algorithm::HS256),
+            generated: false,
+        })
+    }
+
+    /// A verifier of RS256 or ES256 tokens (PEM public key).
+    pub fn from_public_key(path: &Path, alg: PublicKeyAlg) -> Result<JwtKeys, KeyError> {
+        let pem = std::fs::read(path).map_err(|source| KeyError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |e: jsonwebtoken::errors::Error| KeyError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let (decoding, algorithm) = match alg {
+            PublicKeyAlg::Rs256 => (
+                DecodingKey::from_rsa_pem(&pem).map_err(invalid)?,
+                Algorithm::RS256,
+            ),
+            PublicKeyAlg::Es256 => (
+                DecodingKey::from_ec_pem(&pem).map_err(invalid)?,
+                Algorithm::ES256,
+            ),
+        };
+        Ok(JwtKeys {
+            decoding,
+            encoding: None,
+            validation: validation(algorithm),
+            generated: false,
+        })
+    }
+
+    /// The keys for a configuration: the configured secret or public key, or the key generated
+    /// under `data_dir` (created on first use).
+    pub fn load(source: &JwtSource, data_dir: &Path) -> Result<JwtKeys, KeyError> {
+        match source {
+            JwtSource::Secret(secret) => JwtKeys::from_secret(secret.as_bytes()),
+            JwtSource::PublicKey { path, alg } => JwtKeys::from_public_key(path, *alg),
+            JwtSource::Generated => {
+                let secret = load_or_generate_secret(data_dir)?;
+                let mut keys = JwtKeys::from_secret(secret.as_bytes())?;
+                keys.generated = true;
+                Ok(keys)
+            }
+        }
+    }
+
+    /// Verifies a token and returns its caller.
+    pub fn verify(&self, token: &str) -> Result<AuthUser, AppError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| AppError::unauthorized(format!("invalid token: {e}")))?;
+        let claims = data.claims;
+        for (name, value) in [("sub", &claims.sub), ("tid", &claims.tid)] {
+            if value.is_empty()
+                || value.len() > MAX_USER_ID_LEN
+                || value.chars().any(char::is_control)
+            {
+                return Err(AppError::unauthorized(format!(
+                    "invalid token: bad `{name}` claim"
+                )));
+            }
+        }
+        Ok(AuthUser {
+            user: claims.sub.into(),
+            tenant: claims.tid.into(),
+            name: claims
+                .name
+                .filter(|n| !n.is_empty())
+                .map(|n| n.chars().take(128).collect::<String>().into()),
+        })
+    }
+
+    /// Mints a token valid for `ttl`.
+    pub fn mint(
+        &self,
+        user: &str,
+        tenant: &str,
+        name: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, KeyError> {
+        let encoding = self.encoding.as_ref().ok_or(KeyError::CannotMint)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: user.to_owned(),
+            tid: tenant.to_owned(),
+            name: name.map(str::to_owned),
+            exp: now.saturating_add(ttl.as_secs()),
+            iat: Some(now),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding)
+            .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+}
+
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.leeway = 30;
+    validation
+}
+
+/// Reads the generated key under `data_dir`, creating it (owner-only permissions) if absent.
+fn load_or_generate_secret(data_dir: &Path) -> Result<String, KeyError> {
+    let path = data_dir.join(GENERATED_KEY_FILE);
+    let io = |source| KeyError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let secret = text.trim().to_owned();
+            if secret.len() < 32 {
+                return Err(KeyError::Invalid {
+                    path,
+                    reason: "too short".into(),
+                });
+            }
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io)?;
+            let bytes: [u8; 32] = rand::random();
+            let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, &secret).map_err(io)?;
+            Ok(secret)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// The bearer token of an `Authorization` header value.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(bearer)
+            .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
+        state.keys.verify(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_protocol::ErrorCode;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::from_secret(&[7u8; 32]).expect("keys")
+    }
+
+    #[test]
+    fn minted_tokens_verify() {
+        let keys = keys();
+        let token = keys
+            .mint("alice", "acme", Some("Alice"), Duration::from_secs(60))
+            .expect("mint");
+        let user = keys.verify(&token).expect("verify");
+        assert_eq!(&*user.user, "alice");
+        assert_eq!(&*user.tenant, "acme");
+        assert_eq!(user.name.as_deref(), Some("Alice"));
+    }
+
+    #[test]
+    fn expired_wrong_key_and_alg_none_are_refused() {
+        let keys = keys();
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "a".into(),
+                tid: "t".into(),
+                name: None,
+                exp: 1_000,
+                iat: None,
+            },
+            &EncodingKey::from_secret(&[7u8; 32]).expect("key"),
+        )
+        .expect("encode");
+        assert_eq!(
+            keys.verify(&expired).map(|_| ()).unwrap_err().code,
+            ErrorCode::Unauthorized
+        );
+
+        let other = JwtKeys::from_secret(&[8u8; 32]).expect("keys");
+        let token = other
+            .mint("a", "t", None, Duration::from_secs(60))
+            .expect("mint");
+        assert!(keys.verify(&token).is_err());
+
+        // {"alg":"none"} with valid claims and an empty signature.
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+        let claims = "eyJzdWIiOiJhIiwidGlkIjoidCIsImV4cCI6OTk5OTk5OTk5OX0";
+        assert!(keys.verify(&format!("{header}.{claims}.")).is_err());
+        assert!(keys.verify("not a token").is_err());
+    }
+
+    #[test]
+    fn generated_key_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = JwtKeys::load(&JwtSource::Generated, dir.path()).expect("generate");
+        let token = first
+            .mint("a", "t", None, Duration::from_secs(60))
+            .expect("mint");
+        let second = JwtKeys::load(&JwtSource::Generated, dir.path()).expect("reload");
+        assert!(second.generated);
+        second.verify(&token).expect("same key");
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! Chat operations shared by the WebSocket session and the REST handlers: validation, rate
+//! limiting, the store call, and the ephemeral fan-out that is not a stored event.
+
+use std::time::Instant;
+
+use axum::extract::ws::Utf8Bytes;
+use confab_protocol::ServerFrame;
+use confab_protocol::rest::Attachment;
+use confab_storage::{Appended, NewMessage};
+
+use crate::auth::AuthUser;
+use crate::error::AppError;
+use crate::metrics as m;
+use crate::state::AppState;
+use crate::validate;
+
+/// A message to send, from either transport.
+pub struct Outgoing {
+    pub conversation: String,
+    pub client_msg_id: String,
+    pub body: String,
+    pub reply_to: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// Validates, rate-limits and durably appends a message; returns once it is on disk.
+pub async fn send(state: &AppState, user: &AuthUser, msg: Outgoing) -> Result<Appended, AppError> {
+    validate::id("conversation", &msg.conversation)?;
+    validate::client_msg_id(&msg.client_msg_id)?;
+    validate::body(
+        &msg.body,
+        state.config.max_body_bytes,
+        !msg.attachments.is_empty(),
+    )?;
+    validate::attachments(&msg.attachments)?;
+    if let Some(reply_to) = &msg.reply_to {
+        validate::id("reply_to", reply_to)?;
+    }
+    state.check_message_rate(user)?;
+    let started = Instant::now();
+    let appended = state
+        .store
+        .append_message(NewMessage {
+            tenant: user.tenant.to_string(),
+            conversation: msg.conversation,
+            author: user.user.to_string(),
+            client_msg_id: msg.client_msg_id,
+            body: msg.body,
+            reply_to: msg.reply_to,
+            attachments: msg.attachments,
+        })
+        .await?;
+    m::ack_latency(started.elapsed());
+    Ok(appended)
+}
+
+pub async fn edit(
+    state: &AppState,
+    user: &AuthUser,
+    message: &str,
+    body: String,
+) -> Result<u64, AppError> {
+    validate::id("message", message)?;
+    validate::body(&body, state.config.max_body_bytes, false)?;
+    Ok(state
+        .store
+        .edit_message(&user.tenant, &user.user, message, body)
+        .await?)
+}
+
+pub async fn delete(
+    state: &AppState,
+    user: &AuthUser,
+    message: &str,
+) -> Result<Option<u64>, AppError> {
+    validate::id("message", message)?;
+    Ok(state
+        .store
+        .delete_message(&user.tenant, &user.user, message)
+        .await?)
+}
+
+pub async fn react(
+    state: &AppState,
+    user: &AuthUser,
+    message: &str,
+    emoji: &str,
+) -> Result<Option<u64>, AppError> {
+    validate::id("message", message)?;
+    validate::emoji(emoji)?;
+    Ok(state
+        .store
+        .add_reaction(&user.tenant, &user.user, message, emoji)
+        .await?)
+}
+
+pub async fn unreact(
+    state: &AppState,
+    user: &AuthUser,
+    message: &str,
+    emoji: &str,
+) -> Result<Option<u64>, AppError> {
+    validate::id("message", message)?;
+    validate::emoji(emoji)?;
+    Ok(state
+        .store
+        .remove_reaction(&user.tenant, &user.user, message, emoji)
+        .await?)
+}
+
+/// Moves the read marker; when it moved, every joined connection of the conversation (the
+/// user's other devices included) gets a `read` frame.
+pub async fn mark_read(
+    state: &AppState,
+    user: &AuthUser,
+    conversation: &str,
+    seq: u64,
+) -> Result<bool, AppError> {
+    validate::id("conversation", conversation)?;
+    let moved = state
+        .store
+        .mark_read(&user.tenant, &user.user, conversation, seq)
+        .await?;
+    if moved {
+        let frame = ServerFrame::Read {
+            conversation: conversation.to_owned(),
+            user: user.user.to_string(),
+            seq,
+        };
+        state
+            .hub
+            .publish_ephemeral(conversation, encode(&frame)?, None);
+        m::ephemeral("read");
+    }
+    Ok(moved)
+}
+
+/// Serializes a frame for the wire.
+pub fn encode(frame: &ServerFrame) -> Result<Utf8Bytes, AppError> {
+    serde_json::to_string(frame)
+        .map(Utf8Bytes::from)
+        .map_err(AppError::internal)
+}

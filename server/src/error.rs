@@ -1,0 +1,98 @@
+//! The one error type of the server. Every failure, REST or WebSocket, becomes an [`AppError`]:
+//! a stable [`ErrorCode`] plus text safe to show. Internal details are logged here and never sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use confab_protocol::{ErrorBody, ErrorCode, ErrorDetail};
+use confab_storage::StoreError;
+
+/// A failed request or command.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AppError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        AppError::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        AppError::new(ErrorCode::Invalid, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        AppError::new(ErrorCode::TooLarge, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        AppError::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        AppError::new(ErrorCode::NotFound, message)
+    }
+
+    /// An internal failure: the cause is logged, the client sees only "internal error".
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        AppError::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// The body of the REST response and of the WebSocket `error` frame.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable | StoreError::Internal(_) => AppError::internal(err),
+            other => AppError::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_keep_their_code_and_hide_internals() {
+        let err = AppError::from(StoreError::NotMember);
+        assert_eq!(err.code, ErrorCode::NotMember);
+        let err = AppError::from(StoreError::Internal("disk on fire at /secret/path".into()));
+        assert_eq!(err.code, ErrorCode::Internal);
+        assert!(!err.message.contains("secret"));
+    }
+
+    #[test]
+    fn responses_carry_the_code_status() {
+        let response = AppError::new(ErrorCode::RateLimited, "slow down").into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}

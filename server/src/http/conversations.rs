@@ -1,0 +1,235 @@
+//! Conversations and members.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, patch, put};
+use confab_protocol::limits::MAX_INITIAL_MEMBERS;
+use confab_protocol::rest::{
+    AddMember, ChangeResult, Conversation, ConversationKind, ConversationList, CreateConversation,
+    MarkRead, MemberList, UpdateConversation, UpdateMember,
+};
+use confab_protocol::{ErrorBody, rest::Role};
+use confab_storage::NewConversation;
+
+use super::{ApiJson, ApiPath};
+use crate::auth::AuthUser;
+use crate::chat;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::validate;
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/v1/conversations", get(list).post(create))
+        .route("/v1/conversations/{id}", get(fetch).patch(update))
+        .route(
+            "/v1/conversations/{id}/members",
+            get(members).post(add_member),
+        )
+        .route(
+            "/v1/conversations/{id}/members/{user}",
+            patch(update_member).delete(remove_member),
+        )
+        .route("/v1/conversations/{id}/read", put(mark_read))
+}
+
+/// Creates a conversation; the caller becomes its owner. A direct conversation with the same
+/// user again returns the existing one with 200.
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
+    request_body = CreateConversation,
+    responses(
+        (status = 201, description = "created", body = Conversation),
+        (status = 200, description = "the existing direct conversation", body = Conversation),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<CreateConversation>,
+) -> Result<(StatusCode, Json<Conversation>), AppError> {
+    if req.members.len() > MAX_INITIAL_MEMBERS {
+        return Err(AppError::too_large(format!(
+            "at most {MAX_INITIAL_MEMBERS} members at creation"
+        )));
+    }
+    for member in &req.members {
+        validate::user_id("members", member)?;
+    }
+    if let Some(title) = &req.title {
+        validate::title(title)?;
+    }
+    let others: Vec<&String> = req.members.iter().filter(|m| **m != *user.user).collect();
+    if req.kind == ConversationKind::Direct && others.len() != 1 {
+        return Err(AppError::invalid(
+            "a direct conversation names exactly one other member",
+        ));
+    }
+    let (conversation, created) = state
+        .store
+        .create_conversation(NewConversation {
+            tenant: user.tenant.to_string(),
+            creator: user.user.to_string(),
+            kind: req.kind,
+            title: req.title,
+            members: req.members,
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(conversation)))
+}
+
+/// The caller's conversations, most recently active first, with unread counts.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
+    responses((status = 200, body = ConversationList), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<ConversationList>, AppError> {
+    let conversations = state
+        .store
+        .list_conversations(&user.tenant, &user.user)
+        .await?;
+    Ok(Json(ConversationList { conversations }))
+}
+
+/// One conversation (members only).
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")),
+    responses((status = 200, body = Conversation), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn fetch(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Conversation>, AppError> {
+    validate::id("id", &id)?;
+    Ok(Json(
+        state
+            .store
+            .conversation(&user.tenant, &user.user, &id)
+            .await?,
+    ))
+}
+
+/// Renames or archives (`archived: true`) a conversation (owners and admins).
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")),
+    request_body = UpdateConversation,
+    responses((status = 200, body = Conversation), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateConversation>,
+) -> Result<Json<Conversation>, AppError> {
+    validate::id("id", &id)?;
+    if let Some(title) = &req.title {
+        validate::title(title)?;
+    }
+    state
+        .store
+        .update_conversation(&user.tenant, &user.user, &id, req.title, req.archived)
+        .await?;
+    Ok(Json(
+        state
+            .store
+            .conversation(&user.tenant, &user.user, &id)
+            .await?,
+    ))
+}
+
+/// Members and their roles and read markers.
+#[utoipa::path(get, path = "/v1/conversations/{id}/members", tag = "members", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")),
+    responses((status = 200, body = MemberList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn members(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MemberList>, AppError> {
+    validate::id("id", &id)?;
+    let members = state.store.members(&user.tenant, &user.user, &id).await?;
+    Ok(Json(MemberList { members }))
+}
+
+/// Adds a member to a group (owners and admins).
+#[utoipa::path(post, path = "/v1/conversations/{id}/members", tag = "members", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")),
+    request_body = AddMember,
+    responses((status = 201, body = ChangeResult), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<AddMember>,
+) -> Result<(StatusCode, Json<ChangeResult>), AppError> {
+    validate::id("id", &id)?;
+    validate::user_id("user", &req.user)?;
+    let role = req.role.unwrap_or(Role::Member);
+    let seq = state
+        .store
+        .add_member(&user.tenant, &user.user, &id, &req.user, role)
+        .await?;
+    Ok((StatusCode::CREATED, Json(ChangeResult { seq: Some(seq) })))
+}
+
+/// Changes a member's role (owners).
+#[utoipa::path(patch, path = "/v1/conversations/{id}/members/{user}", tag = "members", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "member")),
+    request_body = UpdateMember,
+    responses((status = 200, body = ChangeResult), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, member)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<UpdateMember>,
+) -> Result<Json<ChangeResult>, AppError> {
+    validate::id("id", &id)?;
+    validate::user_id("user", &member)?;
+    let seq = state
+        .store
+        .set_role(&user.tenant, &user.user, &id, &member, req.role)
+        .await?;
+    Ok(Json(ChangeResult { seq }))
+}
+
+/// Removes a member, or leaves when `user` is the caller.
+#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user}", tag = "members", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "member")),
+    responses((status = 200, body = ChangeResult), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, member)): ApiPath<(String, String)>,
+) -> Result<Json<ChangeResult>, AppError> {
+    validate::id("id", &id)?;
+    validate::user_id("user", &member)?;
+    let seq = state
+        .store
+        .remove_member(&user.tenant, &user.user, &id, &member)
+        .await?;
+    Ok(Json(ChangeResult { seq: Some(seq) }))
+}
+
+/// Moves the caller's read marker forward.
+#[utoipa::path(put, path = "/v1/conversations/{id}/read", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")),
+    request_body = MarkRead,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn mark_read(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<MarkRead>,
+) -> Result<StatusCode, AppError> {
+    chat::mark_read(&state, &user, &id, req.seq).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,325 @@
+//! The in-memory room hub: which connections are joined to which conversation, and fan-out.
+//!
+//! Each room holds its subscribers; publishing an event serializes nothing (the frame text was
+//! serialized once at commit) and pushes one `Arc` per recipient into each connection's bounded
+//! queue with `try_send`. A full queue never blocks the room: that connection is marked as a
+//! slow consumer and its session closes it (the client resumes with `since`).
+//!
+//! The hub is the storage [`EventSink`]: the store hands it every committed durable event in seq
+//! order, so live delivery order equals seq order per conversation.
+
+use std::collections::hash_map::RandomState;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use confab_protocol::EventKind;
+use confab_storage::{EventSink, StoredEvent};
+use dashmap::DashMap;
+use tokio::sync::{Notify, mpsc};
+
+use crate::metrics as m;
+
+/// A durable event ready to send: its position and its shared frame text.
+#[derive(Debug)]
+pub struct Delivered {
+    pub conversation: Arc<str>,
+    pub seq: u64,
+    pub kind: EventKind,
+    pub subject: Option<String>,
+    pub text: Utf8Bytes,
+}
+
+/// An ephemeral frame (typing, read) for a conversation.
+#[derive(Debug)]
+pub struct Ephemeral {
+    pub conversation: Arc<str>,
+    pub text: Utf8Bytes,
+}
+
+/// One item of a connection's outbound queue: one pointer, so that the queue's preallocated
+/// block stays small for idle connections.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A durable event (deduplicated by seq in the session).
+    Event(Arc<Delivered>),
+    /// An ephemeral frame, never replayed.
+    Ephemeral(Arc<Ephemeral>),
+}
+
+/// Shared between a session and the hub: lets the hub cut off a slow consumer.
+#[derive(Debug, Default)]
+pub struct ConnControl {
+    slow: AtomicBool,
+    notify: Notify,
+}
+
+impl ConnControl {
+    /// Marks the connection as a slow consumer and wakes its session.
+    pub fn kick(&self) {
+        if !self.slow.swap(true, Ordering::AcqRel) {
+            m::slow_consumer();
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves once the connection has been kicked.
+    pub async fn kicked(&self) {
+        loop {
+            if self.slow.load(Ordering::Acquire) {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// A connection's handle, as the hub keeps it.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub conn: u64,
+    pub user: Arc<str>,
+    pub tx: mpsc::Sender<Outbound>,
+    pub control: Arc<ConnControl>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    subscribers: RwLock<Vec<Subscriber>>,
+}
+
+/// The room hub.
+#[derive(Debug)]
+pub struct Hub {
+    rooms: DashMap<Arc<str>, Arc<Room>, RandomState>,
+    next_conn: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            rooms: DashMap::with_hasher(RandomState::new()),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Hub::default()
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The interned key of a conversation (the room's own `Arc<str>` when it exists).
+    pub fn room_key(&self, conversation: &str) -> Arc<str> {
+        match self.rooms.get(conversation) {
+            Some(entry) => entry.key().clone(),
+            None => Arc::from(conversation),
+        }
+    }
+
+    /// Adds a subscriber to a conversation's room (replacing an earlier entry of the same
+    /// connection). Returns whether it was new.
+    pub fn subscribe(&self, conversation: &Arc<str>, subscriber: Subscriber) -> bool {
+        let room = self.rooms.entry(conversation.clone()).or_default().clone();
+        let mut subs = room.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = subs.iter_mut().find(|s| s.conn == subscriber.conn) {
+            *existing = subscriber;
+            return false;
+        }
+        subs.push(subscriber);
+        m::room_joined(1.0);
+        true
+    }
+
+    /// Removes a connection from a room; drops the room when it empties.
+    pub fn unsubscribe(&self, conversation: &str, conn: u64) {
+        let Some(room) = self.rooms.get(conversation).map(|r| r.clone()) else {
+            return;
+        };
+        let now_empty = {
+            let mut subs = room.subscribers.write().unwrap_or_else(|e| e.into_inner());
+            let before = subs.len();
+            subs.retain(|s| s.conn != conn);
+            if subs.len() < before {
+                m::room_joined(-1.0);
+            }
+            subs.is_empty()
+        };
+        if now_empty {
+            // Re-check under the map's entry lock: a join may have raced in.
+            self.rooms.remove_if(conversation, |_, room| {
+                room.subscribers
+                    .read()
+                    .map(|s| s.is_empty())
+                    .unwrap_or(false)
+            });
+        }
+    }
+
+    /// Number of rooms with at least one local subscriber.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Delivers an ephemeral frame to a room, skipping `skip_user`'s connections. A full queue
+    /// drops the frame for that connection (ephemeral frames are never replayed).
+    pub fn publish_ephemeral(&self, conversation: &str, text: Utf8Bytes, skip_user: Option<&str>) {
+        let Some((key, room)) = self
+            .rooms
+            .get(conversation)
+            .map(|r| (r.key().clone(), r.clone()))
+        else {
+            return;
+        };
+        let frame = Arc::new(Ephemeral {
+            conversation: key,
+            text,
+        });
+        let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let mut delivered = 0u64;
+        for sub in subs.iter() {
+            if skip_user.is_some_and(|u| *sub.user == *u) {
+                continue;
+            }
+            if sub.tx.try_send(Outbound::Ephemeral(frame.clone())).is_ok() {
+                delivered += 1;
+            }
+        }
+        m::fanout_deliveries(delivered);
+    }
+
+    fn publish_event(&self, event: StoredEvent) {
+        m::event_committed(event.kind);
+        let Some((key, room)) = self
+            .rooms
+            .get(event.conversation.as_str())
+            .map(|r| (r.key().clone(), r.clone()))
+        else {
+            return;
+        };
+        let delivered = Arc::new(Delivered {
+            conversation: key,
+            seq: event.seq,
+            kind: event.kind,
+            subject: event.subject,
+            text: Utf8Bytes::from(event.frame),
+        });
+        let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let mut count = 0u64;
+        for sub in subs.iter() {
+            match sub.tx.try_send(Outbound::Event(delivered.clone())) {
+                Ok(()) => count += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => sub.control.kick(),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        m::fanout_deliveries(count);
+    }
+}
+
+impl EventSink for Hub {
+    fn publish(&self, events: Vec<StoredEvent>) {
+        for event in events {
+            self.publish_event(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(conversation: &str, seq: u64) -> StoredEvent {
+        StoredEvent {
+            conversation: conversation.into(),
+            seq,
+            kind: EventKind::Message,
+            subject: None,
+            ts: 0,
+            frame: format!("{{\"seq\":{seq}}}"),
+        }
+    }
+
+    fn subscriber(
+        hub: &Hub,
+        user: &str,
+        capacity: usize,
+    ) -> (Subscriber, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let sub = Subscriber {
+            conn: hub.next_conn_id(),
+            user: user.into(),
+            tx,
+            control: Arc::new(ConnControl::default()),
+        };
+        (sub, rx)
+    }
+
+    #[tokio::test]
+    async fn events_reach_every_subscriber_of_the_room_only() {
+        let hub = Hub::new();
+        let room: Arc<str> = "c1".into();
+        let (a, mut rx_a) = subscriber(&hub, "a", 8);
+        let (b, mut rx_b) = subscriber(&hub, "b", 8);
+        let (other, mut rx_other) = subscriber(&hub, "c", 8);
+        hub.subscribe(&room, a);
+        hub.subscribe(&room, b);
+        hub.subscribe(&"c2".into(), other);
+        hub.publish(vec![event("c1", 1), event("c1", 2)]);
+        for rx in [&mut rx_a, &mut rx_b] {
+            for seq in 1..=2 {
+                match rx.try_recv() {
+                    Ok(Outbound::Event(d)) => assert_eq!(d.seq, seq),
+                    other => panic!("expected event {seq}, got {other:?}"),
+                }
+            }
+        }
+        assert!(rx_other.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_kicks_only_that_subscriber() {
+        let hub = Hub::new();
+        let room: Arc<str> = "c".into();
+        let (slow, _rx_slow) = subscriber(&hub, "slow", 1);
+        let (fast, mut rx_fast) = subscriber(&hub, "fast", 16);
+        let slow_control = slow.control.clone();
+        let fast_control = fast.control.clone();
+        hub.subscribe(&room, slow);
+        hub.subscribe(&room, fast);
+        hub.publish((1..=5).map(|s| event("c", s)).collect());
+        tokio::time::timeout(std::time::Duration::from_secs(1), slow_control.kicked())
+            .await
+            .expect("slow consumer kicked");
+        assert!(!fast_control.slow.load(Ordering::Acquire));
+        let mut seqs = vec![];
+        while let Ok(Outbound::Event(d)) = rx_fast.try_recv() {
+            seqs.push(d.seq);
+        }
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn ephemeral_frames_skip_the_sender_and_rooms_empty_out() {
+        let hub = Hub::new();
+        let room: Arc<str> = "c".into();
+        let (a, mut rx_a) = subscriber(&hub, "a", 4);
+        let (b, mut rx_b) = subscriber(&hub, "b", 4);
+        let a_conn = a.conn;
+        let b_conn = b.conn;
+        hub.subscribe(&room, a);
+        hub.subscribe(&room, b);
+        hub.publish_ephemeral("c", Utf8Bytes::from("typing"), Some("a"));
+        assert!(rx_a.try_recv().is_err());
+        assert!(matches!(rx_b.try_recv(), Ok(Outbound::Ephemeral(_))));
+        hub.unsubscribe("c", a_conn);
+        assert_eq!(hub.room_count(), 1);
+        hub.unsubscribe("c", b_conn);
+        assert_eq!(hub.room_count(), 0);
+    }
+}

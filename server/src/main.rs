@@ -1,0 +1,110 @@
+//! The `confab` binary: parses the command line, sets up logging and metrics, opens storage,
+//! binds and serves (`confab serve`), or mints a development token (`confab token`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use confab_server::auth::JwtKeys;
+use confab_server::config::{Cli, CliCommand, Config, JwtSource, LogFormat, TokenArgs};
+use confab_server::hub::Hub;
+use confab_server::{AppState, metrics};
+use confab_storage::sqlite::{SqliteOptions, SqliteStore};
+use tracing_subscriber::EnvFilter;
+
+/// Database file under the data dir.
+const DB_FILE: &str = "confab.db";
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        CliCommand::Serve(args) => {
+            let config = Config::resolve(args)?;
+            init_tracing(&config)?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(serve(config))
+        }
+        CliCommand::Token(args) => token(args),
+    }
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log)
+        .with_context(|| format!("invalid log filter {:?}", config.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let keys = JwtKeys::load(&config.jwt, &config.data_dir)?;
+    if keys.generated {
+        tracing::info!(
+            key_file = %config.data_dir.join(confab_server::auth::GENERATED_KEY_FILE).display(),
+            "using the generated development key; mint tokens with `confab token --user alice --tenant acme --data-dir {}`",
+            config.data_dir.display()
+        );
+    }
+    let metrics_handle = metrics::install().context("cannot install the metrics recorder")?;
+    let hub = Arc::new(Hub::new());
+    let db_path = config.data_dir.join(DB_FILE);
+    let store = SqliteStore::open(&db_path, hub.clone(), SqliteOptions::default())
+        .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let state = AppState::new(config, Arc::new(store), hub, keys, Some(metrics_handle));
+    tracing::info!(addr = %local, "listening");
+    confab_server::run(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let (data_dir, secret) = args.key_location()?;
+    let source = match secret {
+        Some(secret) => JwtSource::Secret(secret),
+        None => JwtSource::Generated,
+    };
+    let keys = JwtKeys::load(&source, &data_dir)?;
+    let token = keys.mint(&args.user, &args.tenant, args.name.as_deref(), args.ttl)?;
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The session's command handlers: one per client frame type.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use confab_protocol::{ClientFrame, Command, ServerFrame};
+use futures_util::SinkExt;
+use serde::Deserialize;
+
+use super::{Joined, Session};
+use crate::chat::{self, Outgoing, encode};
+use crate::error::AppError;
+use crate::metrics as m;
+use crate::validate;
+use confab_protocol::limits::MAX_REF_LEN;
+
+/// Typing notices from one connection for one conversation are forwarded at most this often.
+const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Just the `ref` of a frame that failed to parse, so the error can still carry it.
+#[derive(Deserialize)]
+struct RefOnly {
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+}
+
+impl Session {
+    /// Handles one text frame. `Err` only when the socket failed.
+    pub(super) async fn handle_text(
+        &mut self,
+        socket: &mut WebSocket,
+        text: &str,
+    ) -> Result<(), ()> {
+        if text.len() > self.state.config.max_frame_bytes {
+            let err = AppError::too_large(format!(
+                "frame larger than {} bytes",
+                self.state.config.max_frame_bytes
+            ));
+            return self.send_error(socket, None, err).await;
+        }
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(parse_error) => {
+                let reference = serde_json::from_str::<RefOnly>(text)
+                    .ok()
+                    .and_then(|r| r.reference)
+                    .filter(|r| r.len() <= MAX_REF_LEN);
+                let err = AppError::invalid(format!("malformed frame: {parse_error}"));
+                return self.send_error(socket, reference, err).await;
+            }
+        };
+        let ClientFrame { reference, command } = frame;
+        if reference.as_ref().is_some_and(|r| r.len() > MAX_REF_LEN) {
+            let err = AppError::too_large(format!("`ref` is longer than {MAX_REF_LEN} bytes"));
+            return self.send_error(socket, None, err).await;
+        }
+        match self.dispatch(socket, reference.clone(), command).await {
+            Ok(Some(reply)) => self.send(socket, &reply).await,
+            Ok(None) => Ok(()),
+            Err(Failure::App(err)) => self.send_error(socket, reference, err).await,
+            Err(Failure::Socket) => Err(()),
+        }
+    }
+
+    async fn dispatch(
+        &mut self,
+        socket: &mut WebSocket,
+        reference: Option<String>,
+        command: Command,
+    ) -> Result<Option<ServerFrame>, Failure> {
+        let state = self.state.clone();
+        let user = self.user.clone();
+        let ok = |seq: Option<u64>| {
+            Some(ServerFrame::Ok {
+                reference: reference.clone(),
+                seq,
+            })
+        };
+        match command {
+            Command::Auth { .. } => Err(AppError::invalid("already authenticated").into()),
+            Command::Ping => Ok(Some(ServerFrame::Pong { reference })),
+            Command::Join {
+                conversation,
+                since,
+            } => {
+                self.join(socket, reference, conversation, since).await?;
+                Ok(None)
+            }
+            Command::Leave { conversation } => {
+                validate::id("conversation", &conversation)?;
+                if self.joined.remove(conversation.as_str()).is_some() {
+                    state.hub.unsubscribe(&conversation, self.conn);
+                }
+                Ok(Some(ServerFrame::Left {
+                    reference,
+                    conversation,
+                }))
+            }
+            Command::Send {
+                conversation,
+                client_msg_id,
+                body,
+                reply_to,
+                attachments,
+            } => {
+                let outgoing = Outgoing {
+                    conversation,
+                    client_msg_id,
+                    body,
+                    reply_to,
+                    attachments,
+                };
+                let conversation = outgoing.conversation.clone();
+                let client_msg_id = outgoing.client_msg_id.clone();
+                let appended = chat::send(&state, &user, outgoing).await?;
+                Ok(Some(ServerFrame::Ack {
+                    reference,
+                    conversation,
+                    client_msg_id,
+                    id: appended.id,
+                    seq: appended.seq,
+                    ts: appended.ts,
+                    duplicate: appended.duplicate,
+                }))
+            }
+            Command::Edit { message, body } => {
+                Ok(ok(Some(chat::edit(&state, &user, &message, body).await?)))
+            }
+            Command::Delete { message } => Ok(ok(chat::delete(&state, &user, &message).await?)),
+            Command::React { message, emoji } => {
+                Ok(ok(chat::react(&state, &user, &message, &emoji).await?))
+            }
+            Command::Unreact { message, emoji } => {
+                Ok(ok(chat::unreact(&state, &user, &message, &emoji).await?))
+            }
+            Command::Read { conversation, seq } => {
+                chat::mark_read(&state, &user, &conversation, seq).await?;
+                Ok(ok(None))
+            }
+            Command::Typing { conversation } => {
+                self.typing(&conversation)?;
+                // Typing is frequent: answered only when the client asked with a `ref`.
+                Ok(reference.map(|r| ServerFrame::Ok {
+                    reference: Some(r),
+                    seq: None,
+                }))
+            }
+        }
+    }
+
+    /// Subscribes, then reads the backlog, then answers `joined` and replays it: events
+    /// committed meanwhile are queued and later deduplicated by seq, so nothing is missed.
+    async fn join(
+        &mut self,
+        socket: &mut WebSocket,
+        reference: Option<String>,
+        conversation: String,
+        since: Option<u64>,
+    ) -> Result<(), Failure> {
+        validate::id("conversation", &conversation)?;
+        let already = self.joined.contains_key(conversation.as_str());
+        if !already && self.joined.len() >= self.state.config.max_joined {
+            let max = self.state.config.max_joined;
+            return Err(AppError::too_large(format!(
+                "at most {max} joined conversations per connection"
+            ))
+            .into());
+        }
+        let key = self.state.hub.room_key(&conversation);
+        self.state.hub.subscribe(&key, self.subscriber());
+        let cap = self.state.config.replay_cap;
+        let tenant = self.user.tenant.clone();
+        let user = self.user.user.clone();
+        let backlog = match since {
+            Some(since) => {
+                self.state
+                    .store
+                    .events_after(&tenant, &user, &conversation, since, cap + 1)
+                    .await
+            }
+            None => self
+                .state
+                .store
+                .conversation(&tenant, &user, &conversation)
+                .await
+                .map(|c| (Vec::new(), c.last_seq)),
+        };
+        let (events, last_seq) = match backlog {
+            Ok(backlog) => backlog,
+            Err(err) => {
+                if !already {
+                    self.state.hub.unsubscribe(&conversation, self.conn);
+                }
+                return Err(AppError::from(err).into());
+            }
+        };
+        let recovered = events.len() <= cap as usize;
+        let joined = ServerFrame::Joined {
+            reference,
+            conversation,
+            last_seq,
+            recovered,
+        };
+        let text = encode(&joined)?;
+        socket
+            .feed(Message::Text(text))
+            .await
+            .map_err(|_| Failure::Socket)?;
+        if recovered {
+            for event in events {
+                socket
+                    .feed(Message::Text(event.frame.into()))
+                    .await
+                    .map_err(|_| Failure::Socket)?;
+            }
+        }
+        socket.flush().await.map_err(|_| Failure::Socket)?;
+        let last_typing = self.joined.get(&key).and_then(|j| j.last_typing);
+        self.joined.insert(
+            key,
+            Joined {
+                last_seq,
+                last_typing,
+            },
+        );
+        Ok(())
+    }
+
+    fn typing(&mut self, conversation: &str) -> Result<(), AppError> {
+        validate::id("conversation", conversation)?;
+        let joined = self
+            .joined
+            .get_mut(conversation)
+            .ok_or_else(|| AppError::forbidden("join the conversation before sending typing"))?;
+        let now = Instant::now();
+        if joined
+            .last_typing
+            .is_some_and(|t| now.duration_since(t) < TYPING_INTERVAL)
+        {
+            return Ok(());
+        }
+        joined.last_typing = Some(now);
+        let frame = ServerFrame::Typing {
+            conversation: conversation.to_owned(),
+            user: self.user.user.to_string(),
+        };
+        self.state
+            .hub
+            .publish_ephemeral(conversation, encode(&frame)?, Some(&self.user.user));
+        m::ephemeral("typing");
+        Ok(())
+    }
+}
+
+/// A command failed for the client (answered with `error`) or the socket died.
+pub(super) enum Failure {
+    App(AppError),
+    Socket,
+}
+
+impl From<AppError> for Failure {
+    fn from(err: AppError) -> Self {
+        Failure::App(err)
+    }
+}

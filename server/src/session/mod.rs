@@ -1,0 +1,409 @@
+//! WebSocket sessions: the upgrade handler (authentication happens before the upgrade when a
+//! token comes with the request) and one task per connection.
+//!
+//! A session is a single `select!` loop over: the client's frames, the connection's bounded
+//! outbound queue (fed by the hub), the heartbeat, the slow-consumer signal and shutdown.
+//! Replies to commands are written directly; queued events are written in batches and flushed
+//! once. Durable events are deduplicated by seq per conversation, which is what makes a `join`
+//! with `since` gapless: the session subscribes first, then reads the backlog, then drops any
+//! queued event the backlog already covered.
+
+mod commands;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use confab_protocol::{ClientFrame, Command, ErrorCode, EventKind, ServerFrame};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info_span};
+
+use crate::auth::{AuthUser, bearer};
+use crate::chat::encode;
+use crate::error::AppError;
+use crate::hub::{ConnControl, Outbound, Subscriber};
+use crate::metrics as m;
+use crate::state::AppState;
+
+/// Close codes Confab uses besides the standard ones (1000 normal, 1001 going away, 1009 too
+/// big). Documented in docs/protocol.md.
+pub mod close_code {
+    /// No valid token in time.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// The client stayed silent past the idle timeout.
+    pub const IDLE_TIMEOUT: u16 = 4002;
+    /// The outbound queue overflowed; reconnect and resume with `since`.
+    pub const SLOW_CONSUMER: u16 = 4008;
+}
+
+/// How long a closing session waits for its last frames to be taken.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most queued frames written before one flush.
+const WRITE_BATCH: usize = 64;
+/// Read buffer per connection: small, since chat frames are small; tungstenite grows it for a
+/// large frame.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes buffered before tungstenite writes to the socket without a flush.
+const WRITE_BUFFER: usize = 8 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct WsParams {
+    token: Option<String>,
+}
+
+/// `GET /v1/ws`: authenticates by `Authorization: Bearer`, `?token=`, or (when neither is given)
+/// a first `auth` frame, then upgrades.
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    Query(params): Query<WsParams>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if state.shutdown.is_cancelled() {
+        return AppError::new(ErrorCode::Internal, "server is shutting down").into_response();
+    }
+    let header_token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer);
+    let auth = match header_token.or(params.token.as_deref()) {
+        Some(token) => match state.keys.verify(token) {
+            Ok(user) => Some(user),
+            Err(err) => return err.into_response(),
+        },
+        None => None,
+    };
+    // Frames over max_frame_bytes but under this hard cap are answered with `too_large` and the
+    // connection lives on; past it the connection is closed with 1009.
+    let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| {
+            let tracker = state.sessions.clone();
+            tracker.track_future(run(socket, state, auth))
+        })
+}
+
+async fn run(mut socket: WebSocket, state: AppState, auth: Option<AuthUser>) {
+    let user = match auth {
+        Some(user) => user,
+        None => match authenticate_first_frame(&mut socket, &state).await {
+            Some(user) => user,
+            None => return,
+        },
+    };
+    let conn = state.hub.next_conn_id();
+    let span = info_span!("session", conn, user = %user.user, tenant = %user.tenant);
+    Session::new(state, user, conn)
+        .run(socket)
+        .instrument(span)
+        .await;
+}
+
+/// Waits for `{"type":"auth","token":...}` within the auth timeout.
+async fn authenticate_first_frame(socket: &mut WebSocket, state: &AppState) -> Option<AuthUser> {
+    let deadline = tokio::time::sleep(state.config.auth_timeout);
+    tokio::pin!(deadline);
+    loop {
+        let received = tokio::select! {
+            _ = &mut deadline => None,
+            received = socket.recv() => received,
+        };
+        let (reference, result) = match received {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
+                Ok(ClientFrame {
+                    reference,
+                    command: Command::Auth { token },
+                }) => (reference, state.keys.verify(&token)),
+                Ok(frame) => (
+                    frame.reference,
+                    Err(AppError::unauthorized("authenticate first")),
+                ),
+                Err(_) => (None, Err(AppError::unauthorized("authenticate first"))),
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) => return None,
+            Some(Ok(Message::Binary(_))) => {
+                (None, Err(AppError::unauthorized("authenticate first")))
+            }
+            None => (None, Err(AppError::unauthorized("no auth frame in time"))),
+        };
+        match result {
+            Ok(user) => return Some(user),
+            Err(err) => {
+                m::ws_error(err.code.as_str());
+                let frame = ServerFrame::error(reference, err.code, err.message);
+                if let Ok(text) = encode(&frame) {
+                    let _ = socket.send(Message::Text(text)).await;
+                }
+                close(socket, close_code::UNAUTHORIZED, "unauthorized").await;
+                return None;
+            }
+        }
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// A joined conversation, as the session tracks it.
+#[derive(Debug)]
+struct Joined {
+    /// Highest durable seq written to the client (older queued events are dropped).
+    last_seq: u64,
+    last_typing: Option<Instant>,
+}
+
+/// Why the loop ended.
+enum Exit {
+    ClientClosed,
+    Closed { code: u16, reason: &'static str },
+    SocketError,
+}
+
+struct Session {
+    state: AppState,
+    user: AuthUser,
+    conn: u64,
+    tx: mpsc::Sender<Outbound>,
+    rx: mpsc::Receiver<Outbound>,
+    control: Arc<ConnControl>,
+    joined: HashMap<Arc<str>, Joined>,
+    last_seen: Instant,
+}
+
+/// Keeps the active-connection gauge right however the session ends.
+struct ConnectionGauge;
+
+impl ConnectionGauge {
+    fn open() -> Self {
+        m::connection_opened();
+        ConnectionGauge
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        m::connection_closed();
+    }
+}
+
+impl Session {
+    fn new(state: AppState, user: AuthUser, conn: u64) -> Self {
+        let (tx, rx) = mpsc::channel(state.config.outbound_queue);
+        Session {
+            state,
+            user,
+            conn,
+            tx,
+            rx,
+            control: Arc::new(ConnControl::default()),
+            joined: HashMap::new(),
+            last_seen: Instant::now(),
+        }
+    }
+
+    fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            conn: self.conn,
+            user: self.user.user.clone(),
+            tx: self.tx.clone(),
+            control: self.control.clone(),
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let _gauge = ConnectionGauge::open();
+        let welcome = ServerFrame::Welcome {
+            user: self.user.user.to_string(),
+            tenant: self.user.tenant.to_string(),
+            name: self.user.name.as_deref().map(str::to_owned),
+            session: format!("s{}", self.conn),
+            heartbeat_ms: self.state.config.heartbeat.as_millis() as u64,
+            limits: self.state.limits(),
+        };
+        let exit = match self.send(&mut socket, &welcome).await {
+            Ok(()) => self.event_loop(&mut socket).await,
+            Err(()) => Exit::SocketError,
+        };
+        for conversation in self.joined.keys() {
+            self.state.hub.unsubscribe(conversation, self.conn);
+        }
+        match exit {
+            Exit::Closed { code, reason } => {
+                debug!(code, reason, "closing session");
+                // Bounded: a client that does not read may never take the close frame.
+                let goodbye = async {
+                    if code == close_code::SLOW_CONSUMER {
+                        let frame = ServerFrame::error(
+                            None,
+                            ErrorCode::RateLimited,
+                            "slow consumer: resume with since",
+                        );
+                        let _ = self.send(&mut socket, &frame).await;
+                    }
+                    close(&mut socket, code, reason).await;
+                };
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+            }
+            Exit::ClientClosed => debug!("client closed session"),
+            Exit::SocketError => debug!("session socket failed"),
+        }
+    }
+
+    async fn event_loop(&mut self, socket: &mut WebSocket) -> Exit {
+        let heartbeat = self.state.config.heartbeat;
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = self.state.shutdown.clone();
+        let control = self.control.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    return Exit::Closed { code: 1001, reason: "server shutting down" };
+                }
+                _ = control.kicked() => {
+                    return Exit::Closed { code: close_code::SLOW_CONSUMER, reason: "slow consumer" };
+                }
+                received = socket.recv() => {
+                    self.last_seen = Instant::now();
+                    match received {
+                        Some(Ok(Message::Text(text))) => {
+                            if self.handle_text(socket, &text).await.is_err() {
+                                return Exit::SocketError;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let err = AppError::invalid("binary frames are not supported; send JSON text frames");
+                            if self.send_error(socket, None, err).await.is_err() {
+                                return Exit::SocketError;
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => return Exit::ClientClosed,
+                        Some(Err(err)) => {
+                            debug!(error = %err, "websocket read failed");
+                            if is_capacity_error(&err) {
+                                m::ws_error(ErrorCode::TooLarge.as_str());
+                                return Exit::Closed { code: 1009, reason: "frame too large" };
+                            }
+                            return Exit::SocketError;
+                        }
+                    }
+                }
+                Some(item) = self.rx.recv() => {
+                    // A client that stops reading blocks the write; the hub's kick must still
+                    // end the session.
+                    tokio::select! {
+                        written = self.write_queued(socket, item) => {
+                            if written.is_err() {
+                                return Exit::SocketError;
+                            }
+                        }
+                        _ = control.kicked() => {
+                            return Exit::Closed { code: close_code::SLOW_CONSUMER, reason: "slow consumer" };
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.last_seen.elapsed() > self.state.config.idle_timeout {
+                        return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" };
+                    }
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return Exit::SocketError;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
+    async fn write_queued(&mut self, socket: &mut WebSocket, first: Outbound) -> Result<(), ()> {
+        let mut pending = 0usize;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            if let Some(text) = self.admit(item) {
+                socket.feed(Message::Text(text)).await.map_err(|_| ())?;
+                pending += 1;
+            }
+            if pending < WRITE_BATCH {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        if pending > 0 {
+            socket.flush().await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Decides whether a queued item goes out: only for joined conversations, and durable events
+    /// only once and in seq order. A `member_removed` of this user ends the subscription.
+    fn admit(&mut self, item: Outbound) -> Option<Utf8Bytes> {
+        match item {
+            Outbound::Ephemeral(frame) => self
+                .joined
+                .contains_key(&frame.conversation)
+                .then(|| frame.text.clone()),
+            Outbound::Event(event) => {
+                let joined = self.joined.get_mut(&event.conversation)?;
+                if event.seq <= joined.last_seq {
+                    return None;
+                }
+                joined.last_seq = event.seq;
+                if event.kind == EventKind::MemberRemoved
+                    && event.subject.as_deref() == Some(&*self.user.user)
+                {
+                    self.joined.remove(&event.conversation);
+                    self.state.hub.unsubscribe(&event.conversation, self.conn);
+                }
+                Some(event.text.clone())
+            }
+        }
+    }
+
+    async fn send(&self, socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), ()> {
+        let text = encode(frame).map_err(|_| ())?;
+        socket.send(Message::Text(text)).await.map_err(|_| ())
+    }
+
+    async fn send_error(
+        &self,
+        socket: &mut WebSocket,
+        reference: Option<String>,
+        err: AppError,
+    ) -> Result<(), ()> {
+        m::ws_error(err.code.as_str());
+        self.send(
+            socket,
+            &ServerFrame::error(reference, err.code, err.message),
+        )
+        .await
+    }
+}
+
+fn is_capacity_error(err: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = cause.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}

@@ -1,0 +1,255 @@
+//! Confab's storage layer.
+//!
+//! - [`Store`]: the one trait every backend implements. It is a *domain* store: besides
+//!   persisting, it enforces the rules that must hold atomically with a write (membership,
+//!   authorship, roles, gapless per-conversation seqs, `client_msg_id` idempotency), so that every
+//!   backend behaves the same and the conformance suite in [`conformance`] can prove it.
+//! - [`EventSink`]: where a backend hands every committed durable event, in seq order per
+//!   conversation, before it answers the caller. The server's hub is the sink.
+//! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
+
+pub mod conformance;
+mod error;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use confab_protocol::rest::{
+    Attachment, Conversation, ConversationKind, ConversationSummary, Member, Message, MessagePage,
+    Role,
+};
+use confab_protocol::{EventKind, Millis};
+
+pub use error::{Result, StoreError};
+
+/// A committed durable event, as handed to the [`EventSink`] and replayed on resume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub conversation: String,
+    pub seq: u64,
+    pub kind: EventKind,
+    /// For member events, the member concerned (a subscriber removed from the conversation
+    /// must stop receiving it).
+    pub subject: Option<String>,
+    pub ts: Millis,
+    /// The event's `ServerFrame`, serialized once when committed and sent as is to everyone.
+    pub frame: String,
+}
+
+/// Receives every committed durable event, in commit order (so in seq order per conversation).
+///
+/// Called on the backend's writer path after the commit and before the writer answers: it must
+/// not block (push into bounded queues and return).
+pub trait EventSink: Send + Sync + 'static {
+    fn publish(&self, events: Vec<StoredEvent>);
+}
+
+/// A sink that drops everything (tools and tests that do not fan out).
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn publish(&self, _events: Vec<StoredEvent>) {}
+}
+
+/// A new conversation.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    pub tenant: String,
+    pub creator: String,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    /// Other members, without the creator (duplicates are ignored). A direct conversation names
+    /// exactly one other user.
+    pub members: Vec<String>,
+}
+
+/// A new message.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub tenant: String,
+    pub conversation: String,
+    pub author: String,
+    pub client_msg_id: String,
+    pub body: String,
+    pub reply_to: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// Outcome of [`Store::append_message`]: the message's identity (the original one when the
+/// `client_msg_id` was seen before from this author in this conversation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub id: String,
+    pub seq: u64,
+    pub ts: Millis,
+    pub duplicate: bool,
+}
+
+/// Which page of messages to read. `after` pages forward (oldest first from the cursor, still
+/// bounded by `before` if both are given); otherwise the page ends just before `before` (or at the
+/// newest message). Pages are always returned oldest first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageQuery {
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+    pub limit: u32,
+}
+
+/// The persistent state of Confab. All methods are tenant-scoped: an id from another tenant is
+/// `NotFound`, never visible.
+///
+/// Write methods that change state create exactly one durable event, take the conversation's
+/// next seq, hand the event to the [`EventSink`] after the commit, and return its seq. A write
+/// that changes nothing (a reaction already present) creates no event and returns `None`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a conversation; the creator becomes `owner`, the others `member`. A direct
+    /// conversation between the same two users is created once: asking again returns the
+    /// existing one with `false`. Creation itself takes no seq.
+    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)>;
+
+    /// A conversation of the tenant, for a member of it (`NotMember` otherwise).
+    async fn conversation(&self, tenant: &str, user: &str, id: &str) -> Result<Conversation>;
+
+    /// The conversations `user` belongs to, newest activity first, with unread counts and the
+    /// last non-deleted message.
+    async fn list_conversations(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<ConversationSummary>>;
+
+    /// Changes title and/or archived state (owners and admins; not the title of a direct one:
+    /// `Forbidden`). An empty title clears it. Event: `conversation_updated`. Nothing to change:
+    /// `None`.
+    async fn update_conversation(
+        &self,
+        tenant: &str,
+        by: &str,
+        id: &str,
+        title: Option<String>,
+        archived: Option<bool>,
+    ) -> Result<Option<u64>>;
+
+    /// `user`'s membership, or `None`; `NotFound` when the conversation does not exist.
+    async fn member(&self, tenant: &str, conversation: &str, user: &str) -> Result<Option<Member>>;
+
+    /// Members of a conversation, for a member of it.
+    async fn members(&self, tenant: &str, by: &str, conversation: &str) -> Result<Vec<Member>>;
+
+    /// Adds a member of a group (owners and admins; only an owner may add an owner or admin).
+    /// Event: `member_added`; the newcomer's read marker starts at that event. Already a member:
+    /// `Conflict`. Direct conversations: `Forbidden`.
+    async fn add_member(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<u64>;
+
+    /// Removes a member: anyone may remove themselves; owners remove anyone; admins remove plain
+    /// members. The last owner cannot leave while others remain (`Conflict`). Direct
+    /// conversations: `Forbidden`. Event: `member_removed`.
+    async fn remove_member(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        user: &str,
+    ) -> Result<u64>;
+
+    /// Changes a member's role (owners only; the last owner cannot step down: `Conflict`;
+    /// unknown member: `NotFound`; direct conversations: `Forbidden`).
+    /// Event: `member_role_changed`; same role: `None`.
+    async fn set_role(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<Option<u64>>;
+
+    /// Appends a message from a member (archived conversation: `Forbidden`; `reply_to` must be
+    /// a message of the same conversation, else `Invalid`). Idempotent on (conversation, author,
+    /// client_msg_id): a repeat returns the original with `duplicate = true` and no new event
+    /// (checked before the archived state, so a retry still gets its ack). An empty
+    /// `client_msg_id` is `Invalid`. Event: `message`. Returns only once the message is durable.
+    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+
+    /// A message as it is now, for a member of its conversation.
+    async fn message(&self, tenant: &str, user: &str, id: &str) -> Result<Message>;
+
+    /// Replaces the body of the author's own message (deleted: `Conflict`; not the author or
+    /// archived conversation: `Forbidden`). Event: `message_edited`.
+    async fn edit_message(&self, tenant: &str, by: &str, id: &str, body: String) -> Result<u64>;
+
+    /// Soft-deletes a message (its author, or an owner or admin). Already deleted: `None`.
+    /// It keeps its place and seq, but reads show it with an empty body, no attachments and no
+    /// reactions (its reactions are dropped). Event: `message_deleted`.
+    async fn delete_message(&self, tenant: &str, by: &str, id: &str) -> Result<Option<u64>>;
+
+    /// Adds `by`'s reaction (deleted message: `Conflict`; archived conversation: `Forbidden`).
+    /// Already present: `None`. Event: `reaction_added`.
+    async fn add_reaction(
+        &self,
+        tenant: &str,
+        by: &str,
+        id: &str,
+        emoji: &str,
+    ) -> Result<Option<u64>>;
+
+    /// Removes `by`'s reaction (archived conversation: `Forbidden`). Absent: `None`.
+    /// Event: `reaction_removed`.
+    async fn remove_reaction(
+        &self,
+        tenant: &str,
+        by: &str,
+        id: &str,
+        emoji: &str,
+    ) -> Result<Option<u64>>;
+
+    /// A page of messages, for a member. `limit` is clamped to 1..=200 by the caller (and again
+    /// by the backend). Each message carries its reactions.
+    async fn messages(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: &str,
+        query: PageQuery,
+    ) -> Result<MessagePage>;
+
+    /// Durable events with seq > `after`, oldest first, at most `limit`, for a member; also
+    /// returns the conversation's last seq (read in the same snapshot).
+    async fn events_after(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<StoredEvent>, u64)>;
+
+    /// Moves `user`'s read marker forward to `seq` (past the last seq: `Invalid`). Returns
+    /// whether it moved. Not an event.
+    async fn mark_read(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: &str,
+        seq: u64,
+    ) -> Result<bool>;
+
+    /// Cheap reachability check for `/ready` (`Unavailable` once closed).
+    async fn ping(&self) -> Result<()>;
+
+    /// Commits everything queued, then stops accepting writes (they return `Unavailable`).
+    /// Closing twice is harmless.
+    async fn close(&self) -> Result<()>;
+}
+
+/// A shared store.
+pub type DynStore = Arc<dyn Store>;

@@ -1,0 +1,217 @@
+//! What the write and read paths share: error mapping, column conversions, and the lookups that
+//! enforce tenancy (another tenant's id is `NotFound`) and membership (`NotMember`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use confab_protocol::rest::{Conversation, ConversationKind, Role};
+use confab_protocol::{EventKind, Millis, ServerFrame};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, ffi};
+
+use crate::{Result, StoreError, StoredEvent};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(code, _) = &err
+            && matches!(
+                code.extended_code,
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            )
+        {
+            return StoreError::Conflict("already exists".to_owned());
+        }
+        StoreError::Internal(err.to_string())
+    }
+}
+
+/// Maps a JSON (de)serialization failure of our own data.
+pub(super) fn json_error(err: serde_json::Error) -> StoreError {
+    StoreError::Internal(format!("json: {err}"))
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| Millis::try_from(elapsed.as_millis()).unwrap_or(Millis::MAX))
+        .unwrap_or(0)
+}
+
+/// A fresh, time-ordered id.
+pub(super) fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// A seq as SQLite stores it (seqs never reach `i64::MAX`; a larger cursor means "everything").
+pub(super) fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn conversion_error(index: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, Type::Text, what.into())
+}
+
+/// Reads a seq column.
+pub(super) fn seq_at(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(index)?;
+    u64::try_from(value).map_err(|_| conversion_error(index, format!("negative seq {value}")))
+}
+
+/// Reads a role column.
+pub(super) fn role_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Role> {
+    let text: String = row.get(index)?;
+    Role::parse(&text).ok_or_else(|| conversion_error(index, format!("unknown role {text:?}")))
+}
+
+fn kind_at(row: &Row<'_>, index: usize) -> rusqlite::Result<ConversationKind> {
+    let text: String = row.get(index)?;
+    ConversationKind::parse(&text)
+        .ok_or_else(|| conversion_error(index, format!("unknown conversation kind {text:?}")))
+}
+
+/// Reads an event kind column.
+pub(super) fn event_kind_at(row: &Row<'_>, index: usize) -> rusqlite::Result<EventKind> {
+    let text: String = row.get(index)?;
+    EventKind::parse(&text)
+        .ok_or_else(|| conversion_error(index, format!("unknown event {text:?}")))
+}
+
+/// The columns [`conversation_from_row`] reads, in order, prefixed by the table alias `c`.
+pub(super) const CONVERSATION_COLUMNS: &str =
+    "c.id, c.kind, c.title, c.created_by, c.created_at, c.archived, c.last_seq";
+
+/// Reads the [`CONVERSATION_COLUMNS`] starting at column 0.
+pub(super) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: row.get(0)?,
+        kind: kind_at(row, 1)?,
+        title: row.get(2)?,
+        created_by: row.get(3)?,
+        created_at: row.get(4)?,
+        archived: row.get::<_, i64>(5)? != 0,
+        last_seq: seq_at(row, 6)?,
+    })
+}
+
+/// The tenant's conversation `id`, or `NotFound`.
+pub(super) fn load_conversation(conn: &Connection, tenant: &str, id: &str) -> Result<Conversation> {
+    let sql = format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1 AND c.tenant = ?2"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row((id, tenant), conversation_from_row)
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))
+}
+
+/// `user`'s role in `conversation`, if a member.
+pub(super) fn role_of(conn: &Connection, conversation: &str, user: &str) -> Result<Option<Role>> {
+    let role = conn
+        .prepare_cached("SELECT role FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
+        .query_row((conversation, user), |row| role_at(row, 0))
+        .optional()?;
+    Ok(role)
+}
+
+/// The tenant's conversation and `user`'s role in it: `NotFound` when the conversation does not
+/// exist for this tenant, `NotMember` when `user` is not in it.
+pub(super) fn require_member(
+    conn: &Connection,
+    tenant: &str,
+    conversation: &str,
+    user: &str,
+) -> Result<(Conversation, Role)> {
+    let found = load_conversation(conn, tenant, conversation)?;
+    let role = role_of(conn, conversation, user)?.ok_or(StoreError::NotMember)?;
+    Ok((found, role))
+}
+
+/// What the write path needs to know about a message.
+pub(super) struct MessageMeta {
+    pub id: String,
+    pub conversation: String,
+    pub author: String,
+    pub deleted: bool,
+    /// The seq of the message's own `message` event.
+    pub seq: u64,
+}
+
+/// The tenant's message `id` (`NotFound` otherwise), its conversation, and `user`'s role there
+/// (`NotMember` otherwise).
+pub(super) fn require_message_member(
+    conn: &Connection,
+    tenant: &str,
+    user: &str,
+    id: &str,
+) -> Result<(MessageMeta, Conversation, Role)> {
+    let meta = conn
+        .prepare_cached(
+            "SELECT id, conversation_id, author, deleted_at IS NOT NULL, seq
+             FROM messages WHERE id = ?1 AND tenant = ?2",
+        )?
+        .query_row((id, tenant), |row| {
+            Ok(MessageMeta {
+                id: row.get(0)?,
+                conversation: row.get(1)?,
+                author: row.get(2)?,
+                deleted: row.get(3)?,
+                seq: seq_at(row, 4)?,
+            })
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound("message"))?;
+    let (conversation, role) = require_member(conn, tenant, &meta.conversation, user)?;
+    Ok((meta, conversation, role))
+}
+
+/// Takes the conversation's next seq and records `ts` as its latest activity.
+pub(super) fn next_seq(conn: &Connection, conversation: &str, ts: Millis) -> Result<u64> {
+    let seq = conn
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_activity = max(last_activity, ?1)
+             WHERE id = ?2 RETURNING last_seq",
+        )?
+        .query_row((ts, conversation), |row| seq_at(row, 0))
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    Ok(seq)
+}
+
+/// Stores a durable event (its frame serialized once, here) and queues it for the sink.
+pub(super) fn record_event(
+    conn: &Connection,
+    events: &mut Vec<StoredEvent>,
+    kind: EventKind,
+    subject: Option<&str>,
+    ts: Millis,
+    frame: &ServerFrame,
+) -> Result<()> {
+    let Some((conversation, seq)) = frame.durable_position() else {
+        return Err(StoreError::Internal(format!(
+            "{} is not a durable event",
+            kind.as_str()
+        )));
+    };
+    let json = serde_json::to_string(frame).map_err(json_error)?;
+    conn.prepare_cached(
+        "INSERT INTO events (conversation_id, seq, kind, subject, ts, frame)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute((
+        conversation,
+        seq_to_sql(seq),
+        kind.as_str(),
+        subject,
+        ts,
+        &json,
+    ))?;
+    events.push(StoredEvent {
+        conversation: conversation.to_owned(),
+        seq,
+        kind,
+        subject: subject.map(str::to_owned),
+        ts,
+        frame: json,
+    });
+    Ok(())
+}

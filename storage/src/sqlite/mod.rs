@@ -1,0 +1,316 @@
+//! The embedded SQLite backend.
+//!
+//! - `writer`: one thread owns the write connection and commits queued jobs in batches, each
+//!   job in its own savepoint (group commit: one fsync per batch, `synchronous=FULL`).
+//! - `pool`: read-only WAL connections used from tokio's blocking pool.
+//! - `ops` and `message_ops`: the write transactions; `read`: the queries; `common`: the
+//!   lookups both share (tenancy, membership, seqs, events).
+//! - `schema`: connection setup and the `user_version` migrations in `storage/migrations/`.
+//!
+//! The database must be a file (WAL needs one, and the readers open it separately).
+
+mod common;
+mod message_ops;
+mod ops;
+mod pool;
+mod read;
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use confab_protocol::rest::{
+    Conversation, ConversationSummary, Member, Message, MessagePage, Role,
+};
+
+use crate::{
+    Appended, EventSink, NewConversation, NewMessage, PageQuery, Result, Store, StoreError,
+    StoredEvent,
+};
+use pool::ReadPool;
+use writer::Writer;
+
+pub use schema::SCHEMA_VERSION;
+
+/// Tuning of a [`SqliteStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Read-only connections, so reads that may run at once (at least 1).
+    pub readers: usize,
+    /// Most write jobs committed in one transaction (at least 1).
+    pub max_batch: usize,
+    /// Write jobs that may wait for the writer; past it writers wait (backpressure).
+    pub queue: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            readers: 4,
+            max_batch: 512,
+            queue: 16384,
+        }
+    }
+}
+
+/// A [`Store`] in one SQLite file. See the [module docs](self) for its layout.
+///
+/// Call [`Store::close`] on shutdown to wait until every queued write is committed. Dropping the
+/// store without it is safe too: nothing blocks, and the writer thread still commits (and
+/// publishes) what was queued before it exits on its own.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReadPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path` and starts its writer.
+    /// Committed events go to `sink`. Blocking: call it at startup or from a blocking task.
+    pub fn open(
+        path: &Path,
+        sink: Arc<dyn EventSink>,
+        options: SqliteOptions,
+    ) -> Result<SqliteStore> {
+        let mut conn = schema::open_writer(path)?;
+        schema::migrate(&mut conn)?;
+        let readers = ReadPool::open(path, options.readers)?;
+        let writer = Writer::spawn(conn, sink, options.max_batch, options.queue)?;
+        tracing::info!(path = %path.display(), readers = options.readers.max(1), "sqlite store open");
+        Ok(SqliteStore { writer, readers })
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+
+    async fn read<T, F>(&self, query: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
+        self.readers.read(query).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)> {
+        self.write(move |conn, _| ops::create_conversation(conn, new))
+            .await
+    }
+
+    async fn conversation(&self, tenant: &str, user: &str, id: &str) -> Result<Conversation> {
+        let (tenant, user, id) = (tenant.to_owned(), user.to_owned(), id.to_owned());
+        self.read(move |conn| read::conversation(conn, &tenant, &user, &id))
+            .await
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<ConversationSummary>> {
+        let (tenant, user) = (tenant.to_owned(), user.to_owned());
+        self.read(move |conn| read::list_conversations(conn, &tenant, &user))
+            .await
+    }
+
+    async fn update_conversation(
+        &self,
+        tenant: &str,
+        by: &str,
+        id: &str,
+        title: Option<String>,
+        archived: Option<bool>,
+    ) -> Result<Option<u64>> {
+        let (tenant, by, id) = (tenant.to_owned(), by.to_owned(), id.to_owned());
+        self.write(move |conn, events| {
+            ops::update_conversation(conn, events, &tenant, &by, &id, title, archived)
+        })
+        .await
+    }
+
+    async fn member(&self, tenant: &str, conversation: &str, user: &str) -> Result<Option<Member>> {
+        let (tenant, conversation, user) =
+            (tenant.to_owned(), conversation.to_owned(), user.to_owned());
+        self.read(move |conn| read::member(conn, &tenant, &conversation, &user))
+            .await
+    }
+
+    async fn members(&self, tenant: &str, by: &str, conversation: &str) -> Result<Vec<Member>> {
+        let (tenant, by, conversation) =
+            (tenant.to_owned(), by.to_owned(), conversation.to_owned());
+        self.read(move |conn| read::members(conn, &tenant, &by, &conversation))
+            .await
+    }
+
+    async fn add_member(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<u64> {
+        let (tenant, by) = (tenant.to_owned(), by.to_owned());
+        let (conversation, user) = (conversation.to_owned(), user.to_owned());
+        self.write(move |conn, events| {
+            ops::add_member(conn, events, &tenant, &by, &conversation, &user, role)
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        user: &str,
+    ) -> Result<u64> {
+        let (tenant, by) = (tenant.to_owned(), by.to_owned());
+        let (conversation, user) = (conversation.to_owned(), user.to_owned());
+        self.write(move |conn, events| {
+            ops::remove_member(conn, events, &tenant, &by, &conversation, &user)
+        })
+        .await
+    }
+
+    async fn set_role(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<Option<u64>> {
+        let (tenant, by) = (tenant.to_owned(), by.to_owned());
+        let (conversation, user) = (conversation.to_owned(), user.to_owned());
+        self.write(move |conn, events| {
+            ops::set_role(conn, events, &tenant, &by, &conversation, &user, role)
+        })
+        .await
+    }
+
+    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        self.write(move |conn, events| message_ops::append_message(conn, events, new))
+            .await
+    }
+
+    async fn message(&self, tenant: &str, user: &str, id: &str) -> Result<Message> {
+        let (tenant, user, id) = (tenant.to_owned(), user.to_owned(), id.to_owned());
+        self.read(move |conn| read::message(conn, &tenant, &user, &id))
+            .await
+    }
+
+    async fn edit_message(&self, tenant: &str, by: &str, id: &str, body: String) -> Result<u64> {
+        let (tenant, by, id) = (tenant.to_owned(), by.to_owned(), id.to_owned());
+        self.write(move |conn, events| {
+            message_ops::edit_message(conn, events, &tenant, &by, &id, body)
+        })
+        .await
+    }
+
+    async fn delete_message(&self, tenant: &str, by: &str, id: &str) -> Result<Option<u64>> {
+        let (tenant, by, id) = (tenant.to_owned(), by.to_owned(), id.to_owned());
+        self.write(move |conn, events| message_ops::delete_message(conn, events, &tenant, &by, &id))
+            .await
+    }
+
+    async fn add_reaction(
+        &self,
+        tenant: &str,
+        by: &str,
+        id: &str,
+        emoji: &str,
+    ) -> Result<Option<u64>> {
+        let (tenant, by, id, emoji) = (
+            tenant.to_owned(),
+            by.to_owned(),
+            id.to_owned(),
+            emoji.to_owned(),
+        );
+        self.write(move |conn, events| {
+            message_ops::add_reaction(conn, events, &tenant, &by, &id, &emoji)
+        })
+        .await
+    }
+
+    async fn remove_reaction(
+        &self,
+        tenant: &str,
+        by: &str,
+        id: &str,
+        emoji: &str,
+    ) -> Result<Option<u64>> {
+        let (tenant, by, id, emoji) = (
+            tenant.to_owned(),
+            by.to_owned(),
+            id.to_owned(),
+            emoji.to_owned(),
+        );
+        self.write(move |conn, events| {
+            message_ops::remove_reaction(conn, events, &tenant, &by, &id, &emoji)
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: &str,
+        query: PageQuery,
+    ) -> Result<MessagePage> {
+        let (tenant, user, conversation) =
+            (tenant.to_owned(), user.to_owned(), conversation.to_owned());
+        self.read(move |conn| read::messages(conn, &tenant, &user, &conversation, query))
+            .await
+    }
+
+    async fn events_after(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<StoredEvent>, u64)> {
+        let (tenant, user, conversation) =
+            (tenant.to_owned(), user.to_owned(), conversation.to_owned());
+        self.read(move |conn| read::events_after(conn, &tenant, &user, &conversation, after, limit))
+            .await
+    }
+
+    async fn mark_read(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: &str,
+        seq: u64,
+    ) -> Result<bool> {
+        let (tenant, user, conversation) =
+            (tenant.to_owned(), user.to_owned(), conversation.to_owned());
+        self.write(move |conn, _| ops::mark_read(conn, &tenant, &user, &conversation, seq))
+            .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        if !self.writer.is_open() {
+            return Err(StoreError::Unavailable);
+        }
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    /// Commits everything queued, stops the writer and waits for it. Reads keep working; writes
+    /// and `ping` return `Unavailable` from then on.
+    async fn close(&self) -> Result<()> {
+        self.writer.close().await
+    }
+}

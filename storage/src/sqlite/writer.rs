@@ -1,0 +1,377 @@
+//! The single writer: a dedicated thread that owns the write connection and commits jobs in
+//! batches (group commit).
+//!
+//! Callers queue jobs on a bounded channel (a full queue makes `send` wait: backpressure). The
+//! thread blocks for one job, drains up to `max_batch - 1` more without waiting, and runs them all
+//! in one transaction, each inside its own savepoint so that a failing job rolls back only
+//! itself. One fsync then covers the whole batch. Only after the commit succeeds are the batch's
+//! events handed to the [`EventSink`] (in commit order) and the callers answered; if the commit
+//! fails, every job gets an error and nothing is published.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{EventSink, Result, StoreError, StoredEvent};
+
+/// A queued write, type-erased so that jobs of any result type share one queue.
+trait Job: Send {
+    /// Runs the job inside its savepoint; returns whether its changes should be kept.
+    fn run(&mut self, conn: &Connection, events: &mut Vec<StoredEvent>) -> bool;
+
+    /// Answers the caller once the batch's fate is known (`Err` carries the commit failure).
+    fn answer(self: Box<Self>, batch: std::result::Result<(), &str>);
+}
+
+type BoxedJob = Box<dyn Job>;
+
+/// A job and the caller waiting for its result.
+struct Pending<T, F> {
+    work: Option<F>,
+    outcome: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection, events: &mut Vec<StoredEvent>) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        // A bug in one job must not take the writer (and every other caller) down with it.
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(conn, events)))
+            .unwrap_or_else(|_| Err(StoreError::Internal("write job panicked".to_owned())));
+        let keep = outcome.is_ok();
+        self.outcome = Some(outcome);
+        keep
+    }
+
+    fn answer(self: Box<Self>, batch: std::result::Result<(), &str>) {
+        let outcome = match (self.outcome, batch) {
+            // A failed job was rolled back whatever became of the batch: its own error stands.
+            (Some(Err(err)), _) => Err(err),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(reason)) => Err(StoreError::Internal(format!(
+                "write batch failed: {reason}"
+            ))),
+            (None, Ok(())) => Err(StoreError::Internal("write job never ran".to_owned())),
+        };
+        if self.reply.send(outcome).is_err() {
+            tracing::debug!("write caller went away before its answer");
+        }
+    }
+}
+
+/// The handle on the writer thread held by the store.
+pub(super) struct Writer {
+    /// `None` once closed: new writes are refused.
+    sender: Mutex<Option<mpsc::Sender<BoxedJob>>>,
+    /// Taken by the first `close`; an async mutex so a second `close` waits for the first.
+    thread: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`. Dropping the returned handle without `close` is safe:
+    /// the thread still commits what was queued, then exits on its own.
+    pub(super) fn spawn(
+        conn: Connection,
+        sink: Arc<dyn EventSink>,
+        max_batch: usize,
+        queue: usize,
+    ) -> Result<Writer> {
+        let (sender, receiver) = mpsc::channel(queue.max(1));
+        let thread = spawn_thread(conn, sink, receiver, max_batch.max(1))?;
+        Ok(Writer {
+            sender: Mutex::new(Some(sender)),
+            thread: tokio::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Whether writes are still accepted.
+    pub(super) fn is_open(&self) -> bool {
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Runs `work` in the writer's next batch and returns its result once the batch is durable
+    /// and its events published. `Unavailable` after `close`.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+    {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Unavailable)?;
+        let (reply, answer) = oneshot::channel();
+        let job: BoxedJob = Box::new(Pending {
+            work: Some(work),
+            outcome: None,
+            reply,
+        });
+        sender
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        drop(sender);
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Stops accepting writes, lets the thread commit everything already queued, and waits for
+    /// it to exit. Closing twice is harmless.
+    pub(super) async fn close(&self) -> Result<()> {
+        let mut thread = self.thread.lock().await;
+        // Dropping our sender closes the queue once the writes in flight (holding clones) are in.
+        drop(
+            self.sender
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let Some(handle) = thread.take() else {
+            return Ok(());
+        };
+        let joined = tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .map_err(|err| StoreError::Internal(format!("joining the writer: {err}")))?;
+        joined.map_err(|_| StoreError::Internal("the writer thread panicked".to_owned()))
+    }
+}
+
+fn spawn_thread(
+    conn: Connection,
+    sink: Arc<dyn EventSink>,
+    receiver: mpsc::Receiver<BoxedJob>,
+    max_batch: usize,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("confab-sqlite-writer".to_owned())
+        .spawn(move || run(conn, sink.as_ref(), receiver, max_batch))
+        .map_err(|err| StoreError::Internal(format!("spawning the writer thread: {err}")))
+}
+
+/// The writer thread's loop; returns when the queue is closed and drained.
+fn run(
+    mut conn: Connection,
+    sink: &dyn EventSink,
+    mut receiver: mpsc::Receiver<BoxedJob>,
+    max_batch: usize,
+) {
+    let mut batch: Vec<BoxedJob> = Vec::with_capacity(max_batch);
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut events = Vec::new();
+        match commit_batch(&mut conn, &mut batch, &mut events) {
+            Ok(()) => {
+                tracing::trace!(
+                    jobs = batch.len(),
+                    events = events.len(),
+                    "committed write batch"
+                );
+                if !events.is_empty() {
+                    publish(sink, events);
+                }
+                for job in batch.drain(..) {
+                    job.answer(Ok(()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, jobs = batch.len(), "write batch failed");
+                let reason = err.to_string();
+                for job in batch.drain(..) {
+                    job.answer(Err(&reason));
+                }
+            }
+        }
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+/// Runs every job of the batch in one transaction, each in its own savepoint, and commits.
+/// Events of jobs that failed are dropped with their changes.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut [BoxedJob],
+    events: &mut Vec<StoredEvent>,
+) -> rusqlite::Result<()> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for job in batch.iter_mut() {
+        let mark = events.len();
+        let savepoint = tx.savepoint()?;
+        if job.run(&savepoint, events) {
+            savepoint.commit()?;
+        } else {
+            events.truncate(mark);
+            // The default drop behavior: roll back to the savepoint, then release it.
+            savepoint.finish()?;
+        }
+    }
+    tx.commit()
+}
+
+/// Hands committed events to the sink; a panicking sink must not stop the writer.
+fn publish(sink: &dyn EventSink, events: Vec<StoredEvent>) {
+    if panic::catch_unwind(AssertUnwindSafe(|| sink.publish(events))).is_err() {
+        tracing::error!("event sink panicked; committed events were not all published");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::RecordingSink;
+    use confab_protocol::EventKind;
+
+    fn event(seq: u64) -> StoredEvent {
+        StoredEvent {
+            conversation: "c".to_owned(),
+            seq,
+            kind: EventKind::Message,
+            subject: None,
+            ts: 0,
+            frame: String::new(),
+        }
+    }
+
+    fn job<T: Send + 'static>(
+        work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+    ) -> (BoxedJob, oneshot::Receiver<Result<T>>) {
+        let (reply, answer) = oneshot::channel();
+        (
+            Box::new(Pending {
+                work: Some(work),
+                outcome: None,
+                reply,
+            }),
+            answer,
+        )
+    }
+
+    fn insert(value: i64) -> impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<()> {
+        move |conn, events| {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [value])?;
+            events.push(event(u64::try_from(value).expect("positive")));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_job_rolls_back_alone_and_the_batch_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
+            .expect("create");
+
+        // Queue every job before the thread starts, so that they form a single batch.
+        let (sender, receiver) = mpsc::channel(16);
+        let (first, first_answer) = job(insert(1));
+        let (failing, failing_answer) = job(|conn, events| {
+            insert(2)(conn, events)?;
+            Err::<(), _>(StoreError::NotMember)
+        });
+        let (panicking, panicking_answer) =
+            job::<()>(|conn: &Connection, events: &mut Vec<StoredEvent>| {
+                insert(3)(conn, events)?;
+                panic!("job bug");
+            });
+        let (last, last_answer) = job(insert(4));
+        for queued in [first, failing, panicking, last] {
+            sender
+                .try_send(queued)
+                .map_err(|_| "queue full")
+                .expect("queue");
+        }
+        drop(sender);
+
+        let sink = Arc::new(RecordingSink::default());
+        let thread = spawn_thread(conn, sink.clone(), receiver, 16).expect("spawn");
+        thread.join().expect("writer exits once drained");
+
+        assert!(first_answer.blocking_recv().expect("answered").is_ok());
+        assert!(matches!(
+            failing_answer.blocking_recv().expect("answered"),
+            Err(StoreError::NotMember)
+        ));
+        assert!(matches!(
+            panicking_answer.blocking_recv().expect("answered"),
+            Err(StoreError::Internal(_))
+        ));
+        assert!(last_answer.blocking_recv().expect("answered").is_ok());
+
+        let seqs: Vec<u64> = sink.events().iter().map(|event| event.seq).collect();
+        assert_eq!(
+            seqs,
+            [1, 4],
+            "only the kept jobs' events are published, in order"
+        );
+        let conn = Connection::open(&path).expect("reopen");
+        let mut statement = conn.prepare("SELECT v FROM t ORDER BY v").expect("prepare");
+        let values: Vec<i64> = statement
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(values, [1, 4]);
+    }
+
+    #[test]
+    fn a_failed_commit_fails_every_job_and_publishes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("db.sqlite")).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (v INTEGER NOT NULL REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+             PRAGMA foreign_keys = ON;",
+        )
+        .expect("create");
+
+        let (sender, receiver) = mpsc::channel(16);
+        // Both jobs succeed on their own, but the deferred foreign key fails the COMMIT.
+        let (good, good_answer) = job(|_: &Connection, events: &mut Vec<StoredEvent>| {
+            events.push(event(1));
+            Ok(())
+        });
+        let (dangling, dangling_answer) = job(insert(7));
+        for queued in [good, dangling] {
+            sender
+                .try_send(queued)
+                .map_err(|_| "queue full")
+                .expect("queue");
+        }
+        drop(sender);
+
+        let sink = Arc::new(RecordingSink::default());
+        spawn_thread(conn, sink.clone(), receiver, 16)
+            .expect("spawn")
+            .join()
+            .expect("join");
+
+        assert!(matches!(
+            good_answer.blocking_recv().expect("answered"),
+            Err(StoreError::Internal(_))
+        ));
+        assert!(matches!(
+            dangling_answer.blocking_recv().expect("answered"),
+            Err(StoreError::Internal(_))
+        ));
+        assert!(sink.events().is_empty());
+    }
+}

@@ -1,0 +1,222 @@
+//! The conformance suite on [`SqliteStore`], plus checks of what only SQLite has: files,
+//! migrations and the group-committing writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use confab_protocol::rest::{ConversationKind, Role};
+use confab_storage::conformance::RecordingSink;
+use confab_storage::sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
+use confab_storage::{DynStore, NewConversation, NewMessage, PageQuery, StoreError};
+use tempfile::TempDir;
+use tokio::task::JoinSet;
+
+fn db_path(dir: &Path) -> PathBuf {
+    dir.join("confab.db")
+}
+
+fn open(dir: &Path, options: SqliteOptions) -> (DynStore, Arc<RecordingSink>) {
+    let sink = RecordingSink::new();
+    let store = SqliteStore::open(&db_path(dir), sink.clone(), options).expect("open sqlite store");
+    (Arc::new(store), sink)
+}
+
+async fn factory() -> (DynStore, Arc<RecordingSink>, TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, sink) = open(dir.path(), SqliteOptions::default());
+    (store, sink, dir)
+}
+
+async fn reopen(dir: &TempDir) -> (DynStore, Arc<RecordingSink>) {
+    open(dir.path(), SqliteOptions::default())
+}
+
+confab_storage::store_conformance_suite!(factory, reopen = reopen);
+
+const TENANT: &str = "acme";
+
+async fn group(store: &DynStore, creator: &str, members: &[&str]) -> String {
+    let new = NewConversation {
+        tenant: TENANT.to_owned(),
+        creator: creator.to_owned(),
+        kind: ConversationKind::Group,
+        title: None,
+        members: members.iter().map(|member| (*member).to_owned()).collect(),
+    };
+    store.create_conversation(new).await.expect("create").0.id
+}
+
+fn message(conversation: &str, author: &str, client_msg_id: &str) -> NewMessage {
+    NewMessage {
+        tenant: TENANT.to_owned(),
+        conversation: conversation.to_owned(),
+        author: author.to_owned(),
+        client_msg_id: client_msg_id.to_owned(),
+        body: format!("{author} says {client_msg_id}"),
+        reply_to: None,
+        attachments: Vec::new(),
+    }
+}
+
+fn user_version(dir: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db_path(dir)).expect("open raw");
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("user_version")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_keeps_everything_and_migrations_run_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = open(dir.path(), SqliteOptions::default());
+    let id = group(&store, "alice", &["bob"]).await;
+    for n in 0..5 {
+        store
+            .append_message(message(&id, "bob", &format!("m{n}")))
+            .await
+            .expect("send");
+    }
+    let page = PageQuery {
+        limit: 50,
+        ..PageQuery::default()
+    };
+    let before = store
+        .messages(TENANT, "alice", &id, page)
+        .await
+        .expect("page");
+    let (events_before, _) = store
+        .events_after(TENANT, "alice", &id, 0, 100)
+        .await
+        .expect("events");
+    store.close().await.expect("close");
+    drop(store);
+    assert_eq!(user_version(dir.path()), i64::from(SCHEMA_VERSION));
+
+    for _ in 0..2 {
+        let (store, _) = open(dir.path(), SqliteOptions::default());
+        let after = store
+            .messages(TENANT, "alice", &id, page)
+            .await
+            .expect("page");
+        assert_eq!(after.messages, before.messages);
+        let (events, last_seq) = store
+            .events_after(TENANT, "bob", &id, 0, 100)
+            .await
+            .expect("events");
+        assert_eq!(events, events_before);
+        assert_eq!(last_seq, 5);
+        let list = store
+            .list_conversations(TENANT, "alice")
+            .await
+            .expect("list");
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].unread, 5);
+        store.close().await.expect("close");
+        assert_eq!(user_version(dir.path()), i64::from(SCHEMA_VERSION));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_jobs_do_not_spoil_their_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A single reader and a small queue make the writer batch and the callers wait.
+    let options = SqliteOptions {
+        readers: 1,
+        max_batch: 64,
+        queue: 8,
+    };
+    let (store, sink) = open(dir.path(), options);
+    let id = group(&store, "alice", &["bob"]).await;
+
+    let mut tasks = JoinSet::new();
+    for n in 0..100 {
+        let store = store.clone();
+        let id = id.clone();
+        tasks.spawn(async move {
+            // Every third write comes from a stranger and must fail alone.
+            let author = if n % 3 == 0 { "mallory" } else { "bob" };
+            (
+                author,
+                store
+                    .append_message(message(&id, author, &format!("m{n}")))
+                    .await,
+            )
+        });
+    }
+    let mut acked = Vec::new();
+    for (author, outcome) in tasks.join_all().await {
+        match (author, outcome) {
+            ("mallory", Err(StoreError::NotMember)) => {}
+            ("bob", Ok(appended)) => acked.push(appended.seq),
+            (author, outcome) => panic!("{author}: unexpected {outcome:?}"),
+        }
+    }
+    acked.sort_unstable();
+    assert_eq!(
+        acked,
+        (1..=66).collect::<Vec<u64>>(),
+        "the failures took no seq"
+    );
+    let published: Vec<u64> = sink.events_of(&id).iter().map(|event| event.seq).collect();
+    assert_eq!(published, acked);
+    store.close().await.expect("close");
+
+    let (store, _) = open(dir.path(), SqliteOptions::default());
+    let (events, last_seq) = store
+        .events_after(TENANT, "bob", &id, 0, 1000)
+        .await
+        .expect("events");
+    assert_eq!((events.len(), last_seq), (66, 66));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_without_close_still_commits_what_was_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = open(dir.path(), SqliteOptions::default());
+    let id = group(&store, "alice", &["bob"]).await;
+    let sent = store
+        .append_message(message(&id, "bob", "m1"))
+        .await
+        .expect("send");
+    drop(store);
+
+    let (store, _) = open(dir.path(), SqliteOptions::default());
+    let read = store
+        .message(TENANT, "alice", &sent.id)
+        .await
+        .expect("persisted");
+    assert_eq!(read.seq, 1);
+    store
+        .add_member(TENANT, "alice", &id, "carol", Role::Member)
+        .await
+        .expect("writable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_keep_working_after_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = open(
+        dir.path(),
+        SqliteOptions {
+            readers: 2,
+            ..SqliteOptions::default()
+        },
+    );
+    let id = group(&store, "alice", &["bob"]).await;
+    store.close().await.expect("close");
+    assert_eq!(
+        store
+            .conversation(TENANT, "bob", &id)
+            .await
+            .expect("read")
+            .id,
+        id
+    );
+}
+
+#[test]
+fn opening_a_directory_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = RecordingSink::new();
+    let opened = SqliteStore::open(dir.path(), sink, SqliteOptions::default());
+    assert!(matches!(opened, Err(StoreError::Internal(_))));
+}
