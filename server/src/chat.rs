@@ -129,7 +129,7 @@ pub async fn mark_read(
         };
         state
             .hub
-            .publish_ephemeral(conversation, encode(&frame)?, None);
+            .publish_ephemeral(&user.tenant, conversation, encode(&frame)?, None);
         m::ephemeral("read");
     }
     Ok(moved)

@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a JWT signed with the key the server in this data dir uses.
     Token(TokenArgs),
 }
@@ -97,6 +97,23 @@ pub struct ServeArgs {
     /// Seconds to wait for sessions to close on shutdown [default: 10].
     #[arg(long, env = "CONFAB_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Storage: `sqlite` (under the data dir) or a `mongodb://` URI (needs a build with the
+    /// `mongo` feature) [default: sqlite].
+    #[arg(long, env = "CONFAB_STORE")]
+    pub store: Option<String>,
+    /// MongoDB database name [default: confab].
+    #[arg(long, env = "CONFAB_STORE_DATABASE")]
+    pub store_database: Option<String>,
+    /// Fan-out between nodes: `local` (one node) or `redis://host:port` [default: local].
+    #[arg(long, env = "CONFAB_HUB")]
+    pub hub: Option<String>,
+    /// Event stream: `none`, or `kafka://host:port[,host:port…][?librdkafka.property=value&…]`
+    /// (needs a build with the `kafka` feature) [default: none].
+    #[arg(long, env = "CONFAB_EVENTS")]
+    pub events: Option<String>,
+    /// Kafka topic of the event stream [default: confab.events].
+    #[arg(long, env = "CONFAB_EVENTS_TOPIC")]
+    pub events_topic: Option<String>,
     /// Log filter, in `RUST_LOG` syntax [default: info].
     #[arg(long, env = "CONFAB_LOG")]
     pub log: Option<String>,
@@ -125,6 +142,11 @@ struct FileConfig {
     outbound_queue: Option<usize>,
     max_joined: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    store: Option<String>,
+    store_database: Option<String>,
+    hub: Option<String>,
+    events: Option<String>,
+    events_topic: Option<String>,
     log: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -183,8 +205,87 @@ pub struct Config {
     pub outbound_queue: usize,
     pub max_joined: usize,
     pub shutdown_grace: Duration,
+    pub store: StoreBackend,
+    pub hub: HubBackend,
+    pub events: EventsBackend,
+    pub events_topic: String,
     pub log: String,
     pub log_format: LogFormat,
+}
+
+/// Where conversations and messages are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// SQLite under the data dir (the embedded default).
+    Sqlite,
+    /// MongoDB at this URI, in this database.
+    Mongo { uri: String, database: String },
+}
+
+impl StoreBackend {
+    fn parse(value: &str, database: Option<String>) -> Result<StoreBackend, ConfigError> {
+        match value {
+            "sqlite" => Ok(StoreBackend::Sqlite),
+            uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
+                let database = database.unwrap_or_else(|| "confab".to_owned());
+                if database.is_empty() || database.contains(['/', '.', ' ', '$']) {
+                    return Err(ConfigError::Invalid(format!(
+                        "invalid store_database {database:?}"
+                    )));
+                }
+                Ok(StoreBackend::Mongo {
+                    uri: uri.to_owned(),
+                    database,
+                })
+            }
+            other => Err(ConfigError::Invalid(format!(
+                "store must be `sqlite` or a mongodb:// URI, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// How rooms fan out between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubBackend {
+    /// One node: the in-process hub only.
+    Local,
+    /// Redis pub/sub at this URL.
+    Redis(String),
+}
+
+impl HubBackend {
+    fn parse(value: &str) -> Result<HubBackend, ConfigError> {
+        match value {
+            "local" => Ok(HubBackend::Local),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(HubBackend::Redis(url.to_owned()))
+            }
+            other => Err(ConfigError::Invalid(format!(
+                "hub must be `local` or a redis:// URL, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Where committed durable events are published (see `docs/events.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsBackend {
+    /// Nowhere.
+    None,
+    /// Kafka, at this `kafka://` URL (checked by [`crate::events::KafkaUrl::parse`]).
+    Kafka(String),
+}
+
+impl EventsBackend {
+    fn parse(value: &str) -> Result<EventsBackend, ConfigError> {
+        if value == "none" {
+            return Ok(EventsBackend::None);
+        }
+        crate::events::KafkaUrl::parse(value)
+            .map(|_| EventsBackend::Kafka(value.to_owned()))
+            .map_err(|err| ConfigError::Invalid(format!("events: {err}")))
+    }
 }
 
 /// A configuration that cannot be used.
@@ -235,6 +336,10 @@ impl Default for Config {
             outbound_queue: 1024,
             max_joined: 1000,
             shutdown_grace: Duration::from_secs(10),
+            store: StoreBackend::Sqlite,
+            hub: HubBackend::Local,
+            events: EventsBackend::None,
+            events_topic: crate::events::DEFAULT_TOPIC.to_owned(),
             log: "info".to_owned(),
             log_format: LogFormat::Text,
         }
@@ -306,6 +411,24 @@ impl Config {
                 .or(file.shutdown_grace_secs)
                 .map(secs)
                 .unwrap_or(d.shutdown_grace),
+            store: match args.store.or(file.store) {
+                Some(value) => {
+                    StoreBackend::parse(&value, args.store_database.or(file.store_database))?
+                }
+                None => d.store,
+            },
+            hub: match args.hub.or(file.hub) {
+                Some(value) => HubBackend::parse(&value)?,
+                None => d.hub,
+            },
+            events: match args.events.or(file.events) {
+                Some(value) => EventsBackend::parse(&value)?,
+                None => d.events,
+            },
+            events_topic: args
+                .events_topic
+                .or(file.events_topic)
+                .unwrap_or(d.events_topic),
             log: args.log.or(file.log).unwrap_or(d.log),
             log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
         };
@@ -332,6 +455,11 @@ impl Config {
         }
         if self.max_joined == 0 {
             return invalid("max_joined must be positive");
+        }
+        if !crate::events::is_valid_topic(&self.events_topic) {
+            return invalid(
+                "events_topic must be 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
+            );
         }
         Ok(())
     }
@@ -392,6 +520,62 @@ mod tests {
             ..ServeArgs::default()
         });
         assert!(matches!(err, Err(ConfigError::Invalid(_))));
+
+        let config = Config::resolve(ServeArgs {
+            store: Some("mongodb://127.0.0.1:27017/?replicaSet=rs0".into()),
+            ..ServeArgs::default()
+        })
+        .expect("mongo store");
+        assert_eq!(
+            config.store,
+            StoreBackend::Mongo {
+                uri: "mongodb://127.0.0.1:27017/?replicaSet=rs0".into(),
+                database: "confab".into()
+            }
+        );
+        let err = Config::resolve(ServeArgs {
+            store: Some("postgres://x".into()),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))));
+
+        let err = Config::resolve(ServeArgs {
+            hub: Some("mqtt://x".into()),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))));
+        let config = Config::resolve(ServeArgs {
+            hub: Some("redis://127.0.0.1:6379".into()),
+            ..ServeArgs::default()
+        })
+        .expect("redis hub");
+        assert_eq!(
+            config.hub,
+            HubBackend::Redis("redis://127.0.0.1:6379".into())
+        );
+
+        for events in ["kafka:/x", "kafka://", "kafka://host", "nats://x:1"] {
+            let err = Config::resolve(ServeArgs {
+                events: Some(events.into()),
+                ..ServeArgs::default()
+            });
+            assert!(matches!(err, Err(ConfigError::Invalid(_))), "{events}");
+        }
+        let err = Config::resolve(ServeArgs {
+            events_topic: Some("no spaces".into()),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))));
+        let config = Config::resolve(ServeArgs {
+            events: Some("kafka://127.0.0.1:9092".into()),
+            ..ServeArgs::default()
+        })
+        .expect("kafka events");
+        assert_eq!(
+            config.events,
+            EventsBackend::Kafka("kafka://127.0.0.1:9092".into())
+        );
+        assert_eq!(config.events_topic, "confab.events");
     }
 
     #[test]

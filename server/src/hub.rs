@@ -10,7 +10,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::EventKind;
@@ -45,6 +45,9 @@ pub enum Outbound {
     Event(Arc<Delivered>),
     /// An ephemeral frame, never replayed.
     Ephemeral(Arc<Ephemeral>),
+    /// Events of this conversation may have been missed (fan-out outage): catch up from
+    /// storage.
+    Resync(Arc<str>),
 }
 
 /// Shared between a session and the hub: lets the hub cut off a slow consumer.
@@ -83,9 +86,20 @@ pub struct Subscriber {
     pub control: Arc<ConnControl>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Room {
+    tenant: Arc<str>,
     subscribers: RwLock<Vec<Subscriber>>,
+}
+
+/// Fan-out to other nodes (the cluster's pub/sub). The hub tells it which rooms have local
+/// members (opens and closes are counted, so their order does not matter) and hands it every
+/// locally originated event once. Implementations must not block.
+pub trait Fanout: Send + Sync + 'static {
+    fn open_room(&self, tenant: &str, conversation: &str);
+    fn close_room(&self, tenant: &str, conversation: &str);
+    fn publish_event(&self, tenant: &str, event: &Delivered);
+    fn publish_ephemeral(&self, tenant: &str, frame: &Ephemeral, skip_user: Option<&str>);
 }
 
 /// The room hub.
@@ -93,6 +107,13 @@ struct Room {
 pub struct Hub {
     rooms: DashMap<Arc<str>, Arc<Room>, RandomState>,
     next_conn: AtomicU64,
+    fanout: OnceLock<Arc<dyn Fanout>>,
+}
+
+impl std::fmt::Debug for dyn Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fanout")
+    }
 }
 
 impl Default for Hub {
@@ -100,6 +121,7 @@ impl Default for Hub {
         Hub {
             rooms: DashMap::with_hasher(RandomState::new()),
             next_conn: AtomicU64::new(1),
+            fanout: OnceLock::new(),
         }
     }
 }
@@ -107,6 +129,13 @@ impl Default for Hub {
 impl Hub {
     pub fn new() -> Self {
         Hub::default()
+    }
+
+    /// Connects the hub to other nodes. Set once, before serving.
+    pub fn attach_fanout(&self, fanout: Arc<dyn Fanout>) {
+        if self.fanout.set(fanout).is_err() {
+            tracing::warn!("fan-out already attached; ignoring the second one");
+        }
     }
 
     /// A fresh connection id.
@@ -124,8 +153,25 @@ impl Hub {
 
     /// Adds a subscriber to a conversation's room (replacing an earlier entry of the same
     /// connection). Returns whether it was new.
-    pub fn subscribe(&self, conversation: &Arc<str>, subscriber: Subscriber) -> bool {
-        let room = self.rooms.entry(conversation.clone()).or_default().clone();
+    pub fn subscribe(
+        &self,
+        tenant: &Arc<str>,
+        conversation: &Arc<str>,
+        subscriber: Subscriber,
+    ) -> bool {
+        let room = self
+            .rooms
+            .entry(conversation.clone())
+            .or_insert_with(|| {
+                if let Some(fanout) = self.fanout.get() {
+                    fanout.open_room(tenant, conversation);
+                }
+                Arc::new(Room {
+                    tenant: tenant.clone(),
+                    subscribers: RwLock::default(),
+                })
+            })
+            .clone();
         let mut subs = room.subscribers.write().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = subs.iter_mut().find(|s| s.conn == subscriber.conn) {
             *existing = subscriber;
@@ -152,12 +198,15 @@ impl Hub {
         };
         if now_empty {
             // Re-check under the map's entry lock: a join may have raced in.
-            self.rooms.remove_if(conversation, |_, room| {
+            let removed = self.rooms.remove_if(conversation, |_, room| {
                 room.subscribers
                     .read()
                     .map(|s| s.is_empty())
                     .unwrap_or(false)
             });
+            if let (Some((key, room)), Some(fanout)) = (removed, self.fanout.get()) {
+                fanout.close_room(&room.tenant, &key);
+            }
         }
     }
 
@@ -166,20 +215,31 @@ impl Hub {
         self.rooms.len()
     }
 
-    /// Delivers an ephemeral frame to a room, skipping `skip_user`'s connections. A full queue
-    /// drops the frame for that connection (ephemeral frames are never replayed).
-    pub fn publish_ephemeral(&self, conversation: &str, text: Utf8Bytes, skip_user: Option<&str>) {
-        let Some((key, room)) = self
-            .rooms
-            .get(conversation)
-            .map(|r| (r.key().clone(), r.clone()))
-        else {
+    /// Delivers an ephemeral frame to a room here and on the other nodes, skipping
+    /// `skip_user`'s connections. A full queue drops the frame for that connection (ephemeral
+    /// frames are never replayed).
+    pub fn publish_ephemeral(
+        &self,
+        tenant: &str,
+        conversation: &str,
+        text: Utf8Bytes,
+        skip_user: Option<&str>,
+    ) {
+        let frame = Ephemeral {
+            conversation: self.room_key(conversation),
+            text,
+        };
+        if let Some(fanout) = self.fanout.get() {
+            fanout.publish_ephemeral(tenant, &frame, skip_user);
+        }
+        self.deliver_ephemeral(Arc::new(frame), skip_user);
+    }
+
+    /// Delivers an ephemeral frame to this node's subscribers only.
+    pub fn deliver_ephemeral(&self, frame: Arc<Ephemeral>, skip_user: Option<&str>) {
+        let Some(room) = self.rooms.get(&*frame.conversation).map(|r| r.clone()) else {
             return;
         };
-        let frame = Arc::new(Ephemeral {
-            conversation: key,
-            text,
-        });
         let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
         let mut delivered = 0u64;
         for sub in subs.iter() {
@@ -193,32 +253,58 @@ impl Hub {
         m::fanout_deliveries(delivered);
     }
 
-    fn publish_event(&self, event: StoredEvent) {
-        m::event_committed(event.kind);
-        let Some((key, room)) = self
-            .rooms
-            .get(event.conversation.as_str())
-            .map(|r| (r.key().clone(), r.clone()))
-        else {
+    /// Delivers a durable event to this node's subscribers only. A full queue cuts that
+    /// subscriber off as a slow consumer.
+    pub fn deliver_event(&self, event: Arc<Delivered>) {
+        let Some(room) = self.rooms.get(&*event.conversation).map(|r| r.clone()) else {
             return;
         };
-        let delivered = Arc::new(Delivered {
-            conversation: key,
-            seq: event.seq,
-            kind: event.kind,
-            subject: event.subject,
-            text: Utf8Bytes::from(event.frame),
-        });
         let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
         for sub in subs.iter() {
-            match sub.tx.try_send(Outbound::Event(delivered.clone())) {
+            match sub.tx.try_send(Outbound::Event(event.clone())) {
                 Ok(()) => count += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => sub.control.kick(),
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         m::fanout_deliveries(count);
+    }
+
+    /// Tells every local subscriber to catch up from storage (after a fan-out outage, when
+    /// events from other nodes may have been missed).
+    pub fn resync_all(&self) {
+        let rooms: Vec<(Arc<str>, Arc<Room>)> = self
+            .rooms
+            .iter()
+            .map(|r| (r.key().clone(), r.value().clone()))
+            .collect();
+        for (key, room) in rooms {
+            let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
+            for sub in subs.iter() {
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    sub.tx.try_send(Outbound::Resync(key.clone()))
+                {
+                    sub.control.kick();
+                }
+            }
+        }
+    }
+
+    /// A locally committed event: to this node's subscribers and to the other nodes.
+    fn publish_event(&self, event: StoredEvent) {
+        m::event_committed(event.kind);
+        let delivered = Arc::new(Delivered {
+            conversation: self.room_key(&event.conversation),
+            seq: event.seq,
+            kind: event.kind,
+            subject: event.subject,
+            text: Utf8Bytes::from(event.frame),
+        });
+        if let Some(fanout) = self.fanout.get() {
+            fanout.publish_event(&event.tenant, &delivered);
+        }
+        self.deliver_event(delivered);
     }
 }
 
@@ -234,8 +320,13 @@ impl EventSink for Hub {
 mod tests {
     use super::*;
 
+    fn tenant() -> Arc<str> {
+        "t".into()
+    }
+
     fn event(conversation: &str, seq: u64) -> StoredEvent {
         StoredEvent {
+            tenant: "t".into(),
             conversation: conversation.into(),
             seq,
             kind: EventKind::Message,
@@ -267,9 +358,9 @@ mod tests {
         let (a, mut rx_a) = subscriber(&hub, "a", 8);
         let (b, mut rx_b) = subscriber(&hub, "b", 8);
         let (other, mut rx_other) = subscriber(&hub, "c", 8);
-        hub.subscribe(&room, a);
-        hub.subscribe(&room, b);
-        hub.subscribe(&"c2".into(), other);
+        hub.subscribe(&tenant(), &room, a);
+        hub.subscribe(&tenant(), &room, b);
+        hub.subscribe(&tenant(), &"c2".into(), other);
         hub.publish(vec![event("c1", 1), event("c1", 2)]);
         for rx in [&mut rx_a, &mut rx_b] {
             for seq in 1..=2 {
@@ -290,8 +381,8 @@ mod tests {
         let (fast, mut rx_fast) = subscriber(&hub, "fast", 16);
         let slow_control = slow.control.clone();
         let fast_control = fast.control.clone();
-        hub.subscribe(&room, slow);
-        hub.subscribe(&room, fast);
+        hub.subscribe(&tenant(), &room, slow);
+        hub.subscribe(&tenant(), &room, fast);
         hub.publish((1..=5).map(|s| event("c", s)).collect());
         tokio::time::timeout(std::time::Duration::from_secs(1), slow_control.kicked())
             .await
@@ -312,9 +403,9 @@ mod tests {
         let (b, mut rx_b) = subscriber(&hub, "b", 4);
         let a_conn = a.conn;
         let b_conn = b.conn;
-        hub.subscribe(&room, a);
-        hub.subscribe(&room, b);
-        hub.publish_ephemeral("c", Utf8Bytes::from("typing"), Some("a"));
+        hub.subscribe(&tenant(), &room, a);
+        hub.subscribe(&tenant(), &room, b);
+        hub.publish_ephemeral("t", "c", Utf8Bytes::from("typing"), Some("a"));
         assert!(rx_a.try_recv().is_err());
         assert!(matches!(rx_b.try_recv(), Ok(Outbound::Ephemeral(_))));
         hub.unsubscribe("c", a_conn);

@@ -2,7 +2,9 @@
 //!
 //! Layout, one module per concern:
 //! - [`config`]: the clap + TOML configuration; [`auth`]: JWT verification and minting.
-//! - [`hub`]: rooms and fan-out (the storage event sink); [`session`]: one task per WebSocket.
+//! - [`hub`]: rooms and fan-out (the storage event sink); [`session`]: one task per WebSocket;
+//!   [`redis_fanout`]: fan-out between nodes over Redis pub/sub; [`events`]: the event stream
+//!   to Kafka (cargo feature `kafka`).
 //! - [`chat`]: operations shared by WebSocket and REST; [`validate`]: field checks.
 //! - [`http`]: the REST routers, the OpenAPI document and ops endpoints.
 //! - [`error`]: the one error type and its JSON shape; [`metrics`]: Prometheus names.
@@ -12,15 +14,18 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod redis_fanout;
 pub mod session;
 pub mod state;
 pub mod validate;
 
 use std::future::Future;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use state::AppState;
@@ -40,6 +45,12 @@ pub async fn run(
         tracing::info!("shutting down");
         token.cancel();
     };
+    // Chat frames are small and latency-bound: no Nagle delay.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await;

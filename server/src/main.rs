@@ -6,10 +6,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use confab_server::auth::JwtKeys;
-use confab_server::config::{Cli, CliCommand, Config, JwtSource, LogFormat, TokenArgs};
+use confab_server::config::{
+    Cli, CliCommand, Config, HubBackend, JwtSource, LogFormat, StoreBackend, TokenArgs,
+};
 use confab_server::hub::Hub;
-use confab_server::{AppState, metrics};
+use confab_server::redis_fanout::RedisFanout;
+use confab_server::{AppState, events, metrics};
 use confab_storage::sqlite::{SqliteOptions, SqliteStore};
+use confab_storage::{DynStore, EventSink};
 use tracing_subscriber::EnvFilter;
 
 /// Database file under the data dir.
@@ -19,7 +23,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         CliCommand::Serve(args) => {
-            let config = Config::resolve(args)?;
+            let config = Config::resolve(*args)?;
             init_tracing(&config)?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -55,18 +59,51 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let metrics_handle = metrics::install().context("cannot install the metrics recorder")?;
     let hub = Arc::new(Hub::new());
-    let db_path = config.data_dir.join(DB_FILE);
-    let store = SqliteStore::open(&db_path, hub.clone(), SqliteOptions::default())
-        .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    // With an event stream, the store's sink is a tee: the hub first, then the stream.
+    let events = events::start(&config, hub.clone()).context("cannot start the event stream")?;
+    let events_flush = config.shutdown_grace;
+    let store = open_store(&config, events.sink()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    let state = AppState::new(config, Arc::new(store), hub, keys, Some(metrics_handle));
+    let mut state = AppState::new(config, store, hub.clone(), keys, Some(metrics_handle));
+    if let HubBackend::Redis(url) = &state.config.hub {
+        let fanout = RedisFanout::start(url, &hub, state.shutdown.clone())
+            .await
+            .with_context(|| format!("cannot start the redis fan-out at {url}"))?;
+        state.fanout = Some(fanout);
+    }
     tracing::info!(addr = %local, "listening");
     confab_server::run(listener, state, shutdown_signal()).await?;
+    // After the store has closed: every committed event has been handed to the stream.
+    events.close(events_flush).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the configured store; committed events go to `sink`.
+async fn open_store(config: &Config, sink: Arc<dyn EventSink>) -> anyhow::Result<DynStore> {
+    match &config.store {
+        StoreBackend::Sqlite => {
+            let db_path = config.data_dir.join(DB_FILE);
+            let store = SqliteStore::open(&db_path, sink, SqliteOptions::default())
+                .with_context(|| format!("cannot open database {}", db_path.display()))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "mongo")]
+        StoreBackend::Mongo { uri, database } => {
+            let store = confab_storage::mongo::MongoStore::connect(uri, database, sink)
+                .await
+                .with_context(|| format!("cannot open the MongoDB store (database {database})"))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "mongo"))]
+        StoreBackend::Mongo { .. } => {
+            drop(sink);
+            anyhow::bail!("this build has no MongoDB support: rebuild with `--features mongo`")
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -2,6 +2,8 @@
 //!
 //! Every metric Confab exports is declared here, so `/metrics` is documented in one place.
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
@@ -22,6 +24,8 @@ pub const ACK_LATENCY: &str = "confab_ack_latency_seconds";
 pub const WS_ERRORS_TOTAL: &str = "confab_ws_errors_total";
 pub const HTTP_REQUESTS_TOTAL: &str = "confab_http_requests_total";
 pub const HTTP_DURATION: &str = "confab_http_request_duration_seconds";
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 
 /// Installs the global Prometheus recorder; the handle renders `/metrics`.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
@@ -89,4 +93,93 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     histogram!(HTTP_DURATION, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 in
+/// Linux's user-space ABI, so no `sysconf` call is needed).
+const USER_HZ: f64 = 100.0;
+
+/// Resident memory and CPU time of a process, read from its `/proc/<pid>` directory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    /// Resident set size (`VmRSS`), in bytes.
+    pub resident_bytes: u64,
+    /// User plus system CPU time since the process started, in seconds.
+    pub cpu_seconds: f64,
+}
+
+impl ProcessStats {
+    /// Reads `proc_dir` (`/proc/self`, or `/proc/<pid>` of another process). `None` where
+    /// there is no procfs (not Linux) or the process is gone.
+    pub fn read(proc_dir: &Path) -> Option<ProcessStats> {
+        let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+        let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+        Some(ProcessStats {
+            resident_bytes: parse_vm_rss(&status)?,
+            cpu_seconds: parse_cpu_seconds(&stat)?,
+        })
+    }
+}
+
+/// `VmRSS:  1234 kB` of `/proc/<pid>/status`, in bytes.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `utime + stime` (fields 14 and 15) of `/proc/<pid>/stat`, in seconds. The command name in
+/// field 2 may hold spaces and parentheses, so fields are counted after its closing `)`.
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// The standard Prometheus process metrics of this process, in text exposition format, read
+/// when `/metrics` is rendered. Empty where `/proc` is not available.
+pub fn render_process_metrics() -> String {
+    let Some(stats) = ProcessStats::read(Path::new("/proc/self")) else {
+        return String::new();
+    };
+    let mut text = String::with_capacity(320);
+    let _ = writeln!(
+        text,
+        "# HELP {PROCESS_RESIDENT_MEMORY} Resident memory size in bytes.\n\
+         # TYPE {PROCESS_RESIDENT_MEMORY} gauge\n\
+         {PROCESS_RESIDENT_MEMORY} {}\n\
+         # HELP {PROCESS_CPU_SECONDS} Total user and system CPU time spent in seconds.\n\
+         # TYPE {PROCESS_CPU_SECONDS} counter\n\
+         {PROCESS_CPU_SECONDS} {}",
+        stats.resident_bytes, stats.cpu_seconds
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_files_parse() {
+        let status = "Name:\tconfab\nVmPeak:\t  9000 kB\nVmRSS:\t  5120 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(5120 * 1024));
+        let stat = "4242 (con fab) (x) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 3 0 100 0";
+        assert_eq!(parse_cpu_seconds(stat), Some(3.75));
+        assert_eq!(parse_cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_metrics_render() {
+        let text = render_process_metrics();
+        if Path::new("/proc/self/stat").exists() {
+            assert!(text.contains("process_resident_memory_bytes "), "{text}");
+            assert!(
+                text.contains("# TYPE process_cpu_seconds_total counter"),
+                "{text}"
+            );
+        }
+    }
 }

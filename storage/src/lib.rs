@@ -7,9 +7,12 @@
 //! - [`EventSink`]: where a backend hands every committed durable event, in seq order per
 //!   conversation, before it answers the caller. The server's hub is the sink.
 //! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
+//! - `mongo` (cargo feature `mongo`): the MongoDB backend, for clusters of nodes.
 
 pub mod conformance;
 mod error;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -26,6 +29,8 @@ pub use error::{Result, StoreError};
 /// A committed durable event, as handed to the [`EventSink`] and replayed on resume.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
+    /// The conversation's tenant (cluster channels and event topics are namespaced by it).
+    pub tenant: String,
     pub conversation: String,
     pub seq: u64,
     pub kind: EventKind,
@@ -228,6 +233,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: &str,
         user: &str,
+        conversation: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<StoredEvent>, u64)>;
+
+    /// Like [`Store::events_after`] but without a membership check: for the server's own use
+    /// (a cluster node filling a gap in a conversation's event stream), never for clients.
+    async fn conversation_events(
+        &self,
+        tenant: &str,
         conversation: &str,
         after: u64,
         limit: u32,

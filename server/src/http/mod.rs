@@ -5,6 +5,7 @@ mod conversations;
 mod messages;
 pub mod openapi;
 mod ops;
+mod web;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(web::router())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/ws", get(crate::session::ws_handler))
         .fallback(not_found)

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conversations, messages, ops};
+use super::{conversations, messages, ops, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use super::{conversations, messages, ops};
         conversations::remove_member, conversations::mark_read,
         messages::list, messages::send, messages::fetch, messages::edit, messages::remove,
         messages::react, messages::unreact,
+        web::dev_token,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -24,6 +25,7 @@ use super::{conversations, messages, ops};
         (name = "members", description = "Membership and roles"),
         (name = "messages", description = "History, sending, edits, deletes, reactions"),
         (name = "ops", description = "Health, readiness, metrics"),
+        (name = "dev", description = "Development sign-in (generated key on loopback only)"),
     )
 )]
 pub struct ApiDoc;
@@ -75,6 +77,7 @@ mod tests {
             ("/health", &["get"]),
             ("/ready", &["get"]),
             ("/metrics", &["get"]),
+            ("/v1/dev/token", &["post"]),
         ] {
             for method in methods {
                 assert!(
@@ -85,5 +88,10 @@ mod tests {
         }
         assert!(json["components"]["schemas"].get("Message").is_some());
         assert!(json["components"]["schemas"].get("ErrorBody").is_some());
+        assert!(
+            json["components"]["schemas"]
+                .get("DevTokenRequest")
+                .is_some()
+        );
     }
 }

@@ -9,6 +9,9 @@ use confab_protocol::rest::Health;
 
 use crate::state::AppState;
 
+/// Longest a readiness probe waits for the store.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/health", get(health))
@@ -37,7 +40,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match state.store.ping().await {
+    if state.fanout.as_ref().is_some_and(|f| !f.is_connected()) {
+        let body = Json(Health {
+            status: "fanout_unavailable".into(),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    // A store that hangs (an unreachable cluster) must not hang the probe.
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
+    match ping.unwrap_or(Err(confab_storage::StoreError::Unavailable)) {
         Ok(()) => Json(Health {
             status: "ready".into(),
         })
@@ -55,13 +66,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition: Confab's metrics, then the process's resident memory and CPU time.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state
+    let mut body = state
         .metrics
         .as_ref()
         .map(|h| h.render())
         .unwrap_or_default();
+    body.push_str(&crate::metrics::render_process_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -167,7 +167,9 @@ impl Session {
             .into());
         }
         let key = self.state.hub.room_key(&conversation);
-        self.state.hub.subscribe(&key, self.subscriber());
+        self.state
+            .hub
+            .subscribe(&self.user.tenant, &key, self.subscriber());
         let cap = self.state.config.replay_cap;
         let tenant = self.user.tenant.clone();
         let user = self.user.user.clone();
@@ -195,6 +197,10 @@ impl Session {
             }
         };
         let recovered = events.len() <= cap as usize;
+        // A backend whose reads are not one snapshot may return events past `last_seq`; the
+        // dedupe mark must cover whatever is replayed.
+        let replayed_to = events.last().filter(|_| recovered).map_or(0, |e| e.seq);
+        let delivered_to = last_seq.max(replayed_to);
         let joined = ServerFrame::Joined {
             reference,
             conversation,
@@ -219,7 +225,7 @@ impl Session {
         self.joined.insert(
             key,
             Joined {
-                last_seq,
+                last_seq: delivered_to,
                 last_typing,
             },
         );
@@ -244,9 +250,12 @@ impl Session {
             conversation: conversation.to_owned(),
             user: self.user.user.to_string(),
         };
-        self.state
-            .hub
-            .publish_ephemeral(conversation, encode(&frame)?, Some(&self.user.user));
+        self.state.hub.publish_ephemeral(
+            &self.user.tenant,
+            conversation,
+            encode(&frame)?,
+            Some(&self.user.user),
+        );
         m::ephemeral("typing");
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! queued event the backlog already covered.
 
 mod commands;
+mod outbound;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +19,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use confab_protocol::{ClientFrame, Command, ErrorCode, EventKind, ServerFrame};
-use futures_util::SinkExt;
+use confab_protocol::{ClientFrame, Command, ErrorCode, ServerFrame};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
@@ -40,8 +40,12 @@ pub mod close_code {
     pub const IDLE_TIMEOUT: u16 = 4002;
     /// The outbound queue overflowed; reconnect and resume with `since`.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// The connection fell further behind than the replay cap; reconnect and resume.
+    pub const RESUME_REQUIRED: u16 = 4009;
 }
 
+/// How long a closed session waits for the client's close before dropping the socket.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a closing session waits for its last frames to be taken.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most queued frames written before one flush.
@@ -156,7 +160,19 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    // Linger until the client answers the close (or goes away): dropping the socket with
+    // unread input would make the kernel reset the connection and lose the close frame.
+    let linger = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, linger).await;
 }
 
 /// A joined conversation, as the session tracks it.
@@ -168,7 +184,7 @@ struct Joined {
 }
 
 /// Why the loop ended.
-enum Exit {
+pub(super) enum Exit {
     ClientClosed,
     Closed { code: u16, reason: &'static str },
     SocketError,
@@ -307,16 +323,23 @@ impl Session {
                     }
                 }
                 Some(item) = self.rx.recv() => {
-                    // A client that stops reading blocks the write; the hub's kick must still
-                    // end the session.
+                    // A client that stops reading blocks the write; the hub's kick, shutdown and
+                    // the idle timeout must still end the session.
+                    let idle_deadline = tokio::time::Instant::from_std(self.last_seen + self.state.config.idle_timeout);
                     tokio::select! {
                         written = self.write_queued(socket, item) => {
-                            if written.is_err() {
-                                return Exit::SocketError;
+                            if let Err(exit) = written {
+                                return exit;
                             }
                         }
                         _ = control.kicked() => {
                             return Exit::Closed { code: close_code::SLOW_CONSUMER, reason: "slow consumer" };
+                        }
+                        _ = shutdown.cancelled() => {
+                            return Exit::Closed { code: 1001, reason: "server shutting down" };
+                        }
+                        _ = tokio::time::sleep_until(idle_deadline) => {
+                            return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" };
                         }
                     }
                 }
@@ -324,54 +347,13 @@ impl Session {
                     if self.last_seen.elapsed() > self.state.config.idle_timeout {
                         return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" };
                     }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
-                        return Exit::SocketError;
+                    let idle_deadline = tokio::time::Instant::from_std(self.last_seen + self.state.config.idle_timeout);
+                    match tokio::time::timeout_at(idle_deadline, socket.send(Message::Ping(Default::default()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Exit::SocketError,
+                        Err(_) => return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" },
                     }
                 }
-            }
-        }
-    }
-
-    /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
-    async fn write_queued(&mut self, socket: &mut WebSocket, first: Outbound) -> Result<(), ()> {
-        let mut pending = 0usize;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            if let Some(text) = self.admit(item) {
-                socket.feed(Message::Text(text)).await.map_err(|_| ())?;
-                pending += 1;
-            }
-            if pending < WRITE_BATCH {
-                next = self.rx.try_recv().ok();
-            }
-        }
-        if pending > 0 {
-            socket.flush().await.map_err(|_| ())?;
-        }
-        Ok(())
-    }
-
-    /// Decides whether a queued item goes out: only for joined conversations, and durable events
-    /// only once and in seq order. A `member_removed` of this user ends the subscription.
-    fn admit(&mut self, item: Outbound) -> Option<Utf8Bytes> {
-        match item {
-            Outbound::Ephemeral(frame) => self
-                .joined
-                .contains_key(&frame.conversation)
-                .then(|| frame.text.clone()),
-            Outbound::Event(event) => {
-                let joined = self.joined.get_mut(&event.conversation)?;
-                if event.seq <= joined.last_seq {
-                    return None;
-                }
-                joined.last_seq = event.seq;
-                if event.kind == EventKind::MemberRemoved
-                    && event.subject.as_deref() == Some(&*self.user.user)
-                {
-                    self.joined.remove(&event.conversation);
-                    self.state.hub.unsubscribe(&event.conversation, self.conn);
-                }
-                Some(event.text.clone())
             }
         }
     }

@@ -43,6 +43,10 @@ pub async fn tenant_isolation(store: DynStore, _sink: Arc<RecordingSink>) {
         store.set_role(t, "alice", id, "bob", Role::Admin).await,
         StoreError::NotFound(_)
     );
+    expect_err!(
+        store.conversation_events(t, id, 0, 10).await,
+        StoreError::NotFound(_)
+    );
     let mut foreign = new_message(id, "alice", "intruder");
     foreign.tenant = t.to_owned();
     expect_err!(store.append_message(foreign).await, StoreError::NotFound(_));

@@ -76,6 +76,13 @@ pub async fn events_replay_every_kind(store: DynStore, sink: Arc<RecordingSink>)
         "replay returns exactly what was published"
     );
 
+    assert!(events.iter().all(|event| event.tenant == TENANT));
+    // The unchecked read (cluster gap fill) sees the same log, with no membership required.
+    let (unchecked, unchecked_last) = store
+        .conversation_events(TENANT, id, 0, 100)
+        .await
+        .expect("conversation events");
+    assert_eq!((unchecked, unchecked_last), (events.clone(), 9));
     let published = sink.events_of(id);
     for (event, live) in events.iter().zip(&published) {
         // The live frames carry the content the delete later scrubbed from the replay.

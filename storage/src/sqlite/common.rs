@@ -181,6 +181,7 @@ pub(super) fn next_seq(conn: &Connection, conversation: &str, ts: Millis) -> Res
 pub(super) fn record_event(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
+    tenant: &str,
     kind: EventKind,
     subject: Option<&str>,
     ts: Millis,
@@ -206,6 +207,7 @@ pub(super) fn record_event(
         &json,
     ))?;
     events.push(StoredEvent {
+        tenant: tenant.to_owned(),
         conversation: conversation.to_owned(),
         seq,
         kind,

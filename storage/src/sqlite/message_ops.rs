@@ -89,6 +89,7 @@ pub(super) fn append_message(
         &attachments,
         ts,
     ))?;
+    let tenant = new.tenant;
     let frame = ServerFrame::Message(MessageEvent {
         conversation: new.conversation,
         id: id.clone(),
@@ -100,7 +101,7 @@ pub(super) fn append_message(
         reply_to: new.reply_to,
         attachments: new.attachments,
     });
-    record_event(conn, events, EventKind::Message, None, ts, &frame)?;
+    record_event(conn, events, &tenant, EventKind::Message, None, ts, &frame)?;
     Ok(Appended {
         id,
         seq,
@@ -139,7 +140,15 @@ pub(super) fn edit_message(
         body,
         ts,
     };
-    record_event(conn, events, EventKind::MessageEdited, None, ts, &frame)?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        EventKind::MessageEdited,
+        None,
+        ts,
+        &frame,
+    )?;
     Ok(seq)
 }
 
@@ -178,7 +187,15 @@ pub(super) fn delete_message(
         by: by.to_owned(),
         ts,
     };
-    record_event(conn, events, EventKind::MessageDeleted, None, ts, &frame)?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        EventKind::MessageDeleted,
+        None,
+        ts,
+        &frame,
+    )?;
     Ok(Some(seq))
 }
 
@@ -217,7 +234,15 @@ pub(super) fn add_reaction(
         emoji: emoji.to_owned(),
         ts,
     };
-    record_event(conn, events, EventKind::ReactionAdded, None, ts, &frame)?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        EventKind::ReactionAdded,
+        None,
+        ts,
+        &frame,
+    )?;
     Ok(Some(seq))
 }
 
@@ -249,7 +274,15 @@ pub(super) fn remove_reaction(
         emoji: emoji.to_owned(),
         ts,
     };
-    record_event(conn, events, EventKind::ReactionRemoved, None, ts, &frame)?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        EventKind::ReactionRemoved,
+        None,
+        ts,
+        &frame,
+    )?;
     Ok(Some(seq))
 }
 

@@ -287,6 +287,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn conversation_events(
+        &self,
+        tenant: &str,
+        conversation: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<StoredEvent>, u64)> {
+        let (tenant, conversation) = (tenant.to_owned(), conversation.to_owned());
+        self.read(move |conn| read::conversation_events(conn, &tenant, &conversation, after, limit))
+            .await
+    }
+
     async fn mark_read(
         &self,
         tenant: &str,

@@ -138,6 +138,7 @@ pub(super) fn update_conversation(
     record_event(
         conn,
         events,
+        tenant,
         EventKind::ConversationUpdated,
         None,
         ts,
@@ -217,7 +218,15 @@ pub(super) fn add_member(
         by: by.to_owned(),
         ts,
     };
-    record_event(conn, events, EventKind::MemberAdded, Some(user), ts, &frame)?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        EventKind::MemberAdded,
+        Some(user),
+        ts,
+        &frame,
+    )?;
     Ok(seq)
 }
 
@@ -265,6 +274,7 @@ pub(super) fn remove_member(
     record_event(
         conn,
         events,
+        tenant,
         EventKind::MemberRemoved,
         Some(user),
         ts,
@@ -312,6 +322,7 @@ pub(super) fn set_role(
     record_event(
         conn,
         events,
+        tenant,
         EventKind::MemberRoleChanged,
         Some(user),
         ts,

@@ -270,6 +270,34 @@ pub(super) fn events_after(
     limit: u32,
 ) -> Result<(Vec<StoredEvent>, u64)> {
     let (found, _) = require_member(conn, tenant, conversation, user)?;
+    let events = events_from(conn, tenant, conversation, after, limit)?;
+    Ok((events, found.last_seq))
+}
+
+/// Events of a tenant's conversation after `after`, without a membership check.
+pub(super) fn conversation_events(
+    conn: &Connection,
+    tenant: &str,
+    conversation: &str,
+    after: u64,
+    limit: u32,
+) -> Result<(Vec<StoredEvent>, u64)> {
+    let last_seq: Option<i64> = conn
+        .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1 AND tenant = ?2")?
+        .query_row((conversation, tenant), |row| row.get(0))
+        .optional()?;
+    let last_seq = last_seq.ok_or(StoreError::NotFound("conversation"))?;
+    let events = events_from(conn, tenant, conversation, after, limit)?;
+    Ok((events, u64::try_from(last_seq).unwrap_or(0)))
+}
+
+fn events_from(
+    conn: &Connection,
+    tenant: &str,
+    conversation: &str,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>> {
     let events = conn
         .prepare_cached(
             "SELECT conversation_id, seq, kind, subject, ts, frame FROM events
@@ -277,6 +305,7 @@ pub(super) fn events_after(
         )?
         .query_map((conversation, seq_to_sql(after), i64::from(limit)), |row| {
             Ok(StoredEvent {
+                tenant: tenant.to_owned(),
                 conversation: row.get(0)?,
                 seq: seq_at(row, 1)?,
                 kind: event_kind_at(row, 2)?,
@@ -286,5 +315,5 @@ pub(super) fn events_after(
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((events, found.last_seq))
+    Ok(events)
 }

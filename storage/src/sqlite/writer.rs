@@ -241,6 +241,7 @@ mod tests {
 
     fn event(seq: u64) -> StoredEvent {
         StoredEvent {
+            tenant: "t".to_owned(),
             conversation: "c".to_owned(),
             seq,
             kind: EventKind::Message,

@@ -1,0 +1,174 @@
+//! The session's write side: queued items go out in batches with one flush, only for joined
+//! conversations, each durable event once and in seq order. A hole in the seq stream (an event
+//! lost between nodes, or a resync after a fan-out outage) is filled from storage before the
+//! next event goes out, so a client never sees a gap.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use confab_protocol::EventKind;
+use confab_storage::StoreError;
+use futures_util::SinkExt;
+use tracing::debug;
+
+use super::{Exit, Session, WRITE_BATCH, close_code};
+use crate::hub::{Delivered, Outbound};
+
+/// What to do with one queued item.
+enum Admit {
+    Send(Utf8Bytes),
+    Skip,
+    /// A durable event past a hole: fill the hole first.
+    Gap(Arc<Delivered>),
+    /// Catch up on a conversation from storage.
+    Resync(Arc<str>),
+}
+
+impl Session {
+    /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
+    pub(super) async fn write_queued(
+        &mut self,
+        socket: &mut WebSocket,
+        first: Outbound,
+    ) -> Result<(), Exit> {
+        let mut pending = 0usize;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match self.admit(item) {
+                Admit::Send(text) => {
+                    feed(socket, text).await?;
+                    pending += 1;
+                }
+                Admit::Skip => {}
+                Admit::Gap(event) => {
+                    pending += self
+                        .fill(socket, &event.conversation, Some(event.seq))
+                        .await?;
+                    if let Admit::Send(text) = self.admit(Outbound::Event(event)) {
+                        feed(socket, text).await?;
+                        pending += 1;
+                    }
+                }
+                Admit::Resync(conversation) => {
+                    pending += self.fill(socket, &conversation, None).await?;
+                }
+            }
+            if pending < WRITE_BATCH {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        if pending > 0 {
+            socket.flush().await.map_err(|_| Exit::SocketError)?;
+        }
+        Ok(())
+    }
+
+    fn admit(&mut self, item: Outbound) -> Admit {
+        match item {
+            Outbound::Ephemeral(frame) if self.joined.contains_key(&frame.conversation) => {
+                Admit::Send(frame.text.clone())
+            }
+            Outbound::Resync(conversation) if self.joined.contains_key(&conversation) => {
+                Admit::Resync(conversation)
+            }
+            Outbound::Ephemeral(_) | Outbound::Resync(_) => Admit::Skip,
+            Outbound::Event(event) => {
+                let Some(joined) = self.joined.get_mut(&event.conversation) else {
+                    return Admit::Skip;
+                };
+                if event.seq <= joined.last_seq {
+                    return Admit::Skip;
+                }
+                if event.seq > joined.last_seq + 1 {
+                    return Admit::Gap(event);
+                }
+                joined.last_seq = event.seq;
+                let text = event.text.clone();
+                self.note_removal(&event.conversation, event.kind, event.subject.as_deref());
+                Admit::Send(text)
+            }
+        }
+    }
+
+    /// A `member_removed` about this user ends its subscription to the conversation.
+    fn note_removal(&mut self, conversation: &str, kind: EventKind, subject: Option<&str>) {
+        if kind == EventKind::MemberRemoved && subject == Some(&*self.user.user) {
+            self.joined.remove(conversation);
+            self.state.hub.unsubscribe(conversation, self.conn);
+        }
+    }
+
+    /// Sends the stored events after the conversation's last delivered seq, up to (excluding)
+    /// `until`, or all of them. Returns how many frames were fed. A hole wider than the replay
+    /// cap ends the session with "resume required"; losing membership ends the subscription.
+    async fn fill(
+        &mut self,
+        socket: &mut WebSocket,
+        conversation: &Arc<str>,
+        until: Option<u64>,
+    ) -> Result<usize, Exit> {
+        let Some(after) = self.joined.get(conversation).map(|j| j.last_seq) else {
+            return Ok(0);
+        };
+        let cap = self.state.config.replay_cap;
+        let wanted = match until {
+            Some(until) => u32::try_from(until.saturating_sub(after + 1)).unwrap_or(u32::MAX),
+            None => cap.saturating_add(1),
+        };
+        if wanted == 0 {
+            return Ok(0);
+        }
+        if until.is_some() && wanted > cap {
+            return Err(resume_required());
+        }
+        let (tenant, user) = (self.user.tenant.clone(), self.user.user.clone());
+        let fetched = self
+            .state
+            .store
+            .events_after(&tenant, &user, conversation, after, wanted)
+            .await;
+        let events = match fetched {
+            Ok((events, _)) => events,
+            Err(StoreError::NotMember | StoreError::NotFound(_)) => {
+                self.joined.remove(&**conversation);
+                self.state.hub.unsubscribe(conversation, self.conn);
+                return Ok(0);
+            }
+            Err(err) => {
+                debug!(error = %err, "cannot fill a gap from storage");
+                return Err(resume_required());
+            }
+        };
+        if until.is_none() && events.len() > cap as usize {
+            return Err(resume_required());
+        }
+        let mut fed = 0;
+        for event in events {
+            let Some(joined) = self.joined.get_mut(conversation) else {
+                break;
+            };
+            if event.seq <= joined.last_seq {
+                continue;
+            }
+            joined.last_seq = event.seq;
+            self.note_removal(conversation, event.kind, event.subject.as_deref());
+            feed(socket, event.frame.into()).await?;
+            fed += 1;
+        }
+        Ok(fed)
+    }
+}
+
+fn resume_required() -> Exit {
+    Exit::Closed {
+        code: close_code::RESUME_REQUIRED,
+        reason: "too far behind: reconnect and resume with since",
+    }
+}
+
+async fn feed(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), Exit> {
+    socket
+        .feed(Message::Text(text))
+        .await
+        .map_err(|_| Exit::SocketError)
+}

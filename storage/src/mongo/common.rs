@@ -1,0 +1,261 @@
+//! What the write and read paths share: conversions of stored documents, and the lookups that
+//! enforce tenancy (another tenant's id is `NotFound`) and membership (`NotMember`).
+
+use confab_protocol::rest::{Conversation, ConversationKind, Member, Message, Role};
+use confab_protocol::{EventKind, Millis, ServerFrame};
+use futures_util::TryStreamExt;
+use mongodb::bson::doc;
+use mongodb::options::ReturnDocument;
+use mongodb::{ClientSession, SessionCursor};
+use serde::de::DeserializeOwned;
+
+use super::schema::{ConversationDoc, EventDoc, MemberDoc, MessageDoc};
+use super::txn::{Ctx, OpResult};
+use crate::{StoreError, StoredEvent};
+
+/// A seq as stored (seqs never reach `i64::MAX`; a larger cursor means "everything").
+pub(super) fn seq_to_db(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// A stored seq (never negative).
+pub(super) fn seq_from_db(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Internal(format!("mongodb: corrupt document: {what}"))
+}
+
+pub(super) fn parse_role(text: &str) -> Result<Role, StoreError> {
+    Role::parse(text).ok_or_else(|| corrupt(format!("unknown role {text:?}")))
+}
+
+pub(super) fn parse_event_kind(text: &str) -> Result<EventKind, StoreError> {
+    EventKind::parse(text).ok_or_else(|| corrupt(format!("unknown event {text:?}")))
+}
+
+impl ConversationDoc {
+    pub(super) fn to_conversation(&self) -> Result<Conversation, StoreError> {
+        Ok(Conversation {
+            id: self.id.clone(),
+            kind: ConversationKind::parse(&self.kind)
+                .ok_or_else(|| corrupt(format!("unknown conversation kind {:?}", self.kind)))?,
+            title: self.title.clone(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            archived: self.archived,
+            last_seq: seq_from_db(self.last_seq),
+        })
+    }
+}
+
+impl MemberDoc {
+    pub(super) fn to_member(&self) -> Result<Member, StoreError> {
+        Ok(Member {
+            user: self.user.clone(),
+            role: parse_role(&self.role)?,
+            joined_at: self.joined_at,
+            read_seq: seq_from_db(self.read_seq),
+        })
+    }
+}
+
+impl MessageDoc {
+    /// The message as read: a deleted one shows nothing of what it said. Reactions are filled
+    /// in separately.
+    pub(super) fn into_message(self) -> Message {
+        let deleted = self.deleted_at.is_some();
+        Message {
+            id: self.id,
+            conversation: self.conversation,
+            seq: seq_from_db(self.seq),
+            author: self.author,
+            body: if deleted { String::new() } else { self.body },
+            ts: self.created_at,
+            client_msg_id: self.client_msg_id,
+            reply_to: self.reply_to,
+            attachments: if deleted {
+                Vec::new()
+            } else {
+                self.attachments
+            },
+            edited_at: self.edited_at,
+            deleted,
+            reactions: Vec::new(),
+        }
+    }
+}
+
+impl EventDoc {
+    pub(super) fn into_event(self) -> Result<StoredEvent, StoreError> {
+        Ok(StoredEvent {
+            kind: parse_event_kind(&self.kind)?,
+            tenant: self.tenant,
+            conversation: self.conversation,
+            seq: seq_from_db(self.seq),
+            subject: self.subject,
+            ts: self.ts,
+            frame: self.frame,
+        })
+    }
+}
+
+/// Drains a session cursor.
+pub(super) async fn collect<T>(
+    mut cursor: SessionCursor<T>,
+    session: &mut ClientSession,
+) -> mongodb::error::Result<Vec<T>>
+where
+    T: DeserializeOwned + Send + Sync + Unpin,
+{
+    cursor.stream(session).try_collect().await
+}
+
+/// The tenant's conversation `id`, or `NotFound`.
+pub(super) async fn load_conversation(
+    cx: &mut Ctx,
+    tenant: &str,
+    id: &str,
+) -> OpResult<ConversationDoc> {
+    let found = cx
+        .db
+        .conversations
+        .find_one(doc! { "_id": id, "tenant": tenant })
+        .session(&mut cx.session)
+        .await?;
+    Ok(found.ok_or(StoreError::NotFound("conversation"))?)
+}
+
+/// `user`'s membership of `conversation`, if a member.
+pub(super) async fn member_of(
+    cx: &mut Ctx,
+    conversation: &str,
+    user: &str,
+) -> OpResult<Option<MemberDoc>> {
+    Ok(cx
+        .db
+        .members
+        .find_one(doc! { "conversation": conversation, "user": user })
+        .session(&mut cx.session)
+        .await?)
+}
+
+/// `user`'s role in `conversation`, if a member.
+pub(super) async fn role_of(
+    cx: &mut Ctx,
+    conversation: &str,
+    user: &str,
+) -> OpResult<Option<Role>> {
+    match member_of(cx, conversation, user).await? {
+        Some(member) => Ok(Some(parse_role(&member.role)?)),
+        None => Ok(None),
+    }
+}
+
+/// The tenant's conversation and `user`'s role in it: `NotFound` when the conversation does not
+/// exist for this tenant, `NotMember` when `user` is not in it.
+pub(super) async fn require_member(
+    cx: &mut Ctx,
+    tenant: &str,
+    conversation: &str,
+    user: &str,
+) -> OpResult<(ConversationDoc, Role)> {
+    let found = load_conversation(cx, tenant, conversation).await?;
+    let role = role_of(cx, conversation, user)
+        .await?
+        .ok_or(StoreError::NotMember)?;
+    Ok((found, role))
+}
+
+/// The tenant's message `id`, or `NotFound`.
+pub(super) async fn load_message(cx: &mut Ctx, tenant: &str, id: &str) -> OpResult<MessageDoc> {
+    let found = cx
+        .db
+        .messages
+        .find_one(doc! { "_id": id, "tenant": tenant })
+        .session(&mut cx.session)
+        .await?;
+    Ok(found.ok_or(StoreError::NotFound("message"))?)
+}
+
+/// The tenant's message `id` (`NotFound` otherwise), its conversation, and `user`'s role there
+/// (`NotMember` otherwise).
+pub(super) async fn require_message_member(
+    cx: &mut Ctx,
+    tenant: &str,
+    user: &str,
+    id: &str,
+) -> OpResult<(MessageDoc, ConversationDoc, Role)> {
+    let message = load_message(cx, tenant, id).await?;
+    let (conversation, role) = require_member(cx, tenant, &message.conversation, user).await?;
+    Ok((message, conversation, role))
+}
+
+/// Takes the conversation's next seq and records `ts` as its latest activity. The update makes
+/// concurrent transactions on the same conversation conflict, so seqs stay gapless.
+pub(super) async fn next_seq(cx: &mut Ctx, conversation: &str, ts: Millis) -> OpResult<u64> {
+    let updated = cx
+        .db
+        .conversations
+        .find_one_and_update(
+            doc! { "_id": conversation },
+            doc! { "$inc": { "last_seq": 1_i64 }, "$max": { "last_activity": ts } },
+        )
+        .return_document(ReturnDocument::After)
+        .session(&mut cx.session)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    Ok(seq_from_db(updated.last_seq))
+}
+
+/// Stores a durable event (its frame serialized once, here) and queues it for the sink.
+pub(super) async fn record_event(
+    cx: &mut Ctx,
+    tenant: &str,
+    kind: EventKind,
+    subject: Option<&str>,
+    ts: Millis,
+    frame: &ServerFrame,
+) -> OpResult<()> {
+    let Some((conversation, seq)) = frame.durable_position() else {
+        return Err(
+            StoreError::Internal(format!("{} is not a durable event", kind.as_str())).into(),
+        );
+    };
+    let message = match frame {
+        ServerFrame::Message(message) => Some(message.id.clone()),
+        ServerFrame::MessageEdited { message, .. }
+        | ServerFrame::MessageDeleted { message, .. }
+        | ServerFrame::ReactionAdded { message, .. }
+        | ServerFrame::ReactionRemoved { message, .. } => Some(message.clone()),
+        _ => None,
+    };
+    let json =
+        serde_json::to_string(frame).map_err(|err| StoreError::Internal(format!("json: {err}")))?;
+    let event = EventDoc {
+        conversation: conversation.to_owned(),
+        seq: seq_to_db(seq),
+        tenant: tenant.to_owned(),
+        kind: kind.as_str().to_owned(),
+        subject: subject.map(str::to_owned),
+        message,
+        ts,
+        frame: json.clone(),
+    };
+    cx.db
+        .events
+        .insert_one(&event)
+        .session(&mut cx.session)
+        .await?;
+    cx.events.push(StoredEvent {
+        tenant: tenant.to_owned(),
+        conversation: conversation.to_owned(),
+        seq,
+        kind,
+        subject: subject.map(str::to_owned),
+        ts,
+        frame: json,
+    });
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! Queries. They run outside transactions; where two reads must agree (an event page and the
+//! conversation's last seq) the second is bounded by the first.
+
+use std::collections::HashMap;
+
+use confab_protocol::rest::{
+    Conversation, ConversationSummary, Member, Message, MessagePage, Reaction,
+};
+use mongodb::bson::doc;
+
+use super::common::{
+    collect, load_conversation, parse_role, require_member, seq_from_db, seq_to_db,
+};
+use super::schema::ConversationDoc;
+use super::txn::{Ctx, OpResult};
+use crate::{PageQuery, StoreError, StoredEvent};
+
+/// Largest page of messages.
+const MAX_PAGE: u32 = 200;
+
+/// Fills in the reactions of `messages` with one query: per emoji, in order of first use, the
+/// count and the users in the order they reacted.
+async fn attach_reactions(cx: &mut Ctx, messages: &mut [Message]) -> OpResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = messages.iter().map(|message| message.id.as_str()).collect();
+    let cursor = cx
+        .db
+        .reactions
+        .find(doc! { "message": { "$in": ids } })
+        .sort(doc! { "created_at": 1, "emoji": 1, "user": 1 })
+        .session(&mut cx.session)
+        .await?;
+    let mut by_message: HashMap<String, Vec<Reaction>> = HashMap::new();
+    for row in collect(cursor, &mut cx.session).await? {
+        let reactions = by_message.entry(row.message).or_default();
+        match reactions
+            .iter_mut()
+            .find(|reaction| reaction.emoji == row.emoji)
+        {
+            Some(reaction) => {
+                reaction.count += 1;
+                reaction.users.push(row.user);
+            }
+            None => reactions.push(Reaction {
+                emoji: row.emoji,
+                count: 1,
+                users: vec![row.user],
+            }),
+        }
+    }
+    for message in messages {
+        if let Some(reactions) = by_message.remove(&message.id) {
+            message.reactions = reactions;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn conversation(
+    cx: &mut Ctx,
+    tenant: &str,
+    user: &str,
+    id: &str,
+) -> OpResult<Conversation> {
+    let (found, _) = require_member(cx, tenant, id, user).await?;
+    Ok(found.to_conversation()?)
+}
+
+pub(super) async fn list_conversations(
+    cx: &mut Ctx,
+    tenant: &str,
+    user: &str,
+) -> OpResult<Vec<ConversationSummary>> {
+    let cursor = cx
+        .db
+        .members
+        .find(doc! { "tenant": tenant, "user": user })
+        .session(&mut cx.session)
+        .await?;
+    let memberships = collect(cursor, &mut cx.session).await?;
+    if memberships.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = memberships
+        .iter()
+        .map(|member| member.conversation.as_str())
+        .collect();
+    let cursor = cx
+        .db
+        .conversations
+        .find(doc! { "_id": { "$in": ids }, "tenant": tenant })
+        .session(&mut cx.session)
+        .await?;
+    let mut conversations: HashMap<String, ConversationDoc> = collect(cursor, &mut cx.session)
+        .await?
+        .into_iter()
+        .map(|conversation| (conversation.id.clone(), conversation))
+        .collect();
+
+    let mut listed: Vec<(i64, ConversationSummary)> = Vec::with_capacity(memberships.len());
+    let mut last_messages = Vec::new();
+    for member in memberships {
+        let Some(found) = conversations.remove(&member.conversation) else {
+            continue;
+        };
+        let unread = cx
+            .db
+            .messages
+            .count_documents(doc! {
+                "conversation": &found.id,
+                "seq": { "$gt": member.read_seq },
+                "author": { "$ne": user },
+                "deleted_at": null,
+            })
+            .session(&mut cx.session)
+            .await?;
+        let last = cx
+            .db
+            .messages
+            .find_one(doc! { "conversation": &found.id, "deleted_at": null })
+            .sort(doc! { "seq": -1 })
+            .session(&mut cx.session)
+            .await?;
+        if let Some(last) = last {
+            last_messages.push(last.into_message());
+        }
+        let summary = ConversationSummary {
+            conversation: found.to_conversation()?,
+            role: parse_role(&member.role)?,
+            read_seq: seq_from_db(member.read_seq),
+            unread,
+            last_message: None,
+        };
+        listed.push((found.last_activity, summary));
+    }
+    attach_reactions(cx, &mut last_messages).await?;
+    let mut last_messages: HashMap<String, Message> = last_messages
+        .into_iter()
+        .map(|message| (message.conversation.clone(), message))
+        .collect();
+    // Newest activity first; ties by id, newest first (ids are time-ordered).
+    listed.sort_by(|(a_activity, a), (b_activity, b)| {
+        b_activity
+            .cmp(a_activity)
+            .then_with(|| b.conversation.id.cmp(&a.conversation.id))
+    });
+    Ok(listed
+        .into_iter()
+        .map(|(_, mut summary)| {
+            summary.last_message = last_messages.remove(&summary.conversation.id);
+            summary
+        })
+        .collect())
+}
+
+pub(super) async fn member(
+    cx: &mut Ctx,
+    tenant: &str,
+    conversation: &str,
+    user: &str,
+) -> OpResult<Option<Member>> {
+    load_conversation(cx, tenant, conversation).await?;
+    match super::common::member_of(cx, conversation, user).await? {
+        Some(member) => Ok(Some(member.to_member()?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn members(
+    cx: &mut Ctx,
+    tenant: &str,
+    by: &str,
+    conversation: &str,
+) -> OpResult<Vec<Member>> {
+    require_member(cx, tenant, conversation, by).await?;
+    let cursor = cx
+        .db
+        .members
+        .find(doc! { "conversation": conversation })
+        .sort(doc! { "joined_at": 1, "user": 1 })
+        .session(&mut cx.session)
+        .await?;
+    let members = collect(cursor, &mut cx.session).await?;
+    Ok(members
+        .iter()
+        .map(|member| member.to_member())
+        .collect::<Result<_, StoreError>>()?)
+}
+
+pub(super) async fn message(cx: &mut Ctx, tenant: &str, user: &str, id: &str) -> OpResult<Message> {
+    let found = super::common::load_message(cx, tenant, id).await?;
+    require_member(cx, tenant, &found.conversation, user).await?;
+    let mut messages = [found.into_message()];
+    attach_reactions(cx, &mut messages).await?;
+    let [message] = messages;
+    Ok(message)
+}
+
+pub(super) async fn messages(
+    cx: &mut Ctx,
+    tenant: &str,
+    user: &str,
+    conversation: &str,
+    query: PageQuery,
+) -> OpResult<MessagePage> {
+    require_member(cx, tenant, conversation, user).await?;
+    let limit = query.limit.clamp(1, MAX_PAGE);
+    let before = query.before.map_or(i64::MAX, seq_to_db);
+    let after = query.after.map_or(0, seq_to_db);
+    let forward = query.after.is_some();
+    let cursor = cx
+        .db
+        .messages
+        .find(doc! { "conversation": conversation, "seq": { "$gt": after, "$lt": before } })
+        .sort(doc! { "seq": if forward { 1 } else { -1 } })
+        .limit(i64::from(limit) + 1)
+        .session(&mut cx.session)
+        .await?;
+    let mut rows = collect(cursor, &mut cx.session).await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    if !forward {
+        rows.reverse();
+    }
+    let mut messages: Vec<Message> = rows.into_iter().map(|row| row.into_message()).collect();
+    attach_reactions(cx, &mut messages).await?;
+    Ok(MessagePage { messages, has_more })
+}
+
+pub(super) async fn events_after(
+    cx: &mut Ctx,
+    tenant: &str,
+    user: &str,
+    conversation: &str,
+    after: u64,
+    limit: u32,
+) -> OpResult<(Vec<StoredEvent>, u64)> {
+    let (found, _) = require_member(cx, tenant, conversation, user).await?;
+    events_up_to(cx, &found, after, limit).await
+}
+
+/// Events of a tenant's conversation after `after`, without a membership check.
+pub(super) async fn conversation_events(
+    cx: &mut Ctx,
+    tenant: &str,
+    conversation: &str,
+    after: u64,
+    limit: u32,
+) -> OpResult<(Vec<StoredEvent>, u64)> {
+    let found = load_conversation(cx, tenant, conversation).await?;
+    events_up_to(cx, &found, after, limit).await
+}
+
+/// The events after `after` up to the conversation's `last_seq` as read: every event up to it was
+/// committed with it, so the page and the last seq agree without a snapshot.
+async fn events_up_to(
+    cx: &mut Ctx,
+    conversation: &ConversationDoc,
+    after: u64,
+    limit: u32,
+) -> OpResult<(Vec<StoredEvent>, u64)> {
+    let last_seq = seq_from_db(conversation.last_seq);
+    if limit == 0 || after >= last_seq {
+        return Ok((Vec::new(), last_seq));
+    }
+    let cursor = cx
+        .db
+        .events
+        .find(doc! {
+            "conversation": &conversation.id,
+            "seq": { "$gt": seq_to_db(after), "$lte": conversation.last_seq },
+        })
+        .sort(doc! { "seq": 1 })
+        .limit(i64::from(limit))
+        .session(&mut cx.session)
+        .await?;
+    let events = collect(cursor, &mut cx.session)
+        .await?
+        .into_iter()
+        .map(|event| event.into_event())
+        .collect::<Result<_, StoreError>>()?;
+    Ok((events, last_seq))
+}

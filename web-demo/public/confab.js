@@ -1,0 +1,774 @@
+/**
+ * confab.js: a small browser client library for the Confab chat server. No dependencies, no
+ * build step: `import { ConfabClient } from "./confab.js"`. The protocol it speaks is
+ * docs/protocol.md.
+ *
+ * ```js
+ * import { ConfabClient, devSignIn } from "./confab.js";
+ *
+ * const { token } = await devSignIn({ user: "alice" });    // dev servers only
+ * const client = new ConfabClient({ token });              // or token: async () => fetchToken()
+ * client.on("status", ({ status }) => badge.textContent = status);
+ * client.on("message", (m) => render(m));                  // every durable event has its type
+ * client.connect();
+ *
+ * const { conversations } = await client.api.listConversations();
+ * await client.join(conversations[0].id);                  // rejoined with `since` after drops
+ * const { clientMsgId, acked } = client.send(conversations[0].id, "hello");
+ * await acked;                                             // resolves with the server's `ack`
+ * ```
+ *
+ * What it does for you:
+ * - **Connects** to `/v1/ws?token=…` and waits for `welcome` before calling itself online.
+ * - **Reconnects** after any drop with exponential backoff and full jitter (0.5 s doubling to
+ *   30 s by default), at once when the browser comes back online. A socket closed with 4001
+ *   (bad token), or refused while REST says the token is bad, is not retried: `unauthorized`.
+ * - **Resumes**: every joined conversation is joined again with `since` = the last seq this
+ *   client saw, so missed events are replayed in order. Durable events at or below that seq are
+ *   dropped, so the app never sees one twice. When the server missed more than its replay cap
+ *   (`joined.recovered: false`) the client emits `gap`: reload that conversation's history.
+ * - **Sends reliably**: `send()` gives each message a `client_msg_id` (`crypto.randomUUID()`)
+ *   and keeps it in an outbox until its `ack`, resending after reconnects and on timeout; the
+ *   server deduplicates by that id, so a retry never creates a second message.
+ * - **Heartbeat**: an application-level `ping` every `pingIntervalMs` (at most the server's
+ *   `heartbeat_ms`); no frame within `pongTimeoutMs` after it means a dead socket, which is
+ *   dropped and reconnected.
+ * - Commands (`edit`, `delete`, `react`, `unreact`, `read`, `leave`) return promises settled by
+ *   the server's reply; issued while offline they wait and are sent after reconnecting.
+ * - **REST** helpers on `client.api` (a {@link ConfabApi}): conversations, members, history
+ *   paging, messages, reactions.
+ *
+ * Events (an `EventTarget`; `client.on(type, fn)` passes `event.detail` and returns an
+ * unsubscribe function):
+ * - `status` `{status, attempt?, delayMs?}`: `connecting`, `online`, `reconnecting`, `closed`.
+ * - `welcome`, `joined`, `ack`, `typing`, `read`, `pong`: the server frames.
+ * - one per durable event type (`message`, `message_edited`, `message_deleted`,
+ *   `reaction_added`, `reaction_removed`, `member_added`, `member_removed`,
+ *   `member_role_changed`, `conversation_updated`), plus `event` for each of them.
+ * - `gap` `{conversation, since, last_seq}`, `send_failed` `{clientMsgId, conversation, error}`,
+ *   `join_failed` `{conversation, error}`, `error` (an `error` frame answering no command),
+ *   `unauthorized`.
+ */
+
+/** Durable event types: each carries `conversation` and `seq`. */
+export const DURABLE_EVENTS = Object.freeze([
+  "message",
+  "message_edited",
+  "message_deleted",
+  "reaction_added",
+  "reaction_removed",
+  "member_added",
+  "member_removed",
+  "member_role_changed",
+  "conversation_updated",
+]);
+
+/** Error codes after which a send is worth retrying with the same `client_msg_id`. */
+const RETRYABLE = new Set(["rate_limited", "internal"]);
+
+/** A failed REST call or command: `code` is one of docs/protocol.md's error codes. */
+export class ConfabError extends Error {
+  constructor(code, message, status) {
+    super(message || code);
+    this.name = "ConfabError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+function trimSlash(url) {
+  return String(url).replace(/\/+$/, "");
+}
+
+function defaultBaseUrl() {
+  return typeof location === "undefined" ? "http://127.0.0.1:8080" : location.origin;
+}
+
+async function request(baseUrl, method, path, { token, body, signal } = {}) {
+  const headers = { accept: "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(`${trimSlash(baseUrl)}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+  } catch (err) {
+    if (err && err.name === "AbortError") throw err;
+    throw new ConfabError("network", "the server cannot be reached", 0);
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let json = null;
+  if (text) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+  }
+  if (!response.ok) {
+    const error = json && json.error;
+    throw new ConfabError(
+      (error && error.code) || "internal",
+      (error && error.message) || `HTTP ${response.status}`,
+      response.status,
+    );
+  }
+  return json;
+}
+
+/**
+ * Development sign-in: a token for `user` signed with the server's generated key. The endpoint
+ * exists only on a server running with its generated dev key on loopback (404 otherwise).
+ * @returns {Promise<{token: string}>}
+ */
+export function devSignIn({ user, name, tenant, baseUrl = defaultBaseUrl() }) {
+  const body = { user };
+  if (name) body.name = name;
+  if (tenant) body.tenant = tenant;
+  return request(baseUrl, "POST", "/v1/dev/token", { body });
+}
+
+/** The REST API under `/v1` (every method returns the parsed JSON answer). */
+export class ConfabApi {
+  /** @param {{baseUrl?: string, token: string | (() => string | Promise<string>)}} options */
+  constructor({ baseUrl = defaultBaseUrl(), token }) {
+    this.baseUrl = trimSlash(baseUrl);
+    this.token = token;
+  }
+
+  async call(method, path, body) {
+    const token = typeof this.token === "function" ? await this.token() : this.token;
+    return request(this.baseUrl, method, path, { token, body });
+  }
+
+  listConversations() {
+    return this.call("GET", "/v1/conversations");
+  }
+  /** @param {{kind?: "group"|"direct", title?: string, members?: string[]}} options */
+  createConversation({ kind = "group", title, members = [] } = {}) {
+    const body = { kind, members };
+    if (title) body.title = title;
+    return this.call("POST", "/v1/conversations", body);
+  }
+  getConversation(id) {
+    return this.call("GET", `/v1/conversations/${enc(id)}`);
+  }
+  updateConversation(id, changes) {
+    return this.call("PATCH", `/v1/conversations/${enc(id)}`, changes);
+  }
+  listMembers(id) {
+    return this.call("GET", `/v1/conversations/${enc(id)}/members`);
+  }
+  addMember(id, user, role) {
+    const body = { user };
+    if (role) body.role = role;
+    return this.call("POST", `/v1/conversations/${enc(id)}/members`, body);
+  }
+  updateMember(id, user, role) {
+    return this.call("PATCH", `/v1/conversations/${enc(id)}/members/${enc(user)}`, { role });
+  }
+  removeMember(id, user) {
+    return this.call("DELETE", `/v1/conversations/${enc(id)}/members/${enc(user)}`);
+  }
+  markRead(id, seq) {
+    return this.call("PUT", `/v1/conversations/${enc(id)}/read`, { seq });
+  }
+  /**
+   * A page of messages, oldest first: the newest page by default, the page before seq
+   * `before`, or the page after seq `after`. `{messages, has_more}`.
+   */
+  history(id, { before, after, limit } = {}) {
+    const params = new URLSearchParams();
+    if (before !== undefined && before !== null) params.set("before", String(before));
+    if (after !== undefined && after !== null) params.set("after", String(after));
+    if (limit) params.set("limit", String(limit));
+    const query = params.toString();
+    return this.call("GET", `/v1/conversations/${enc(id)}/messages${query ? `?${query}` : ""}`);
+  }
+  /** Sends over REST (for scripts and bots); the WebSocket `send` is the interactive path. */
+  sendMessage(id, { body, clientMsgId = newClientMsgId(), replyTo, attachments }) {
+    const payload = { client_msg_id: clientMsgId, body };
+    if (replyTo) payload.reply_to = replyTo;
+    if (attachments && attachments.length) payload.attachments = attachments;
+    return this.call("POST", `/v1/conversations/${enc(id)}/messages`, payload);
+  }
+  getMessage(id) {
+    return this.call("GET", `/v1/messages/${enc(id)}`);
+  }
+  editMessage(id, body) {
+    return this.call("PATCH", `/v1/messages/${enc(id)}`, { body });
+  }
+  deleteMessage(id) {
+    return this.call("DELETE", `/v1/messages/${enc(id)}`);
+  }
+  addReaction(id, emoji) {
+    return this.call("POST", `/v1/messages/${enc(id)}/reactions`, { emoji });
+  }
+  removeReaction(id, emoji) {
+    return this.call("DELETE", `/v1/messages/${enc(id)}/reactions/${enc(emoji)}`);
+  }
+}
+
+function enc(part) {
+  return encodeURIComponent(part);
+}
+
+/** A fresh `client_msg_id`. */
+export function newClientMsgId() {
+  if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  // Insecure contexts (plain http on a LAN address) lack randomUUID.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Exponential backoff with full jitter: a random delay in [cap/2, cap], cap doubling. */
+export function backoffDelay(attempt, initialMs, maxMs, random = Math.random) {
+  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 20));
+  return Math.round(cap / 2 + random() * (cap / 2));
+}
+
+const DEFAULTS = {
+  initialBackoffMs: 500,
+  maxBackoffMs: 30_000,
+  pingIntervalMs: 20_000,
+  pongTimeoutMs: 8_000,
+  sendRetryMs: 10_000,
+  connectTimeoutMs: 10_000,
+};
+
+/** A Confab WebSocket client that survives reconnects. See the top of this file. */
+export class ConfabClient extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {string | (() => string | Promise<string>)} options.token the JWT, or a function
+   *   called before each connection attempt (to refresh it).
+   * @param {string} [options.baseUrl] the server's http(s) origin [default: this page's].
+   * @param {number} [options.initialBackoffMs] first reconnect delay cap [500].
+   * @param {number} [options.maxBackoffMs] largest reconnect delay [30000].
+   * @param {number} [options.pingIntervalMs] application ping period [20000].
+   * @param {number} [options.pongTimeoutMs] silence after a ping that means a dead socket [8000].
+   * @param {number} [options.sendRetryMs] resend an unacked message after this long [10000].
+   */
+  constructor(options) {
+    super();
+    this.options = { ...DEFAULTS, ...options };
+    this.baseUrl = trimSlash(this.options.baseUrl || defaultBaseUrl());
+    this.api = new ConfabApi({ baseUrl: this.baseUrl, token: () => this.#token() });
+    /** `idle`, `connecting`, `online`, `reconnecting` or `closed`. */
+    this.status = "idle";
+    /** The `welcome` frame of the current connection. */
+    this.welcome = null;
+    this.ws = null;
+    this.attempt = 0;
+    this.failuresBeforeWelcome = 0;
+    this.nextRef = 1;
+    /** conversation → {lastSeq, waiters: [{resolve, reject}]} */
+    this.rooms = new Map();
+    /** client_msg_id → outbox entry */
+    this.outbox = new Map();
+    /** ref → pending command */
+    this.pending = new Map();
+    this.lastTyping = new Map();
+    this.timers = { reconnect: null, ping: null, pong: null, connect: null };
+    this.stopped = false;
+    this.onOnline = () => {
+      if (this.status === "reconnecting") this.#reconnectNow();
+    };
+    this.onVisible = () => {
+      if (document.visibilityState === "visible" && this.status === "online") this.#sendPing();
+    };
+  }
+
+  /** `client.on("message", (frame) => …)`; returns a function that unsubscribes. */
+  on(type, listener) {
+    const wrapped = (event) => listener(event.detail);
+    this.addEventListener(type, wrapped);
+    return () => this.removeEventListener(type, wrapped);
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  #setStatus(status, extra = {}) {
+    this.status = status;
+    this.#emit("status", { status, ...extra });
+  }
+
+  async #token() {
+    const { token } = this.options;
+    return typeof token === "function" ? token() : token;
+  }
+
+  /** Opens the connection (and keeps it open until {@link close}). */
+  connect() {
+    this.stopped = false;
+    if (typeof window !== "undefined") {
+      window.addEventListener("online", this.onOnline);
+      document.addEventListener("visibilitychange", this.onVisible);
+    }
+    if (!this.ws && !this.timers.reconnect) this.#open();
+  }
+
+  /** Closes the connection for good; unacked sends and pending commands are rejected. */
+  close() {
+    this.stopped = true;
+    if (typeof window !== "undefined") {
+      window.removeEventListener("online", this.onOnline);
+      document.removeEventListener("visibilitychange", this.onVisible);
+    }
+    this.#clearTimers();
+    if (this.ws) {
+      this.#detach(this.ws);
+      try {
+        this.ws.close(1000, "bye");
+      } catch {
+        // already closing
+      }
+      this.ws = null;
+    }
+    const closed = new ConfabError("closed", "the client was closed");
+    for (const entry of this.outbox.values()) entry.reject(closed);
+    this.outbox.clear();
+    for (const entry of this.pending.values()) entry.reject(closed);
+    this.pending.clear();
+    for (const room of this.rooms.values()) room.waiters.forEach((w) => w.reject(closed));
+    this.rooms.clear();
+    this.#setStatus("closed");
+  }
+
+  /** Whether the socket is open and welcomed. */
+  get online() {
+    return this.status === "online";
+  }
+
+  async #open() {
+    this.timers.reconnect = null;
+    this.#setStatus(this.attempt === 0 ? "connecting" : "reconnecting", { attempt: this.attempt });
+    let token;
+    try {
+      token = await this.#token();
+    } catch {
+      this.#scheduleReconnect();
+      return;
+    }
+    if (this.stopped) return;
+    const url = new URL("/v1/ws", this.baseUrl);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("token", token);
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      this.#scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.onmessage = (event) => this.#onFrame(ws, event.data);
+    ws.onclose = (event) => this.#onClose(ws, event.code);
+    ws.onerror = () => {
+      // `close` follows; nothing to do here (and nothing worth logging).
+    };
+    // A handshake that hangs (half-open network) counts as a failure.
+    this.timers.connect = setTimeout(() => {
+      if (this.ws === ws && !this.welcome) this.#drop(ws);
+    }, this.options.connectTimeoutMs);
+  }
+
+  #detach(ws) {
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+  }
+
+  /** Gives up on a socket now (dead or hung) and reconnects. */
+  #drop(ws) {
+    if (this.ws !== ws) return;
+    this.#detach(ws);
+    try {
+      ws.close(4000, "dead connection");
+    } catch {
+      // already closed
+    }
+    this.#onClose(ws, 1006);
+  }
+
+  #onClose(ws, code) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    const wasWelcomed = Boolean(this.welcome);
+    this.welcome = null;
+    this.#clearTimers();
+    if (this.stopped) return;
+    if (code === 4001) {
+      this.#unauthorized();
+      return;
+    }
+    if (wasWelcomed) {
+      this.failuresBeforeWelcome = 0;
+    } else {
+      this.failuresBeforeWelcome += 1;
+      // A refused upgrade (HTTP 401) looks like any other failure to a browser: ask REST.
+      if (this.failuresBeforeWelcome === 2) this.#checkToken();
+    }
+    this.#scheduleReconnect();
+  }
+
+  async #checkToken() {
+    try {
+      await this.api.listConversations();
+    } catch (err) {
+      if (err instanceof ConfabError && err.code === "unauthorized" && !this.stopped) {
+        this.#unauthorized();
+      }
+    }
+  }
+
+  #unauthorized() {
+    this.stopped = true;
+    this.#clearTimers();
+    if (this.ws) {
+      this.#detach(this.ws);
+      this.ws.close();
+      this.ws = null;
+    }
+    this.#setStatus("closed", { reason: "unauthorized" });
+    this.#emit("unauthorized", {});
+  }
+
+  #scheduleReconnect() {
+    if (this.stopped || this.timers.reconnect) return;
+    const delayMs = backoffDelay(
+      this.attempt,
+      this.options.initialBackoffMs,
+      this.options.maxBackoffMs,
+    );
+    this.attempt += 1;
+    this.#setStatus("reconnecting", { attempt: this.attempt, delayMs, retryAt: Date.now() + delayMs });
+    this.timers.reconnect = setTimeout(() => this.#open(), delayMs);
+  }
+
+  #reconnectNow() {
+    if (this.stopped || this.ws) return;
+    clearTimeout(this.timers.reconnect);
+    this.timers.reconnect = null;
+    this.attempt = 0;
+    this.#open();
+  }
+
+  #clearTimers() {
+    for (const key of Object.keys(this.timers)) {
+      clearTimeout(this.timers[key]);
+      this.timers[key] = null;
+    }
+    for (const entry of this.outbox.values()) {
+      clearTimeout(entry.timer);
+      entry.timer = null;
+    }
+  }
+
+  #write(frame) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  #ref(prefix) {
+    return `${prefix}${this.nextRef++}`;
+  }
+
+  #onFrame(ws, data) {
+    if (this.ws !== ws) return;
+    // Any frame proves the socket alive.
+    clearTimeout(this.timers.pong);
+    this.timers.pong = null;
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame.type !== "string") return;
+    switch (frame.type) {
+      case "welcome":
+        this.#onWelcome(frame);
+        return;
+      case "joined":
+        this.#onJoined(frame);
+        return;
+      case "ack":
+        this.#onAck(frame);
+        return;
+      case "error":
+        this.#onError(frame);
+        return;
+      case "ok":
+      case "left":
+      case "pong": {
+        const entry = frame.ref && this.pending.get(frame.ref);
+        if (entry) {
+          this.pending.delete(frame.ref);
+          entry.resolve(frame);
+        }
+        if (frame.type === "pong") this.#emit("pong", frame);
+        return;
+      }
+      default:
+        break;
+    }
+    if (DURABLE_EVENTS.includes(frame.type)) {
+      this.#onDurable(frame);
+      return;
+    }
+    // Ephemeral frames (`typing`, `read`) and anything newer than this library.
+    this.#emit(frame.type, frame);
+  }
+
+  #onWelcome(frame) {
+    clearTimeout(this.timers.connect);
+    this.timers.connect = null;
+    this.welcome = frame;
+    this.attempt = 0;
+    this.failuresBeforeWelcome = 0;
+    this.#setStatus("online");
+    this.#emit("welcome", frame);
+    for (const [conversation, room] of this.rooms) this.#sendJoin(conversation, room);
+    for (const entry of this.outbox.values()) this.#transmit(entry);
+    for (const entry of this.pending.values()) {
+      if (entry.frame.type === "ping") {
+        this.pending.delete(entry.frame.ref);
+        entry.reject(new ConfabError("disconnected", "the connection dropped"));
+      } else {
+        this.#write(entry.frame);
+      }
+    }
+    this.#schedulePing();
+  }
+
+  #schedulePing() {
+    clearTimeout(this.timers.ping);
+    const serverBeat = (this.welcome && this.welcome.heartbeat_ms) || Infinity;
+    const every = Math.min(this.options.pingIntervalMs, serverBeat);
+    this.timers.ping = setTimeout(() => this.#sendPing(), every);
+  }
+
+  #sendPing() {
+    const ws = this.ws;
+    if (!ws || !this.welcome) return;
+    this.#write({ type: "ping" });
+    clearTimeout(this.timers.pong);
+    this.timers.pong = setTimeout(() => this.#drop(ws), this.options.pongTimeoutMs);
+    this.#schedulePing();
+  }
+
+  /** Measures a round trip: resolves with the milliseconds a `ping` took to be answered. */
+  ping() {
+    const started = performance.now();
+    return this.#command({ type: "ping" }).then(() => performance.now() - started);
+  }
+
+  #onDurable(frame) {
+    const room = this.rooms.get(frame.conversation);
+    if (!room) return;
+    if (room.lastSeq !== null && frame.seq <= room.lastSeq) return; // already seen
+    if (room.lastSeq !== null && frame.seq > room.lastSeq + 1) {
+      // Never expected (the server is gapless per connection); resync instead of guessing.
+      this.#sendJoin(frame.conversation, room);
+      return;
+    }
+    room.lastSeq = frame.seq;
+    if (frame.type === "member_removed" && this.welcome && frame.user === this.welcome.user) {
+      this.rooms.delete(frame.conversation);
+    }
+    this.#emit(frame.type, frame);
+    this.#emit("event", frame);
+  }
+
+  /**
+   * Joins a conversation and keeps it joined across reconnects (each time with `since` = the
+   * last seq seen). Resolves with the `joined` frame.
+   * @param {string} conversation
+   * @param {{since?: number}} [options] replay events after this seq on the first join too.
+   */
+  join(conversation, { since } = {}) {
+    let room = this.rooms.get(conversation);
+    if (!room) {
+      room = { lastSeq: Number.isInteger(since) ? since : null, waiters: [] };
+      this.rooms.set(conversation, room);
+    }
+    const joined = new Promise((resolve, reject) => room.waiters.push({ resolve, reject }));
+    if (this.online) this.#sendJoin(conversation, room);
+    return joined;
+  }
+
+  #sendJoin(conversation, room) {
+    const ref = this.#ref("j");
+    room.ref = ref;
+    room.since = room.lastSeq;
+    const frame = { type: "join", ref, conversation };
+    if (room.lastSeq !== null) frame.since = room.lastSeq;
+    this.#write(frame);
+  }
+
+  #onJoined(frame) {
+    const room = this.rooms.get(frame.conversation);
+    if (!room) return;
+    if (room.lastSeq === null) {
+      room.lastSeq = frame.last_seq;
+    } else if (!frame.recovered) {
+      const since = room.lastSeq;
+      room.lastSeq = frame.last_seq;
+      this.#emit("gap", { conversation: frame.conversation, since, last_seq: frame.last_seq });
+    }
+    const waiters = room.waiters.splice(0);
+    waiters.forEach((w) => w.resolve(frame));
+    this.#emit("joined", frame);
+  }
+
+  /** Stops receiving a conversation's events. */
+  leave(conversation) {
+    this.rooms.delete(conversation);
+    return this.#command({ type: "leave", conversation });
+  }
+
+  /** The last seq this client saw in a joined conversation (or null). */
+  lastSeq(conversation) {
+    const room = this.rooms.get(conversation);
+    return room ? room.lastSeq : null;
+  }
+
+  /**
+   * Sends a message; retried with the same `client_msg_id` until acknowledged.
+   * @returns {{clientMsgId: string, acked: Promise<object>}} `acked` resolves with the `ack`
+   *   frame, or rejects with a {@link ConfabError} the server answered (not retryable).
+   */
+  send(conversation, body, { replyTo, attachments, clientMsgId = newClientMsgId() } = {}) {
+    let resolve;
+    let reject;
+    const acked = new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const frame = { type: "send", conversation, client_msg_id: clientMsgId, body };
+    if (replyTo) frame.reply_to = replyTo;
+    if (attachments && attachments.length) frame.attachments = attachments;
+    const entry = { frame, clientMsgId, conversation, resolve, reject, attempts: 0, timer: null };
+    this.outbox.set(clientMsgId, entry);
+    if (this.online) this.#transmit(entry);
+    return { clientMsgId, acked };
+  }
+
+  /** Messages sent but not acknowledged yet. */
+  unacked() {
+    return [...this.outbox.values()].map((e) => ({ ...e.frame }));
+  }
+
+  #transmit(entry) {
+    clearTimeout(entry.timer);
+    entry.timer = null;
+    entry.ref = this.#ref("s");
+    entry.attempts += 1;
+    if (!this.#write({ ...entry.frame, ref: entry.ref })) return;
+    entry.timer = setTimeout(() => {
+      if (this.outbox.has(entry.clientMsgId) && this.online) this.#transmit(entry);
+    }, this.options.sendRetryMs);
+  }
+
+  #onAck(frame) {
+    const entry = this.outbox.get(frame.client_msg_id);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.outbox.delete(frame.client_msg_id);
+    entry.resolve(frame);
+    this.#emit("ack", frame);
+  }
+
+  #onError(frame) {
+    const error = new ConfabError(frame.code, frame.message);
+    if (frame.ref) {
+      for (const entry of this.outbox.values()) {
+        if (entry.ref !== frame.ref) continue;
+        clearTimeout(entry.timer);
+        if (RETRYABLE.has(frame.code)) {
+          const delay = backoffDelay(entry.attempts, 1000, 30_000);
+          entry.timer = setTimeout(() => this.online && this.#transmit(entry), delay);
+        } else {
+          this.outbox.delete(entry.clientMsgId);
+          entry.reject(error);
+          this.#emit("send_failed", {
+            clientMsgId: entry.clientMsgId,
+            conversation: entry.conversation,
+            error,
+          });
+        }
+        return;
+      }
+      for (const [conversation, room] of this.rooms) {
+        if (room.ref !== frame.ref) continue;
+        this.rooms.delete(conversation);
+        room.waiters.splice(0).forEach((w) => w.reject(error));
+        this.#emit("join_failed", { conversation, error });
+        return;
+      }
+      const pending = this.pending.get(frame.ref);
+      if (pending) {
+        this.pending.delete(frame.ref);
+        pending.reject(error);
+        return;
+      }
+    }
+    this.#emit("error", frame);
+  }
+
+  #command(frame) {
+    const ref = this.#ref("c");
+    const full = { ...frame, ref };
+    return new Promise((resolve, reject) => {
+      this.pending.set(ref, { frame: full, resolve, reject });
+      if (this.online) this.#write(full);
+    });
+  }
+
+  /** Replaces the body of one's own message. Resolves with `{seq}`. */
+  edit(message, body) {
+    return this.#command({ type: "edit", message, body });
+  }
+
+  /** Soft-deletes a message. */
+  delete(message) {
+    return this.#command({ type: "delete", message });
+  }
+
+  /** Adds a reaction (no `seq` in the reply when it was already there). */
+  react(message, emoji) {
+    return this.#command({ type: "react", message, emoji });
+  }
+
+  /** Removes one's reaction. */
+  unreact(message, emoji) {
+    return this.#command({ type: "unreact", message, emoji });
+  }
+
+  /** Moves the read marker forward to `seq`. */
+  read(conversation, seq) {
+    return this.#command({ type: "read", conversation, seq });
+  }
+
+  /**
+   * Tells the others this user is typing. Call it on every keystroke: it is sent at most once
+   * per `intervalMs`, only while online, and never queued.
+   */
+  typing(conversation, intervalMs = 2000) {
+    if (!this.online || !this.rooms.has(conversation)) return;
+    const now = Date.now();
+    const last = this.lastTyping.get(conversation) || 0;
+    if (now - last < intervalMs) return;
+    this.lastTyping.set(conversation, now);
+    this.#write({ type: "typing", conversation });
+  }
+}
