@@ -25,9 +25,11 @@ impl KafkaServer {
         let mut ports = Ports::default();
         let port = ports.take()?;
         let url = format!("tcp://127.0.0.1:{port}");
-        let launch = Launch {
+        let launch = Launch::new(
             program,
-            args: [
+            dir.path(),
+            "tansu.log",
+            [
                 "broker",
                 "--listener-url",
                 &url,
@@ -35,14 +37,8 @@ impl KafkaServer {
                 &url,
                 "--storage-engine",
                 "memory://tansu/",
-            ]
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-            envs: Vec::new(),
-            log: dir.path().join("tansu.log"),
-            cleanup: Some(dir.path().to_path_buf()),
-        };
+            ],
+        );
         drop(ports);
         let server = Server::start(
             "tansu",

@@ -25,9 +25,11 @@ impl MongoServer {
         let mut ports = Ports::default();
         let port = ports.take()?;
         let data = dir.path().join("data");
-        let launch = Launch {
+        let launch = Launch::new(
             program,
-            args: [
+            dir.path(),
+            "secantusd.log",
+            [
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -36,14 +38,8 @@ impl MongoServer {
                 &data.display().to_string(),
                 "--log-level",
                 "WARNING",
-            ]
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-            envs: Vec::new(),
-            log: dir.path().join("secantusd.log"),
-            cleanup: Some(dir.path().to_path_buf()),
-        };
+            ],
+        );
         drop(ports);
         let server = Server::start(
             "secantusd-py",

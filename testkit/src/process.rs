@@ -58,6 +58,25 @@ pub(crate) struct Launch {
     pub cleanup: Option<PathBuf>,
 }
 
+impl Launch {
+    /// `program` with `args`, logging to the file `log` in `dir`, which the supervisor removes if
+    /// the test process exits without stopping the server.
+    pub(crate) fn new<S: Into<OsString>>(
+        program: PathBuf,
+        dir: &Path,
+        log: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> Launch {
+        Launch {
+            program,
+            args: args.into_iter().map(Into::into).collect(),
+            envs: Vec::new(),
+            log: dir.join(log),
+            cleanup: Some(dir.to_path_buf()),
+        }
+    }
+}
+
 /// A running server (see the module docs). Dropping it stops the server.
 #[derive(Debug)]
 pub(crate) struct ServerProcess {

@@ -20,9 +20,11 @@ impl RedisServer {
         let dir = Server::data_dir("redis")?;
         let mut ports = Ports::default();
         let port = ports.take()?;
-        let launch = Launch {
+        let launch = Launch::new(
             program,
-            args: [
+            dir.path(),
+            "redis.log",
+            [
                 "--bind",
                 "127.0.0.1",
                 "--port",
@@ -35,14 +37,8 @@ impl RedisServer {
                 "no",
                 "--dir",
                 &dir.path().display().to_string(),
-            ]
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-            envs: Vec::new(),
-            log: dir.path().join("redis.log"),
-            cleanup: Some(dir.path().to_path_buf()),
-        };
+            ],
+        );
         drop(ports);
         let server = Server::start(
             "redis-server",

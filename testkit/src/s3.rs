@@ -43,6 +43,7 @@ impl S3Server {
         let s3 = ports.take()?;
         let admin = ports.take_with_offset(GRPC_OFFSET)?;
         let mut args = vec![
+            "mini".to_owned(),
             format!("-dir={}", dir.path().join("data").display()),
             format!("-admin.dataDir={}", dir.path().join("admin").display()),
             "-ip=127.0.0.1".to_owned(),
@@ -73,11 +74,6 @@ impl S3Server {
         std::fs::create_dir_all(dir.path().join("data"))
             .map_err(crate::Error::io("creating the SeaweedFS data directory"))?;
         let launch = Launch {
-            program,
-            args: std::iter::once("mini".to_owned())
-                .chain(args)
-                .map(Into::into)
-                .collect(),
             envs: vec![
                 (
                     "AWS_ACCESS_KEY_ID".to_owned(),
@@ -88,8 +84,7 @@ impl S3Server {
                     S3Server::SECRET_KEY.to_owned(),
                 ),
             ],
-            log: dir.path().join("weed.log"),
-            cleanup: Some(dir.path().to_path_buf()),
+            ..Launch::new(program, dir.path(), "weed.log", args)
         };
         drop(ports);
         let server = Server::start(

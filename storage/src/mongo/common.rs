@@ -23,6 +23,11 @@ pub(super) fn seq_from_db(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
 }
 
+/// A frame that does not (de)serialize.
+pub(super) fn json_error(err: serde_json::Error) -> StoreError {
+    StoreError::Internal(format!("json: {err}"))
+}
+
 fn corrupt(what: String) -> StoreError {
     StoreError::Internal(format!("mongodb: corrupt document: {what}"))
 }
@@ -231,8 +236,7 @@ pub(super) async fn record_event(
         | ServerFrame::ReactionRemoved { message, .. } => Some(message.clone()),
         _ => None,
     };
-    let json =
-        serde_json::to_string(frame).map_err(|err| StoreError::Internal(format!("json: {err}")))?;
+    let json = serde_json::to_string(frame).map_err(json_error)?;
     let event = EventDoc {
         conversation: conversation.to_owned(),
         seq: seq_to_db(seq),

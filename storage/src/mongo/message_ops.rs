@@ -6,7 +6,8 @@ use confab_protocol::{EventKind, ServerFrame};
 use mongodb::bson::doc;
 
 use super::common::{
-    collect, next_seq, record_event, require_member, require_message_member, seq_from_db, seq_to_db,
+    collect, json_error, next_seq, record_event, require_member, require_message_member,
+    seq_from_db, seq_to_db,
 };
 use super::schema::{ConversationDoc, MessageDoc, ReactionDoc};
 use super::txn::{Ctx, OpResult};
@@ -16,6 +17,13 @@ use crate::{Appended, NewMessage, StoreError};
 fn refuse_if_archived(conversation: &ConversationDoc) -> OpResult<()> {
     if conversation.archived {
         return Err(StoreError::Forbidden("the conversation is archived".to_owned()).into());
+    }
+    Ok(())
+}
+
+fn refuse_if_deleted(message: &MessageDoc) -> OpResult<()> {
+    if message.deleted_at.is_some() {
+        return Err(StoreError::Conflict("the message is deleted".to_owned()).into());
     }
     Ok(())
 }
@@ -116,9 +124,7 @@ pub(super) async fn edit_message(
     if message.author != by {
         return Err(StoreError::Forbidden("only the author edits a message".to_owned()).into());
     }
-    if message.deleted_at.is_some() {
-        return Err(StoreError::Conflict("the message is deleted".to_owned()).into());
-    }
+    refuse_if_deleted(&message)?;
     refuse_if_archived(&conversation)?;
     let ts = now_ms();
     let seq = next_seq(cx, &message.conversation, ts).await?;
@@ -196,9 +202,7 @@ pub(super) async fn add_reaction(
     emoji: &str,
 ) -> OpResult<Option<u64>> {
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
-    if message.deleted_at.is_some() {
-        return Err(StoreError::Conflict("the message is deleted".to_owned()).into());
-    }
+    refuse_if_deleted(&message)?;
     refuse_if_archived(&conversation)?;
     if emoji.is_empty() {
         return Err(StoreError::Invalid("emoji is empty".to_owned()).into());
@@ -287,8 +291,7 @@ async fn redact_events(cx: &mut Ctx, message: &MessageDoc) -> OpResult<()> {
         .await?;
     let events = collect(cursor, &mut cx.session).await?;
     for event in events {
-        let mut frame: ServerFrame = serde_json::from_str(&event.frame)
-            .map_err(|err| StoreError::Internal(format!("json: {err}")))?;
+        let mut frame: ServerFrame = serde_json::from_str(&event.frame).map_err(json_error)?;
         match &mut frame {
             ServerFrame::Message(scrubbed) if scrubbed.id == message.id => {
                 scrubbed.body.clear();
@@ -301,8 +304,7 @@ async fn redact_events(cx: &mut Ctx, message: &MessageDoc) -> OpResult<()> {
             } if *edited == message.id => body.clear(),
             _ => continue,
         }
-        let text = serde_json::to_string(&frame)
-            .map_err(|err| StoreError::Internal(format!("json: {err}")))?;
+        let text = serde_json::to_string(&frame).map_err(json_error)?;
         cx.db
             .events
             .update_one(

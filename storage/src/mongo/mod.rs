@@ -124,13 +124,22 @@ impl MongoStore {
         txn::transact(&mut cx, self.sink.as_ref(), context, op).await
     }
 
-    /// The conversation of the tenant's message `id` (`NotFound` otherwise), to lock before a
-    /// write on the message. A message never moves, so it is safe to read before the lock.
-    async fn conversation_of(&self, tenant: &str, id: &str) -> Result<String> {
-        self.read(&(tenant, id), |cx, &(tenant, id)| {
-            Box::pin(async move { Ok(common::load_message(cx, tenant, id).await?.conversation) })
-        })
-        .await
+    /// Runs a write on the tenant's message `id` (`NotFound` otherwise) holding its
+    /// conversation's lock. A message never moves, so its conversation is safe to read before
+    /// taking the lock.
+    async fn write_message<C, T, F>(&self, tenant: &str, id: &str, context: &C, op: F) -> Result<T>
+    where
+        C: Sync + ?Sized,
+        F: for<'s> Fn(&'s mut Ctx, &'s C) -> OpFuture<'s, T>,
+    {
+        let conversation = self
+            .read(&(tenant, id), |cx, &(tenant, id)| {
+                Box::pin(
+                    async move { Ok(common::load_message(cx, tenant, id).await?.conversation) },
+                )
+            })
+            .await?;
+        self.write(Some(&conversation), context, op).await
     }
 }
 
@@ -274,25 +283,17 @@ impl Store for MongoStore {
     }
 
     async fn edit_message(&self, tenant: &str, by: &str, id: &str, body: String) -> Result<u64> {
-        let conversation = self.conversation_of(tenant, id).await?;
         let context = (tenant, by, id, body.as_str());
-        self.write(
-            Some(&conversation),
-            &context,
-            |cx, &(tenant, by, id, body)| {
-                Box::pin(message_ops::edit_message(cx, tenant, by, id, body))
-            },
-        )
+        self.write_message(tenant, id, &context, |cx, &(tenant, by, id, body)| {
+            Box::pin(message_ops::edit_message(cx, tenant, by, id, body))
+        })
         .await
     }
 
     async fn delete_message(&self, tenant: &str, by: &str, id: &str) -> Result<Option<u64>> {
-        let conversation = self.conversation_of(tenant, id).await?;
-        self.write(
-            Some(&conversation),
-            &(tenant, by, id),
-            |cx, &(tenant, by, id)| Box::pin(message_ops::delete_message(cx, tenant, by, id)),
-        )
+        self.write_message(tenant, id, &(tenant, by, id), |cx, &(tenant, by, id)| {
+            Box::pin(message_ops::delete_message(cx, tenant, by, id))
+        })
         .await
     }
 
@@ -303,15 +304,10 @@ impl Store for MongoStore {
         id: &str,
         emoji: &str,
     ) -> Result<Option<u64>> {
-        let conversation = self.conversation_of(tenant, id).await?;
         let context = (tenant, by, id, emoji);
-        self.write(
-            Some(&conversation),
-            &context,
-            |cx, &(tenant, by, id, emoji)| {
-                Box::pin(message_ops::add_reaction(cx, tenant, by, id, emoji))
-            },
-        )
+        self.write_message(tenant, id, &context, |cx, &(tenant, by, id, emoji)| {
+            Box::pin(message_ops::add_reaction(cx, tenant, by, id, emoji))
+        })
         .await
     }
 
@@ -322,15 +318,10 @@ impl Store for MongoStore {
         id: &str,
         emoji: &str,
     ) -> Result<Option<u64>> {
-        let conversation = self.conversation_of(tenant, id).await?;
         let context = (tenant, by, id, emoji);
-        self.write(
-            Some(&conversation),
-            &context,
-            |cx, &(tenant, by, id, emoji)| {
-                Box::pin(message_ops::remove_reaction(cx, tenant, by, id, emoji))
-            },
-        )
+        self.write_message(tenant, id, &context, |cx, &(tenant, by, id, emoji)| {
+            Box::pin(message_ops::remove_reaction(cx, tenant, by, id, emoji))
+        })
         .await
     }
 
