@@ -1,1 +1,45 @@
-//! Load generator and micro-benchmarks for Confab (see README).
+//! Confab's load generator and micro-benchmarks.
+//!
+//! The `confab-bench` binary drives a running server over real sockets (loopback only) and
+//! prints a summary plus one JSON line; the criterion benches in `benches/` measure the pieces in
+//! process. Results and the commands that produced them are in `RESULTS.md`.
+//!
+//! Layout:
+//! - [`cli`]: the command line; [`scenario`]: `idle`, `fanout`, `chat`, `storm`, `history`.
+//! - [`conn`]: opening WebSocket connections; [`load`]: the live connections, the pacer and the
+//!   wire format of generated messages.
+//! - [`stats`]: HDR histograms and the per-message ledger (loss, duplicates); [`report`]: the
+//!   summary and the JSON line.
+//! - [`rest`]: setup and paging over REST; [`tokens`]: minted or file-provided identities;
+//!   [`probe`]: the server's RSS and CPU time (from `/proc/<pid>` or `/metrics`).
+
+pub mod cli;
+pub mod conn;
+pub mod load;
+pub mod probe;
+pub mod report;
+pub mod rest;
+pub mod scenario;
+pub mod stats;
+pub mod tokens;
+
+/// Raises this process's open-file limit to its hard limit (and the hard limit too, when
+/// allowed), so that thousands of sockets fit. Returns the soft limit now in force.
+pub fn raise_open_files(wanted: u64) -> u64 {
+    use rlimit::Resource;
+    let Ok((soft, hard)) = Resource::NOFILE.get() else {
+        return 0;
+    };
+    if soft >= wanted {
+        return soft;
+    }
+    // Raising the hard limit needs CAP_SYS_RESOURCE; fall back to the current hard limit.
+    if hard < wanted && Resource::NOFILE.set(wanted, wanted).is_ok() {
+        return wanted;
+    }
+    let target = wanted.min(hard);
+    match Resource::NOFILE.set(target, hard) {
+        Ok(()) => target,
+        Err(_) => soft,
+    }
+}

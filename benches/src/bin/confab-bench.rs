@@ -1,0 +1,23 @@
+//! `confab-bench`: load scenarios against a running Confab server. See `confab-bench --help`
+//! and benches/RESULTS.md.
+
+use clap::Parser;
+use confab_benches::cli::Cli;
+
+/// Open files wanted: every connection is a socket, plus slack.
+const OPEN_FILES: u64 = 65_536;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let limit = confab_benches::raise_open_files(OPEN_FILES);
+    eprintln!(
+        "confab-bench {}: open-file limit {limit}",
+        cli.scenario.name()
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(confab_benches::scenario::run(cli.common, cli.scenario))?;
+    report.print();
+    // Tasks still closing sockets must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The `confab-bench` command line: common flags (server, identities, probes) and one
+//! subcommand per scenario, whose defaults fit a 2-core machine running both the server and the
+//! generator.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "confab-bench",
+    about = "Load generator for a running Confab server (loopback only)",
+    after_help = "Start the server with `--message-rate-per-minute 0 --jwt-secret <secret>` in a shell \
+                  with `ulimit -n 65536`, then pass the same secret here (or CONFAB_JWT_SECRET). \
+                  Progress goes to stderr; the summary and one JSON line to stdout."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Flags every scenario takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The server's base URL (must be a loopback address).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The server's HS256 secret (`--jwt-secret`); tokens for users u0, u1, … are minted with it.
+    #[arg(
+        long,
+        global = true,
+        env = "CONFAB_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub secret: Option<String>,
+    /// A file of tokens, one per line, all of one tenant; user i is line i mod n.
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Tenant of minted tokens [default: a fresh `bench-<scenario>-<time>`; `bench-history` for
+    /// `history`, so its seeded conversation is reused].
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    /// The server's pid: RSS and CPU time are read from /proc/<pid> (else from /metrics).
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// Loopback source addresses to spread connections over (127.0.0.1..=127.0.0.N), for more
+    /// connections than one address has ephemeral ports.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub source_ips: u8,
+    /// Connections being opened at once. The server listens with a backlog of 128 (tokio's
+    /// default): far more in flight overflows its accept queue, and the dropped handshakes come
+    /// back only after the 1 s SYN retransmit.
+    #[arg(long, global = true, default_value_t = 100)]
+    pub connect_concurrency: usize,
+    /// Concurrent REST calls while setting up conversations and members.
+    #[arg(long, global = true, default_value_t = 32)]
+    pub setup_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// Many idle connections, each joined to one conversation: memory per connection, connect
+    /// rate.
+    Idle(IdleArgs),
+    /// One large conversation, one sender at a fixed rate: deliveries/s, latency, CPU per
+    /// delivery.
+    Fanout(FanoutArgs),
+    /// Many small conversations, messages from random members at a fixed total rate.
+    Chat(ChatArgs),
+    /// The chat load plus connect/join/disconnect churn.
+    Storm(StormArgs),
+    /// Seeds a large conversation (durable ack throughput), then pages through it over REST.
+    History(HistoryArgs),
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Idle(_) => "idle",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Chat(_) => "chat",
+            Scenario::Storm(_) => "storm",
+            Scenario::History(_) => "history",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct IdleArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub conversations: usize,
+    /// Seconds to hold the connections idle before measuring.
+    #[arg(long, default_value_t = 5.0)]
+    pub hold_secs: f64,
+}
+
+/// Rate, timing and size of messages.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct TrafficArgs {
+    /// Seconds of sending before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    pub warmup_secs: f64,
+    /// Seconds of measured sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_secs: f64,
+    /// Approximate message body size.
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Most seconds to wait for the last deliveries after sending stops.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_secs: f64,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct FanoutArgs {
+    /// Members of the conversation, each with one joined connection.
+    #[arg(long, default_value_t = 2_000)]
+    pub members: usize,
+    /// Messages per second (deliveries/s = rate × members).
+    #[arg(long, default_value_t = 125.0)]
+    pub rate: f64,
+    /// Connections of the sending member (not joined; each command is answered in turn, so
+    /// several let sends overlap their commits).
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct ChatArgs {
+    #[arg(long, default_value_t = 5_000)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub conversations: usize,
+    /// Messages per second in total, each from a random connection.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub rate: f64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct StormArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub chat: ChatArgs,
+    /// Connect + join + disconnect cycles per second beside the chat load.
+    #[arg(long, default_value_t = 2_000.0)]
+    pub churn_rate: f64,
+    /// Churn cycles in flight at once (past it, cycles are skipped and counted).
+    #[arg(long, default_value_t = 512)]
+    pub churn_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct HistoryArgs {
+    /// Messages in the conversation (seeded once; later runs reuse it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// Seed from scratch even if a conversation of this size exists.
+    #[arg(long)]
+    pub fresh: bool,
+    /// WebSocket connections seeding at once (each keeps `--seed-window` sends in flight).
+    #[arg(long, default_value_t = 256)]
+    pub seed_connections: usize,
+    #[arg(long, default_value_t = 16)]
+    pub seed_window: usize,
+    #[arg(long, default_value_t = 100)]
+    pub body_bytes: usize,
+    /// Messages per page.
+    #[arg(long, default_value_t = 50)]
+    pub page_size: u32,
+    /// Most seconds walking newest to oldest.
+    #[arg(long, default_value_t = 10.0)]
+    pub walk_secs: f64,
+    /// Seconds of random-position paging.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_secs: f64,
+    /// Random-position pages requested at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}

@@ -1,0 +1,80 @@
+//! `idle`: many connections (10,000 in 1,000 conversations by default), each authenticated and
+//! joined to one conversation, no traffic. Measures the connect rate and the server's resident
+//! memory per idle connection.
+
+use std::time::Duration;
+
+use crate::cli::IdleArgs;
+use crate::load::{self, ConnPlan, Run};
+use crate::report::Report;
+
+use super::chat::groups;
+use super::{Env, Snapshot, process_reports};
+
+pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
+    let groups = groups(args.connections, args.conversations);
+    let tokens = env.tokens(args.connections)?;
+    let conversations = env.create_groups("idle", &groups, &tokens).await?;
+    let plans: Vec<ConnPlan> = (0..args.connections)
+        .map(|i| ConnPlan {
+            user: i,
+            conversation: i % groups.len(),
+            join: true,
+            sends: false,
+        })
+        .collect();
+    // Let the setup's allocations settle before the baseline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = env.probe.sample().await;
+    let run = Run::new(0, 0);
+    let fleet = load::open_fleet(&env.fleet_spec(tokens, conversations), &plans, &run).await;
+    eprintln!(
+        "connected: {} ok, {} failed; authenticated in {:.3} s, joined in {:.3} s; holding {} s",
+        fleet.report.ok,
+        fleet.report.failed,
+        fleet.report.authenticated_secs,
+        fleet.report.joined_secs,
+        args.hold_secs
+    );
+    let start = Snapshot::take(&env.probe, Some(&run)).await;
+    let hold = Duration::from_secs_f64(args.hold_secs);
+    while start.at.elapsed() + Duration::from_secs(1) < hold {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = env.probe.sample().await.map(|s| s.resident_bytes >> 20);
+        eprintln!(
+            "[{:>6.1}s] idle: {} open, server rss {} MiB",
+            start.at.elapsed().as_secs_f64(),
+            fleet.report.ok as u64 - crate::stats::Counters::get(&run.counters.disconnects),
+            rss.map_or_else(|| "n/a".to_owned(), |r| r.to_string())
+        );
+    }
+    tokio::time::sleep(hold.saturating_sub(start.at.elapsed())).await;
+    let stop = Snapshot::take(&env.probe, Some(&run)).await;
+    let idle = stop.server;
+    let disconnects = crate::stats::Counters::get(&run.counters.disconnects);
+    if disconnects > 0 {
+        eprintln!(
+            "warning: {disconnects} connection(s) ended while idle: {:?}",
+            run.close_codes()
+        );
+    }
+    load::close_fleet(&run, fleet.tasks).await;
+    let (server, client) = process_reports(
+        &env.probe,
+        before,
+        idle,
+        idle,
+        fleet.report.ok,
+        (&start, &stop),
+    );
+    Ok(Report {
+        scenario: "idle",
+        params: serde_json::to_value(&args)?,
+        connections: Some(fleet.report),
+        traffic: None,
+        server,
+        client,
+        churn: None,
+        history: None,
+    })
+}

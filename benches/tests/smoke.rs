@@ -1,0 +1,234 @@
+//! Every `confab-bench` scenario, run briefly at a tiny size against the real server binary:
+//! each must print a JSON report whose figures add up, with no loss and no duplicates. This proves
+//! the generator works; it measures nothing (the real runs are in RESULTS.md).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const SECRET: &str = "smoke-test-secret-smoke-test-secret";
+
+/// The `confab` binary next to this test's own target directory, built if it is missing
+/// (`cargo test --workspace` builds it already).
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/smoke-<hash> → target/<profile>/confab
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let binary = profile_dir.join(format!("confab{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "confab-server", "--bin", "confab"])
+            .current_dir(workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the server failed");
+    }
+    assert!(binary.exists(), "no server binary at {}", binary.display());
+    binary
+}
+
+/// The server process, killed when dropped (also when an assertion fails).
+struct Server {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let data = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(server_binary())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--message-rate-per-minute", "0", "--jwt-secret", SECRET])
+            .args(["--log", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _data: data,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs one scenario and returns its JSON report.
+fn bench(server: &Server, args: &[&str], by_pid: bool) -> Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_confab-bench"));
+    command
+        .args(["--url", &server.url, "--secret", SECRET])
+        .args(args);
+    if by_pid {
+        command.args(["--server-pid", &server.child.id().to_string()]);
+    }
+    let output = command.output().expect("run confab-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "confab-bench {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let json = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
+}
+
+fn number(report: &Value, path: &str) -> f64 {
+    report
+        .pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at {path} in {report}"))
+}
+
+fn assert_connected(report: &Value, expected: f64) {
+    assert_eq!(number(report, "/connections/ok"), expected, "{report}");
+    assert_eq!(number(report, "/connections/failed"), 0.0, "{report}");
+    assert!(number(report, "/server/rss_before_bytes") > 0.0, "{report}");
+}
+
+fn assert_clean_traffic(report: &Value) {
+    let sent = number(report, "/traffic/sent");
+    assert!(sent > 0.0, "{report}");
+    assert_eq!(number(report, "/traffic/acked"), sent, "{report}");
+    assert!(number(report, "/traffic/expected") > 0.0, "{report}");
+    assert_eq!(
+        number(report, "/traffic/delivered"),
+        number(report, "/traffic/expected"),
+        "{report}"
+    );
+    for zero in [
+        "loss",
+        "duplicates",
+        "out_of_order",
+        "errors",
+        "disconnects",
+    ] {
+        assert_eq!(
+            number(report, &format!("/traffic/{zero}")),
+            0.0,
+            "{zero}: {report}"
+        );
+    }
+    assert!(number(report, "/traffic/latency/count") > 0.0, "{report}");
+    assert!(number(report, "/server/cpu_seconds") >= 0.0, "{report}");
+}
+
+#[test]
+fn every_scenario_runs_at_tiny_size() {
+    let started = Instant::now();
+    let server = Server::start();
+    let timing = [
+        "--warmup-secs",
+        "0.5",
+        "--duration-secs",
+        "1.5",
+        "--drain-secs",
+        "5",
+    ];
+
+    let idle = bench(
+        &server,
+        &[
+            "idle",
+            "--connections",
+            "20",
+            "--conversations",
+            "4",
+            "--hold-secs",
+            "0.5",
+        ],
+        true,
+    );
+    assert_connected(&idle, 20.0);
+    assert!(number(&idle, "/server/rss_idle_bytes") > 0.0, "{idle}");
+
+    let mut args = vec!["fanout", "--members", "20", "--rate", "20"];
+    args.extend(timing);
+    let fanout = bench(&server, &args, false);
+    assert_connected(&fanout, 21.0);
+    assert_clean_traffic(&fanout);
+
+    let mut args = vec![
+        "chat",
+        "--connections",
+        "20",
+        "--conversations",
+        "4",
+        "--rate",
+        "40",
+    ];
+    args.extend(timing);
+    let chat = bench(&server, &args, true);
+    assert_connected(&chat, 20.0);
+    assert_clean_traffic(&chat);
+
+    let mut args = vec![
+        "storm",
+        "--connections",
+        "20",
+        "--conversations",
+        "4",
+        "--rate",
+        "40",
+        "--churn-rate",
+        "20",
+    ];
+    args.extend(timing);
+    let storm = bench(&server, &args, false);
+    assert_connected(&storm, 20.0);
+    assert_clean_traffic(&storm);
+    assert!(number(&storm, "/churn/ok") > 0.0, "{storm}");
+    assert_eq!(number(&storm, "/churn/failed"), 0.0, "{storm}");
+
+    let history = bench(
+        &server,
+        &[
+            "history",
+            "--tenant",
+            "smoke-history",
+            "--messages",
+            "300",
+            "--seed-connections",
+            "4",
+            "--walk-secs",
+            "1",
+            "--duration-secs",
+            "0.5",
+        ],
+        true,
+    );
+    assert_eq!(number(&history, "/history/messages"), 300.0, "{history}");
+    assert_eq!(
+        number(&history, "/history/walk_messages"),
+        300.0,
+        "{history}"
+    );
+    assert!(number(&history, "/history/random_pages") > 0.0, "{history}");
+    assert_eq!(number(&history, "/history/errors"), 0.0, "{history}");
+
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the smoke run took {:?}",
+        started.elapsed()
+    );
+}
