@@ -63,9 +63,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let events = events::start(&config, hub.clone()).context("cannot start the event stream")?;
     let events_flush = config.shutdown_grace;
     let store = open_store(&config, events.sink()).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     let mut state = AppState::new(config, store, hub.clone(), keys, Some(metrics_handle));
     if let HubBackend::Redis(url) = &state.config.hub {
@@ -80,6 +79,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     events.close(events_flush).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections waiting to be accepted: the default 128 overflows when thousands of clients
+/// connect at once (they then retry only after a second).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Opens the configured store; committed events go to `sink`.

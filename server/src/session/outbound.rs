@@ -41,16 +41,16 @@ impl Session {
                 }
                 Admit::Skip => {}
                 Admit::Gap(event) => {
-                    pending += self
-                        .fill(socket, &event.conversation, Some(event.seq))
-                        .await?;
+                    // Boxed: filling is rare and its future large (see `event_loop`).
+                    pending +=
+                        Box::pin(self.fill(socket, &event.conversation, Some(event.seq))).await?;
                     if let Admit::Send(text) = self.admit(Outbound::Event(event)) {
                         feed(socket, text).await?;
                         pending += 1;
                     }
                 }
                 Admit::Resync(conversation) => {
-                    pending += self.fill(socket, &conversation, None).await?;
+                    pending += Box::pin(self.fill(socket, &conversation, None)).await?;
                 }
             }
             if pending < WRITE_BATCH {
