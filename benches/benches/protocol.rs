@@ -73,6 +73,7 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 conversation: conversation(),
                 last_seq: 44,
                 recovered: true,
+                online: vec!["alice".into(), "bob".into()],
             },
         ),
         (

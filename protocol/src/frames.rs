@@ -160,12 +160,16 @@ pub enum ServerFrame {
     },
     /// Reply to `join`. With `since`, the replayed events follow it; `recovered` is false when
     /// more than the replay cap were missed and none were replayed (page through REST instead).
+    /// `online` holds the sorted ids of the users online in the conversation (the joining
+    /// user included); it defaults to empty so that frames from older servers still parse.
     Joined {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
         conversation: String,
         last_seq: u64,
         recovered: bool,
+        #[serde(default)]
+        online: Vec<String>,
     },
     /// Reply to `leave`.
     Left {
@@ -287,6 +291,14 @@ pub enum ServerFrame {
         user: String,
         seq: u64,
     },
+    /// Ephemeral: `user` came online (`online: true`: a first connection of theirs, on any
+    /// node, joined the conversation) or went offline (their last one left). Sent only to
+    /// connections opened with `?presence=true`.
+    Presence {
+        conversation: String,
+        user: String,
+        online: bool,
+    },
 }
 
 impl ServerFrame {
@@ -377,6 +389,37 @@ mod tests {
                 since: Some(7)
             }
         );
+    }
+
+    #[test]
+    fn presence_frames_round_trip_and_joined_tolerates_online() {
+        let frame = ServerFrame::Presence {
+            conversation: "c".into(),
+            user: "bob".into(),
+            online: true,
+        };
+        let text = serde_json::to_string(&frame).expect("serialize");
+        assert_eq!(
+            text,
+            r#"{"type":"presence","conversation":"c","user":"bob","online":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(&text).expect("parse"),
+            frame
+        );
+        let joined: ServerFrame = serde_json::from_str(
+            r#"{"type":"joined","conversation":"c","last_seq":3,"recovered":true,"online":["a"]}"#,
+        )
+        .expect("joined with online parses");
+        assert!(
+            matches!(joined, ServerFrame::Joined { last_seq: 3, ref online, .. } if online == &["a"])
+        );
+        // A `joined` without `online` (an older server) still parses, as an empty list.
+        let old: ServerFrame = serde_json::from_str(
+            r#"{"type":"joined","conversation":"c","last_seq":3,"recovered":true}"#,
+        )
+        .expect("joined without online parses");
+        assert!(matches!(old, ServerFrame::Joined { ref online, .. } if online.is_empty()));
     }
 
     #[test]

@@ -7,13 +7,20 @@
 //!
 //! The hub is the storage [`EventSink`]: the store hands it every committed durable event in seq
 //! order, so live delivery order equals seq order per conversation.
+//!
+//! Presence: each room counts its local connections per user and remembers which other nodes
+//! report each user online (fed by the fan-out). A user is online in a conversation while any
+//! of those says so; `presence` frames go out when that union flips, under the room's lock so
+//! that one user's online/offline frames never overtake each other. The remote state lives in
+//! the room, so it is dropped with it.
 
 use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
-use confab_protocol::EventKind;
+use confab_protocol::{EventKind, ServerFrame};
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
 use tokio::sync::{Notify, mpsc};
@@ -55,6 +62,8 @@ pub enum Outbound {
 pub struct ConnControl {
     slow: AtomicBool,
     notify: Notify,
+    /// The client asked for `presence` frames.
+    presence: AtomicBool,
 }
 
 impl ConnControl {
@@ -64,6 +73,16 @@ impl ConnControl {
             m::slow_consumer();
             self.notify.notify_one();
         }
+    }
+
+    /// Subscribes the connection to `presence` frames.
+    pub fn enable_presence(&self) {
+        self.presence.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection takes `presence` frames.
+    pub fn wants_presence(&self) -> bool {
+        self.presence.load(Ordering::Relaxed)
     }
 
     /// Resolves once the connection has been kicked.
@@ -89,7 +108,85 @@ pub struct Subscriber {
 #[derive(Debug)]
 struct Room {
     tenant: Arc<str>,
-    subscribers: RwLock<Vec<Subscriber>>,
+    members: RwLock<Members>,
+}
+
+/// A room's connections and who is online in it.
+#[derive(Debug, Default)]
+struct Members {
+    subscribers: Vec<Subscriber>,
+    /// Local connections per user (no zero entries).
+    local: HashMap<Arc<str>, usize>,
+    /// Users other nodes report online here, with those nodes (no empty sets).
+    remote: HashMap<Arc<str>, HashSet<Arc<str>>>,
+}
+
+impl Members {
+    fn is_online(&self, user: &str) -> bool {
+        self.local.contains_key(user) || self.remote.contains_key(user)
+    }
+
+    /// Sends a `presence` frame to the local connections that asked for them (but `skip_conn`).
+    /// A full queue drops it, like any ephemeral frame.
+    fn announce(&self, conversation: &Arc<str>, user: &str, online: bool, skip_conn: Option<u64>) {
+        let frame = ServerFrame::Presence {
+            conversation: conversation.to_string(),
+            user: user.to_owned(),
+            online,
+        };
+        let Ok(text) = serde_json::to_string(&frame) else {
+            return;
+        };
+        let frame = Arc::new(Ephemeral {
+            conversation: conversation.clone(),
+            text: Utf8Bytes::from(text),
+        });
+        let mut delivered = 0u64;
+        for sub in &self.subscribers {
+            if Some(sub.conn) == skip_conn || !sub.control.wants_presence() {
+                continue;
+            }
+            if sub.tx.try_send(Outbound::Ephemeral(frame.clone())).is_ok() {
+                delivered += 1;
+            }
+        }
+        m::fanout_deliveries(delivered);
+    }
+
+    /// Records that `node` reports `user` online (or not); announces a change of the union.
+    fn set_remote(&mut self, conversation: &Arc<str>, node: &str, user: &str, online: bool) {
+        let before = self.is_online(user);
+        if online {
+            self.remote
+                .entry(Arc::from(user))
+                .or_default()
+                .insert(Arc::from(node));
+        } else if let Some(nodes) = self.remote.get_mut(user) {
+            nodes.remove(node);
+            if nodes.is_empty() {
+                self.remote.remove(user);
+            }
+        }
+        if self.is_online(user) != before {
+            self.announce(conversation, user, !before, None);
+        }
+    }
+
+    /// Replaces everything `node` reports for this room with `users`.
+    fn replace_remote(&mut self, conversation: &Arc<str>, node: &str, users: &[String]) {
+        let gone: Vec<Arc<str>> = self
+            .remote
+            .iter()
+            .filter(|(user, nodes)| nodes.contains(node) && !users.iter().any(|u| *u == ***user))
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in gone {
+            self.set_remote(conversation, node, &user, false);
+        }
+        for user in users {
+            self.set_remote(conversation, node, user, true);
+        }
+    }
 }
 
 /// Fan-out to other nodes (the cluster's pub/sub). The hub tells it which rooms have local
@@ -100,6 +197,8 @@ pub trait Fanout: Send + Sync + 'static {
     fn close_room(&self, tenant: &str, conversation: &str);
     fn publish_event(&self, tenant: &str, event: &Delivered);
     fn publish_ephemeral(&self, tenant: &str, frame: &Ephemeral, skip_user: Option<&str>);
+    /// This node's first connection of `user` joined the room (`online`), or its last left.
+    fn publish_presence(&self, _tenant: &str, _conversation: &str, _user: &str, _online: bool) {}
 }
 
 /// The room hub.
@@ -168,40 +267,75 @@ impl Hub {
                 }
                 Arc::new(Room {
                     tenant: tenant.clone(),
-                    subscribers: RwLock::default(),
+                    members: RwLock::default(),
                 })
             })
             .clone();
-        let mut subs = room.subscribers.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = subs.iter_mut().find(|s| s.conn == subscriber.conn) {
+        let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = members
+            .subscribers
+            .iter_mut()
+            .find(|s| s.conn == subscriber.conn)
+        {
             *existing = subscriber;
             return false;
         }
-        subs.push(subscriber);
+        let user = subscriber.user.clone();
+        let conn = subscriber.conn;
+        members.subscribers.push(subscriber);
         m::room_joined(1.0);
+        let count = members.local.entry(user.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            if let Some(fanout) = self.fanout.get() {
+                fanout.publish_presence(&room.tenant, conversation, &user, true);
+            }
+            if !members.remote.contains_key(&user) {
+                members.announce(conversation, &user, true, Some(conn));
+            }
+        }
         true
     }
 
     /// Removes a connection from a room; drops the room when it empties.
     pub fn unsubscribe(&self, conversation: &str, conn: u64) {
-        let Some(room) = self.rooms.get(conversation).map(|r| r.clone()) else {
+        let Some((key, room)) = self
+            .rooms
+            .get(conversation)
+            .map(|r| (r.key().clone(), r.value().clone()))
+        else {
             return;
         };
         let now_empty = {
-            let mut subs = room.subscribers.write().unwrap_or_else(|e| e.into_inner());
-            let before = subs.len();
-            subs.retain(|s| s.conn != conn);
-            if subs.len() < before {
+            let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(index) = members.subscribers.iter().position(|s| s.conn == conn) {
+                let gone = members.subscribers.remove(index);
                 m::room_joined(-1.0);
+                let last = match members.local.get_mut(&gone.user) {
+                    Some(count) => {
+                        *count -= 1;
+                        *count == 0
+                    }
+                    None => false,
+                };
+                if last {
+                    members.local.remove(&gone.user);
+                    if let Some(fanout) = self.fanout.get() {
+                        fanout.publish_presence(&room.tenant, &key, &gone.user, false);
+                    }
+                    if !members.remote.contains_key(&gone.user) {
+                        members.announce(&key, &gone.user, false, None);
+                    }
+                }
             }
-            subs.is_empty()
+            members.subscribers.is_empty()
         };
         if now_empty {
             // Re-check under the map's entry lock: a join may have raced in.
             let removed = self.rooms.remove_if(conversation, |_, room| {
-                room.subscribers
+                room.members
                     .read()
-                    .map(|s| s.is_empty())
+                    .map(|m| m.subscribers.is_empty())
                     .unwrap_or(false)
             });
             if let (Some((key, room)), Some(fanout)) = (removed, self.fanout.get()) {
@@ -213,6 +347,71 @@ impl Hub {
     /// Number of rooms with at least one local subscriber.
     pub fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// Users online in a conversation, here or on other nodes, sorted.
+    pub fn online(&self, conversation: &str) -> Vec<String> {
+        let Some(room) = self.rooms.get(conversation).map(|r| r.clone()) else {
+            return Vec::new();
+        };
+        let members = room.members.read().unwrap_or_else(|e| e.into_inner());
+        let users: BTreeSet<&str> = members
+            .local
+            .keys()
+            .chain(members.remote.keys())
+            .map(|u| &**u)
+            .collect();
+        users.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Calls `then` with the users that have a connection on this node in a conversation, under
+    /// the room's lock (so that a snapshot sent from `then` cannot overtake a presence change
+    /// published after it); `None` when the room is not open here.
+    pub fn with_local_online<R>(
+        &self,
+        conversation: &str,
+        then: impl FnOnce(Vec<String>) -> R,
+    ) -> Option<R> {
+        let room = self.rooms.get(conversation).map(|r| r.clone())?;
+        let members = room.members.read().unwrap_or_else(|e| e.into_inner());
+        Some(then(members.local.keys().map(|u| u.to_string()).collect()))
+    }
+
+    /// Another node reports a presence change in a conversation open here.
+    pub fn remote_presence(&self, conversation: &str, node: &str, user: &str, online: bool) {
+        let Some((key, room)) = self.room_entry(conversation) else {
+            return;
+        };
+        let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
+        members.set_remote(&key, node, user, online);
+    }
+
+    /// Another node's complete list of local users in a conversation open here.
+    pub fn remote_snapshot(&self, conversation: &str, node: &str, users: &[String]) {
+        let Some((key, room)) = self.room_entry(conversation) else {
+            return;
+        };
+        let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
+        members.replace_remote(&key, node, users);
+    }
+
+    /// A node went silent: its users go offline wherever no one else has them.
+    pub fn remote_node_gone(&self, node: &str) {
+        let rooms: Vec<(Arc<str>, Arc<Room>)> = self
+            .rooms
+            .iter()
+            .map(|r| (r.key().clone(), r.value().clone()))
+            .collect();
+        for (key, room) in rooms {
+            let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
+            members.replace_remote(&key, node, &[]);
+        }
+    }
+
+    fn room_entry(&self, conversation: &str) -> Option<(Arc<str>, Arc<Room>)> {
+        self.rooms
+            .get(conversation)
+            .map(|r| (r.key().clone(), r.value().clone()))
     }
 
     /// Delivers an ephemeral frame to a room here and on the other nodes, skipping
@@ -240,9 +439,9 @@ impl Hub {
         let Some(room) = self.rooms.get(&*frame.conversation).map(|r| r.clone()) else {
             return;
         };
-        let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut delivered = 0u64;
-        for sub in subs.iter() {
+        for sub in members.subscribers.iter() {
             if skip_user.is_some_and(|u| *sub.user == *u) {
                 continue;
             }
@@ -259,9 +458,9 @@ impl Hub {
         let Some(room) = self.rooms.get(&*event.conversation).map(|r| r.clone()) else {
             return;
         };
-        let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
-        for sub in subs.iter() {
+        for sub in members.subscribers.iter() {
             match sub.tx.try_send(Outbound::Event(event.clone())) {
                 Ok(()) => count += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => sub.control.kick(),
@@ -280,8 +479,8 @@ impl Hub {
             .map(|r| (r.key().clone(), r.value().clone()))
             .collect();
         for (key, room) in rooms {
-            let subs = room.subscribers.read().unwrap_or_else(|e| e.into_inner());
-            for sub in subs.iter() {
+            let members = room.members.read().unwrap_or_else(|e| e.into_inner());
+            for sub in members.subscribers.iter() {
                 if let Err(mpsc::error::TrySendError::Full(_)) =
                     sub.tx.try_send(Outbound::Resync(key.clone()))
                 {
@@ -393,6 +592,61 @@ mod tests {
             seqs.push(d.seq);
         }
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    }
+
+    fn presence_of(rx: &mut mpsc::Receiver<Outbound>) -> Option<String> {
+        match rx.try_recv() {
+            Ok(Outbound::Ephemeral(frame)) => Some(frame.text.to_string()),
+            Ok(other) => panic!("expected a presence frame, got {other:?}"),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn presence_is_the_union_of_local_connections_and_remote_nodes() {
+        let hub = Hub::new();
+        let room: Arc<str> = "c".into();
+        let (watcher, mut rx) = subscriber(&hub, "w", 16);
+        watcher.control.enable_presence();
+        let (bob, _rx_bob) = subscriber(&hub, "bob", 16);
+        let bob_conn = bob.conn;
+        hub.subscribe(&tenant(), &room, watcher);
+        hub.subscribe(&tenant(), &room, bob);
+        let online = presence_of(&mut rx).expect("bob online");
+        assert!(online.contains(r#""user":"bob","online":true"#), "{online}");
+
+        // Bob is also on node n1: leaving here keeps him online.
+        hub.remote_presence("c", "n1", "bob", true);
+        hub.unsubscribe("c", bob_conn);
+        assert_eq!(presence_of(&mut rx), None);
+        assert_eq!(hub.online("c"), vec!["bob", "w"]);
+
+        // Carol arrives by snapshot from n2; n2 then goes silent.
+        hub.remote_snapshot("c", "n2", &["carol".to_owned()]);
+        assert!(
+            presence_of(&mut rx)
+                .expect("carol")
+                .contains(r#""carol","online":true"#)
+        );
+        hub.remote_node_gone("n2");
+        assert!(
+            presence_of(&mut rx)
+                .expect("carol")
+                .contains(r#""carol","online":false"#)
+        );
+        // A snapshot from n1 without bob takes him offline.
+        hub.remote_snapshot("c", "n1", &[]);
+        assert!(
+            presence_of(&mut rx)
+                .expect("bob")
+                .contains(r#""bob","online":false"#)
+        );
+        assert_eq!(hub.online("c"), vec!["w"]);
+        assert_eq!(
+            hub.with_local_online("c", |u| u),
+            Some(vec!["w".to_owned()])
+        );
+        assert_eq!(hub.with_local_online("elsewhere", |u| u), None);
     }
 
     #[tokio::test]

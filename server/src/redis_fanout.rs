@@ -6,6 +6,13 @@
 //! deliver as is; a node ignores its own publications. Order per conversation comes from the
 //! seq: a session that sees a hole fills it from storage.
 //!
+//! Presence crosses nodes as control messages on the same room channels (header `t`): each
+//! node publishes its own per-room transitions (`presence`); a node that subscribes to a room
+//! asks it for a snapshot (`sync`, carrying its own users) and the others answer with theirs
+//! (`snapshot`). Nodes beat on `confab:nodes` every [`BEAT`]; one silent for [`PEER_EXPIRY`] is
+//! dropped and its users go offline where no other node has them. A resubscription after an
+//! outage syncs every open room again.
+//!
 //! Redis loss never stops local rooms: publishes are dropped (counted), the subscriber
 //! reconnects with backoff and resubscribes, and then every local subscriber is told to catch
 //! up from storage (`Outbound::Resync`). `/ready` and `confab_fanout_connected` report outages.
@@ -22,6 +29,7 @@ use metrics::{counter, gauge};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Delivered, Ephemeral, Fanout, Hub};
@@ -35,6 +43,12 @@ pub const RECONNECTS_TOTAL: &str = "confab_fanout_reconnects_total";
 /// Messages waiting to be published before new ones are dropped.
 const PUBLISH_QUEUE: usize = 16 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a node says it is alive.
+pub const BEAT: Duration = Duration::from_secs(2);
+/// How long a silent node counts as alive (three beats).
+pub const PEER_EXPIRY: Duration = Duration::from_secs(6);
+/// The channel every node subscribes to for heartbeats.
+const NODES_CHANNEL: &str = "confab:nodes";
 
 /// Why the fan-out could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +71,40 @@ struct Header {
     /// User whose connections skip an ephemeral frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     x: Option<String>,
+    /// A control message between nodes (absent for frames to deliver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    t: Option<Control>,
+    /// `presence`: whether `u` is now online on the origin node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    on: bool,
+}
+
+impl Header {
+    fn control(origin: &str, control: Control) -> Header {
+        Header {
+            o: origin.to_owned(),
+            k: None,
+            s: 0,
+            u: None,
+            x: None,
+            t: Some(control),
+            on: false,
+        }
+    }
+}
+
+/// Node-to-node control messages; `sync` and `snapshot` carry a JSON array of user ids as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Control {
+    /// The origin's first connection of `u` joined the room (`on`) or its last left.
+    Presence,
+    /// The origin opened the room: here are its users; answer with yours.
+    Sync,
+    /// Answer to `sync`: the origin's users in the room.
+    Snapshot,
+    /// The origin is alive.
+    Beat,
 }
 
 fn channel(tenant: &str, conversation: &str) -> String {
@@ -77,6 +125,8 @@ pub struct RedisFanout {
     wanted: Mutex<HashMap<String, usize>>,
     changed: Notify,
     connected: AtomicBool,
+    /// Other nodes heard from, and when last.
+    peers: Mutex<HashMap<String, Instant>>,
 }
 
 impl RedisFanout {
@@ -98,8 +148,14 @@ impl RedisFanout {
             wanted: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             connected: AtomicBool::new(false),
+            peers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(publish_loop(publisher, publish_rx, shutdown.clone()));
+        tokio::spawn(beat_loop(
+            Arc::downgrade(&fanout),
+            Arc::downgrade(hub),
+            shutdown.clone(),
+        ));
         tokio::spawn(subscribe_loop(
             client,
             Arc::downgrade(&fanout),
@@ -133,12 +189,50 @@ impl RedisFanout {
     }
 
     fn wanted_channels(&self) -> Vec<String> {
-        self.wanted
+        let mut channels: Vec<String> = self
+            .wanted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .keys()
             .cloned()
-            .collect()
+            .collect();
+        channels.push(NODES_CHANNEL.to_owned());
+        channels
+    }
+
+    /// Sends a control message carrying this node's users of a room.
+    fn send_users(&self, channel: String, control: Control, users: &[String]) {
+        let Ok(text) = serde_json::to_string(users) else {
+            return;
+        };
+        self.enqueue(channel, &Header::control(&self.node, control), &text);
+    }
+
+    /// Notes that `node` is alive.
+    fn heard_from(&self, node: &str) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        match peers.get_mut(node) {
+            Some(seen) => *seen = Instant::now(),
+            None => {
+                tracing::info!(peer = node, "fan-out peer appeared");
+                peers.insert(node.to_owned(), Instant::now());
+            }
+        }
+    }
+
+    /// Forgets the nodes silent for longer than [`PEER_EXPIRY`]; returns them.
+    fn expire_peers(&self) -> Vec<String> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let expired: Vec<String> = peers
+            .iter()
+            .filter(|(_, seen)| now.duration_since(**seen) > PEER_EXPIRY)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in &expired {
+            peers.remove(node);
+        }
+        expired
     }
 }
 
@@ -173,6 +267,8 @@ impl Fanout for RedisFanout {
             s: event.seq,
             u: event.subject.clone(),
             x: None,
+            t: None,
+            on: false,
         };
         self.enqueue(channel(tenant, &event.conversation), &header, &event.text);
     }
@@ -184,8 +280,43 @@ impl Fanout for RedisFanout {
             s: 0,
             u: None,
             x: skip_user.map(str::to_owned),
+            t: None,
+            on: false,
         };
         self.enqueue(channel(tenant, &frame.conversation), &header, &frame.text);
+    }
+
+    fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool) {
+        let header = Header {
+            u: Some(user.to_owned()),
+            on: online,
+            ..Header::control(&self.node, Control::Presence)
+        };
+        self.enqueue(channel(tenant, conversation), &header, "");
+    }
+}
+
+/// Beats on [`NODES_CHANNEL`] and expires silent peers.
+async fn beat_loop(fanout: Weak<RedisFanout>, hub: Weak<Hub>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(BEAT);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let (Some(fanout), Some(hub)) = (fanout.upgrade(), hub.upgrade()) else {
+            return;
+        };
+        fanout.enqueue(
+            NODES_CHANNEL.to_owned(),
+            &Header::control(&fanout.node, Control::Beat),
+            "",
+        );
+        for node in fanout.expire_peers() {
+            tracing::warn!(peer = %node, "fan-out peer silent; its users go offline");
+            hub.remote_node_gone(&node);
+        }
     }
 }
 
@@ -264,7 +395,7 @@ async fn run_subscriber(
     let Some(node) = fanout.upgrade().map(|f| f.node.clone()) else {
         return Ok(Ended::Shutdown);
     };
-    sync_subscriptions(&mut sink, fanout, &mut subscribed).await?;
+    sync_subscriptions(&mut sink, fanout, hub, &mut subscribed).await?;
     if let Some(f) = fanout.upgrade() {
         f.set_connected(true);
     }
@@ -291,16 +422,20 @@ async fn run_subscriber(
                 let Some(hub) = hub.upgrade() else {
                     return Ok(Ended::Shutdown);
                 };
-                deliver(&hub, &node, message.get_channel_name(), message.get_payload_bytes());
+                let fanout = fanout.upgrade();
+                deliver(&hub, fanout.as_deref(), &node, message.get_channel_name(), message.get_payload_bytes());
             }
-            _ = changed => sync_subscriptions(&mut sink, fanout, &mut subscribed).await?,
+            _ = changed => sync_subscriptions(&mut sink, fanout, hub, &mut subscribed).await?,
         }
     }
 }
 
+/// Follows the wanted set; after subscribing to a room, asks the other nodes for their users
+/// there (on a fresh connection that is every room, which recovers presence after an outage).
 async fn sync_subscriptions(
     sink: &mut redis::aio::PubSubSink,
     fanout: &Weak<RedisFanout>,
+    hub: &Weak<Hub>,
     subscribed: &mut Vec<String>,
 ) -> Result<(), redis::RedisError> {
     let Some(wanted) = fanout.upgrade().map(|f| f.wanted_channels()) else {
@@ -314,6 +449,15 @@ async fn sync_subscriptions(
         .collect();
     if !add.is_empty() {
         sink.subscribe(&add).await?;
+        if let (Some(fanout), Some(hub)) = (fanout.upgrade(), hub.upgrade()) {
+            for channel in &add {
+                if let Some(conversation) = conversation_of(channel) {
+                    hub.with_local_online(conversation, |users| {
+                        fanout.send_users((*channel).clone(), Control::Sync, &users);
+                    });
+                }
+            }
+        }
     }
     if !remove.is_empty() {
         sink.unsubscribe(&remove).await?;
@@ -322,11 +466,9 @@ async fn sync_subscriptions(
     Ok(())
 }
 
-/// Delivers a message from another node to this node's subscribers.
-fn deliver(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
-    let Some(conversation) = conversation_of(channel) else {
-        return;
-    };
+/// Delivers a message from another node to this node's subscribers (or applies its control
+/// message).
+fn deliver(hub: &Hub, fanout: Option<&RedisFanout>, node: &str, channel: &str, payload: &[u8]) {
     let Some(split) = payload.iter().position(|b| *b == b'\n') else {
         counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
         return;
@@ -342,6 +484,16 @@ fn deliver(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
         return;
     }
     counter!(RECEIVED_TOTAL).increment(1);
+    if let Some(fanout) = fanout {
+        fanout.heard_from(&header.o);
+    }
+    let Some(conversation) = conversation_of(channel) else {
+        return;
+    };
+    if let Some(control) = header.t {
+        apply_control(hub, fanout, &header, control, channel, conversation, text);
+        return;
+    }
     let conversation = hub.room_key(conversation);
     let text = Utf8Bytes::from(text);
     match header.k {
@@ -356,6 +508,38 @@ fn deliver(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
             Arc::new(Ephemeral { conversation, text }),
             header.x.as_deref(),
         ),
+    }
+}
+
+/// Applies another node's presence control message to a room open here.
+fn apply_control(
+    hub: &Hub,
+    fanout: Option<&RedisFanout>,
+    header: &Header,
+    control: Control,
+    channel: &str,
+    conversation: &str,
+    text: &str,
+) {
+    match control {
+        Control::Beat => {}
+        Control::Presence => {
+            if let Some(user) = header.u.as_deref() {
+                hub.remote_presence(conversation, &header.o, user, header.on);
+            }
+        }
+        Control::Sync | Control::Snapshot => {
+            let Ok(users) = serde_json::from_str::<Vec<String>>(text) else {
+                counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
+                return;
+            };
+            hub.remote_snapshot(conversation, &header.o, &users);
+            if let (Control::Sync, Some(fanout)) = (control, fanout) {
+                hub.with_local_online(conversation, |mine| {
+                    fanout.send_users(channel.to_owned(), Control::Snapshot, &mine);
+                });
+            }
+        }
     }
 }
 
@@ -374,8 +558,15 @@ mod tests {
     #[test]
     fn malformed_payloads_are_dropped() {
         let hub = Hub::new();
-        deliver(&hub, "me", "confab:t:c", b"no newline");
-        deliver(&hub, "me", "confab:t:c", b"{bad json}\n{}");
-        deliver(&hub, "me", "confab:t:c", b"{\"o\":\"x\"}\n\xff\xfe");
+        deliver(&hub, None, "me", "confab:t:c", b"no newline");
+        deliver(&hub, None, "me", "confab:t:c", b"{bad json}\n{}");
+        deliver(&hub, None, "me", "confab:t:c", b"{\"o\":\"x\"}\n\xff\xfe");
+        deliver(
+            &hub,
+            None,
+            "me",
+            "confab:t:c",
+            b"{\"o\":\"x\",\"t\":\"sync\"}\nnot json",
+        );
     }
 }

@@ -206,6 +206,7 @@ impl Session {
             conversation,
             last_seq,
             recovered,
+            online: self.state.hub.online(&key),
         };
         let text = encode(&joined)?;
         socket

@@ -59,10 +59,13 @@ const WRITE_BUFFER: usize = 8 * 1024;
 #[derive(Debug, Deserialize)]
 pub struct WsParams {
     token: Option<String>,
+    /// `?presence=true`: the connection takes `presence` frames.
+    #[serde(default)]
+    presence: bool,
 }
 
 /// `GET /v1/ws`: authenticates by `Authorization: Bearer`, `?token=`, or (when neither is given)
-/// a first `auth` frame, then upgrades.
+/// a first `auth` frame, then upgrades. `?presence=true` opts in to `presence` frames.
 pub async fn ws_handler(
     State(state): State<AppState>,
     Query(params): Query<WsParams>,
@@ -86,17 +89,18 @@ pub async fn ws_handler(
     // Frames over max_frame_bytes but under this hard cap are answered with `too_large` and the
     // connection lives on; past it the connection is closed with 1009.
     let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
+    let presence = params.presence;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {
             let tracker = state.sessions.clone();
-            tracker.track_future(run(socket, state, auth))
+            tracker.track_future(run(socket, state, auth, presence))
         })
 }
 
-async fn run(mut socket: WebSocket, state: AppState, auth: Option<AuthUser>) {
+async fn run(mut socket: WebSocket, state: AppState, auth: Option<AuthUser>, presence: bool) {
     let user = match auth {
         Some(user) => user,
         None => match authenticate_first_frame(&mut socket, &state).await {
@@ -106,10 +110,11 @@ async fn run(mut socket: WebSocket, state: AppState, auth: Option<AuthUser>) {
     };
     let conn = state.hub.next_conn_id();
     let span = info_span!("session", conn, user = %user.user, tenant = %user.tenant);
-    Session::new(state, user, conn)
-        .run(socket)
-        .instrument(span)
-        .await;
+    let session = Session::new(state, user, conn);
+    if presence {
+        session.control.enable_presence();
+    }
+    session.run(socket).instrument(span).await;
 }
 
 /// Waits for `{"type":"auth","token":...}` within the auth timeout.

@@ -1,0 +1,111 @@
+//! Presence on one node: `presence` frames on 0↔1 transitions of a user's connections in a
+//! conversation, only to connections opened with `?presence=true`, and the `online` snapshot
+//! that `joined` carries.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, WsClient, token};
+use confab_protocol::{Command, ServerFrame};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Connects as `user` with `?presence=true` and reads the `welcome`.
+async fn ws_presence(server: &Server, user: &str) -> WsClient {
+    let url = format!("{}?presence=true&token={}", server.ws_url(), token(user));
+    let request = url.into_client_request().expect("ws request");
+    let mut client = WsClient::open(request, None)
+        .await
+        .expect("websocket upgrade");
+    let welcome = client.recv().await;
+    assert!(
+        matches!(welcome, ServerFrame::Welcome { .. }),
+        "expected welcome, got {welcome:?}"
+    );
+    client
+}
+
+/// Joins and returns the `online` snapshot of the `joined` reply.
+async fn join_online(client: &mut WsClient, conversation: &str) -> Vec<String> {
+    let command = Command::Join {
+        conversation: conversation.to_owned(),
+        since: None,
+    };
+    match client.request(command).await {
+        ServerFrame::Joined { online, .. } => online,
+        other => panic!("join {conversation}: {other:?}"),
+    }
+}
+
+fn presence(conversation: &str, user: &str, online: bool) -> ServerFrame {
+    ServerFrame::Presence {
+        conversation: conversation.to_owned(),
+        user: user.to_owned(),
+        online,
+    }
+}
+
+#[tokio::test]
+async fn presence_follows_the_first_and_last_connection_of_each_user() {
+    let server = Server::start().await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let mut alice = ws_presence(&server, "alice").await;
+    let mut bob = ws_presence(&server, "bob").await;
+    let mut bob_phone = ws_presence(&server, "bob").await;
+    // A connection that did not ask for presence gets none.
+    let mut plain = server.ws("alice").await;
+
+    assert_eq!(join_online(&mut alice, &conversation).await, vec!["alice"]);
+    plain.join(&conversation).await;
+    assert_eq!(
+        join_online(&mut bob, &conversation).await,
+        vec!["alice", "bob"]
+    );
+    assert_eq!(alice.recv().await, presence(&conversation, "bob", true));
+
+    // A second device: no second `online`, to anyone.
+    assert_eq!(
+        join_online(&mut bob_phone, &conversation).await,
+        vec!["alice", "bob"]
+    );
+    alice.expect_silence(Duration::from_millis(300)).await;
+    bob.expect_silence(Duration::from_millis(100)).await;
+
+    // One device leaves: bob is still online.
+    assert!(matches!(
+        bob_phone
+            .request(Command::Leave {
+                conversation: conversation.clone()
+            })
+            .await,
+        ServerFrame::Left { .. }
+    ));
+    alice.expect_silence(Duration::from_millis(300)).await;
+
+    // The last one disconnects: offline.
+    bob.close().await;
+    assert_eq!(alice.recv().await, presence(&conversation, "bob", false));
+    // Back on the other device: online again, and bob's device sees alice in the snapshot.
+    assert_eq!(
+        join_online(&mut bob_phone, &conversation).await,
+        vec!["alice", "bob"]
+    );
+    assert_eq!(alice.recv().await, presence(&conversation, "bob", true));
+    // Alice leaving is seen by bob's remaining device.
+    assert!(matches!(
+        alice
+            .request(Command::Leave {
+                conversation: conversation.clone()
+            })
+            .await,
+        ServerFrame::Left { .. }
+    ));
+    bob_phone.expect_silence(Duration::from_millis(300)).await;
+    // Bob came and went three times while `plain` was joined: it got no presence frame.
+    plain.expect_silence(Duration::from_millis(100)).await;
+    plain.close().await;
+    assert_eq!(
+        bob_phone.recv().await,
+        presence(&conversation, "alice", false)
+    );
+}
