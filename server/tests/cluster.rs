@@ -160,19 +160,21 @@ async fn typing_and_edits_cross_nodes() {
 /// `senders` users, alternating between the nodes, each send `per_sender` messages (waiting for
 /// each ack) into one conversation while a watcher on each node reads: the acked seqs are
 /// exactly 1..=total, and each node delivers every seq once, in order.
+/// `patience` is how long any one frame (an ack, the next delivery) may take.
 async fn concurrent_senders_keep_order(
     c: &Cluster,
     senders: usize,
     per_sender: usize,
     limit: Duration,
+    patience: Duration,
 ) {
     let total = senders * per_sender;
     let names: Vec<String> = (0..senders).map(|i| format!("s{i}")).collect();
     let mut members: Vec<&str> = names.iter().map(String::as_str).collect();
     members.extend(["watch-a", "watch-b"]);
     let conversation = c.a.create_group("owner", &members).await;
-    let mut watch_a = c.a.ws("watch-a").await;
-    let mut watch_b = c.b.ws("watch-b").await;
+    let mut watch_a = c.a.ws("watch-a").await.patient(patience);
+    let mut watch_b = c.b.ws("watch-b").await.patient(patience);
     watch_a.join(&conversation).await;
     watch_b.join(&conversation).await;
     settle().await;
@@ -180,7 +182,7 @@ async fn concurrent_senders_keep_order(
     let mut tasks = JoinSet::new();
     for (i, sender) in names.iter().enumerate() {
         let node = if i % 2 == 0 { &c.a } else { &c.b };
-        let mut client = node.ws(sender).await;
+        let mut client = node.ws(sender).await.patient(patience);
         let conversation = conversation.clone();
         let sender = sender.clone();
         tasks.spawn(async move {
@@ -227,7 +229,14 @@ async fn concurrent_senders_keep_order(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_cross_node_messages_arrive_in_order_without_duplicates() {
     let c = cluster().await;
-    concurrent_senders_keep_order(&c, 10, 1000, Duration::from_secs(240)).await;
+    concurrent_senders_keep_order(
+        &c,
+        10,
+        1000,
+        Duration::from_secs(240),
+        Duration::from_secs(15),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,5 +329,114 @@ async fn a_killed_node_loses_nothing_for_clients_that_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_backed_nodes_keep_order_across_nodes() {
     let c = mongo_cluster().await;
-    concurrent_senders_keep_order(&c, 10, 1000, Duration::from_secs(480)).await;
+    concurrent_senders_keep_order(
+        &c,
+        10,
+        1000,
+        Duration::from_secs(480),
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+// ---- presence across nodes ----
+
+/// Connects as `user` with `?presence=true` and reads the `welcome`.
+async fn ws_presence(server: &Server, user: &str) -> WsClient {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}?presence=true&token={}",
+        server.ws_url(),
+        common::token(user)
+    );
+    let request = url.into_client_request().expect("ws request");
+    let mut client = WsClient::open(request, None)
+        .await
+        .expect("websocket upgrade");
+    let welcome = client.recv().await;
+    assert!(
+        matches!(welcome, ServerFrame::Welcome { .. }),
+        "{welcome:?}"
+    );
+    client
+}
+
+/// Waits (up to `timeout`) for a `presence` frame about `user`; returns whether it said online.
+async fn next_presence(client: &mut WsClient, user: &str, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.try_recv(left).await {
+            Some(ServerFrame::Presence {
+                user: ref who,
+                online,
+                ..
+            }) if who == user => return online,
+            Some(_) => continue,
+            None => panic!("no presence frame about {user} within {timeout:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_different_nodes_see_each_other_online_and_offline() {
+    let c = cluster().await;
+    let conversation = c.a.create_group("alice", &["bob"]).await;
+    let mut alice = ws_presence(&c.a, "alice").await;
+    let mut bob = ws_presence(&c.b, "bob").await;
+    alice.join(&conversation).await;
+    settle().await;
+    bob.join(&conversation).await;
+    assert!(next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
+    // Bob's node opened the room after alice's: it learns of her from the snapshot it asks for.
+    assert!(next_presence(&mut bob, "alice", Duration::from_secs(5)).await);
+    bob.close().await;
+    assert!(!next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_on_both_nodes_stays_online_while_one_device_remains() {
+    let c = cluster().await;
+    let conversation = c.a.create_group("alice", &["bob"]).await;
+    let mut alice = ws_presence(&c.a, "alice").await;
+    let mut bob_a = ws_presence(&c.a, "bob").await;
+    let mut bob_b = ws_presence(&c.b, "bob").await;
+    alice.join(&conversation).await;
+    bob_a.join(&conversation).await;
+    assert!(next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
+    settle().await;
+    bob_b.join(&conversation).await;
+    alice.expect_silence(Duration::from_millis(500)).await;
+    assert!(matches!(
+        bob_a
+            .request(Command::Leave {
+                conversation: conversation.clone()
+            })
+            .await,
+        ServerFrame::Left { .. }
+    ));
+    alice.expect_silence(Duration::from_millis(700)).await;
+    bob_b.close().await;
+    assert!(!next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_users_go_offline_within_the_expiry() {
+    let mut c = cluster().await;
+    let conversation = c.a.create_group("alice", &["bob"]).await;
+    let mut alice = ws_presence(&c.a, "alice").await;
+    let mut bob = ws_presence(&c.b, "bob").await;
+    alice.join(&conversation).await;
+    settle().await;
+    bob.join(&conversation).await;
+    assert!(next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
+    c.b.kill9();
+    let started = std::time::Instant::now();
+    // Expiry is three missed 2 s beats, checked on the next beat: at most ~8 s.
+    assert!(!next_presence(&mut alice, "bob", Duration::from_secs(12)).await);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "offline too early"
+    );
+    drop(bob);
 }

@@ -549,6 +549,9 @@ pub struct WsClient {
     next_ref: u64,
     /// The `welcome` frame, once received.
     pub welcome: Option<ServerFrame>,
+    /// How long `recv` and `recv_until` wait for the next frame ([`RECV_TIMEOUT`] unless set
+    /// with [`WsClient::patient`]).
+    recv_timeout: Duration,
 }
 
 impl WsClient {
@@ -571,7 +574,14 @@ impl WsClient {
             buffered: VecDeque::new(),
             next_ref: 0,
             welcome: None,
+            recv_timeout: RECV_TIMEOUT,
         })
+    }
+
+    /// Waits up to `timeout` for each frame instead of [`RECV_TIMEOUT`] (for slow backends).
+    pub fn patient(mut self, timeout: Duration) -> WsClient {
+        self.recv_timeout = timeout;
+        self
     }
 
     async fn expect_welcome(&mut self) {
@@ -647,15 +657,16 @@ impl WsClient {
         }
     }
 
-    /// The next server frame (within [`RECV_TIMEOUT`]).
+    /// The next server frame (within the receive timeout, [`RECV_TIMEOUT`] by default).
     pub async fn recv(&mut self) -> ServerFrame {
-        match self.try_recv(RECV_TIMEOUT).await {
+        let timeout = self.recv_timeout;
+        match self.try_recv(timeout).await {
             Some(frame) => frame,
-            None => panic!("no frame within {RECV_TIMEOUT:?}"),
+            None => panic!("no frame within {timeout:?}"),
         }
     }
 
-    /// The first frame matching `predicate` (within [`RECV_TIMEOUT`] of the last frame); the
+    /// The first frame matching `predicate` (within the receive timeout of the last frame); the
     /// frames skipped on the way are kept for later `recv`s, in order.
     pub async fn recv_until(
         &mut self,
@@ -665,10 +676,11 @@ impl WsClient {
             return self.buffered.remove(index).expect("index is in range");
         }
         let mut skipped = Vec::new();
+        let timeout = self.recv_timeout;
         let found = loop {
-            let frame = match self.next_live(RECV_TIMEOUT).await {
+            let frame = match self.next_live(timeout).await {
                 Some(frame) => frame,
-                None => panic!("no matching frame within {RECV_TIMEOUT:?}; skipped: {skipped:?}"),
+                None => panic!("no matching frame within {timeout:?}; skipped: {skipped:?}"),
             };
             if predicate(&frame) {
                 break frame;
