@@ -74,6 +74,9 @@ pub enum Scenario {
     Storm(StormArgs),
     /// Seeds a large conversation (durable ack throughput), then pages through it over REST.
     History(HistoryArgs),
+    /// The chat load over two nodes joined by Redis (`--url` and `--url2`), each conversation's
+    /// members alternating between them: same-node and cross-node latency.
+    Cluster(ClusterArgs),
 }
 
 impl Scenario {
@@ -84,6 +87,7 @@ impl Scenario {
             Scenario::Chat(_) => "chat",
             Scenario::Storm(_) => "storm",
             Scenario::History(_) => "history",
+            Scenario::Cluster(_) => "cluster",
         }
     }
 }
@@ -187,4 +191,18 @@ pub struct HistoryArgs {
     /// Random-position pages requested at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub chat: ChatArgs,
+    /// The second node's base URL (must be a loopback address); `--url` is the first. Both
+    /// must share the storage and the Redis hub.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    pub url2: String,
+    /// The second node's pid (RSS and CPU from /proc/<pid>; else from its /metrics).
+    #[arg(long)]
+    pub server_pid2: Option<u32>,
 }

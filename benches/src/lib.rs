@@ -5,7 +5,8 @@
 //! process. Results and the commands that produced them are in `RESULTS.md`.
 //!
 //! Layout:
-//! - [`cli`]: the command line; [`scenario`]: `idle`, `fanout`, `chat`, `storm`, `history`.
+//! - [`cli`]: the command line; [`scenario`]: `idle`, `fanout`, `chat`, `storm`, `history`,
+//!   `cluster`.
 //! - [`conn`]: opening WebSocket connections; [`load`]: the live connections, the pacer and the
 //!   wire format of generated messages.
 //! - [`stats`]: HDR histograms and the per-message ledger (loss, duplicates); [`report`]: the

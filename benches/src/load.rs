@@ -45,6 +45,9 @@ pub struct Run {
     pub latency: ShardedHistogram,
     /// Send-to-ack latency of messages sent inside the measurement window.
     pub ack_latency: ShardedHistogram,
+    /// With several nodes: deliveries by the node of the receiving connection, and delivery
+    /// latency split by whether the sender was on the receiver's node. Empty on one node.
+    pub nodes: Option<NodeSplit>,
     /// Messages handed to senders so far.
     pub sent: AtomicU64,
     window_from_ns: AtomicU64,
@@ -61,12 +64,19 @@ pub struct Run {
 impl Run {
     /// A run that can send up to `capacity` messages with bodies of `body_bytes`.
     pub fn new(capacity: usize, body_bytes: usize) -> Arc<Run> {
+        Run::with_nodes(capacity, body_bytes, 1)
+    }
+
+    /// A run over connections spread across `nodes` servers ([`ConnPlan::node`]); with more than
+    /// one, deliveries are also accounted per node and per path (same node or cross node).
+    pub fn with_nodes(capacity: usize, body_bytes: usize, nodes: usize) -> Arc<Run> {
         let nonce = format!("b{:x}", rand::random::<u32>());
         Arc::new(Run {
             ledger: Ledger::new(capacity),
             counters: Counters::default(),
             latency: ShardedHistogram::new(SHARDS),
             ack_latency: ShardedHistogram::new(SHARDS),
+            nodes: (nodes > 1).then(|| NodeSplit::new(nodes)),
             sent: AtomicU64::new(0),
             window_from_ns: AtomicU64::new(u64::MAX),
             window_until_ns: AtomicU64::new(u64::MAX),
@@ -120,9 +130,11 @@ impl Run {
             .or_default() += 1;
     }
 
-    fn send_frame(&self, index: u32, conversation: &str) -> String {
+    /// The `send` frame of message `index`, sent by a connection on node `node`.
+    fn send_frame(&self, index: u32, conversation: &str, node: u8) -> String {
         let now = self.ledger.now_ns();
         if let Some(slot) = self.ledger.slot(index as usize) {
+            slot.node.store(node, Ordering::Relaxed);
             slot.sent_ns.store(now, Ordering::Release);
         }
         let mut frame = format!(
@@ -135,10 +147,10 @@ impl Run {
         frame
     }
 
-    /// Accounts for one received text frame of connection `conn`.
-    fn on_text(&self, conn: usize, text: &str, last_seq: &mut u64) {
+    /// Accounts for one received text frame of connection `conn` (on node `node`).
+    fn on_text(&self, conn: usize, node: u8, text: &str, last_seq: &mut u64) {
         if text.starts_with(prefix::MESSAGE) {
-            self.on_message(conn, text, last_seq);
+            self.on_message(conn, node, text, last_seq);
         } else if text.starts_with(prefix::ACK) {
             let Some(slot) = reference(text).and_then(|i| self.ledger.slot(i)) else {
                 return;
@@ -162,7 +174,7 @@ impl Run {
         }
     }
 
-    fn on_message(&self, conn: usize, text: &str, last_seq: &mut u64) {
+    fn on_message(&self, conn: usize, node: u8, text: &str, last_seq: &mut u64) {
         let Some((index, sent_ns)) = body_marker(text) else {
             self.counters.foreign.fetch_add(1, Ordering::Relaxed);
             return;
@@ -180,10 +192,62 @@ impl Run {
         }
         slot.deliveries.fetch_add(1, Ordering::AcqRel);
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-        if self.in_window(sent_ns) {
-            self.latency
-                .record(conn, Duration::from_nanos(now.saturating_sub(sent_ns)));
+        let in_window = self.in_window(sent_ns);
+        let latency = Duration::from_nanos(now.saturating_sub(sent_ns));
+        if in_window {
+            self.latency.record(conn, latency);
         }
+        if let Some(split) = &self.nodes {
+            // The sender stored its node before the frame left, so it is visible here.
+            let cross = slot.node.load(Ordering::Relaxed) != node;
+            split.record(conn, node, cross, in_window.then_some(latency));
+        }
+    }
+}
+
+/// Deliveries of a run over several nodes, by receiving node and by path.
+pub struct NodeSplit {
+    /// Deliveries received by connections of each node (any phase).
+    pub delivered: Vec<AtomicU64>,
+    /// Deliveries whose sender and receiver were on the same node (any phase).
+    pub same_node: AtomicU64,
+    /// Deliveries that crossed from one node to another (any phase).
+    pub cross_node: AtomicU64,
+    /// Delivery latency of same-node deliveries of messages sent inside the window.
+    pub same_node_latency: ShardedHistogram,
+    /// Delivery latency of cross-node deliveries of messages sent inside the window.
+    pub cross_node_latency: ShardedHistogram,
+}
+
+impl NodeSplit {
+    fn new(nodes: usize) -> NodeSplit {
+        NodeSplit {
+            delivered: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            same_node: AtomicU64::new(0),
+            cross_node: AtomicU64::new(0),
+            same_node_latency: ShardedHistogram::new(SHARDS),
+            cross_node_latency: ShardedHistogram::new(SHARDS),
+        }
+    }
+
+    fn record(&self, conn: usize, node: u8, cross: bool, latency: Option<Duration>) {
+        if let Some(delivered) = self.delivered.get(usize::from(node)) {
+            delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        let (count, histogram) = if cross {
+            (&self.cross_node, &self.cross_node_latency)
+        } else {
+            (&self.same_node, &self.same_node_latency)
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        if let Some(latency) = latency {
+            histogram.record(conn, latency);
+        }
+    }
+
+    /// Deliveries received so far by each node's connections.
+    pub fn delivered_by_node(&self) -> Vec<u64> {
+        self.delivered.iter().map(Counters::get).collect()
     }
 }
 
@@ -224,6 +288,8 @@ pub struct ConnPlan {
     pub join: bool,
     /// Sends messages when the pacer picks it.
     pub sends: bool,
+    /// Index of the server it connects to (0 unless the scenario spans several nodes).
+    pub node: u8,
 }
 
 /// How opening the connections went.
@@ -265,7 +331,8 @@ enum Opened {
 
 /// What [`open_fleet`] needs besides the plans.
 pub struct FleetSpec {
-    pub endpoint: Arc<Endpoint>,
+    /// The servers, by node index ([`ConnPlan::node`]).
+    pub endpoints: Vec<Arc<Endpoint>>,
     /// Tokens by user index.
     pub tokens: Arc<Vec<String>>,
     /// Conversation ids by index.
@@ -290,7 +357,7 @@ pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) ->
         });
         let gate = gate.clone();
         let ready = ready_tx.clone();
-        let endpoint = spec.endpoint.clone();
+        let endpoint = spec.endpoints[usize::from(plan.node) % spec.endpoints.len()].clone();
         let token = spec.tokens[plan.user].clone();
         let conversation = spec.conversations[plan.conversation].clone();
         let run = run.clone();
@@ -329,7 +396,7 @@ pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) ->
                 }
             };
             drop(ready);
-            drive(ws, index, conversation, outgoing, run).await;
+            drive(ws, index, plan.node, conversation, outgoing, run).await;
         });
     }
     drop(ready_tx);
@@ -402,6 +469,7 @@ async fn next_outgoing(outgoing: &mut Option<mpsc::Receiver<Outgoing>>) -> Optio
 async fn drive(
     mut ws: Ws,
     index: usize,
+    node: u8,
     conversation: Arc<str>,
     mut outgoing: Option<mpsc::Receiver<Outgoing>>,
     run: Arc<Run>,
@@ -420,7 +488,7 @@ async fn drive(
             }
             next = next_outgoing(&mut outgoing) => match next {
                 Some(out) => {
-                    let frame = run.send_frame(out.index, &conversation);
+                    let frame = run.send_frame(out.index, &conversation, node);
                     if ws.send(Message::Text(frame.into())).await.is_err() {
                         run.disconnected("reset".to_owned());
                         return;
@@ -429,7 +497,7 @@ async fn drive(
                 None => outgoing = None,
             },
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => run.on_text(index, &text, &mut last_seq),
+                Some(Ok(Message::Text(text))) => run.on_text(index, node, &text, &mut last_seq),
                 Some(Ok(Message::Close(frame))) => {
                     let code = frame.map_or_else(|| "none".to_owned(), |f| u16::from(f.code).to_string());
                     run.disconnected(code);
@@ -575,22 +643,44 @@ mod tests {
     fn deliveries_are_accounted_per_slot() {
         let run = Run::new(4, 40);
         run.open_window(Duration::ZERO, Duration::from_secs(60));
-        let frame = run.send_frame(2, "c");
+        let frame = run.send_frame(2, "c", 0);
         assert!(frame.contains(r#""ref":"2""#), "{frame}");
         let body_start = frame.find(r#""body":""#).expect("body") + 8;
         let body = &frame[body_start..frame.len() - 2];
         assert_eq!(body.len(), 40, "{body}");
         let event = format!(r#"{{"type":"message","seq":5,"body":"{body}"}}"#);
         let mut last_seq = 0;
-        run.on_text(0, &event, &mut last_seq);
-        run.on_text(1, &event, &mut last_seq);
+        run.on_text(0, 0, &event, &mut last_seq);
+        run.on_text(1, 0, &event, &mut last_seq);
         assert_eq!(last_seq, 5);
         assert_eq!(Counters::get(&run.counters.out_of_order), 1);
         let slot = run.ledger.slot(2).expect("slot");
         assert_eq!(slot.deliveries.load(Ordering::Relaxed), 2);
-        run.on_text(0, r#"{"type":"ack","ref":"2","seq":5}"#, &mut last_seq);
+        run.on_text(0, 0, r#"{"type":"ack","ref":"2","seq":5}"#, &mut last_seq);
         assert_eq!(slot.state.load(Ordering::Relaxed), slot_state::ACKED);
         assert_eq!(run.latency.merged().len(), 2);
         assert_eq!(run.ack_latency.merged().len(), 1);
+        assert!(run.nodes.is_none());
+    }
+
+    #[test]
+    fn deliveries_are_split_by_node() {
+        let run = Run::with_nodes(4, 40, 2);
+        run.open_window(Duration::ZERO, Duration::from_secs(60));
+        let frame = run.send_frame(1, "c", 1);
+        let body_start = frame.find(r#""body":""#).expect("body") + 8;
+        let body = &frame[body_start..frame.len() - 2];
+        let event = format!(r#"{{"type":"message","seq":1,"body":"{body}"}}"#);
+        // Receivers on node 0, 1, 0: two cross-node deliveries, one same-node.
+        for (conn, node) in [(0, 0), (1, 1), (2, 0)] {
+            run.on_text(conn, node, &event, &mut 0);
+        }
+        let split = run.nodes.as_ref().expect("split");
+        assert_eq!(split.delivered_by_node(), vec![2, 1]);
+        assert_eq!(Counters::get(&split.cross_node), 2);
+        assert_eq!(Counters::get(&split.same_node), 1);
+        assert_eq!(split.cross_node_latency.merged().len(), 2);
+        assert_eq!(split.same_node_latency.merged().len(), 1);
+        assert_eq!(run.latency.merged().len(), 3);
     }
 }

@@ -20,6 +20,41 @@ pub struct Report {
     pub client: ClientReport,
     pub churn: Option<ChurnReport>,
     pub history: Option<HistoryReport>,
+    /// Runs over several nodes: per node and per path (`server` is then node 0's share).
+    pub cluster: Option<ClusterReport>,
+}
+
+/// A run over several nodes joined by a hub.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    pub nodes: Vec<NodeReport>,
+    /// Deliveries whose sender was connected to the receiver's node.
+    pub same_node: PathReport,
+    /// Deliveries that crossed between nodes (through the hub).
+    pub cross_node: PathReport,
+}
+
+/// One node of a cluster run.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub url: String,
+    /// Connections planned on it.
+    pub connections: usize,
+    /// Deliveries to its connections per second over the window.
+    pub deliveries_per_sec: f64,
+    /// Its process; CPU per delivery counts the deliveries to its own connections.
+    pub server: ServerReport,
+}
+
+/// The deliveries of one path (same node or cross node).
+#[derive(Debug, Clone, Serialize)]
+pub struct PathReport {
+    /// All deliveries of the run on this path (any phase).
+    pub deliveries: u64,
+    /// Over the window.
+    pub deliveries_per_sec: f64,
+    /// Send to receipt, for messages sent inside the window.
+    pub latency: Percentiles,
 }
 
 /// Messages and their deliveries.
@@ -157,6 +192,21 @@ fn opt(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}{unit}"))
 }
 
+fn server_line(s: &ServerReport) -> String {
+    format!(
+        "server ({}): rss before {}, idle {}, end {}; {} per connection; cpu {} s ({} cores), {} µs per delivery",
+        s.source,
+        mib(s.rss_before_bytes),
+        mib(s.rss_idle_bytes),
+        mib(s.rss_end_bytes),
+        s.bytes_per_connection
+            .map_or_else(|| "n/a".to_owned(), |b| format!("{:.0} B", b)),
+        opt(s.cpu_seconds, ""),
+        opt(s.cpu_cores, ""),
+        opt(s.cpu_us_per_delivery, "")
+    )
+}
+
 impl Report {
     /// Prints the summary, then the JSON line.
     pub fn print(&self) {
@@ -246,19 +296,26 @@ impl Report {
             );
             println!("  errors: {}", h.errors);
         }
-        let s = &self.server;
-        println!(
-            "server ({}): rss before {}, idle {}, end {}; {} per connection; cpu {} s ({} cores), {} µs per delivery",
-            s.source,
-            mib(s.rss_before_bytes),
-            mib(s.rss_idle_bytes),
-            mib(s.rss_end_bytes),
-            s.bytes_per_connection
-                .map_or_else(|| "n/a".to_owned(), |b| format!("{:.0} B", b)),
-            opt(s.cpu_seconds, ""),
-            opt(s.cpu_cores, ""),
-            opt(s.cpu_us_per_delivery, "")
-        );
+        if let Some(c) = &self.cluster {
+            for (name, path) in [("same-node", &c.same_node), ("cross-node", &c.cross_node)] {
+                println!(
+                    "{name} deliveries: {} ({:.0}/s)",
+                    path.deliveries, path.deliveries_per_sec
+                );
+                println!("  latency: {}", path.latency);
+            }
+            for (i, node) in c.nodes.iter().enumerate() {
+                println!(
+                    "node {i} ({}): {} connections, {:.0} deliveries/s; {}",
+                    node.url,
+                    node.connections,
+                    node.deliveries_per_sec,
+                    server_line(&node.server)
+                );
+            }
+        } else {
+            println!("{}", server_line(&self.server));
+        }
         println!(
             "generator: cpu {} s ({} cores), rss {}",
             opt(self.client.cpu_seconds, ""),

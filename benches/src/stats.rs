@@ -118,6 +118,8 @@ pub struct Slot {
     /// When it was written, in nanoseconds since the run's clock origin.
     pub sent_ns: AtomicU64,
     pub state: AtomicU8,
+    /// Node of the connection that sent it (see [`crate::load::ConnPlan::node`]).
+    pub node: AtomicU8,
     /// Times it was received, over all connections.
     pub deliveries: AtomicU32,
 }

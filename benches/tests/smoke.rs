@@ -2,7 +2,8 @@
 //! each must print a JSON report whose figures add up, with no loss and no duplicates. This proves
 //! the generator works; it measures nothing (the real runs are in RESULTS.md).
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,30 +39,59 @@ fn server_binary() -> PathBuf {
 struct Server {
     child: Child,
     url: String,
-    _data: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
+    /// A server with its own data directory.
     fn start() -> Server {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut server = Server::start_in(data.path(), &[]);
+        server._data = Some(data);
+        server
+    }
+
+    /// A server on `data` (which the caller keeps), with `extra` flags.
+    fn start_in(data: &Path, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let data = tempfile::tempdir().expect("tempdir");
         let child = Command::new(server_binary())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data)
             .args(["--message-rate-per-minute", "0", "--jwt-secret", SECRET])
             .args(["--log", "warn"])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("start the server");
         Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            _data: data,
+            _data: None,
         }
+    }
+
+    /// Waits until `/health` answers 200 (the data directory is then initialized).
+    fn wait_healthy(&self) {
+        let addr = self.url.trim_start_matches("http://");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let answer = TcpStream::connect(addr).and_then(|mut stream| {
+                stream.write_all(b"GET /health HTTP/1.0\r\n\r\n")?;
+                let mut response = String::new();
+                stream.read_to_string(&mut response)?;
+                Ok(response)
+            });
+            if answer.is_ok_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not become healthy", self.url);
     }
 }
 
@@ -81,6 +111,10 @@ fn bench(server: &Server, args: &[&str], by_pid: bool) -> Value {
     if by_pid {
         command.args(["--server-pid", &server.child.id().to_string()]);
     }
+    run_bench(command, args)
+}
+
+fn run_bench(mut command: Command, args: &[&str]) -> Value {
     let output = command.output().expect("run confab-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -229,6 +263,93 @@ fn every_scenario_runs_at_tiny_size() {
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the smoke run took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn cluster_runs_at_tiny_size() {
+    let started = Instant::now();
+    let redis = confab_testkit::RedisServer::start().expect("start redis-server");
+    let hub = redis.url();
+    let data = tempfile::tempdir().expect("tempdir");
+    // One node first: it creates the schema that the second then opens.
+    let first = Server::start_in(data.path(), &["--hub", &hub]);
+    first.wait_healthy();
+    let second = Server::start_in(data.path(), &["--hub", &hub]);
+    second.wait_healthy();
+
+    let args = [
+        "cluster",
+        "--connections",
+        "20",
+        "--conversations",
+        "4",
+        "--rate",
+        "40",
+        "--warmup-secs",
+        "0.5",
+        "--duration-secs",
+        "1.5",
+        "--drain-secs",
+        "5",
+    ];
+    let mut command = Command::new(env!("CARGO_BIN_EXE_confab-bench"));
+    command
+        .args(["--url", &first.url, "--secret", SECRET])
+        .args(["--server-pid", &first.child.id().to_string()])
+        .args(args)
+        .args(["--url2", &second.url]);
+    let cluster = run_bench(command, &args);
+    assert_connected(&cluster, 20.0);
+    assert_clean_traffic(&cluster);
+    for path in ["same_node", "cross_node"] {
+        assert!(
+            number(&cluster, &format!("/cluster/{path}/deliveries")) > 0.0,
+            "{path}: {cluster}"
+        );
+        assert!(
+            number(&cluster, &format!("/cluster/{path}/latency/count")) > 0.0,
+            "{path}: {cluster}"
+        );
+    }
+    assert_eq!(
+        number(&cluster, "/cluster/same_node/deliveries")
+            + number(&cluster, "/cluster/cross_node/deliveries"),
+        number(&cluster, "/traffic/delivered") + number(&cluster, "/traffic/delivered_unacked"),
+        "{cluster}"
+    );
+    // Node 0 by pid, node 1 through its /metrics.
+    assert_eq!(
+        number(&cluster, "/cluster/nodes/0/connections"),
+        10.0,
+        "{cluster}"
+    );
+    assert_eq!(
+        number(&cluster, "/cluster/nodes/1/connections"),
+        10.0,
+        "{cluster}"
+    );
+    for node in 0..2 {
+        assert!(
+            number(
+                &cluster,
+                &format!("/cluster/nodes/{node}/server/rss_end_bytes")
+            ) > 0.0,
+            "{cluster}"
+        );
+        assert!(
+            number(
+                &cluster,
+                &format!("/cluster/nodes/{node}/deliveries_per_sec")
+            ) > 0.0,
+            "{cluster}"
+        );
+    }
+
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the cluster smoke run took {:?}",
         started.elapsed()
     );
 }

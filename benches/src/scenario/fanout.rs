@@ -21,6 +21,7 @@ pub async fn run(env: &Env, args: FanoutArgs) -> anyhow::Result<Report> {
             conversation: 0,
             join: true,
             sends: false,
+            node: 0,
         })
         .collect();
     plans.extend((0..args.senders.max(1)).map(|_| ConnPlan {
@@ -28,6 +29,7 @@ pub async fn run(env: &Env, args: FanoutArgs) -> anyhow::Result<Report> {
         conversation: 0,
         join: false,
         sends: true,
+        node: 0,
     }));
     let spec = TrafficSpec {
         name: "fanout",

@@ -92,6 +92,7 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
         client,
         churn: None,
         history: Some(history),
+        cluster: None,
     })
 }
 

@@ -21,6 +21,7 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
             conversation: i % groups.len(),
             join: true,
             sends: false,
+            node: 0,
         })
         .collect();
     // Let the setup's allocations settle before the baseline.
@@ -76,5 +77,6 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         client,
         churn: None,
         history: None,
+        cluster: None,
     })
 }

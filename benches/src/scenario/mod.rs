@@ -3,8 +3,10 @@
 //!
 //! - [`idle`]: connections only. [`fanout`], [`chat`]: a paced message load through
 //!   [`run_traffic`]. [`storm`]: the chat load plus churn. [`history`]: seeding and paging.
+//!   [`cluster`]: the chat load over two nodes ([`Env::peers`]), split by path.
 
 pub mod chat;
+pub mod cluster;
 pub mod fanout;
 pub mod history;
 pub mod idle;
@@ -22,9 +24,12 @@ use crate::cli::{Common, Scenario, TrafficArgs};
 use crate::conn::Endpoint;
 use crate::load::{self, ConnPlan, FleetSpec, Run, Schedule};
 use crate::probe::{self, Probe};
-use crate::report::{ChurnReport, ClientReport, Report, ServerReport, TrafficReport};
+use crate::report::{
+    ChurnReport, ClientReport, ClusterReport, NodeReport, PathReport, Report, ServerReport,
+    TrafficReport,
+};
 use crate::rest::Rest;
-use crate::stats::Counters;
+use crate::stats::{Counters, Percentiles};
 use crate::tokens::Identities;
 
 /// What every scenario works with.
@@ -34,6 +39,28 @@ pub struct Env {
     pub endpoint: Arc<Endpoint>,
     pub probe: Probe,
     pub common: Common,
+    /// Further nodes of a cluster (node 1, …); node 0 is `common.url`, `endpoint` and `probe`.
+    pub peers: Vec<Peer>,
+}
+
+/// A further node of a cluster, sharing the first node's storage and hub.
+pub struct Peer {
+    pub url: String,
+    pub endpoint: Arc<Endpoint>,
+    pub probe: Probe,
+}
+
+impl Peer {
+    async fn new(url: &str, server_pid: Option<u32>, source_ips: u8) -> anyhow::Result<Peer> {
+        let rest = Rest::new(url)?;
+        let endpoint = Arc::new(Endpoint::new(url, source_ips)?);
+        rest.wait_healthy(Duration::from_secs(10)).await?;
+        Ok(Peer {
+            url: url.to_owned(),
+            endpoint,
+            probe: Probe::new(server_pid, &rest),
+        })
+    }
 }
 
 impl Env {
@@ -59,13 +86,34 @@ impl Env {
         };
         rest.wait_healthy(Duration::from_secs(10)).await?;
         let probe = Probe::new(common.server_pid, &rest);
+        let peers = match scenario {
+            Scenario::Cluster(args) => {
+                vec![Peer::new(&args.url2, args.server_pid2, common.source_ips).await?]
+            }
+            _ => Vec::new(),
+        };
         Ok(Env {
             rest,
             ids,
             endpoint,
             probe,
             common,
+            peers,
         })
+    }
+
+    /// Every node's probe, node 0 first.
+    fn probes(&self) -> impl Iterator<Item = &Probe> {
+        std::iter::once(&self.probe).chain(self.peers.iter().map(|p| &p.probe))
+    }
+
+    /// A sample of every node, node 0 first.
+    async fn sample_nodes(&self) -> Vec<Option<ProcessStats>> {
+        let mut samples = Vec::with_capacity(1 + self.peers.len());
+        for probe in self.probes() {
+            samples.push(probe.sample().await);
+        }
+        samples
     }
 
     /// Tokens of users `0..n`.
@@ -113,7 +161,10 @@ impl Env {
 
     fn fleet_spec(&self, tokens: Arc<Vec<String>>, conversations: Arc<Vec<Arc<str>>>) -> FleetSpec {
         FleetSpec {
-            endpoint: self.endpoint.clone(),
+            endpoints: std::iter::once(&self.endpoint)
+                .chain(self.peers.iter().map(|p| &p.endpoint))
+                .cloned()
+                .collect(),
             tokens,
             conversations,
             concurrency: self.common.connect_concurrency,
@@ -122,24 +173,51 @@ impl Env {
 }
 
 /// Server and generator figures at one instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Snapshot {
     at: Instant,
+    /// Node 0 (the only one outside `cluster`).
     server: Option<ProcessStats>,
     client: Option<ProcessStats>,
     delivered: u64,
     acked: u64,
+    /// Every node, node 0 first (only from [`Snapshot::take_nodes`]).
+    servers: Vec<Option<ProcessStats>>,
+    /// Deliveries by receiving node (runs over several nodes).
+    delivered_by_node: Vec<u64>,
+    /// Same-node and cross-node deliveries (runs over several nodes).
+    paths: (u64, u64),
 }
 
 impl Snapshot {
     async fn take(probe: &Probe, run: Option<&Run>) -> Snapshot {
         let server = probe.sample().await;
+        Snapshot::of(server, vec![server], run)
+    }
+
+    /// A snapshot of every node of `env`.
+    async fn take_nodes(env: &Env, run: &Run) -> Snapshot {
+        let servers = env.sample_nodes().await;
+        Snapshot::of(servers[0], servers, Some(run))
+    }
+
+    fn of(
+        server: Option<ProcessStats>,
+        servers: Vec<Option<ProcessStats>>,
+        run: Option<&Run>,
+    ) -> Snapshot {
+        let split = run.and_then(|r| r.nodes.as_ref());
         Snapshot {
             at: Instant::now(),
             server,
             client: probe::own(),
             delivered: run.map_or(0, |r| Counters::get(&r.counters.delivered)),
             acked: run.map_or(0, |r| Counters::get(&r.counters.acked)),
+            servers,
+            delivered_by_node: split.map_or_else(Vec::new, |s| s.delivered_by_node()),
+            paths: split.map_or((0, 0), |s| {
+                (Counters::get(&s.same_node), Counters::get(&s.cross_node))
+            }),
         }
     }
 }
@@ -160,8 +238,35 @@ fn process_reports(
     let (start, stop) = window;
     let secs = (stop.at - start.at).as_secs_f64();
     let deliveries = stop.delivered - start.delivered;
-    let cpu = cpu_between(start.server, stop.server);
-    let server = ServerReport {
+    let server = server_report(
+        probe,
+        [before, idle, end],
+        connections,
+        (start.server, stop.server),
+        secs,
+        deliveries,
+    );
+    let client_cpu = cpu_between(start.client, stop.client);
+    let client = ClientReport {
+        cpu_seconds: client_cpu,
+        cpu_cores: client_cpu.map(|c| c / secs),
+        rss_bytes: stop.client.map(|s| s.resident_bytes),
+    };
+    (server, client)
+}
+
+/// One server's section: RSS `[before, idle, end]` and its CPU over the `window` of `secs`, in
+/// which it made `deliveries`.
+fn server_report(
+    probe: &Probe,
+    [before, idle, end]: [Option<ProcessStats>; 3],
+    connections: usize,
+    window: (Option<ProcessStats>, Option<ProcessStats>),
+    secs: f64,
+    deliveries: u64,
+) -> ServerReport {
+    let cpu = cpu_between(window.0, window.1);
+    ServerReport {
         source: probe.source(),
         rss_before_bytes: before.map(|s| s.resident_bytes),
         rss_idle_bytes: idle.map(|s| s.resident_bytes),
@@ -177,14 +282,65 @@ fn process_reports(
         cpu_us_per_delivery: cpu
             .filter(|_| deliveries > 0)
             .map(|c| c * 1e6 / deliveries as f64),
-    };
-    let client_cpu = cpu_between(start.client, stop.client);
-    let client = ClientReport {
-        cpu_seconds: client_cpu,
-        cpu_cores: client_cpu.map(|c| c / secs),
-        rss_bytes: stop.client.map(|s| s.resident_bytes),
-    };
-    (server, client)
+    }
+}
+
+/// The per-node and per-path figures of a run over several nodes.
+fn cluster_report(
+    env: &Env,
+    run: &Run,
+    plans: &[ConnPlan],
+    rss: [&[Option<ProcessStats>]; 3],
+    window: (&Snapshot, &Snapshot),
+) -> Option<ClusterReport> {
+    let split = run.nodes.as_ref()?;
+    let (start, stop) = window;
+    let secs = (stop.at - start.at).as_secs_f64();
+    let urls =
+        std::iter::once(env.common.url.as_str()).chain(env.peers.iter().map(|p| p.url.as_str()));
+    let nodes = env
+        .probes()
+        .zip(urls)
+        .enumerate()
+        .map(|(node, (probe, url))| {
+            let at = |samples: &[Option<ProcessStats>]| samples.get(node).copied().flatten();
+            let delivered = |s: &Snapshot| s.delivered_by_node.get(node).copied().unwrap_or(0);
+            let deliveries = delivered(stop) - delivered(start);
+            let connections = plans.iter().filter(|p| usize::from(p.node) == node).count();
+            NodeReport {
+                url: url.to_owned(),
+                connections,
+                deliveries_per_sec: deliveries as f64 / secs,
+                server: server_report(
+                    probe,
+                    [at(rss[0]), at(rss[1]), at(rss[2])],
+                    connections,
+                    (at(&start.servers), at(&stop.servers)),
+                    secs,
+                    deliveries,
+                ),
+            }
+        })
+        .collect();
+    let path =
+        |count: &std::sync::atomic::AtomicU64, window: u64, latency: &Percentiles| PathReport {
+            deliveries: Counters::get(count),
+            deliveries_per_sec: window as f64 / secs,
+            latency: *latency,
+        };
+    Some(ClusterReport {
+        nodes,
+        same_node: path(
+            &split.same_node,
+            stop.paths.0 - start.paths.0,
+            &Percentiles::of(&split.same_node_latency.merged()),
+        ),
+        cross_node: path(
+            &split.cross_node,
+            stop.paths.1 - start.paths.1,
+            &Percentiles::of(&split.cross_node_latency.merged()),
+        ),
+    })
 }
 
 /// Something that runs beside the paced load (storm's churn) and reports when stopped.
@@ -218,8 +374,21 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
     for plan in spec.plans.iter().filter(|p| p.join) {
         fanout[plan.conversation] += 1;
     }
-    let before = env.probe.sample().await;
-    let run = Run::new(schedule.capacity(), spec.traffic.body_bytes);
+    let nodes = spec
+        .plans
+        .iter()
+        .map(|p| usize::from(p.node) + 1)
+        .max()
+        .unwrap_or(1);
+    if nodes > 1 + env.peers.len() {
+        bail!(
+            "{} plans connections to {nodes} nodes, but only {} are known",
+            spec.name,
+            1 + env.peers.len()
+        );
+    }
+    let before = env.sample_nodes().await;
+    let run = Run::with_nodes(schedule.capacity(), spec.traffic.body_bytes, nodes);
     let fleet_spec = env.fleet_spec(spec.tokens.clone(), spec.conversations.clone());
     let fleet = load::open_fleet(&fleet_spec, &spec.plans, &run).await;
     eprintln!(
@@ -227,7 +396,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         fleet.report.ok, fleet.report.failed, fleet.report.joined_secs
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = env.probe.sample().await;
+    let idle = env.sample_nodes().await;
 
     let progress = CancellationToken::new();
     load::spawn_progress(run.clone(), spec.name, progress.clone());
@@ -252,9 +421,9 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         })
     };
     tokio::time::sleep(schedule.warmup).await;
-    let start = Snapshot::take(&env.probe, Some(&run)).await;
+    let start = Snapshot::take_nodes(env, &run).await;
     tokio::time::sleep(schedule.duration.saturating_sub(start.at.elapsed())).await;
-    let stop = Snapshot::take(&env.probe, Some(&run)).await;
+    let stop = Snapshot::take_nodes(env, &run).await;
     pacer.await?;
     side_stop.cancel();
     let churn = match side {
@@ -268,7 +437,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
     )
     .await;
     progress.cancel();
-    let end = env.probe.sample().await;
+    let end = env.sample_nodes().await;
     load::close_fleet(&run, fleet.tasks).await;
 
     let window_secs = (stop.at - start.at).as_secs_f64();
@@ -280,14 +449,25 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         (stop.delivered - start.delivered, stop.acked - start.acked),
         drained.as_secs_f64(),
     );
-    let (server, client) = process_reports(
+    let (mut server, client) = process_reports(
         &env.probe,
-        before,
-        idle,
-        end,
+        before[0],
+        idle[0],
+        end[0],
         fleet.report.ok,
         (&start, &stop),
     );
+    let cluster = cluster_report(
+        env,
+        &run,
+        &spec.plans,
+        [&before, &idle, &end],
+        (&start, &stop),
+    );
+    if let Some(first) = cluster.as_ref().and_then(|c| c.nodes.first()) {
+        // Node 0's own share, not the whole cluster's deliveries.
+        server = first.server.clone();
+    }
     Ok(Report {
         scenario: spec.name,
         params: spec.params,
@@ -297,6 +477,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         client,
         churn,
         history: None,
+        cluster,
     })
 }
 
@@ -309,5 +490,6 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Chat(args) => chat::run(&env, args).await,
         Scenario::Storm(args) => storm::run(&env, args).await,
         Scenario::History(args) => history::run(&env, args).await,
+        Scenario::Cluster(args) => cluster::run(&env, args).await,
     }
 }

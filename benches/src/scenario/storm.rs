@@ -18,7 +18,7 @@ use super::{Env, chat, run_traffic};
 
 pub async fn run(env: &Env, args: StormArgs) -> anyhow::Result<Report> {
     let params = serde_json::to_value(&args)?;
-    let mut spec = chat::spec(env, "storm", &args.chat, params).await?;
+    let mut spec = chat::spec(env, "storm", &args.chat, params, 1).await?;
     let churn = Churn {
         endpoint: env.endpoint.clone(),
         tokens: spec.tokens.clone(),
