@@ -50,9 +50,9 @@ pub struct Common {
     /// connections than one address has ephemeral ports.
     #[arg(long, global = true, default_value_t = 1)]
     pub source_ips: u8,
-    /// Connections being opened at once. The server listens with a backlog of 128 (tokio's
-    /// default): far more in flight overflows its accept queue, and the dropped handshakes come
-    /// back only after the 1 s SYN retransmit.
+    /// Connections being opened at once. Confab listens with a backlog of 4096 (the kernel caps
+    /// it at `net.core.somaxconn`): more in flight than the accept queue holds are dropped and
+    /// come back only after the 1 s SYN retransmit.
     #[arg(long, global = true, default_value_t = 100)]
     pub connect_concurrency: usize,
     /// Concurrent REST calls while setting up conversations and members.
