@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use confab_protocol::EventKind;
 use confab_protocol::ServerFrame;
 use confab_protocol::frames::MessageEvent;
-use confab_server::hub::{ConnControl, Hub, Outbound, Subscriber};
+use confab_server::hub::{Hub, Outbound, Subscriber};
+use confab_server::outbox::Outbox;
 use confab_storage::{EventSink, StoredEvent};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tokio::sync::mpsc;
 
 /// Events published between two drains: below the sessions' queue size (1024), so no one is
 /// ever cut off as a slow consumer.
@@ -48,18 +48,17 @@ fn fanout(c: &mut Criterion) {
         let hub = Hub::new();
         let mut receivers = Vec::with_capacity(subscribers);
         for i in 0..subscribers {
-            let (tx, rx) = mpsc::channel(1024);
+            let outbox = Arc::new(Outbox::new(1024));
             hub.subscribe(
                 &tenant,
                 &conversation,
                 Subscriber {
                     conn: hub.next_conn_id(),
                     user: format!("u{i}").into(),
-                    tx,
-                    control: Arc::new(ConnControl::default()),
+                    outbox: outbox.clone(),
                 },
             );
-            receivers.push(rx);
+            receivers.push(outbox);
         }
         group.throughput(Throughput::Elements(subscribers as u64));
         group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
@@ -90,8 +89,8 @@ fn fanout(c: &mut Criterion) {
                         hub.publish(vec![event]);
                     }
                     timed += started.elapsed();
-                    for rx in &mut receivers {
-                        while let Ok(item) = rx.try_recv() {
+                    for outbox in &receivers {
+                        while let Some(item) = outbox.try_pop() {
                             assert!(matches!(item, Outbound::Event(_)));
                         }
                     }

@@ -16,14 +16,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use crate::outbox::{Outbox, PushError};
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::{EventKind, ServerFrame};
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
-use tokio::sync::{Notify, mpsc};
 
 use crate::metrics as m;
 
@@ -44,8 +44,8 @@ pub struct Ephemeral {
     pub text: Utf8Bytes,
 }
 
-/// One item of a connection's outbound queue: one pointer, so that the queue's preallocated
-/// block stays small for idle connections.
+/// One item of a connection's outbound queue ([`Outbox`]): two words, so that a queued burst
+/// stays small.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A durable event (deduplicated by seq in the session).
@@ -57,52 +57,13 @@ pub enum Outbound {
     Resync(Arc<str>),
 }
 
-/// Shared between a session and the hub: lets the hub cut off a slow consumer.
-#[derive(Debug, Default)]
-pub struct ConnControl {
-    slow: AtomicBool,
-    notify: Notify,
-    /// The client asked for `presence` frames.
-    presence: AtomicBool,
-}
-
-impl ConnControl {
-    /// Marks the connection as a slow consumer and wakes its session.
-    pub fn kick(&self) {
-        if !self.slow.swap(true, Ordering::AcqRel) {
-            m::slow_consumer();
-            self.notify.notify_one();
-        }
-    }
-
-    /// Subscribes the connection to `presence` frames.
-    pub fn enable_presence(&self) {
-        self.presence.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether the connection takes `presence` frames.
-    pub fn wants_presence(&self) -> bool {
-        self.presence.load(Ordering::Relaxed)
-    }
-
-    /// Resolves once the connection has been kicked.
-    pub async fn kicked(&self) {
-        loop {
-            if self.slow.load(Ordering::Acquire) {
-                return;
-            }
-            self.notify.notified().await;
-        }
-    }
-}
-
 /// A connection's handle, as the hub keeps it.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     pub conn: u64,
     pub user: Arc<str>,
-    pub tx: mpsc::Sender<Outbound>,
-    pub control: Arc<ConnControl>,
+    /// The connection's queue and signals.
+    pub outbox: Arc<Outbox>,
 }
 
 #[derive(Debug)]
@@ -143,10 +104,10 @@ impl Members {
         });
         let mut delivered = 0u64;
         for sub in &self.subscribers {
-            if Some(sub.conn) == skip_conn || !sub.control.wants_presence() {
+            if Some(sub.conn) == skip_conn || !sub.outbox.wants_presence() {
                 continue;
             }
-            if sub.tx.try_send(Outbound::Ephemeral(frame.clone())).is_ok() {
+            if sub.outbox.push(Outbound::Ephemeral(frame.clone())).is_ok() {
                 delivered += 1;
             }
         }
@@ -445,7 +406,7 @@ impl Hub {
             if skip_user.is_some_and(|u| *sub.user == *u) {
                 continue;
             }
-            if sub.tx.try_send(Outbound::Ephemeral(frame.clone())).is_ok() {
+            if sub.outbox.push(Outbound::Ephemeral(frame.clone())).is_ok() {
                 delivered += 1;
             }
         }
@@ -461,10 +422,10 @@ impl Hub {
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
         for sub in members.subscribers.iter() {
-            match sub.tx.try_send(Outbound::Event(event.clone())) {
+            match sub.outbox.push(Outbound::Event(event.clone())) {
                 Ok(()) => count += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => sub.control.kick(),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(PushError::Full) => sub.outbox.kick(),
+                Err(PushError::Closed) => {}
             }
         }
         m::fanout_deliveries(count);
@@ -481,10 +442,8 @@ impl Hub {
         for (key, room) in rooms {
             let members = room.members.read().unwrap_or_else(|e| e.into_inner());
             for sub in members.subscribers.iter() {
-                if let Err(mpsc::error::TrySendError::Full(_)) =
-                    sub.tx.try_send(Outbound::Resync(key.clone()))
-                {
-                    sub.control.kick();
+                if let Err(PushError::Full) = sub.outbox.push(Outbound::Resync(key.clone())) {
+                    sub.outbox.kick();
                 }
             }
         }
@@ -535,70 +494,63 @@ mod tests {
         }
     }
 
-    fn subscriber(
-        hub: &Hub,
-        user: &str,
-        capacity: usize,
-    ) -> (Subscriber, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    fn subscriber(hub: &Hub, user: &str, capacity: usize) -> (Subscriber, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(capacity));
         let sub = Subscriber {
             conn: hub.next_conn_id(),
             user: user.into(),
-            tx,
-            control: Arc::new(ConnControl::default()),
+            outbox: outbox.clone(),
         };
-        (sub, rx)
+        (sub, outbox)
     }
 
     #[tokio::test]
     async fn events_reach_every_subscriber_of_the_room_only() {
         let hub = Hub::new();
         let room: Arc<str> = "c1".into();
-        let (a, mut rx_a) = subscriber(&hub, "a", 8);
-        let (b, mut rx_b) = subscriber(&hub, "b", 8);
-        let (other, mut rx_other) = subscriber(&hub, "c", 8);
+        let (a, rx_a) = subscriber(&hub, "a", 8);
+        let (b, rx_b) = subscriber(&hub, "b", 8);
+        let (other, rx_other) = subscriber(&hub, "c", 8);
         hub.subscribe(&tenant(), &room, a);
         hub.subscribe(&tenant(), &room, b);
         hub.subscribe(&tenant(), &"c2".into(), other);
         hub.publish(vec![event("c1", 1), event("c1", 2)]);
-        for rx in [&mut rx_a, &mut rx_b] {
+        for rx in [&rx_a, &rx_b] {
             for seq in 1..=2 {
-                match rx.try_recv() {
-                    Ok(Outbound::Event(d)) => assert_eq!(d.seq, seq),
+                match rx.try_pop() {
+                    Some(Outbound::Event(d)) => assert_eq!(d.seq, seq),
                     other => panic!("expected event {seq}, got {other:?}"),
                 }
             }
         }
-        assert!(rx_other.try_recv().is_err());
+        assert!(rx_other.try_pop().is_none());
     }
 
     #[tokio::test]
     async fn a_full_queue_kicks_only_that_subscriber() {
         let hub = Hub::new();
         let room: Arc<str> = "c".into();
-        let (slow, _rx_slow) = subscriber(&hub, "slow", 1);
-        let (fast, mut rx_fast) = subscriber(&hub, "fast", 16);
-        let slow_control = slow.control.clone();
-        let fast_control = fast.control.clone();
+        let (slow, slow_outbox) = subscriber(&hub, "slow", 1);
+        let (fast, rx_fast) = subscriber(&hub, "fast", 16);
         hub.subscribe(&tenant(), &room, slow);
         hub.subscribe(&tenant(), &room, fast);
         hub.publish((1..=5).map(|s| event("c", s)).collect());
-        tokio::time::timeout(std::time::Duration::from_secs(1), slow_control.kicked())
+        tokio::time::timeout(std::time::Duration::from_secs(1), slow_outbox.kicked())
             .await
             .expect("slow consumer kicked");
-        assert!(!fast_control.slow.load(Ordering::Acquire));
+        assert!(!rx_fast.is_kicked());
         let mut seqs = vec![];
-        while let Ok(Outbound::Event(d)) = rx_fast.try_recv() {
+        while let Some(Outbound::Event(d)) = rx_fast.try_pop() {
             seqs.push(d.seq);
         }
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
     }
 
-    fn presence_of(rx: &mut mpsc::Receiver<Outbound>) -> Option<String> {
-        match rx.try_recv() {
-            Ok(Outbound::Ephemeral(frame)) => Some(frame.text.to_string()),
-            Ok(other) => panic!("expected a presence frame, got {other:?}"),
-            Err(_) => None,
+    fn presence_of(rx: &Outbox) -> Option<String> {
+        match rx.try_pop() {
+            Some(Outbound::Ephemeral(frame)) => Some(frame.text.to_string()),
+            Some(other) => panic!("expected a presence frame, got {other:?}"),
+            None => None,
         }
     }
 
@@ -606,38 +558,38 @@ mod tests {
     async fn presence_is_the_union_of_local_connections_and_remote_nodes() {
         let hub = Hub::new();
         let room: Arc<str> = "c".into();
-        let (watcher, mut rx) = subscriber(&hub, "w", 16);
-        watcher.control.enable_presence();
+        let (watcher, rx) = subscriber(&hub, "w", 16);
+        watcher.outbox.enable_presence();
         let (bob, _rx_bob) = subscriber(&hub, "bob", 16);
         let bob_conn = bob.conn;
         hub.subscribe(&tenant(), &room, watcher);
         hub.subscribe(&tenant(), &room, bob);
-        let online = presence_of(&mut rx).expect("bob online");
+        let online = presence_of(&rx).expect("bob online");
         assert!(online.contains(r#""user":"bob","online":true"#), "{online}");
 
         // Bob is also on node n1: leaving here keeps him online.
         hub.remote_presence("c", "n1", "bob", true);
         hub.unsubscribe("c", bob_conn);
-        assert_eq!(presence_of(&mut rx), None);
+        assert_eq!(presence_of(&rx), None);
         assert_eq!(hub.online("c"), vec!["bob", "w"]);
 
         // Carol arrives by snapshot from n2; n2 then goes silent.
         hub.remote_snapshot("c", "n2", &["carol".to_owned()]);
         assert!(
-            presence_of(&mut rx)
+            presence_of(&rx)
                 .expect("carol")
                 .contains(r#""carol","online":true"#)
         );
         hub.remote_node_gone("n2");
         assert!(
-            presence_of(&mut rx)
+            presence_of(&rx)
                 .expect("carol")
                 .contains(r#""carol","online":false"#)
         );
         // A snapshot from n1 without bob takes him offline.
         hub.remote_snapshot("c", "n1", &[]);
         assert!(
-            presence_of(&mut rx)
+            presence_of(&rx)
                 .expect("bob")
                 .contains(r#""bob","online":false"#)
         );
@@ -653,15 +605,15 @@ mod tests {
     async fn ephemeral_frames_skip_the_sender_and_rooms_empty_out() {
         let hub = Hub::new();
         let room: Arc<str> = "c".into();
-        let (a, mut rx_a) = subscriber(&hub, "a", 4);
-        let (b, mut rx_b) = subscriber(&hub, "b", 4);
+        let (a, rx_a) = subscriber(&hub, "a", 4);
+        let (b, rx_b) = subscriber(&hub, "b", 4);
         let a_conn = a.conn;
         let b_conn = b.conn;
         hub.subscribe(&tenant(), &room, a);
         hub.subscribe(&tenant(), &room, b);
         hub.publish_ephemeral("t", "c", Utf8Bytes::from("typing"), Some("a"));
-        assert!(rx_a.try_recv().is_err());
-        assert!(matches!(rx_b.try_recv(), Ok(Outbound::Ephemeral(_))));
+        assert!(rx_a.try_pop().is_none());
+        assert!(matches!(rx_b.try_pop(), Some(Outbound::Ephemeral(_))));
         hub.unsubscribe("c", a_conn);
         assert_eq!(hub.room_count(), 1);
         hub.unsubscribe("c", b_conn);

@@ -18,6 +18,7 @@ pub mod events;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod outbox;
 pub mod redis_fanout;
 pub mod session;
 pub mod state;

@@ -21,14 +21,14 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use confab_protocol::{ClientFrame, Command, ErrorCode, ServerFrame};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
 use crate::auth::{AuthUser, bearer};
 use crate::chat::encode;
 use crate::error::AppError;
-use crate::hub::{ConnControl, Outbound, Subscriber};
+use crate::hub::Subscriber;
 use crate::metrics as m;
+use crate::outbox::Outbox;
 use crate::state::AppState;
 
 /// Close codes Confab uses besides the standard ones (1000 normal, 1001 going away, 1009 too
@@ -52,7 +52,7 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const WRITE_BATCH: usize = 64;
 /// Read buffer per connection: small, since chat frames are small; tungstenite grows it for a
 /// large frame.
-const READ_BUFFER: usize = 512;
+const READ_BUFFER: usize = 256;
 /// Bytes buffered before tungstenite writes to the socket without a flush.
 const WRITE_BUFFER: usize = 8 * 1024;
 
@@ -96,25 +96,36 @@ pub async fn ws_handler(
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {
             let tracker = state.sessions.clone();
-            tracker.track_future(run(socket, state, auth, presence))
+            tracker.track_future(start(socket, state, auth, presence))
         })
 }
 
-async fn run(mut socket: WebSocket, state: AppState, auth: Option<AuthUser>, presence: bool) {
+/// Authenticates by the first frame when the upgrade carried no token, then runs the session
+/// in a task of its own. The upgrade's task (axum's wrapper around this future) ends here, so an
+/// idle connection keeps only the session loop's state: nesting the loop in this future made
+/// every connection's task 3.6 KiB, since a future holds its arguments beside the futures it
+/// awaits.
+async fn start(mut socket: WebSocket, state: AppState, auth: Option<AuthUser>, presence: bool) {
     let user = match auth {
         Some(user) => user,
-        None => match authenticate_first_frame(&mut socket, &state).await {
+        // Boxed: only first-frame authentication needs this state, and only for a moment.
+        None => match Box::pin(authenticate_first_frame(&mut socket, &state)).await {
             Some(user) => user,
             None => return,
         },
     };
     let conn = state.hub.next_conn_id();
     let span = info_span!("session", conn, user = %user.user, tenant = %user.tenant);
+    let tracker = state.sessions.clone();
     let session = Session::new(state, user, conn);
     if presence {
-        session.control.enable_presence();
+        session.outbox.enable_presence();
     }
-    session.run(socket).instrument(span).await;
+    if Box::pin(session.welcome(&mut socket)).await.is_err() {
+        return;
+    }
+    // Tracked like this future, which stays tracked until the spawn: shutdown cannot miss it.
+    tracker.spawn(session.run(socket).instrument(span));
 }
 
 /// Waits for `{"type":"auth","token":...}` within the auth timeout.
@@ -199,9 +210,7 @@ struct Session {
     state: AppState,
     user: AuthUser,
     conn: u64,
-    tx: mpsc::Sender<Outbound>,
-    rx: mpsc::Receiver<Outbound>,
-    control: Arc<ConnControl>,
+    outbox: Arc<Outbox>,
     joined: HashMap<Arc<str>, Joined>,
     last_seen: Instant,
 }
@@ -224,14 +233,12 @@ impl Drop for ConnectionGauge {
 
 impl Session {
     fn new(state: AppState, user: AuthUser, conn: u64) -> Self {
-        let (tx, rx) = mpsc::channel(state.config.outbound_queue);
+        let outbox = Arc::new(Outbox::new(state.config.outbound_queue));
         Session {
             state,
             user,
             conn,
-            tx,
-            rx,
-            control: Arc::new(ConnControl::default()),
+            outbox,
             joined: HashMap::new(),
             last_seen: Instant::now(),
         }
@@ -241,13 +248,13 @@ impl Session {
         Subscriber {
             conn: self.conn,
             user: self.user.user.clone(),
-            tx: self.tx.clone(),
-            control: self.control.clone(),
+            outbox: self.outbox.clone(),
         }
     }
 
-    async fn run(mut self, mut socket: WebSocket) {
-        let _gauge = ConnectionGauge::open();
+    /// Sends `welcome`. Awaited before the session task starts, so that its state is not part
+    /// of that task's.
+    async fn welcome(&self, socket: &mut WebSocket) -> Result<(), ()> {
         let welcome = ServerFrame::Welcome {
             user: self.user.user.to_string(),
             tenant: self.user.tenant.to_string(),
@@ -256,32 +263,42 @@ impl Session {
             heartbeat_ms: self.state.config.heartbeat.as_millis() as u64,
             limits: self.state.limits(),
         };
-        let exit = match self.send(&mut socket, &welcome).await {
-            Ok(()) => self.event_loop(&mut socket).await,
-            Err(()) => Exit::SocketError,
-        };
-        for conversation in self.joined.keys() {
-            self.state.hub.unsubscribe(conversation, self.conn);
-        }
-        match exit {
-            Exit::Closed { code, reason } => {
-                debug!(code, reason, "closing session");
-                // Bounded: a client that does not read may never take the close frame.
-                let goodbye = async {
-                    if code == close_code::SLOW_CONSUMER {
-                        let frame = ServerFrame::error(
-                            None,
-                            ErrorCode::RateLimited,
-                            "slow consumer: resume with since",
-                        );
-                        let _ = self.send(&mut socket, &frame).await;
-                    }
-                    close(&mut socket, code, reason).await;
-                };
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+        self.send(socket, &welcome).await
+    }
+
+    /// The session task: the loop, then unsubscribing and the goodbye. A plain `fn` returning
+    /// an `async move` block, so that the future keeps `self` and the socket once (an `async fn`
+    /// taking them as `mut` arguments keeps a second copy of both, 600 bytes per connection).
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self, mut socket: WebSocket) -> impl Future<Output = ()> + Send {
+        async move {
+            let _gauge = ConnectionGauge::open();
+            let exit = self.event_loop(&mut socket).await;
+            for conversation in self.joined.keys() {
+                self.state.hub.unsubscribe(conversation, self.conn);
             }
-            Exit::ClientClosed => debug!("client closed session"),
-            Exit::SocketError => debug!("session socket failed"),
+            self.outbox.close();
+            match exit {
+                Exit::Closed { code, reason } => {
+                    debug!(code, reason, "closing session");
+                    // Bounded: a client that does not read may never take the close frame.
+                    let goodbye = async {
+                        if code == close_code::SLOW_CONSUMER {
+                            let frame = ServerFrame::error(
+                                None,
+                                ErrorCode::RateLimited,
+                                "slow consumer: resume with since",
+                            );
+                            let _ = self.send(&mut socket, &frame).await;
+                        }
+                        close(&mut socket, code, reason).await;
+                    };
+                    // Boxed, like every rare path: an idle session's task holds only the loop.
+                    let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, goodbye)).await;
+                }
+                Exit::ClientClosed => debug!("client closed session"),
+                Exit::SocketError => debug!("session socket failed"),
+            }
         }
     }
 
@@ -291,11 +308,11 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.state.shutdown.clone();
-        let control = self.control.clone();
+        let outbox = self.outbox.clone();
         // Created once and polled by reference: building these futures on every iteration of
         // the loop showed up as ~25% of the server's CPU per delivery.
         let cancelled = shutdown.cancelled();
-        let kicked = control.kicked();
+        let kicked = outbox.kicked();
         let idle = tokio::time::sleep_until(self.idle_deadline());
         tokio::pin!(cancelled, kicked, idle);
         loop {
@@ -319,7 +336,8 @@ impl Session {
                         }
                         Some(Ok(Message::Binary(_))) => {
                             let err = AppError::invalid("binary frames are not supported; send JSON text frames");
-                            if self.send_error(socket, None, err).await.is_err() {
+                            // Boxed: rare, and its future is larger than the loop's others.
+                            if Box::pin(self.send_error(socket, None, err)).await.is_err() {
                                 return Exit::SocketError;
                             }
                         }
@@ -335,7 +353,7 @@ impl Session {
                         }
                     }
                 }
-                Some(item) = self.rx.recv() => {
+                item = outbox.pop() => {
                     // A client that stops reading blocks the write; the hub's kick, shutdown and
                     // the idle timeout must still end the session.
                     let deadline = self.idle_deadline();
@@ -363,7 +381,9 @@ impl Session {
                     if self.last_seen.elapsed() > self.state.config.idle_timeout {
                         return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" };
                     }
-                    match tokio::time::timeout_at(self.idle_deadline(), socket.send(Message::Ping(Default::default()))).await {
+                    // Boxed: a timer and a write, once per heartbeat, out of the idle state.
+                    let ping = Box::pin(tokio::time::timeout_at(self.idle_deadline(), socket.send(Message::Ping(Default::default()))));
+                    match ping.await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return Exit::SocketError,
                         Err(_) => return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" },

@@ -54,7 +54,7 @@ impl Session {
                 }
             }
             if pending < WRITE_BATCH {
-                next = self.rx.try_recv().ok();
+                next = self.outbox.try_pop();
             }
         }
         if pending > 0 {
@@ -130,7 +130,7 @@ impl Session {
         let events = match fetched {
             Ok((events, _)) => events,
             Err(StoreError::NotMember | StoreError::NotFound(_)) => {
-                self.joined.remove(&**conversation);
+                self.joined.remove(conversation);
                 self.state.hub.unsubscribe(conversation, self.conn);
                 return Ok(0);
             }

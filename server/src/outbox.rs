@@ -1,0 +1,255 @@
+//! A connection's outbound queue: what the hub hands a session to write, plus the signals that
+//! go with it (cut off as a slow consumer, wants `presence` frames).
+//!
+//! Why not `tokio::sync::mpsc`: its bounded channel allocates its first block of 32 slots and
+//! a cache-padded channel state when it is created, 1.3 KiB for every connection however idle,
+//! and keeps its blocks after a burst. Here an idle connection's queue is one small allocation;
+//! the `VecDeque` grows only while frames are queued and is given back once a burst has drained.
+//! The hub pushes from the storage writer's thread and the session pops from its task: one
+//! short `Mutex` section each, and one `AtomicWaker` for the session's task (every future that
+//! waits on the outbox is polled by that one task).
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+
+use crate::hub::Outbound;
+use crate::metrics as m;
+
+/// Queue capacity kept after draining; a queue that grew past it is given back when empty.
+const KEEP_CAPACITY: usize = 16;
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue holds its capacity: the connection is not keeping up.
+    Full,
+    /// The session has ended.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Outbound>,
+    closed: bool,
+}
+
+/// Shared between a session (the only consumer) and the hub (producers).
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    capacity: usize,
+    waker: AtomicWaker,
+    kicked: AtomicBool,
+    presence: AtomicBool,
+}
+
+impl Outbox {
+    /// An empty outbox that refuses pushes past `capacity` queued items.
+    pub fn new(capacity: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State::default()),
+            capacity: capacity.max(1),
+            waker: AtomicWaker::new(),
+            kicked: AtomicBool::new(false),
+            presence: AtomicBool::new(false),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a valid queue behind: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an item and wakes the session.
+    pub fn push(&self, item: Outbound) -> Result<(), PushError> {
+        {
+            let mut state = self.state();
+            if state.closed {
+                return Err(PushError::Closed);
+            }
+            if state.queue.len() >= self.capacity {
+                return Err(PushError::Full);
+            }
+            state.queue.push_back(item);
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// The next queued item, if any, without waiting.
+    pub fn try_pop(&self) -> Option<Outbound> {
+        let mut state = self.state();
+        let item = state.queue.pop_front();
+        if state.queue.is_empty() && state.queue.capacity() > KEEP_CAPACITY {
+            state.queue = VecDeque::new();
+        }
+        item
+    }
+
+    /// Waits for the next queued item.
+    pub async fn pop(&self) -> Outbound {
+        poll_fn(|cx| {
+            // Register before looking, so that a push after the look wakes this task.
+            self.waker.register(cx.waker());
+            match self.try_pop() {
+                Some(item) => Poll::Ready(item),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.state().queue.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Marks the connection as a slow consumer and wakes its session (counted once).
+    pub fn kick(&self) {
+        if !self.kicked.swap(true, Ordering::AcqRel) {
+            m::slow_consumer();
+            self.waker.wake();
+        }
+    }
+
+    /// Whether the connection has been kicked.
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection has been kicked.
+    pub async fn kicked(&self) {
+        poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            if self.is_kicked() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The session ended: what is queued is dropped and later pushes are refused.
+    pub fn close(&self) {
+        let mut state = self.state();
+        state.closed = true;
+        state.queue = VecDeque::new();
+    }
+
+    /// Subscribes the connection to `presence` frames.
+    pub fn enable_presence(&self) {
+        self.presence.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection takes `presence` frames.
+    pub fn wants_presence(&self) -> bool {
+        self.presence.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn item(name: &str) -> Outbound {
+        Outbound::Resync(Arc::from(name))
+    }
+
+    fn name(item: Outbound) -> String {
+        match item {
+            Outbound::Resync(name) => name.to_string(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn items_come_out_in_order_up_to_the_capacity() {
+        let outbox = Outbox::new(2);
+        assert_eq!(outbox.push(item("a")), Ok(()));
+        assert_eq!(outbox.push(item("b")), Ok(()));
+        assert_eq!(outbox.push(item("c")), Err(PushError::Full));
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox.try_pop().map(name).as_deref(), Some("a"));
+        assert_eq!(outbox.push(item("d")), Ok(()));
+        assert_eq!(outbox.try_pop().map(name).as_deref(), Some("b"));
+        assert_eq!(outbox.try_pop().map(name).as_deref(), Some("d"));
+        assert!(outbox.try_pop().is_none());
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let outbox = Outbox::new(1024);
+        assert_eq!(
+            outbox.state().queue.capacity(),
+            0,
+            "nothing allocated up front"
+        );
+        for n in 0..500 {
+            outbox.push(item(&n.to_string())).expect("room");
+        }
+        assert!(outbox.state().queue.capacity() >= 500);
+        while outbox.try_pop().is_some() {}
+        assert_eq!(outbox.state().queue.capacity(), 0);
+        // A small queue keeps its buffer: steady traffic does not reallocate.
+        outbox.push(item("x")).expect("room");
+        let kept = outbox.state().queue.capacity();
+        assert!(outbox.try_pop().is_some());
+        assert_eq!(outbox.state().queue.capacity(), kept);
+    }
+
+    #[test]
+    fn a_closed_outbox_refuses_and_drops() {
+        let outbox = Outbox::new(4);
+        outbox.push(item("a")).expect("room");
+        outbox.close();
+        assert!(outbox.try_pop().is_none());
+        assert_eq!(outbox.push(item("b")), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn pop_waits_for_a_push_from_another_thread() {
+        let outbox = Arc::new(Outbox::new(4));
+        let producer = outbox.clone();
+        let pushing = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            producer.push(item("late")).expect("room");
+        });
+        let popped = tokio::time::timeout(Duration::from_secs(5), outbox.pop())
+            .await
+            .expect("woken by the push");
+        assert_eq!(name(popped), "late");
+        pushing.join().expect("producer");
+    }
+
+    #[tokio::test]
+    async fn kick_wakes_a_waiting_session_once() {
+        let outbox = Arc::new(Outbox::new(4));
+        let kicker = outbox.clone();
+        assert!(!outbox.is_kicked());
+        let kicking = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            kicker.kick();
+            kicker.kick();
+        });
+        tokio::time::timeout(Duration::from_secs(5), outbox.kicked())
+            .await
+            .expect("woken by the kick");
+        assert!(outbox.is_kicked());
+        kicking.join().expect("kicker");
+    }
+}
