@@ -341,26 +341,6 @@ async fn mongo_backed_nodes_keep_order_across_nodes() {
 
 // ---- presence across nodes ----
 
-/// Connects as `user` with `?presence=true` and reads the `welcome`.
-async fn ws_presence(server: &Server, user: &str) -> WsClient {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!(
-        "{}?presence=true&token={}",
-        server.ws_url(),
-        common::token(user)
-    );
-    let request = url.into_client_request().expect("ws request");
-    let mut client = WsClient::open(request, None)
-        .await
-        .expect("websocket upgrade");
-    let welcome = client.recv().await;
-    assert!(
-        matches!(welcome, ServerFrame::Welcome { .. }),
-        "{welcome:?}"
-    );
-    client
-}
-
 /// Waits (up to `timeout`) for a `presence` frame about `user`; returns whether it said online.
 async fn next_presence(client: &mut WsClient, user: &str, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -382,8 +362,8 @@ async fn next_presence(client: &mut WsClient, user: &str, timeout: Duration) -> 
 async fn users_on_different_nodes_see_each_other_online_and_offline() {
     let c = cluster().await;
     let conversation = c.a.create_group("alice", &["bob"]).await;
-    let mut alice = ws_presence(&c.a, "alice").await;
-    let mut bob = ws_presence(&c.b, "bob").await;
+    let mut alice = c.a.ws_presence("alice").await;
+    let mut bob = c.b.ws_presence("bob").await;
     alice.join(&conversation).await;
     settle().await;
     bob.join(&conversation).await;
@@ -398,9 +378,9 @@ async fn users_on_different_nodes_see_each_other_online_and_offline() {
 async fn a_user_on_both_nodes_stays_online_while_one_device_remains() {
     let c = cluster().await;
     let conversation = c.a.create_group("alice", &["bob"]).await;
-    let mut alice = ws_presence(&c.a, "alice").await;
-    let mut bob_a = ws_presence(&c.a, "bob").await;
-    let mut bob_b = ws_presence(&c.b, "bob").await;
+    let mut alice = c.a.ws_presence("alice").await;
+    let mut bob_a = c.a.ws_presence("bob").await;
+    let mut bob_b = c.b.ws_presence("bob").await;
     alice.join(&conversation).await;
     bob_a.join(&conversation).await;
     assert!(next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
@@ -424,8 +404,8 @@ async fn a_user_on_both_nodes_stays_online_while_one_device_remains() {
 async fn a_killed_nodes_users_go_offline_within_the_expiry() {
     let mut c = cluster().await;
     let conversation = c.a.create_group("alice", &["bob"]).await;
-    let mut alice = ws_presence(&c.a, "alice").await;
-    let mut bob = ws_presence(&c.b, "bob").await;
+    let mut alice = c.a.ws_presence("alice").await;
+    let mut bob = c.b.ws_presence("bob").await;
     alice.join(&conversation).await;
     settle().await;
     bob.join(&conversation).await;

@@ -6,24 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, WsClient, token};
+use common::{Server, WsClient};
 use confab_protocol::{Command, ServerFrame};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-/// Connects as `user` with `?presence=true` and reads the `welcome`.
-async fn ws_presence(server: &Server, user: &str) -> WsClient {
-    let url = format!("{}?presence=true&token={}", server.ws_url(), token(user));
-    let request = url.into_client_request().expect("ws request");
-    let mut client = WsClient::open(request, None)
-        .await
-        .expect("websocket upgrade");
-    let welcome = client.recv().await;
-    assert!(
-        matches!(welcome, ServerFrame::Welcome { .. }),
-        "expected welcome, got {welcome:?}"
-    );
-    client
-}
 
 /// Joins and returns the `online` snapshot of the `joined` reply.
 async fn join_online(client: &mut WsClient, conversation: &str) -> Vec<String> {
@@ -49,9 +33,9 @@ fn presence(conversation: &str, user: &str, online: bool) -> ServerFrame {
 async fn presence_follows_the_first_and_last_connection_of_each_user() {
     let server = Server::start().await;
     let conversation = server.create_group("alice", &["bob"]).await;
-    let mut alice = ws_presence(&server, "alice").await;
-    let mut bob = ws_presence(&server, "bob").await;
-    let mut bob_phone = ws_presence(&server, "bob").await;
+    let mut alice = server.ws_presence("alice").await;
+    let mut bob = server.ws_presence("bob").await;
+    let mut bob_phone = server.ws_presence("bob").await;
     // A connection that did not ask for presence gets none.
     let mut plain = server.ws("alice").await;
 

@@ -405,6 +405,16 @@ impl Server {
         client
     }
 
+    /// Connects as `user` with `?presence=true` (and `?token=`) and reads the `welcome`.
+    pub async fn ws_presence(&self, user: &str) -> WsClient {
+        let url = format!("{}?presence=true&token={}", self.ws_url(), token(user));
+        let mut client = WsClient::open(url.into_client_request().expect("ws request"), None)
+            .await
+            .expect("websocket upgrade");
+        client.expect_welcome().await;
+        client
+    }
+
     /// Connects without a token (the client must send `auth`); reads nothing.
     pub async fn ws_anonymous(&self) -> WsClient {
         WsClient::open(
