@@ -231,7 +231,22 @@ impl Drop for ConnectionGauge {
     }
 }
 
+/// However the session ends (a panic included), the hub forgets it and its queue is dropped.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.leave_all();
+    }
+}
+
 impl Session {
+    /// Leaves every joined conversation and closes the outbox (idempotent).
+    fn leave_all(&mut self) {
+        for (conversation, _) in self.joined.drain() {
+            self.state.hub.unsubscribe(&conversation, self.conn);
+        }
+        self.outbox.close();
+    }
+
     fn new(state: AppState, user: AuthUser, conn: u64) -> Self {
         let outbox = Arc::new(Outbox::new(state.config.outbound_queue));
         Session {
@@ -274,10 +289,7 @@ impl Session {
         async move {
             let _gauge = ConnectionGauge::open();
             let exit = self.event_loop(&mut socket).await;
-            for conversation in self.joined.keys() {
-                self.state.hub.unsubscribe(conversation, self.conn);
-            }
-            self.outbox.close();
+            self.leave_all();
             match exit {
                 Exit::Closed { code, reason } => {
                     debug!(code, reason, "closing session");
