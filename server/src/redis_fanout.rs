@@ -484,16 +484,20 @@ fn deliver(hub: &Hub, fanout: Option<&RedisFanout>, node: &str, channel: &str, p
         return;
     }
     counter!(RECEIVED_TOTAL).increment(1);
-    if let Some(fanout) = fanout {
-        fanout.heard_from(&header.o);
+    if let Some(control) = header.t {
+        // Control messages (beats, presence) keep a peer alive: a node's users are recorded
+        // here only from them, so event deliveries need not touch the peer table.
+        if let Some(fanout) = fanout {
+            fanout.heard_from(&header.o);
+        }
+        if let Some(conversation) = conversation_of(channel) {
+            apply_control(hub, fanout, &header, control, channel, conversation, text);
+        }
+        return;
     }
     let Some(conversation) = conversation_of(channel) else {
         return;
     };
-    if let Some(control) = header.t {
-        apply_control(hub, fanout, &header, control, channel, conversation, text);
-        return;
-    }
     let conversation = hub.room_key(conversation);
     let text = Utf8Bytes::from(text);
     match header.k {
