@@ -111,10 +111,6 @@ fn bench(server: &Server, args: &[&str], by_pid: bool) -> Value {
     if by_pid {
         command.args(["--server-pid", &server.child.id().to_string()]);
     }
-    run_bench(command, args)
-}
-
-fn run_bench(mut command: Command, args: &[&str]) -> Value {
     let output = command.output().expect("run confab-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -293,14 +289,10 @@ fn cluster_runs_at_tiny_size() {
         "1.5",
         "--drain-secs",
         "5",
+        "--url2",
+        &second.url,
     ];
-    let mut command = Command::new(env!("CARGO_BIN_EXE_confab-bench"));
-    command
-        .args(["--url", &first.url, "--secret", SECRET])
-        .args(["--server-pid", &first.child.id().to_string()])
-        .args(args)
-        .args(["--url2", &second.url]);
-    let cluster = run_bench(command, &args);
+    let cluster = bench(&first, &args, true);
     assert_connected(&cluster, 20.0);
     assert_clean_traffic(&cluster);
     for path in ["same_node", "cross_node"] {

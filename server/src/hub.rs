@@ -87,6 +87,38 @@ impl Members {
         self.local.contains_key(user) || self.remote.contains_key(user)
     }
 
+    /// Queues an ephemeral frame for every subscriber but those `skip` picks; a full queue
+    /// drops it for that connection (ephemeral frames are never replayed).
+    fn push_ephemeral(&self, frame: &Arc<Ephemeral>, skip: impl Fn(&Subscriber) -> bool) {
+        let mut delivered = 0u64;
+        for sub in &self.subscribers {
+            if !skip(sub) && sub.outbox.push(Outbound::Ephemeral(frame.clone())).is_ok() {
+                delivered += 1;
+            }
+        }
+        m::fanout_deliveries(delivered);
+    }
+
+    /// Counts one more local connection of `user`; true when it is their first here.
+    fn add_local(&mut self, user: &Arc<str>) -> bool {
+        let count = self.local.entry(user.clone()).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// Counts one local connection of `user` less; true when it was their last here.
+    fn remove_local(&mut self, user: &str) -> bool {
+        let Some(count) = self.local.get_mut(user) else {
+            return false;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return false;
+        }
+        self.local.remove(user);
+        true
+    }
+
     /// Sends a `presence` frame to the local connections that asked for them (but `skip_conn`).
     /// A full queue drops it, like any ephemeral frame.
     fn announce(&self, conversation: &Arc<str>, user: &str, online: bool, skip_conn: Option<u64>) {
@@ -102,16 +134,9 @@ impl Members {
             conversation: conversation.clone(),
             text: Utf8Bytes::from(text),
         });
-        let mut delivered = 0u64;
-        for sub in &self.subscribers {
-            if Some(sub.conn) == skip_conn || !sub.outbox.wants_presence() {
-                continue;
-            }
-            if sub.outbox.push(Outbound::Ephemeral(frame.clone())).is_ok() {
-                delivered += 1;
-            }
-        }
-        m::fanout_deliveries(delivered);
+        self.push_ephemeral(&frame, |sub| {
+            Some(sub.conn) == skip_conn || !sub.outbox.wants_presence()
+        });
     }
 
     /// Records that `node` reports `user` online (or not); announces a change of the union.
@@ -135,10 +160,11 @@ impl Members {
 
     /// Replaces everything `node` reports for this room with `users`.
     fn replace_remote(&mut self, conversation: &Arc<str>, node: &str, users: &[String]) {
+        let reported: HashSet<&str> = users.iter().map(String::as_str).collect();
         let gone: Vec<Arc<str>> = self
             .remote
             .iter()
-            .filter(|(user, nodes)| nodes.contains(node) && !users.iter().any(|u| *u == ***user))
+            .filter(|(user, nodes)| nodes.contains(node) && !reported.contains(&***user))
             .map(|(user, _)| user.clone())
             .collect();
         for user in gone {
@@ -245,26 +271,34 @@ impl Hub {
         let conn = subscriber.conn;
         members.subscribers.push(subscriber);
         m::room_joined(1.0);
-        let count = members.local.entry(user.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            if let Some(fanout) = self.fanout.get() {
-                fanout.publish_presence(&room.tenant, conversation, &user, true);
-            }
-            if !members.remote.contains_key(&user) {
-                members.announce(conversation, &user, true, Some(conn));
-            }
+        if members.add_local(&user) {
+            self.local_presence(&room, &members, conversation, &user, true, Some(conn));
         }
         true
     }
 
+    /// This node's first connection of `user` joined the room, or its last left: tells the
+    /// other nodes, and the local connections unless another node already had the user online.
+    fn local_presence(
+        &self,
+        room: &Room,
+        members: &Members,
+        conversation: &Arc<str>,
+        user: &str,
+        online: bool,
+        skip_conn: Option<u64>,
+    ) {
+        if let Some(fanout) = self.fanout.get() {
+            fanout.publish_presence(&room.tenant, conversation, user, online);
+        }
+        if !members.remote.contains_key(user) {
+            members.announce(conversation, user, online, skip_conn);
+        }
+    }
+
     /// Removes a connection from a room; drops the room when it empties.
     pub fn unsubscribe(&self, conversation: &str, conn: u64) {
-        let Some((key, room)) = self
-            .rooms
-            .get(conversation)
-            .map(|r| (r.key().clone(), r.value().clone()))
-        else {
+        let Some((key, room)) = self.room_entry(conversation) else {
             return;
         };
         let now_empty = {
@@ -272,21 +306,8 @@ impl Hub {
             if let Some(index) = members.subscribers.iter().position(|s| s.conn == conn) {
                 let gone = members.subscribers.remove(index);
                 m::room_joined(-1.0);
-                let last = match members.local.get_mut(&gone.user) {
-                    Some(count) => {
-                        *count -= 1;
-                        *count == 0
-                    }
-                    None => false,
-                };
-                if last {
-                    members.local.remove(&gone.user);
-                    if let Some(fanout) = self.fanout.get() {
-                        fanout.publish_presence(&room.tenant, &key, &gone.user, false);
-                    }
-                    if !members.remote.contains_key(&gone.user) {
-                        members.announce(&key, &gone.user, false, None);
-                    }
+                if members.remove_local(&gone.user) {
+                    self.local_presence(&room, &members, &key, &gone.user, false, None);
                 }
             }
             members.subscribers.is_empty()
@@ -358,12 +379,7 @@ impl Hub {
 
     /// A node went silent: its users go offline wherever no one else has them.
     pub fn remote_node_gone(&self, node: &str) {
-        let rooms: Vec<(Arc<str>, Arc<Room>)> = self
-            .rooms
-            .iter()
-            .map(|r| (r.key().clone(), r.value().clone()))
-            .collect();
-        for (key, room) in rooms {
+        for (key, room) in self.room_entries() {
             let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
             members.replace_remote(&key, node, &[]);
         }
@@ -373,6 +389,14 @@ impl Hub {
         self.rooms
             .get(conversation)
             .map(|r| (r.key().clone(), r.value().clone()))
+    }
+
+    /// Every room with its key, copied out so that no map guard is held while rooms are locked.
+    fn room_entries(&self) -> Vec<(Arc<str>, Arc<Room>)> {
+        self.rooms
+            .iter()
+            .map(|r| (r.key().clone(), r.value().clone()))
+            .collect()
     }
 
     /// Delivers an ephemeral frame to a room here and on the other nodes, skipping
@@ -401,16 +425,7 @@ impl Hub {
             return;
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
-        let mut delivered = 0u64;
-        for sub in members.subscribers.iter() {
-            if skip_user.is_some_and(|u| *sub.user == *u) {
-                continue;
-            }
-            if sub.outbox.push(Outbound::Ephemeral(frame.clone())).is_ok() {
-                delivered += 1;
-            }
-        }
-        m::fanout_deliveries(delivered);
+        members.push_ephemeral(&frame, |sub| skip_user.is_some_and(|u| *sub.user == *u));
     }
 
     /// Delivers a durable event to this node's subscribers only. A full queue cuts that
@@ -434,12 +449,7 @@ impl Hub {
     /// Tells every local subscriber to catch up from storage (after a fan-out outage, when
     /// events from other nodes may have been missed).
     pub fn resync_all(&self) {
-        let rooms: Vec<(Arc<str>, Arc<Room>)> = self
-            .rooms
-            .iter()
-            .map(|r| (r.key().clone(), r.value().clone()))
-            .collect();
-        for (key, room) in rooms {
+        for (key, room) in self.room_entries() {
             let members = room.members.read().unwrap_or_else(|e| e.into_inner());
             for sub in members.subscribers.iter() {
                 if let Err(PushError::Full) = sub.outbox.push(Outbound::Resync(key.clone())) {

@@ -104,16 +104,6 @@ impl Outbox {
         .await
     }
 
-    /// Items queued now.
-    pub fn len(&self) -> usize {
-        self.state().queue.len()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Marks the connection as a slow consumer and wakes its session (counted once).
     pub fn kick(&self) {
         if !self.kicked.swap(true, Ordering::AcqRel) {
@@ -182,13 +172,13 @@ mod tests {
         assert_eq!(outbox.push(item("a")), Ok(()));
         assert_eq!(outbox.push(item("b")), Ok(()));
         assert_eq!(outbox.push(item("c")), Err(PushError::Full));
-        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox.state().queue.len(), 2);
         assert_eq!(outbox.try_pop().map(name).as_deref(), Some("a"));
         assert_eq!(outbox.push(item("d")), Ok(()));
         assert_eq!(outbox.try_pop().map(name).as_deref(), Some("b"));
         assert_eq!(outbox.try_pop().map(name).as_deref(), Some("d"));
         assert!(outbox.try_pop().is_none());
-        assert!(outbox.is_empty());
+        assert!(outbox.state().queue.is_empty());
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
         },
         seed_ack_latency: seeded.latency,
         seed_connections: args.seed_connections,
-        seed_server_cpu_us_per_ack: cpu_between(seed_start.server, seed_stop.server)
+        seed_server_cpu_us_per_ack: cpu_between(seed_start.server(), seed_stop.server())
             .filter(|_| seeded.acked > 0)
             .map(|cpu| cpu * 1e6 / seeded.acked as f64),
         page_size: args.page_size,

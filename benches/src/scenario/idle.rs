@@ -51,7 +51,7 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
     }
     tokio::time::sleep(hold.saturating_sub(start.at.elapsed())).await;
     let stop = Snapshot::take(&env.probe, Some(&run)).await;
-    let idle = stop.server;
+    let idle = stop.server();
     let disconnects = crate::stats::Counters::get(&run.counters.disconnects);
     if disconnects > 0 {
         eprintln!(

@@ -176,12 +176,10 @@ impl Env {
 #[derive(Debug, Clone)]
 struct Snapshot {
     at: Instant,
-    /// Node 0 (the only one outside `cluster`).
-    server: Option<ProcessStats>,
     client: Option<ProcessStats>,
     delivered: u64,
     acked: u64,
-    /// Every node, node 0 first (only from [`Snapshot::take_nodes`]).
+    /// Every node sampled, node 0 first (only node 0 from [`Snapshot::take`]).
     servers: Vec<Option<ProcessStats>>,
     /// Deliveries by receiving node (runs over several nodes).
     delivered_by_node: Vec<u64>,
@@ -190,26 +188,20 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot of node 0 only.
     async fn take(probe: &Probe, run: Option<&Run>) -> Snapshot {
-        let server = probe.sample().await;
-        Snapshot::of(server, vec![server], run)
+        Snapshot::of(vec![probe.sample().await], run)
     }
 
     /// A snapshot of every node of `env`.
     async fn take_nodes(env: &Env, run: &Run) -> Snapshot {
-        let servers = env.sample_nodes().await;
-        Snapshot::of(servers[0], servers, Some(run))
+        Snapshot::of(env.sample_nodes().await, Some(run))
     }
 
-    fn of(
-        server: Option<ProcessStats>,
-        servers: Vec<Option<ProcessStats>>,
-        run: Option<&Run>,
-    ) -> Snapshot {
+    fn of(servers: Vec<Option<ProcessStats>>, run: Option<&Run>) -> Snapshot {
         let split = run.and_then(|r| r.nodes.as_ref());
         Snapshot {
             at: Instant::now(),
-            server,
             client: probe::own(),
             delivered: run.map_or(0, |r| Counters::get(&r.counters.delivered)),
             acked: run.map_or(0, |r| Counters::get(&r.counters.acked)),
@@ -219,6 +211,11 @@ impl Snapshot {
                 (Counters::get(&s.same_node), Counters::get(&s.cross_node))
             }),
         }
+    }
+
+    /// Node 0's figures (the only node outside `cluster`).
+    fn server(&self) -> Option<ProcessStats> {
+        self.servers.first().copied().flatten()
     }
 }
 
@@ -242,7 +239,7 @@ fn process_reports(
         probe,
         [before, idle, end],
         connections,
-        (start.server, stop.server),
+        (start.server(), stop.server()),
         secs,
         deliveries,
     );
