@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{Server, WsClient};
 use confab_protocol::{Command, ServerFrame};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Joins and returns the `online` snapshot of the `joined` reply.
 async fn join_online(client: &mut WsClient, conversation: &str) -> Vec<String> {
@@ -92,4 +93,19 @@ async fn presence_follows_the_first_and_last_connection_of_each_user() {
         bob_phone.recv().await,
         presence(&conversation, "alice", false)
     );
+}
+
+#[tokio::test]
+async fn a_malformed_presence_flag_is_refused_with_invalid() {
+    let server = Server::start().await;
+    let url = format!(
+        "{}?presence=maybe&token={}",
+        server.ws_url(),
+        common::token("alice")
+    );
+    let (status, body) = server
+        .ws_refused(url.into_client_request().expect("request"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid", "{body}");
 }

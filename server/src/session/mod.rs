@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use confab_protocol::{ClientFrame, Command, ErrorCode, ServerFrame};
@@ -26,6 +26,7 @@ use tracing::{Instrument, debug, info_span};
 use crate::auth::{AuthUser, bearer};
 use crate::chat::encode;
 use crate::error::AppError;
+use crate::http::ApiQuery;
 use crate::hub::Subscriber;
 use crate::metrics as m;
 use crate::outbox::Outbox;
@@ -68,7 +69,7 @@ pub struct WsParams {
 /// a first `auth` frame, then upgrades. `?presence=true` opts in to `presence` frames.
 pub async fn ws_handler(
     State(state): State<AppState>,
-    Query(params): Query<WsParams>,
+    ApiQuery(params): ApiQuery<WsParams>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
