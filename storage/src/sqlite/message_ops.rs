@@ -1,5 +1,7 @@
 //! Write transactions on messages and reactions. Each runs on the writer thread inside its own
-//! savepoint: returning an error rolls back everything it did, seq included.
+//! savepoint (returning an error rolls back everything it did, seq included), except
+//! [`append_message`]: the hot path makes every check before its first write and runs without
+//! one (see `writer`).
 
 use confab_protocol::frames::MessageEvent;
 use confab_protocol::rest::Conversation;
@@ -69,6 +71,7 @@ pub(super) fn append_message(
         Some(serde_json::to_string(&new.attachments).map_err(json_error)?)
     };
 
+    // Every check is above: from here on, an error means the batch is rolled back.
     let id = new_id();
     let ts = now_ms();
     let seq = next_seq(conn, &new.conversation, ts)?;

@@ -2,6 +2,8 @@
 //!
 //! - `writer`: one thread owns the write connection and commits queued jobs in batches, each
 //!   job in its own savepoint (group commit: one fsync per batch, `synchronous=FULL`).
+//! - `checkpoint`: a thread that copies the WAL back into the database file, so that the writer
+//!   does not.
 //! - `pool`: read-only WAL connections used from tokio's blocking pool.
 //! - `ops` and `message_ops`: the write transactions; `read`: the queries; `common`: the
 //!   lookups both share (tenancy, membership, seqs, events).
@@ -9,6 +11,7 @@
 //!
 //! The database must be a file (WAL needs one, and the readers open it separately).
 
+mod checkpoint;
 mod common;
 mod message_ops;
 mod ops;
@@ -76,7 +79,19 @@ impl SqliteStore {
         let mut conn = schema::open_writer(path)?;
         schema::migrate(&mut conn)?;
         let readers = ReadPool::open(path, options.readers)?;
-        let writer = Writer::spawn(conn, sink, options.max_batch, options.queue)?;
+        let checkpointer = checkpoint::Checkpointer::spawn(path)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_AUTOCHECKPOINT,
+        )?;
+        let writer = Writer::spawn(
+            conn,
+            sink,
+            Some(checkpointer),
+            options.max_batch,
+            options.queue,
+        )?;
         tracing::info!(path = %path.display(), readers = options.readers.max(1), "sqlite store open");
         Ok(SqliteStore { writer, readers })
     }
@@ -198,7 +213,9 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
-        self.write(move |conn, events| message_ops::append_message(conn, events, new))
+        // Every check comes before the first write: no savepoint needed.
+        self.writer
+            .write_checked(move |conn, events| message_ops::append_message(conn, events, new))
             .await
     }
 

@@ -45,6 +45,19 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens the checkpointer's connection on a database the writer has already opened and migrated:
+/// read-write (a checkpoint writes the database file), `synchronous=FULL` so that the file is
+/// synced before the log is reused.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    wait_when_busy(&mut conn)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
 /// Opens a read-only connection on a database the writer has already opened and migrated.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;

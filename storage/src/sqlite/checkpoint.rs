@@ -1,0 +1,171 @@
+//! Checkpoints off the writer thread.
+//!
+//! In WAL mode every commit appends its pages to the log; a checkpoint copies them back into the
+//! database file. SQLite's default runs that copy on the committing connection (after any commit
+//! that leaves 1,000 or more frames in the log), which made it about a tenth of the writer's CPU
+//! under load. Here a thread of its own, on its own connection, runs `PASSIVE` checkpoints (they
+//! never block the writer or the readers) at most every [`INTERVAL`] while commits arrive. The
+//! writer keeps a high auto-checkpoint threshold ([`WRITER_AUTOCHECKPOINT`]) only as a safety
+//! net: when the log has been fully copied, its own checkpoint has almost nothing left to do and
+//! lets the log start over from the beginning.
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::schema;
+use crate::{Result, StoreError};
+
+/// Least time between two checkpoints: frames committed meanwhile are copied together, and a
+/// page rewritten by several commits is copied once.
+const INTERVAL: Duration = Duration::from_millis(20);
+
+/// Frames in the log past which the writer checkpoints by itself (SQLite's default is 1,000).
+pub(super) const WRITER_AUTOCHECKPOINT: u32 = 10_000;
+
+#[derive(Default)]
+struct Signal {
+    /// Commits since the last checkpoint started.
+    pending: bool,
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    signal: Mutex<Signal>,
+    wake: Condvar,
+}
+
+/// The handle on the checkpoint thread, held by the writer thread.
+pub(super) struct Checkpointer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection of its own on the migrated database at `path` and starts the thread.
+    pub(super) fn spawn(path: &Path) -> Result<Checkpointer> {
+        let conn = schema::open_checkpointer(path)?;
+        let shared = Arc::new(Shared::default());
+        let thread = std::thread::Builder::new()
+            .name("confab-sqlite-ckpt".to_owned())
+            .spawn({
+                let shared = shared.clone();
+                move || run(&conn, &shared)
+            })
+            .map_err(|err| StoreError::Internal(format!("spawning the checkpointer: {err}")))?;
+        Ok(Checkpointer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Says that a commit added frames to the log. Never blocks on a checkpoint in progress.
+    pub(super) fn committed(&self) {
+        let mut signal = self
+            .shared
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !signal.pending {
+            signal.pending = true;
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Stops the thread after the checkpoint it may be running, and waits for it.
+    fn drop(&mut self) {
+        self.shared
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stopping = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the sqlite checkpointer panicked");
+        }
+    }
+}
+
+fn run(conn: &Connection, shared: &Shared) {
+    let mut last: Option<Instant> = None;
+    loop {
+        {
+            let mut signal = shared.signal.lock().unwrap_or_else(PoisonError::into_inner);
+            while !signal.pending && !signal.stopping {
+                signal = shared
+                    .wake
+                    .wait(signal)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if signal.stopping {
+                break;
+            }
+        }
+        // Let commits gather before copying them.
+        if let Some(since) = last.map(|at| at.elapsed())
+            && since < INTERVAL
+        {
+            std::thread::sleep(INTERVAL - since);
+        }
+        shared
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pending = false;
+        last = Some(Instant::now());
+        let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match outcome {
+            Ok((log, copied)) => tracing::trace!(log, copied, "sqlite checkpoint"),
+            // Busy (another checkpoint, or another process holding a lock): the next commit
+            // tries again.
+            Err(err) => tracing::debug!(error = %err, "sqlite checkpoint did not run"),
+        }
+    }
+    tracing::debug!("sqlite checkpointer stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        let mut conn = schema::open_writer(&path).expect("open");
+        schema::migrate(&mut conn).expect("migrate");
+        conn.execute_batch("CREATE TABLE t (v BLOB NOT NULL)")
+            .expect("create");
+        let checkpointer = Checkpointer::spawn(&path).expect("spawn");
+        let before = std::fs::metadata(&path).expect("stat").len();
+        // ~400 KiB of rows, far under the writer's own threshold of 10,000 frames.
+        for _ in 0..100 {
+            conn.execute("INSERT INTO t (v) VALUES (zeroblob(4000))", [])
+                .expect("insert");
+            checkpointer.committed();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).expect("stat").len() < before + 300 * 1024 {
+            assert!(
+                Instant::now() < deadline,
+                "the checkpointer never copied the log into the database file"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(checkpointer);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(rows, 100);
+    }
+}
