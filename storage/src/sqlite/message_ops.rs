@@ -4,18 +4,17 @@
 //! one (see `writer`).
 
 use confab_protocol::frames::MessageEvent;
-use confab_protocol::rest::Conversation;
 use confab_protocol::{EventKind, ServerFrame};
 use rusqlite::{Connection, OptionalExtension};
 
+use super::cache::WriteCache;
 use super::common::{
-    json_error, new_id, next_seq, now_ms, record_event, require_member, require_message_member,
-    seq_at, seq_to_sql,
+    json_error, new_id, next_seq, now_ms, record_event, require_message_member, seq_at, seq_to_sql,
 };
 use crate::{Appended, NewMessage, Result, StoreError, StoredEvent};
 
-fn refuse_if_archived(conversation: &Conversation) -> Result<()> {
-    if conversation.archived {
+fn refuse_if_archived(archived: bool) -> Result<()> {
+    if archived {
         return Err(StoreError::Forbidden(
             "the conversation is archived".to_owned(),
         ));
@@ -25,10 +24,11 @@ fn refuse_if_archived(conversation: &Conversation) -> Result<()> {
 
 pub(super) fn append_message(
     conn: &Connection,
+    cache: &mut WriteCache,
     events: &mut Vec<StoredEvent>,
     new: NewMessage,
 ) -> Result<Appended> {
-    let (conversation, _) = require_member(conn, &new.tenant, &new.conversation, &new.author)?;
+    let membership = cache.member(conn, &new.tenant, &new.conversation, &new.author)?;
     if new.client_msg_id.is_empty() {
         return Err(StoreError::Invalid("client_msg_id is empty".to_owned()));
     }
@@ -53,7 +53,7 @@ pub(super) fn append_message(
     if let Some(original) = original {
         return Ok(original);
     }
-    refuse_if_archived(&conversation)?;
+    refuse_if_archived(membership.archived)?;
     if let Some(reply_to) = &new.reply_to {
         let replied: Option<String> = conn
             .prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1 AND tenant = ?2")?
@@ -130,7 +130,7 @@ pub(super) fn edit_message(
     if message.deleted {
         return Err(StoreError::Conflict("the message is deleted".to_owned()));
     }
-    refuse_if_archived(&conversation)?;
+    refuse_if_archived(conversation.archived)?;
     let ts = now_ms();
     let seq = next_seq(conn, &message.conversation, ts)?;
     conn.prepare_cached("UPDATE messages SET body = ?1, edited_at = ?2 WHERE id = ?3")?
@@ -214,7 +214,7 @@ pub(super) fn add_reaction(
     if message.deleted {
         return Err(StoreError::Conflict("the message is deleted".to_owned()));
     }
-    refuse_if_archived(&conversation)?;
+    refuse_if_archived(conversation.archived)?;
     if emoji.is_empty() {
         return Err(StoreError::Invalid("emoji is empty".to_owned()));
     }
@@ -258,7 +258,7 @@ pub(super) fn remove_reaction(
     emoji: &str,
 ) -> Result<Option<u64>> {
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
-    refuse_if_archived(&conversation)?;
+    refuse_if_archived(conversation.archived)?;
     let removed = conn
         .prepare_cached(
             "DELETE FROM reactions WHERE message_id = ?1 AND emoji = ?2 AND user_id = ?3",

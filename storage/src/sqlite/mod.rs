@@ -2,6 +2,7 @@
 //!
 //! - `writer`: one thread owns the write connection and commits queued jobs in batches, each
 //!   job in its own savepoint (group commit: one fsync per batch, `synchronous=FULL`).
+//! - `cache`: what the writer remembers of conversations and members between appends.
 //! - `checkpoint`: a thread that copies the WAL back into the database file, so that the writer
 //!   does not.
 //! - `pool`: read-only WAL connections used from tokio's blocking pool.
@@ -11,6 +12,7 @@
 //!
 //! The database must be a file (WAL needs one, and the readers open it separately).
 
+mod cache;
 mod checkpoint;
 mod common;
 mod message_ops;
@@ -215,7 +217,9 @@ impl Store for SqliteStore {
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
         // Every check comes before the first write: no savepoint needed.
         self.writer
-            .write_checked(move |conn, events| message_ops::append_message(conn, events, new))
+            .write_checked(move |conn, cache, events| {
+                message_ops::append_message(conn, cache, events, new)
+            })
             .await
     }
 

@@ -18,13 +18,19 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::WriteCache;
 use super::checkpoint::Checkpointer;
 use crate::{EventSink, Result, StoreError, StoredEvent};
 
 /// A queued write, type-erased so that jobs of any result type share one queue.
 trait Job: Send {
-    /// Runs the job inside its savepoint; returns whether its changes should be kept.
-    fn run(&mut self, conn: &Connection, events: &mut Vec<StoredEvent>) -> bool;
+    /// Runs the job (inside its savepoint if guarded); returns whether its changes should be kept.
+    fn run(
+        &mut self,
+        conn: &Connection,
+        cache: &mut WriteCache,
+        events: &mut Vec<StoredEvent>,
+    ) -> bool;
 
     /// Whether the job runs inside a savepoint of its own (else it fails only before writing).
     fn guarded(&self) -> bool;
@@ -46,14 +52,19 @@ struct Pending<T, F> {
 impl<T, F> Job for Pending<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+    F: FnOnce(&Connection, &mut WriteCache, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
 {
-    fn run(&mut self, conn: &Connection, events: &mut Vec<StoredEvent>) -> bool {
+    fn run(
+        &mut self,
+        conn: &Connection,
+        cache: &mut WriteCache,
+        events: &mut Vec<StoredEvent>,
+    ) -> bool {
         let Some(work) = self.work.take() else {
             return false;
         };
         // A bug in one job must not take the writer (and every other caller) down with it.
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(conn, events)))
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(conn, cache, events)))
             .unwrap_or_else(|_| Err(StoreError::Internal("write job panicked".to_owned())));
         let keep = outcome.is_ok();
         self.outcome = Some(outcome);
@@ -121,16 +132,23 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
     {
-        self.queue(work, true).await
+        self.queue(
+            move |conn, _: &mut WriteCache, events| work(conn, events),
+            true,
+        )
+        .await
     }
 
     /// Like [`write`](Self::write), without a savepoint of its own: for `work` that returns an
     /// error only before its first write. If it fails after writing, its whole batch is rolled
-    /// back and every job in it fails.
+    /// back and every job in it fails. `work` may use the writer's [`WriteCache`], and must not
+    /// change anything the cache remembers.
     pub(super) async fn write_checked<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut WriteCache, &mut Vec<StoredEvent>) -> Result<T>
+            + Send
+            + 'static,
     {
         self.queue(work, false).await
     }
@@ -138,7 +156,9 @@ impl Writer {
     async fn queue<T, F>(&self, work: F, guarded: bool) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut WriteCache, &mut Vec<StoredEvent>) -> Result<T>
+            + Send
+            + 'static,
     {
         let sender = self
             .sender
@@ -205,6 +225,7 @@ fn run(
     max_batch: usize,
 ) {
     let mut batch: Vec<BoxedJob> = Vec::with_capacity(max_batch);
+    let mut cache = WriteCache::default();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -214,7 +235,7 @@ fn run(
             }
         }
         let mut events = Vec::new();
-        match commit_batch(&mut conn, &mut batch, &mut events) {
+        match commit_batch(&mut conn, &mut cache, &mut batch, &mut events) {
             Ok(()) => {
                 if let Some(checkpointer) = &checkpointer {
                     checkpointer.committed();
@@ -232,6 +253,8 @@ fn run(
                 }
             }
             Err(err) => {
+                // It may hold what the batch read of its own, rolled-back changes.
+                cache.clear();
                 tracing::error!(error = %err, jobs = batch.len(), "write batch failed");
                 let reason = err.to_string();
                 for job in batch.drain(..) {
@@ -248,15 +271,20 @@ fn run(
 /// unguarded job that fails after writing fails the batch.
 fn commit_batch(
     conn: &mut Connection,
+    cache: &mut WriteCache,
     batch: &mut [BoxedJob],
     events: &mut Vec<StoredEvent>,
 ) -> rusqlite::Result<()> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Err(err) = cache.revalidate(&tx) {
+        tracing::warn!(error = %err, "cannot tell whether the write cache is current; clearing it");
+        cache.clear();
+    }
     for job in batch.iter_mut() {
         let mark = events.len();
         if !job.guarded() {
             let changes = tx.total_changes();
-            if !job.run(&tx, events) {
+            if !job.run(&tx, cache, events) {
                 events.truncate(mark);
                 // Its changes cannot be told apart from the batch's: roll everything back. A
                 // failed statement (I/O, memory) may also have ended the transaction already.
@@ -269,8 +297,10 @@ fn commit_batch(
             }
             continue;
         }
+        // It may change what the cache remembers (members, archiving).
+        cache.clear();
         let savepoint = tx.savepoint()?;
-        if job.run(&savepoint, events) {
+        if job.run(&savepoint, cache, events) {
             savepoint.commit()?;
         } else {
             events.truncate(mark);
@@ -309,18 +339,26 @@ mod tests {
     fn job<T: Send + 'static>(
         work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
     ) -> (BoxedJob, oneshot::Receiver<Result<T>>) {
-        queued(work, true)
+        queued(
+            move |conn, _: &mut WriteCache, events| work(conn, events),
+            true,
+        )
     }
 
     /// A job without a savepoint of its own, as [`Writer::write_checked`] queues.
     fn checked<T: Send + 'static>(
         work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
     ) -> (BoxedJob, oneshot::Receiver<Result<T>>) {
-        queued(work, false)
+        queued(
+            move |conn, _: &mut WriteCache, events| work(conn, events),
+            false,
+        )
     }
 
     fn queued<T: Send + 'static>(
-        work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&Connection, &mut WriteCache, &mut Vec<StoredEvent>) -> Result<T>
+        + Send
+        + 'static,
         guarded: bool,
     ) -> (BoxedJob, oneshot::Receiver<Result<T>>) {
         let (reply, answer) = oneshot::channel();
