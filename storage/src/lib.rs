@@ -15,6 +15,8 @@ mod error;
 pub mod mongo;
 pub mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,6 +27,9 @@ use confab_protocol::rest::{
 use confab_protocol::{EventKind, Millis};
 
 pub use error::{Result, StoreError};
+
+/// The outcome of a queued append ([`Store::queue_message`]).
+pub type PendingAppend = Pin<Box<dyn Future<Output = Result<Appended>> + Send + Sync>>;
 
 /// A committed durable event, as handed to the [`EventSink`] and replayed on resume.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +189,16 @@ pub trait Store: Send + Sync + 'static {
     /// (checked before the archived state, so a retry still gets its ack). An empty
     /// `client_msg_id` is `Invalid`. Event: `message`. Returns only once the message is durable.
     async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+
+    /// Queues [`append_message`](Store::append_message) and returns once the append has its
+    /// place in line; the returned future gives its outcome once durable. Appends queued one
+    /// after another (each call awaited before the next) take seqs in that order, so a caller
+    /// may queue several before awaiting the first: one WebSocket keeps many sends in flight.
+    /// The default appends inline (and its future is ready at once).
+    async fn queue_message(&self, new: NewMessage) -> PendingAppend {
+        let outcome = self.append_message(new).await;
+        Box::pin(std::future::ready(outcome))
+    }
 
     /// A message as it is now, for a member of its conversation.
     async fn message(&self, tenant: &str, user: &str, id: &str) -> Result<Message>;

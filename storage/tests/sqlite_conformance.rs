@@ -7,7 +7,7 @@ use std::sync::Arc;
 use confab_protocol::rest::{ConversationKind, Role};
 use confab_storage::conformance::RecordingSink;
 use confab_storage::sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
-use confab_storage::{DynStore, NewConversation, NewMessage, PageQuery, StoreError};
+use confab_storage::{Appended, DynStore, NewConversation, NewMessage, PageQuery, StoreError};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 
@@ -32,6 +32,31 @@ async fn reopen(dir: &TempDir) -> (DynStore, Arc<RecordingSink>) {
 }
 
 confab_storage::store_conformance_suite!(factory, reopen = reopen);
+
+/// The suite again, with client ids merged into their table at every commit rather than kept in
+/// memory: both halves of duplicate detection answer every check.
+mod merging_every_commit {
+    use super::*;
+
+    fn options() -> SqliteOptions {
+        SqliteOptions {
+            merge_client_ids_at: 1,
+            ..SqliteOptions::default()
+        }
+    }
+
+    async fn factory() -> (DynStore, Arc<RecordingSink>, TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, sink) = open(dir.path(), options());
+        (store, sink, dir)
+    }
+
+    async fn reopen(dir: &TempDir) -> (DynStore, Arc<RecordingSink>) {
+        open(dir.path(), options())
+    }
+
+    confab_storage::store_conformance_suite!(factory, reopen = reopen);
+}
 
 const TENANT: &str = "acme";
 
@@ -123,6 +148,7 @@ async fn failing_jobs_do_not_spoil_their_batch() {
         readers: 1,
         max_batch: 64,
         queue: 8,
+        ..SqliteOptions::default()
     };
     let (store, sink) = open(dir.path(), options);
     let id = group(&store, "alice", &["bob"]).await;
@@ -219,4 +245,96 @@ fn opening_a_directory_fails_cleanly() {
     let sink = RecordingSink::new();
     let opened = SqliteStore::open(dir.path(), sink, SqliteOptions::default());
     assert!(matches!(opened, Err(StoreError::Internal(_))));
+}
+
+fn raw_count(dir: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db_path(dir)).expect("open raw");
+    conn.query_row(sql, [], |row| row.get(0)).expect("count")
+}
+
+/// Sends `m{n}` again for each `(author, original)` at index `n`: each is answered as a repeat.
+async fn assert_repeats(store: &DynStore, id: &str, originals: &[(&str, Appended)]) {
+    for (n, (author, original)) in originals.iter().enumerate() {
+        let again = store
+            .append_message(message(id, author, &format!("m{n}")))
+            .await
+            .expect("repeat");
+        assert!(again.duplicate, "m{n} is a repeat");
+        assert_eq!((&again.id, again.seq), (&original.id, original.seq));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_client_ids_are_found_merged_unmerged_and_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SqliteOptions {
+        merge_client_ids_at: 4,
+        ..SqliteOptions::default()
+    };
+    let (store, _) = open(dir.path(), options);
+    let id = group(&store, "alice", &["bob"]).await;
+    let mut originals = Vec::new();
+    for n in 0..10 {
+        let author = if n % 2 == 0 { "alice" } else { "bob" };
+        let sent = store
+            .append_message(message(&id, author, &format!("m{n}")))
+            .await
+            .expect("send");
+        assert!(!sent.duplicate);
+        originals.push((author, sent));
+    }
+    // Each commit here holds one message: merges ran at 4 and 8; 2 are left in memory.
+    assert_eq!(raw_count(dir.path(), "SELECT count(*) FROM client_ids"), 8);
+    assert_repeats(&store, &id, &originals).await;
+    let other = store
+        .append_message(message(&id, "bob", "m0"))
+        .await
+        .expect("bob's m0");
+    assert!(!other.duplicate, "client ids are per author");
+    originals.push(("bob", other));
+    store.close().await.expect("close");
+    drop(store);
+
+    // After a restart the unmerged ones are reloaded from the messages.
+    let (store, _) = open(dir.path(), options);
+    assert_repeats(&store, &id, &originals[..10]).await;
+    let again = store
+        .append_message(message(&id, "bob", "m0"))
+        .await
+        .expect("repeat");
+    assert_eq!(again.id, originals[10].1.id);
+    assert_eq!(raw_count(dir.path(), "SELECT count(*) FROM messages"), 11);
+    store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_file_see_each_others_client_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // As two nodes on one host sharing the file: each its own writer and memory.
+    let (first, _) = open(dir.path(), SqliteOptions::default());
+    let (second, _) = open(dir.path(), SqliteOptions::default());
+    let id = group(&first, "alice", &["bob"]).await;
+    // Both load their (empty) memory of unmerged ids first.
+    let warm = second
+        .append_message(message(&id, "alice", "warm-up"))
+        .await
+        .expect("second writes");
+    let sent = first
+        .append_message(message(&id, "bob", "once"))
+        .await
+        .expect("first writes");
+    let repeat = second
+        .append_message(message(&id, "bob", "once"))
+        .await
+        .expect("second repeats it");
+    assert!(repeat.duplicate, "the other writer's message is found");
+    assert_eq!((repeat.id, repeat.seq), (sent.id, sent.seq));
+    let back = first
+        .append_message(message(&id, "alice", "warm-up"))
+        .await
+        .expect("and the other way round");
+    assert!(back.duplicate);
+    assert_eq!(back.id, warm.id);
+    first.close().await.expect("close");
+    second.close().await.expect("close");
 }

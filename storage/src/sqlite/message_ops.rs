@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::cache::WriteCache;
 use super::common::{
-    json_error, new_id, next_seq, now_ms, record_event, require_message_member, seq_at, seq_to_sql,
+    json_error, new_id, next_seq, now_ms, record_event, require_message_member, seq_to_sql,
 };
 use crate::{Appended, NewMessage, Result, StoreError, StoredEvent};
 
@@ -33,24 +33,9 @@ pub(super) fn append_message(
         return Err(StoreError::Invalid("client_msg_id is empty".to_owned()));
     }
     // A repeat is answered with the original, whatever happened since (even archiving).
-    let original = conn
-        .prepare_cached(
-            "SELECT id, seq, created_at FROM messages
-             WHERE conversation_id = ?1 AND author = ?2 AND client_msg_id = ?3",
-        )?
-        .query_row(
-            (&new.conversation, &new.author, &new.client_msg_id),
-            |row| {
-                Ok(Appended {
-                    id: row.get(0)?,
-                    seq: seq_at(row, 1)?,
-                    ts: row.get(2)?,
-                    duplicate: true,
-                })
-            },
-        )
-        .optional()?;
-    if let Some(original) = original {
+    if let Some(original) =
+        cache.find_sent(conn, &new.conversation, &new.author, &new.client_msg_id)?
+    {
         return Ok(original);
     }
     refuse_if_archived(membership.archived)?;
@@ -92,6 +77,13 @@ pub(super) fn append_message(
         &attachments,
         ts,
     ))?;
+    cache.remember_sent(
+        conn,
+        &new.conversation,
+        &new.author,
+        &new.client_msg_id,
+        conn.last_insert_rowid(),
+    )?;
     let tenant = new.tenant;
     let frame = ServerFrame::Message(MessageEvent {
         conversation: new.conversation,

@@ -31,8 +31,8 @@ use confab_protocol::rest::{
 };
 
 use crate::{
-    Appended, EventSink, NewConversation, NewMessage, PageQuery, Result, Store, StoreError,
-    StoredEvent,
+    Appended, EventSink, NewConversation, NewMessage, PageQuery, PendingAppend, Result, Store,
+    StoreError, StoredEvent,
 };
 use pool::ReadPool;
 use writer::Writer;
@@ -48,6 +48,9 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// Write jobs that may wait for the writer; past it writers wait (backpressure).
     pub queue: usize,
+    /// Client ids of new messages kept in memory before they are merged, sorted, into the
+    /// `client_ids` table (at least 1; see the `cache` module).
+    pub merge_client_ids_at: usize,
 }
 
 impl Default for SqliteOptions {
@@ -56,6 +59,7 @@ impl Default for SqliteOptions {
             readers: 4,
             max_batch: 512,
             queue: 16384,
+            merge_client_ids_at: cache::MERGE_AT,
         }
     }
 }
@@ -91,6 +95,7 @@ impl SqliteStore {
             conn,
             sink,
             Some(checkpointer),
+            cache::WriteCache::merging_at(options.merge_client_ids_at),
             options.max_batch,
             options.queue,
         )?;
@@ -215,12 +220,21 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        self.queue_message(new).await.await
+    }
+
+    async fn queue_message(&self, new: NewMessage) -> PendingAppend {
         // Every check comes before the first write: no savepoint needed.
-        self.writer
-            .write_checked(move |conn, cache, events| {
+        let queued = self
+            .writer
+            .enqueue_checked(move |conn, cache, events| {
                 message_ops::append_message(conn, cache, events, new)
             })
-            .await
+            .await;
+        match queued {
+            Ok(outcome) => Box::pin(outcome),
+            Err(err) => Box::pin(std::future::ready(Err(err))),
+        }
     }
 
     async fn message(&self, tenant: &str, user: &str, id: &str) -> Result<Message> {

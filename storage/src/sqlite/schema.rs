@@ -11,7 +11,10 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::{Result, StoreError};
 
 /// The embedded migrations; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_client_ids.sql"),
+];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -104,15 +107,49 @@ pub(super) fn version(conn: &Connection) -> Result<u32> {
 /// Applies every migration the database has not seen yet. Refuses a database written by a newer
 /// build rather than guessing.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to version `target`.
+///
+/// Foreign keys are off meanwhile, as SQLite's procedure for rebuilding a table asks (the pragma
+/// is ignored inside a transaction); each migration checks them (`foreign_key_check`) before it
+/// commits instead.
+fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
     let current = version(conn)?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::Internal(format!(
             "database schema version {current} is newer than this build's {SCHEMA_VERSION}"
         )));
     }
-    for (sql, next) in MIGRATIONS.iter().zip(1u32..).skip(current as usize) {
+    if current >= target {
+        return Ok(());
+    }
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let applied = apply(conn, current, target);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    applied
+}
+
+fn apply(conn: &mut Connection, current: u32, target: u32) -> Result<()> {
+    let pending = MIGRATIONS
+        .iter()
+        .zip(1u32..)
+        .skip(current as usize)
+        .take_while(|(_, next)| *next <= target);
+    for (sql, next) in pending {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
+        let dangling: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })?;
+        if dangling > 0 {
+            return Err(StoreError::Internal(format!(
+                "migration to schema version {next} would leave {dangling} dangling references"
+            )));
+        }
         tx.pragma_update(None, "user_version", next)?;
         tx.commit()?;
         tracing::info!(version = next, "applied storage migration");
@@ -147,6 +184,72 @@ mod tests {
         assert_eq!(pragma("journal_mode"), r#"Text("wal")"#);
         assert_eq!(pragma("synchronous"), "Integer(2)", "FULL");
         assert_eq!(pragma("foreign_keys"), "Integer(1)");
+    }
+
+    #[test]
+    fn version_1_data_survives_the_move_to_version_2() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        let mut conn = open_writer(&path).expect("open");
+        migrate_to(&mut conn, 1).expect("version 1");
+        assert_eq!(version(&conn).expect("version"), 1);
+        conn.execute_batch(
+            "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_seq, last_activity)
+                 VALUES ('c1', 't1', 'group', 'ann', 0, 2, 0);
+             INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
+                 VALUES ('t1', 'c1', 'ann', 'owner', 0);
+             INSERT INTO messages (id, tenant, conversation_id, seq, author, client_msg_id, body, created_at)
+                 VALUES ('m1', 't1', 'c1', 1, 'ann', 'x-1', 'first', 0),
+                        ('m2', 't1', 'c1', 2, 'ann', 'x-2', 'second', 0);
+             INSERT INTO reactions (message_id, user_id, emoji, created_at)
+                 VALUES ('m2', 'ann', '👍', 0);",
+        )
+        .expect("version 1 rows");
+
+        migrate(&mut conn).expect("to the current version");
+        assert_eq!(version(&conn).expect("version"), SCHEMA_VERSION);
+        let foreign_keys: bool = conn
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .expect("pragma");
+        assert!(foreign_keys, "foreign keys are enforced again");
+        let rows: Vec<(i64, String, String)> = conn
+            .prepare("SELECT pos, id, body FROM messages ORDER BY seq")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            [
+                (1, "m1".to_owned(), "first".to_owned()),
+                (2, "m2".to_owned(), "second".to_owned())
+            ]
+        );
+        let merged: Vec<(String, i64)> = conn
+            .prepare("SELECT client_msg_id, message_pos FROM client_ids ORDER BY 1")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(merged, [("x-1".to_owned(), 1), ("x-2".to_owned(), 2)]);
+        let watermark: i64 = conn
+            .query_row("SELECT merged_pos FROM dedupe_state", [], |row| row.get(0))
+            .expect("watermark");
+        assert_eq!(watermark, 2);
+        let reaction: String = conn
+            .query_row("SELECT message_id FROM reactions", [], |row| row.get(0))
+            .expect("the reaction is kept");
+        assert_eq!(reaction, "m2");
+        // The reaction's reference still resolves and is still enforced.
+        assert!(
+            conn.execute(
+                "INSERT INTO reactions (message_id, user_id, emoji, created_at) VALUES ('nope', 'ann', 'x', 0)",
+                [],
+            )
+            .is_err()
+        );
     }
 
     #[test]

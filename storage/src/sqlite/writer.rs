@@ -5,7 +5,7 @@
 //! thread blocks for one job, drains up to `max_batch - 1` more without waiting, and runs them all
 //! in one transaction, each inside its own savepoint so that a failing job rolls back only
 //! itself. A job that makes every check before its first write (an append) may run without one
-//! ([`Writer::write_checked`]): a savepoint costs a statement journal of every page it touches,
+//! ([`Writer::enqueue_checked`]): a savepoint costs a statement journal of every page it touches,
 //! about a tenth of the writer's time. Should such a job fail after writing anyway (an I/O error),
 //! the whole batch is rolled back and fails. One fsync then covers the whole batch. Only after the commit succeeds are the batch's
 //! events handed to the [`EventSink`] (in commit order) and the callers answered; if the commit
@@ -106,11 +106,12 @@ impl Writer {
         conn: Connection,
         sink: Arc<dyn EventSink>,
         checkpointer: Option<Checkpointer>,
+        cache: WriteCache,
         max_batch: usize,
         queue: usize,
     ) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel(queue.max(1));
-        let thread = spawn_thread(conn, sink, checkpointer, receiver, max_batch.max(1))?;
+        let thread = spawn_thread(conn, sink, checkpointer, cache, receiver, max_batch.max(1))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: tokio::sync::Mutex::new(Some(thread)),
@@ -139,21 +140,39 @@ impl Writer {
         .await
     }
 
-    /// Like [`write`](Self::write), without a savepoint of its own: for `work` that returns an
-    /// error only before its first write. If it fails after writing, its whole batch is rolled
-    /// back and every job in it fails. `work` may use the writer's [`WriteCache`], and must not
-    /// change anything the cache remembers.
-    pub(super) async fn write_checked<T, F>(&self, work: F) -> Result<T>
+    /// Queues `work` without a savepoint of its own, for `work` that returns an error only
+    /// before its first write (if it fails after writing, its whole batch is rolled back and
+    /// every job in it fails). `work` may use the writer's [`WriteCache`], and must not change
+    /// anything the cache remembers. Returns once the job is in the queue; the returned future
+    /// gives its result. Jobs run in the order they were queued.
+    pub(super) async fn enqueue_checked<T, F>(
+        &self,
+        work: F,
+    ) -> Result<impl Future<Output = Result<T>> + Send + Sync + 'static>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriteCache, &mut Vec<StoredEvent>) -> Result<T>
             + Send
             + 'static,
     {
-        self.queue(work, false).await
+        let answer = self.enqueue(work, false).await?;
+        Ok(async move { answer.await.map_err(|_| StoreError::Unavailable)? })
     }
 
     async fn queue<T, F>(&self, work: F, guarded: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriteCache, &mut Vec<StoredEvent>) -> Result<T>
+            + Send
+            + 'static,
+    {
+        let answer = self.enqueue(work, guarded).await?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Puts the job in the writer's queue (waiting while it is full); returns where its
+    /// result will come.
+    async fn enqueue<T, F>(&self, work: F, guarded: bool) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriteCache, &mut Vec<StoredEvent>) -> Result<T>
@@ -177,8 +196,7 @@ impl Writer {
             .send(job)
             .await
             .map_err(|_| StoreError::Unavailable)?;
-        drop(sender);
-        answer.await.map_err(|_| StoreError::Unavailable)?
+        Ok(answer)
     }
 
     /// Stops accepting writes, lets the thread commit everything already queued, and waits for
@@ -206,12 +224,22 @@ fn spawn_thread(
     conn: Connection,
     sink: Arc<dyn EventSink>,
     checkpointer: Option<Checkpointer>,
+    cache: WriteCache,
     receiver: mpsc::Receiver<BoxedJob>,
     max_batch: usize,
 ) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("confab-sqlite-writer".to_owned())
-        .spawn(move || run(conn, sink.as_ref(), checkpointer, receiver, max_batch))
+        .spawn(move || {
+            run(
+                conn,
+                sink.as_ref(),
+                checkpointer,
+                cache,
+                receiver,
+                max_batch,
+            )
+        })
         .map_err(|err| StoreError::Internal(format!("spawning the writer thread: {err}")))
 }
 
@@ -221,11 +249,11 @@ fn run(
     mut conn: Connection,
     sink: &dyn EventSink,
     checkpointer: Option<Checkpointer>,
+    mut cache: WriteCache,
     mut receiver: mpsc::Receiver<BoxedJob>,
     max_batch: usize,
 ) {
     let mut batch: Vec<BoxedJob> = Vec::with_capacity(max_batch);
-    let mut cache = WriteCache::default();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -298,7 +326,7 @@ fn commit_batch(
             continue;
         }
         // It may change what the cache remembers (members, archiving).
-        cache.clear();
+        cache.forget_members();
         let savepoint = tx.savepoint()?;
         if job.run(&savepoint, cache, events) {
             savepoint.commit()?;
@@ -308,6 +336,12 @@ fn commit_batch(
             savepoint.finish()?;
         }
     }
+    cache.before_commit(&tx).map_err(|err| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            Some(format!("merging client ids: {err}")),
+        )
+    })?;
     tx.commit()
 }
 
@@ -345,7 +379,7 @@ mod tests {
         )
     }
 
-    /// A job without a savepoint of its own, as [`Writer::write_checked`] queues.
+    /// A job without a savepoint of its own, as [`Writer::enqueue_checked`] queues.
     fn checked<T: Send + 'static>(
         work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
     ) -> (BoxedJob, oneshot::Receiver<Result<T>>) {
@@ -411,7 +445,15 @@ mod tests {
         drop(sender);
 
         let sink = Arc::new(RecordingSink::default());
-        let thread = spawn_thread(conn, sink.clone(), None, receiver, 16).expect("spawn");
+        let thread = spawn_thread(
+            conn,
+            sink.clone(),
+            None,
+            WriteCache::default(),
+            receiver,
+            16,
+        )
+        .expect("spawn");
         thread.join().expect("writer exits once drained");
 
         assert!(first_answer.blocking_recv().expect("answered").is_ok());
@@ -458,10 +500,17 @@ mod tests {
         }
         drop(sender);
         let sink = Arc::new(RecordingSink::default());
-        spawn_thread(conn, sink.clone(), None, receiver, 16)
-            .expect("spawn")
-            .join()
-            .expect("writer exits once drained");
+        spawn_thread(
+            conn,
+            sink.clone(),
+            None,
+            WriteCache::default(),
+            receiver,
+            16,
+        )
+        .expect("spawn")
+        .join()
+        .expect("writer exits once drained");
         let seqs = sink.events().iter().map(|event| event.seq).collect();
         let conn = Connection::open(&path).expect("reopen");
         let mut statement = conn.prepare("SELECT v FROM t ORDER BY v").expect("prepare");
@@ -518,6 +567,87 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_batch_forgets_the_client_ids_it_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn =
+            super::super::schema::open_writer(&dir.path().join("db.sqlite")).expect("open");
+        super::super::schema::migrate(&mut conn).expect("migrate");
+        conn.execute_batch(
+            "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_activity)
+                 VALUES ('c1', 't1', 'group', 'ann', 0, 0);
+             INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
+                 VALUES ('t1', 'c1', 'ann', 'owner', 0);",
+        )
+        .expect("seed");
+        let append = || {
+            queued(
+                |conn: &Connection, cache: &mut WriteCache, events: &mut Vec<StoredEvent>| {
+                    super::super::message_ops::append_message(
+                        conn,
+                        cache,
+                        events,
+                        crate::NewMessage {
+                            tenant: "t1".to_owned(),
+                            conversation: "c1".to_owned(),
+                            author: "ann".to_owned(),
+                            client_msg_id: "once".to_owned(),
+                            body: "hello".to_owned(),
+                            reply_to: None,
+                            attachments: Vec::new(),
+                        },
+                    )
+                },
+                false,
+            )
+        };
+        // The append is stored and remembered, then its batch fails (both queued before the
+        // thread starts, so that they form one batch).
+        let (sender, receiver) = mpsc::channel(16);
+        let (stored, stored_answer) = append();
+        let (halfway, halfway_answer) = checked(|conn, events| {
+            insert_member(conn, events)?;
+            Err::<(), _>(StoreError::Internal("disk trouble".to_owned()))
+        });
+        for queued in [stored, halfway] {
+            sender.try_send(queued).map_err(|_| "full").expect("queue");
+        }
+        let sink = Arc::new(RecordingSink::default());
+        let thread = spawn_thread(
+            conn,
+            sink.clone(),
+            None,
+            WriteCache::default(),
+            receiver,
+            16,
+        )
+        .expect("spawn");
+        assert!(stored_answer.blocking_recv().expect("answered").is_err());
+        assert!(halfway_answer.blocking_recv().expect("answered").is_err());
+
+        // Sent again, it is a new message, not a repeat of one that was never kept.
+        let (again, again_answer) = append();
+        sender.try_send(again).map_err(|_| "full").expect("queue");
+        let appended = again_answer
+            .blocking_recv()
+            .expect("answered")
+            .expect("stored");
+        assert!(!appended.duplicate);
+        assert_eq!(appended.seq, 1);
+        drop(sender);
+        thread.join().expect("writer exits");
+        assert_eq!(sink.events().len(), 1);
+    }
+
+    fn insert_member(conn: &Connection, _: &mut Vec<StoredEvent>) -> Result<()> {
+        conn.execute(
+            "INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
+             VALUES ('t1', 'c1', 'bob', 'member', 0)",
+            [],
+        )?;
+        Ok(())
+    }
+
+    #[test]
     fn a_failed_commit_fails_every_job_and_publishes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = Connection::open(dir.path().join("db.sqlite")).expect("open");
@@ -544,10 +674,17 @@ mod tests {
         drop(sender);
 
         let sink = Arc::new(RecordingSink::default());
-        spawn_thread(conn, sink.clone(), None, receiver, 16)
-            .expect("spawn")
-            .join()
-            .expect("join");
+        spawn_thread(
+            conn,
+            sink.clone(),
+            None,
+            WriteCache::default(),
+            receiver,
+            16,
+        )
+        .expect("spawn")
+        .join()
+        .expect("join");
 
         assert!(matches!(
             good_answer.blocking_recv().expect("answered"),
