@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::ServerFrame;
 use confab_protocol::rest::Attachment;
-use confab_storage::{Appended, NewMessage};
+use confab_storage::{Appended, NewMessage, PendingAppend};
 
 use crate::auth::AuthUser;
 use crate::error::AppError;
@@ -25,6 +25,22 @@ pub struct Outgoing {
 
 /// Validates, rate-limits and durably appends a message; returns once it is on disk.
 pub async fn send(state: &AppState, user: &AuthUser, msg: Outgoing) -> Result<Appended, AppError> {
+    let started = Instant::now();
+    let appended = queue_send(state, user, msg).await?.await?;
+    m::ack_latency(started.elapsed());
+    Ok(appended)
+}
+
+/// Validates, rate-limits and queues a message ([`Store::queue_message`]): sends queued one
+/// after another take seqs in that order. The returned future gives the outcome once the message
+/// is on disk.
+///
+/// [`Store::queue_message`]: confab_storage::Store::queue_message
+pub async fn queue_send(
+    state: &AppState,
+    user: &AuthUser,
+    msg: Outgoing,
+) -> Result<PendingAppend, AppError> {
     validate::id("conversation", &msg.conversation)?;
     validate::client_msg_id(&msg.client_msg_id)?;
     validate::body(
@@ -37,10 +53,9 @@ pub async fn send(state: &AppState, user: &AuthUser, msg: Outgoing) -> Result<Ap
         validate::id("reply_to", reply_to)?;
     }
     state.check_message_rate(user)?;
-    let started = Instant::now();
-    let appended = state
+    Ok(state
         .store
-        .append_message(NewMessage {
+        .queue_message(NewMessage {
             tenant: user.tenant.to_string(),
             conversation: msg.conversation,
             author: user.user.to_string(),
@@ -49,9 +64,7 @@ pub async fn send(state: &AppState, user: &AuthUser, msg: Outgoing) -> Result<Ap
             reply_to: msg.reply_to,
             attachments: msg.attachments,
         })
-        .await?;
-    m::ack_latency(started.elapsed());
-    Ok(appended)
+        .await)
 }
 
 pub async fn edit(

@@ -628,3 +628,84 @@ async fn a_removed_member_who_is_added_back_can_rejoin() {
         .await;
     bob.expect_silence(Duration::from_millis(300)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_sends_are_acked_in_order_and_other_commands_wait_for_them() {
+    let server = Server::start().await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let mut alice = server.ws("alice").await;
+    let mut bob = server.ws("bob").await;
+    alice.join(&conversation).await;
+    bob.join(&conversation).await;
+
+    // More sends than a connection may have in flight (32), one of them invalid, all written
+    // before reading anything; then a ping, which must wait for them.
+    const SENDS: usize = 48;
+    const INVALID: usize = 20;
+    for n in 0..SENDS {
+        let body = if n == INVALID {
+            String::new()
+        } else {
+            format!("pipelined {n}")
+        };
+        let command = send_command(&conversation, &format!("p-{n}"), &body);
+        alice
+            .send(ClientFrame::with_ref(format!("s{n}"), command))
+            .await;
+    }
+    alice
+        .send(ClientFrame::with_ref("ping", Command::Ping))
+        .await;
+
+    // Replies (acks, the error, the pong) come in the order of the commands.
+    let mut replies = Vec::new();
+    loop {
+        let frame = alice.recv().await;
+        match &frame {
+            ServerFrame::Message(_) => continue,
+            ServerFrame::Pong { .. } => {
+                replies.push(frame);
+                break;
+            }
+            _ => replies.push(frame),
+        }
+    }
+    let refs: Vec<&str> = replies.iter().filter_map(frame_ref).collect();
+    let expected: Vec<String> = (0..SENDS)
+        .map(|n| format!("s{n}"))
+        .chain(["ping".to_owned()])
+        .collect();
+    assert_eq!(refs, expected);
+    let mut seqs = Vec::new();
+    for (n, reply) in replies[..SENDS].iter().enumerate() {
+        match reply {
+            ServerFrame::Ack {
+                seq, client_msg_id, ..
+            } => {
+                assert_ne!(n, INVALID, "the empty body is refused");
+                assert_eq!(client_msg_id, &format!("p-{n}"));
+                seqs.push(*seq);
+            }
+            ServerFrame::Error { code, .. } => {
+                assert_eq!(n, INVALID, "only the empty body is refused");
+                assert_eq!(*code, ErrorCode::Invalid);
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    let in_order: Vec<u64> = (1..SENDS as u64).collect();
+    assert_eq!(seqs, in_order, "seqs follow the order of the sends");
+
+    // Everyone sees the messages in that order too.
+    let mut bodies = Vec::new();
+    for _ in 1..SENDS {
+        let message = bob.recv_message().await;
+        bodies.push((message.seq, message.body));
+    }
+    let expected: Vec<(u64, String)> = (0..SENDS)
+        .filter(|n| *n != INVALID)
+        .zip(1u64..)
+        .map(|(n, seq)| (seq, format!("pipelined {n}")))
+        .collect();
+    assert_eq!(bodies, expected);
+}

@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use confab_protocol::{ClientFrame, Command, ServerFrame};
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use serde::Deserialize;
 
+use super::acks::{PendingAck, Settled};
 use super::{Joined, Session};
 use crate::chat::{self, Outgoing, encode};
 use crate::error::AppError;
@@ -54,12 +55,79 @@ impl Session {
             let err = AppError::too_large(format!("`ref` is longer than {MAX_REF_LEN} bytes"));
             return self.send_error(socket, None, err).await;
         }
+        if let Command::Send {
+            conversation,
+            client_msg_id,
+            body,
+            reply_to,
+            attachments,
+        } = command
+        {
+            let outgoing = Outgoing {
+                conversation,
+                client_msg_id,
+                body,
+                reply_to,
+                attachments,
+            };
+            self.queue_send(reference, outgoing).await;
+            return Ok(());
+        }
+        // Any other command waits for the sends before it: its effects and its reply follow
+        // theirs.
+        self.drain_acks(socket).await?;
         match self.dispatch(socket, reference.clone(), command).await {
             Ok(Some(reply)) => self.send(socket, &reply).await,
             Ok(None) => Ok(()),
             Err(Failure::App(err)) => self.send_error(socket, reference, err).await,
             Err(Failure::Socket) => Err(()),
         }
+    }
+
+    /// Queues a send in the store and keeps reading: its ack is written when it commits, in
+    /// order with the connection's other sends (see `acks`).
+    async fn queue_send(&mut self, reference: Option<String>, outgoing: Outgoing) {
+        let started = Instant::now();
+        let conversation = outgoing.conversation.clone();
+        let client_msg_id = outgoing.client_msg_id.clone();
+        let ack = match chat::queue_send(&self.state, &self.user, outgoing).await {
+            Ok(append) => {
+                PendingAck::queued(reference, conversation, client_msg_id, started, append)
+            }
+            Err(err) => PendingAck::refused(reference, err),
+        };
+        self.acks.push(ack);
+    }
+
+    /// Writes the answers of every send in flight, waiting for them as needed.
+    pub(super) async fn drain_acks(&mut self, socket: &mut WebSocket) -> Result<(), ()> {
+        while !self.acks.is_empty() {
+            let settled = self.acks.next().await;
+            self.write_acks(socket, settled).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `settled` and every later answer already there, then flushes once.
+    pub(super) async fn write_acks(
+        &mut self,
+        socket: &mut WebSocket,
+        settled: Settled,
+    ) -> Result<(), ()> {
+        let mut next = Some(settled);
+        while let Some(settled) = next.take() {
+            let frame = match settled {
+                Ok(ack) => ack,
+                Err((reference, err)) => {
+                    m::ws_error(err.code.as_str());
+                    ServerFrame::error(reference, err.code, err.message)
+                }
+            };
+            let text = encode(&frame).map_err(|_| ())?;
+            socket.feed(Message::Text(text)).await.map_err(|_| ())?;
+            next = self.acks.next().now_or_never();
+        }
+        socket.flush().await.map_err(|_| ())
     }
 
     async fn dispatch(
@@ -96,33 +164,8 @@ impl Session {
                     conversation,
                 }))
             }
-            Command::Send {
-                conversation,
-                client_msg_id,
-                body,
-                reply_to,
-                attachments,
-            } => {
-                let outgoing = Outgoing {
-                    conversation,
-                    client_msg_id,
-                    body,
-                    reply_to,
-                    attachments,
-                };
-                let conversation = outgoing.conversation.clone();
-                let client_msg_id = outgoing.client_msg_id.clone();
-                let appended = chat::send(&state, &user, outgoing).await?;
-                Ok(Some(ServerFrame::Ack {
-                    reference,
-                    conversation,
-                    client_msg_id,
-                    id: appended.id,
-                    seq: appended.seq,
-                    ts: appended.ts,
-                    duplicate: appended.duplicate,
-                }))
-            }
+            // Queued by `handle_text` before it gets here.
+            Command::Send { .. } => Err(AppError::internal("send reached dispatch").into()),
             Command::Edit { message, body } => {
                 Ok(ok(Some(chat::edit(&state, &user, &message, body).await?)))
             }

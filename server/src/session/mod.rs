@@ -8,6 +8,7 @@
 //! with `since` gapless: the session subscribes first, then reads the backlog, then drops any
 //! queued event the backlog already covered.
 
+mod acks;
 mod commands;
 mod outbound;
 
@@ -213,6 +214,8 @@ struct Session {
     conn: u64,
     outbox: Arc<Outbox>,
     joined: HashMap<Arc<str>, Joined>,
+    /// Sends waiting for their commit, oldest first.
+    acks: acks::Acks,
     last_seen: Instant,
 }
 
@@ -256,6 +259,7 @@ impl Session {
             conn,
             outbox,
             joined: HashMap::new(),
+            acks: acks::Acks::default(),
             last_seen: Instant::now(),
         }
     }
@@ -296,6 +300,10 @@ impl Session {
                     debug!(code, reason, "closing session");
                     // Bounded: a client that does not read may never take the close frame.
                     let goodbye = async {
+                        // Sends in flight commit anyway: their acks go out first.
+                        if self.drain_acks(&mut socket).await.is_err() {
+                            return;
+                        }
                         if code == close_code::SLOW_CONSUMER {
                             let frame = ServerFrame::error(
                                 None,
@@ -337,7 +345,14 @@ impl Session {
                 _ = &mut kicked => {
                     return Exit::Closed { code: close_code::SLOW_CONSUMER, reason: "slow consumer" };
                 }
-                received = socket.recv() => {
+                settled = self.acks.next(), if !self.acks.is_empty() => {
+                    // Boxed: rare next to deliveries, like command handling.
+                    if Box::pin(self.write_acks(socket, settled)).await.is_err() {
+                        return Exit::SocketError;
+                    }
+                }
+                // While too many sends wait for their commit, the client waits (backpressure).
+                received = socket.recv(), if self.acks.has_room() => {
                     self.last_seen = Instant::now();
                     match received {
                         Some(Ok(Message::Text(text))) => {
