@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use confab_protocol::ServerFrame;
 use confab_storage::{Appended, PendingAppend};
+use futures_util::FutureExt;
 
 use crate::error::AppError;
 use crate::metrics as m;
@@ -34,6 +35,8 @@ pub(super) struct PendingAck {
     client_msg_id: String,
     started: Instant,
     answer: Answer,
+    /// The answer's outcome, once polled to completion.
+    outcome: Option<Result<Appended, AppError>>,
 }
 
 impl PendingAck {
@@ -51,6 +54,7 @@ impl PendingAck {
             client_msg_id,
             started,
             answer: Box::pin(async move { Ok(append.await?) }),
+            outcome: None,
         }
     }
 
@@ -62,6 +66,7 @@ impl PendingAck {
             client_msg_id: String::new(),
             started: Instant::now(),
             answer: Box::pin(std::future::ready(Err(err))),
+            outcome: None,
         }
     }
 }
@@ -69,40 +74,77 @@ impl PendingAck {
 /// The answer to a send: its `ack`, or the error to send back with the send's `ref`.
 pub(super) type Settled = Result<ServerFrame, (Option<String>, AppError)>;
 
-/// The sends in flight, oldest first. Empty, it allocates nothing.
+/// The sends in flight, oldest first. One pointer in the session until the first send (most
+/// connections only listen, and every byte of the session is kept per idle connection).
 #[derive(Default)]
 pub(super) struct Acks {
-    pending: VecDeque<PendingAck>,
+    // Boxed on purpose: 8 bytes in the session instead of the deque's 32 (see the session's
+    // size test).
+    #[allow(clippy::box_collection)]
+    pending: Option<Box<VecDeque<PendingAck>>>,
 }
 
 impl Acks {
     pub(super) fn push(&mut self, ack: PendingAck) {
-        self.pending.push_back(ack);
+        self.pending.get_or_insert_default().push_back(ack);
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending
+            .as_ref()
+            .is_none_or(|pending| pending.is_empty())
     }
 
     /// Whether the session may read another frame.
     pub(super) fn has_room(&self) -> bool {
-        self.pending.len() < MAX_IN_FLIGHT
+        self.pending
+            .as_ref()
+            .is_none_or(|pending| pending.len() < MAX_IN_FLIGHT)
     }
 
-    /// The oldest send's answer, once it has one (never, while there is none).
-    pub(super) fn next(&mut self) -> impl Future<Output = Settled> + '_ {
+    /// Resolves once the oldest send has its answer (never, while there is none); take it with
+    /// [`take_ready`](Self::take_ready). Its output is `()` so that the session loop's future,
+    /// which every idle connection keeps, holds no room for a frame.
+    pub(super) fn ready(&mut self) -> impl Future<Output = ()> + '_ {
         poll_fn(|cx| {
-            let Some(front) = self.pending.front_mut() else {
+            let Some(front) = self
+                .pending
+                .as_mut()
+                .and_then(|pending| pending.front_mut())
+            else {
                 return Poll::Pending;
             };
-            let Poll::Ready(outcome) = front.answer.as_mut().poll(cx) else {
-                return Poll::Pending;
-            };
-            match self.pending.pop_front() {
-                Some(done) => Poll::Ready(settle(done, outcome)),
-                None => Poll::Pending,
+            if front.outcome.is_none() {
+                let Poll::Ready(outcome) = front.answer.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                front.outcome = Some(outcome);
             }
+            Poll::Ready(())
         })
+    }
+
+    /// The oldest send's answer, if it has one now.
+    pub(super) fn take_ready(&mut self) -> Option<Settled> {
+        let pending = self.pending.as_mut()?;
+        let front = pending.front_mut()?;
+        if front.outcome.is_none() {
+            front.outcome = Some(front.answer.as_mut().now_or_never()?);
+        }
+        let mut done = pending.pop_front()?;
+        let outcome = done.outcome.take()?;
+        Some(settle(done, outcome))
+    }
+
+    /// The oldest send's answer, waiting for it (forever, while there is none).
+    #[cfg(test)]
+    async fn next(&mut self) -> Settled {
+        loop {
+            self.ready().await;
+            if let Some(settled) = self.take_ready() {
+                return settled;
+            }
+        }
     }
 }
 
@@ -123,7 +165,6 @@ fn settle(done: PendingAck, outcome: Result<Appended, AppError>) -> Settled {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::FutureExt;
     use tokio::sync::oneshot;
 
     fn appended(seq: u64) -> Appended {
