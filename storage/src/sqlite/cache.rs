@@ -318,17 +318,7 @@ mod tests {
     use crate::sqlite::schema;
 
     fn database() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut conn = schema::open_writer(&dir.path().join("db.sqlite")).expect("open");
-        schema::migrate(&mut conn).expect("migrate");
-        conn.execute_batch(
-            "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_activity)
-                 VALUES ('c1', 't1', 'group', 'ann', 0, 0);
-             INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
-                 VALUES ('t1', 'c1', 'ann', 'owner', 0);",
-        )
-        .expect("seed");
-        (dir, conn)
+        schema::seeded_for_tests()
     }
 
     #[test]

@@ -157,6 +157,23 @@ fn apply(conn: &mut Connection, current: u32, target: u32) -> Result<()> {
     Ok(())
 }
 
+/// A migrated database holding group `c1` of tenant `t1` with its owner `ann` (the database
+/// file is `db.sqlite` in the returned directory).
+#[cfg(test)]
+pub(super) fn seeded_for_tests() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conn = open_writer(&dir.path().join("db.sqlite")).expect("open");
+    migrate(&mut conn).expect("migrate");
+    conn.execute_batch(
+        "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_activity)
+             VALUES ('c1', 't1', 'group', 'ann', 0, 0);
+         INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
+             VALUES ('t1', 'c1', 'ann', 'owner', 0);",
+    )
+    .expect("seed");
+    (dir, conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

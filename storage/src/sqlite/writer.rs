@@ -423,8 +423,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
             .expect("create");
 
-        // Queue every job before the thread starts, so that they form a single batch.
-        let (sender, receiver) = mpsc::channel(16);
+        // Every job is queued before the thread starts, so that they form a single batch.
         let (first, first_answer) = job(insert(1));
         let (failing, failing_answer) = job(|conn, events| {
             insert(2)(conn, events)?;
@@ -436,25 +435,7 @@ mod tests {
                 panic!("job bug");
             });
         let (last, last_answer) = job(insert(4));
-        for queued in [first, failing, panicking, last] {
-            sender
-                .try_send(queued)
-                .map_err(|_| "queue full")
-                .expect("queue");
-        }
-        drop(sender);
-
-        let sink = Arc::new(RecordingSink::default());
-        let thread = spawn_thread(
-            conn,
-            sink.clone(),
-            None,
-            WriteCache::default(),
-            receiver,
-            16,
-        )
-        .expect("spawn");
-        thread.join().expect("writer exits once drained");
+        let sink = run_to_end(conn, vec![first, failing, panicking, last]);
 
         assert!(first_answer.blocking_recv().expect("answered").is_ok());
         assert!(matches!(
@@ -483,14 +464,9 @@ mod tests {
         assert_eq!(values, [1, 4]);
     }
 
-    /// Runs `jobs` as one batch on a fresh database with table `t`; returns the sink's seqs and
-    /// the committed values.
-    fn run_batch(jobs: Vec<BoxedJob>) -> (Vec<u64>, Vec<i64>) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db.sqlite");
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
-            .expect("create");
+    /// Queues `jobs` before the writer starts (so that they form one batch), runs the writer
+    /// on `conn` until the queue is drained, and returns what it published.
+    fn run_to_end(conn: Connection, jobs: Vec<BoxedJob>) -> Arc<RecordingSink> {
         let (sender, receiver) = mpsc::channel(16);
         for queued in jobs {
             sender
@@ -511,6 +487,18 @@ mod tests {
         .expect("spawn")
         .join()
         .expect("writer exits once drained");
+        sink
+    }
+
+    /// Runs `jobs` as one batch on a fresh database with table `t`; returns the sink's seqs and
+    /// the committed values.
+    fn run_batch(jobs: Vec<BoxedJob>) -> (Vec<u64>, Vec<i64>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
+            .expect("create");
+        let sink = run_to_end(conn, jobs);
         let seqs = sink.events().iter().map(|event| event.seq).collect();
         let conn = Connection::open(&path).expect("reopen");
         let mut statement = conn.prepare("SELECT v FROM t ORDER BY v").expect("prepare");
@@ -568,17 +556,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_forgets_the_client_ids_it_stored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut conn =
-            super::super::schema::open_writer(&dir.path().join("db.sqlite")).expect("open");
-        super::super::schema::migrate(&mut conn).expect("migrate");
-        conn.execute_batch(
-            "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_activity)
-                 VALUES ('c1', 't1', 'group', 'ann', 0, 0);
-             INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
-                 VALUES ('t1', 'c1', 'ann', 'owner', 0);",
-        )
-        .expect("seed");
+        let (_dir, conn) = super::super::schema::seeded_for_tests();
         let append = || {
             queued(
                 |conn: &Connection, cache: &mut WriteCache, events: &mut Vec<StoredEvent>| {
@@ -658,33 +636,13 @@ mod tests {
         )
         .expect("create");
 
-        let (sender, receiver) = mpsc::channel(16);
         // Both jobs succeed on their own, but the deferred foreign key fails the COMMIT.
         let (good, good_answer) = job(|_: &Connection, events: &mut Vec<StoredEvent>| {
             events.push(event(1));
             Ok(())
         });
         let (dangling, dangling_answer) = job(insert(7));
-        for queued in [good, dangling] {
-            sender
-                .try_send(queued)
-                .map_err(|_| "queue full")
-                .expect("queue");
-        }
-        drop(sender);
-
-        let sink = Arc::new(RecordingSink::default());
-        spawn_thread(
-            conn,
-            sink.clone(),
-            None,
-            WriteCache::default(),
-            receiver,
-            16,
-        )
-        .expect("spawn")
-        .join()
-        .expect("join");
+        let sink = run_to_end(conn, vec![good, dangling]);
 
         assert!(matches!(
             good_answer.blocking_recv().expect("answered"),
