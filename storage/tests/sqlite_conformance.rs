@@ -338,3 +338,35 @@ async fn two_writers_on_one_file_see_each_others_client_ids() {
     first.close().await.expect("close");
     second.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_leaves_an_empty_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = open(dir.path(), SqliteOptions::default());
+    let id = group(&store, "alice", &["bob"]).await;
+    for n in 0..200 {
+        store
+            .append_message(message(&id, "bob", &format!("m{n}")))
+            .await
+            .expect("send");
+    }
+    let wal = dir.path().join("confab.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(0, |meta| meta.len()) > 0,
+        "the writes went through the log"
+    );
+    store.close().await.expect("close");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |meta| meta.len()),
+        0,
+        "close empties the log"
+    );
+    // Everything is in the database file itself.
+    assert_eq!(
+        raw_count(
+            dir.path(),
+            "SELECT count(*) FROM messages WHERE author = 'bob'"
+        ),
+        200
+    );
+}

@@ -7,7 +7,9 @@
 //! never block the writer or the readers) at most every [`INTERVAL`] while commits arrive. The
 //! writer keeps a high auto-checkpoint threshold ([`WRITER_AUTOCHECKPOINT`]) only as a safety
 //! net: when the log has been fully copied, its own checkpoint has almost nothing left to do and
-//! lets the log start over from the beginning.
+//! lets the log start over from the beginning. After a second without commits, and when the
+//! store closes, the log is emptied (`TRUNCATE`), so that it does not keep its high-water size
+//! on disk.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -22,6 +24,9 @@ use crate::{Result, StoreError};
 /// Least time between two checkpoints: frames committed meanwhile are copied together, and a
 /// page rewritten by several commits is copied once.
 const INTERVAL: Duration = Duration::from_millis(20);
+
+/// Without commits for this long, the log is emptied (`TRUNCATE`).
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Frames in the log past which the writer checkpoints by itself (SQLite's default is 1,000).
 pub(super) const WRITER_AUTOCHECKPOINT: u32 = 10_000;
@@ -96,14 +101,32 @@ impl Drop for Checkpointer {
 
 fn run(conn: &Connection, shared: &Shared) {
     let mut last: Option<Instant> = None;
+    // Whether commits came since the log was last emptied.
+    let mut dirty = false;
     loop {
         {
             let mut signal = shared.signal.lock().unwrap_or_else(PoisonError::into_inner);
             while !signal.pending && !signal.stopping {
-                signal = shared
+                if !dirty {
+                    signal = shared
+                        .wake
+                        .wait(signal)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+                let (guard, waited) = shared
                     .wake
-                    .wait(signal)
+                    .wait_timeout(signal, QUIET)
                     .unwrap_or_else(PoisonError::into_inner);
+                signal = guard;
+                if waited.timed_out() && !signal.pending && !signal.stopping {
+                    // Quiet: give the log's space back (under load it grows to about
+                    // WRITER_AUTOCHECKPOINT frames before the writer restarts it).
+                    drop(signal);
+                    checkpoint(conn, "TRUNCATE");
+                    dirty = false;
+                    signal = shared.signal.lock().unwrap_or_else(PoisonError::into_inner);
+                }
             }
             if signal.stopping {
                 break;
@@ -121,17 +144,22 @@ fn run(conn: &Connection, shared: &Shared) {
             .unwrap_or_else(PoisonError::into_inner)
             .pending = false;
         last = Some(Instant::now());
-        let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        });
-        match outcome {
-            Ok((log, copied)) => tracing::trace!(log, copied, "sqlite checkpoint"),
-            // Busy (another checkpoint, or another process holding a lock): the next commit
-            // tries again.
-            Err(err) => tracing::debug!(error = %err, "sqlite checkpoint did not run"),
-        }
+        checkpoint(conn, "PASSIVE");
+        dirty = true;
     }
     tracing::debug!("sqlite checkpointer stopped");
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)`. A busy database (another checkpoint, another process
+/// holding a lock) is not an error: the next commit, or the next quiet spell, tries again.
+pub(super) fn checkpoint(conn: &Connection, mode: &str) {
+    let outcome = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    });
+    match outcome {
+        Ok((log, copied)) => tracing::trace!(mode, log, copied, "sqlite checkpoint"),
+        Err(err) => tracing::debug!(mode, error = %err, "sqlite checkpoint did not run"),
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+    fn commits_reach_the_database_file_and_a_quiet_log_is_emptied() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db.sqlite");
         let mut conn = schema::open_writer(&path).expect("open");
@@ -161,6 +189,16 @@ mod tests {
                 "the checkpointer never copied the log into the database file"
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+        // Then, once quiet, the log is emptied.
+        let wal = dir.path().join("db.sqlite-wal");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&wal).map_or(0, |meta| meta.len()) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the log was never truncated once writes stopped"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
         drop(checkpointer);
         let rows: i64 = conn

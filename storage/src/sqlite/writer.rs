@@ -291,6 +291,9 @@ fn run(
             }
         }
     }
+    // Everything is committed: stop copying, and leave an empty log behind.
+    drop(checkpointer);
+    super::checkpoint::checkpoint(&conn, "TRUNCATE");
     tracing::debug!("sqlite writer stopped");
 }
 
