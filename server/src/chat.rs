@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use confab_protocol::ServerFrame;
 use confab_protocol::rest::Attachment;
+use confab_protocol::{Command, ServerFrame};
 use confab_storage::{Appended, NewMessage, PendingAppend};
 
 use crate::auth::AuthUser;
@@ -21,6 +21,28 @@ pub struct Outgoing {
     pub body: String,
     pub reply_to: Option<String>,
     pub attachments: Vec<Attachment>,
+}
+
+impl Outgoing {
+    /// The message of a `send` command; any other command is handed back.
+    pub fn from_send(command: Command) -> Result<Outgoing, Command> {
+        match command {
+            Command::Send {
+                conversation,
+                client_msg_id,
+                body,
+                reply_to,
+                attachments,
+            } => Ok(Outgoing {
+                conversation,
+                client_msg_id,
+                body,
+                reply_to,
+                attachments,
+            }),
+            other => Err(other),
+        }
+    }
 }
 
 /// Validates, rate-limits and durably appends a message; returns once it is on disk.

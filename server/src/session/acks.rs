@@ -10,13 +10,11 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use confab_protocol::ServerFrame;
 use confab_storage::{Appended, PendingAppend};
-use futures_util::FutureExt;
 
 use crate::error::AppError;
 use crate::metrics as m;
@@ -25,17 +23,15 @@ use crate::metrics as m;
 /// the socket until the oldest is acknowledged (backpressure).
 pub(super) const MAX_IN_FLIGHT: usize = 32;
 
-/// What a send's answer will be made of.
-type Answer = Pin<Box<dyn Future<Output = Result<Appended, AppError>> + Send + Sync>>;
-
 /// One send waiting for its answer.
 pub(super) struct PendingAck {
     reference: Option<String>,
     conversation: String,
     client_msg_id: String,
     started: Instant,
-    answer: Answer,
-    /// The answer's outcome, once polled to completion.
+    /// The store's answer to come; `None` once polled to completion (or never queued).
+    append: Option<PendingAppend>,
+    /// The outcome, once known.
     outcome: Option<Result<Appended, AppError>>,
 }
 
@@ -53,7 +49,7 @@ impl PendingAck {
             conversation,
             client_msg_id,
             started,
-            answer: Box::pin(async move { Ok(append.await?) }),
+            append: Some(append),
             outcome: None,
         }
     }
@@ -65,9 +61,25 @@ impl PendingAck {
             conversation: String::new(),
             client_msg_id: String::new(),
             started: Instant::now(),
-            answer: Box::pin(std::future::ready(Err(err))),
-            outcome: None,
+            append: None,
+            outcome: Some(Err(err)),
         }
+    }
+
+    /// Polls the store's answer, once; `Ready` when the outcome is known.
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.outcome.is_none() {
+            let Some(append) = self.append.as_mut() else {
+                self.outcome = Some(Err(AppError::internal("a send lost its append")));
+                return Poll::Ready(());
+            };
+            let Poll::Ready(appended) = append.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            self.append = None;
+            self.outcome = Some(appended.map_err(AppError::from));
+        }
+        Poll::Ready(())
     }
 }
 
@@ -106,30 +118,23 @@ impl Acks {
     /// [`take_ready`](Self::take_ready). Its output is `()` so that the session loop's future,
     /// which every idle connection keeps, holds no room for a frame.
     pub(super) fn ready(&mut self) -> impl Future<Output = ()> + '_ {
-        poll_fn(|cx| {
-            let Some(front) = self
-                .pending
-                .as_mut()
-                .and_then(|pending| pending.front_mut())
-            else {
-                return Poll::Pending;
-            };
-            if front.outcome.is_none() {
-                let Poll::Ready(outcome) = front.answer.as_mut().poll(cx) else {
-                    return Poll::Pending;
-                };
-                front.outcome = Some(outcome);
-            }
-            Poll::Ready(())
-        })
+        poll_fn(
+            |cx| match self.pending.as_mut().and_then(|p| p.front_mut()) {
+                Some(front) => front.poll_outcome(cx),
+                None => Poll::Pending,
+            },
+        )
     }
 
     /// The oldest send's answer, if it has one now.
     pub(super) fn take_ready(&mut self) -> Option<Settled> {
         let pending = self.pending.as_mut()?;
         let front = pending.front_mut()?;
-        if front.outcome.is_none() {
-            front.outcome = Some(front.answer.as_mut().now_or_never()?);
+        if front
+            .poll_outcome(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+        {
+            return None;
         }
         let mut done = pending.pop_front()?;
         let outcome = done.outcome.take()?;
@@ -165,6 +170,7 @@ fn settle(done: PendingAck, outcome: Result<Appended, AppError>) -> Settled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
     use tokio::sync::oneshot;
 
     fn appended(seq: u64) -> Appended {

@@ -55,13 +55,16 @@ impl Session {
             let err = AppError::too_large(format!("`ref` is longer than {MAX_REF_LEN} bytes"));
             return self.send_error(socket, None, err).await;
         }
-        if matches!(command, Command::Send { .. }) {
-            // Boxed: this future is allocated for every frame, and a larger short-lived
-            // allocation at connect time (the `join`) left holes in the heap that idle
-            // connections then paid for (700 B each in the idle bench).
-            Box::pin(self.queue_send(reference, command)).await;
-            return Ok(());
-        }
+        let command = match Outgoing::from_send(command) {
+            Ok(outgoing) => {
+                // Boxed: this future is allocated for every frame, and a larger short-lived
+                // allocation at connect time (the `join`) left holes in the heap that idle
+                // connections then paid for (700 B each in the idle bench).
+                Box::pin(self.queue_send(reference, outgoing)).await;
+                return Ok(());
+            }
+            Err(other) => other,
+        };
         // Any other command waits for the sends before it: its effects and its reply follow
         // theirs. (Boxed with the command moved in, so that this future does not keep the
         // command across the wait.)
@@ -98,24 +101,7 @@ impl Session {
 
     /// Queues a send in the store and keeps reading: its ack is written when it commits, in
     /// order with the connection's other sends (see `acks`).
-    async fn queue_send(&mut self, reference: Option<String>, command: Command) {
-        let Command::Send {
-            conversation,
-            client_msg_id,
-            body,
-            reply_to,
-            attachments,
-        } = command
-        else {
-            return;
-        };
-        let outgoing = Outgoing {
-            conversation,
-            client_msg_id,
-            body,
-            reply_to,
-            attachments,
-        };
+    async fn queue_send(&mut self, reference: Option<String>, outgoing: Outgoing) {
         let started = Instant::now();
         let conversation = outgoing.conversation.clone();
         let client_msg_id = outgoing.client_msg_id.clone();

@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use confab_protocol::rest::Role;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::common::{load_conversation, role_at, seq_at};
+use super::common::{load_conversation, role_of, seq_at};
 use crate::{Appended, Result, StoreError};
 
 /// Client ids left unmerged before a commit merges them: each merge writes every `client_ids`
@@ -263,13 +263,7 @@ impl WriteCache {
         let role = match entry.members.get(user) {
             Some(role) => *role,
             None => {
-                let role = conn
-                    .prepare_cached(
-                        "SELECT role FROM members WHERE conversation_id = ?1 AND user_id = ?2",
-                    )?
-                    .query_row((conversation, user), |row| role_at(row, 0))
-                    .optional()?
-                    .ok_or(StoreError::NotMember)?;
+                let role = role_of(conn, conversation, user)?.ok_or(StoreError::NotMember)?;
                 if entry.members.len() >= MAX_MEMBERS {
                     entry.members.clear();
                 }

@@ -29,7 +29,7 @@ const INTERVAL: Duration = Duration::from_millis(20);
 const QUIET: Duration = Duration::from_secs(1);
 
 /// Frames in the log past which the writer checkpoints by itself (SQLite's default is 1,000).
-pub(super) const WRITER_AUTOCHECKPOINT: u32 = 10_000;
+const WRITER_AUTOCHECKPOINT: u32 = 10_000;
 
 #[derive(Default)]
 struct Signal {
@@ -51,8 +51,10 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Opens a connection of its own on the migrated database at `path` and starts the thread.
-    pub(super) fn spawn(path: &Path) -> Result<Checkpointer> {
+    /// Opens a connection of its own on the migrated database at `path` and starts the thread;
+    /// `writer` (the write connection) keeps only the safety-net threshold.
+    pub(super) fn spawn(path: &Path, writer: &Connection) -> Result<Checkpointer> {
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)?;
         let conn = schema::open_checkpointer(path)?;
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
@@ -174,7 +176,7 @@ mod tests {
         schema::migrate(&mut conn).expect("migrate");
         conn.execute_batch("CREATE TABLE t (v BLOB NOT NULL)")
             .expect("create");
-        let checkpointer = Checkpointer::spawn(&path).expect("spawn");
+        let checkpointer = Checkpointer::spawn(&path, &conn).expect("spawn");
         let before = std::fs::metadata(&path).expect("stat").len();
         // ~400 KiB of rows, far under the writer's own threshold of 10,000 frames.
         for _ in 0..100 {

@@ -85,12 +85,7 @@ impl SqliteStore {
         let mut conn = schema::open_writer(path)?;
         schema::migrate(&mut conn)?;
         let readers = ReadPool::open(path, options.readers)?;
-        let checkpointer = checkpoint::Checkpointer::spawn(path)?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            checkpoint::WRITER_AUTOCHECKPOINT,
-        )?;
+        let checkpointer = checkpoint::Checkpointer::spawn(path, &conn)?;
         let writer = Writer::spawn(
             conn,
             sink,

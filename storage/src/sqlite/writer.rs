@@ -5,11 +5,12 @@
 //! thread blocks for one job, drains up to `max_batch - 1` more without waiting, and runs them all
 //! in one transaction, each inside its own savepoint so that a failing job rolls back only
 //! itself. A job that makes every check before its first write (an append) may run without one
-//! ([`Writer::enqueue_checked`]): a savepoint costs a statement journal of every page it touches,
-//! about a tenth of the writer's time. Should such a job fail after writing anyway (an I/O error),
-//! the whole batch is rolled back and fails. One fsync then covers the whole batch. Only after the commit succeeds are the batch's
-//! events handed to the [`EventSink`] (in commit order) and the callers answered; if the commit
-//! fails, every job gets an error and nothing is published.
+//! ([`Writer::enqueue_checked`]): a savepoint costs a statement journal of every page it
+//! touches, about a tenth of the writer's time. Should such a job fail after writing anyway (an
+//! I/O error), the whole batch is rolled back and fails. One fsync then covers the whole batch.
+//! Only after the commit succeeds are the batch's events handed to the [`EventSink`] (in commit
+//! order) and the callers answered; if the commit fails, every job gets an error and nothing is
+//! published.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -156,7 +157,7 @@ impl Writer {
             + 'static,
     {
         let answer = self.enqueue(work, false).await?;
-        Ok(async move { answer.await.map_err(|_| StoreError::Unavailable)? })
+        Ok(outcome(answer))
     }
 
     async fn queue<T, F>(&self, work: F, guarded: bool) -> Result<T>
@@ -167,7 +168,7 @@ impl Writer {
             + 'static,
     {
         let answer = self.enqueue(work, guarded).await?;
-        answer.await.map_err(|_| StoreError::Unavailable)?
+        outcome(answer).await
     }
 
     /// Puts the job in the writer's queue (waiting while it is full); returns where its
@@ -218,6 +219,11 @@ impl Writer {
             .map_err(|err| StoreError::Internal(format!("joining the writer: {err}")))?;
         joined.map_err(|_| StoreError::Internal("the writer thread panicked".to_owned()))
     }
+}
+
+/// A queued job's result, once its batch is decided; `Unavailable` if the writer went away.
+async fn outcome<T>(answer: oneshot::Receiver<Result<T>>) -> Result<T> {
+    answer.await.map_err(|_| StoreError::Unavailable)?
 }
 
 fn spawn_thread(
@@ -320,9 +326,8 @@ fn commit_batch(
                 // Its changes cannot be told apart from the batch's: roll everything back. A
                 // failed statement (I/O, memory) may also have ended the transaction already.
                 if tx.total_changes() != changes || tx.is_autocommit() {
-                    return Err(rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                        Some("a write failed halfway; the batch was rolled back".to_owned()),
+                    return Err(batch_aborted(
+                        "a write failed halfway; the batch was rolled back".to_owned(),
                     ));
                 }
             }
@@ -339,13 +344,18 @@ fn commit_batch(
             savepoint.finish()?;
         }
     }
-    cache.before_commit(&tx).map_err(|err| {
-        rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-            Some(format!("merging client ids: {err}")),
-        )
-    })?;
+    cache
+        .before_commit(&tx)
+        .map_err(|err| batch_aborted(format!("merging client ids: {err}")))?;
     tx.commit()
+}
+
+/// Why a batch is rolled back though SQLite itself reported nothing wrong.
+fn batch_aborted(reason: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some(reason),
+    )
 }
 
 /// Hands committed events to the sink; a panicking sink must not stop the writer.
@@ -373,22 +383,28 @@ mod tests {
         }
     }
 
+    type Queued<T> = (BoxedJob, oneshot::Receiver<Result<T>>);
+
     fn job<T: Send + 'static>(
         work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
-    ) -> (BoxedJob, oneshot::Receiver<Result<T>>) {
-        queued(
-            move |conn, _: &mut WriteCache, events| work(conn, events),
-            true,
-        )
+    ) -> Queued<T> {
+        without_cache(work, true)
     }
 
     /// A job without a savepoint of its own, as [`Writer::enqueue_checked`] queues.
     fn checked<T: Send + 'static>(
         work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
-    ) -> (BoxedJob, oneshot::Receiver<Result<T>>) {
+    ) -> Queued<T> {
+        without_cache(work, false)
+    }
+
+    fn without_cache<T: Send + 'static>(
+        work: impl FnOnce(&Connection, &mut Vec<StoredEvent>) -> Result<T> + Send + 'static,
+        guarded: bool,
+    ) -> Queued<T> {
         queued(
             move |conn, _: &mut WriteCache, events| work(conn, events),
-            false,
+            guarded,
         )
     }
 
