@@ -77,6 +77,9 @@ pub enum Scenario {
     /// The chat load over two nodes joined by Redis (`--url` and `--url2`), each conversation's
     /// members alternating between them: same-node and cross-node latency.
     Cluster(ClusterArgs),
+    /// No server: the kernel's CPU price of one small write to a loopback TCP socket, the floor
+    /// of the server's CPU per delivery when deliveries do not share writes.
+    Floor(FloorArgs),
 }
 
 impl Scenario {
@@ -88,8 +91,25 @@ impl Scenario {
             Scenario::Storm(_) => "storm",
             Scenario::History(_) => "history",
             Scenario::Cluster(_) => "cluster",
+            Scenario::Floor(_) => "floor",
         }
     }
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct FloorArgs {
+    /// Sockets written to in turn (the members of one conversation).
+    #[arg(long, default_value_t = 2_000)]
+    pub connections: usize,
+    /// Rounds of one write to every socket.
+    #[arg(long, default_value_t = 100)]
+    pub rounds: u32,
+    /// Milliseconds between rounds (40 ms: `fanout --rate 25`).
+    #[arg(long, default_value_t = 40)]
+    pub gap_ms: u64,
+    /// Bytes per write (a message frame of the fan-out scenario is about 200).
+    #[arg(long, default_value_t = 200)]
+    pub bytes: usize,
 }
 
 #[derive(Debug, Clone, Args, serde::Serialize)]

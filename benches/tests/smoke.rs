@@ -345,3 +345,45 @@ fn cluster_runs_at_tiny_size() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_floor_measures_writes_without_a_server() {
+    let output = Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+        .args([
+            "floor",
+            "--connections",
+            "8",
+            "--rounds",
+            "20",
+            "--gap-ms",
+            "1",
+        ])
+        .output()
+        .expect("run confab-bench floor");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "confab-bench floor failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}"));
+    assert_eq!(number(&report, "/writes"), 160.0, "{report}");
+    assert!(number(&report, "/writer_cpu_seconds") >= 0.0, "{report}");
+    assert!(number(&report, "/cpu_us_per_write") >= 0.0, "{report}");
+}
+
+#[test]
+fn the_floor_refuses_an_empty_run() {
+    let output = Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+        .args(["floor", "--connections", "0"])
+        .output()
+        .expect("run confab-bench floor");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("at least 1"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

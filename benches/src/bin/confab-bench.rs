@@ -2,7 +2,7 @@
 //! and benches/RESULTS.md.
 
 use clap::Parser;
-use confab_benches::cli::Cli;
+use confab_benches::cli::{Cli, Scenario};
 
 /// Open files wanted: every connection is a socket, plus slack.
 const OPEN_FILES: u64 = 65_536;
@@ -14,6 +14,10 @@ fn main() -> anyhow::Result<()> {
         "confab-bench {}: open-file limit {limit}",
         cli.scenario.name()
     );
+    if let Scenario::Floor(args) = &cli.scenario {
+        confab_benches::floor::run(args)?.print();
+        return Ok(());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(confab_benches::scenario::run(cli.common, cli.scenario))?;
     report.print();

@@ -478,8 +478,15 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
     })
 }
 
-/// Runs the scenario the command line names.
+const FLOOR_HAS_NO_SERVER: &str =
+    "`floor` needs no server: run it with `confab_benches::floor::run`";
+
+/// Runs the scenario the command line names (`floor`, with no server and no [`Report`], is
+/// [`crate::floor::run`]).
 pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
+    if let Scenario::Floor(_) = scenario {
+        bail!(FLOOR_HAS_NO_SERVER);
+    }
     let env = Env::new(common, &scenario).await?;
     match scenario {
         Scenario::Idle(args) => idle::run(&env, args).await,
@@ -488,5 +495,6 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Storm(args) => storm::run(&env, args).await,
         Scenario::History(args) => history::run(&env, args).await,
         Scenario::Cluster(args) => cluster::run(&env, args).await,
+        Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
     }
 }
