@@ -34,13 +34,15 @@ async fn reopen(dir: &TempDir) -> (DynStore, Arc<RecordingSink>) {
 confab_storage::store_conformance_suite!(factory, reopen = reopen);
 
 /// The suite again, with client ids merged into their table at every commit rather than kept in
-/// memory: both halves of duplicate detection answer every check.
+/// memory (both halves of duplicate detection answer every check), and with no inline readers,
+/// so that point reads take the blocking pool too.
 mod merging_every_commit {
     use super::*;
 
     fn options() -> SqliteOptions {
         SqliteOptions {
             merge_client_ids_at: 1,
+            inline_readers: 0,
             ..SqliteOptions::default()
         }
     }

@@ -44,6 +44,9 @@ pub use schema::SCHEMA_VERSION;
 pub struct SqliteOptions {
     /// Read-only connections, so reads that may run at once (at least 1).
     pub readers: usize,
+    /// More read-only connections, for point reads run on the caller's thread instead of the
+    /// blocking pool (see the `pool` module); 0 sends every read to the pool.
+    pub inline_readers: usize,
     /// Most write jobs committed in one transaction (at least 1).
     pub max_batch: usize,
     /// Write jobs that may wait for the writer; past it writers wait (backpressure).
@@ -57,6 +60,8 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             readers: 4,
+            // One per core: more could only wait for a core.
+            inline_readers: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
             max_batch: 512,
             queue: 16384,
             merge_client_ids_at: cache::MERGE_AT,
@@ -84,7 +89,7 @@ impl SqliteStore {
     ) -> Result<SqliteStore> {
         let mut conn = schema::open_writer(path)?;
         schema::migrate(&mut conn)?;
-        let readers = ReadPool::open(path, options.readers)?;
+        let readers = ReadPool::open(path, options.readers, options.inline_readers)?;
         let checkpointer = checkpoint::Checkpointer::spawn(path, &conn)?;
         let writer = Writer::spawn(
             conn,
@@ -123,6 +128,13 @@ impl Store for SqliteStore {
     }
 
     async fn conversation(&self, tenant: &str, user: &str, id: &str) -> Result<Conversation> {
+        // Two lookups by key: every `join` asks, so it runs here when it can.
+        if let Some(done) = self
+            .readers
+            .read_now(|conn| read::conversation(conn, tenant, user, id))
+        {
+            return done;
+        }
         let (tenant, user, id) = (tenant.to_owned(), user.to_owned(), id.to_owned());
         self.read(move |conn| read::conversation(conn, &tenant, &user, &id))
             .await

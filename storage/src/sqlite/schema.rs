@@ -63,9 +63,20 @@ pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
 
 /// Opens a read-only connection on a database the writer has already opened and migrated.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
+    let mut conn = open_reader_with(path, |_| false)?;
+    wait_when_busy(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection that asks `busy` whether to retry a locked database (its
+/// argument: how many times it has asked for this lock).
+pub(super) fn open_reader_with(
+    path: &Path,
+    busy: impl FnMut(i32) -> bool + Send + 'static,
+) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags)?;
-    wait_when_busy(&mut conn)?;
+    conn.busy_handler(Some(busy))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
