@@ -27,7 +27,14 @@ fn main() -> anyhow::Result<()> {
             init_tracing(&config)?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(serve(config))
+            // Spawned, not run by `block_on` itself: the accept loop then runs on a worker, so a
+            // new connection's task lands in that worker's own queue instead of the shared one
+            // plus a wake-up (a futex call and an inter-processor interrupt) of a parked worker.
+            runtime.block_on(async {
+                tokio::spawn(serve(config))
+                    .await
+                    .context("the server task failed")?
+            })
         }
         CliCommand::Token(args) => token(args),
     }

@@ -2,12 +2,16 @@
 //!
 //! Every metric Confab exports is declared here, so `/metrics` is documented in one place.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::{OnceLock, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
+use axum::http::Method;
 use axum::response::Response;
 use confab_protocol::EventKind;
 use metrics::{counter, gauge, histogram};
@@ -77,22 +81,123 @@ pub fn ws_error(code: &'static str) {
     counter!(WS_ERRORS_TOTAL, "code" => code).increment(1);
 }
 
-/// Counts and times every HTTP request by method, matched route and status.
-pub async fn track_http(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    counter!(HTTP_REQUESTS_TOTAL, "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    histogram!(HTTP_DURATION, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// Counts and times every HTTP request by method, matched route and status: a tower layer
+/// around every route. Not axum's `from_fn`, which boxes each request's future (a large
+/// allocation per request, and 10,000 of them when as many clients connect at once); the labels
+/// are `&'static str`, so recording allocates nothing either.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackHttpLayer;
+
+impl<S> tower_layer::Layer<S> for TrackHttpLayer {
+    type Service = TrackHttp<S>;
+
+    fn layer(&self, inner: S) -> TrackHttp<S> {
+        TrackHttp { inner }
+    }
+}
+
+/// The service of [`TrackHttpLayer`].
+#[derive(Debug, Clone)]
+pub struct TrackHttp<S> {
+    inner: S,
+}
+
+impl<S> tower_service::Service<Request> for TrackHttp<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackHttpFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |path| intern(path.as_str()));
+        let method = method_label(request.method());
+        TrackHttpFuture {
+            inner: self.inner.call(request),
+            started: Instant::now(),
+            method,
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Records the request once its response is ready.
+    pub struct TrackHttpFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: &'static str,
+        route: &'static str,
+    }
+}
+
+impl<F, E> Future for TrackHttpFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let (method, route) = (*this.method, *this.route);
+            let status = intern(response.status().as_str());
+            counter!(HTTP_REQUESTS_TOTAL, "method" => method, "route" => route, "status" => status)
+                .increment(1);
+            histogram!(HTTP_DURATION, "method" => method, "route" => route)
+                .record(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// The method as a label: the standard ones by name, any other as `other` (a client may send
+/// any token as a method, and every label value is a time series kept forever).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// A `'static` copy of a label value from a small, fixed set: the router's route patterns and
+/// the three-digit status codes. Each distinct value is leaked once, as the metrics registry
+/// keeps every label value for the life of the process anyway.
+fn intern(value: &str) -> &'static str {
+    static INTERNED: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let set = INTERNED.get_or_init(RwLock::default);
+    if let Some(found) = set
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(value)
+    {
+        return found;
+    }
+    let mut set = set.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = set.get(value) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
 }
 
 /// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 in
@@ -161,6 +266,24 @@ pub fn render_process_metrics() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_interned_once() {
+        let route = String::from("/v1/conversations/{id}");
+        let first = intern(&route);
+        let second = intern("/v1/conversations/{id}");
+        assert_eq!(first, route);
+        assert!(std::ptr::eq(first, second), "one copy per distinct value");
+        assert_eq!(intern(axum::http::StatusCode::NOT_FOUND.as_str()), "404");
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let custom = Method::from_bytes(b"BREW").expect("a valid token");
+        assert_eq!(method_label(&custom), "other");
+    }
 
     #[test]
     fn proc_files_parse() {

@@ -31,7 +31,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .layer(crate::metrics::TrackHttpLayer)
         .with_state(state)
 }
 
