@@ -8,13 +8,14 @@
 //!   send time there, so latency is measured end to end on one clock (the generator's).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -310,6 +311,11 @@ pub struct ConnectReport {
     pub join: Percentiles,
     pub concurrency: usize,
     pub error_samples: Vec<String>,
+    /// Server CPU time over the connecting phase per connection opened (`idle` only: other
+    /// scenarios open their connections beside a running load).
+    pub server_cpu_us_per_connect: Option<f64>,
+    /// The generator's own CPU time over the connecting phase, per connection opened.
+    pub client_cpu_us_per_connect: Option<f64>,
 }
 
 /// The open connections of a run.
@@ -320,13 +326,51 @@ pub struct Fleet {
     pub report: ConnectReport,
 }
 
-enum Opened {
-    Ok {
-        welcomed: Instant,
-        joined: Instant,
-        handshake: Duration,
-    },
-    Failed(String),
+/// How the opening connections went so far. Each connection task records its own outcome under
+/// the lock (held for a moment, never across an await) and only the last one wakes
+/// [`open_fleet`]: a channel message per connection woke the scenario's task 10,000 times, a
+/// futex call and an inter-processor interrupt each, CPU the generator took from the server.
+struct Tally {
+    report: ConnectReport,
+    handshakes: Histogram<u64>,
+    joins: Histogram<u64>,
+    last_welcome: Instant,
+    last_join: Instant,
+}
+
+impl Tally {
+    fn opened(&mut self, begun: Instant, welcomed: Instant, joined: Instant) {
+        self.report.ok += 1;
+        record(&mut self.handshakes, welcomed - begun);
+        record(&mut self.joins, joined - welcomed);
+        self.last_welcome = self.last_welcome.max(welcomed);
+        self.last_join = self.last_join.max(joined);
+    }
+
+    fn failed(&mut self, reason: String) {
+        self.report.failed += 1;
+        if self.report.error_samples.len() < ERROR_SAMPLES {
+            self.report.error_samples.push(reason);
+        }
+    }
+}
+
+/// The shared [`Tally`] and the count of connections that are done (opened or failed).
+struct Opening {
+    tally: Mutex<Tally>,
+    done: AtomicUsize,
+    total: usize,
+    all_done: Notify,
+}
+
+impl Opening {
+    fn record(&self, outcome: impl FnOnce(&mut Tally)) {
+        outcome(&mut self.tally.lock().unwrap_or_else(|e| e.into_inner()));
+        if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
+            // Stored as a permit when nobody waits yet: the wake-up cannot be missed.
+            self.all_done.notify_one();
+        }
+    }
 }
 
 /// What [`open_fleet`] needs besides the plans.
@@ -346,7 +390,22 @@ pub struct FleetSpec {
 pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) -> Fleet {
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let opening = Arc::new(Opening {
+        tally: Mutex::new(Tally {
+            report: ConnectReport {
+                target: plans.len(),
+                concurrency: spec.concurrency,
+                ..ConnectReport::default()
+            },
+            handshakes: new_histogram(),
+            joins: new_histogram(),
+            last_welcome: started,
+            last_join: started,
+        }),
+        done: AtomicUsize::new(0),
+        total: plans.len(),
+        all_done: Notify::new(),
+    });
     let mut tasks = JoinSet::new();
     let mut senders = Vec::new();
     for (index, plan) in plans.iter().copied().enumerate() {
@@ -356,7 +415,7 @@ pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) ->
             rx
         });
         let gate = gate.clone();
-        let ready = ready_tx.clone();
+        let opening = opening.clone();
         let endpoint = spec.endpoints[usize::from(plan.node) % spec.endpoints.len()].clone();
         let token = spec.tokens[plan.user].clone();
         let conversation = spec.conversations[plan.conversation].clone();
@@ -379,77 +438,59 @@ pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) ->
             drop(permit);
             let ws = match opened {
                 Ok(Ok((ws, welcomed))) => {
-                    let _ = ready.send(Opened::Ok {
-                        welcomed,
-                        joined: Instant::now(),
-                        handshake: welcomed - begun,
-                    });
+                    let joined = Instant::now();
+                    opening.record(|tally| tally.opened(begun, welcomed, joined));
                     ws
                 }
                 Ok(Err(err)) => {
-                    let _ = ready.send(Opened::Failed(format!("{err:#}")));
+                    opening.record(|tally| tally.failed(format!("{err:#}")));
                     return;
                 }
                 Err(_) => {
-                    let _ = ready.send(Opened::Failed("open timed out".to_owned()));
+                    opening.record(|tally| tally.failed("open timed out".to_owned()));
                     return;
                 }
             };
-            drop(ready);
+            drop(opening);
             drive(ws, index, plan.node, conversation, outgoing, run).await;
         });
     }
-    drop(ready_tx);
-    let mut report = ConnectReport {
-        target: plans.len(),
-        concurrency: spec.concurrency,
-        ..ConnectReport::default()
-    };
-    let mut handshakes = new_histogram();
-    let mut joins = new_histogram();
-    let (mut last_welcome, mut last_join) = (started, started);
-    let mut last_progress = started;
-    while let Some(opened) = ready_rx.recv().await {
-        match opened {
-            Opened::Ok {
-                welcomed,
-                joined,
-                handshake,
-            } => {
-                report.ok += 1;
-                record(&mut handshakes, handshake);
-                record(&mut joins, joined - welcomed);
-                last_welcome = last_welcome.max(welcomed);
-                last_join = last_join.max(joined);
-            }
-            Opened::Failed(reason) => {
-                report.failed += 1;
-                if report.error_samples.len() < ERROR_SAMPLES {
-                    report.error_samples.push(reason);
+    if !plans.is_empty() {
+        let all_done = opening.all_done.notified();
+        tokio::pin!(all_done);
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        loop {
+            tokio::select! {
+                _ = &mut all_done => break,
+                _ = progress.tick() => {
+                    let (ok, failed) = {
+                        let tally = opening.tally.lock().unwrap_or_else(|e| e.into_inner());
+                        (tally.report.ok, tally.report.failed)
+                    };
+                    eprintln!(
+                        "[{:>6.1}s] connecting: {ok} ok, {failed} failed of {}",
+                        started.elapsed().as_secs_f64(),
+                        plans.len()
+                    );
                 }
             }
         }
-        let done = report.ok + report.failed;
-        if last_progress.elapsed() >= Duration::from_secs(1) && done < plans.len() {
-            last_progress = Instant::now();
-            eprintln!(
-                "[{:>6.1}s] connecting: {} ok, {} failed of {}",
-                started.elapsed().as_secs_f64(),
-                report.ok,
-                report.failed,
-                plans.len()
-            );
-        }
     }
-    report.authenticated_secs = (last_welcome - started).as_secs_f64();
-    report.joined_secs = (last_join - started).as_secs_f64();
+    let tally = opening.tally.lock().unwrap_or_else(|e| e.into_inner());
+    let mut report = tally.report.clone();
+    report.authenticated_secs = (tally.last_welcome - started).as_secs_f64();
+    report.joined_secs = (tally.last_join - started).as_secs_f64();
     report.connect_rate_per_sec = if report.authenticated_secs > 0.0 {
         report.ok as f64 / report.authenticated_secs
     } else {
         0.0
     };
-    report.handshake = Percentiles::of(&handshakes);
-    report.join = Percentiles::of(&joins);
+    report.handshake = Percentiles::of(&tally.handshakes);
+    report.join = Percentiles::of(&tally.joins);
+    drop(tally);
     Fleet {
         tasks,
         senders,

@@ -223,6 +223,13 @@ impl Report {
                 c.joined_secs,
                 c.concurrency
             );
+            if let (Some(server), Some(client)) =
+                (c.server_cpu_us_per_connect, c.client_cpu_us_per_connect)
+            {
+                println!(
+                    "  cpu per connection opened: server {server:.0} µs, generator {client:.0} µs"
+                );
+            }
             println!("  handshake: {}", c.handshake);
             println!("  join:      {}", c.join);
             for e in &c.error_samples {

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use crate::cli::IdleArgs;
+use confab_server::metrics::ProcessStats;
+
 use crate::load::{self, ConnPlan, Run};
+use crate::probe;
 use crate::report::Report;
 
 use super::chat::groups;
@@ -27,8 +30,16 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
     // Let the setup's allocations settle before the baseline.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = env.probe.sample().await;
+    let own_before = probe::own();
     let run = Run::new(0, 0);
-    let fleet = load::open_fleet(&env.fleet_spec(tokens, conversations), &plans, &run).await;
+    let mut fleet = load::open_fleet(&env.fleet_spec(tokens, conversations), &plans, &run).await;
+    let per_connect = |from: Option<ProcessStats>, to: Option<ProcessStats>| {
+        let (from, to) = (from?, to?);
+        let opened = fleet.report.ok.max(1) as f64;
+        Some((to.cpu_seconds - from.cpu_seconds) * 1e6 / opened)
+    };
+    fleet.report.server_cpu_us_per_connect = per_connect(before, env.probe.sample().await);
+    fleet.report.client_cpu_us_per_connect = per_connect(own_before, probe::own());
     eprintln!(
         "connected: {} ok, {} failed; authenticated in {:.3} s, joined in {:.3} s; holding {} s",
         fleet.report.ok,
