@@ -373,6 +373,29 @@ impl Opening {
     }
 }
 
+/// One connection's part of the [`Opening`]: recorded exactly once, as a failure if its task
+/// ends (or panics) before it said how the opening went, so that [`open_fleet`] never waits for
+/// an outcome that cannot come.
+struct Outcome {
+    opening: Option<Arc<Opening>>,
+}
+
+impl Outcome {
+    fn record(mut self, outcome: impl FnOnce(&mut Tally)) {
+        if let Some(opening) = self.opening.take() {
+            opening.record(outcome);
+        }
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if let Some(opening) = self.opening.take() {
+            opening.record(|tally| tally.failed("the connection's task ended early".to_owned()));
+        }
+    }
+}
+
 /// What [`open_fleet`] needs besides the plans.
 pub struct FleetSpec {
     /// The servers, by node index ([`ConnPlan::node`]).
@@ -415,7 +438,9 @@ pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) ->
             rx
         });
         let gate = gate.clone();
-        let opening = opening.clone();
+        let outcome = Outcome {
+            opening: Some(opening.clone()),
+        };
         let endpoint = spec.endpoints[usize::from(plan.node) % spec.endpoints.len()].clone();
         let token = spec.tokens[plan.user].clone();
         let conversation = spec.conversations[plan.conversation].clone();
@@ -439,19 +464,18 @@ pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) ->
             let ws = match opened {
                 Ok(Ok((ws, welcomed))) => {
                     let joined = Instant::now();
-                    opening.record(|tally| tally.opened(begun, welcomed, joined));
+                    outcome.record(|tally| tally.opened(begun, welcomed, joined));
                     ws
                 }
                 Ok(Err(err)) => {
-                    opening.record(|tally| tally.failed(format!("{err:#}")));
+                    outcome.record(|tally| tally.failed(format!("{err:#}")));
                     return;
                 }
                 Err(_) => {
-                    opening.record(|tally| tally.failed("open timed out".to_owned()));
+                    outcome.record(|tally| tally.failed("open timed out".to_owned()));
                     return;
                 }
             };
-            drop(opening);
             drive(ws, index, plan.node, conversation, outgoing, run).await;
         });
     }
@@ -669,6 +693,34 @@ pub async fn close_fleet(run: &Run, mut tasks: JoinSet<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_opening_ends_even_when_a_task_gives_up_without_an_outcome() {
+        let started = Instant::now();
+        let opening = Arc::new(Opening {
+            tally: Mutex::new(Tally {
+                report: ConnectReport::default(),
+                handshakes: new_histogram(),
+                joins: new_histogram(),
+                last_welcome: started,
+                last_join: started,
+            }),
+            done: AtomicUsize::new(0),
+            total: 2,
+            all_done: Notify::new(),
+        });
+        let outcome = |opening: &Arc<Opening>| Outcome {
+            opening: Some(opening.clone()),
+        };
+        outcome(&opening).record(|tally| tally.opened(started, Instant::now(), Instant::now()));
+        drop(outcome(&opening));
+        tokio::time::timeout(Duration::from_secs(5), opening.all_done.notified())
+            .await
+            .expect("the last outcome wakes the fleet");
+        let tally = opening.tally.lock().expect("tally");
+        assert_eq!((tally.report.ok, tally.report.failed), (1, 1));
+        assert_eq!(tally.report.error_samples.len(), 1);
+    }
 
     #[test]
     fn frames_are_parsed_without_a_json_parser() {

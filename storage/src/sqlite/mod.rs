@@ -45,7 +45,10 @@ pub struct SqliteOptions {
     /// Read-only connections, so reads that may run at once (at least 1).
     pub readers: usize,
     /// More read-only connections, for point reads run on the caller's thread instead of the
-    /// blocking pool (see the `pool` module); 0 sends every read to the pool.
+    /// blocking pool (see the `pool` module); 0 sends every read to the pool. Such a read never
+    /// waits for a lock, but a page that is in neither SQLite's cache nor the OS's is still read
+    /// from disk on that thread: with a database much larger than memory on a slow disk, 0 may
+    /// suit better.
     pub inline_readers: usize,
     /// Most write jobs committed in one transaction (at least 1).
     pub max_batch: usize,
