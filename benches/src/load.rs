@@ -364,6 +364,26 @@ struct Opening {
 }
 
 impl Opening {
+    /// Nothing recorded yet of `total` connections, opened from `started`.
+    fn new(total: usize, concurrency: usize, started: Instant) -> Opening {
+        Opening {
+            tally: Mutex::new(Tally {
+                report: ConnectReport {
+                    target: total,
+                    concurrency,
+                    ..ConnectReport::default()
+                },
+                handshakes: new_histogram(),
+                joins: new_histogram(),
+                last_welcome: started,
+                last_join: started,
+            }),
+            done: AtomicUsize::new(0),
+            total,
+            all_done: Notify::new(),
+        }
+    }
+
     fn record(&self, outcome: impl FnOnce(&mut Tally)) {
         outcome(&mut self.tally.lock().unwrap_or_else(|e| e.into_inner()));
         if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
@@ -413,22 +433,7 @@ pub struct FleetSpec {
 pub async fn open_fleet(spec: &FleetSpec, plans: &[ConnPlan], run: &Arc<Run>) -> Fleet {
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
-    let opening = Arc::new(Opening {
-        tally: Mutex::new(Tally {
-            report: ConnectReport {
-                target: plans.len(),
-                concurrency: spec.concurrency,
-                ..ConnectReport::default()
-            },
-            handshakes: new_histogram(),
-            joins: new_histogram(),
-            last_welcome: started,
-            last_join: started,
-        }),
-        done: AtomicUsize::new(0),
-        total: plans.len(),
-        all_done: Notify::new(),
-    });
+    let opening = Arc::new(Opening::new(plans.len(), spec.concurrency, started));
     let mut tasks = JoinSet::new();
     let mut senders = Vec::new();
     for (index, plan) in plans.iter().copied().enumerate() {
@@ -697,18 +702,7 @@ mod tests {
     #[tokio::test]
     async fn an_opening_ends_even_when_a_task_gives_up_without_an_outcome() {
         let started = Instant::now();
-        let opening = Arc::new(Opening {
-            tally: Mutex::new(Tally {
-                report: ConnectReport::default(),
-                handshakes: new_histogram(),
-                joins: new_histogram(),
-                last_welcome: started,
-                last_join: started,
-            }),
-            done: AtomicUsize::new(0),
-            total: 2,
-            all_done: Notify::new(),
-        });
+        let opening = Arc::new(Opening::new(2, 1, started));
         let outcome = |opening: &Arc<Opening>| Outcome {
             opening: Some(opening.clone()),
         };

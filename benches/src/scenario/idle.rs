@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::cli::IdleArgs;
 use confab_server::metrics::ProcessStats;
 
+use crate::cli::IdleArgs;
 use crate::load::{self, ConnPlan, Run};
 use crate::probe;
 use crate::report::Report;

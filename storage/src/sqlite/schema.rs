@@ -63,7 +63,7 @@ pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
 
 /// Opens a read-only connection on a database the writer has already opened and migrated.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
-    let mut conn = open_reader_with(path, |_| false)?;
+    let mut conn = open_read_only(path)?;
     wait_when_busy(&mut conn)?;
     Ok(conn)
 }
@@ -74,9 +74,14 @@ pub(super) fn open_reader_with(
     path: &Path,
     busy: impl FnMut(i32) -> bool + Send + 'static,
 ) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags)?;
+    let mut conn = open_read_only(path)?;
     conn.busy_handler(Some(busy))?;
+    Ok(conn)
+}
+
+fn open_read_only(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
