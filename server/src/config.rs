@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Conversations one connection may join at once [default: 1000].
     #[arg(long, env = "CONFAB_MAX_JOINED")]
     pub max_joined: Option<usize>,
+    /// Milliseconds a delivery may wait so that a connection's deliveries share one write;
+    /// 0 writes each at once [default: 0, at most 1000].
+    #[arg(long, env = "CONFAB_WRITE_DELAY_MS")]
+    pub write_delay_ms: Option<u64>,
     /// Seconds to wait for sessions to close on shutdown [default: 10].
     #[arg(long, env = "CONFAB_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -141,6 +145,7 @@ struct FileConfig {
     auth_timeout_secs: Option<u64>,
     outbound_queue: Option<usize>,
     max_joined: Option<usize>,
+    write_delay_ms: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     store: Option<String>,
     store_database: Option<String>,
@@ -188,6 +193,9 @@ pub enum JwtSource {
     Generated,
 }
 
+/// The longest write delay accepted: past it, chat stops feeling live.
+const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
+
 /// The resolved server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -204,6 +212,8 @@ pub struct Config {
     pub auth_timeout: Duration,
     pub outbound_queue: usize,
     pub max_joined: usize,
+    /// Longest a delivery is held back to share a write (zero: never).
+    pub write_delay: Duration,
     pub shutdown_grace: Duration,
     pub store: StoreBackend,
     pub hub: HubBackend,
@@ -335,6 +345,7 @@ impl Default for Config {
             auth_timeout: Duration::from_secs(5),
             outbound_queue: 1024,
             max_joined: 1000,
+            write_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
             store: StoreBackend::Sqlite,
             hub: HubBackend::Local,
@@ -406,6 +417,11 @@ impl Config {
                 .or(file.outbound_queue)
                 .unwrap_or(d.outbound_queue),
             max_joined: args.max_joined.or(file.max_joined).unwrap_or(d.max_joined),
+            write_delay: args
+                .write_delay_ms
+                .or(file.write_delay_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(d.write_delay),
             shutdown_grace: args
                 .shutdown_grace_secs
                 .or(file.shutdown_grace_secs)
@@ -455,6 +471,9 @@ impl Config {
         }
         if self.max_joined == 0 {
             return invalid("max_joined must be positive");
+        }
+        if self.write_delay > MAX_WRITE_DELAY {
+            return invalid("write_delay_ms must be at most 1000");
         }
         if !crate::events::is_valid_topic(&self.events_topic) {
             return invalid(
@@ -535,6 +554,19 @@ mod tests {
         );
         let err = Config::resolve(ServeArgs {
             store: Some("postgres://x".into()),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))));
+
+        let config = Config::resolve(ServeArgs {
+            write_delay_ms: Some(1000),
+            ..ServeArgs::default()
+        })
+        .expect("the longest write delay");
+        assert_eq!(config.write_delay, Duration::from_secs(1));
+        assert_eq!(Config::default().write_delay, Duration::ZERO);
+        let err = Config::resolve(ServeArgs {
+            write_delay_ms: Some(1001),
             ..ServeArgs::default()
         });
         assert!(matches!(err, Err(ConfigError::Invalid(_))));

@@ -18,12 +18,14 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::{Outbox, PushError, WakeBatch};
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::{EventKind, ServerFrame};
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
 
@@ -66,6 +68,16 @@ pub struct Subscriber {
     pub outbox: Arc<Outbox>,
 }
 
+impl Subscriber {
+    /// Queues an item, waking the session now, or at `wakes`'s next release when given.
+    fn push(&self, item: Outbound, wakes: Option<&WakeBatch>) -> Result<(), PushError> {
+        match wakes {
+            Some(wakes) => self.outbox.push_deferred(item, wakes),
+            None => self.outbox.push(item),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Room {
     tenant: Arc<str>,
@@ -88,11 +100,17 @@ impl Members {
     }
 
     /// Queues an ephemeral frame for every subscriber but those `skip` picks; a full queue
-    /// drops it for that connection (ephemeral frames are never replayed).
-    fn push_ephemeral(&self, frame: &Arc<Ephemeral>, skip: impl Fn(&Subscriber) -> bool) {
+    /// drops it for that connection (ephemeral frames are never replayed). With `wakes`, the
+    /// sessions are woken at its next release.
+    fn push_ephemeral(
+        &self,
+        frame: &Arc<Ephemeral>,
+        wakes: Option<&WakeBatch>,
+        skip: impl Fn(&Subscriber) -> bool,
+    ) {
         let mut delivered = 0u64;
         for sub in &self.subscribers {
-            if !skip(sub) && sub.outbox.push(Outbound::Ephemeral(frame.clone())).is_ok() {
+            if !skip(sub) && sub.push(Outbound::Ephemeral(frame.clone()), wakes).is_ok() {
                 delivered += 1;
             }
         }
@@ -134,7 +152,8 @@ impl Members {
             conversation: conversation.clone(),
             text: Utf8Bytes::from(text),
         });
-        self.push_ephemeral(&frame, |sub| {
+        // Not deferred: presence changes are rare next to messages.
+        self.push_ephemeral(&frame, None, |sub| {
             Some(sub.conn) == skip_conn || !sub.outbox.wants_presence()
         });
     }
@@ -194,6 +213,8 @@ pub struct Hub {
     rooms: DashMap<Arc<str>, Arc<Room>, RandomState>,
     next_conn: AtomicU64,
     fanout: OnceLock<Arc<dyn Fanout>>,
+    /// With a write delay: the sessions to wake on its next tick.
+    wakes: OnceLock<Arc<WakeBatch>>,
 }
 
 impl std::fmt::Debug for dyn Fanout {
@@ -208,6 +229,7 @@ impl Default for Hub {
             rooms: DashMap::with_hasher(RandomState::new()),
             next_conn: AtomicU64::new(1),
             fanout: OnceLock::new(),
+            wakes: OnceLock::new(),
         }
     }
 }
@@ -222,6 +244,39 @@ impl Hub {
         if self.fanout.set(fanout).is_err() {
             tracing::warn!("fan-out already attached; ignoring the second one");
         }
+    }
+
+    /// Holds back the wake of sessions for up to `delay` after a delivery, so that a
+    /// connection's deliveries of that window go out in one write: far fewer writes (and
+    /// wake-ups) when each connection gets several messages per `delay`, for up to `delay` of
+    /// latency. Presence frames, resyncs, kicks and a session's replies are not delayed. Starts
+    /// the tick task, which releases the last batch and stops on `shutdown`. Set once, before
+    /// serving; a zero delay changes nothing.
+    pub fn start_write_delay(&self, delay: Duration, shutdown: CancellationToken) {
+        if delay.is_zero() {
+            return;
+        }
+        let wakes = Arc::new(WakeBatch::default());
+        if self.wakes.set(wakes.clone()).is_err() {
+            tracing::warn!("write delay already started; ignoring the second one");
+            return;
+        }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => m::write_delay_wakes(wakes.release()),
+                }
+            }
+            // No more ticks: pushes from now on wake their session at once.
+            m::write_delay_wakes(wakes.close());
+        });
+    }
+
+    fn wakes(&self) -> Option<&WakeBatch> {
+        self.wakes.get().map(|w| &**w)
     }
 
     /// A fresh connection id.
@@ -425,7 +480,9 @@ impl Hub {
             return;
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
-        members.push_ephemeral(&frame, |sub| skip_user.is_some_and(|u| *sub.user == *u));
+        members.push_ephemeral(&frame, self.wakes(), |sub| {
+            skip_user.is_some_and(|u| *sub.user == *u)
+        });
     }
 
     /// Delivers a durable event to this node's subscribers only. A full queue cuts that
@@ -436,8 +493,9 @@ impl Hub {
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
+        let wakes = self.wakes();
         for sub in members.subscribers.iter() {
-            match sub.outbox.push(Outbound::Event(event.clone())) {
+            match sub.push(Outbound::Event(event.clone()), wakes) {
                 Ok(()) => count += 1,
                 Err(PushError::Full) => sub.outbox.kick(),
                 Err(PushError::Closed) => {}
@@ -628,5 +686,97 @@ mod tests {
         assert_eq!(hub.room_count(), 1);
         hub.unsubscribe("c", b_conn);
         assert_eq!(hub.room_count(), 0);
+    }
+
+    fn seq_of(item: Option<Outbound>) -> Option<u64> {
+        match item {
+            Some(Outbound::Event(event)) => Some(event.seq),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_delay_wakes_each_session_once_per_tick_with_all_it_was_sent() {
+        let hub = Hub::new();
+        let shutdown = CancellationToken::new();
+        let delay = Duration::from_millis(100);
+        hub.start_write_delay(delay, shutdown.clone());
+        let room: Arc<str> = "c".into();
+        let (a, rx_a) = subscriber(&hub, "a", 16);
+        let (b, rx_b) = subscriber(&hub, "b", 16);
+        hub.subscribe(&tenant(), &room, a);
+        hub.subscribe(&tenant(), &room, b);
+        let start = tokio::time::Instant::now();
+        let waiting = rx_a.clone();
+        let waiter = tokio::spawn(async move {
+            let first = waiting.pop().await;
+            (tokio::time::Instant::now(), first)
+        });
+        tokio::task::yield_now().await;
+
+        hub.publish(vec![event("c", 1), event("c", 2)]);
+        hub.publish(vec![event("c", 3)]);
+        // Both sessions are listed once, however many events they were sent.
+        assert_eq!(hub.wakes().map(WakeBatch::len), Some(2));
+        let (woken_at, first) = waiter.await.expect("waiter");
+        assert!(
+            woken_at - start >= delay,
+            "woken after {:?}, before the tick",
+            woken_at - start
+        );
+        assert_eq!(seq_of(Some(first)), Some(1));
+        assert_eq!(seq_of(rx_a.try_pop()), Some(2));
+        assert_eq!(seq_of(rx_a.try_pop()), Some(3));
+        assert_eq!(
+            (1..=3).map(|_| seq_of(rx_b.try_pop())).collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3)]
+        );
+        assert_eq!(hub.wakes().map(WakeBatch::len), Some(0));
+
+        // The next delivery waits for the next tick, not for this one again.
+        let waiting = rx_a.clone();
+        let waiter = tokio::spawn(async move {
+            let next = waiting.pop().await;
+            (tokio::time::Instant::now(), next)
+        });
+        tokio::task::yield_now().await;
+        hub.publish(vec![event("c", 4)]);
+        let (woken_again, next) = waiter.await.expect("waiter");
+        assert_eq!(woken_again - start, delay * 2);
+        assert_eq!(seq_of(Some(next)), Some(4));
+
+        // After shutdown the tick is gone: a delivery wakes its session at once.
+        shutdown.cancel();
+        tokio::task::yield_now().await;
+        let waiting = rx_a.clone();
+        let waiter = tokio::spawn(async move {
+            let next = waiting.pop().await;
+            (tokio::time::Instant::now(), next)
+        });
+        tokio::task::yield_now().await;
+        let published_at = tokio::time::Instant::now();
+        hub.publish(vec![event("c", 5)]);
+        let (woken_at, next) = waiter.await.expect("waiter");
+        assert_eq!(woken_at, published_at);
+        assert_eq!(seq_of(Some(next)), Some(5));
+    }
+
+    #[tokio::test]
+    async fn without_a_write_delay_nothing_is_held_back() {
+        let hub = Hub::new();
+        hub.start_write_delay(Duration::ZERO, CancellationToken::new());
+        assert!(hub.wakes().is_none());
+        let room: Arc<str> = "c".into();
+        let (a, rx_a) = subscriber(&hub, "a", 4);
+        hub.subscribe(&tenant(), &room, a);
+        let waiting = rx_a.clone();
+        let waiter = tokio::spawn(async move { waiting.pop().await });
+        tokio::task::yield_now().await;
+        hub.publish(vec![event("c", 1)]);
+        let first = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the push")
+            .expect("waiter");
+        assert_eq!(seq_of(Some(first)), Some(1));
     }
 }

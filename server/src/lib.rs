@@ -39,6 +39,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.spawn_limiter_cleanup();
+    state
+        .hub
+        .start_write_delay(state.config.write_delay, state.shutdown.clone());
     let app = http::router(state.clone());
     let token = state.shutdown.clone();
     let signal = async move {

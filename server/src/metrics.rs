@@ -23,6 +23,7 @@ pub const ROOMS_JOINED: &str = "confab_rooms_joined";
 pub const EVENTS_TOTAL: &str = "confab_events_total";
 pub const EPHEMERAL_TOTAL: &str = "confab_ephemeral_total";
 pub const FANOUT_DELIVERIES_TOTAL: &str = "confab_fanout_deliveries_total";
+pub const WRITE_DELAY_WAKES_TOTAL: &str = "confab_write_delay_wakes_total";
 pub const SLOW_CONSUMERS_TOTAL: &str = "confab_slow_consumers_dropped_total";
 pub const ACK_LATENCY: &str = "confab_ack_latency_seconds";
 pub const WS_ERRORS_TOTAL: &str = "confab_ws_errors_total";
@@ -66,6 +67,13 @@ pub fn ephemeral(kind: &'static str) {
 pub fn fanout_deliveries(count: u64) {
     if count > 0 {
         counter!(FANOUT_DELIVERIES_TOTAL).increment(count);
+    }
+}
+
+/// Sessions woken by a tick of the write delay (each writes what it was sent since the last).
+pub fn write_delay_wakes(count: usize) {
+    if count > 0 {
+        counter!(WRITE_DELAY_WAKES_TOTAL).increment(count as u64);
     }
 }
 

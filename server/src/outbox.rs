@@ -8,11 +8,15 @@
 //! The hub pushes from the storage writer's thread and the session pops from its task: one
 //! short `Mutex` section each, and one `AtomicWaker` for the session's task (every future that
 //! waits on the outbox is polled by that one task).
+//!
+//! With a write delay (`--write-delay-ms`), a push does not wake the session: the outbox is
+//! listed in a [`WakeBatch`] (once, however many pushes follow) and the batch wakes every
+//! listed session on the next tick, so what was queued in between goes out in one write.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
@@ -46,6 +50,8 @@ pub struct Outbox {
     waker: AtomicWaker,
     kicked: AtomicBool,
     presence: AtomicBool,
+    /// Listed in a [`WakeBatch`] and not yet woken by it.
+    wake_deferred: AtomicBool,
 }
 
 impl Outbox {
@@ -57,6 +63,7 @@ impl Outbox {
             waker: AtomicWaker::new(),
             kicked: AtomicBool::new(false),
             presence: AtomicBool::new(false),
+            wake_deferred: AtomicBool::new(false),
         }
     }
 
@@ -67,17 +74,33 @@ impl Outbox {
 
     /// Queues an item and wakes the session.
     pub fn push(&self, item: Outbound) -> Result<(), PushError> {
-        {
-            let mut state = self.state();
-            if state.closed {
-                return Err(PushError::Closed);
-            }
-            if state.queue.len() >= self.capacity {
-                return Err(PushError::Full);
-            }
-            state.queue.push_back(item);
-        }
+        self.enqueue(item)?;
         self.waker.wake();
+        Ok(())
+    }
+
+    /// Queues an item; the session is woken by `batch`'s next [`WakeBatch::release`], not now.
+    pub fn push_deferred(
+        self: &Arc<Self>,
+        item: Outbound,
+        batch: &WakeBatch,
+    ) -> Result<(), PushError> {
+        self.enqueue(item)?;
+        if !self.wake_deferred.swap(true, Ordering::AcqRel) {
+            batch.list(self.clone());
+        }
+        Ok(())
+    }
+
+    fn enqueue(&self, item: Outbound) -> Result<(), PushError> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        if state.queue.len() >= self.capacity {
+            return Err(PushError::Full);
+        }
+        state.queue.push_back(item);
         Ok(())
     }
 
@@ -145,6 +168,69 @@ impl Outbox {
     /// Whether the connection takes `presence` frames.
     pub fn wants_presence(&self) -> bool {
         self.presence.load(Ordering::Relaxed)
+    }
+}
+
+/// Sessions whose wake is held back until the next tick of the write delay. The hub lists an
+/// outbox on its first deferred push; [`WakeBatch::release`] wakes every listed session once.
+#[derive(Debug, Default)]
+pub struct WakeBatch {
+    listed: Mutex<Listed>,
+    /// The list of the previous release, kept for its capacity.
+    spare: Mutex<Vec<Arc<Outbox>>>,
+}
+
+#[derive(Debug, Default)]
+struct Listed {
+    outboxes: Vec<Arc<Outbox>>,
+    /// Closed: nothing is listed any more, every push wakes its session at once.
+    closed: bool,
+}
+
+impl WakeBatch {
+    fn listed(&self) -> MutexGuard<'_, Listed> {
+        self.listed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn list(&self, outbox: Arc<Outbox>) {
+        let mut listed = self.listed();
+        if !listed.closed {
+            listed.outboxes.push(outbox);
+            return;
+        }
+        drop(listed);
+        outbox.wake_deferred.store(false, Ordering::Release);
+        outbox.waker.wake();
+    }
+
+    /// How many sessions wait for the next release.
+    pub fn len(&self) -> usize {
+        self.listed().outboxes.len()
+    }
+
+    /// Whether no session waits for the next release.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wakes every listed session; returns how many. An outbox pushed to after this takes it
+    /// off the list is listed again (its flag is cleared before its session is woken).
+    pub fn release(&self) -> usize {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *spare, &mut self.listed().outboxes);
+        let woken = spare.len();
+        for outbox in spare.drain(..) {
+            outbox.wake_deferred.store(false, Ordering::Release);
+            outbox.waker.wake();
+        }
+        woken
+    }
+
+    /// Wakes every listed session, and from now on every push wakes its session at once (the
+    /// tick has stopped).
+    pub fn close(&self) -> usize {
+        self.listed().closed = true;
+        self.release()
     }
 }
 
@@ -241,5 +327,70 @@ mod tests {
             .expect("woken by the kick");
         assert!(outbox.is_kicked());
         kicking.join().expect("kicker");
+    }
+
+    #[test]
+    fn a_deferred_push_lists_the_outbox_once_until_released() {
+        let batch = WakeBatch::default();
+        let outbox = Arc::new(Outbox::new(8));
+        outbox.push_deferred(item("a"), &batch).expect("room");
+        outbox.push_deferred(item("b"), &batch).expect("room");
+        assert_eq!(batch.len(), 1, "listed once");
+        assert_eq!(batch.release(), 1);
+        assert!(batch.is_empty());
+        assert_eq!(batch.release(), 0);
+        // Released: the next push lists it again.
+        outbox.push_deferred(item("c"), &batch).expect("room");
+        assert_eq!(batch.len(), 1);
+        let names: Vec<String> = std::iter::from_fn(|| outbox.try_pop()).map(name).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        // A full or closed outbox refuses as with `push`, and is not listed.
+        assert_eq!(batch.release(), 1);
+        let small = Arc::new(Outbox::new(1));
+        small.push_deferred(item("x"), &batch).expect("room");
+        assert_eq!(small.push_deferred(item("y"), &batch), Err(PushError::Full));
+        small.close();
+        assert_eq!(
+            small.push_deferred(item("z"), &batch),
+            Err(PushError::Closed)
+        );
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_push_wakes_the_session_only_on_release() {
+        let batch = Arc::new(WakeBatch::default());
+        let outbox = Arc::new(Outbox::new(8));
+        let waiting = outbox.clone();
+        let popped = tokio::spawn(async move { waiting.pop().await });
+        tokio::task::yield_now().await;
+        outbox.push_deferred(item("held"), &batch).expect("room");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!popped.is_finished(), "woken before the release");
+        batch.release();
+        let popped = tokio::time::timeout(Duration::from_secs(5), popped)
+            .await
+            .expect("woken by the release")
+            .expect("task");
+        assert_eq!(name(popped), "held");
+    }
+
+    #[tokio::test]
+    async fn a_closed_batch_wakes_at_once() {
+        let batch = WakeBatch::default();
+        let outbox = Arc::new(Outbox::new(8));
+        outbox.push_deferred(item("a"), &batch).expect("room");
+        assert_eq!(batch.close(), 1);
+        let waiting = outbox.clone();
+        assert!(waiting.try_pop().is_some());
+        let popped = tokio::spawn(async move { waiting.pop().await });
+        tokio::task::yield_now().await;
+        outbox.push_deferred(item("b"), &batch).expect("room");
+        assert!(batch.is_empty(), "nothing listed once closed");
+        let popped = tokio::time::timeout(Duration::from_secs(5), popped)
+            .await
+            .expect("woken at once")
+            .expect("task");
+        assert_eq!(name(popped), "b");
     }
 }

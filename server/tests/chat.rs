@@ -709,3 +709,67 @@ async fn pipelined_sends_are_acked_in_order_and_other_commands_wait_for_them() {
         .collect();
     assert_eq!(bodies, expected);
 }
+
+/// With `--write-delay-ms`, deliveries wait for the next tick and a connection's deliveries of
+/// one tick go out together: nothing is lost or reordered, and each session is woken once per
+/// tick rather than once per delivery.
+#[tokio::test]
+async fn a_write_delay_batches_deliveries_and_loses_nothing() {
+    let server = Server::start_with(&["--write-delay-ms", "300"]).await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let mut alice = server.ws("alice").await;
+    let mut bob = server.ws("bob").await;
+    assert_eq!(alice.join(&conversation).await, 0);
+    assert_eq!(bob.join(&conversation).await, 0);
+
+    // Pipelined, so that all five commit well within one tick.
+    for n in 1..=5 {
+        alice
+            .send(ClientFrame::with_ref(
+                format!("w{n}"),
+                send_command(&conversation, &format!("wd-{n}"), &format!("batched {n}")),
+            ))
+            .await;
+    }
+    for n in 1..=5u64 {
+        match alice.reply_to(&format!("w{n}")).await {
+            ServerFrame::Ack { seq, .. } => assert_eq!(seq, n),
+            other => panic!("expected ack, got {other:?}"),
+        }
+    }
+    for client in [&mut alice, &mut bob] {
+        let seqs: Vec<u64> = {
+            let mut seqs = Vec::new();
+            for _ in 0..5 {
+                seqs.push(client.recv_message().await.seq);
+            }
+            seqs
+        };
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    }
+    // Ephemeral frames take the same path.
+    alice
+        .expect_ok(Command::Typing {
+            conversation: conversation.clone(),
+        })
+        .await;
+    match bob
+        .recv_until(|f| matches!(f, ServerFrame::Typing { .. }))
+        .await
+    {
+        ServerFrame::Typing { user, .. } => assert_eq!(user, "alice"),
+        other => unreachable!("{other:?}"),
+    }
+
+    let metrics = server.metrics().await;
+    let deliveries =
+        common::metric_value(&metrics, "confab_fanout_deliveries_total").unwrap_or(0.0);
+    let wakes = common::metric_value(&metrics, "confab_write_delay_wakes_total").unwrap_or(0.0);
+    assert!(deliveries >= 11.0, "{deliveries} deliveries");
+    // Two sessions, woken for the messages (at most twice each, should the sends straddle a
+    // tick) and bob once more for the typing frame.
+    assert!(
+        (2.0..=5.0).contains(&wakes),
+        "{wakes} tick wakes for {deliveries} deliveries"
+    );
+}
