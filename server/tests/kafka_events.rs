@@ -511,8 +511,11 @@ async fn chat_goes_on_while_kafka_is_down() {
 
 /// The whole cluster shape: two nodes (separate processes) sharing Redis (fan-out), MongoDB
 /// (storage) and Kafka (events). Users on both nodes chat in two conversations; each node
-/// delivers every message once, in order, and the topic holds every acked event exactly once,
-/// in seq order per conversation, whichever node committed it.
+/// delivers every message once, in order, and the topic holds every acked event exactly once.
+/// Not in seq order: each node publishes what it committed, so when both commit to one
+/// conversation a few milliseconds apart their records can interleave out of order on the
+/// partition (seen: `[1, 2, 4, 3, 5, …]`; docs/events.md, "Guarantees"). The single-node tests
+/// check the order.
 #[cfg(feature = "mongo")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_redis_mongodb_and_kafka() {
@@ -617,10 +620,14 @@ async fn two_nodes_on_redis_mongodb_and_kafka() {
                     .seq
             })
             .collect();
+        let late = seqs.windows(2).filter(|w| w[1] < w[0]).count();
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
         assert_eq!(
-            seqs,
+            sorted,
             (1..=last).collect::<Vec<_>>(),
-            "the topic holds every event once, in order"
+            "the topic holds every event once: {seqs:?}"
         );
+        eprintln!("conversation {id}: {late} records after a higher seq");
     }
 }
