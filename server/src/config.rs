@@ -94,8 +94,9 @@ pub struct ServeArgs {
     /// Conversations one connection may join at once [default: 1000].
     #[arg(long, env = "CONFAB_MAX_JOINED")]
     pub max_joined: Option<usize>,
-    /// Milliseconds a delivery may wait so that a connection's deliveries share one write;
-    /// 0 writes each at once [default: 0, at most 1000].
+    /// Milliseconds a delivery to a busy connection (written to less than this long ago) may
+    /// wait so that its deliveries share one write; 0 writes each at once [default: 0, at most
+    /// 1000].
     #[arg(long, env = "CONFAB_WRITE_DELAY_MS")]
     pub write_delay_ms: Option<u64>,
     /// Seconds to wait for sessions to close on shutdown [default: 10].

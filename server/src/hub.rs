@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use crate::outbox::{Outbox, PushError, WakeBatch};
+use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::{EventKind, ServerFrame};
 use confab_storage::{EventSink, StoredEvent};
@@ -69,10 +69,11 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Queues an item, waking the session now, or at `wakes`'s next release when given.
-    fn push(&self, item: Outbound, wakes: Option<&WakeBatch>) -> Result<(), PushError> {
-        match wakes {
-            Some(wakes) => self.outbox.push_deferred(item, wakes),
+    /// Queues an item, waking the session now, or (with `defer`, for a busy connection) at the
+    /// write delay's next tick.
+    fn push(&self, item: Outbound, defer: Option<Defer<'_>>) -> Result<(), PushError> {
+        match defer {
+            Some(defer) => self.outbox.push_deferred(item, defer),
             None => self.outbox.push(item),
         }
     }
@@ -100,17 +101,17 @@ impl Members {
     }
 
     /// Queues an ephemeral frame for every subscriber but those `skip` picks; a full queue
-    /// drops it for that connection (ephemeral frames are never replayed). With `wakes`, the
-    /// sessions are woken at its next release.
+    /// drops it for that connection (ephemeral frames are never replayed). With `defer`, busy
+    /// connections are woken at the write delay's next tick.
     fn push_ephemeral(
         &self,
         frame: &Arc<Ephemeral>,
-        wakes: Option<&WakeBatch>,
+        defer: Option<Defer<'_>>,
         skip: impl Fn(&Subscriber) -> bool,
     ) {
         let mut delivered = 0u64;
         for sub in &self.subscribers {
-            if !skip(sub) && sub.push(Outbound::Ephemeral(frame.clone()), wakes).is_ok() {
+            if !skip(sub) && sub.push(Outbound::Ephemeral(frame.clone()), defer).is_ok() {
                 delivered += 1;
             }
         }
@@ -246,17 +247,18 @@ impl Hub {
         }
     }
 
-    /// Holds back the wake of sessions for up to `delay` after a delivery, so that a
-    /// connection's deliveries of that window go out in one write: far fewer writes (and
-    /// wake-ups) when each connection gets several messages per `delay`, for up to `delay` of
-    /// latency. Presence frames, resyncs, kicks and a session's replies are not delayed. Starts
-    /// the tick task, which releases the last batch and stops on `shutdown`. Set once, before
-    /// serving; a zero delay changes nothing.
+    /// Holds back the wake of a busy session (one woken less than `delay` ago) until the next
+    /// tick, every `delay`, so that a connection's deliveries of that window go out in one
+    /// write: far fewer writes (and wake-ups) when each connection gets several messages per
+    /// `delay`, for up to `delay` of latency. A delivery to a connection quiet for `delay` goes
+    /// out at once; presence frames, resyncs, kicks and a session's replies are never delayed.
+    /// Starts the tick task, which releases the last batch and stops on `shutdown`. Set once,
+    /// before serving; a zero delay changes nothing.
     pub fn start_write_delay(&self, delay: Duration, shutdown: CancellationToken) {
         if delay.is_zero() {
             return;
         }
-        let wakes = Arc::new(WakeBatch::default());
+        let wakes = Arc::new(WakeBatch::new(delay));
         if self.wakes.set(wakes.clone()).is_err() {
             tracing::warn!("write delay already started; ignoring the second one");
             return;
@@ -277,6 +279,11 @@ impl Hub {
 
     fn wakes(&self) -> Option<&WakeBatch> {
         self.wakes.get().map(|w| &**w)
+    }
+
+    /// How this moment's deliveries wake their sessions: `None` at once, else deferred.
+    fn defer(&self) -> Option<Defer<'_>> {
+        self.wakes().map(WakeBatch::defer_now)
     }
 
     /// A fresh connection id.
@@ -480,7 +487,7 @@ impl Hub {
             return;
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
-        members.push_ephemeral(&frame, self.wakes(), |sub| {
+        members.push_ephemeral(&frame, self.defer(), |sub| {
             skip_user.is_some_and(|u| *sub.user == *u)
         });
     }
@@ -493,9 +500,9 @@ impl Hub {
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
-        let wakes = self.wakes();
+        let defer = self.defer();
         for sub in members.subscribers.iter() {
-            match sub.push(Outbound::Event(event.clone()), wakes) {
+            match sub.push(Outbound::Event(event.clone()), defer) {
                 Ok(()) => count += 1,
                 Err(PushError::Full) => sub.outbox.kick(),
                 Err(PushError::Closed) => {}
@@ -695,8 +702,21 @@ mod tests {
         }
     }
 
+    /// Waits on `outbox` in a task of its own: when it was woken, and with what.
+    async fn wait_on(
+        outbox: &Arc<Outbox>,
+    ) -> tokio::task::JoinHandle<(tokio::time::Instant, Outbound)> {
+        let waiting = outbox.clone();
+        let waiter = tokio::spawn(async move {
+            let item = waiting.pop().await;
+            (tokio::time::Instant::now(), item)
+        });
+        tokio::task::yield_now().await;
+        waiter
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_write_delay_wakes_each_session_once_per_tick_with_all_it_was_sent() {
+    async fn a_write_delay_holds_busy_sessions_until_the_tick() {
         let hub = Hub::new();
         let shutdown = CancellationToken::new();
         let delay = Duration::from_millis(100);
@@ -707,58 +727,48 @@ mod tests {
         hub.subscribe(&tenant(), &room, a);
         hub.subscribe(&tenant(), &room, b);
         let start = tokio::time::Instant::now();
-        let waiting = rx_a.clone();
-        let waiter = tokio::spawn(async move {
-            let first = waiting.pop().await;
-            (tokio::time::Instant::now(), first)
-        });
-        tokio::task::yield_now().await;
+        let at = |ms: u64| start + Duration::from_millis(ms);
 
-        hub.publish(vec![event("c", 1), event("c", 2)]);
-        hub.publish(vec![event("c", 3)]);
-        // Both sessions are listed once, however many events they were sent.
-        assert_eq!(hub.wakes().map(WakeBatch::len), Some(2));
+        // Quiet connections: the first delivery wakes them at once.
+        let waiter = wait_on(&rx_a).await;
+        hub.publish(vec![event("c", 1)]);
         let (woken_at, first) = waiter.await.expect("waiter");
-        assert!(
-            woken_at - start >= delay,
-            "woken after {:?}, before the tick",
-            woken_at - start
-        );
-        assert_eq!(seq_of(Some(first)), Some(1));
-        assert_eq!(seq_of(rx_a.try_pop()), Some(2));
+        assert_eq!((woken_at, seq_of(Some(first))), (at(0), Some(1)));
+        assert_eq!(seq_of(rx_b.try_pop()), Some(1));
+
+        // Busy now: the next deliveries wait for the tick, each session listed once.
+        let waiter = wait_on(&rx_a).await;
+        hub.publish(vec![event("c", 2), event("c", 3)]);
+        assert_eq!(hub.wakes().map(WakeBatch::len), Some(2));
+        let (woken_at, next) = waiter.await.expect("waiter");
+        assert_eq!((woken_at, seq_of(Some(next))), (at(100), Some(2)));
         assert_eq!(seq_of(rx_a.try_pop()), Some(3));
         assert_eq!(
-            (1..=3).map(|_| seq_of(rx_b.try_pop())).collect::<Vec<_>>(),
-            [Some(1), Some(2), Some(3)]
+            (0..2).map(|_| seq_of(rx_b.try_pop())).collect::<Vec<_>>(),
+            [Some(2), Some(3)]
         );
         assert_eq!(hub.wakes().map(WakeBatch::len), Some(0));
 
-        // The next delivery waits for the next tick, not for this one again.
-        let waiting = rx_a.clone();
-        let waiter = tokio::spawn(async move {
-            let next = waiting.pop().await;
-            (tokio::time::Instant::now(), next)
-        });
-        tokio::task::yield_now().await;
+        // Woken by that tick, so still busy: the next tick, not this one again.
+        let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 4)]);
-        let (woken_again, next) = waiter.await.expect("waiter");
-        assert_eq!(woken_again - start, delay * 2);
-        assert_eq!(seq_of(Some(next)), Some(4));
+        let (woken_at, next) = waiter.await.expect("waiter");
+        assert_eq!((woken_at, seq_of(Some(next))), (at(200), Some(4)));
 
-        // After shutdown the tick is gone: a delivery wakes its session at once.
-        shutdown.cancel();
-        tokio::task::yield_now().await;
-        let waiting = rx_a.clone();
-        let waiter = tokio::spawn(async move {
-            let next = waiting.pop().await;
-            (tokio::time::Instant::now(), next)
-        });
-        tokio::task::yield_now().await;
-        let published_at = tokio::time::Instant::now();
+        // Quiet for a whole delay again: at once.
+        tokio::time::sleep_until(at(350)).await;
+        let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 5)]);
         let (woken_at, next) = waiter.await.expect("waiter");
-        assert_eq!(woken_at, published_at);
-        assert_eq!(seq_of(Some(next)), Some(5));
+        assert_eq!((woken_at, seq_of(Some(next))), (at(350), Some(5)));
+
+        // After shutdown the tick is gone: even a busy session is woken at once.
+        shutdown.cancel();
+        tokio::task::yield_now().await;
+        let waiter = wait_on(&rx_a).await;
+        hub.publish(vec![event("c", 6)]);
+        let (woken_at, next) = waiter.await.expect("waiter");
+        assert_eq!((woken_at, seq_of(Some(next))), (at(350), Some(6)));
     }
 
     #[tokio::test]

@@ -9,17 +9,21 @@
 //! short `Mutex` section each, and one `AtomicWaker` for the session's task (every future that
 //! waits on the outbox is polled by that one task).
 //!
-//! With a write delay (`--write-delay-ms`), a push does not wake the session: the outbox is
-//! listed in a [`WakeBatch`] (once, however many pushes follow) and the batch wakes every
-//! listed session on the next tick, so what was queued in between goes out in one write.
+//! With a write delay (`--write-delay-ms` D), a push to a connection woken within the last D
+//! does not wake the session: the outbox is listed in a [`WakeBatch`] (once, however many
+//! pushes follow) and the batch wakes every listed session on the next tick, so what was queued
+//! in between goes out in one write. A push to a connection not woken for D wakes it at once:
+//! only connections busier than one delivery per D wait (for at most D).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
 
 use crate::hub::Outbound;
 use crate::metrics as m;
@@ -52,6 +56,8 @@ pub struct Outbox {
     presence: AtomicBool,
     /// Listed in a [`WakeBatch`] and not yet woken by it.
     wake_deferred: AtomicBool,
+    /// When a deferring push or a release last woke the session, on the [`WakeBatch`] clock.
+    last_wake: AtomicU32,
 }
 
 impl Outbox {
@@ -64,6 +70,7 @@ impl Outbox {
             kicked: AtomicBool::new(false),
             presence: AtomicBool::new(false),
             wake_deferred: AtomicBool::new(false),
+            last_wake: AtomicU32::new(0),
         }
     }
 
@@ -79,15 +86,25 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queues an item; the session is woken by `batch`'s next [`WakeBatch::release`], not now.
+    /// Queues an item. A session woken within the batch's delay before `defer.now` is woken by
+    /// the batch's next [`WakeBatch::release`]; one quiet for longer is woken now.
     pub fn push_deferred(
         self: &Arc<Self>,
         item: Outbound,
-        batch: &WakeBatch,
+        defer: Defer<'_>,
     ) -> Result<(), PushError> {
         self.enqueue(item)?;
-        if !self.wake_deferred.swap(true, Ordering::AcqRel) {
-            batch.list(self.clone());
+        if self.wake_deferred.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let since = defer
+            .now
+            .wrapping_sub(self.last_wake.load(Ordering::Relaxed));
+        if since >= defer.batch.delay_ms {
+            self.last_wake.store(defer.now, Ordering::Relaxed);
+            self.waker.wake();
+        } else if !self.wake_deferred.swap(true, Ordering::AcqRel) {
+            defer.batch.list(self.clone());
         }
         Ok(())
     }
@@ -173,8 +190,12 @@ impl Outbox {
 
 /// Sessions whose wake is held back until the next tick of the write delay. The hub lists an
 /// outbox on its first deferred push; [`WakeBatch::release`] wakes every listed session once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WakeBatch {
+    /// The write delay, in milliseconds.
+    delay_ms: u32,
+    /// Zero of the batch's millisecond clock (tokio's, so that tests can pause it).
+    epoch: Instant,
     listed: Mutex<Listed>,
     /// The list of the previous release, kept for its capacity.
     spare: Mutex<Vec<Arc<Outbox>>>,
@@ -187,7 +208,44 @@ struct Listed {
     closed: bool,
 }
 
+/// A deferring push: the batch and the time of the push on its clock (read once per fan-out).
+#[derive(Debug, Clone, Copy)]
+pub struct Defer<'a> {
+    batch: &'a WakeBatch,
+    now: u32,
+}
+
+/// Where the batch's clock starts, so that an outbox never woken (`last_wake` 0) counts as
+/// quiet for longer than any delay.
+const CLOCK_START_MS: u32 = 1 << 20;
+
 impl WakeBatch {
+    /// A batch for a write delay of `delay` (at most `u32::MAX / 4` ms; Confab allows 1 s).
+    pub fn new(delay: Duration) -> WakeBatch {
+        WakeBatch {
+            delay_ms: u32::try_from(delay.as_millis())
+                .unwrap_or(u32::MAX / 4)
+                .min(u32::MAX / 4),
+            epoch: Instant::now(),
+            listed: Mutex::default(),
+            spare: Mutex::default(),
+        }
+    }
+
+    /// Milliseconds on the batch's clock (wrapping after 49 days; only differences of less
+    /// than 24 days are compared, and a wrong one delays a wake by one tick at most).
+    fn now(&self) -> u32 {
+        (self.epoch.elapsed().as_millis() as u32).wrapping_add(CLOCK_START_MS)
+    }
+
+    /// A deferring push at this moment.
+    pub fn defer_now(&self) -> Defer<'_> {
+        Defer {
+            batch: self,
+            now: self.now(),
+        }
+    }
+
     fn listed(&self) -> MutexGuard<'_, Listed> {
         self.listed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -219,7 +277,9 @@ impl WakeBatch {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *spare, &mut self.listed().outboxes);
         let woken = spare.len();
+        let now = self.now();
         for outbox in spare.drain(..) {
+            outbox.last_wake.store(now, Ordering::Relaxed);
             outbox.wake_deferred.store(false, Ordering::Release);
             outbox.waker.wake();
         }
@@ -329,42 +389,78 @@ mod tests {
         kicking.join().expect("kicker");
     }
 
+    /// A batch whose delay no test outlasts.
+    fn slow_batch() -> WakeBatch {
+        WakeBatch::new(Duration::from_secs(60))
+    }
+
     #[test]
-    fn a_deferred_push_lists_the_outbox_once_until_released() {
-        let batch = WakeBatch::default();
+    fn a_busy_outbox_is_listed_once_until_released() {
+        let batch = slow_batch();
         let outbox = Arc::new(Outbox::new(8));
-        outbox.push_deferred(item("a"), &batch).expect("room");
-        outbox.push_deferred(item("b"), &batch).expect("room");
+        // Never woken before: quiet, so woken at once and not listed.
+        outbox
+            .push_deferred(item("a"), batch.defer_now())
+            .expect("room");
+        assert!(batch.is_empty());
+        // Woken a moment ago: busy, listed once however many pushes follow.
+        outbox
+            .push_deferred(item("b"), batch.defer_now())
+            .expect("room");
+        outbox
+            .push_deferred(item("c"), batch.defer_now())
+            .expect("room");
         assert_eq!(batch.len(), 1, "listed once");
         assert_eq!(batch.release(), 1);
         assert!(batch.is_empty());
         assert_eq!(batch.release(), 0);
-        // Released: the next push lists it again.
-        outbox.push_deferred(item("c"), &batch).expect("room");
+        // The release woke it: the next push is listed again.
+        outbox
+            .push_deferred(item("d"), batch.defer_now())
+            .expect("room");
         assert_eq!(batch.len(), 1);
         let names: Vec<String> = std::iter::from_fn(|| outbox.try_pop()).map(name).collect();
-        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(names, ["a", "b", "c", "d"]);
         // A full or closed outbox refuses as with `push`, and is not listed.
         assert_eq!(batch.release(), 1);
         let small = Arc::new(Outbox::new(1));
-        small.push_deferred(item("x"), &batch).expect("room");
-        assert_eq!(small.push_deferred(item("y"), &batch), Err(PushError::Full));
+        small
+            .push_deferred(item("x"), batch.defer_now())
+            .expect("room");
+        assert_eq!(
+            small.push_deferred(item("y"), batch.defer_now()),
+            Err(PushError::Full)
+        );
         small.close();
         assert_eq!(
-            small.push_deferred(item("z"), &batch),
+            small.push_deferred(item("z"), batch.defer_now()),
             Err(PushError::Closed)
         );
-        assert_eq!(batch.len(), 1);
+        assert!(batch.is_empty());
     }
 
     #[tokio::test]
-    async fn a_deferred_push_wakes_the_session_only_on_release() {
-        let batch = Arc::new(WakeBatch::default());
+    async fn a_busy_session_is_woken_only_on_release_a_quiet_one_at_once() {
+        let batch = slow_batch();
         let outbox = Arc::new(Outbox::new(8));
         let waiting = outbox.clone();
         let popped = tokio::spawn(async move { waiting.pop().await });
         tokio::task::yield_now().await;
-        outbox.push_deferred(item("held"), &batch).expect("room");
+        outbox
+            .push_deferred(item("quiet"), batch.defer_now())
+            .expect("room");
+        let popped = tokio::time::timeout(Duration::from_secs(5), popped)
+            .await
+            .expect("a quiet session is woken at once")
+            .expect("task");
+        assert_eq!(name(popped), "quiet");
+
+        let waiting = outbox.clone();
+        let popped = tokio::spawn(async move { waiting.pop().await });
+        tokio::task::yield_now().await;
+        outbox
+            .push_deferred(item("held"), batch.defer_now())
+            .expect("room");
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!popped.is_finished(), "woken before the release");
         batch.release();
@@ -377,20 +473,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_batch_wakes_at_once() {
-        let batch = WakeBatch::default();
+        let batch = slow_batch();
         let outbox = Arc::new(Outbox::new(8));
-        outbox.push_deferred(item("a"), &batch).expect("room");
+        outbox
+            .push_deferred(item("a"), batch.defer_now())
+            .expect("room");
+        outbox
+            .push_deferred(item("b"), batch.defer_now())
+            .expect("room");
         assert_eq!(batch.close(), 1);
+        assert!(outbox.try_pop().is_some());
+        assert!(outbox.try_pop().is_some());
         let waiting = outbox.clone();
-        assert!(waiting.try_pop().is_some());
         let popped = tokio::spawn(async move { waiting.pop().await });
         tokio::task::yield_now().await;
-        outbox.push_deferred(item("b"), &batch).expect("room");
+        // Busy (the close just woke it), but the batch is closed.
+        outbox
+            .push_deferred(item("c"), batch.defer_now())
+            .expect("room");
         assert!(batch.is_empty(), "nothing listed once closed");
         let popped = tokio::time::timeout(Duration::from_secs(5), popped)
             .await
             .expect("woken at once")
             .expect("task");
-        assert_eq!(name(popped), "b");
+        assert_eq!(name(popped), "c");
     }
 }

@@ -710,9 +710,9 @@ async fn pipelined_sends_are_acked_in_order_and_other_commands_wait_for_them() {
     assert_eq!(bodies, expected);
 }
 
-/// With `--write-delay-ms`, deliveries wait for the next tick and a connection's deliveries of
-/// one tick go out together: nothing is lost or reordered, and each session is woken once per
-/// tick rather than once per delivery.
+/// With `--write-delay-ms`, the first delivery to a quiet connection goes out at once and the
+/// ones right after it wait for the next tick, going out together: nothing is lost or
+/// reordered, and each session is woken once per tick rather than once per delivery.
 #[tokio::test]
 async fn a_write_delay_batches_deliveries_and_loses_nothing() {
     let server = Server::start_with(&["--write-delay-ms", "300"]).await;
@@ -766,8 +766,9 @@ async fn a_write_delay_batches_deliveries_and_loses_nothing() {
         common::metric_value(&metrics, "confab_fanout_deliveries_total").unwrap_or(0.0);
     let wakes = common::metric_value(&metrics, "confab_write_delay_wakes_total").unwrap_or(0.0);
     assert!(deliveries >= 11.0, "{deliveries} deliveries");
-    // Two sessions, woken for the messages (at most twice each, should the sends straddle a
-    // tick) and bob once more for the typing frame.
+    // Two sessions, each woken at once for the first message, by a tick for the other four (by
+    // two, should they straddle one), and bob by one more for the typing frame (unless it
+    // came a whole delay after his last wake).
     assert!(
         (2.0..=5.0).contains(&wakes),
         "{wakes} tick wakes for {deliveries} deliveries"
