@@ -715,6 +715,17 @@ mod tests {
         waiter
     }
 
+    /// The waiter's wake, failing (not hanging, on the paused clock) if it never comes.
+    async fn woken(
+        waiter: tokio::task::JoinHandle<(tokio::time::Instant, Outbound)>,
+    ) -> (tokio::time::Instant, Option<u64>) {
+        let (at, item) = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the session is woken")
+            .expect("waiter");
+        (at, seq_of(Some(item)))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_write_delay_holds_busy_sessions_until_the_tick() {
         let hub = Hub::new();
@@ -732,16 +743,14 @@ mod tests {
         // Quiet connections: the first delivery wakes them at once.
         let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 1)]);
-        let (woken_at, first) = waiter.await.expect("waiter");
-        assert_eq!((woken_at, seq_of(Some(first))), (at(0), Some(1)));
+        assert_eq!(woken(waiter).await, (at(0), Some(1)));
         assert_eq!(seq_of(rx_b.try_pop()), Some(1));
 
         // Busy now: the next deliveries wait for the tick, each session listed once.
         let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 2), event("c", 3)]);
         assert_eq!(hub.wakes().map(WakeBatch::len), Some(2));
-        let (woken_at, next) = waiter.await.expect("waiter");
-        assert_eq!((woken_at, seq_of(Some(next))), (at(100), Some(2)));
+        assert_eq!(woken(waiter).await, (at(100), Some(2)));
         assert_eq!(seq_of(rx_a.try_pop()), Some(3));
         assert_eq!(
             (0..2).map(|_| seq_of(rx_b.try_pop())).collect::<Vec<_>>(),
@@ -752,23 +761,20 @@ mod tests {
         // Woken by that tick, so still busy: the next tick, not this one again.
         let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 4)]);
-        let (woken_at, next) = waiter.await.expect("waiter");
-        assert_eq!((woken_at, seq_of(Some(next))), (at(200), Some(4)));
+        assert_eq!(woken(waiter).await, (at(200), Some(4)));
 
         // Quiet for a whole delay again: at once.
         tokio::time::sleep_until(at(350)).await;
         let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 5)]);
-        let (woken_at, next) = waiter.await.expect("waiter");
-        assert_eq!((woken_at, seq_of(Some(next))), (at(350), Some(5)));
+        assert_eq!(woken(waiter).await, (at(350), Some(5)));
 
         // After shutdown the tick is gone: even a busy session is woken at once.
         shutdown.cancel();
         tokio::task::yield_now().await;
         let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 6)]);
-        let (woken_at, next) = waiter.await.expect("waiter");
-        assert_eq!((woken_at, seq_of(Some(next))), (at(350), Some(6)));
+        assert_eq!(woken(waiter).await, (at(350), Some(6)));
     }
 
     #[tokio::test]

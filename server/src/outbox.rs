@@ -220,12 +220,13 @@ pub struct Defer<'a> {
 const CLOCK_START_MS: u32 = 1 << 20;
 
 impl WakeBatch {
-    /// A batch for a write delay of `delay` (at most `u32::MAX / 4` ms; Confab allows 1 s).
+    /// A batch for a write delay of `delay`, capped below [`CLOCK_START_MS`] (17 minutes, so
+    /// that a never-woken outbox still counts as quiet; Confab allows 1 s).
     pub fn new(delay: Duration) -> WakeBatch {
         WakeBatch {
             delay_ms: u32::try_from(delay.as_millis())
-                .unwrap_or(u32::MAX / 4)
-                .min(u32::MAX / 4),
+                .unwrap_or(u32::MAX)
+                .min(CLOCK_START_MS - 1),
             epoch: Instant::now(),
             listed: Mutex::default(),
             spare: Mutex::default(),

@@ -715,14 +715,14 @@ async fn pipelined_sends_are_acked_in_order_and_other_commands_wait_for_them() {
 /// reordered, and each session is woken once per tick rather than once per delivery.
 #[tokio::test]
 async fn a_write_delay_batches_deliveries_and_loses_nothing() {
-    let server = Server::start_with(&["--write-delay-ms", "300"]).await;
+    let server = Server::start_with(&["--write-delay-ms", "1000"]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     let mut alice = server.ws("alice").await;
     let mut bob = server.ws("bob").await;
     assert_eq!(alice.join(&conversation).await, 0);
     assert_eq!(bob.join(&conversation).await, 0);
 
-    // Pipelined, so that all five commit well within one tick.
+    // Pipelined, so that all five commit well within the (longest) delay, even on a slow disk.
     for n in 1..=5 {
         alice
             .send(ClientFrame::with_ref(
