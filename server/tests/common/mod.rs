@@ -60,12 +60,20 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// Why a spawned server is not serving (the message carries its log).
+enum NotReady {
+    Exited(String),
+    TimedOut(String),
+}
+
 /// A running `confab serve` process.
 pub struct Server {
     pub port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
+    /// Where the current process's output starts in the log (restarts append to it).
+    log_from: u64,
     http: reqwest::Client,
 }
 
@@ -83,10 +91,8 @@ impl Server {
             "flags come in `--flag value` pairs: {extra:?}"
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let data_dir = dir.path().join("data").display().to_string();
         let mut flags: Vec<(String, String)> = vec![
-            ("--listen".into(), format!("127.0.0.1:{port}")),
             ("--data-dir".into(), data_dir),
             ("--message-rate-per-minute".into(), "0".into()),
             ("--jwt-secret".into(), SECRET.into()),
@@ -96,24 +102,41 @@ impl Server {
             flags.retain(|(flag, _)| flag != pair[0]);
             flags.push((pair[0].to_owned(), pair[1].to_owned()));
         }
-        let mut args = vec!["serve".to_owned()];
+        let mut flags_args = Vec::new();
         for (flag, value) in flags {
-            args.push(flag);
-            args.push(value);
+            flags_args.push(flag);
+            flags_args.push(value);
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()
             .expect("http client");
         let mut server = Server {
-            port,
+            port: 0,
             dir,
-            args,
+            args: Vec::new(),
             child: None,
+            log_from: 0,
             http,
         };
-        server.spawn();
-        server.wait_ready().await;
+        // The free port may be taken by another test's server before this one binds it: then
+        // this one exits ("address in use") and is started again on another port.
+        for attempt in 1.. {
+            server.port = free_port();
+            server.args = vec!["serve".to_owned(), "--listen".to_owned()];
+            server.args.push(format!("127.0.0.1:{}", server.port));
+            server.args.extend(flags_args.iter().cloned());
+            server.spawn();
+            match server.try_ready().await {
+                Ok(()) => break,
+                Err(NotReady::Exited(why))
+                    if attempt < 5 && why.contains("Address already in use") =>
+                {
+                    server.child = None;
+                }
+                Err(NotReady::Exited(why) | NotReady::TimedOut(why)) => panic!("{why}"),
+            }
+        }
         server
     }
 
@@ -127,6 +150,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        self.log_from = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -150,33 +174,52 @@ impl Server {
     }
 
     async fn wait_ready(&mut self) {
+        if let Err(NotReady::Exited(why) | NotReady::TimedOut(why)) = self.try_ready().await {
+            panic!("{why}");
+        }
+    }
+
+    /// What this process logged since its spawn.
+    fn own_log(&self) -> String {
+        let log = self.log();
+        log.get(self.log_from as usize..)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits until this process listens on its port and answers `/ready`. The log line proves
+    /// the answer is its own: another test's server may hold the port while this one fails.
+    async fn try_ready(&mut self) -> Result<(), NotReady> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let url = format!("{}/ready", self.base());
+        let listening = format!("listening addr=127.0.0.1:{}", self.port);
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
+                return Err(NotReady::Exited(format!(
                     "confab exited with {status} before it was ready; log:\n{}",
-                    self.log()
-                );
+                    self.own_log()
+                )));
             }
-            let probe = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            if let Ok(response) = probe
-                && response.status().is_success()
-            {
-                return;
+            if self.own_log().contains(&listening) {
+                let probe = self
+                    .http
+                    .get(&url)
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await;
+                if let Ok(response) = probe
+                    && response.status().is_success()
+                {
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(NotReady::TimedOut(format!(
                     "confab was not ready within {READY_TIMEOUT:?}; log:\n{}",
-                    self.log()
-                );
+                    self.own_log()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
