@@ -1067,33 +1067,64 @@ struct RunningServer {
 }
 
 impl RunningServer {
+    /// Starts the server and waits until it logs that it listens on its port: until then a
+    /// probe could be answered by another test's server that took the free port first (this
+    /// one then exits with "address in use" and is started again on another port).
     fn start() -> RunningServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_confab"));
-        command
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CONFAB_") {
-                command.env_remove(key);
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let log_path = dir.path().join("server.log");
+            let log = std::fs::File::create(&log_path).expect("server log");
+            let mut command = Command::new(env!("CARGO_BIN_EXE_confab"));
+            command
+                .arg("serve")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--log")
+                .arg("info")
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("CONFAB_") {
+                    command.env_remove(key);
+                }
             }
+            let mut server = RunningServer {
+                child: command.spawn().expect("spawn confab serve"),
+                port,
+                _dir: dir,
+            };
+            let listening = format!("listening addr=127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if text.contains(&listening) {
+                    return server;
+                }
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    assert!(
+                        text.contains("Address already in use"),
+                        "confab serve exited with {status}: {text}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "confab serve never listened: {text}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            server.stop();
         }
-        let child = command.spawn().expect("spawn confab serve");
-        RunningServer {
-            child,
-            port,
-            _dir: dir,
-        }
+        panic!("no free port for confab serve in 5 tries");
     }
 
     fn stop(&mut self) {
