@@ -785,14 +785,8 @@ mod tests {
         let room: Arc<str> = "c".into();
         let (a, rx_a) = subscriber(&hub, "a", 4);
         hub.subscribe(&tenant(), &room, a);
-        let waiting = rx_a.clone();
-        let waiter = tokio::spawn(async move { waiting.pop().await });
-        tokio::task::yield_now().await;
+        let waiter = wait_on(&rx_a).await;
         hub.publish(vec![event("c", 1)]);
-        let first = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("woken by the push")
-            .expect("waiter");
-        assert_eq!(seq_of(Some(first)), Some(1));
+        assert_eq!(woken(waiter).await.1, Some(1));
     }
 }

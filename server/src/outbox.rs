@@ -395,48 +395,37 @@ mod tests {
         WakeBatch::new(Duration::from_secs(60))
     }
 
+    /// A deferring push of `name`, now.
+    fn defer(outbox: &Arc<Outbox>, batch: &WakeBatch, name: &str) -> Result<(), PushError> {
+        outbox.push_deferred(item(name), batch.defer_now())
+    }
+
     #[test]
     fn a_busy_outbox_is_listed_once_until_released() {
         let batch = slow_batch();
         let outbox = Arc::new(Outbox::new(8));
         // Never woken before: quiet, so woken at once and not listed.
-        outbox
-            .push_deferred(item("a"), batch.defer_now())
-            .expect("room");
+        defer(&outbox, &batch, "a").expect("room");
         assert!(batch.is_empty());
         // Woken a moment ago: busy, listed once however many pushes follow.
-        outbox
-            .push_deferred(item("b"), batch.defer_now())
-            .expect("room");
-        outbox
-            .push_deferred(item("c"), batch.defer_now())
-            .expect("room");
+        defer(&outbox, &batch, "b").expect("room");
+        defer(&outbox, &batch, "c").expect("room");
         assert_eq!(batch.len(), 1, "listed once");
         assert_eq!(batch.release(), 1);
         assert!(batch.is_empty());
         assert_eq!(batch.release(), 0);
         // The release woke it: the next push is listed again.
-        outbox
-            .push_deferred(item("d"), batch.defer_now())
-            .expect("room");
+        defer(&outbox, &batch, "d").expect("room");
         assert_eq!(batch.len(), 1);
         let names: Vec<String> = std::iter::from_fn(|| outbox.try_pop()).map(name).collect();
         assert_eq!(names, ["a", "b", "c", "d"]);
         // A full or closed outbox refuses as with `push`, and is not listed.
         assert_eq!(batch.release(), 1);
         let small = Arc::new(Outbox::new(1));
-        small
-            .push_deferred(item("x"), batch.defer_now())
-            .expect("room");
-        assert_eq!(
-            small.push_deferred(item("y"), batch.defer_now()),
-            Err(PushError::Full)
-        );
+        defer(&small, &batch, "x").expect("room");
+        assert_eq!(defer(&small, &batch, "y"), Err(PushError::Full));
         small.close();
-        assert_eq!(
-            small.push_deferred(item("z"), batch.defer_now()),
-            Err(PushError::Closed)
-        );
+        assert_eq!(defer(&small, &batch, "z"), Err(PushError::Closed));
         assert!(batch.is_empty());
     }
 
@@ -447,9 +436,7 @@ mod tests {
         let waiting = outbox.clone();
         let popped = tokio::spawn(async move { waiting.pop().await });
         tokio::task::yield_now().await;
-        outbox
-            .push_deferred(item("quiet"), batch.defer_now())
-            .expect("room");
+        defer(&outbox, &batch, "quiet").expect("room");
         let popped = tokio::time::timeout(Duration::from_secs(5), popped)
             .await
             .expect("a quiet session is woken at once")
@@ -459,9 +446,7 @@ mod tests {
         let waiting = outbox.clone();
         let popped = tokio::spawn(async move { waiting.pop().await });
         tokio::task::yield_now().await;
-        outbox
-            .push_deferred(item("held"), batch.defer_now())
-            .expect("room");
+        defer(&outbox, &batch, "held").expect("room");
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!popped.is_finished(), "woken before the release");
         batch.release();
@@ -476,12 +461,8 @@ mod tests {
     async fn a_closed_batch_wakes_at_once() {
         let batch = slow_batch();
         let outbox = Arc::new(Outbox::new(8));
-        outbox
-            .push_deferred(item("a"), batch.defer_now())
-            .expect("room");
-        outbox
-            .push_deferred(item("b"), batch.defer_now())
-            .expect("room");
+        defer(&outbox, &batch, "a").expect("room");
+        defer(&outbox, &batch, "b").expect("room");
         assert_eq!(batch.close(), 1);
         assert!(outbox.try_pop().is_some());
         assert!(outbox.try_pop().is_some());
@@ -489,9 +470,7 @@ mod tests {
         let popped = tokio::spawn(async move { waiting.pop().await });
         tokio::task::yield_now().await;
         // Busy (the close just woke it), but the batch is closed.
-        outbox
-            .push_deferred(item("c"), batch.defer_now())
-            .expect("room");
+        defer(&outbox, &batch, "c").expect("room");
         assert!(batch.is_empty(), "nothing listed once closed");
         let popped = tokio::time::timeout(Duration::from_secs(5), popped)
             .await

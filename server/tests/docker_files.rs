@@ -16,10 +16,12 @@
 //!
 //! What is pending is printed: `cargo test -p confab-server --test docker_files -- --nocapture`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -1079,7 +1081,7 @@ impl RunningServer {
                 .port();
             let log_path = dir.path().join("server.log");
             let log = std::fs::File::create(&log_path).expect("server log");
-            let mut command = Command::new(env!("CARGO_BIN_EXE_confab"));
+            let mut command = common::confab_command(log);
             command
                 .arg("serve")
                 .arg("--listen")
@@ -1087,16 +1089,7 @@ impl RunningServer {
                 .arg("--data-dir")
                 .arg(dir.path().join("data"))
                 .arg("--log")
-                .arg("info")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log);
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("CONFAB_") {
-                    command.env_remove(key);
-                }
-            }
+                .arg("info");
             let mut server = RunningServer {
                 child: command.spawn().expect("spawn confab serve"),
                 port,

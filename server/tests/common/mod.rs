@@ -54,6 +54,23 @@ pub fn token_in(user: &str, tenant: &str) -> String {
         .expect("mint token")
 }
 
+/// The `confab` binary with its stderr to `log` (uncoloured), no stdin or stdout, and no
+/// `CONFAB_*` variable from the test's environment configuring it behind the test's back.
+pub fn confab_command(log: std::fs::File) -> Process {
+    let mut command = Process::new(env!("CARGO_BIN_EXE_confab"));
+    command
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CONFAB_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// Picks a port that was free a moment ago (bind port 0, read it, release it).
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -156,20 +173,10 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .expect("open server log");
-        let mut command = Process::new(env!("CARGO_BIN_EXE_confab"));
-        command
+        let child = confab_command(log)
             .args(&self.args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        // The environment must not configure the server behind the test's back.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CONFAB_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command.spawn().expect("spawn the confab binary");
+            .spawn()
+            .expect("spawn the confab binary");
         self.child = Some(child);
     }
 
