@@ -24,6 +24,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The request conflicts with the current state.
     Conflict,
+    /// The client took too long to send its request (a stalled body).
+    Timeout,
     /// The server failed; details are logged, never sent.
     Internal,
 }
@@ -40,6 +42,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Conflict => 409,
+            ErrorCode::Timeout => 408,
             ErrorCode::Internal => 500,
         }
     }
@@ -95,6 +99,7 @@ mod tests {
             ErrorCode::TooLarge,
             ErrorCode::RateLimited,
             ErrorCode::Conflict,
+            ErrorCode::Timeout,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).expect("serialize");

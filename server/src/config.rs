@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::accept::ConnLimits;
+
 /// The `confab` command line.
 #[derive(Debug, Parser)]
 #[command(name = "confab", version, about = "Confab real-time chat server")]
@@ -102,6 +104,20 @@ pub struct ServeArgs {
     /// Seconds to wait for sessions to close on shutdown [default: 10].
     #[arg(long, env = "CONFAB_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Time a client has to send a request's line and headers, from their first byte (from the
+    /// accept, for a new connection), e.g. `10s` [default: 10s].
+    #[arg(long, env = "CONFAB_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+    /// Longest wait for each next piece of a request body [default: 10s].
+    #[arg(long, env = "CONFAB_BODY_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Option<Duration>,
+    /// Time an HTTP connection with no request in progress is kept open [default: 30s].
+    #[arg(long, env = "CONFAB_KEEP_ALIVE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub keep_alive_timeout: Option<Duration>,
+    /// Open TCP connections (HTTP and WebSocket) at most; past it the oldest plain HTTP
+    /// connection is closed to make room [default: 100000].
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Storage: `sqlite` (under the data dir) or a `mongodb://` URI (needs a build with the
     /// `mongo` feature) [default: sqlite].
     #[arg(long, env = "CONFAB_STORE")]
@@ -148,6 +164,10 @@ struct FileConfig {
     max_joined: Option<usize>,
     write_delay_ms: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    keep_alive_timeout: Option<String>,
+    max_connections: Option<usize>,
     store: Option<String>,
     store_database: Option<String>,
     hub: Option<String>,
@@ -216,6 +236,8 @@ pub struct Config {
     /// Longest a delivery is held back to share a write (zero: never).
     pub write_delay: Duration,
     pub shutdown_grace: Duration,
+    /// HTTP timeouts and the connection cap.
+    pub conn_limits: ConnLimits,
     pub store: StoreBackend,
     pub hub: HubBackend,
     pub events: EventsBackend,
@@ -330,6 +352,16 @@ fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// A duration from the TOML file, in humantime form (`10s`, `500ms`).
+fn file_duration(key: &str, value: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    value
+        .map(|text| {
+            humantime::parse_duration(&text)
+                .map_err(|err| ConfigError::Invalid(format!("{key}: {err}")))
+        })
+        .transpose()
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -348,6 +380,7 @@ impl Default for Config {
             max_joined: 1000,
             write_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
+            conn_limits: ConnLimits::default(),
             store: StoreBackend::Sqlite,
             hub: HubBackend::Local,
             events: EventsBackend::None,
@@ -428,6 +461,33 @@ impl Config {
                 .or(file.shutdown_grace_secs)
                 .map(secs)
                 .unwrap_or(d.shutdown_grace),
+            conn_limits: ConnLimits {
+                header_read_timeout: args
+                    .header_read_timeout
+                    .map_or_else(
+                        || file_duration("header_read_timeout", file.header_read_timeout),
+                        |d| Ok(Some(d)),
+                    )?
+                    .unwrap_or(d.conn_limits.header_read_timeout),
+                body_read_timeout: args
+                    .body_read_timeout
+                    .map_or_else(
+                        || file_duration("body_read_timeout", file.body_read_timeout),
+                        |d| Ok(Some(d)),
+                    )?
+                    .unwrap_or(d.conn_limits.body_read_timeout),
+                keep_alive_timeout: args
+                    .keep_alive_timeout
+                    .map_or_else(
+                        || file_duration("keep_alive_timeout", file.keep_alive_timeout),
+                        |d| Ok(Some(d)),
+                    )?
+                    .unwrap_or(d.conn_limits.keep_alive_timeout),
+                max_connections: args
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(d.conn_limits.max_connections),
+            },
             store: match args.store.or(file.store) {
                 Some(value) => {
                     StoreBackend::parse(&value, args.store_database.or(file.store_database))?
@@ -475,6 +535,18 @@ impl Config {
         }
         if self.write_delay > MAX_WRITE_DELAY {
             return invalid("write_delay_ms must be at most 1000");
+        }
+        let limits = &self.conn_limits;
+        if limits.header_read_timeout.is_zero()
+            || limits.body_read_timeout.is_zero()
+            || limits.keep_alive_timeout.is_zero()
+        {
+            return invalid(
+                "header_read_timeout, body_read_timeout and keep_alive_timeout must be positive",
+            );
+        }
+        if limits.max_connections == 0 {
+            return invalid("max_connections must be positive");
         }
         if !crate::events::is_valid_topic(&self.events_topic) {
             return invalid(
@@ -558,6 +630,39 @@ mod tests {
             ..ServeArgs::default()
         });
         assert!(matches!(err, Err(ConfigError::Invalid(_))));
+
+        let config = Config::resolve(ServeArgs {
+            keep_alive_timeout: Some(Duration::from_secs(75)),
+            max_connections: Some(5000),
+            ..ServeArgs::default()
+        })
+        .expect("connection limits");
+        assert_eq!(
+            config.conn_limits.keep_alive_timeout,
+            Duration::from_secs(75)
+        );
+        assert_eq!(config.conn_limits.max_connections, 5000);
+        assert_eq!(
+            config.conn_limits.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        let err = Config::resolve(ServeArgs {
+            header_read_timeout: Some(Duration::ZERO),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("limits.toml");
+        std::fs::write(
+            &path,
+            "body_read_timeout = \"1500ms\"\nheader_read_timeout = \"soon\"\n",
+        )
+        .expect("write");
+        let err = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))), "{err:?}");
 
         let config = Config::resolve(ServeArgs {
             write_delay_ms: Some(1000),

@@ -1,6 +1,7 @@
 //! The Confab server: WebSocket sessions, the room hub, the REST API, auth, limits and metrics.
 //!
 //! Layout, one module per concern:
+//! - [`accept`]: the accept loop with the HTTP timeouts and the connection cap.
 //! - [`config`]: the clap + TOML configuration; [`auth`]: JWT verification and minting.
 //! - [`hub`]: rooms and fan-out (the storage event sink); [`session`]: one task per WebSocket;
 //!   [`redis_fanout`]: fan-out between nodes over Redis pub/sub; [`events`]: the event stream
@@ -10,6 +11,7 @@
 //! - [`error`]: the one error type and its JSON shape; [`metrics`]: Prometheus names.
 //! - [`state`]: the shared [`AppState`]; [`run`] serves a listener until shutdown.
 
+pub mod accept;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -26,7 +28,6 @@ pub mod validate;
 
 use std::future::Future;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use state::AppState;
@@ -44,23 +45,18 @@ pub async fn run(
         .start_write_delay(state.config.write_delay, state.shutdown.clone());
     let app = http::router(state.clone());
     let token = state.shutdown.clone();
-    let signal = async move {
+    tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");
         token.cancel();
-    };
-    // Chat frames are small and latency-bound: no Nagle delay.
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
     });
-    // `into_make_service` turns the routes into services once; serving the `Router` itself
-    // rebuilds every route for each accepted connection (axum clones and re-states it), which
-    // was most of the accept loop's CPU while 10,000 clients connected.
-    let served = axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(signal)
-        .await;
+    accept::serve(
+        listener,
+        app,
+        state.config.conn_limits,
+        state.shutdown.clone(),
+    )
+    .await;
     state.shutdown.cancel();
     state.sessions.close();
     if tokio::time::timeout(state.config.shutdown_grace, state.sessions.wait())
@@ -75,5 +71,5 @@ pub async fn run(
     if let Err(err) = state.store.close().await {
         tracing::error!(error = %err, "store did not close cleanly");
     }
-    served
+    Ok(())
 }

@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
         CliCommand::Serve(args) => {
             let config = Config::resolve(*args)?;
             init_tracing(&config)?;
+            raise_open_files_limit();
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             // Spawned, not run by `block_on` itself: the accept loop then runs on a worker, so a
@@ -37,6 +38,15 @@ fn main() -> anyhow::Result<()> {
             })
         }
         CliCommand::Token(args) => token(args),
+    }
+}
+
+/// Raises the soft open-files limit to the hard one: every connection is a descriptor, and the
+/// usual soft default (1,024) is exhausted by a thousand idle clients.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open files limit"),
     }
 }
 

@@ -29,6 +29,11 @@ pub const ACK_LATENCY: &str = "confab_ack_latency_seconds";
 pub const WS_ERRORS_TOTAL: &str = "confab_ws_errors_total";
 pub const HTTP_REQUESTS_TOTAL: &str = "confab_http_requests_total";
 pub const HTTP_DURATION: &str = "confab_http_request_duration_seconds";
+pub const TCP_CONNECTIONS_OPEN: &str = "confab_tcp_connections_open";
+pub const HTTP_CONNECTIONS_OPEN: &str = "confab_http_connections_open";
+pub const CONNECTIONS_SHED_TOTAL: &str = "confab_connections_shed_total";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "confab_connections_refused_total";
+pub const HTTP_TIMEOUTS_TOTAL: &str = "confab_http_timeouts_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 
@@ -50,6 +55,35 @@ pub fn connection_opened() {
 
 pub fn connection_closed() {
     gauge!(CONNECTIONS_ACTIVE).decrement(1.0);
+}
+
+/// An accepted TCP connection, HTTP or upgraded.
+pub fn tcp_connection_opened() {
+    gauge!(TCP_CONNECTIONS_OPEN).increment(1.0);
+}
+
+pub fn tcp_connection_closed() {
+    gauge!(TCP_CONNECTIONS_OPEN).decrement(1.0);
+}
+
+/// Connections still speaking plain HTTP (not upgraded, so not authenticated).
+pub fn http_connections(delta: f64) {
+    gauge!(HTTP_CONNECTIONS_OPEN).increment(delta);
+}
+
+/// An HTTP connection closed to make room (`reason`: `max_connections` or `descriptors`).
+pub fn connection_shed(reason: &'static str) {
+    counter!(CONNECTIONS_SHED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// A new connection closed at once: at the cap with nothing to shed.
+pub fn connection_refused() {
+    counter!(CONNECTIONS_REFUSED_TOTAL).increment(1);
+}
+
+/// An HTTP connection or request timed out (`phase`: `header`, `idle` or `body`).
+pub fn http_timeout(phase: &'static str) {
+    counter!(HTTP_TIMEOUTS_TOTAL, "phase" => phase).increment(1);
 }
 
 pub fn room_joined(delta: f64) {

@@ -61,6 +61,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> AppError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::too_large("request body too large")
+    } else if crate::accept::is_body_timeout(&rejection) {
+        crate::metrics::http_timeout("body");
+        AppError::new(
+            confab_protocol::ErrorCode::Timeout,
+            "the request body did not arrive in time",
+        )
     } else {
         AppError::invalid(rejection.body_text())
     }
