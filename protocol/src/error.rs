@@ -26,6 +26,14 @@ pub enum ErrorCode {
     Conflict,
     /// The client took too long to send its request (a stalled body).
     Timeout,
+    /// The HTTP method is not one this route answers.
+    MethodNotAllowed,
+    /// The connection fell too far behind its outbound queue and is being closed; reconnect
+    /// and resume with `since`.
+    SlowConsumer,
+    /// The server cannot serve this now (shutting down, or its store is unreachable); retry,
+    /// possibly on another node.
+    Unavailable,
     /// The server failed; details are logged, never sent.
     Internal,
 }
@@ -43,6 +51,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -58,6 +69,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Conflict => 409,
             ErrorCode::Timeout => 408,
+            ErrorCode::MethodNotAllowed => 405,
+            // Sent only as a WebSocket frame; the status is for completeness.
+            ErrorCode::SlowConsumer => 503,
+            ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -100,6 +115,9 @@ mod tests {
             ErrorCode::RateLimited,
             ErrorCode::Conflict,
             ErrorCode::Timeout,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::SlowConsumer,
+            ErrorCode::Unavailable,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).expect("serialize");

@@ -43,6 +43,11 @@ impl AppError {
         AppError::new(ErrorCode::NotFound, message)
     }
 
+    /// The server cannot serve this now; the client should retry (maybe on another node).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        AppError::new(ErrorCode::Unavailable, message)
+    }
+
     /// An internal failure: the cause is logged, the client sees only "internal error".
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -63,7 +68,8 @@ impl AppError {
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable | StoreError::Internal(_) => AppError::internal(err),
+            StoreError::Unavailable => AppError::unavailable("storage is unavailable; retry"),
+            StoreError::Internal(_) => AppError::internal(err),
             other => AppError::new(other.code(), other.to_string()),
         }
     }

@@ -92,7 +92,7 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_others_get_everythi
     for frame in &closed.frames {
         match frame {
             ServerFrame::Message(_) => {}
-            ServerFrame::Error { code, .. } => assert_eq!(*code, ErrorCode::RateLimited),
+            ServerFrame::Error { code, .. } => assert_eq!(*code, ErrorCode::SlowConsumer),
             other => panic!("unexpected frame for the slow consumer: {other:?}"),
         }
     }

@@ -41,7 +41,8 @@ impl StoreError {
             StoreError::Forbidden(_) => ErrorCode::Forbidden,
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Invalid(_) => ErrorCode::Invalid,
-            StoreError::Unavailable | StoreError::Internal(_) => ErrorCode::Internal,
+            StoreError::Unavailable => ErrorCode::Unavailable,
+            StoreError::Internal(_) => ErrorCode::Internal,
         }
     }
 }

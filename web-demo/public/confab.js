@@ -64,7 +64,7 @@ export const DURABLE_EVENTS = Object.freeze([
 ]);
 
 /** Error codes after which a send is worth retrying with the same `client_msg_id`. */
-const RETRYABLE = new Set(["rate_limited", "internal"]);
+const RETRYABLE = new Set(["rate_limited", "internal", "unavailable", "timeout"]);
 
 /** A failed REST call or command: `code` is one of docs/protocol.md's error codes. */
 export class ConfabError extends Error {

@@ -137,6 +137,8 @@ export function describeError(err) {
     rate_limited: "Too many messages; slow down a little.",
     too_large: "That is too long.",
     conflict: "That conflicts with the current state.",
+    unavailable: "The server is restarting or busy; try again in a moment.",
+    timeout: "The connection is too slow; try again.",
   };
   if (err.code === "invalid" || err.code === "conflict" || err.code === "not_found") {
     return err.message ? capitalize(err.message) : messages[err.code];

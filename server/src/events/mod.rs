@@ -246,7 +246,8 @@ fn kafka_stream(_url: &KafkaUrl, _topic: &str) -> Result<Arc<dyn EventStream>, E
 }
 
 /// A parsed `kafka://host:port[,host:port…][?property=value&…]`. The properties are
-/// librdkafka producer settings, applied over Confab's defaults (values taken literally).
+/// librdkafka producer settings, applied over Confab's defaults; names and values are
+/// percent-decoded (`sasl.password=p%26ss` is `p&ss`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaUrl {
     /// `bootstrap.servers`: `host:port,host:port`.
@@ -261,29 +262,39 @@ impl KafkaUrl {
             return bad("expected `none` or kafka://host:port");
         };
         let (brokers, query) = rest.split_once('?').unwrap_or((rest, ""));
-        for broker in brokers.split(',') {
-            let valid = broker.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
-            if !valid {
-                return bad("each broker must be host:port");
-            }
+        if !brokers.split(',').all(is_broker) {
+            return bad("each broker must be host:port");
+        }
+        if !query
+            .split('&')
+            .all(|pair| pair.is_empty() || pair.contains('='))
+        {
+            return bad("query parameters must be property=value");
         }
         let mut properties = Vec::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let Some((key, value)) = pair.split_once('=') else {
-                return bad("query parameters must be property=value");
-            };
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             if key.is_empty() || key == "bootstrap.servers" {
                 return bad("a property needs a name, and the brokers go before `?`");
             }
-            properties.push((key.to_owned(), value.to_owned()));
+            properties.push((key.into_owned(), value.into_owned()));
         }
         Ok(KafkaUrl {
             brokers: brokers.to_owned(),
             properties,
         })
     }
+}
+
+/// `host:port` with a host (a name, an IPv4 address or a bracketed IPv6 one) and a port above
+/// zero, as the `url` crate reads an authority; nothing else.
+fn is_broker(broker: &str) -> bool {
+    if broker.contains(['/', '?', '#', '@']) {
+        return false;
+    }
+    url::Url::parse(&format!("kafka://{broker}")).is_ok_and(|parsed| {
+        parsed.host_str().is_some_and(|host| !host.is_empty())
+            && parsed.port().is_some_and(|port| port > 0)
+    })
 }
 
 /// Kafka's rule for topic names.
@@ -486,6 +497,15 @@ mod tests {
             KafkaUrl::parse("kafka://[::1]:9092").expect("ipv6").brokers,
             "[::1]:9092"
         );
+        let url = KafkaUrl::parse("kafka://a:9092?sasl.password=p%26ss%3D&client.id=a+b")
+            .expect("percent-encoded values");
+        assert_eq!(
+            url.properties,
+            [
+                ("sasl.password".to_owned(), "p&ss=".to_owned()),
+                ("client.id".to_owned(), "a b".to_owned())
+            ]
+        );
         for bad in [
             "kafka://",
             "kafka://host",
@@ -496,6 +516,10 @@ mod tests {
             "kafka://a:1/path",
             "kafka://a:1?novalue",
             "kafka://a:1?bootstrap.servers=b:2",
+            "kafka://a:1?bootstrap%2Eservers=b:2",
+            "kafka://user@a:1",
+            "kafka://a:1,b",
+            "kafka://[::1:9092",
             "redis://a:1",
         ] {
             assert!(KafkaUrl::parse(bad).is_err(), "{bad}");

@@ -39,9 +39,11 @@ async fn not_found() -> AppError {
     AppError::not_found("no such route")
 }
 
-async fn method_not_allowed() -> (StatusCode, Json<confab_protocol::ErrorBody>) {
-    let err = AppError::invalid("method not allowed on this route");
-    (StatusCode::METHOD_NOT_ALLOWED, Json(err.body()))
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        confab_protocol::ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
 /// `Json<T>` whose rejections use Confab's error shape (`too_large` past the body limit).

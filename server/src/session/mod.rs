@@ -75,7 +75,7 @@ pub async fn ws_handler(
     ws: WebSocketUpgrade,
 ) -> Response {
     if state.shutdown.is_cancelled() {
-        return AppError::new(ErrorCode::Internal, "server is shutting down").into_response();
+        return AppError::unavailable("server is shutting down").into_response();
     }
     let header_token = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -322,7 +322,7 @@ impl Session {
                         if code == close_code::SLOW_CONSUMER {
                             let frame = ServerFrame::error(
                                 None,
-                                ErrorCode::RateLimited,
+                                ErrorCode::SlowConsumer,
                                 "slow consumer: resume with since",
                             );
                             let _ = self.send(&mut socket, &frame).await;
