@@ -177,7 +177,8 @@ mod tests {
     use crate::config::{ServeArgs, layers};
 
     /// The lines that open and close the generated table in README.md.
-    const TABLE_START: &str = "<!-- config-table: rendered by `cargo run -p confab-server -- config --print-table`; a unit test compares -->";
+    const TABLE_START: &str =
+        "<!-- config-table: rendered by `confab config --print-table`; a unit test compares -->";
     const TABLE_END: &str = "<!-- /config-table -->";
 
     fn repo_file(name: &str) -> (PathBuf, String) {
