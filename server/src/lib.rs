@@ -53,7 +53,7 @@ pub async fn run(
     accept::serve(
         listener,
         app,
-        state.config.conn_limits,
+        state.config.conn_limits(),
         state.shutdown.clone(),
     )
     .await;

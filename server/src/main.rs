@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 use confab_server::auth::JwtKeys;
 use confab_server::config::{
-    Cli, CliCommand, Config, HubBackend, JwtSource, LogFormat, StoreBackend, TokenArgs,
+    Cli, CliCommand, Config, ConfigCommand, HubBackend, JwtSource, LogFormat, StoreBackend,
+    TokenArgs,
 };
 use confab_server::hub::Hub;
 use confab_server::redis_fanout::RedisFanout;
@@ -23,9 +24,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         CliCommand::Serve(args) => {
-            let config = Config::resolve(*args)?;
+            let (config, deprecations) = Config::load(*args)?;
             init_tracing(&config)?;
             raise_open_files_limit();
+            for deprecation in deprecations {
+                tracing::warn!(setting = %deprecation, "deprecated spelling of a setting");
+            }
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             // Spawned, not run by `block_on` itself: the accept loop then runs on a worker, so a
@@ -38,6 +42,10 @@ fn main() -> anyhow::Result<()> {
             })
         }
         CliCommand::Token(args) => token(args),
+        CliCommand::Config(args) => {
+            print_config_docs(&args);
+            Ok(())
+        }
     }
 }
 
@@ -66,7 +74,7 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let keys = JwtKeys::load(&config.jwt, &config.data_dir)?;
+    let keys = JwtKeys::load(&config.jwt(), &config.data_dir)?;
     if keys.generated {
         tracing::info!(
             key_file = %config.data_dir.join(confab_server::auth::GENERATED_KEY_FILE).display(),
@@ -123,14 +131,15 @@ async fn open_store(config: &Config, sink: Arc<dyn EventSink>) -> anyhow::Result
             Ok(Arc::new(store))
         }
         #[cfg(feature = "mongo")]
-        StoreBackend::Mongo { uri, database } => {
+        StoreBackend::Mongo(uri) => {
+            let database = &config.store_database;
             let store = confab_storage::mongo::MongoStore::connect(uri, database, sink)
                 .await
                 .with_context(|| format!("cannot open the MongoDB store (database {database})"))?;
             Ok(Arc::new(store))
         }
         #[cfg(not(feature = "mongo"))]
-        StoreBackend::Mongo { .. } => {
+        StoreBackend::Mongo(_) => {
             drop(sink);
             anyhow::bail!("this build has no MongoDB support: rebuild with `--features mongo`")
         }
@@ -175,4 +184,14 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     let token = keys.mint(&args.user, &args.tenant, args.name.as_deref(), args.ttl)?;
     println!("{token}");
     Ok(())
+}
+
+/// `confab config`: documentation rendered from the one declaration of the configuration.
+fn print_config_docs(args: &ConfigCommand) {
+    if args.print_example {
+        print!("{}", confab_server::config::example_toml());
+    }
+    if args.print_table {
+        print!("{}", confab_server::config::readme_table());
+    }
 }

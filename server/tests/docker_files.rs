@@ -806,7 +806,7 @@ fn node_and_image_settings_resolve_to_a_valid_configuration() {
             "{node} must listen on all interfaces"
         );
         assert!(
-            matches!(config.jwt, confab_server::config::JwtSource::Secret(_)),
+            matches!(config.jwt(), confab_server::config::JwtSource::Secret(_)),
             "{node} must use the shared secret, not a generated key"
         );
         assert!(

@@ -286,7 +286,10 @@ mod tests {
         let config = Config {
             listen,
             data_dir: dir.to_owned(),
-            jwt: jwt.clone(),
+            jwt_secret: match &jwt {
+                JwtSource::Secret(secret) => Some(secret.clone()),
+                _ => None,
+            },
             ..Config::default()
         };
         let keys = JwtKeys::load(&jwt, dir).expect("keys");

@@ -1,0 +1,453 @@
+//! Configuration of `confab serve`, declared once.
+//!
+//! [`Config`] is the one declaration of every key: its doc comment is the help text, and its
+//! `#[arg]` attribute gives the flag (`--heartbeat`), the environment variable
+//! (`CONFAB_HEARTBEAT`), the default and the `--help` section; the TOML key is the field name.
+//! Values are layered, later winning: the defaults, the TOML file (`--config`), `CONFAB_*`
+//! variables, flags. Every layer goes through the same clap value parsers, so a value means the
+//! same wherever it is written; durations are human strings (`25s`, `100ms`, `1m`).
+//!
+//! Layout:
+//! - `mod.rs`: [`Config`], its cross-key checks ([`Config::validate`]) and [`ConfigError`];
+//! - `values.rs`: the value types (backends, JWT algorithm, log format);
+//! - `cli.rs`: the command line ([`Cli`]: `serve`, `token`, `config`);
+//! - `layers.rs`: [`ServeArgs`] and the layering (file, environment, flags, and the deprecated
+//!   spellings from before durations took units, e.g. `--heartbeat-secs 25`);
+//! - `docs.rs`: `confab.example.toml` and the README's configuration table, rendered from
+//!   [`Config`]'s own metadata; unit tests fail when the files differ from the rendering.
+//!
+//! Adding a key is one change here: a field of [`Config`] with a doc comment and
+//! `#[arg(long, env = "CONFAB_<KEY>", default_value = "…", help_heading = "…")]` (a unit test
+//! holds every key to that naming), plus a check in [`Config::validate`] if it has bounds. Then
+//! regenerate the documentation the tests compare with:
+//!
+//! ```sh
+//! cargo run -p confab-server -- config --print-example > confab.example.toml
+//! cargo run -p confab-server -- config --print-table   # replaces the table in README.md
+//! ```
+
+mod cli;
+mod docs;
+mod layers;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+pub use cli::{Cli, CliCommand, ConfigCommand, TokenArgs};
+pub use docs::{example_toml, readme_table};
+pub use layers::ServeArgs;
+pub use values::{EventsBackend, HubBackend, JwtSource, LogFormat, PublicKeyAlg, StoreBackend};
+
+/// Every setting of `confab serve`, with its flag, environment variable, TOML key and default.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "CONFAB_LISTEN",
+        default_value = "127.0.0.1:8080",
+        help_heading = "Server"
+    )]
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and the generated signing key.
+    #[arg(
+        long,
+        env = "CONFAB_DATA_DIR",
+        default_value = "./data",
+        help_heading = "Server"
+    )]
+    pub data_dir: PathBuf,
+    /// Messages one user may send per minute; 0 turns the limit off (load tests).
+    #[arg(
+        long,
+        env = "CONFAB_MESSAGE_RATE_PER_MINUTE",
+        default_value = "60",
+        help_heading = "Server"
+    )]
+    pub message_rate_per_minute: u32,
+
+    /// HS256 secret for tokens (at least 32 bytes). With neither this nor a public key, an
+    /// HS256 key is generated under the data dir on first start, and `confab token` mints
+    /// development tokens with it.
+    #[arg(
+        long,
+        env = "CONFAB_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        help_heading = "Tokens"
+    )]
+    pub jwt_secret: Option<String>,
+    /// PEM public key verifying RS256 or ES256 tokens issued elsewhere (set this or
+    /// `jwt_secret`, not both).
+    #[arg(
+        long,
+        env = "CONFAB_JWT_PUBLIC_KEY_FILE",
+        value_name = "PEM_FILE",
+        help_heading = "Tokens"
+    )]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of the tokens `jwt_public_key_file` verifies.
+    #[arg(
+        long,
+        env = "CONFAB_JWT_ALG",
+        default_value = "RS256",
+        help_heading = "Tokens"
+    )]
+    pub jwt_alg: PublicKeyAlg,
+
+    /// Largest WebSocket text frame accepted, in bytes (at least 1024).
+    #[arg(
+        long,
+        env = "CONFAB_MAX_FRAME_BYTES",
+        default_value = "65536",
+        help_heading = "Limits"
+    )]
+    pub max_frame_bytes: usize,
+    /// Largest message body, in bytes (at most `max_frame_bytes`).
+    #[arg(
+        long,
+        env = "CONFAB_MAX_BODY_BYTES",
+        default_value = "16384",
+        help_heading = "Limits"
+    )]
+    pub max_body_bytes: usize,
+    /// Largest REST request body, in bytes.
+    #[arg(
+        long,
+        env = "CONFAB_MAX_HTTP_BODY_BYTES",
+        default_value = "1048576",
+        help_heading = "Limits"
+    )]
+    pub max_http_body_bytes: usize,
+    /// Most events replayed on `join` with `since`.
+    #[arg(
+        long,
+        env = "CONFAB_REPLAY_CAP",
+        default_value = "1000",
+        help_heading = "Limits"
+    )]
+    pub replay_cap: u32,
+    /// Frames queued per connection before it is cut off as a slow consumer (at least 16).
+    #[arg(
+        long,
+        env = "CONFAB_OUTBOUND_QUEUE",
+        default_value = "1024",
+        help_heading = "Limits"
+    )]
+    pub outbound_queue: usize,
+    /// Conversations one connection may join at once.
+    #[arg(
+        long,
+        env = "CONFAB_MAX_JOINED",
+        default_value = "1000",
+        help_heading = "Limits"
+    )]
+    pub max_joined: usize,
+
+    /// Interval of the server's WebSocket pings (below `idle_timeout`).
+    #[arg(long, env = "CONFAB_HEARTBEAT", default_value = "25s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Timing")]
+    pub heartbeat: Duration,
+    /// Client silence after which a connection is closed.
+    #[arg(long, env = "CONFAB_IDLE_TIMEOUT", default_value = "60s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Timing")]
+    pub idle_timeout: Duration,
+    /// Time a new connection has to send its `auth` frame.
+    #[arg(long, env = "CONFAB_AUTH_TIMEOUT", default_value = "5s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Timing")]
+    pub auth_timeout: Duration,
+    /// Longest a live delivery to a busy connection waits to share one socket write; 0ms
+    /// writes each at once (at most 1s).
+    ///
+    /// A connection written to less than this long ago gets its next live deliveries at the
+    /// next tick (every this long), in one socket write (one wake-up, one `send()`); one quiet
+    /// for longer gets them at once. In busy rooms this cuts server CPU per delivery, for up to
+    /// this much added latency (size `outbound_queue` for what a connection is sent in that
+    /// window). Replies, acks, presence and kicks are never delayed.
+    #[arg(long, env = "CONFAB_WRITE_DELAY", default_value = "0ms", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Timing")]
+    pub write_delay: Duration,
+    /// Time for sessions to close on SIGTERM or SIGINT.
+    #[arg(long, env = "CONFAB_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Timing")]
+    pub shutdown_grace: Duration,
+
+    /// Time a client has to send a request's line and headers, from their first byte (from the
+    /// accept, for a new connection).
+    #[arg(long, env = "CONFAB_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Connections")]
+    pub header_read_timeout: Duration,
+    /// Longest wait for each next piece of a request body; a body that stalls is answered
+    /// `timeout` (408).
+    #[arg(long, env = "CONFAB_BODY_READ_TIMEOUT", default_value = "10s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Connections")]
+    pub body_read_timeout: Duration,
+    /// Time an HTTP connection with no request in progress is kept open.
+    #[arg(long, env = "CONFAB_KEEP_ALIVE_TIMEOUT", default_value = "30s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Connections")]
+    pub keep_alive_timeout: Duration,
+    /// Open TCP connections (HTTP and WebSocket) at most.
+    ///
+    /// Past it, and whenever the process runs out of file descriptors, the oldest connection
+    /// still speaking plain HTTP is closed to make room. At start the server raises its soft
+    /// open-files limit to the hard limit.
+    #[arg(
+        long,
+        env = "CONFAB_MAX_CONNECTIONS",
+        default_value = "100000",
+        help_heading = "Connections"
+    )]
+    pub max_connections: usize,
+
+    /// Storage: `sqlite` under the data dir, or a `mongodb://` URI (a build with `--features
+    /// mongo`; a replica set, since writes use transactions).
+    #[arg(
+        long,
+        env = "CONFAB_STORE",
+        default_value = "sqlite",
+        help_heading = "Backends"
+    )]
+    pub store: StoreBackend,
+    /// MongoDB database name.
+    #[arg(long, env = "CONFAB_STORE_DATABASE", default_value = "confab",
+        value_parser = values::parse_database_name, help_heading = "Backends")]
+    pub store_database: String,
+    /// Fan-out between nodes: `local` for one node, or `redis://host:port` for a cluster.
+    #[arg(
+        long,
+        env = "CONFAB_HUB",
+        default_value = "local",
+        help_heading = "Backends"
+    )]
+    pub hub: HubBackend,
+    /// Event stream (docs/events.md): `none`, or
+    /// `kafka://host:port[,host:port…][?property=value&…]` (a build with `--features kafka`).
+    #[arg(
+        long,
+        env = "CONFAB_EVENTS",
+        default_value = "none",
+        help_heading = "Backends"
+    )]
+    pub events: EventsBackend,
+    /// Kafka topic of the event stream.
+    #[arg(long, env = "CONFAB_EVENTS_TOPIC", default_value = crate::events::DEFAULT_TOPIC,
+        value_parser = values::parse_topic, help_heading = "Backends")]
+    pub events_topic: String,
+
+    /// Log filter, in `RUST_LOG` syntax.
+    #[arg(
+        long,
+        env = "CONFAB_LOG",
+        default_value = "info",
+        help_heading = "Logging"
+    )]
+    pub log: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "CONFAB_LOG_FORMAT",
+        default_value = "text",
+        help_heading = "Logging"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// The longest write delay accepted: past it, chat stops feeling live.
+const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Default for Config {
+    /// The built-in defaults, ignoring the environment.
+    fn default() -> Self {
+        layers::Layers::default()
+            .build()
+            .expect("the built-in defaults are a valid configuration")
+    }
+}
+
+impl Config {
+    /// Resolves flags over `CONFAB_*` variables over the TOML file over the defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
+        Config::load(args).map(|(config, _)| config)
+    }
+
+    /// Like [`Config::resolve`], also returning a warning per deprecated spelling used (the
+    /// binary logs them once logging is set up).
+    pub fn load(args: ServeArgs) -> Result<(Config, Vec<String>), ConfigError> {
+        let layers = args.layers()?;
+        let config = layers.build()?;
+        Ok((config, layers.deprecations))
+    }
+
+    /// Where the signing key comes from.
+    pub fn jwt(&self) -> JwtSource {
+        match (&self.jwt_secret, &self.jwt_public_key_file) {
+            (Some(secret), _) => JwtSource::Secret(secret.clone()),
+            (None, Some(path)) => JwtSource::PublicKey {
+                path: path.clone(),
+                alg: self.jwt_alg,
+            },
+            (None, None) => JwtSource::Generated,
+        }
+    }
+
+    /// Checks the bounds and the rules between keys that single values cannot break alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |text: &str| Err(ConfigError::Invalid(text.to_owned()));
+        if self.jwt_secret.is_some() && self.jwt_public_key_file.is_some() {
+            return invalid("set either jwt_secret or jwt_public_key_file, not both");
+        }
+        if self.max_frame_bytes < 1024 {
+            return invalid("max_frame_bytes must be at least 1024");
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > self.max_frame_bytes {
+            return invalid("max_body_bytes must be between 1 and max_frame_bytes");
+        }
+        if self.heartbeat.is_zero() || self.idle_timeout <= self.heartbeat {
+            return invalid("heartbeat must be positive and below idle_timeout");
+        }
+        if self.auth_timeout.is_zero() {
+            return invalid("auth_timeout must be positive");
+        }
+        if self.outbound_queue < 16 {
+            return invalid("outbound_queue must be at least 16");
+        }
+        if self.max_joined == 0 {
+            return invalid("max_joined must be positive");
+        }
+        if self.write_delay > MAX_WRITE_DELAY {
+            return invalid("write_delay must be at most 1s");
+        }
+        for (key, timeout) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("keep_alive_timeout", self.keep_alive_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(ConfigError::Invalid(format!("{key} must be positive")));
+            }
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections must be positive");
+        }
+        Ok(())
+    }
+
+    /// The accept loop's timeouts and connection cap.
+    pub fn conn_limits(&self) -> crate::accept::ConnLimits {
+        crate::accept::ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(change: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
+        let mut config = Config::default();
+        change(&mut config);
+        config.validate()
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_as_documented() {
+        let config = Config::default();
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(config.heartbeat, Duration::from_secs(25));
+        assert_eq!(config.write_delay, Duration::ZERO);
+        assert_eq!(config.store, StoreBackend::Sqlite);
+        assert_eq!(config.events_topic, "confab.events");
+        assert_eq!(config.conn_limits(), crate::accept::ConnLimits::default());
+        assert!(matches!(config.jwt(), JwtSource::Generated));
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        type Change = fn(&mut Config);
+        let refused: [(&str, Change); 13] = [
+            ("max_frame_bytes", |c| c.max_frame_bytes = 1023),
+            ("max_body_bytes", |c| c.max_body_bytes = 0),
+            ("max_body_bytes", |c| {
+                c.max_body_bytes = c.max_frame_bytes + 1
+            }),
+            ("heartbeat", |c| c.heartbeat = Duration::ZERO),
+            ("heartbeat", |c| c.heartbeat = c.idle_timeout),
+            ("auth_timeout", |c| c.auth_timeout = Duration::ZERO),
+            ("outbound_queue", |c| c.outbound_queue = 15),
+            ("max_joined", |c| c.max_joined = 0),
+            ("write_delay", |c| {
+                c.write_delay = Duration::from_millis(1001)
+            }),
+            ("header_read_timeout", |c| {
+                c.header_read_timeout = Duration::ZERO
+            }),
+            ("body_read_timeout", |c| {
+                c.body_read_timeout = Duration::ZERO
+            }),
+            ("keep_alive_timeout", |c| {
+                c.keep_alive_timeout = Duration::ZERO
+            }),
+            ("max_connections", |c| c.max_connections = 0),
+        ];
+        for (key, change) in refused {
+            match with(change) {
+                Err(ConfigError::Invalid(text)) => assert!(text.contains(key), "{key}: {text}"),
+                other => panic!("{key}: expected a refusal, got {other:?}"),
+            }
+        }
+        with(|c| c.write_delay = Duration::from_secs(1)).expect("the longest write delay");
+        with(|c| {
+            c.max_frame_bytes = 1024;
+            c.max_body_bytes = 1024;
+            c.outbound_queue = 16;
+        })
+        .expect("the smallest limits");
+        let both = with(|c| {
+            c.jwt_secret = Some("s".repeat(32));
+            c.jwt_public_key_file = Some("/k.pem".into());
+        });
+        assert!(matches!(both, Err(ConfigError::Invalid(_))), "{both:?}");
+    }
+
+    #[test]
+    fn the_jwt_source_follows_the_keys() {
+        let mut config = Config {
+            jwt_public_key_file: Some("/k.pem".into()),
+            jwt_alg: PublicKeyAlg::Es256,
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.jwt(),
+            JwtSource::PublicKey {
+                alg: PublicKeyAlg::Es256,
+                ..
+            }
+        ));
+        config.jwt_public_key_file = None;
+        config.jwt_secret = Some("s".repeat(32));
+        assert!(matches!(config.jwt(), JwtSource::Secret(_)));
+    }
+}

@@ -1,0 +1,117 @@
+//! The value types of [`super::Config`] and the parsers clap runs on every layer's text.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::ValueEnum;
+
+/// JWT algorithms accepted for externally issued tokens verified with a public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublicKeyAlg {
+    #[value(name = "RS256")]
+    Rs256,
+    #[value(name = "ES256")]
+    Es256,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the signing key comes from.
+#[derive(Debug, Clone)]
+pub enum JwtSource {
+    /// A configured HS256 secret.
+    Secret(String),
+    /// A configured public key (tokens are minted elsewhere).
+    PublicKey { path: PathBuf, alg: PublicKeyAlg },
+    /// The HS256 key generated under the data dir on first start.
+    Generated,
+}
+
+/// Where conversations and messages are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// SQLite under the data dir (the embedded default).
+    Sqlite,
+    /// MongoDB at this URI (in the database `store_database`).
+    Mongo(String),
+}
+
+impl FromStr for StoreBackend {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<StoreBackend, String> {
+        match value {
+            "sqlite" => Ok(StoreBackend::Sqlite),
+            uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
+                Ok(StoreBackend::Mongo(uri.to_owned()))
+            }
+            _ => Err("expected `sqlite` or a mongodb:// URI".to_owned()),
+        }
+    }
+}
+
+/// How rooms fan out between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubBackend {
+    /// One node: the in-process hub only.
+    Local,
+    /// Redis pub/sub at this URL.
+    Redis(String),
+}
+
+impl FromStr for HubBackend {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<HubBackend, String> {
+        match value {
+            "local" => Ok(HubBackend::Local),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(HubBackend::Redis(url.to_owned()))
+            }
+            _ => Err("expected `local` or a redis:// URL".to_owned()),
+        }
+    }
+}
+
+/// Where committed durable events are published (see `docs/events.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsBackend {
+    /// Nowhere.
+    None,
+    /// Kafka, at this `kafka://` URL (checked by [`crate::events::KafkaUrl::parse`]).
+    Kafka(String),
+}
+
+impl FromStr for EventsBackend {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<EventsBackend, String> {
+        if value == "none" {
+            return Ok(EventsBackend::None);
+        }
+        crate::events::KafkaUrl::parse(value)
+            .map(|_| EventsBackend::Kafka(value.to_owned()))
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// A MongoDB database name: not empty, none of the characters MongoDB refuses in one.
+pub(super) fn parse_database_name(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.contains(['/', '\\', '.', ' ', '"', '$']) {
+        return Err("expected a MongoDB database name (no `/\\. \"$`)".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+/// A Kafka topic name.
+pub(super) fn parse_topic(value: &str) -> Result<String, String> {
+    if !crate::events::is_valid_topic(value) {
+        return Err("expected 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'".to_owned());
+    }
+    Ok(value.to_owned())
+}
