@@ -13,6 +13,10 @@
 //! of those says so; `presence` frames go out when that union flips, under the room's lock so
 //! that one user's online/offline frames never overtake each other. The remote state lives in
 //! the room, so it is dropped with it.
+//!
+//! Other nodes: a clustered hub owns its [`Fanout`] (built first, see [`crate::fanout`]), tells
+//! it about rooms, events and presence, and applies what it hands back (events of other nodes,
+//! their presence, resyncs) in one task, in order.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -20,11 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use crate::fanout::{Fanout, Inbound, Link};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::{EventKind, ServerFrame};
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
@@ -196,32 +202,15 @@ impl Members {
     }
 }
 
-/// Fan-out to other nodes (the cluster's pub/sub). The hub tells it which rooms have local
-/// members (opens and closes are counted, so their order does not matter) and hands it every
-/// locally originated event once. Implementations must not block.
-pub trait Fanout: Send + Sync + 'static {
-    fn open_room(&self, tenant: &str, conversation: &str);
-    fn close_room(&self, tenant: &str, conversation: &str);
-    fn publish_event(&self, tenant: &str, event: &Delivered);
-    fn publish_ephemeral(&self, tenant: &str, frame: &Ephemeral, skip_user: Option<&str>);
-    /// This node's first connection of `user` joined the room (`online`), or its last left.
-    fn publish_presence(&self, _tenant: &str, _conversation: &str, _user: &str, _online: bool) {}
-}
-
 /// The room hub.
 #[derive(Debug)]
 pub struct Hub {
     rooms: DashMap<Arc<str>, Arc<Room>, RandomState>,
     next_conn: AtomicU64,
-    fanout: OnceLock<Arc<dyn Fanout>>,
+    /// The other nodes, when clustered.
+    fanout: Option<Arc<dyn Fanout>>,
     /// With a write delay: the sessions to wake on its next tick.
     wakes: OnceLock<Arc<WakeBatch>>,
-}
-
-impl std::fmt::Debug for dyn Fanout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Fanout")
-    }
 }
 
 impl Default for Hub {
@@ -229,21 +218,42 @@ impl Default for Hub {
         Hub {
             rooms: DashMap::with_hasher(RandomState::new()),
             next_conn: AtomicU64::new(1),
-            fanout: OnceLock::new(),
+            fanout: None,
             wakes: OnceLock::new(),
         }
     }
 }
 
 impl Hub {
+    /// A hub for one node (no fan-out).
     pub fn new() -> Self {
         Hub::default()
     }
 
-    /// Connects the hub to other nodes. Set once, before serving.
-    pub fn attach_fanout(&self, fanout: Arc<dyn Fanout>) {
-        if self.fanout.set(fanout).is_err() {
-            tracing::warn!("fan-out already attached; ignoring the second one");
+    /// A hub connected to the other nodes through `link` (none for one node). It owns the
+    /// fan-out and drains its inbound channel in a task of its own, which ends when the fan-out
+    /// stops ([`Hub::close`]).
+    pub fn start(link: Option<Link>) -> Arc<Hub> {
+        let Some(Link { fanout, inbound }) = link else {
+            return Arc::new(Hub::new());
+        };
+        let hub = Arc::new(Hub {
+            fanout: Some(fanout),
+            ..Hub::default()
+        });
+        tokio::spawn(inbound_loop(hub.clone(), inbound));
+        hub
+    }
+
+    /// The fan-out to other nodes, when clustered (its health is part of `/ready`).
+    pub fn fanout(&self) -> Option<&dyn Fanout> {
+        self.fanout.as_deref()
+    }
+
+    /// Stops the fan-out (the last step of shutdown, once no session is left to deliver to).
+    pub fn close(&self) {
+        if let Some(fanout) = &self.fanout {
+            fanout.close();
         }
     }
 
@@ -311,7 +321,7 @@ impl Hub {
             .rooms
             .entry(conversation.clone())
             .or_insert_with(|| {
-                if let Some(fanout) = self.fanout.get() {
+                if let Some(fanout) = self.fanout.as_ref() {
                     fanout.open_room(tenant, conversation);
                 }
                 Arc::new(Room {
@@ -350,7 +360,7 @@ impl Hub {
         online: bool,
         skip_conn: Option<u64>,
     ) {
-        if let Some(fanout) = self.fanout.get() {
+        if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_presence(&room.tenant, conversation, user, online);
         }
         if !members.remote.contains_key(user) {
@@ -382,7 +392,7 @@ impl Hub {
                     .map(|m| m.subscribers.is_empty())
                     .unwrap_or(false)
             });
-            if let (Some((key, room)), Some(fanout)) = (removed, self.fanout.get()) {
+            if let (Some((key, room)), Some(fanout)) = (removed, self.fanout.as_ref()) {
                 fanout.close_room(&room.tenant, &key);
             }
         }
@@ -422,7 +432,7 @@ impl Hub {
     }
 
     /// Another node reports a presence change in a conversation open here.
-    pub fn remote_presence(&self, conversation: &str, node: &str, user: &str, online: bool) {
+    fn remote_presence(&self, conversation: &str, node: &str, user: &str, online: bool) {
         let Some((key, room)) = self.room_entry(conversation) else {
             return;
         };
@@ -431,7 +441,7 @@ impl Hub {
     }
 
     /// Another node's complete list of local users in a conversation open here.
-    pub fn remote_snapshot(&self, conversation: &str, node: &str, users: &[String]) {
+    fn remote_snapshot(&self, conversation: &str, node: &str, users: &[String]) {
         let Some((key, room)) = self.room_entry(conversation) else {
             return;
         };
@@ -440,7 +450,7 @@ impl Hub {
     }
 
     /// A node went silent: its users go offline wherever no one else has them.
-    pub fn remote_node_gone(&self, node: &str) {
+    fn remote_node_gone(&self, node: &str) {
         for (key, room) in self.room_entries() {
             let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
             members.replace_remote(&key, node, &[]);
@@ -475,14 +485,14 @@ impl Hub {
             conversation: self.room_key(conversation),
             text,
         };
-        if let Some(fanout) = self.fanout.get() {
+        if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_ephemeral(tenant, &frame, skip_user);
         }
         self.deliver_ephemeral(Arc::new(frame), skip_user);
     }
 
     /// Delivers an ephemeral frame to this node's subscribers only.
-    pub fn deliver_ephemeral(&self, frame: Arc<Ephemeral>, skip_user: Option<&str>) {
+    fn deliver_ephemeral(&self, frame: Arc<Ephemeral>, skip_user: Option<&str>) {
         let Some(room) = self.rooms.get(&*frame.conversation).map(|r| r.clone()) else {
             return;
         };
@@ -494,7 +504,7 @@ impl Hub {
 
     /// Delivers a durable event to this node's subscribers only. A full queue cuts that
     /// subscriber off as a slow consumer.
-    pub fn deliver_event(&self, event: Arc<Delivered>) {
+    fn deliver_event(&self, event: Arc<Delivered>) {
         let Some(room) = self.rooms.get(&*event.conversation).map(|r| r.clone()) else {
             return;
         };
@@ -513,7 +523,7 @@ impl Hub {
 
     /// Tells every local subscriber to catch up from storage (after a fan-out outage, when
     /// events from other nodes may have been missed).
-    pub fn resync_all(&self) {
+    fn resync_all(&self) {
         for (key, room) in self.room_entries() {
             let members = room.members.read().unwrap_or_else(|e| e.into_inner());
             for sub in members.subscribers.iter() {
@@ -534,7 +544,7 @@ impl Hub {
             subject: event.subject,
             text: Utf8Bytes::from(event.frame),
         });
-        if let Some(fanout) = self.fanout.get() {
+        if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_event(&event.tenant, &delivered);
         }
         self.deliver_event(delivered);
@@ -546,6 +556,70 @@ impl EventSink for Hub {
         for event in events {
             self.publish_event(event);
         }
+    }
+}
+
+/// Messages handed over at once by the inbound loop: a burst is applied without a wake-up per
+/// message.
+const INBOUND_BATCH: usize = 64;
+
+/// Applies what the fan-out hands over, in order, until it stops.
+async fn inbound_loop(hub: Arc<Hub>, mut inbound: mpsc::Receiver<Inbound>) {
+    let mut batch = Vec::with_capacity(INBOUND_BATCH);
+    while inbound.recv_many(&mut batch, INBOUND_BATCH).await > 0 {
+        for item in batch.drain(..) {
+            hub.apply(item);
+        }
+    }
+}
+
+impl Hub {
+    /// Applies one message from the other nodes.
+    fn apply(&self, item: Inbound) {
+        match item {
+            Inbound::Event { event, .. } => self.deliver_event(Arc::new(event)),
+            Inbound::Ephemeral {
+                frame, skip_user, ..
+            } => self.deliver_ephemeral(Arc::new(frame), skip_user.as_deref()),
+            Inbound::Presence {
+                conversation,
+                node,
+                user,
+                online,
+                ..
+            } => self.remote_presence(&conversation, &node, &user, online),
+            Inbound::Users {
+                tenant,
+                conversation,
+                node,
+                users,
+                answer,
+            } => {
+                self.remote_snapshot(&conversation, &node, &users);
+                if answer {
+                    self.send_users(&tenant, &conversation, false);
+                }
+            }
+            Inbound::Followed(rooms) => {
+                for (tenant, conversation) in rooms {
+                    self.send_users(&tenant, &conversation, true);
+                }
+            }
+            Inbound::NodeGone(node) => self.remote_node_gone(&node),
+            Inbound::Resync => self.resync_all(),
+        }
+    }
+
+    /// Tells the other nodes this node's users in a room open here (asking back for theirs
+    /// with `ask_back`), under the room's lock: a presence change published after it cannot
+    /// overtake it.
+    fn send_users(&self, tenant: &str, conversation: &str, ask_back: bool) {
+        let Some(fanout) = &self.fanout else {
+            return;
+        };
+        self.with_local_online(conversation, |users| {
+            fanout.publish_users(tenant, conversation, &users, ask_back);
+        });
     }
 }
 
@@ -577,6 +651,124 @@ mod tests {
             outbox: outbox.clone(),
         };
         (sub, outbox)
+    }
+
+    /// A fan-out that records what the hub asks of it.
+    #[derive(Default)]
+    struct Recorder {
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn record(&self, call: String) {
+            self.calls.lock().expect("calls").push(call);
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.calls.lock().expect("calls"))
+        }
+    }
+
+    impl Fanout for Recorder {
+        fn open_room(&self, tenant: &str, conversation: &str) {
+            self.record(format!("open {tenant}/{conversation}"));
+        }
+        fn close_room(&self, tenant: &str, conversation: &str) {
+            self.record(format!("close {tenant}/{conversation}"));
+        }
+        fn publish_event(&self, tenant: &str, event: &Delivered) {
+            self.record(format!(
+                "event {tenant}/{} {}",
+                event.conversation, event.seq
+            ));
+        }
+        fn publish_ephemeral(&self, _: &str, _: &Ephemeral, _: Option<&str>) {}
+        fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool) {
+            self.record(format!("presence {tenant}/{conversation} {user} {online}"));
+        }
+        fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask: bool) {
+            self.record(format!("users {tenant}/{conversation} {users:?} {ask}"));
+        }
+        fn is_connected(&self) -> bool {
+            true
+        }
+        fn close(&self) {}
+    }
+
+    #[tokio::test]
+    async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
+        let recorder = Arc::new(Recorder::default());
+        let (inbound, rx) = mpsc::channel(8);
+        let hub = Hub::start(Some(Link {
+            fanout: recorder.clone(),
+            inbound: rx,
+        }));
+        assert!(hub.fanout().is_some_and(|f| f.is_connected()));
+        let (a, rx_a) = subscriber(&hub, "a", 8);
+        let a_conn = a.conn;
+        hub.subscribe(&tenant(), &"c".into(), a);
+        hub.publish(vec![event("c", 1)]);
+        assert_eq!(
+            recorder.take(),
+            ["open t/c", "presence t/c a true", "event t/c 1"]
+        );
+        assert_eq!(seq_of(rx_a.try_pop()), Some(1));
+
+        // From the other nodes, in order: an event, a sync request, the room followed.
+        let room = || (Arc::<str>::from("t"), Arc::<str>::from("c"));
+        let items = [
+            Inbound::Event {
+                tenant: room().0,
+                event: Delivered {
+                    conversation: room().1,
+                    seq: 2,
+                    kind: EventKind::Message,
+                    subject: None,
+                    text: Utf8Bytes::from("{}"),
+                },
+            },
+            Inbound::Users {
+                tenant: room().0,
+                conversation: room().1,
+                node: "n1".into(),
+                users: vec!["bob".into()],
+                answer: true,
+            },
+            Inbound::Followed(vec![room()]),
+        ];
+        for item in items {
+            inbound.send(item).await.expect("hub listens");
+        }
+        let got = tokio::time::timeout(Duration::from_secs(5), rx_a.pop())
+            .await
+            .expect("event from another node");
+        assert_eq!(seq_of(Some(got)), Some(2));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while recorder.calls.lock().expect("calls").len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the hub answers");
+        assert_eq!(
+            recorder.take(),
+            [r#"users t/c ["a"] false"#, r#"users t/c ["a"] true"#]
+        );
+        assert_eq!(hub.online("c"), ["a", "bob"]);
+
+        // When the fan-out stops (its sender dropped), the hub's task lets the hub go.
+        drop(inbound);
+        hub.unsubscribe("c", a_conn);
+        assert_eq!(recorder.take()[..], ["presence t/c a false", "close t/c"]);
+        let weak = Arc::downgrade(&hub);
+        drop(hub);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while weak.strong_count() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("no cycle keeps the hub alive");
     }
 
     #[tokio::test]
