@@ -14,26 +14,34 @@
 //! that one user's online/offline frames never overtake each other. The remote state lives in
 //! the room, so it is dropped with it.
 //!
+//! Rooms are keyed by tenant and conversation ([`room`]: a room's key, its connections and its
+//! presence), so rooms of two tenants never meet; a session subscribes only after the store said
+//! its user is a member.
+//!
 //! Other nodes: a clustered hub owns its [`Fanout`] (built first, see [`crate::fanout`]), tells
 //! it about rooms, events and presence, and applies what it hands back (events of other nodes,
 //! their presence, resyncs) in one task, in order.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::fanout::{Fanout, Inbound, Link};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use axum::extract::ws::Utf8Bytes;
-use confab_protocol::{EventKind, ServerFrame};
+use confab_protocol::EventKind;
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
+
+mod room;
+
+use room::{Members, Room, RoomId, RoomKey};
 
 /// A durable event ready to send: its position and its shared frame text.
 #[derive(Debug)]
@@ -85,127 +93,10 @@ impl Subscriber {
     }
 }
 
-#[derive(Debug)]
-struct Room {
-    tenant: Arc<str>,
-    members: RwLock<Members>,
-}
-
-/// A room's connections and who is online in it.
-#[derive(Debug, Default)]
-struct Members {
-    subscribers: Vec<Subscriber>,
-    /// Local connections per user (no zero entries).
-    local: HashMap<Arc<str>, usize>,
-    /// Users other nodes report online here, with those nodes (no empty sets).
-    remote: HashMap<Arc<str>, HashSet<Arc<str>>>,
-}
-
-impl Members {
-    fn is_online(&self, user: &str) -> bool {
-        self.local.contains_key(user) || self.remote.contains_key(user)
-    }
-
-    /// Queues an ephemeral frame for every subscriber but those `skip` picks; a full queue
-    /// drops it for that connection (ephemeral frames are never replayed). With `defer`, busy
-    /// connections are woken at the write delay's next tick.
-    fn push_ephemeral(
-        &self,
-        frame: &Arc<Ephemeral>,
-        defer: Option<Defer<'_>>,
-        skip: impl Fn(&Subscriber) -> bool,
-    ) {
-        let mut delivered = 0u64;
-        for sub in &self.subscribers {
-            if !skip(sub) && sub.push(Outbound::Ephemeral(frame.clone()), defer).is_ok() {
-                delivered += 1;
-            }
-        }
-        m::fanout_deliveries(delivered);
-    }
-
-    /// Counts one more local connection of `user`; true when it is their first here.
-    fn add_local(&mut self, user: &Arc<str>) -> bool {
-        let count = self.local.entry(user.clone()).or_insert(0);
-        *count += 1;
-        *count == 1
-    }
-
-    /// Counts one local connection of `user` less; true when it was their last here.
-    fn remove_local(&mut self, user: &str) -> bool {
-        let Some(count) = self.local.get_mut(user) else {
-            return false;
-        };
-        *count -= 1;
-        if *count > 0 {
-            return false;
-        }
-        self.local.remove(user);
-        true
-    }
-
-    /// Sends a `presence` frame to the local connections that asked for them (but `skip_conn`).
-    /// A full queue drops it, like any ephemeral frame.
-    fn announce(&self, conversation: &Arc<str>, user: &str, online: bool, skip_conn: Option<u64>) {
-        let frame = ServerFrame::Presence {
-            conversation: conversation.to_string(),
-            user: user.to_owned(),
-            online,
-        };
-        let Ok(text) = serde_json::to_string(&frame) else {
-            return;
-        };
-        let frame = Arc::new(Ephemeral {
-            conversation: conversation.clone(),
-            text: Utf8Bytes::from(text),
-        });
-        // Not deferred: presence changes are rare next to messages.
-        self.push_ephemeral(&frame, None, |sub| {
-            Some(sub.conn) == skip_conn || !sub.outbox.wants_presence()
-        });
-    }
-
-    /// Records that `node` reports `user` online (or not); announces a change of the union.
-    fn set_remote(&mut self, conversation: &Arc<str>, node: &str, user: &str, online: bool) {
-        let before = self.is_online(user);
-        if online {
-            self.remote
-                .entry(Arc::from(user))
-                .or_default()
-                .insert(Arc::from(node));
-        } else if let Some(nodes) = self.remote.get_mut(user) {
-            nodes.remove(node);
-            if nodes.is_empty() {
-                self.remote.remove(user);
-            }
-        }
-        if self.is_online(user) != before {
-            self.announce(conversation, user, !before, None);
-        }
-    }
-
-    /// Replaces everything `node` reports for this room with `users`.
-    fn replace_remote(&mut self, conversation: &Arc<str>, node: &str, users: &[String]) {
-        let reported: HashSet<&str> = users.iter().map(String::as_str).collect();
-        let gone: Vec<Arc<str>> = self
-            .remote
-            .iter()
-            .filter(|(user, nodes)| nodes.contains(node) && !reported.contains(&***user))
-            .map(|(user, _)| user.clone())
-            .collect();
-        for user in gone {
-            self.set_remote(conversation, node, &user, false);
-        }
-        for user in users {
-            self.set_remote(conversation, node, user, true);
-        }
-    }
-}
-
 /// The room hub.
 #[derive(Debug)]
 pub struct Hub {
-    rooms: DashMap<Arc<str>, Arc<Room>, RandomState>,
+    rooms: DashMap<RoomKey, Arc<Room>, RandomState>,
     next_conn: AtomicU64,
     /// The other nodes, when clustered.
     fanout: Option<Arc<dyn Fanout>>,
@@ -301,33 +192,36 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The interned key of a conversation (the room's own `Arc<str>` when it exists).
-    pub fn room_key(&self, conversation: &str) -> Arc<str> {
-        match self.rooms.get(conversation) {
-            Some(entry) => entry.key().clone(),
+    /// A tenant's conversation id as the hub shares it: the room's own `Arc<str>` when the room
+    /// is open here (no allocation), else a new one.
+    pub fn room_key(&self, tenant: &str, conversation: &str) -> Arc<str> {
+        match self.room(tenant, conversation) {
+            Some((key, _)) => key.conversation,
             None => Arc::from(conversation),
         }
     }
 
-    /// Adds a subscriber to a conversation's room (replacing an earlier entry of the same
-    /// connection). Returns whether it was new.
+    /// Adds a subscriber to the room of a tenant's conversation (replacing an earlier entry of
+    /// the same connection), opening the room if needed. Returns whether it was new. The caller
+    /// has checked that the subscriber's user is a member of the conversation.
     pub fn subscribe(
         &self,
         tenant: &Arc<str>,
         conversation: &Arc<str>,
         subscriber: Subscriber,
     ) -> bool {
+        let key = RoomKey {
+            tenant: tenant.clone(),
+            conversation: conversation.clone(),
+        };
         let room = self
             .rooms
-            .entry(conversation.clone())
+            .entry(key)
             .or_insert_with(|| {
                 if let Some(fanout) = self.fanout.as_ref() {
                     fanout.open_room(tenant, conversation);
                 }
-                Arc::new(Room {
-                    tenant: tenant.clone(),
-                    members: RwLock::default(),
-                })
+                Arc::default()
             })
             .clone();
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
@@ -344,7 +238,7 @@ impl Hub {
         members.subscribers.push(subscriber);
         m::room_joined(1.0);
         if members.add_local(&user) {
-            self.local_presence(&room, &members, conversation, &user, true, Some(conn));
+            self.local_presence(&members, tenant, conversation, &user, true, Some(conn));
         }
         true
     }
@@ -353,15 +247,15 @@ impl Hub {
     /// other nodes, and the local connections unless another node already had the user online.
     fn local_presence(
         &self,
-        room: &Room,
         members: &Members,
+        tenant: &str,
         conversation: &Arc<str>,
         user: &str,
         online: bool,
         skip_conn: Option<u64>,
     ) {
         if let Some(fanout) = self.fanout.as_ref() {
-            fanout.publish_presence(&room.tenant, conversation, user, online);
+            fanout.publish_presence(tenant, conversation, user, online);
         }
         if !members.remote.contains_key(user) {
             members.announce(conversation, user, online, skip_conn);
@@ -369,8 +263,8 @@ impl Hub {
     }
 
     /// Removes a connection from a room; drops the room when it empties.
-    pub fn unsubscribe(&self, conversation: &str, conn: u64) {
-        let Some((key, room)) = self.room_entry(conversation) else {
+    pub fn unsubscribe(&self, tenant: &str, conversation: &str, conn: u64) {
+        let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
         let now_empty = {
@@ -379,21 +273,22 @@ impl Hub {
                 let gone = members.subscribers.remove(index);
                 m::room_joined(-1.0);
                 if members.remove_local(&gone.user) {
-                    self.local_presence(&room, &members, &key, &gone.user, false, None);
+                    let conversation = &key.conversation;
+                    self.local_presence(&members, tenant, conversation, &gone.user, false, None);
                 }
             }
             members.subscribers.is_empty()
         };
         if now_empty {
             // Re-check under the map's entry lock: a join may have raced in.
-            let removed = self.rooms.remove_if(conversation, |_, room| {
+            let removed = self.rooms.remove_if(&key as &dyn RoomId, |_, room| {
                 room.members
                     .read()
                     .map(|m| m.subscribers.is_empty())
                     .unwrap_or(false)
             });
-            if let (Some((key, room)), Some(fanout)) = (removed, self.fanout.as_ref()) {
-                fanout.close_room(&room.tenant, &key);
+            if let (Some((key, _)), Some(fanout)) = (removed, self.fanout.as_ref()) {
+                fanout.close_room(&key.tenant, &key.conversation);
             }
         }
     }
@@ -403,9 +298,9 @@ impl Hub {
         self.rooms.len()
     }
 
-    /// Users online in a conversation, here or on other nodes, sorted.
-    pub fn online(&self, conversation: &str) -> Vec<String> {
-        let Some(room) = self.rooms.get(conversation).map(|r| r.clone()) else {
+    /// Users online in a tenant's conversation, here or on other nodes, sorted.
+    pub fn online(&self, tenant: &str, conversation: &str) -> Vec<String> {
+        let Some((_, room)) = self.room(tenant, conversation) else {
             return Vec::new();
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
@@ -423,48 +318,51 @@ impl Hub {
     /// published after it); `None` when the room is not open here.
     pub fn with_local_online<R>(
         &self,
+        tenant: &str,
         conversation: &str,
         then: impl FnOnce(Vec<String>) -> R,
     ) -> Option<R> {
-        let room = self.rooms.get(conversation).map(|r| r.clone())?;
+        let (_, room) = self.room(tenant, conversation)?;
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         Some(then(members.local.keys().map(|u| u.to_string()).collect()))
     }
 
     /// Another node reports a presence change in a conversation open here.
-    fn remote_presence(&self, conversation: &str, node: &str, user: &str, online: bool) {
-        let Some((key, room)) = self.room_entry(conversation) else {
+    fn remote_presence(&self, tenant: &str, conversation: &str, node: &str, user: &str, on: bool) {
+        let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-        members.set_remote(&key, node, user, online);
+        members.set_remote(&key.conversation, node, user, on);
     }
 
     /// Another node's complete list of local users in a conversation open here.
-    fn remote_snapshot(&self, conversation: &str, node: &str, users: &[String]) {
-        let Some((key, room)) = self.room_entry(conversation) else {
+    fn remote_snapshot(&self, tenant: &str, conversation: &str, node: &str, users: &[String]) {
+        let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-        members.replace_remote(&key, node, users);
+        members.replace_remote(&key.conversation, node, users);
     }
 
     /// A node went silent: its users go offline wherever no one else has them.
     fn remote_node_gone(&self, node: &str) {
         for (key, room) in self.room_entries() {
             let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-            members.replace_remote(&key, node, &[]);
+            members.replace_remote(&key.conversation, node, &[]);
         }
     }
 
-    fn room_entry(&self, conversation: &str) -> Option<(Arc<str>, Arc<Room>)> {
+    /// The room of a tenant's conversation, with its key, when it is open here.
+    fn room(&self, tenant: &str, conversation: &str) -> Option<(RoomKey, Arc<Room>)> {
+        let id: &dyn RoomId = &(tenant, conversation);
         self.rooms
-            .get(conversation)
+            .get(id)
             .map(|r| (r.key().clone(), r.value().clone()))
     }
 
     /// Every room with its key, copied out so that no map guard is held while rooms are locked.
-    fn room_entries(&self) -> Vec<(Arc<str>, Arc<Room>)> {
+    fn room_entries(&self) -> Vec<(RoomKey, Arc<Room>)> {
         self.rooms
             .iter()
             .map(|r| (r.key().clone(), r.value().clone()))
@@ -481,33 +379,33 @@ impl Hub {
         text: Utf8Bytes,
         skip_user: Option<&str>,
     ) {
+        let room = self.room(tenant, conversation);
         let frame = Ephemeral {
-            conversation: self.room_key(conversation),
+            conversation: match &room {
+                Some((key, _)) => key.conversation.clone(),
+                None => Arc::from(conversation),
+            },
             text,
         };
         if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_ephemeral(tenant, &frame, skip_user);
         }
-        self.deliver_ephemeral(Arc::new(frame), skip_user);
+        if let Some((_, room)) = room {
+            self.deliver_ephemeral(&room, Arc::new(frame), skip_user);
+        }
     }
 
-    /// Delivers an ephemeral frame to this node's subscribers only.
-    fn deliver_ephemeral(&self, frame: Arc<Ephemeral>, skip_user: Option<&str>) {
-        let Some(room) = self.rooms.get(&*frame.conversation).map(|r| r.clone()) else {
-            return;
-        };
+    /// Delivers an ephemeral frame to this node's subscribers of `room` only.
+    fn deliver_ephemeral(&self, room: &Room, frame: Arc<Ephemeral>, skip_user: Option<&str>) {
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         members.push_ephemeral(&frame, self.defer(), |sub| {
             skip_user.is_some_and(|u| *sub.user == *u)
         });
     }
 
-    /// Delivers a durable event to this node's subscribers only. A full queue cuts that
-    /// subscriber off as a slow consumer.
-    fn deliver_event(&self, event: Arc<Delivered>) {
-        let Some(room) = self.rooms.get(&*event.conversation).map(|r| r.clone()) else {
-            return;
-        };
+    /// Delivers a durable event to this node's subscribers of `room` only. A full queue cuts
+    /// that subscriber off as a slow consumer.
+    fn deliver_event(&self, room: &Room, event: Arc<Delivered>) {
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
         let defer = self.defer();
@@ -527,7 +425,8 @@ impl Hub {
         for (key, room) in self.room_entries() {
             let members = room.members.read().unwrap_or_else(|e| e.into_inner());
             for sub in members.subscribers.iter() {
-                if let Err(PushError::Full) = sub.outbox.push(Outbound::Resync(key.clone())) {
+                let resync = Outbound::Resync(key.conversation.clone());
+                if let Err(PushError::Full) = sub.outbox.push(resync) {
                     sub.outbox.kick();
                 }
             }
@@ -537,8 +436,13 @@ impl Hub {
     /// A locally committed event: to this node's subscribers and to the other nodes.
     fn publish_event(&self, event: StoredEvent) {
         m::event_committed(event.kind);
+        // One lookup serves both: the room's shared conversation id and its subscribers.
+        let room = self.room(&event.tenant, &event.conversation);
         let delivered = Arc::new(Delivered {
-            conversation: self.room_key(&event.conversation),
+            conversation: match &room {
+                Some((key, _)) => key.conversation.clone(),
+                None => Arc::from(event.conversation),
+            },
             seq: event.seq,
             kind: event.kind,
             subject: event.subject,
@@ -547,7 +451,9 @@ impl Hub {
         if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_event(&event.tenant, &delivered);
         }
-        self.deliver_event(delivered);
+        if let Some((_, room)) = room {
+            self.deliver_event(&room, delivered);
+        }
     }
 }
 
@@ -577,17 +483,27 @@ impl Hub {
     /// Applies one message from the other nodes.
     fn apply(&self, item: Inbound) {
         match item {
-            Inbound::Event { event, .. } => self.deliver_event(Arc::new(event)),
+            Inbound::Event { tenant, event } => {
+                if let Some((_, room)) = self.room(&tenant, &event.conversation) {
+                    self.deliver_event(&room, Arc::new(event));
+                }
+            }
             Inbound::Ephemeral {
-                frame, skip_user, ..
-            } => self.deliver_ephemeral(Arc::new(frame), skip_user.as_deref()),
+                tenant,
+                frame,
+                skip_user,
+            } => {
+                if let Some((_, room)) = self.room(&tenant, &frame.conversation) {
+                    self.deliver_ephemeral(&room, Arc::new(frame), skip_user.as_deref());
+                }
+            }
             Inbound::Presence {
+                tenant,
                 conversation,
                 node,
                 user,
                 online,
-                ..
-            } => self.remote_presence(&conversation, &node, &user, online),
+            } => self.remote_presence(&tenant, &conversation, &node, &user, online),
             Inbound::Users {
                 tenant,
                 conversation,
@@ -595,7 +511,7 @@ impl Hub {
                 users,
                 answer,
             } => {
-                self.remote_snapshot(&conversation, &node, &users);
+                self.remote_snapshot(&tenant, &conversation, &node, &users);
                 if answer {
                     self.send_users(&tenant, &conversation, false);
                 }
@@ -617,7 +533,7 @@ impl Hub {
         let Some(fanout) = &self.fanout else {
             return;
         };
-        self.with_local_online(conversation, |users| {
+        self.with_local_online(tenant, conversation, |users| {
             fanout.publish_users(tenant, conversation, &users, ask_back);
         });
     }
@@ -754,11 +670,11 @@ mod tests {
             recorder.take(),
             [r#"users t/c ["a"] false"#, r#"users t/c ["a"] true"#]
         );
-        assert_eq!(hub.online("c"), ["a", "bob"]);
+        assert_eq!(hub.online("t", "c"), ["a", "bob"]);
 
         // When the fan-out stops (its sender dropped), the hub's task lets the hub go.
         drop(inbound);
-        hub.unsubscribe("c", a_conn);
+        hub.unsubscribe("t", "c", a_conn);
         assert_eq!(recorder.take()[..], ["presence t/c a false", "close t/c"]);
         let weak = Arc::downgrade(&hub);
         drop(hub);
@@ -813,6 +729,35 @@ mod tests {
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
     }
 
+    #[tokio::test]
+    async fn rooms_of_two_tenants_never_meet_under_one_conversation_id() {
+        let hub = Hub::new();
+        let room: Arc<str> = "c".into();
+        let (a, rx_a) = subscriber(&hub, "a", 8);
+        let (b, rx_b) = subscriber(&hub, "b", 8);
+        a.outbox.enable_presence();
+        let b_conn = b.conn;
+        hub.subscribe(&tenant(), &room, a);
+        hub.subscribe(&"other".into(), &room, b);
+        assert_eq!(hub.room_count(), 2);
+        // No presence crosses, nor do events or ephemeral frames.
+        assert!(rx_a.try_pop().is_none());
+        hub.publish(vec![event("c", 1)]);
+        hub.publish_ephemeral("other", "c", Utf8Bytes::from("typing"), None);
+        assert_eq!(seq_of(rx_a.try_pop()), Some(1));
+        assert!(rx_a.try_pop().is_none());
+        assert!(matches!(rx_b.try_pop(), Some(Outbound::Ephemeral(_))));
+        assert!(rx_b.try_pop().is_none());
+        assert_eq!(hub.online("t", "c"), ["a"]);
+        assert_eq!(hub.online("other", "c"), ["b"]);
+        // Leaving one tenant's room does not touch the other's.
+        hub.unsubscribe("t", "c", b_conn);
+        assert_eq!(hub.room_count(), 2);
+        hub.unsubscribe("other", "c", b_conn);
+        assert_eq!(hub.room_count(), 1);
+        assert_eq!(hub.online("other", "c"), Vec::<String>::new());
+    }
+
     fn presence_of(rx: &Outbox) -> Option<String> {
         match rx.try_pop() {
             Some(Outbound::Ephemeral(frame)) => Some(frame.text.to_string()),
@@ -835,13 +780,13 @@ mod tests {
         assert!(online.contains(r#""user":"bob","online":true"#), "{online}");
 
         // Bob is also on node n1: leaving here keeps him online.
-        hub.remote_presence("c", "n1", "bob", true);
-        hub.unsubscribe("c", bob_conn);
+        hub.remote_presence("t", "c", "n1", "bob", true);
+        hub.unsubscribe("t", "c", bob_conn);
         assert_eq!(presence_of(&rx), None);
-        assert_eq!(hub.online("c"), vec!["bob", "w"]);
+        assert_eq!(hub.online("t", "c"), vec!["bob", "w"]);
 
         // Carol arrives by snapshot from n2; n2 then goes silent.
-        hub.remote_snapshot("c", "n2", &["carol".to_owned()]);
+        hub.remote_snapshot("t", "c", "n2", &["carol".to_owned()]);
         assert!(
             presence_of(&rx)
                 .expect("carol")
@@ -854,18 +799,18 @@ mod tests {
                 .contains(r#""carol","online":false"#)
         );
         // A snapshot from n1 without bob takes him offline.
-        hub.remote_snapshot("c", "n1", &[]);
+        hub.remote_snapshot("t", "c", "n1", &[]);
         assert!(
             presence_of(&rx)
                 .expect("bob")
                 .contains(r#""bob","online":false"#)
         );
-        assert_eq!(hub.online("c"), vec!["w"]);
+        assert_eq!(hub.online("t", "c"), vec!["w"]);
         assert_eq!(
-            hub.with_local_online("c", |u| u),
+            hub.with_local_online("t", "c", |u| u),
             Some(vec!["w".to_owned()])
         );
-        assert_eq!(hub.with_local_online("elsewhere", |u| u), None);
+        assert_eq!(hub.with_local_online("t", "elsewhere", |u| u), None);
     }
 
     #[tokio::test]
@@ -881,9 +826,9 @@ mod tests {
         hub.publish_ephemeral("t", "c", Utf8Bytes::from("typing"), Some("a"));
         assert!(rx_a.try_pop().is_none());
         assert!(matches!(rx_b.try_pop(), Some(Outbound::Ephemeral(_))));
-        hub.unsubscribe("c", a_conn);
+        hub.unsubscribe("t", "c", a_conn);
         assert_eq!(hub.room_count(), 1);
-        hub.unsubscribe("c", b_conn);
+        hub.unsubscribe("t", "c", b_conn);
         assert_eq!(hub.room_count(), 0);
     }
 
