@@ -264,16 +264,22 @@ impl RedisFanout {
         let node = || header.node.clone().into_owned();
         match header.message {
             MessageType::Beat => None,
-            MessageType::Event => Some(Inbound::Event {
-                tenant,
-                event: Delivered {
-                    conversation,
-                    seq: header.seq,
-                    kind: header.kind?,
-                    subject: header.user.map(Cow::into_owned),
-                    text: Utf8Bytes::from(text),
-                },
-            }),
+            MessageType::Event => {
+                let Some(kind) = header.kind else {
+                    counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
+                    return None;
+                };
+                Some(Inbound::Event {
+                    tenant,
+                    event: Delivered {
+                        conversation,
+                        seq: header.seq,
+                        kind,
+                        subject: header.user.map(Cow::into_owned),
+                        text: Utf8Bytes::from(text),
+                    },
+                })
+            }
             MessageType::Ephemeral => Some(Inbound::Ephemeral {
                 tenant,
                 frame: Ephemeral {
@@ -282,13 +288,19 @@ impl RedisFanout {
                 },
                 skip_user: header.skip_user.map(Cow::into_owned),
             }),
-            MessageType::Presence => Some(Inbound::Presence {
-                tenant,
-                conversation,
-                node: node(),
-                user: header.user.clone()?.into_owned(),
-                online: header.online,
-            }),
+            MessageType::Presence => {
+                let Some(user) = header.user else {
+                    counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
+                    return None;
+                };
+                Some(Inbound::Presence {
+                    tenant,
+                    conversation,
+                    node: node(),
+                    user: user.into_owned(),
+                    online: header.online,
+                })
+            }
             MessageType::Sync | MessageType::Snapshot => {
                 let Ok(users) = serde_json::from_str::<Vec<String>>(text) else {
                     counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
