@@ -4,8 +4,8 @@
 //! - [`accept`]: the accept loop with the HTTP timeouts and the connection cap.
 //! - [`config`]: the clap + TOML configuration; [`auth`]: JWT verification and minting.
 //! - [`hub`]: rooms and fan-out (the storage event sink); [`session`]: one task per WebSocket;
-//!   [`redis_fanout`]: fan-out between nodes over Redis pub/sub; [`events`]: the event stream
-//!   to Kafka (cargo feature `kafka`).
+//!   [`fanout`]: fan-out between nodes (Redis pub/sub); [`events`]: the event stream to Kafka
+//!   (cargo feature `kafka`).
 //! - [`chat`]: operations shared by WebSocket and REST; [`validate`]: field checks.
 //! - [`http`]: the REST routers, the OpenAPI document and ops endpoints.
 //! - [`error`]: the one error type and its JSON shape; [`metrics`]: Prometheus names.
@@ -17,11 +17,11 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
-pub mod redis_fanout;
 pub mod session;
 pub mod state;
 pub mod validate;
@@ -71,5 +71,7 @@ pub async fn run(
     if let Err(err) = state.store.close().await {
         tracing::error!(error = %err, "store did not close cleanly");
     }
+    // Last: events committed during the grace period still reached the other nodes.
+    state.hub.close();
     Ok(())
 }

@@ -7,12 +7,10 @@ use anyhow::Context;
 use clap::Parser;
 use confab_server::auth::JwtKeys;
 use confab_server::config::{
-    Cli, CliCommand, Config, ConfigCommand, HubBackend, JwtSource, LogFormat, StoreBackend,
-    TokenArgs,
+    Cli, CliCommand, Config, ConfigCommand, JwtSource, LogFormat, StoreBackend, TokenArgs,
 };
 use confab_server::hub::Hub;
-use confab_server::redis_fanout::RedisFanout;
-use confab_server::{AppState, events, metrics};
+use confab_server::{AppState, events, fanout, metrics};
 use confab_storage::sqlite::{SqliteOptions, SqliteStore};
 use confab_storage::{DynStore, EventSink};
 use tracing_subscriber::EnvFilter;
@@ -83,7 +81,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let metrics_handle = metrics::install().context("cannot install the metrics recorder")?;
-    let hub = Arc::new(Hub::new());
+    let fanout = fanout::start(&config.hub)
+        .await
+        .context("cannot start the fan-out between nodes")?;
+    let hub = Hub::start(fanout);
     // With an event stream, the store's sink is a tee: the hub first, then the stream.
     let events = events::start(&config, hub.clone()).context("cannot start the event stream")?;
     let events_flush = config.shutdown_grace;
@@ -91,13 +92,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    let mut state = AppState::new(config, store, hub.clone(), keys, Some(metrics_handle));
-    if let HubBackend::Redis(url) = &state.config.hub {
-        let fanout = RedisFanout::start(url, &hub, state.shutdown.clone())
-            .await
-            .with_context(|| format!("cannot start the redis fan-out at {url}"))?;
-        state.fanout = Some(fanout);
-    }
+    let state = AppState::new(config, store, hub, keys, Some(metrics_handle));
     tracing::info!(addr = %local, "listening");
     confab_server::run(listener, state, shutdown_signal()).await?;
     // After the store has closed: every committed event has been handed to the stream.

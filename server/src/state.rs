@@ -38,8 +38,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks WebSocket sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
-    /// The cross-node fan-out, when clustered (its health is part of `/ready`).
-    pub fanout: Option<Arc<crate::redis_fanout::RedisFanout>>,
 }
 
 impl AppState {
@@ -61,7 +59,6 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
-            fanout: None,
         }
     }
 

@@ -40,7 +40,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    if state.fanout.as_ref().is_some_and(|f| !f.is_connected()) {
+    if state.hub.fanout().is_some_and(|f| !f.is_connected()) {
         let body = Json(Health {
             status: "fanout_unavailable".into(),
         });

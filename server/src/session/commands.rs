@@ -171,7 +171,9 @@ impl Session {
             Command::Leave { conversation } => {
                 validate::id("conversation", &conversation)?;
                 if self.joined.remove(conversation.as_str()).is_some() {
-                    state.hub.unsubscribe(&conversation, self.conn);
+                    state
+                        .hub
+                        .unsubscribe(&user.tenant, &conversation, self.conn);
                 }
                 Ok(Some(ServerFrame::Left {
                     reference,
@@ -205,8 +207,17 @@ impl Session {
         }
     }
 
-    /// Subscribes, then reads the backlog, then answers `joined` and replays it: events
-    /// committed meanwhile are queued and later deduplicated by seq, so nothing is missed.
+    /// Checks membership, then subscribes, then reads the backlog, then answers `joined` and
+    /// replays it.
+    ///
+    /// The check comes first, so that a caller who is not a member (or of another tenant: rooms
+    /// are keyed by tenant and conversation) never opens a room, announces presence or makes
+    /// the fan-out subscribe. Nothing is missed or doubled: the store hands each event to the
+    /// hub only after its commit, so an event that did not reach this connection's queue (its
+    /// hand-over came before the subscription) was committed before the backlog read, which
+    /// therefore has it; one handed over after the subscription is queued, and if the backlog
+    /// has it too, the seq mark set here drops the queued copy. A check that passed on a
+    /// membership lost just after is caught by the backlog read (which checks again).
     async fn join(
         &mut self,
         socket: &mut WebSocket,
@@ -223,13 +234,20 @@ impl Session {
             ))
             .into());
         }
-        let key = self.state.hub.room_key(&conversation);
-        self.state
-            .hub
-            .subscribe(&self.user.tenant, &key, self.subscriber());
-        let cap = self.state.config.replay_cap;
         let tenant = self.user.tenant.clone();
         let user = self.user.user.clone();
+        if !already {
+            // The membership point read (`not_member`, or `not_found` for an id this tenant
+            // does not have). Once joined, the subscription exists already.
+            self.state
+                .store
+                .conversation(&tenant, &user, &conversation)
+                .await
+                .map_err(AppError::from)?;
+        }
+        let key = self.state.hub.room_key(&tenant, &conversation);
+        self.state.hub.subscribe(&tenant, &key, self.subscriber());
+        let cap = self.state.config.replay_cap;
         let backlog = match since {
             Some(since) => {
                 self.state
@@ -248,7 +266,9 @@ impl Session {
             Ok(backlog) => backlog,
             Err(err) => {
                 if !already {
-                    self.state.hub.unsubscribe(&conversation, self.conn);
+                    self.state
+                        .hub
+                        .unsubscribe(&tenant, &conversation, self.conn);
                 }
                 return Err(AppError::from(err).into());
             }
@@ -263,7 +283,7 @@ impl Session {
             conversation,
             last_seq,
             recovered,
-            online: self.state.hub.online(&key),
+            online: self.state.hub.online(&tenant, &key),
         };
         let text = encode(&joined)?;
         socket

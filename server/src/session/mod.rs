@@ -261,7 +261,9 @@ impl Session {
     /// Leaves every joined conversation and closes the outbox (idempotent).
     fn leave_all(&mut self) {
         for (conversation, _) in self.joined.drain() {
-            self.state.hub.unsubscribe(&conversation, self.conn);
+            self.state
+                .hub
+                .unsubscribe(&self.user.tenant, &conversation, self.conn);
         }
         self.outbox.close();
     }

@@ -94,7 +94,8 @@ impl Session {
     fn note_removal(&mut self, conversation: &str, kind: EventKind, subject: Option<&str>) {
         if kind == EventKind::MemberRemoved && subject == Some(&*self.user.user) {
             self.joined.remove(conversation);
-            self.state.hub.unsubscribe(conversation, self.conn);
+            let tenant = &self.user.tenant;
+            self.state.hub.unsubscribe(tenant, conversation, self.conn);
         }
     }
 
@@ -131,7 +132,8 @@ impl Session {
             Ok((events, _)) => events,
             Err(StoreError::NotMember | StoreError::NotFound(_)) => {
                 self.joined.remove(conversation);
-                self.state.hub.unsubscribe(conversation, self.conn);
+                let tenant = &self.user.tenant;
+                self.state.hub.unsubscribe(tenant, conversation, self.conn);
                 return Ok(0);
             }
             Err(err) => {

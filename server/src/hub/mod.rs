@@ -13,21 +13,35 @@
 //! of those says so; `presence` frames go out when that union flips, under the room's lock so
 //! that one user's online/offline frames never overtake each other. The remote state lives in
 //! the room, so it is dropped with it.
+//!
+//! Rooms are keyed by tenant and conversation ([`room`]: a room's key, its connections and its
+//! presence), so rooms of two tenants never meet; a session subscribes only after the store said
+//! its user is a member.
+//!
+//! Other nodes: a clustered hub owns its [`Fanout`] (built first, see [`crate::fanout`]), tells
+//! it about rooms, events and presence, and applies what it hands back (events of other nodes,
+//! their presence, resyncs) in one task, in order.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::fanout::{Fanout, Inbound, Link};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use axum::extract::ws::Utf8Bytes;
-use confab_protocol::{EventKind, ServerFrame};
+use confab_protocol::EventKind;
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
+
+mod room;
+
+use room::{Members, Room, RoomId, RoomKey};
 
 /// A durable event ready to send: its position and its shared frame text.
 #[derive(Debug)]
@@ -79,149 +93,15 @@ impl Subscriber {
     }
 }
 
-#[derive(Debug)]
-struct Room {
-    tenant: Arc<str>,
-    members: RwLock<Members>,
-}
-
-/// A room's connections and who is online in it.
-#[derive(Debug, Default)]
-struct Members {
-    subscribers: Vec<Subscriber>,
-    /// Local connections per user (no zero entries).
-    local: HashMap<Arc<str>, usize>,
-    /// Users other nodes report online here, with those nodes (no empty sets).
-    remote: HashMap<Arc<str>, HashSet<Arc<str>>>,
-}
-
-impl Members {
-    fn is_online(&self, user: &str) -> bool {
-        self.local.contains_key(user) || self.remote.contains_key(user)
-    }
-
-    /// Queues an ephemeral frame for every subscriber but those `skip` picks; a full queue
-    /// drops it for that connection (ephemeral frames are never replayed). With `defer`, busy
-    /// connections are woken at the write delay's next tick.
-    fn push_ephemeral(
-        &self,
-        frame: &Arc<Ephemeral>,
-        defer: Option<Defer<'_>>,
-        skip: impl Fn(&Subscriber) -> bool,
-    ) {
-        let mut delivered = 0u64;
-        for sub in &self.subscribers {
-            if !skip(sub) && sub.push(Outbound::Ephemeral(frame.clone()), defer).is_ok() {
-                delivered += 1;
-            }
-        }
-        m::fanout_deliveries(delivered);
-    }
-
-    /// Counts one more local connection of `user`; true when it is their first here.
-    fn add_local(&mut self, user: &Arc<str>) -> bool {
-        let count = self.local.entry(user.clone()).or_insert(0);
-        *count += 1;
-        *count == 1
-    }
-
-    /// Counts one local connection of `user` less; true when it was their last here.
-    fn remove_local(&mut self, user: &str) -> bool {
-        let Some(count) = self.local.get_mut(user) else {
-            return false;
-        };
-        *count -= 1;
-        if *count > 0 {
-            return false;
-        }
-        self.local.remove(user);
-        true
-    }
-
-    /// Sends a `presence` frame to the local connections that asked for them (but `skip_conn`).
-    /// A full queue drops it, like any ephemeral frame.
-    fn announce(&self, conversation: &Arc<str>, user: &str, online: bool, skip_conn: Option<u64>) {
-        let frame = ServerFrame::Presence {
-            conversation: conversation.to_string(),
-            user: user.to_owned(),
-            online,
-        };
-        let Ok(text) = serde_json::to_string(&frame) else {
-            return;
-        };
-        let frame = Arc::new(Ephemeral {
-            conversation: conversation.clone(),
-            text: Utf8Bytes::from(text),
-        });
-        // Not deferred: presence changes are rare next to messages.
-        self.push_ephemeral(&frame, None, |sub| {
-            Some(sub.conn) == skip_conn || !sub.outbox.wants_presence()
-        });
-    }
-
-    /// Records that `node` reports `user` online (or not); announces a change of the union.
-    fn set_remote(&mut self, conversation: &Arc<str>, node: &str, user: &str, online: bool) {
-        let before = self.is_online(user);
-        if online {
-            self.remote
-                .entry(Arc::from(user))
-                .or_default()
-                .insert(Arc::from(node));
-        } else if let Some(nodes) = self.remote.get_mut(user) {
-            nodes.remove(node);
-            if nodes.is_empty() {
-                self.remote.remove(user);
-            }
-        }
-        if self.is_online(user) != before {
-            self.announce(conversation, user, !before, None);
-        }
-    }
-
-    /// Replaces everything `node` reports for this room with `users`.
-    fn replace_remote(&mut self, conversation: &Arc<str>, node: &str, users: &[String]) {
-        let reported: HashSet<&str> = users.iter().map(String::as_str).collect();
-        let gone: Vec<Arc<str>> = self
-            .remote
-            .iter()
-            .filter(|(user, nodes)| nodes.contains(node) && !reported.contains(&***user))
-            .map(|(user, _)| user.clone())
-            .collect();
-        for user in gone {
-            self.set_remote(conversation, node, &user, false);
-        }
-        for user in users {
-            self.set_remote(conversation, node, user, true);
-        }
-    }
-}
-
-/// Fan-out to other nodes (the cluster's pub/sub). The hub tells it which rooms have local
-/// members (opens and closes are counted, so their order does not matter) and hands it every
-/// locally originated event once. Implementations must not block.
-pub trait Fanout: Send + Sync + 'static {
-    fn open_room(&self, tenant: &str, conversation: &str);
-    fn close_room(&self, tenant: &str, conversation: &str);
-    fn publish_event(&self, tenant: &str, event: &Delivered);
-    fn publish_ephemeral(&self, tenant: &str, frame: &Ephemeral, skip_user: Option<&str>);
-    /// This node's first connection of `user` joined the room (`online`), or its last left.
-    fn publish_presence(&self, _tenant: &str, _conversation: &str, _user: &str, _online: bool) {}
-}
-
 /// The room hub.
 #[derive(Debug)]
 pub struct Hub {
-    rooms: DashMap<Arc<str>, Arc<Room>, RandomState>,
+    rooms: DashMap<RoomKey, Arc<Room>, RandomState>,
     next_conn: AtomicU64,
-    fanout: OnceLock<Arc<dyn Fanout>>,
+    /// The other nodes, when clustered.
+    fanout: Option<Arc<dyn Fanout>>,
     /// With a write delay: the sessions to wake on its next tick.
     wakes: OnceLock<Arc<WakeBatch>>,
-}
-
-impl std::fmt::Debug for dyn Fanout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Fanout")
-    }
 }
 
 impl Default for Hub {
@@ -229,21 +109,42 @@ impl Default for Hub {
         Hub {
             rooms: DashMap::with_hasher(RandomState::new()),
             next_conn: AtomicU64::new(1),
-            fanout: OnceLock::new(),
+            fanout: None,
             wakes: OnceLock::new(),
         }
     }
 }
 
 impl Hub {
+    /// A hub for one node (no fan-out).
     pub fn new() -> Self {
         Hub::default()
     }
 
-    /// Connects the hub to other nodes. Set once, before serving.
-    pub fn attach_fanout(&self, fanout: Arc<dyn Fanout>) {
-        if self.fanout.set(fanout).is_err() {
-            tracing::warn!("fan-out already attached; ignoring the second one");
+    /// A hub connected to the other nodes through `link` (none for one node). It owns the
+    /// fan-out and drains its inbound channel in a task of its own, which ends when the fan-out
+    /// stops ([`Hub::close`]).
+    pub fn start(link: Option<Link>) -> Arc<Hub> {
+        let Some(Link { fanout, inbound }) = link else {
+            return Arc::new(Hub::new());
+        };
+        let hub = Arc::new(Hub {
+            fanout: Some(fanout),
+            ..Hub::default()
+        });
+        tokio::spawn(inbound_loop(hub.clone(), inbound));
+        hub
+    }
+
+    /// The fan-out to other nodes, when clustered (its health is part of `/ready`).
+    pub fn fanout(&self) -> Option<&dyn Fanout> {
+        self.fanout.as_deref()
+    }
+
+    /// Stops the fan-out (the last step of shutdown, once no session is left to deliver to).
+    pub fn close(&self) {
+        if let Some(fanout) = &self.fanout {
+            fanout.close();
         }
     }
 
@@ -291,33 +192,36 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The interned key of a conversation (the room's own `Arc<str>` when it exists).
-    pub fn room_key(&self, conversation: &str) -> Arc<str> {
-        match self.rooms.get(conversation) {
-            Some(entry) => entry.key().clone(),
+    /// A tenant's conversation id as the hub shares it: the room's own `Arc<str>` when the room
+    /// is open here (no allocation), else a new one.
+    pub fn room_key(&self, tenant: &str, conversation: &str) -> Arc<str> {
+        match self.room(tenant, conversation) {
+            Some((key, _)) => key.conversation,
             None => Arc::from(conversation),
         }
     }
 
-    /// Adds a subscriber to a conversation's room (replacing an earlier entry of the same
-    /// connection). Returns whether it was new.
+    /// Adds a subscriber to the room of a tenant's conversation (replacing an earlier entry of
+    /// the same connection), opening the room if needed. Returns whether it was new. The caller
+    /// has checked that the subscriber's user is a member of the conversation.
     pub fn subscribe(
         &self,
         tenant: &Arc<str>,
         conversation: &Arc<str>,
         subscriber: Subscriber,
     ) -> bool {
+        let key = RoomKey {
+            tenant: tenant.clone(),
+            conversation: conversation.clone(),
+        };
         let room = self
             .rooms
-            .entry(conversation.clone())
+            .entry(key)
             .or_insert_with(|| {
-                if let Some(fanout) = self.fanout.get() {
+                if let Some(fanout) = self.fanout.as_ref() {
                     fanout.open_room(tenant, conversation);
                 }
-                Arc::new(Room {
-                    tenant: tenant.clone(),
-                    members: RwLock::default(),
-                })
+                Arc::default()
             })
             .clone();
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
@@ -334,7 +238,7 @@ impl Hub {
         members.subscribers.push(subscriber);
         m::room_joined(1.0);
         if members.add_local(&user) {
-            self.local_presence(&room, &members, conversation, &user, true, Some(conn));
+            self.local_presence(&members, tenant, conversation, &user, true, Some(conn));
         }
         true
     }
@@ -343,15 +247,15 @@ impl Hub {
     /// other nodes, and the local connections unless another node already had the user online.
     fn local_presence(
         &self,
-        room: &Room,
         members: &Members,
+        tenant: &str,
         conversation: &Arc<str>,
         user: &str,
         online: bool,
         skip_conn: Option<u64>,
     ) {
-        if let Some(fanout) = self.fanout.get() {
-            fanout.publish_presence(&room.tenant, conversation, user, online);
+        if let Some(fanout) = self.fanout.as_ref() {
+            fanout.publish_presence(tenant, conversation, user, online);
         }
         if !members.remote.contains_key(user) {
             members.announce(conversation, user, online, skip_conn);
@@ -359,8 +263,8 @@ impl Hub {
     }
 
     /// Removes a connection from a room; drops the room when it empties.
-    pub fn unsubscribe(&self, conversation: &str, conn: u64) {
-        let Some((key, room)) = self.room_entry(conversation) else {
+    pub fn unsubscribe(&self, tenant: &str, conversation: &str, conn: u64) {
+        let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
         let now_empty = {
@@ -369,21 +273,22 @@ impl Hub {
                 let gone = members.subscribers.remove(index);
                 m::room_joined(-1.0);
                 if members.remove_local(&gone.user) {
-                    self.local_presence(&room, &members, &key, &gone.user, false, None);
+                    let conversation = &key.conversation;
+                    self.local_presence(&members, tenant, conversation, &gone.user, false, None);
                 }
             }
             members.subscribers.is_empty()
         };
         if now_empty {
             // Re-check under the map's entry lock: a join may have raced in.
-            let removed = self.rooms.remove_if(conversation, |_, room| {
+            let removed = self.rooms.remove_if(&key as &dyn RoomId, |_, room| {
                 room.members
                     .read()
                     .map(|m| m.subscribers.is_empty())
                     .unwrap_or(false)
             });
-            if let (Some((key, room)), Some(fanout)) = (removed, self.fanout.get()) {
-                fanout.close_room(&room.tenant, &key);
+            if let (Some((key, _)), Some(fanout)) = (removed, self.fanout.as_ref()) {
+                fanout.close_room(&key.tenant, &key.conversation);
             }
         }
     }
@@ -393,9 +298,9 @@ impl Hub {
         self.rooms.len()
     }
 
-    /// Users online in a conversation, here or on other nodes, sorted.
-    pub fn online(&self, conversation: &str) -> Vec<String> {
-        let Some(room) = self.rooms.get(conversation).map(|r| r.clone()) else {
+    /// Users online in a tenant's conversation, here or on other nodes, sorted.
+    pub fn online(&self, tenant: &str, conversation: &str) -> Vec<String> {
+        let Some((_, room)) = self.room(tenant, conversation) else {
             return Vec::new();
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
@@ -413,48 +318,51 @@ impl Hub {
     /// published after it); `None` when the room is not open here.
     pub fn with_local_online<R>(
         &self,
+        tenant: &str,
         conversation: &str,
         then: impl FnOnce(Vec<String>) -> R,
     ) -> Option<R> {
-        let room = self.rooms.get(conversation).map(|r| r.clone())?;
+        let (_, room) = self.room(tenant, conversation)?;
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         Some(then(members.local.keys().map(|u| u.to_string()).collect()))
     }
 
     /// Another node reports a presence change in a conversation open here.
-    pub fn remote_presence(&self, conversation: &str, node: &str, user: &str, online: bool) {
-        let Some((key, room)) = self.room_entry(conversation) else {
+    fn remote_presence(&self, tenant: &str, conversation: &str, node: &str, user: &str, on: bool) {
+        let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-        members.set_remote(&key, node, user, online);
+        members.set_remote(&key.conversation, node, user, on);
     }
 
     /// Another node's complete list of local users in a conversation open here.
-    pub fn remote_snapshot(&self, conversation: &str, node: &str, users: &[String]) {
-        let Some((key, room)) = self.room_entry(conversation) else {
+    fn remote_snapshot(&self, tenant: &str, conversation: &str, node: &str, users: &[String]) {
+        let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-        members.replace_remote(&key, node, users);
+        members.replace_remote(&key.conversation, node, users);
     }
 
     /// A node went silent: its users go offline wherever no one else has them.
-    pub fn remote_node_gone(&self, node: &str) {
+    fn remote_node_gone(&self, node: &str) {
         for (key, room) in self.room_entries() {
             let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-            members.replace_remote(&key, node, &[]);
+            members.replace_remote(&key.conversation, node, &[]);
         }
     }
 
-    fn room_entry(&self, conversation: &str) -> Option<(Arc<str>, Arc<Room>)> {
+    /// The room of a tenant's conversation, with its key, when it is open here.
+    fn room(&self, tenant: &str, conversation: &str) -> Option<(RoomKey, Arc<Room>)> {
+        let id: &dyn RoomId = &(tenant, conversation);
         self.rooms
-            .get(conversation)
+            .get(id)
             .map(|r| (r.key().clone(), r.value().clone()))
     }
 
     /// Every room with its key, copied out so that no map guard is held while rooms are locked.
-    fn room_entries(&self) -> Vec<(Arc<str>, Arc<Room>)> {
+    fn room_entries(&self) -> Vec<(RoomKey, Arc<Room>)> {
         self.rooms
             .iter()
             .map(|r| (r.key().clone(), r.value().clone()))
@@ -471,33 +379,33 @@ impl Hub {
         text: Utf8Bytes,
         skip_user: Option<&str>,
     ) {
+        let room = self.room(tenant, conversation);
         let frame = Ephemeral {
-            conversation: self.room_key(conversation),
+            conversation: match &room {
+                Some((key, _)) => key.conversation.clone(),
+                None => Arc::from(conversation),
+            },
             text,
         };
-        if let Some(fanout) = self.fanout.get() {
+        if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_ephemeral(tenant, &frame, skip_user);
         }
-        self.deliver_ephemeral(Arc::new(frame), skip_user);
+        if let Some((_, room)) = room {
+            self.deliver_ephemeral(&room, Arc::new(frame), skip_user);
+        }
     }
 
-    /// Delivers an ephemeral frame to this node's subscribers only.
-    pub fn deliver_ephemeral(&self, frame: Arc<Ephemeral>, skip_user: Option<&str>) {
-        let Some(room) = self.rooms.get(&*frame.conversation).map(|r| r.clone()) else {
-            return;
-        };
+    /// Delivers an ephemeral frame to this node's subscribers of `room` only.
+    fn deliver_ephemeral(&self, room: &Room, frame: Arc<Ephemeral>, skip_user: Option<&str>) {
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         members.push_ephemeral(&frame, self.defer(), |sub| {
             skip_user.is_some_and(|u| *sub.user == *u)
         });
     }
 
-    /// Delivers a durable event to this node's subscribers only. A full queue cuts that
-    /// subscriber off as a slow consumer.
-    pub fn deliver_event(&self, event: Arc<Delivered>) {
-        let Some(room) = self.rooms.get(&*event.conversation).map(|r| r.clone()) else {
-            return;
-        };
+    /// Delivers a durable event to this node's subscribers of `room` only. A full queue cuts
+    /// that subscriber off as a slow consumer.
+    fn deliver_event(&self, room: &Room, event: Arc<Delivered>) {
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
         let defer = self.defer();
@@ -513,11 +421,12 @@ impl Hub {
 
     /// Tells every local subscriber to catch up from storage (after a fan-out outage, when
     /// events from other nodes may have been missed).
-    pub fn resync_all(&self) {
+    fn resync_all(&self) {
         for (key, room) in self.room_entries() {
             let members = room.members.read().unwrap_or_else(|e| e.into_inner());
             for sub in members.subscribers.iter() {
-                if let Err(PushError::Full) = sub.outbox.push(Outbound::Resync(key.clone())) {
+                let resync = Outbound::Resync(key.conversation.clone());
+                if let Err(PushError::Full) = sub.outbox.push(resync) {
                     sub.outbox.kick();
                 }
             }
@@ -527,17 +436,24 @@ impl Hub {
     /// A locally committed event: to this node's subscribers and to the other nodes.
     fn publish_event(&self, event: StoredEvent) {
         m::event_committed(event.kind);
+        // One lookup serves both: the room's shared conversation id and its subscribers.
+        let room = self.room(&event.tenant, &event.conversation);
         let delivered = Arc::new(Delivered {
-            conversation: self.room_key(&event.conversation),
+            conversation: match &room {
+                Some((key, _)) => key.conversation.clone(),
+                None => Arc::from(event.conversation),
+            },
             seq: event.seq,
             kind: event.kind,
             subject: event.subject,
             text: Utf8Bytes::from(event.frame),
         });
-        if let Some(fanout) = self.fanout.get() {
+        if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_event(&event.tenant, &delivered);
         }
-        self.deliver_event(delivered);
+        if let Some((_, room)) = room {
+            self.deliver_event(&room, delivered);
+        }
     }
 }
 
@@ -546,6 +462,80 @@ impl EventSink for Hub {
         for event in events {
             self.publish_event(event);
         }
+    }
+}
+
+/// Messages handed over at once by the inbound loop: a burst is applied without a wake-up per
+/// message.
+const INBOUND_BATCH: usize = 64;
+
+/// Applies what the fan-out hands over, in order, until it stops.
+async fn inbound_loop(hub: Arc<Hub>, mut inbound: mpsc::Receiver<Inbound>) {
+    let mut batch = Vec::with_capacity(INBOUND_BATCH);
+    while inbound.recv_many(&mut batch, INBOUND_BATCH).await > 0 {
+        for item in batch.drain(..) {
+            hub.apply(item);
+        }
+    }
+}
+
+impl Hub {
+    /// Applies one message from the other nodes.
+    fn apply(&self, item: Inbound) {
+        match item {
+            Inbound::Event { tenant, event } => {
+                if let Some((_, room)) = self.room(&tenant, &event.conversation) {
+                    self.deliver_event(&room, Arc::new(event));
+                }
+            }
+            Inbound::Ephemeral {
+                tenant,
+                frame,
+                skip_user,
+            } => {
+                if let Some((_, room)) = self.room(&tenant, &frame.conversation) {
+                    self.deliver_ephemeral(&room, Arc::new(frame), skip_user.as_deref());
+                }
+            }
+            Inbound::Presence {
+                tenant,
+                conversation,
+                node,
+                user,
+                online,
+            } => self.remote_presence(&tenant, &conversation, &node, &user, online),
+            Inbound::Users {
+                tenant,
+                conversation,
+                node,
+                users,
+                answer,
+            } => {
+                self.remote_snapshot(&tenant, &conversation, &node, &users);
+                if answer {
+                    self.send_users(&tenant, &conversation, false);
+                }
+            }
+            Inbound::Followed(rooms) => {
+                for (tenant, conversation) in rooms {
+                    self.send_users(&tenant, &conversation, true);
+                }
+            }
+            Inbound::NodeGone(node) => self.remote_node_gone(&node),
+            Inbound::Resync => self.resync_all(),
+        }
+    }
+
+    /// Tells the other nodes this node's users in a room open here (asking back for theirs
+    /// with `ask_back`), under the room's lock: a presence change published after it cannot
+    /// overtake it.
+    fn send_users(&self, tenant: &str, conversation: &str, ask_back: bool) {
+        let Some(fanout) = &self.fanout else {
+            return;
+        };
+        self.with_local_online(tenant, conversation, |users| {
+            fanout.publish_users(tenant, conversation, &users, ask_back);
+        });
     }
 }
 
@@ -577,6 +567,124 @@ mod tests {
             outbox: outbox.clone(),
         };
         (sub, outbox)
+    }
+
+    /// A fan-out that records what the hub asks of it.
+    #[derive(Default)]
+    struct Recorder {
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn record(&self, call: String) {
+            self.calls.lock().expect("calls").push(call);
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.calls.lock().expect("calls"))
+        }
+    }
+
+    impl Fanout for Recorder {
+        fn open_room(&self, tenant: &str, conversation: &str) {
+            self.record(format!("open {tenant}/{conversation}"));
+        }
+        fn close_room(&self, tenant: &str, conversation: &str) {
+            self.record(format!("close {tenant}/{conversation}"));
+        }
+        fn publish_event(&self, tenant: &str, event: &Delivered) {
+            self.record(format!(
+                "event {tenant}/{} {}",
+                event.conversation, event.seq
+            ));
+        }
+        fn publish_ephemeral(&self, _: &str, _: &Ephemeral, _: Option<&str>) {}
+        fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool) {
+            self.record(format!("presence {tenant}/{conversation} {user} {online}"));
+        }
+        fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask: bool) {
+            self.record(format!("users {tenant}/{conversation} {users:?} {ask}"));
+        }
+        fn is_connected(&self) -> bool {
+            true
+        }
+        fn close(&self) {}
+    }
+
+    #[tokio::test]
+    async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
+        let recorder = Arc::new(Recorder::default());
+        let (inbound, rx) = mpsc::channel(8);
+        let hub = Hub::start(Some(Link {
+            fanout: recorder.clone(),
+            inbound: rx,
+        }));
+        assert!(hub.fanout().is_some_and(|f| f.is_connected()));
+        let (a, rx_a) = subscriber(&hub, "a", 8);
+        let a_conn = a.conn;
+        hub.subscribe(&tenant(), &"c".into(), a);
+        hub.publish(vec![event("c", 1)]);
+        assert_eq!(
+            recorder.take(),
+            ["open t/c", "presence t/c a true", "event t/c 1"]
+        );
+        assert_eq!(seq_of(rx_a.try_pop()), Some(1));
+
+        // From the other nodes, in order: an event, a sync request, the room followed.
+        let room = || (Arc::<str>::from("t"), Arc::<str>::from("c"));
+        let items = [
+            Inbound::Event {
+                tenant: room().0,
+                event: Delivered {
+                    conversation: room().1,
+                    seq: 2,
+                    kind: EventKind::Message,
+                    subject: None,
+                    text: Utf8Bytes::from("{}"),
+                },
+            },
+            Inbound::Users {
+                tenant: room().0,
+                conversation: room().1,
+                node: "n1".into(),
+                users: vec!["bob".into()],
+                answer: true,
+            },
+            Inbound::Followed(vec![room()]),
+        ];
+        for item in items {
+            inbound.send(item).await.expect("hub listens");
+        }
+        let got = tokio::time::timeout(Duration::from_secs(5), rx_a.pop())
+            .await
+            .expect("event from another node");
+        assert_eq!(seq_of(Some(got)), Some(2));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while recorder.calls.lock().expect("calls").len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the hub answers");
+        assert_eq!(
+            recorder.take(),
+            [r#"users t/c ["a"] false"#, r#"users t/c ["a"] true"#]
+        );
+        assert_eq!(hub.online("t", "c"), ["a", "bob"]);
+
+        // When the fan-out stops (its sender dropped), the hub's task lets the hub go.
+        drop(inbound);
+        hub.unsubscribe("t", "c", a_conn);
+        assert_eq!(recorder.take()[..], ["presence t/c a false", "close t/c"]);
+        let weak = Arc::downgrade(&hub);
+        drop(hub);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while weak.strong_count() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("no cycle keeps the hub alive");
     }
 
     #[tokio::test]
@@ -621,6 +729,35 @@ mod tests {
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
     }
 
+    #[tokio::test]
+    async fn rooms_of_two_tenants_never_meet_under_one_conversation_id() {
+        let hub = Hub::new();
+        let room: Arc<str> = "c".into();
+        let (a, rx_a) = subscriber(&hub, "a", 8);
+        let (b, rx_b) = subscriber(&hub, "b", 8);
+        a.outbox.enable_presence();
+        let b_conn = b.conn;
+        hub.subscribe(&tenant(), &room, a);
+        hub.subscribe(&"other".into(), &room, b);
+        assert_eq!(hub.room_count(), 2);
+        // No presence crosses, nor do events or ephemeral frames.
+        assert!(rx_a.try_pop().is_none());
+        hub.publish(vec![event("c", 1)]);
+        hub.publish_ephemeral("other", "c", Utf8Bytes::from("typing"), None);
+        assert_eq!(seq_of(rx_a.try_pop()), Some(1));
+        assert!(rx_a.try_pop().is_none());
+        assert!(matches!(rx_b.try_pop(), Some(Outbound::Ephemeral(_))));
+        assert!(rx_b.try_pop().is_none());
+        assert_eq!(hub.online("t", "c"), ["a"]);
+        assert_eq!(hub.online("other", "c"), ["b"]);
+        // Leaving one tenant's room does not touch the other's.
+        hub.unsubscribe("t", "c", b_conn);
+        assert_eq!(hub.room_count(), 2);
+        hub.unsubscribe("other", "c", b_conn);
+        assert_eq!(hub.room_count(), 1);
+        assert_eq!(hub.online("other", "c"), Vec::<String>::new());
+    }
+
     fn presence_of(rx: &Outbox) -> Option<String> {
         match rx.try_pop() {
             Some(Outbound::Ephemeral(frame)) => Some(frame.text.to_string()),
@@ -643,13 +780,13 @@ mod tests {
         assert!(online.contains(r#""user":"bob","online":true"#), "{online}");
 
         // Bob is also on node n1: leaving here keeps him online.
-        hub.remote_presence("c", "n1", "bob", true);
-        hub.unsubscribe("c", bob_conn);
+        hub.remote_presence("t", "c", "n1", "bob", true);
+        hub.unsubscribe("t", "c", bob_conn);
         assert_eq!(presence_of(&rx), None);
-        assert_eq!(hub.online("c"), vec!["bob", "w"]);
+        assert_eq!(hub.online("t", "c"), vec!["bob", "w"]);
 
         // Carol arrives by snapshot from n2; n2 then goes silent.
-        hub.remote_snapshot("c", "n2", &["carol".to_owned()]);
+        hub.remote_snapshot("t", "c", "n2", &["carol".to_owned()]);
         assert!(
             presence_of(&rx)
                 .expect("carol")
@@ -662,18 +799,18 @@ mod tests {
                 .contains(r#""carol","online":false"#)
         );
         // A snapshot from n1 without bob takes him offline.
-        hub.remote_snapshot("c", "n1", &[]);
+        hub.remote_snapshot("t", "c", "n1", &[]);
         assert!(
             presence_of(&rx)
                 .expect("bob")
                 .contains(r#""bob","online":false"#)
         );
-        assert_eq!(hub.online("c"), vec!["w"]);
+        assert_eq!(hub.online("t", "c"), vec!["w"]);
         assert_eq!(
-            hub.with_local_online("c", |u| u),
+            hub.with_local_online("t", "c", |u| u),
             Some(vec!["w".to_owned()])
         );
-        assert_eq!(hub.with_local_online("elsewhere", |u| u), None);
+        assert_eq!(hub.with_local_online("t", "elsewhere", |u| u), None);
     }
 
     #[tokio::test]
@@ -689,9 +826,9 @@ mod tests {
         hub.publish_ephemeral("t", "c", Utf8Bytes::from("typing"), Some("a"));
         assert!(rx_a.try_pop().is_none());
         assert!(matches!(rx_b.try_pop(), Some(Outbound::Ephemeral(_))));
-        hub.unsubscribe("c", a_conn);
+        hub.unsubscribe("t", "c", a_conn);
         assert_eq!(hub.room_count(), 1);
-        hub.unsubscribe("c", b_conn);
+        hub.unsubscribe("t", "c", b_conn);
         assert_eq!(hub.room_count(), 0);
     }
 

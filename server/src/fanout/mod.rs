@@ -1,0 +1,111 @@
+//! Fan-out between nodes: how a node's hub reaches the rooms of the other nodes of a cluster.
+//!
+//! - [`Fanout`]: what the hub asks of a fan-out (follow the rooms with local members, publish
+//!   local events, ephemeral frames and presence, report its health for `/ready`). The hub owns
+//!   it as an `Arc<dyn Fanout>`; the fan-out knows nothing of the hub.
+//! - [`Inbound`]: what the fan-out hands back, through a bounded channel that the hub drains in
+//!   a task of its own ([`crate::hub::Hub::start`]). When the channel is full the fan-out waits
+//!   (backpressure: Redis buffers meanwhile and, past its pub/sub output limit, drops the
+//!   connection, after which the reconnect resyncs every session from storage); each wait is
+//!   counted in `confab_fanout_inbound_waits_total`.
+//! - [`redis`]: the Redis pub/sub implementation. [`start`] builds it from the configuration;
+//!   a single node has none.
+//!
+//! Build order, with no cycle: the fan-out first, then the hub that owns it (and drains its
+//! inbound channel), then the application state that owns the hub.
+
+pub mod redis;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::HubBackend;
+use crate::hub::{Delivered, Ephemeral};
+
+pub use self::redis::{FanoutError, RedisFanout};
+
+/// Counts the times the inbound channel was full and the fan-out had to wait for the hub.
+pub const INBOUND_WAITS_TOTAL: &str = "confab_fanout_inbound_waits_total";
+
+/// Inbound messages waiting for the hub before the fan-out waits (see the module docs).
+pub const INBOUND_QUEUE: usize = 4096;
+
+/// Fan-out to other nodes (the cluster's pub/sub). The hub tells it which rooms have local
+/// members (opens and closes are counted, so their order does not matter) and hands it every
+/// locally originated event once. Implementations must not block: they are called under the
+/// room's lock, on the delivery path.
+pub trait Fanout: Send + Sync + 'static {
+    fn open_room(&self, tenant: &str, conversation: &str);
+    fn close_room(&self, tenant: &str, conversation: &str);
+    fn publish_event(&self, tenant: &str, event: &Delivered);
+    fn publish_ephemeral(&self, tenant: &str, frame: &Ephemeral, skip_user: Option<&str>);
+    /// This node's first connection of `user` joined the room (`online`), or its last left.
+    fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool);
+    /// This node's users in a room; with `ask_back` the other nodes answer with theirs
+    /// ([`Inbound::Users`] with `answer` set).
+    fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask_back: bool);
+    /// Whether cross-node delivery works now (`/ready` answers 503 while it does not).
+    fn is_connected(&self) -> bool;
+    /// Stops the background tasks (at the end of shutdown); later publishes are dropped.
+    fn close(&self);
+}
+
+impl std::fmt::Debug for dyn Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fanout")
+    }
+}
+
+/// What the fan-out hands to the hub, in the order it learned it.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A durable event of another node, for this node's subscribers.
+    Event { tenant: Arc<str>, event: Delivered },
+    /// An ephemeral frame of another node, skipping `skip_user`'s connections.
+    Ephemeral {
+        tenant: Arc<str>,
+        frame: Ephemeral,
+        skip_user: Option<String>,
+    },
+    /// `node`'s first connection of `user` joined the room (`online`), or its last left.
+    Presence {
+        tenant: Arc<str>,
+        conversation: Arc<str>,
+        node: String,
+        user: String,
+        online: bool,
+    },
+    /// `node`'s complete list of users in a room; with `answer`, it asks for ours.
+    Users {
+        tenant: Arc<str>,
+        conversation: Arc<str>,
+        node: String,
+        users: Vec<String>,
+        answer: bool,
+    },
+    /// The fan-out now follows these rooms (tenant, conversation): tell the other nodes who is
+    /// here, and ask who is there.
+    Followed(Vec<(Arc<str>, Arc<str>)>),
+    /// `node` went silent: its users go offline wherever no other node has them.
+    NodeGone(String),
+    /// Events may have been missed (after an outage): every session catches up from storage.
+    Resync,
+}
+
+/// A started fan-out and the receiving end of its inbound channel, for
+/// [`crate::hub::Hub::start`].
+#[derive(Debug)]
+pub struct Link {
+    pub fanout: Arc<dyn Fanout>,
+    pub inbound: mpsc::Receiver<Inbound>,
+}
+
+/// Starts the configured fan-out: none for a single node, Redis pub/sub for a cluster. Fails if
+/// Redis cannot be reached at start; later outages are survived.
+pub async fn start(backend: &HubBackend) -> Result<Option<Link>, FanoutError> {
+    match backend {
+        HubBackend::Local => Ok(None),
+        HubBackend::Redis(url) => RedisFanout::start(url).await.map(Some),
+    }
+}
