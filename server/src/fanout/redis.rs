@@ -17,6 +17,7 @@
 //! reconnects with backoff and resubscribes, and then every local subscriber is told to catch
 //! up from storage ([`Inbound::Resync`]). `/ready` and `confab_fanout_connected` report outages.
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -453,7 +454,8 @@ async fn subscribe_loop(
     fanout: Arc<RedisFanout>,
     inbound: mpsc::Sender<Inbound>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let policy = reconnect_policy();
+    let mut delays = policy.build();
     let mut first = true;
     loop {
         let session = tokio::select! {
@@ -463,7 +465,8 @@ async fn subscribe_loop(
         };
         match session {
             Ok(Ended::Shutdown) => return,
-            Ok(Ended::Lost) => backoff = Duration::from_millis(100),
+            // It was up: the next outage starts again from the shortest delay.
+            Ok(Ended::Lost) => delays = policy.build(),
             Err(err) => tracing::warn!(error = %err, "redis subscriber unavailable"),
         }
         fanout.set_connected(false);
@@ -471,10 +474,19 @@ async fn subscribe_loop(
         counter!(RECONNECTS_TOTAL).increment(1);
         tokio::select! {
             _ = fanout.stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delays.next().unwrap_or(MAX_BACKOFF)) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Reconnect delays, without end: doubling from 100 ms, each plus a random part of up to
+/// itself (backon's jitter), so at most [`MAX_BACKOFF`].
+fn reconnect_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(MAX_BACKOFF / 2)
+        .with_jitter()
+        .without_max_times()
 }
 
 enum Ended {
@@ -575,6 +587,20 @@ async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_delays_grow_with_jitter_up_to_the_cap_and_never_run_out() {
+        let delays: Vec<Duration> = reconnect_policy().build().take(20).collect();
+        assert_eq!(delays.len(), 20, "the policy never gives up");
+        assert!(delays[0] >= Duration::from_millis(100), "{delays:?}");
+        assert!(delays[0] <= Duration::from_millis(200), "{delays:?}");
+        for delay in &delays {
+            assert!(*delay <= MAX_BACKOFF, "{delays:?}");
+        }
+        assert!(delays[19] >= MAX_BACKOFF / 2, "{delays:?}");
+        let again: Vec<Duration> = reconnect_policy().build().take(20).collect();
+        assert_ne!(delays, again, "two nodes do not reconnect in lockstep");
+    }
 
     fn fanout() -> RedisFanout {
         let (publish_tx, _) = mpsc::channel(1);
