@@ -13,8 +13,8 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::probe::ProcessStats;
 use anyhow::{Context, bail};
-use confab_server::metrics::ProcessStats;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 

@@ -1,11 +1,54 @@
 //! The server's resident memory and CPU time: from `/proc/<pid>` when the generator is told the
 //! server's pid (`--server-pid`), else from the `process_*` lines of its `/metrics`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use confab_server::metrics::{PROCESS_CPU_SECONDS, PROCESS_RESIDENT_MEMORY, ProcessStats};
+use confab_server::metrics::{PROCESS_CPU_SECONDS, PROCESS_RESIDENT_MEMORY};
 
 use crate::rest::Rest;
+
+/// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 in
+/// Linux's user-space ABI, so no `sysconf` call is needed).
+const USER_HZ: f64 = 100.0;
+
+/// Resident memory and CPU time of a process, read from its `/proc/<pid>` directory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    /// Resident set size (`VmRSS`), in bytes.
+    pub resident_bytes: u64,
+    /// User plus system CPU time since the process started, in seconds.
+    pub cpu_seconds: f64,
+}
+
+impl ProcessStats {
+    /// Reads `proc_dir` (`/proc/self`, or `/proc/<pid>` of another process). `None` where
+    /// there is no procfs (not Linux) or the process is gone.
+    pub fn read(proc_dir: &Path) -> Option<ProcessStats> {
+        let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+        let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+        Some(ProcessStats {
+            resident_bytes: parse_vm_rss(&status)?,
+            cpu_seconds: parse_cpu_seconds(&stat)?,
+        })
+    }
+}
+
+/// `VmRSS:  1234 kB` of `/proc/<pid>/status`, in bytes.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `utime + stime` (fields 14 and 15) of `/proc/<pid>/stat`, in seconds. The command name in
+/// field 2 may hold spaces and parentheses, so fields are counted after its closing `)`.
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
 
 /// Where server process figures come from.
 pub enum Probe {
@@ -40,7 +83,7 @@ impl Probe {
 
 /// The generator's own figures (its share of the machine).
 pub fn own() -> Option<ProcessStats> {
-    ProcessStats::read(std::path::Path::new("/proc/self"))
+    ProcessStats::read(Path::new("/proc/self"))
 }
 
 fn parse_metrics(text: &str) -> Option<ProcessStats> {
@@ -58,6 +101,15 @@ fn parse_metrics(text: &str) -> Option<ProcessStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_files_parse() {
+        let status = "Name:\tconfab\nVmPeak:\t  9000 kB\nVmRSS:\t  5120 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(5120 * 1024));
+        let stat = "4242 (con fab) (x) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 3 0 100 0";
+        assert_eq!(parse_cpu_seconds(stat), Some(3.75));
+        assert_eq!(parse_cpu_seconds("garbage"), None);
+    }
 
     #[test]
     fn process_lines_of_metrics_parse() {

@@ -3,8 +3,6 @@
 //! Every metric Confab exports is declared here, so `/metrics` is documented in one place.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::{OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
@@ -36,16 +34,21 @@ pub const CONNECTIONS_REFUSED_TOTAL: &str = "confab_connections_refused_total";
 pub const HTTP_TIMEOUTS_TOTAL: &str = "confab_http_timeouts_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 
 /// Installs the global Prometheus recorder; the handle renders `/metrics`.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let latency_buckets = [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
     ];
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), &latency_buckets)?
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency_buckets)?
-        .install_recorder()
+        .install_recorder()?;
+    metrics_process::Collector::default().describe();
+    Ok(handle)
 }
 
 pub fn connection_opened() {
@@ -242,67 +245,11 @@ fn intern(value: &str) -> &'static str {
     leaked
 }
 
-/// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 in
-/// Linux's user-space ABI, so no `sysconf` call is needed).
-const USER_HZ: f64 = 100.0;
-
-/// Resident memory and CPU time of a process, read from its `/proc/<pid>` directory.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProcessStats {
-    /// Resident set size (`VmRSS`), in bytes.
-    pub resident_bytes: u64,
-    /// User plus system CPU time since the process started, in seconds.
-    pub cpu_seconds: f64,
-}
-
-impl ProcessStats {
-    /// Reads `proc_dir` (`/proc/self`, or `/proc/<pid>` of another process). `None` where
-    /// there is no procfs (not Linux) or the process is gone.
-    pub fn read(proc_dir: &Path) -> Option<ProcessStats> {
-        let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
-        let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
-        Some(ProcessStats {
-            resident_bytes: parse_vm_rss(&status)?,
-            cpu_seconds: parse_cpu_seconds(&stat)?,
-        })
-    }
-}
-
-/// `VmRSS:  1234 kB` of `/proc/<pid>/status`, in bytes.
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// `utime + stime` (fields 14 and 15) of `/proc/<pid>/stat`, in seconds. The command name in
-/// field 2 may hold spaces and parentheses, so fields are counted after its closing `)`.
-fn parse_cpu_seconds(stat: &str) -> Option<f64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / USER_HZ)
-}
-
-/// The standard Prometheus process metrics of this process, in text exposition format, read
-/// when `/metrics` is rendered. Empty where `/proc` is not available.
-pub fn render_process_metrics() -> String {
-    let Some(stats) = ProcessStats::read(Path::new("/proc/self")) else {
-        return String::new();
-    };
-    let mut text = String::with_capacity(320);
-    let _ = writeln!(
-        text,
-        "# HELP {PROCESS_RESIDENT_MEMORY} Resident memory size in bytes.\n\
-         # TYPE {PROCESS_RESIDENT_MEMORY} gauge\n\
-         {PROCESS_RESIDENT_MEMORY} {}\n\
-         # HELP {PROCESS_CPU_SECONDS} Total user and system CPU time spent in seconds.\n\
-         # TYPE {PROCESS_CPU_SECONDS} counter\n\
-         {PROCESS_CPU_SECONDS} {}",
-        stats.resident_bytes, stats.cpu_seconds
-    );
-    text
+/// Refreshes the standard process metrics (`process_resident_memory_bytes`,
+/// `process_cpu_seconds_total`, `process_open_fds`, `process_max_fds`,
+/// `process_start_time_seconds`, …) in the recorder, just before `/metrics` is rendered.
+pub fn collect_process_metrics() {
+    metrics_process::Collector::default().collect();
 }
 
 #[cfg(test)]
@@ -328,23 +275,29 @@ mod tests {
     }
 
     #[test]
-    fn proc_files_parse() {
-        let status = "Name:\tconfab\nVmPeak:\t  9000 kB\nVmRSS:\t  5120 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss(status), Some(5120 * 1024));
-        let stat = "4242 (con fab) (x) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 3 0 100 0";
-        assert_eq!(parse_cpu_seconds(stat), Some(3.75));
-        assert_eq!(parse_cpu_seconds("garbage"), None);
-    }
-
-    #[test]
-    fn own_process_metrics_render() {
-        let text = render_process_metrics();
-        if Path::new("/proc/self/stat").exists() {
-            assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    fn the_process_metrics_are_the_standard_ones() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics_process::Collector::default().describe();
+            collect_process_metrics();
+        });
+        let text = handle.render();
+        for name in [
+            PROCESS_RESIDENT_MEMORY,
+            PROCESS_CPU_SECONDS,
+            PROCESS_OPEN_FDS,
+            PROCESS_MAX_FDS,
+            PROCESS_START_TIME,
+        ] {
             assert!(
-                text.contains("# TYPE process_cpu_seconds_total counter"),
-                "{text}"
+                text.contains(&format!("\n{name} ")),
+                "{name} missing:\n{text}"
             );
         }
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter"),
+            "{text}"
+        );
     }
 }

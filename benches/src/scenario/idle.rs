@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use confab_server::metrics::ProcessStats;
+use crate::probe::ProcessStats;
 
 use crate::cli::IdleArgs;
 use crate::load::{self, ConnPlan, Run};

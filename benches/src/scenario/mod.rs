@@ -15,8 +15,8 @@ pub mod storm;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::probe::ProcessStats;
 use anyhow::{Context, bail};
-use confab_server::metrics::ProcessStats;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio_util::sync::CancellationToken;
 

@@ -66,14 +66,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition: Confab's metrics, then the process's resident memory and CPU time.
+/// Prometheus text exposition: Confab's metrics and the standard process metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut body = state
+    crate::metrics::collect_process_metrics();
+    let body = state
         .metrics
         .as_ref()
         .map(|h| h.render())
         .unwrap_or_default();
-    body.push_str(&crate::metrics::render_process_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
