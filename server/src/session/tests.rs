@@ -100,6 +100,16 @@ struct Client {
 }
 
 impl Client {
+    fn pair() -> (Client, MemorySocket) {
+        let (to_server, incoming) = mpsc::unbounded_channel();
+        let (outgoing, from_server) = mpsc::unbounded_channel();
+        let client = Client {
+            to_server,
+            from_server,
+        };
+        (client, MemorySocket { incoming, outgoing })
+    }
+
     fn send(&self, frame: Value) {
         self.send_message(Message::Text(frame.to_string().into()));
     }
@@ -189,20 +199,14 @@ impl Server {
 
     /// A session for `user`, past its `welcome`.
     async fn connect(&self, user: &str) -> Client {
-        let (to_server, incoming) = mpsc::unbounded_channel();
-        let (outgoing, from_server) = mpsc::unbounded_channel();
-        let socket = MemorySocket { incoming, outgoing };
         let auth = AuthUser {
             user: user.into(),
             tenant: TENANT.into(),
             name: None,
         };
         // Returns once the session task is spawned.
+        let (mut client, socket) = Client::pair();
         start(socket, self.state.clone(), Some(auth), false).await;
-        let mut client = Client {
-            to_server,
-            from_server,
-        };
         client.expect("welcome").await;
         client
     }
@@ -443,4 +447,22 @@ async fn the_idle_timeout_counts_from_the_last_frame_received() {
     expect_ping(&mut alice).await;
     assert_eq!(expect_close(&mut alice).await, close_code::IDLE_TIMEOUT);
     assert_eq!(connected.elapsed(), Duration::from_secs(40));
+}
+
+// Paused clock: nothing here touches the store.
+#[tokio::test(start_paused = true)]
+async fn a_connection_without_a_token_is_closed_when_no_auth_frame_comes_in_time() {
+    let server = Server::new(Config {
+        auth_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let (mut client, socket) = Client::pair();
+    let connected = Instant::now();
+    let session = tokio::spawn(start(socket, server.state.clone(), None, false));
+
+    let error = client.expect("error").await;
+    assert_eq!(error["code"], "unauthorized");
+    assert_eq!(connected.elapsed(), Duration::from_secs(5));
+    assert_eq!(expect_close(&mut client).await, close_code::UNAUTHORIZED);
+    session.await.expect("the upgrade task");
 }
