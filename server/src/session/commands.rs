@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::Message;
 use confab_protocol::{ClientFrame, Command, ServerFrame};
 use futures_util::SinkExt;
 use serde::Deserialize;
 
 use super::acks::PendingAck;
-use super::{Joined, Session};
+use super::{Joined, Session, Socket};
 use crate::chat::{self, Outgoing, encode};
 use crate::error::AppError;
 use crate::metrics as m;
@@ -27,9 +27,9 @@ struct RefOnly {
 
 impl Session {
     /// Handles one text frame. `Err` only when the socket failed.
-    pub(super) async fn handle_text(
+    pub(super) async fn handle_text<S: Socket>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         text: &str,
     ) -> Result<(), ()> {
         if text.len() > self.state.config.max_frame_bytes {
@@ -74,9 +74,9 @@ impl Session {
         self.answer(socket, reference, command).await
     }
 
-    async fn answer_after_sends(
+    async fn answer_after_sends<S: Socket>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         reference: Option<String>,
         command: Command,
     ) -> Result<(), ()> {
@@ -85,9 +85,9 @@ impl Session {
     }
 
     /// Runs a command other than `send` and writes its reply.
-    async fn answer(
+    async fn answer<S: Socket>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         reference: Option<String>,
         command: Command,
     ) -> Result<(), ()> {
@@ -115,7 +115,7 @@ impl Session {
     }
 
     /// Writes the answers of every send in flight, waiting for them as needed.
-    pub(super) async fn drain_acks(&mut self, socket: &mut WebSocket) -> Result<(), ()> {
+    pub(super) async fn drain_acks<S: Socket>(&mut self, socket: &mut S) -> Result<(), ()> {
         while !self.acks.is_empty() {
             self.acks.ready().await;
             self.write_acks(socket).await?;
@@ -124,7 +124,7 @@ impl Session {
     }
 
     /// Writes every answer already there, oldest first, then flushes once.
-    pub(super) async fn write_acks(&mut self, socket: &mut WebSocket) -> Result<(), ()> {
+    pub(super) async fn write_acks<S: Socket>(&mut self, socket: &mut S) -> Result<(), ()> {
         let mut wrote = false;
         while let Some(settled) = self.acks.take_ready() {
             let frame = match settled {
@@ -144,9 +144,9 @@ impl Session {
         Ok(())
     }
 
-    async fn dispatch(
+    async fn dispatch<S: Socket>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         reference: Option<String>,
         command: Command,
     ) -> Result<Option<ServerFrame>, Failure> {
@@ -218,9 +218,9 @@ impl Session {
     /// therefore has it; one handed over after the subscription is queued, and if the backlog
     /// has it too, the seq mark set here drops the queued copy. A check that passed on a
     /// membership lost just after is caught by the backlog read (which checks again).
-    async fn join(
+    async fn join<S: Socket>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         reference: Option<String>,
         conversation: String,
         since: Option<u64>,

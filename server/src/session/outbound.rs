@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes};
 use confab_protocol::EventKind;
 use confab_storage::StoreError;
 use futures_util::SinkExt;
 use tracing::debug;
 
-use super::{Exit, Session, WRITE_BATCH, close_code};
+use super::{Exit, Session, Socket, WRITE_BATCH, close_code};
 use crate::hub::{Delivered, Outbound};
 
 /// What to do with one queued item.
@@ -26,9 +26,9 @@ enum Admit {
 
 impl Session {
     /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
-    pub(super) async fn write_queued(
+    pub(super) async fn write_queued<S: Socket>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         first: Outbound,
     ) -> Result<(), Exit> {
         let mut pending = 0usize;
@@ -102,9 +102,9 @@ impl Session {
     /// Sends the stored events after the conversation's last delivered seq, up to (excluding)
     /// `until`, or all of them. Returns how many frames were fed. A hole wider than the replay
     /// cap ends the session with "resume required"; losing membership ends the subscription.
-    async fn fill(
+    async fn fill<S: Socket>(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut S,
         conversation: &Arc<str>,
         until: Option<u64>,
     ) -> Result<usize, Exit> {
@@ -168,7 +168,7 @@ fn resume_required() -> Exit {
     }
 }
 
-async fn feed(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), Exit> {
+async fn feed<S: Socket>(socket: &mut S, text: Utf8Bytes) -> Result<(), Exit> {
     socket
         .feed(Message::Text(text))
         .await
