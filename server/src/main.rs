@@ -94,6 +94,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let state = AppState::new(config, store, hub, keys, Some(metrics_handle));
     tracing::info!(addr = %local, "listening");
+    // One machine-readable line on stdout with the bound address, so that whoever started
+    // `--listen 127.0.0.1:0` (test harnesses, scripts) learns the port the kernel picked.
+    println!("{}", serde_json::json!({ "listening": local.to_string() }));
     confab_server::run(listener, state, shutdown_signal()).await?;
     // After the store has closed: every committed event has been handed to the stream.
     events.close(events_flush).await;

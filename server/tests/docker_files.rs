@@ -19,7 +19,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
@@ -1069,55 +1068,41 @@ struct RunningServer {
 }
 
 impl RunningServer {
-    /// Starts the server and waits until it logs that it listens on its port: until then a
-    /// probe could be answered by another test's server that took the free port first (this
-    /// one then exits with "address in use" and is started again on another port).
+    /// Starts the server on an ephemeral port and waits for the line that says which one.
     fn start() -> RunningServer {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let log_path = dir.path().join("server.log");
-            let log = std::fs::File::create(&log_path).expect("server log");
-            let mut command = common::confab_command(log);
-            command
-                .arg("serve")
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .arg("--log")
-                .arg("info");
-            let mut server = RunningServer {
-                child: command.spawn().expect("spawn confab serve"),
-                port,
-                _dir: dir,
-            };
-            let listening = format!("listening addr=127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-                if text.contains(&listening) {
-                    return server;
-                }
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    assert!(
-                        text.contains("Address already in use"),
-                        "confab serve exited with {status}: {text}"
-                    );
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "confab serve never listened: {text}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).expect("server log");
+        let mut command = common::confab_command(log);
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--log")
+            .arg("info");
+        let mut child = command.spawn().expect("spawn confab serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(port) = common::listening_port(&text) {
+                return RunningServer {
+                    child,
+                    port,
+                    _dir: dir,
+                };
             }
-            server.stop();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("confab serve exited with {status}: {text}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("confab serve never listened: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("no free port for confab serve in 5 tries");
     }
 
     fn stop(&mut self) {

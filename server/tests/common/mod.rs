@@ -1,9 +1,10 @@
-//! The harness shared by the integration tests: it runs the real `confab` binary on a free port
-//! with its own data dir, and talks to it over real sockets (a small WebSocket client over
+//! The harness shared by the integration tests: it runs the real `confab` binary on an ephemeral
+//! port (`--listen 127.0.0.1:0`, read back from the line it prints once bound) with its own data
+//! dir, and talks to it over real sockets (a small WebSocket client over
 //! `tokio-tungstenite` and a JSON HTTP client over `reqwest`).
 //!
 //! - [`Server`]: spawn, wait for `/ready`, kill (`-9` or `TERM`), restart on the same data dir
-//!   and port; the server's stderr goes to a file that is printed when a test panics.
+//!   (on a new ephemeral port); the server's stdout and stderr go to a file that is printed when a test panics.
 //! - [`WsClient`]: connect (header, `?token=`, or an `auth` frame), send [`ClientFrame`]s,
 //!   receive [`ServerFrame`]s with a timeout; frames skipped while waiting for a specific one
 //!   are kept and handed out later, so a test never loses a frame by looking for another.
@@ -13,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -54,14 +56,15 @@ pub fn token_in(user: &str, tenant: &str) -> String {
         .expect("mint token")
 }
 
-/// The `confab` binary with its stderr to `log` (uncoloured), no stdin or stdout, and no
+/// The `confab` binary with its stdout and stderr to `log` (uncoloured), no stdin, and no
 /// `CONFAB_*` variable from the test's environment configuring it behind the test's back.
 pub fn confab_command(log: std::fs::File) -> Process {
     let mut command = Process::new(env!("CARGO_BIN_EXE_confab"));
+    let stdout = log.try_clone().expect("share the server log with stdout");
     command
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(log);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("CONFAB_") {
@@ -71,10 +74,14 @@ pub fn confab_command(log: std::fs::File) -> Process {
     command
 }
 
-/// Picks a port that was free a moment ago (bind port 0, read it, release it).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+/// The port of the line `confab serve` prints on stdout once bound,
+/// `{"listening":"127.0.0.1:PORT"}`, found in `log`.
+pub fn listening_port(log: &str) -> Option<u16> {
+    log.lines().find_map(|line| {
+        let line: Value = serde_json::from_str(line).ok()?;
+        let addr: SocketAddr = line.get("listening")?.as_str()?.parse().ok()?;
+        Some(addr.port())
+    })
 }
 
 /// Why a spawned server is not serving (the message carries its log).
@@ -110,6 +117,7 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data").display().to_string();
         let mut flags: Vec<(String, String)> = vec![
+            ("--listen".into(), "127.0.0.1:0".into()),
             ("--data-dir".into(), data_dir),
             ("--message-rate-per-minute".into(), "0".into()),
             ("--jwt-secret".into(), SECRET.into()),
@@ -119,10 +127,10 @@ impl Server {
             flags.retain(|(flag, _)| flag != pair[0]);
             flags.push((pair[0].to_owned(), pair[1].to_owned()));
         }
-        let mut flags_args = Vec::new();
+        let mut args = vec!["serve".to_owned()];
         for (flag, value) in flags {
-            flags_args.push(flag);
-            flags_args.push(value);
+            args.push(flag);
+            args.push(value);
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
@@ -131,29 +139,13 @@ impl Server {
         let mut server = Server {
             port: 0,
             dir,
-            args: Vec::new(),
+            args,
             child: None,
             log_from: 0,
             http,
         };
-        // The free port may be taken by another test's server before this one binds it: then
-        // this one exits ("address in use") and is started again on another port.
-        for attempt in 1.. {
-            server.port = free_port();
-            server.args = vec!["serve".to_owned(), "--listen".to_owned()];
-            server.args.push(format!("127.0.0.1:{}", server.port));
-            server.args.extend(flags_args.iter().cloned());
-            server.spawn();
-            match server.try_ready().await {
-                Ok(()) => break,
-                Err(NotReady::Exited(why))
-                    if attempt < 5 && why.contains("Address already in use") =>
-                {
-                    server.child = None;
-                }
-                Err(NotReady::Exited(why) | NotReady::TimedOut(why)) => panic!("{why}"),
-            }
-        }
+        server.spawn();
+        server.wait_ready().await;
         server
     }
 
@@ -167,6 +159,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        self.port = 0;
         self.log_from = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
         let log = OpenOptions::new()
             .create(true)
@@ -194,12 +187,9 @@ impl Server {
             .to_owned()
     }
 
-    /// Waits until this process listens on its port and answers `/ready`. The log line proves
-    /// the answer is its own: another test's server may hold the port while this one fails.
+    /// Waits until this process prints the port it bound and answers `/ready` on it.
     async fn try_ready(&mut self) -> Result<(), NotReady> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let url = format!("{}/ready", self.base());
-        let listening = format!("listening addr=127.0.0.1:{}", self.port);
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -209,10 +199,15 @@ impl Server {
                     self.own_log()
                 )));
             }
-            if self.own_log().contains(&listening) {
+            if self.port == 0
+                && let Some(port) = listening_port(&self.own_log())
+            {
+                self.port = port;
+            }
+            if self.port != 0 {
                 let probe = self
                     .http
-                    .get(&url)
+                    .get(format!("{}/ready", self.base()))
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await;
@@ -276,7 +271,8 @@ impl Server {
         }
     }
 
-    /// Starts the server again on the same data dir, port and flags (after it stopped).
+    /// Starts the server again on the same data dir and flags (after it stopped), on a new
+    /// ephemeral port: clients connect again through [`Server::base`] and [`Server::ws_url`].
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server before restarting it");
         self.spawn();
