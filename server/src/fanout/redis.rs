@@ -237,19 +237,16 @@ impl RedisFanout {
     /// Reads a message from another node: what the hub must do with it, if anything.
     fn receive(&self, followed: &Followed, channel: &str, payload: &[u8]) -> Option<Inbound> {
         let Some(split) = payload.iter().position(|b| *b == b'\n') else {
-            counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
-            return None;
+            return dropped("malformed");
         };
         let (Ok(header), Ok(text)) = (
             serde_json::from_slice::<Header<'_>>(&payload[..split]),
             std::str::from_utf8(&payload[split + 1..]),
         ) else {
-            counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
-            return None;
+            return dropped("malformed");
         };
         if header.v != WIRE_VERSION {
-            counter!(DROPPED_TOTAL, "reason" => "version").increment(1);
-            return None;
+            return dropped("version");
         }
         if header.node == self.node {
             return None;
@@ -267,8 +264,7 @@ impl RedisFanout {
             MessageType::Beat => None,
             MessageType::Event => {
                 let Some(kind) = header.kind else {
-                    counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
-                    return None;
+                    return dropped("malformed");
                 };
                 Some(Inbound::Event {
                     tenant,
@@ -291,8 +287,7 @@ impl RedisFanout {
             }),
             MessageType::Presence => {
                 let Some(user) = header.user else {
-                    counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
-                    return None;
+                    return dropped("malformed");
                 };
                 Some(Inbound::Presence {
                     tenant,
@@ -304,8 +299,7 @@ impl RedisFanout {
             }
             MessageType::Sync | MessageType::Snapshot => {
                 let Ok(users) = serde_json::from_str::<Vec<String>>(text) else {
-                    counter!(DROPPED_TOTAL, "reason" => "malformed").increment(1);
-                    return None;
+                    return dropped("malformed");
                 };
                 Some(Inbound::Users {
                     tenant,
@@ -487,6 +481,12 @@ fn reconnect_policy() -> ExponentialBuilder {
         .with_max_delay(MAX_BACKOFF / 2)
         .with_jitter()
         .without_max_times()
+}
+
+/// Counts a message from another node that is dropped, and drops it.
+fn dropped(reason: &'static str) -> Option<Inbound> {
+    counter!(DROPPED_TOTAL, "reason" => reason).increment(1);
+    None
 }
 
 enum Ended {
