@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
 use confab_protocol::{ClientFrame, Command, ServerFrame};
+use confab_storage::{StoreError, StoredEvent};
 use futures_util::SinkExt;
 use serde::Deserialize;
 
@@ -227,42 +228,13 @@ impl Session {
     ) -> Result<(), Failure> {
         validate::id("conversation", &conversation)?;
         let already = self.joined.contains_key(conversation.as_str());
-        if !already && self.joined.len() >= self.state.config.max_joined {
-            let max = self.state.config.max_joined;
-            return Err(AppError::too_large(format!(
-                "at most {max} joined conversations per connection"
-            ))
-            .into());
+        if !already {
+            self.may_join(&conversation).await?;
         }
         let tenant = self.user.tenant.clone();
-        let user = self.user.user.clone();
-        if !already {
-            // The membership point read (`not_member`, or `not_found` for an id this tenant
-            // does not have). Once joined, the subscription exists already.
-            self.state
-                .store
-                .conversation(&tenant, &user, &conversation)
-                .await
-                .map_err(AppError::from)?;
-        }
         let key = self.state.hub.room_key(&tenant, &conversation);
         self.state.hub.subscribe(&tenant, &key, self.subscriber());
-        let cap = self.state.config.replay_cap;
-        let backlog = match since {
-            Some(since) => {
-                self.state
-                    .store
-                    .events_after(&tenant, &user, &conversation, since, cap + 1)
-                    .await
-            }
-            None => self
-                .state
-                .store
-                .conversation(&tenant, &user, &conversation)
-                .await
-                .map(|c| (Vec::new(), c.last_seq)),
-        };
-        let (events, last_seq) = match backlog {
+        let (events, last_seq) = match self.backlog(&conversation, since).await {
             Ok(backlog) => backlog,
             Err(err) => {
                 if !already {
@@ -273,11 +245,10 @@ impl Session {
                 return Err(AppError::from(err).into());
             }
         };
-        let recovered = events.len() <= cap as usize;
+        let recovered = events.len() <= self.state.config.replay_cap as usize;
         // A backend whose reads are not one snapshot may return events past `last_seq`; the
         // dedupe mark must cover whatever is replayed.
         let replayed_to = events.last().filter(|_| recovered).map_or(0, |e| e.seq);
-        let delivered_to = last_seq.max(replayed_to);
         let joined = ServerFrame::Joined {
             reference,
             conversation,
@@ -285,29 +256,57 @@ impl Session {
             recovered,
             online: self.state.hub.online(&tenant, &key),
         };
-        let text = encode(&joined)?;
-        socket
-            .feed(Message::Text(text))
-            .await
-            .map_err(|_| Failure::Socket)?;
-        if recovered {
-            for event in events {
-                socket
-                    .feed(Message::Text(event.frame.into()))
-                    .await
-                    .map_err(|_| Failure::Socket)?;
-            }
-        }
-        socket.flush().await.map_err(|_| Failure::Socket)?;
+        let replay = if recovered { events } else { Vec::new() };
+        write_joined(socket, &joined, replay).await?;
         let last_typing = self.joined.get(&key).and_then(|j| j.last_typing);
         self.joined.insert(
             key,
             Joined {
-                last_seq: delivered_to,
+                last_seq: last_seq.max(replayed_to),
                 last_typing,
             },
         );
         Ok(())
+    }
+
+    /// The checks before a first join: the per-connection cap, then the membership point read
+    /// (`not_member`, or `not_found` for an id this tenant does not have). Once joined, the
+    /// subscription exists already and neither applies.
+    async fn may_join(&self, conversation: &str) -> Result<(), AppError> {
+        let max = self.state.config.max_joined;
+        if self.joined.len() >= max {
+            return Err(AppError::too_large(format!(
+                "at most {max} joined conversations per connection"
+            )));
+        }
+        self.state
+            .store
+            .conversation(&self.user.tenant, &self.user.user, conversation)
+            .await?;
+        Ok(())
+    }
+
+    /// The events after `since` (one more than the replay cap, to tell whether it was
+    /// exceeded) and the conversation's last seq; without `since`, no events.
+    async fn backlog(
+        &self,
+        conversation: &str,
+        since: Option<u64>,
+    ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+        let (tenant, user) = (&self.user.tenant, &self.user.user);
+        let store = &self.state.store;
+        match since {
+            Some(since) => {
+                let limit = self.state.config.replay_cap + 1;
+                store
+                    .events_after(tenant, user, conversation, since, limit)
+                    .await
+            }
+            None => store
+                .conversation(tenant, user, conversation)
+                .await
+                .map(|c| (Vec::new(), c.last_seq)),
+        }
     }
 
     fn typing(&mut self, conversation: &str) -> Result<(), AppError> {
@@ -349,4 +348,24 @@ impl From<AppError> for Failure {
     fn from(err: AppError) -> Self {
         Failure::App(err)
     }
+}
+
+/// Writes `joined`, then the replayed events, with one flush.
+async fn write_joined<S: Socket>(
+    socket: &mut S,
+    joined: &ServerFrame,
+    replay: Vec<StoredEvent>,
+) -> Result<(), Failure> {
+    let text = encode(joined)?;
+    socket
+        .feed(Message::Text(text))
+        .await
+        .map_err(|_| Failure::Socket)?;
+    for event in replay {
+        socket
+            .feed(Message::Text(event.frame.into()))
+            .await
+            .map_err(|_| Failure::Socket)?;
+    }
+    socket.flush().await.map_err(|_| Failure::Socket)
 }

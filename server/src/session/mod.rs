@@ -249,6 +249,52 @@ pub(super) enum Exit {
     SocketError,
 }
 
+impl Exit {
+    const SHUTDOWN: Exit = Exit::Closed {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    const SLOW_CONSUMER: Exit = Exit::Closed {
+        code: close_code::SLOW_CONSUMER,
+        reason: "slow consumer",
+    };
+    const IDLE: Exit = Exit::Closed {
+        code: close_code::IDLE_TIMEOUT,
+        reason: "heartbeat timeout",
+    };
+}
+
+/// What the client's stream yielded, as the loop acts on it.
+enum Incoming {
+    Text(Utf8Bytes),
+    Binary,
+    /// Ping or pong (tungstenite answers pings itself).
+    Control,
+    End(Exit),
+}
+
+impl Incoming {
+    fn of(received: Option<Result<Message, axum::Error>>) -> Incoming {
+        match received {
+            Some(Ok(Message::Text(text))) => Incoming::Text(text),
+            Some(Ok(Message::Binary(_))) => Incoming::Binary,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+            Some(Ok(Message::Close(_))) | None => Incoming::End(Exit::ClientClosed),
+            Some(Err(err)) => {
+                debug!(error = %err, "websocket read failed");
+                if is_capacity_error(&err) {
+                    m::ws_error(ErrorCode::TooLarge.as_str());
+                    return Incoming::End(Exit::Closed {
+                        code: 1009,
+                        reason: "frame too large",
+                    });
+                }
+                Incoming::End(Exit::SocketError)
+            }
+        }
+    }
+}
+
 struct Session {
     state: AppState,
     user: AuthUser,
@@ -384,12 +430,8 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                _ = &mut cancelled => {
-                    return Exit::Closed { code: 1001, reason: "server shutting down" };
-                }
-                _ = &mut kicked => {
-                    return Exit::Closed { code: close_code::SLOW_CONSUMER, reason: "slow consumer" };
-                }
+                _ = &mut cancelled => return Exit::SHUTDOWN,
+                _ = &mut kicked => return Exit::SLOW_CONSUMER,
                 _ = self.acks.ready(), if !self.acks.is_empty() => {
                     // Boxed: rare next to deliveries, like command handling.
                     if Box::pin(self.write_acks(socket)).await.is_err() {
@@ -399,31 +441,23 @@ impl Session {
                 // While too many sends wait for their commit, the client waits (backpressure).
                 received = socket.next(), if self.acks.has_room() => {
                     self.last_seen = tokio::time::Instant::now();
-                    match received {
-                        Some(Ok(Message::Text(text))) => {
+                    match Incoming::of(received) {
+                        Incoming::Text(text) => {
                             // Boxed: command handling is large and rare next to deliveries, so it
                             // stays out of the idle session's future.
                             if Box::pin(self.handle_text(socket, &text)).await.is_err() {
                                 return Exit::SocketError;
                             }
                         }
-                        Some(Ok(Message::Binary(_))) => {
+                        Incoming::Binary => {
                             let err = AppError::invalid("binary frames are not supported; send JSON text frames");
                             // Boxed: rare, and its future is larger than the loop's others.
                             if Box::pin(self.send_error(socket, None, err)).await.is_err() {
                                 return Exit::SocketError;
                             }
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(_))) | None => return Exit::ClientClosed,
-                        Some(Err(err)) => {
-                            debug!(error = %err, "websocket read failed");
-                            if is_capacity_error(&err) {
-                                m::ws_error(ErrorCode::TooLarge.as_str());
-                                return Exit::Closed { code: 1009, reason: "frame too large" };
-                            }
-                            return Exit::SocketError;
-                        }
+                        Incoming::Control => {}
+                        Incoming::End(exit) => return exit,
                     }
                 }
                 item = outbox.pop() => {
@@ -439,30 +473,32 @@ impl Session {
                                 return exit;
                             }
                         }
-                        _ = &mut kicked => {
-                            return Exit::Closed { code: close_code::SLOW_CONSUMER, reason: "slow consumer" };
-                        }
-                        _ = &mut cancelled => {
-                            return Exit::Closed { code: 1001, reason: "server shutting down" };
-                        }
-                        _ = &mut idle => {
-                            return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" };
-                        }
+                        _ = &mut kicked => return Exit::SLOW_CONSUMER,
+                        _ = &mut cancelled => return Exit::SHUTDOWN,
+                        _ = &mut idle => return Exit::IDLE,
                     }
                 }
                 _ = ticker.tick() => {
-                    if self.last_seen.elapsed() > self.state.config.idle_timeout {
-                        return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" };
-                    }
                     // Boxed: a timer and a write, once per heartbeat, out of the idle state.
-                    let ping = Box::pin(tokio::time::timeout_at(self.idle_deadline(), socket.send(Message::Ping(Default::default()))));
-                    match ping.await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Exit::SocketError,
-                        Err(_) => return Exit::Closed { code: close_code::IDLE_TIMEOUT, reason: "heartbeat timeout" },
+                    if let Err(exit) = Box::pin(self.heartbeat(socket)).await {
+                        return exit;
                     }
                 }
             }
+        }
+    }
+
+    /// Once per heartbeat interval: closes a connection silent past the idle timeout, else
+    /// pings it (a ping the client does not take before that deadline closes it too).
+    async fn heartbeat<S: Socket>(&mut self, socket: &mut S) -> Result<(), Exit> {
+        if self.last_seen.elapsed() > self.state.config.idle_timeout {
+            return Err(Exit::IDLE);
+        }
+        let ping = socket.send(Message::Ping(Default::default()));
+        match tokio::time::timeout_at(self.idle_deadline(), ping).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Exit::SocketError),
+            Err(_) => Err(Exit::IDLE),
         }
     }
 
