@@ -1,0 +1,100 @@
+use super::*;
+
+#[test]
+fn reconnect_delays_grow_with_jitter_up_to_the_cap_and_never_run_out() {
+    let delays: Vec<Duration> = reconnect_policy().build().take(20).collect();
+    assert_eq!(delays.len(), 20, "the policy never gives up");
+    assert!(delays[0] >= Duration::from_millis(100), "{delays:?}");
+    assert!(delays[0] <= Duration::from_millis(200), "{delays:?}");
+    for delay in &delays {
+        assert!(*delay <= MAX_BACKOFF, "{delays:?}");
+    }
+    assert!(delays[19] >= MAX_BACKOFF / 2, "{delays:?}");
+    let again: Vec<Duration> = reconnect_policy().build().take(20).collect();
+    assert_ne!(delays, again, "two nodes do not reconnect in lockstep");
+}
+
+fn fanout() -> RedisFanout {
+    let (publish_tx, _) = mpsc::channel(1);
+    RedisFanout {
+        node: "me".into(),
+        publish_tx,
+        wanted: Mutex::new(HashMap::new()),
+        changed: Notify::new(),
+        connected: AtomicBool::new(false),
+        peers: Mutex::new(HashMap::new()),
+        stop: CancellationToken::new(),
+    }
+}
+
+fn followed() -> Followed {
+    let mut rooms = Followed::new();
+    rooms.insert("confab:t:c".into(), ("t".into(), "c".into()));
+    rooms
+}
+
+#[test]
+fn channels_name_tenant_and_conversation() {
+    let name = channel("acme", "c1");
+    assert_eq!(name, "confab:acme:c1");
+    assert_eq!(room_of(&name), Some(("acme".into(), "c1".into())));
+    assert_eq!(room_of("other:x"), None);
+}
+
+#[test]
+fn the_header_has_readable_field_names() {
+    let header = Header {
+        kind: Some(EventKind::MemberAdded),
+        seq: 7,
+        user: Some(Cow::Borrowed("bob")),
+        ..Header::new("n1", MessageType::Event)
+    };
+    let line = serde_json::to_string(&header).expect("header");
+    assert_eq!(
+        line,
+        r#"{"v":1,"type":"event","node":"n1","kind":"member_added","seq":7,"user":"bob"}"#
+    );
+    assert_eq!(serde_json::from_str::<Header<'_>>(&line).ok(), Some(header));
+}
+
+#[test]
+fn messages_of_other_nodes_become_inbound_items() {
+    let fanout = fanout();
+    let rooms = followed();
+    let event = br#"{"v":1,"type":"event","node":"n1","kind":"message","seq":3}
+{"seq":3}"#;
+    match fanout.receive(&rooms, "confab:t:c", event) {
+        Some(Inbound::Event { tenant, event }) => {
+            assert_eq!((&*tenant, &*event.conversation, event.seq), ("t", "c", 3));
+            assert_eq!(event.text.as_str(), r#"{"seq":3}"#);
+        }
+        other => panic!("expected an event, got {other:?}"),
+    }
+    let sync = b"{\"v\":1,\"type\":\"sync\",\"node\":\"n1\"}\n[\"bob\"]";
+    assert!(matches!(
+        fanout.receive(&rooms, "confab:t:c", sync),
+        Some(Inbound::Users { answer: true, ref users, .. }) if users == &["bob"]
+    ));
+    // Its own publications, other versions and unfollowed rooms are ignored.
+    let own = b"{\"v\":1,\"type\":\"beat\",\"node\":\"me\"}\n";
+    assert!(fanout.receive(&rooms, "confab:nodes", own).is_none());
+    let future = b"{\"v\":2,\"type\":\"event\",\"node\":\"n1\"}\n";
+    assert!(fanout.receive(&rooms, "confab:t:c", future).is_none());
+    assert!(fanout.receive(&rooms, "confab:t:other", event).is_none());
+    assert!(fanout.peers.lock().expect("peers").contains_key("n1"));
+}
+
+#[test]
+fn malformed_payloads_are_dropped() {
+    let fanout = fanout();
+    let rooms = followed();
+    for payload in [
+        &b"no newline"[..],
+        b"{bad json}\n{}",
+        b"{\"v\":1,\"type\":\"event\",\"node\":\"x\"}\n\xff\xfe",
+        b"{\"v\":1,\"type\":\"sync\",\"node\":\"x\"}\nnot json",
+        b"{\"v\":1,\"type\":\"event\",\"node\":\"x\"}\nno kind",
+    ] {
+        assert!(fanout.receive(&rooms, "confab:t:c", payload).is_none());
+    }
+}
