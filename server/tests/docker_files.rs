@@ -16,16 +16,15 @@
 //!
 //! What is pending is printed: `cargo test -p confab-server --test docker_files -- --nocapture`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use confab_server::config::{Cli, CliCommand, Config, EventsBackend, StoreBackend};
+use confab_testkit::ConfabServer;
 use yaml_serde::Value as Yaml;
 
 /// `CONFAB_*` variables that compose.yml sets ahead of the binary, for settings another issue is
@@ -1060,63 +1059,6 @@ fn select_features_keeps_what_the_manifest_declares() {
     }
 }
 
-/// `confab serve` on a free loopback port, killed when dropped.
-struct RunningServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RunningServer {
-    /// Starts the server on an ephemeral port and waits for the line that says which one.
-    fn start() -> RunningServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).expect("server log");
-        let mut command = common::confab_command(log);
-        command
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--log")
-            .arg("info");
-        let mut child = command.spawn().expect("spawn confab serve");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Some(port) = common::listening_port(&text) {
-                return RunningServer {
-                    child,
-                    port,
-                    _dir: dir,
-                };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("confab serve exited with {status}: {text}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("confab serve never listened: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn healthcheck(listen: &str, path: Option<&str>) -> Output {
     let mut command = Command::new("bash");
     command
@@ -1130,15 +1072,13 @@ fn healthcheck(listen: &str, path: Option<&str>) -> Output {
 
 #[test]
 fn healthcheck_script_probes_a_real_server() {
-    let mut server = RunningServer::start();
-    let listen = format!("127.0.0.1:{}", server.port);
+    let mut server = ConfabServer::start(env!("CARGO_BIN_EXE_confab"), ["--log", "info"])
+        .expect("start confab serve");
+    let listen = format!("127.0.0.1:{}", server.port());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if healthcheck(&listen, None).status.success() {
             break;
-        }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("confab serve exited with {status}");
         }
         assert!(
             Instant::now() < deadline,
@@ -1147,7 +1087,7 @@ fn healthcheck_script_probes_a_real_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The wildcard address of the image (0.0.0.0) is probed on loopback.
-    let wildcard = format!("0.0.0.0:{}", server.port);
+    let wildcard = format!("0.0.0.0:{}", server.port());
     assert!(
         healthcheck(&wildcard, None).status.success(),
         "0.0.0.0 → 127.0.0.1"
@@ -1160,7 +1100,7 @@ fn healthcheck_script_probes_a_real_server() {
     assert!(!missing.status.success(), "a 404 is unhealthy");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 
-    server.stop();
+    server.kill9().expect("kill the server");
     let down = healthcheck(&listen, None);
     assert!(!down.status.success(), "a stopped server is unhealthy");
 }
