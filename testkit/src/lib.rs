@@ -1,7 +1,8 @@
 //! Real servers for Confab's tests, each a child process with its data in a temporary
 //! directory: Confab itself ([`ConfabServer`]), and the backends it talks to: Redis, a
 //! Kafka-protocol broker (tansu), a MongoDB-protocol server (secantusdb) and S3 (SeaweedFS).
-//! This is the one harness that starts servers: `server/tests/common` only adds clients.
+//! This is the one harness that starts server processes: `server/tests/common` adds clients
+//! (and serves tests that need no process in-process, through `confab_server::spawn`).
 //!
 //! `scripts/install-test-services` installs the backends' binaries (Debian's `redis-server`; the
 //! others in Python venvs under `<workspace>/.tools/`). A missing binary is an error that says to

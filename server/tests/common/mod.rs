@@ -3,20 +3,28 @@
 //! sockets: JSON over HTTP (`reqwest`) and WebSocket ([`WsClient`], in `ws.rs`).
 //!
 //! - [`Server`]: `confab serve` on an ephemeral port with its own data dir ([`ConfabServer`]
-//!   does the process work: the listening line, `/ready`, `kill -9`, SIGTERM, restart), plus
-//!   HTTP, WebSocket and domain helpers bound to its address.
+//!   does the process work: the listening line, `/ready`, `kill -9`, SIGTERM, restart), or, for
+//!   tests that need no process of their own, the same configuration served in this process
+//!   ([`Server::in_process`], through `confab_server::spawn`); plus HTTP, WebSocket and domain
+//!   helpers bound to its address.
 //! - Tokens are minted in-process with the server's own [`JwtKeys`].
 
 #![allow(dead_code)]
 
 mod ws;
 
+use std::net::SocketAddr;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_protocol::ErrorCode;
 use confab_protocol::rest::Message as RestMessage;
 use confab_server::auth::JwtKeys;
+use confab_server::config::{Config, ServeArgs};
+use confab_server::hub::Hub;
+use confab_server::{AppState, Running, fanout};
+use confab_storage::sqlite::{SqliteOptions, SqliteStore};
 use confab_testkit::ConfabServer;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
@@ -49,10 +57,51 @@ pub fn token_in(user: &str, tenant: &str) -> String {
         .expect("mint token")
 }
 
-/// A running `confab serve` process and an HTTP client for it.
+/// A running Confab server and an HTTP client for it.
 pub struct Server {
-    process: ConfabServer,
+    backend: Backend,
     http: reqwest::Client,
+}
+
+enum Backend {
+    Process(ConfabServer),
+    /// Its data directory is dropped after the server.
+    InProcess(Running, tempfile::TempDir),
+}
+
+/// The flags every test server starts with, `extra` replacing any of them; `--data-dir` goes
+/// apart (the process harness gives one of its own unless a test names it).
+fn test_flags(extra: &[&str]) -> (Vec<String>, Option<String>) {
+    assert!(
+        extra.len().is_multiple_of(2),
+        "flags come in `--flag value` pairs: {extra:?}"
+    );
+    let mut flags: Vec<(String, String)> = vec![
+        ("--message-rate-per-minute".into(), "0".into()),
+        ("--jwt-secret".into(), SECRET.into()),
+        ("--log".into(), "info,confab_server=debug".into()),
+    ];
+    let mut data_dir = None;
+    for pair in extra.chunks(2) {
+        if pair[0] == "--data-dir" {
+            data_dir = Some(pair[1].to_owned());
+            continue;
+        }
+        flags.retain(|(flag, _)| flag != pair[0]);
+        flags.push((pair[0].to_owned(), pair[1].to_owned()));
+    }
+    let flags = flags
+        .into_iter()
+        .flat_map(|(flag, value)| [flag, value])
+        .collect();
+    (flags, data_dir)
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("http client")
 }
 
 impl Server {
@@ -64,66 +113,106 @@ impl Server {
     /// Starts a server with extra flags given as `["--flag", "value", ...]`; a flag given here
     /// replaces the harness default for it (`--data-dir` too: several nodes may share one).
     pub async fn start_with(extra: &[&str]) -> Server {
-        assert!(
-            extra.len().is_multiple_of(2),
-            "flags come in `--flag value` pairs: {extra:?}"
-        );
-        let mut flags: Vec<(String, String)> = vec![
-            ("--message-rate-per-minute".into(), "0".into()),
-            ("--jwt-secret".into(), SECRET.into()),
-            ("--log".into(), "info,confab_server=debug".into()),
-        ];
-        let mut builder = ConfabServer::builder(env!("CARGO_BIN_EXE_confab"));
-        for pair in extra.chunks(2) {
-            if pair[0] == "--data-dir" {
-                builder = builder.data_dir(pair[1]);
-                continue;
-            }
-            flags.retain(|(flag, _)| flag != pair[0]);
-            flags.push((pair[0].to_owned(), pair[1].to_owned()));
+        let (flags, data_dir) = test_flags(extra);
+        let mut builder = ConfabServer::builder(env!("CARGO_BIN_EXE_confab")).args(flags);
+        if let Some(data_dir) = data_dir {
+            builder = builder.data_dir(data_dir);
         }
-        let builder = builder.args(flags.into_iter().flat_map(|(flag, value)| [flag, value]));
         let process = tokio::task::spawn_blocking(move || builder.start())
             .await
             .expect("join the starting task")
             .unwrap_or_else(|err| panic!("confab did not start: {err}"));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("http client");
-        Server { process, http }
+        Server {
+            backend: Backend::Process(process),
+            http: http_client(),
+        }
     }
 
-    /// The port of the running (or last) process.
+    /// Serves the configuration of the same flags in this process, on an ephemeral port, with
+    /// the SQLite store in a temporary data dir and the hub the flags name; no metrics recorder,
+    /// no event stream, nothing to kill or restart. Quicker to start than a process.
+    pub async fn in_process(extra: &[&str]) -> Server {
+        let (mut flags, data_dir) = test_flags(extra);
+        assert!(
+            data_dir.is_none(),
+            "an in-process server has a data dir of its own"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        flags.extend(["--data-dir".to_owned(), dir.path().display().to_string()]);
+        let args = ServeArgs::try_parse_from(flags).expect("test flags parse");
+        let config = Config::resolve(args).expect("test flags are a valid configuration");
+        let keys = JwtKeys::load(&config.jwt(), &config.data_dir).expect("keys");
+        let link = fanout::start(&config.hub).await.expect("fan-out");
+        let hub = Hub::start(link);
+        let store = SqliteStore::open(
+            &config.data_dir.join("confab.db"),
+            hub.clone(),
+            SqliteOptions::default(),
+        )
+        .expect("open the store");
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind");
+        let state = AppState::new(config, Arc::new(store), hub, keys, None);
+        let running = confab_server::spawn(listener, state).expect("serve");
+        Server {
+            backend: Backend::InProcess(running, dir),
+            http: http_client(),
+        }
+    }
+
+    fn process(&mut self) -> &mut ConfabServer {
+        match &mut self.backend {
+            Backend::Process(process) => process,
+            Backend::InProcess(..) => panic!("this test needs a server process: Server::start"),
+        }
+    }
+
+    fn process_ref(&self) -> &ConfabServer {
+        match &self.backend {
+            Backend::Process(process) => process,
+            Backend::InProcess(..) => panic!("this test needs a server process: Server::start"),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match &self.backend {
+            Backend::Process(process) => process.addr(),
+            Backend::InProcess(running, _) => running.addr(),
+        }
+    }
+
+    /// The port of the running (or last) server.
     pub fn port(&self) -> u16 {
-        self.process.port()
+        self.addr().port()
     }
 
-    /// Everything the server wrote so far, over its restarts.
+    /// Everything the server process wrote so far, over its restarts.
     pub fn log(&self) -> String {
-        self.process.log()
+        self.process_ref().log()
     }
 
     /// The process id of the running server.
     pub fn pid(&self) -> u32 {
-        self.process.pid().expect("the server is running")
+        self.process_ref().pid().expect("the server is running")
     }
 
     /// Kills the server with SIGKILL and reaps it.
     pub fn kill9(&mut self) {
-        self.process.kill9().expect("kill -9 the server");
+        self.process().kill9().expect("kill -9 the server");
     }
 
     /// Sends SIGTERM (the server keeps running until it has shut down).
     pub fn sigterm(&mut self) {
-        self.process.terminate().expect("SIGTERM the server");
+        self.process().terminate().expect("SIGTERM the server");
     }
 
     /// Waits for the server process to exit and returns its status.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.process.try_wait().expect("the server was running") {
+            if let Some(status) = self.process().try_wait().expect("the server was running") {
                 return status;
             }
             assert!(
@@ -138,17 +227,17 @@ impl Server {
     /// Starts the server again on the same data dir and flags (after it stopped), on a new
     /// ephemeral port: clients connect again through [`Server::base`] and [`Server::ws_url`].
     pub async fn restart(&mut self) {
-        self.process
+        self.process()
             .restart()
             .unwrap_or_else(|err| panic!("confab did not restart: {err}"));
     }
 
     pub fn base(&self) -> String {
-        self.process.url()
+        format!("http://{}", self.addr())
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/v1/ws", self.process.addr())
+        format!("ws://{}/v1/ws", self.addr())
     }
 
     // ---- HTTP ----
