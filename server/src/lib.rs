@@ -9,7 +9,8 @@
 //! - [`chat`]: operations shared by WebSocket and REST; [`validate`]: field checks.
 //! - [`http`]: the REST routers, the OpenAPI document and ops endpoints.
 //! - [`error`]: the one error type and its JSON shape; [`metrics`]: Prometheus names.
-//! - [`state`]: the shared [`AppState`]; [`run`] serves a listener until shutdown.
+//! - [`state`]: the shared [`AppState`]; [`run`] serves a listener until shutdown; [`spawn`]
+//!   runs it in a task of its own (tests that need no separate process).
 
 pub mod accept;
 pub mod auth;
@@ -27,8 +28,11 @@ pub mod state;
 pub mod validate;
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use state::AppState;
 
@@ -74,4 +78,46 @@ pub async fn run(
     // Last: events committed during the grace period still reached the other nodes.
     state.hub.close();
     Ok(())
+}
+
+/// A server running in this process (see [`spawn`]). Dropping it starts its shutdown.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    served: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The address it serves.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts the server down as SIGTERM shuts down the binary, and waits until it has.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        self.stop.cancel();
+        (&mut self.served).await.map_err(std::io::Error::other)?
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Serves `state` on `listener` in a task of its own until [`Running::stop`]: the binary's
+/// [`run`], in process, for tests that need no process of their own (no kill -9, restart, or
+/// metrics recorder).
+pub fn spawn(listener: TcpListener, state: AppState) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let served = tokio::spawn(run(
+        listener,
+        state,
+        async move { stopped.cancelled().await },
+    ));
+    Ok(Running { addr, stop, served })
 }

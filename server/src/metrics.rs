@@ -1,6 +1,7 @@
 //! Prometheus metrics: the recorder, the names, and the HTTP middleware.
 //!
-//! Every metric Confab exports is declared here, so `/metrics` is documented in one place.
+//! Every metric Confab exports is declared here, in one list ([`ALL`]), so `/metrics` is
+//! documented in one place; the modules that record them use these names.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
 use confab_protocol::EventKind;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const CONNECTIONS_ACTIVE: &str = "confab_connections_active";
@@ -32,11 +33,92 @@ pub const HTTP_CONNECTIONS_OPEN: &str = "confab_http_connections_open";
 pub const CONNECTIONS_SHED_TOTAL: &str = "confab_connections_shed_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "confab_connections_refused_total";
 pub const HTTP_TIMEOUTS_TOTAL: &str = "confab_http_timeouts_total";
+pub const FANOUT_CONNECTED: &str = "confab_fanout_connected";
+pub const FANOUT_PUBLISHED_TOTAL: &str = "confab_fanout_published_total";
+pub const FANOUT_RECEIVED_TOTAL: &str = "confab_fanout_received_total";
+pub const FANOUT_DROPPED_TOTAL: &str = "confab_fanout_dropped_total";
+pub const FANOUT_RECONNECTS_TOTAL: &str = "confab_fanout_reconnects_total";
+pub const FANOUT_INBOUND_WAITS_TOTAL: &str = "confab_fanout_inbound_waits_total";
+pub const EVENTS_PUBLISHED_TOTAL: &str = "confab_events_published_total";
+pub const EVENTS_FAILED_TOTAL: &str = "confab_events_failed_total";
+pub const EVENTS_DROPPED_TOTAL: &str = "confab_events_dropped_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
 pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One exported metric: its name, kind and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+use Kind::{Counter, Gauge, Histogram};
+
+const fn metric(name: &'static str, kind: Kind, help: &'static str) -> Metric {
+    Metric { name, kind, help }
+}
+
+/// Every metric `/metrics` exports, in one list: [`install`] describes them from it (the `# HELP`
+/// lines), and the docker test checks that the Grafana dashboard queries only these. The
+/// `process_*` ones are measured by `metrics-process`.
+#[rustfmt::skip] // a table: one metric a line
+pub const ALL: &[Metric] = &[
+    metric(CONNECTIONS_ACTIVE, Gauge, "Open WebSocket sessions."),
+    metric(CONNECTIONS_TOTAL, Counter, "WebSocket sessions opened."),
+    metric(ROOMS_JOINED, Gauge, "Room memberships of open sessions."),
+    metric(EVENTS_TOTAL, Counter, "Durable events committed, by kind."),
+    metric(EPHEMERAL_TOTAL, Counter, "Ephemeral events (typing, presence), by kind."),
+    metric(FANOUT_DELIVERIES_TOTAL, Counter, "Frames handed to local sessions."),
+    metric(WRITE_DELAY_WAKES_TOTAL, Counter, "Sessions woken by a write-delay tick."),
+    metric(SLOW_CONSUMERS_TOTAL, Counter, "Sessions closed because their queue was full."),
+    metric(ACK_LATENCY, Histogram, "Time from a send's arrival to its ack, in seconds."),
+    metric(WS_ERRORS_TOTAL, Counter, "Error frames sent on WebSockets, by code."),
+    metric(HTTP_REQUESTS_TOTAL, Counter, "HTTP requests, by method, route and status."),
+    metric(HTTP_DURATION, Histogram, "HTTP request duration in seconds, by method and route."),
+    metric(TCP_CONNECTIONS_OPEN, Gauge, "Accepted TCP connections, HTTP or upgraded."),
+    metric(HTTP_CONNECTIONS_OPEN, Gauge, "Connections still speaking plain HTTP."),
+    metric(CONNECTIONS_SHED_TOTAL, Counter, "HTTP connections closed to make room, by reason."),
+    metric(CONNECTIONS_REFUSED_TOTAL, Counter, "Connections closed at once at the cap."),
+    metric(HTTP_TIMEOUTS_TOTAL, Counter, "HTTP connections or requests timed out, by phase."),
+    metric(FANOUT_CONNECTED, Gauge, "1 while the fan-out to other nodes is connected."),
+    metric(FANOUT_PUBLISHED_TOTAL, Counter, "Events published to other nodes."),
+    metric(FANOUT_RECEIVED_TOTAL, Counter, "Messages received from other nodes."),
+    metric(FANOUT_DROPPED_TOTAL, Counter, "Fan-out messages dropped, by reason."),
+    metric(FANOUT_RECONNECTS_TOTAL, Counter, "Reconnections of the fan-out."),
+    metric(FANOUT_INBOUND_WAITS_TOTAL, Counter, "Times the fan-out waited for the hub."),
+    metric(EVENTS_PUBLISHED_TOTAL, Counter, "Events published to the event stream."),
+    metric(EVENTS_FAILED_TOTAL, Counter, "Event stream delivery failures, by reason."),
+    metric(EVENTS_DROPPED_TOTAL, Counter, "Events not sent to the event stream, by reason."),
+    metric(PROCESS_RESIDENT_MEMORY, Gauge, "Resident memory size in bytes."),
+    metric(PROCESS_CPU_SECONDS, Counter, "User and system CPU time in seconds."),
+    metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
+    metric(PROCESS_MAX_FDS, Gauge, "Maximum number of open file descriptors."),
+    metric(PROCESS_START_TIME, Gauge, "Start time of the process since the Unix epoch in seconds."),
+];
+
+/// Describes every metric of [`ALL`] to the installed recorder.
+fn describe() {
+    for metric in ALL {
+        let (name, help) = (metric.name, metric.help);
+        match metric.kind {
+            Counter => describe_counter!(name, help),
+            Gauge => describe_gauge!(name, help),
+            Histogram => describe_histogram!(name, help),
+        }
+    }
+}
 
 /// Installs the global Prometheus recorder; the handle renders `/metrics`.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
@@ -47,7 +129,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), &latency_buckets)?
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency_buckets)?
         .install_recorder()?;
-    metrics_process::Collector::default().describe();
+    describe();
     Ok(handle)
 }
 
@@ -275,11 +357,32 @@ mod tests {
     }
 
     #[test]
+    fn every_metric_is_declared_once_with_a_prefix_and_help() {
+        let mut names = HashSet::new();
+        for metric in ALL {
+            assert!(names.insert(metric.name), "{} twice", metric.name);
+            assert!(
+                metric.name.starts_with("confab_") || metric.name.starts_with("process_"),
+                "{}",
+                metric.name
+            );
+            assert!(!metric.help.is_empty(), "{} has no help", metric.name);
+            let is_counter = metric.kind == Kind::Counter;
+            assert_eq!(
+                metric.name.ends_with("_total"),
+                is_counter,
+                "Prometheus names counters, and only counters, `_total`: {}",
+                metric.name
+            );
+        }
+    }
+
+    #[test]
     fn the_process_metrics_are_the_standard_ones() {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            metrics_process::Collector::default().describe();
+            describe();
             collect_process_metrics();
         });
         let text = handle.render();

@@ -64,9 +64,11 @@ async fn mongo_cluster() -> Cluster {
     cluster
 }
 
-/// Gives the nodes' subscribers a moment to subscribe to the rooms just joined.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+impl Cluster {
+    /// Waits until `nodes` of the nodes subscribe to the room of `conversation` on Redis.
+    async fn subscribed(&self, conversation: &str, nodes: usize) {
+        common::wait_for_subscribers(&self.redis.url(), conversation, nodes).await;
+    }
 }
 
 async fn message_seqs(client: &mut WsClient, count: usize) -> Vec<u64> {
@@ -91,7 +93,7 @@ async fn users_on_different_nodes_chat_react_and_type() {
     let mut bob = c.b.ws("bob").await;
     alice.join(&conversation).await;
     bob.join(&conversation).await;
-    settle().await;
+    c.subscribed(&conversation, 2).await;
 
     let sent = alice
         .send_message(&conversation, "a-1", "hello from node a")
@@ -135,7 +137,7 @@ async fn typing_and_edits_cross_nodes() {
     let mut bob = c.b.ws("bob").await;
     alice.join(&conversation).await;
     bob.join(&conversation).await;
-    settle().await;
+    c.subscribed(&conversation, 2).await;
     bob.send_command(Command::Typing {
         conversation: conversation.clone(),
     })
@@ -177,7 +179,7 @@ async fn concurrent_senders_keep_order(
     let mut watch_b = c.b.ws("watch-b").await.patient(patience);
     watch_a.join(&conversation).await;
     watch_b.join(&conversation).await;
-    settle().await;
+    c.subscribed(&conversation, 2).await;
 
     let mut tasks = JoinSet::new();
     for (i, sender) in names.iter().enumerate() {
@@ -247,7 +249,7 @@ async fn redis_restart_mid_run_is_recovered() {
     let mut bob = c.b.ws("bob").await;
     alice.join(&conversation).await;
     bob.join(&conversation).await;
-    settle().await;
+    c.subscribed(&conversation, 2).await;
     alice.send_message(&conversation, "before", "before").await;
     assert_eq!(bob.recv_message().await.seq, 1);
 
@@ -287,7 +289,7 @@ async fn redis_restart_mid_run_is_recovered() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    settle().await;
+    c.subscribed(&conversation, 2).await;
     alice.send_message(&conversation, "after", "after").await;
     assert_eq!(bob.recv_message().await.seq, 4);
 }
@@ -300,7 +302,7 @@ async fn a_killed_node_loses_nothing_for_clients_that_move() {
     let mut bob = c.b.ws("bob").await;
     alice.join(&conversation).await;
     bob.join(&conversation).await;
-    settle().await;
+    c.subscribed(&conversation, 2).await;
     for n in 0..5 {
         alice
             .send_message(&conversation, &format!("m{n}"), "x")
@@ -365,7 +367,7 @@ async fn users_on_different_nodes_see_each_other_online_and_offline() {
     let mut alice = c.a.ws_presence("alice").await;
     let mut bob = c.b.ws_presence("bob").await;
     alice.join(&conversation).await;
-    settle().await;
+    c.subscribed(&conversation, 1).await;
     bob.join(&conversation).await;
     assert!(next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
     // Bob's node opened the room after alice's: it learns of her from the snapshot it asks for.
@@ -384,8 +386,9 @@ async fn a_user_on_both_nodes_stays_online_while_one_device_remains() {
     alice.join(&conversation).await;
     bob_a.join(&conversation).await;
     assert!(next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
-    settle().await;
+    c.subscribed(&conversation, 1).await;
     bob_b.join(&conversation).await;
+    c.subscribed(&conversation, 2).await;
     alice.expect_silence(Duration::from_millis(500)).await;
     assert!(matches!(
         bob_a
@@ -407,7 +410,7 @@ async fn a_killed_nodes_users_go_offline_within_the_expiry() {
     let mut alice = c.a.ws_presence("alice").await;
     let mut bob = c.b.ws_presence("bob").await;
     alice.join(&conversation).await;
-    settle().await;
+    c.subscribed(&conversation, 1).await;
     bob.join(&conversation).await;
     assert!(next_presence(&mut alice, "bob", Duration::from_secs(5)).await);
     c.b.kill9();

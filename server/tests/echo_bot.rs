@@ -15,7 +15,7 @@ use confab_protocol::ServerFrame;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_echo_bot_answers_ping_with_pong() {
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let conversation = server.create_group("alice", &["echo-bot"]).await;
     let bot = tokio::spawn(echo_bot::run(echo_bot::BotConfig {
         base_url: server.base(),

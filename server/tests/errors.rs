@@ -16,7 +16,7 @@ const MAX_FRAME: usize = 4096;
 const MAX_BODY: usize = 1024;
 
 async fn limited_server() -> Server {
-    Server::start_with(&["--max-frame-bytes", "4096", "--max-body-bytes", "1024"]).await
+    Server::in_process(&["--max-frame-bytes", "4096", "--max-body-bytes", "1024"]).await
 }
 
 /// The connection answers `ping` (so it is still usable).
@@ -360,7 +360,7 @@ async fn oversized_frames_get_too_large_then_1009() {
 
 #[tokio::test]
 async fn sends_past_the_rate_limit_are_refused() {
-    let server = Server::start_with(&["--message-rate-per-minute", "3"]).await;
+    let server = Server::in_process(&["--message-rate-per-minute", "3"]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     let mut alice = server.ws("alice").await;
     for i in 1..=3 {
@@ -414,7 +414,7 @@ fn now_secs() -> u64 {
 
 #[tokio::test]
 async fn bad_tokens_are_refused_at_the_upgrade() {
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let claims = |exp: u64| Claims {
         sub: "alice".into(),
         tid: "acme".into(),
@@ -461,7 +461,7 @@ async fn bad_tokens_are_refused_at_the_upgrade() {
 
 #[tokio::test]
 async fn the_auth_frame_must_come_first_and_in_time() {
-    let server = Server::start_with(&["--auth-timeout-secs", "1"]).await;
+    let server = Server::in_process(&["--auth-timeout-secs", "1"]).await;
 
     // No frame at all: error (optional) then 4001, about a second later.
     let mut silent = server.ws_anonymous().await;
@@ -530,7 +530,7 @@ async fn the_auth_frame_must_come_first_and_in_time() {
 
 #[tokio::test]
 async fn rest_errors_use_the_json_error_shape() {
-    let server = Server::start_with(&["--max-http-body-bytes", "2048"]).await;
+    let server = Server::in_process(&["--max-http-body-bytes", "2048"]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     server
         .rest_send("alice", &conversation, "m-1", "keep me")
@@ -666,7 +666,7 @@ async fn rest_errors_use_the_json_error_shape() {
 
 #[tokio::test]
 async fn joins_past_max_joined_are_too_large() {
-    let server = Server::start_with(&["--max-joined", "2"]).await;
+    let server = Server::in_process(&["--max-joined", "2"]).await;
     let a = server.create_group("alice", &[]).await;
     let b = server.create_group("alice", &[]).await;
     let c = server.create_group("alice", &[]).await;
@@ -704,7 +704,7 @@ async fn joins_past_max_joined_are_too_large() {
 
 #[tokio::test]
 async fn conversation_creation_is_validated() {
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let alice = token("alice");
     let too_many: Vec<String> = (0..1001).map(|i| format!("user{i}")).collect();
     for (body, status, code) in [

@@ -18,7 +18,6 @@ use confab_storage::sqlite::{SqliteOptions, SqliteStore};
 use confab_storage::{DynStore, EventSink, NewConversation, NewMessage, StoredEvent};
 use confab_testkit::RedisServer;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_util::sync::CancellationToken;
 
 /// The channels Redis has subscribers for, sorted.
 async fn pubsub_channels(url: &str) -> Vec<String> {
@@ -150,11 +149,9 @@ impl EventSink for Gate {
 
 /// A server run in this process on an ephemeral port, with a gated event sink.
 struct InProcess {
-    addr: std::net::SocketAddr,
+    running: confab_server::Running,
     store: DynStore,
     gate: Arc<Gate>,
-    stop: CancellationToken,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -179,24 +176,21 @@ impl InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let served = tokio::spawn(confab_server::run(listener, state, async move {
-            stopped.cancelled().await
-        }));
+        let running = confab_server::spawn(listener, state).expect("serve");
         InProcess {
-            addr,
+            running,
             store,
             gate,
-            stop,
-            served,
             _dir: dir,
         }
     }
 
     async fn ws(&self, user: &str) -> WsClient {
-        let url = format!("ws://{}/v1/ws?token={}", self.addr, common::token(user));
+        let url = format!(
+            "ws://{}/v1/ws?token={}",
+            self.running.addr(),
+            common::token(user)
+        );
         let request = url.into_client_request().expect("ws request");
         let mut client = WsClient::open(request, None).await.expect("upgrade");
         let welcome = client.recv().await;
@@ -221,8 +215,7 @@ impl InProcess {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        self.served.await.expect("join").expect("served");
+        self.running.stop().await.expect("served");
     }
 }
 

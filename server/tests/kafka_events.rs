@@ -568,7 +568,9 @@ async fn two_nodes_on_redis_mongodb_and_kafka() {
         watch_a.join(id).await;
         watch_b.join(id).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in &conversations {
+        common::wait_for_subscribers(&hub, id, 2).await;
+    }
 
     // alice sends through node a, bob through node b, into both conversations at once.
     let mut tasks = JoinSet::new();

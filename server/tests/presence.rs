@@ -32,7 +32,7 @@ fn presence(conversation: &str, user: &str, online: bool) -> ServerFrame {
 
 #[tokio::test]
 async fn presence_follows_the_first_and_last_connection_of_each_user() {
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     let mut alice = server.ws_presence("alice").await;
     let mut bob = server.ws_presence("bob").await;
@@ -97,7 +97,7 @@ async fn presence_follows_the_first_and_last_connection_of_each_user() {
 
 #[tokio::test]
 async fn a_malformed_presence_flag_is_refused_with_invalid() {
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let url = format!(
         "{}?presence=maybe&token={}",
         server.ws_url(),

@@ -9,7 +9,7 @@ use confab_protocol::{Command, ServerFrame};
 
 #[tokio::test]
 async fn join_since_replays_exactly_the_missed_events() {
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     let mut alice = server.ws("alice").await;
     alice.join(&conversation).await;
@@ -145,7 +145,7 @@ async fn join_since_replays_exactly_the_missed_events() {
 
 #[tokio::test]
 async fn a_gap_past_the_replay_cap_is_not_recovered() {
-    let server = Server::start_with(&["--replay-cap", "5"]).await;
+    let server = Server::in_process(&["--replay-cap", "5"]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     for i in 1..=10 {
         server
@@ -200,7 +200,7 @@ async fn a_gap_past_the_replay_cap_is_not_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_since_during_a_burst_is_gapless() {
     const TOTAL: u64 = 150;
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     let mut alice = server.ws("alice").await;
     let sender = {
@@ -233,7 +233,7 @@ async fn join_since_during_a_burst_is_gapless() {
 /// resuming client is replayed either (the stored `message` and `message_edited` frames).
 #[tokio::test]
 async fn replay_does_not_reveal_deleted_messages() {
-    let server = Server::start().await;
+    let server = Server::in_process(&[]).await;
     let conversation = server.create_group("alice", &["bob"]).await;
     let mut alice = server.ws("alice").await;
     let secret = alice

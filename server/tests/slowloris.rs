@@ -160,7 +160,7 @@ async fn silent_trickling_and_idle_connections_are_closed_on_time() {
     ];
     for (kind, count) in plan {
         for _ in 0..count {
-            attacks.spawn(attack(server.port, kind, Duration::from_secs(15)));
+            attacks.spawn(attack(server.port(), kind, Duration::from_secs(15)));
         }
     }
     let slowest = normal_client(&server, Duration::from_secs(6)).await;
@@ -245,7 +245,7 @@ async fn running_out_of_descriptors_sheds_the_oldest_http_connections() {
         .expect("run prlimit");
     assert!(status.success(), "prlimit failed");
 
-    let mut held = hold_silent(server.port, 400).await;
+    let mut held = hold_silent(server.port(), 400).await;
     let slowest = normal_client(&server, Duration::from_secs(3)).await;
     assert!(slowest < Duration::from_secs(2), "{slowest:?}");
     assert!(matches!(
@@ -276,7 +276,7 @@ async fn past_the_connection_cap_the_oldest_http_connection_makes_room() {
     ])
     .await;
     let mut ws = server.ws("alice").await;
-    let mut held = hold_silent(server.port, 150).await;
+    let mut held = hold_silent(server.port(), 150).await;
     let slowest = normal_client(&server, Duration::from_secs(2)).await;
     assert!(slowest < Duration::from_secs(2), "{slowest:?}");
     assert!(matches!(

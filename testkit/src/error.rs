@@ -29,6 +29,12 @@ pub enum Error {
         status: String,
         log: String,
     },
+    /// The server is not running (it was killed, or has exited).
+    #[error("{name} is not running")]
+    NotRunning { name: &'static str },
+    /// The server still runs (a restart needs it stopped first).
+    #[error("{name} is still running")]
+    StillRunning { name: &'static str },
     /// The process kept running but never answered the readiness check.
     #[error(
         "{name} was not ready on port {port} after {waited:?} (last check: {last_check}); its log ends with:\n{log}"

@@ -1,4 +1,8 @@
-//! Free loopback ports and short-lived probe connections.
+//! Ports for the backends, and short-lived probe connections.
+//!
+//! Redis, tansu, secantusdb and SeaweedFS are told their port and cannot report one the kernel
+//! picked, so a free one is reserved just before they start (a restart reuses it). Confab needs
+//! none of this: it binds port 0 and prints the address (see `confab`).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -95,23 +95,33 @@ pub(crate) fn mongo_ping(port: u16) -> io::Result<()> {
 
 /// S3: any HTTP response below 500 to `GET /` (without credentials it is an access error).
 pub(crate) fn http_get(port: u16) -> io::Result<()> {
+    match http_status(port, "/")? {
+        status if status < 500 => Ok(()),
+        status => Err(io::Error::other(format!("HTTP status {status}"))),
+    }
+}
+
+/// Confab: `GET /ready` answered 200 (the store and the fan-out are up).
+pub(crate) fn confab_ready(port: u16) -> io::Result<()> {
+    match http_status(port, "/ready")? {
+        200 => Ok(()),
+        status => Err(io::Error::other(format!("/ready answered {status}"))),
+    }
+}
+
+/// The status of an HTTP/1.1 `GET path`.
+fn http_status(port: u16, path: &str) -> io::Result<u16> {
     let mut stream = connect(port)?;
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     )?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
-    let status: u16 = line
-        .split_whitespace()
+    line.split_whitespace()
         .nth(1)
         .and_then(|status| status.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("not an HTTP response: {line:?}")))?;
-    if status < 500 {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("HTTP status {status}")))
-    }
+        .ok_or_else(|| io::Error::other(format!("not an HTTP response: {line:?}")))
 }
 
 fn bson_int32(out: &mut Vec<u8>, name: &str, value: i32) {

@@ -53,6 +53,8 @@ pub(crate) struct Launch {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub envs: Vec<(String, String)>,
+    /// Variables of the test's environment the server must not see.
+    pub env_remove: Vec<String>,
     pub log: PathBuf,
     /// Removed by the supervisor if the test process exits without stopping the server.
     pub cleanup: Option<PathBuf>,
@@ -71,6 +73,7 @@ impl Launch {
             program,
             args: args.into_iter().map(Into::into).collect(),
             envs: Vec::new(),
+            env_remove: Vec::new(),
             log: dir.join(log),
             cleanup: Some(dir.to_path_buf()),
         }
@@ -102,6 +105,9 @@ impl ServerProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        for key in &launch.env_remove {
+            command.env_remove(key);
+        }
         let mut supervisor = command
             .spawn()
             .map_err(Error::io(format!("spawning {program}")))?;
@@ -128,14 +134,45 @@ impl ServerProcess {
             .map_err(Error::io("checking the server process"))
     }
 
+    /// The server's process id (not the supervisor's).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Sends `SIGTERM` and waits for the server to exit (`SIGKILL` after a grace period),
     /// keeping its data directory.
     pub(crate) fn stop(mut self) -> Result<()> {
+        self.request_stop();
+        self.terminate()
+    }
+
+    /// Has the supervisor send `SIGTERM`, keeping the data directory, and returns at once: the
+    /// caller watches the shutdown with [`ServerProcess::try_wait`].
+    pub(crate) fn request_stop(&mut self) {
         if let Some(stdin) = self.stdin.as_mut() {
             // A supervisor that is already gone cannot read it: nothing to keep then.
             let _ = stdin.write_all(b"keep\n");
         }
-        self.terminate()
+        drop(self.stdin.take());
+    }
+
+    /// Kills the server with `SIGKILL` (a crash: no shutdown code runs) and waits for it. The
+    /// data directory stays: the supervisor removes it only when asked to stop the server.
+    pub(crate) fn kill(&mut self) -> Result<ExitStatus> {
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid.to_string())
+            .status()
+            .map_err(Error::io("running kill -KILL"))?;
+        if !status.success() {
+            return Err(Error::Io {
+                what: format!("killing server pid {}", self.pid),
+                source: std::io::Error::other(format!("kill -KILL exited with {status}")),
+            });
+        }
+        self.supervisor
+            .wait()
+            .map_err(Error::io("waiting for the killed server"))
     }
 
     fn terminate(&mut self) -> Result<()> {
@@ -221,6 +258,7 @@ mod tests {
             program: PathBuf::from("/bin/sleep"),
             args: vec!["300".into()],
             envs: Vec::new(),
+            env_remove: Vec::new(),
             log: dir.join("log"),
             cleanup: Some(data),
         }
@@ -293,6 +331,7 @@ sleep 1 > "$4" &
             program: PathBuf::from("/bin/sh"),
             args: vec!["-c".into(), "echo failing on purpose; exit 3".into()],
             envs: Vec::new(),
+            env_remove: Vec::new(),
             log: dir.path().join("log"),
             cleanup: None,
         };

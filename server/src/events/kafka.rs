@@ -23,9 +23,10 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
 
-use super::{
-    DROPPED_TOTAL, EventStream, FAILED_TOTAL, KafkaUrl, LogLimiter, PUBLISHED_TOTAL, Record,
-    WARN_EVERY,
+use super::{EventStream, KafkaUrl, LogLimiter, Record, WARN_EVERY};
+use crate::metrics::{
+    EVENTS_DROPPED_TOTAL as DROPPED_TOTAL, EVENTS_FAILED_TOTAL as FAILED_TOTAL,
+    EVENTS_PUBLISHED_TOTAL as PUBLISHED_TOTAL,
 };
 
 /// Producer settings; a `kafka://…?property=value` URL overrides any of them.

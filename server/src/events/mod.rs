@@ -32,10 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::config::{Config, EventsBackend};
-
-pub const PUBLISHED_TOTAL: &str = "confab_events_published_total";
-pub const FAILED_TOTAL: &str = "confab_events_failed_total";
-pub const DROPPED_TOTAL: &str = "confab_events_dropped_total";
+use crate::metrics::EVENTS_DROPPED_TOTAL as DROPPED_TOTAL;
 
 /// The topic used when none is configured.
 pub const DEFAULT_TOPIC: &str = "confab.events";

@@ -25,9 +25,6 @@ use crate::hub::{Delivered, Ephemeral};
 
 pub use self::redis::{FanoutError, RedisFanout};
 
-/// Counts the times the inbound channel was full and the fan-out had to wait for the hub.
-pub const INBOUND_WAITS_TOTAL: &str = "confab_fanout_inbound_waits_total";
-
 /// Inbound messages waiting for the hub before the fan-out waits (see the module docs).
 pub const INBOUND_QUEUE: usize = 4096;
 

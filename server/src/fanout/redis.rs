@@ -35,14 +35,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fanout, INBOUND_QUEUE, INBOUND_WAITS_TOTAL, Inbound, Link};
+use super::{Fanout, INBOUND_QUEUE, Inbound, Link};
 use crate::hub::{Delivered, Ephemeral};
-
-pub const CONNECTED: &str = "confab_fanout_connected";
-pub const PUBLISHED_TOTAL: &str = "confab_fanout_published_total";
-pub const RECEIVED_TOTAL: &str = "confab_fanout_received_total";
-pub const DROPPED_TOTAL: &str = "confab_fanout_dropped_total";
-pub const RECONNECTS_TOTAL: &str = "confab_fanout_reconnects_total";
+use crate::metrics::{
+    FANOUT_CONNECTED as CONNECTED, FANOUT_DROPPED_TOTAL as DROPPED_TOTAL,
+    FANOUT_INBOUND_WAITS_TOTAL as INBOUND_WAITS_TOTAL, FANOUT_PUBLISHED_TOTAL as PUBLISHED_TOTAL,
+    FANOUT_RECEIVED_TOTAL as RECEIVED_TOTAL, FANOUT_RECONNECTS_TOTAL as RECONNECTS_TOTAL,
+};
 
 /// Messages waiting to be published before new ones are dropped.
 const PUBLISH_QUEUE: usize = 16 * 1024;
