@@ -13,6 +13,8 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+mod record;
+mod rules;
 pub mod sqlite;
 
 use std::future::Future;

@@ -8,9 +8,10 @@ use confab_protocol::rest::{
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::common::{
-    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, json_error, load_conversation,
-    require_member, role_at, seq_at, seq_to_sql,
+    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, load_conversation, require_member,
+    role_at, seq_at, seq_to_sql,
 };
+use crate::record::json_error;
 use crate::{PageQuery, Result, StoreError, StoredEvent};
 
 /// Largest page of messages.
