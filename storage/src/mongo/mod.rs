@@ -22,10 +22,8 @@ mod schema;
 mod txn;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use confab_protocol::Millis;
 use confab_protocol::rest::{
     Conversation, ConversationSummary, Member, Message, MessagePage, Role,
 };
@@ -39,19 +37,6 @@ use crate::{
 };
 use schema::Collections;
 use txn::{ConversationLocks, Ctx, Gate, OpFuture, internal};
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| Millis::try_from(elapsed.as_millis()).unwrap_or(Millis::MAX))
-        .unwrap_or(0)
-}
-
-/// A fresh, time-ordered id.
-fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
 
 /// A [`Store`] in a MongoDB database. See the [module docs](self) for its layout.
 ///
@@ -146,7 +131,7 @@ impl MongoStore {
 #[async_trait]
 impl Store for MongoStore {
     async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)> {
-        let creation = ops::Creation::validate(new)?;
+        let creation = crate::rules::Creation::validate(new)?;
         let (conversation, created) = self
             .write(None, &creation, |cx, creation| {
                 Box::pin(ops::create_conversation(cx, creation))

@@ -65,7 +65,7 @@ pub(super) async fn conversation(
     id: &str,
 ) -> OpResult<Conversation> {
     let (found, _) = require_member(cx, tenant, id, user).await?;
-    Ok(found.to_conversation()?)
+    Ok(found)
 }
 
 pub(super) async fn list_conversations(
@@ -238,7 +238,7 @@ pub(super) async fn events_after(
     limit: u32,
 ) -> OpResult<(Vec<StoredEvent>, u64)> {
     let (found, _) = require_member(cx, tenant, conversation, user).await?;
-    events_up_to(cx, &found, after, limit).await
+    events_up_to(cx, &found.id, found.last_seq, after, limit).await
 }
 
 /// Events of a tenant's conversation after `after`, without a membership check.
@@ -250,18 +250,18 @@ pub(super) async fn conversation_events(
     limit: u32,
 ) -> OpResult<(Vec<StoredEvent>, u64)> {
     let found = load_conversation(cx, tenant, conversation).await?;
-    events_up_to(cx, &found, after, limit).await
+    events_up_to(cx, &found.id, seq_from_db(found.last_seq), after, limit).await
 }
 
 /// The events after `after` up to the conversation's `last_seq` as read: every event up to it was
 /// committed with it, so the page and the last seq agree without a snapshot.
 async fn events_up_to(
     cx: &mut Ctx,
-    conversation: &ConversationDoc,
+    conversation: &str,
+    last_seq: u64,
     after: u64,
     limit: u32,
 ) -> OpResult<(Vec<StoredEvent>, u64)> {
-    let last_seq = seq_from_db(conversation.last_seq);
     if limit == 0 || after >= last_seq {
         return Ok((Vec::new(), last_seq));
     }
@@ -269,8 +269,8 @@ async fn events_up_to(
         .db
         .events
         .find(doc! {
-            "conversation": &conversation.id,
-            "seq": { "$gt": seq_to_db(after), "$lte": conversation.last_seq },
+            "conversation": conversation,
+            "seq": { "$gt": seq_to_db(after), "$lte": seq_to_db(last_seq) },
         })
         .sort(doc! { "seq": 1 })
         .limit(i64::from(limit))
