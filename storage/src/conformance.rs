@@ -17,6 +17,10 @@
 //!
 //! The checks are plain `pub async fn`s of this module, so a backend may also call one directly.
 //! They panic on failure, like any test.
+//!
+//! Compiled only for this crate's unit tests and with the cargo feature `conformance`, which
+//! this crate's own dev-dependencies turn on for its integration tests (as should those of any
+//! crate that runs the suite): none of it is in a production build.
 
 use std::sync::{Arc, Mutex, PoisonError};
 

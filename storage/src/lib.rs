@@ -3,12 +3,13 @@
 //! - [`Store`]: the one trait every backend implements. It is a *domain* store: besides
 //!   persisting, it enforces the rules that must hold atomically with a write (membership,
 //!   authorship, roles, gapless per-conversation seqs, `client_msg_id` idempotency), so that every
-//!   backend behaves the same and the conformance suite in [`conformance`] can prove it.
+//!   backend behaves the same and the conformance suite in `conformance` can prove it.
 //! - [`EventSink`]: where a backend hands every committed durable event, in seq order per
 //!   conversation, before it answers the caller. The server's hub is the sink.
 //! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
 //! - `mongo` (cargo feature `mongo`): the MongoDB backend, for clusters of nodes.
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
 #[cfg(feature = "mongo")]
