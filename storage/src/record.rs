@@ -38,7 +38,7 @@ impl NewEvent {
     /// Its conversation and seq.
     pub(crate) fn position(&self) -> Result<(&str, u64)> {
         self.frame.durable_position().ok_or_else(|| {
-            StoreError::Internal(format!("{} is not a durable event", self.kind.as_str()))
+            StoreError::internal_bare(format!("{} is not a durable event", self.kind.as_str()))
         })
     }
 
@@ -64,7 +64,7 @@ impl NewEvent {
 
 /// A JSON (de)serialization failure of our own data.
 pub(crate) fn json_error(err: serde_json::Error) -> StoreError {
-    StoreError::Internal(format!("json: {err}"))
+    StoreError::internal("json", err)
 }
 
 /// The `message` event of a new message.

@@ -231,5 +231,5 @@ async fn connecting_to_nothing_fails_cleanly() {
     let url =
         format!("mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=300");
     let connected = MongoStore::connect(&url, "confab", RecordingSink::new()).await;
-    assert!(matches!(connected, Err(StoreError::Internal(_))));
+    assert!(matches!(connected, Err(StoreError::Internal { .. })));
 }

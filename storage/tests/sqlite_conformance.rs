@@ -246,7 +246,16 @@ fn opening_a_directory_fails_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = RecordingSink::new();
     let opened = SqliteStore::open(dir.path(), sink, SqliteOptions::default());
-    assert!(matches!(opened, Err(StoreError::Internal(_))));
+    let Err(err) = opened else {
+        panic!("a directory opened as a database");
+    };
+    assert!(matches!(err, StoreError::Internal { .. }), "{err:?}");
+    // The cause survives: SQLite's own error, for the log.
+    let cause = std::error::Error::source(&err).expect("a cause");
+    assert!(
+        cause.downcast_ref::<rusqlite::Error>().is_some(),
+        "{cause:?}"
+    );
 }
 
 fn raw_count(dir: &Path, sql: &str) -> i64 {

@@ -26,7 +26,7 @@ pub(super) fn seq_from_db(seq: i64) -> u64 {
 }
 
 fn corrupt(what: String) -> StoreError {
-    StoreError::Internal(format!("mongodb: corrupt document: {what}"))
+    StoreError::internal_bare(format!("mongodb: corrupt document: {what}"))
 }
 
 pub(super) fn parse_role(text: &str) -> Result<Role, StoreError> {

@@ -60,14 +60,12 @@ impl MongoStore {
         database: &str,
         sink: Arc<dyn EventSink>,
     ) -> Result<MongoStore> {
-        let mut options = ClientOptions::parse(uri)
-            .await
-            .map_err(|err| internal(&err))?;
+        let mut options = ClientOptions::parse(uri).await.map_err(internal)?;
         options.app_name.get_or_insert_with(|| "confab".to_owned());
-        let client = Client::with_options(options).map_err(|err| internal(&err))?;
+        let client = Client::with_options(options).map_err(internal)?;
         let database = client.database(database);
         let db = Collections::new(&database);
-        db.create_indexes().await.map_err(|err| internal(&err))?;
+        db.create_indexes().await.map_err(internal)?;
         tracing::info!(database = database.name(), "mongodb store open");
         Ok(MongoStore {
             client,
@@ -390,7 +388,7 @@ impl Store for MongoStore {
         self.database
             .run_command(doc! { "ping": 1 })
             .await
-            .map_err(|err| internal(&err))?;
+            .map_err(internal)?;
         Ok(())
     }
 

@@ -20,7 +20,7 @@ impl From<rusqlite::Error> for StoreError {
         {
             return StoreError::Conflict("already exists".to_owned());
         }
-        StoreError::Internal(err.to_string())
+        StoreError::internal("sqlite", err)
     }
 }
 
@@ -227,4 +227,37 @@ pub(super) fn record_event(
     ))?;
     events.push(event.into_stored(tenant, json)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_sqlite_failure_keeps_sqlites_error_as_its_cause() {
+        let conn = Connection::open_in_memory().expect("open");
+        let failure = conn
+            .execute("INSERT INTO nowhere VALUES (1)", [])
+            .expect_err("no such table");
+        let err = StoreError::from(failure);
+        assert!(matches!(&err, StoreError::Internal { context, .. } if context == "sqlite"));
+        let cause = err.source().expect("a cause");
+        let sqlite = cause
+            .downcast_ref::<rusqlite::Error>()
+            .expect("sqlite's error");
+        assert!(sqlite.to_string().contains("nowhere"), "{sqlite}");
+    }
+
+    #[test]
+    fn a_unique_violation_is_a_conflict() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+            .expect("create");
+        let failure = conn
+            .execute("INSERT INTO t VALUES (1)", [])
+            .expect_err("duplicate");
+        assert!(matches!(StoreError::from(failure), StoreError::Conflict(_)));
+    }
 }
