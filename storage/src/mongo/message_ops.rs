@@ -11,6 +11,7 @@ use super::common::{
 };
 use super::schema::{MessageDoc, ReactionDoc};
 use super::txn::{Ctx, OpResult};
+use crate::backend::MessageChange;
 use crate::record::{self, new_id, now_ms};
 use crate::rules;
 use crate::{Appended, NewMessage};
@@ -86,11 +87,10 @@ pub(super) async fn append_message(cx: &mut Ctx, new: &NewMessage) -> OpResult<A
 
 pub(super) async fn edit_message(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    change: &MessageChange,
     body: &str,
 ) -> OpResult<u64> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
     rules::edit_message(&message.state(&conversation), by)?;
     let change = next_change(cx, &message.conversation, by, now_ms()).await?;
@@ -106,12 +106,8 @@ pub(super) async fn edit_message(
     Ok(change.seq)
 }
 
-pub(super) async fn delete_message(
-    cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    id: &str,
-) -> OpResult<Option<u64>> {
+pub(super) async fn delete_message(cx: &mut Ctx, change: &MessageChange) -> OpResult<Option<u64>> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, role) = require_message_member(cx, tenant, by, id).await?;
     if !rules::delete_message(&message.state(&conversation), by, role)? {
         return Ok(None);
@@ -140,11 +136,10 @@ pub(super) async fn delete_message(
 
 pub(super) async fn add_reaction(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    change: &MessageChange,
     emoji: &str,
 ) -> OpResult<Option<u64>> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
     rules::add_reaction(&message.state(&conversation), emoji)?;
     let key = doc! { "message": id, "emoji": emoji, "user": by };
@@ -176,11 +171,10 @@ pub(super) async fn add_reaction(
 
 pub(super) async fn remove_reaction(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    change: &MessageChange,
     emoji: &str,
 ) -> OpResult<Option<u64>> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
     rules::remove_reaction(&message.state(&conversation))?;
     let removed = cx

@@ -8,6 +8,7 @@ use mongodb::bson::doc;
 use super::common::{member_counts, next_change, record_event, require_member, role_of, seq_to_db};
 use super::schema::{ConversationDoc, MemberDoc};
 use super::txn::{Ctx, OpResult};
+use crate::backend::{ConversationChange, MemberChange, Reader};
 use crate::record::{new_id, now_ms};
 use crate::rules::{self, Creation};
 
@@ -65,14 +66,12 @@ pub(super) async fn create_conversation(
 
 pub(super) async fn update_conversation(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    id: &str,
-    title: Option<&str>,
-    archived: Option<bool>,
+    change: &ConversationChange,
 ) -> OpResult<Option<u64>> {
+    let ConversationChange { tenant, by, id, .. } = change;
     let (current, role) = require_member(cx, tenant, id, by).await?;
-    let Some(update) = rules::update_conversation(&current, role, title, archived)? else {
+    let title = change.title.as_deref();
+    let Some(update) = rules::update_conversation(&current, role, title, change.archived)? else {
         return Ok(None);
     };
     let change = next_change(cx, id, by, now_ms()).await?;
@@ -100,14 +99,8 @@ async fn member_of_group(
     Ok(role)
 }
 
-pub(super) async fn add_member(
-    cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
-    role: Role,
-) -> OpResult<u64> {
+pub(super) async fn add_member(cx: &mut Ctx, change: &MemberChange, role: Role) -> OpResult<u64> {
+    let (tenant, by, conversation, user) = change.parts();
     let by_role = member_of_group(cx, tenant, conversation, by).await?;
     let existing = role_of(cx, conversation, user).await?;
     rules::add_member(by_role, role, existing)?;
@@ -130,13 +123,8 @@ pub(super) async fn add_member(
     Ok(change.seq)
 }
 
-pub(super) async fn remove_member(
-    cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
-) -> OpResult<u64> {
+pub(super) async fn remove_member(cx: &mut Ctx, change: &MemberChange) -> OpResult<u64> {
+    let (tenant, by, conversation, user) = change.parts();
     let by_role = member_of_group(cx, tenant, conversation, by).await?;
     let target = role_of(cx, conversation, user).await?;
     let counts = member_counts(cx, conversation).await?;
@@ -153,12 +141,10 @@ pub(super) async fn remove_member(
 
 pub(super) async fn set_role(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
+    change: &MemberChange,
     role: Role,
 ) -> OpResult<Option<u64>> {
+    let (tenant, by, conversation, user) = change.parts();
     let by_role = member_of_group(cx, tenant, conversation, by).await?;
     let current = role_of(cx, conversation, user).await?;
     let owners = member_counts(cx, conversation).await?.owners;
@@ -181,11 +167,11 @@ pub(super) async fn set_role(
 /// Moves the read marker forward (a single-document update: no transaction, no event).
 pub(super) async fn mark_read(
     cx: &mut Ctx,
-    tenant: &str,
-    user: &str,
+    reader: Reader<'_>,
     conversation: &str,
     seq: u64,
 ) -> OpResult<bool> {
+    let Reader { tenant, user } = reader;
     let (found, _) = require_member(cx, tenant, conversation, user).await?;
     rules::mark_read(seq, found.last_seq)?;
     let seq = seq_to_db(seq);

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::cache::WriteCache;
 use super::common::{next_change, next_seq, record_event, require_message_member, seq_to_sql};
+use crate::backend::MessageChange;
 use crate::record::{self, json_error, new_id, now_ms};
 use crate::rules;
 use crate::{Appended, NewMessage, Result, StoredEvent};
@@ -85,11 +86,10 @@ pub(super) fn append_message(
 pub(super) fn edit_message(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    change: &MessageChange,
     body: String,
 ) -> Result<u64> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
     rules::edit_message(&message.state(&conversation), by)?;
     let change = next_change(conn, &message.conversation, by, now_ms())?;
@@ -102,10 +102,9 @@ pub(super) fn edit_message(
 pub(super) fn delete_message(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    change: &MessageChange,
 ) -> Result<Option<u64>> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, role) = require_message_member(conn, tenant, by, id)?;
     if !rules::delete_message(&message.state(&conversation), by, role)? {
         return Ok(None);
@@ -128,11 +127,10 @@ pub(super) fn delete_message(
 pub(super) fn add_reaction(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    change: &MessageChange,
     emoji: &str,
 ) -> Result<Option<u64>> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
     rules::add_reaction(&message.state(&conversation), emoji)?;
     let ts = now_ms();
@@ -153,11 +151,10 @@ pub(super) fn add_reaction(
 pub(super) fn remove_reaction(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    change: &MessageChange,
     emoji: &str,
 ) -> Result<Option<u64>> {
+    let MessageChange { tenant, by, id } = change;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
     rules::remove_reaction(&message.state(&conversation))?;
     let removed = conn

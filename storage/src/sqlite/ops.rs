@@ -9,15 +9,15 @@ use super::common::{
     load_conversation, member_counts, next_change, record_event, require_member, role_of,
     seq_to_sql,
 };
+use crate::backend::{ConversationChange, MemberChange};
 use crate::record::{new_id, now_ms};
 use crate::rules::{self, Creation};
-use crate::{NewConversation, Result, StoredEvent};
+use crate::{Result, StoredEvent};
 
 pub(super) fn create_conversation(
     conn: &Connection,
-    new: NewConversation,
+    new: Creation,
 ) -> Result<(Conversation, bool)> {
-    let new = Creation::validate(new)?;
     if let Some(key) = &new.direct_key {
         let existing: Option<String> = conn
             .prepare_cached("SELECT id FROM conversations WHERE tenant = ?1 AND direct_key = ?2")?
@@ -58,15 +58,12 @@ pub(super) fn create_conversation(
 pub(super) fn update_conversation(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
-    title: Option<String>,
-    archived: Option<bool>,
+    change: &ConversationChange,
 ) -> Result<Option<u64>> {
+    let ConversationChange { tenant, by, id, .. } = change;
     let (current, role) = require_member(conn, tenant, id, by)?;
-    let Some(update) = rules::update_conversation(&current, role, title.as_deref(), archived)?
-    else {
+    let title = change.title.as_deref();
+    let Some(update) = rules::update_conversation(&current, role, title, change.archived)? else {
         return Ok(None);
     };
     let change = next_change(conn, id, by, now_ms())?;
@@ -86,12 +83,10 @@ fn member_of_group(conn: &Connection, tenant: &str, conversation: &str, by: &str
 pub(super) fn add_member(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
+    change: &MemberChange,
     role: Role,
 ) -> Result<u64> {
+    let (tenant, by, conversation, user) = change.parts();
     let by_role = member_of_group(conn, tenant, conversation, by)?;
     rules::add_member(by_role, role, role_of(conn, conversation, user)?)?;
     let change = next_change(conn, conversation, by, now_ms())?;
@@ -115,11 +110,9 @@ pub(super) fn add_member(
 pub(super) fn remove_member(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
+    change: &MemberChange,
 ) -> Result<u64> {
+    let (tenant, by, conversation, user) = change.parts();
     let by_role = member_of_group(conn, tenant, conversation, by)?;
     let target = role_of(conn, conversation, user)?;
     let counts = member_counts(conn, conversation)?;
@@ -134,12 +127,10 @@ pub(super) fn remove_member(
 pub(super) fn set_role(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
+    change: &MemberChange,
     role: Role,
 ) -> Result<Option<u64>> {
+    let (tenant, by, conversation, user) = change.parts();
     let by_role = member_of_group(conn, tenant, conversation, by)?;
     let current = role_of(conn, conversation, user)?;
     let owners = member_counts(conn, conversation)?.owners;
