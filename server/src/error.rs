@@ -69,16 +69,17 @@ impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable => AppError::unavailable("storage is unavailable; retry"),
-            StoreError::Internal { .. } => AppError::internal(Chain(&err)),
+            StoreError::Internal { .. } => AppError::internal(ErrorChain(&err)),
             other => AppError::new(other.code(), other.to_string()),
         }
     }
 }
 
-/// An error with every cause behind it, `outer: cause: root cause`, for the log.
-struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+/// An error with every cause behind it, `outer: cause: root cause`, for the log (a store
+/// error's `Display` says only what failed; its causes are its `source` chain).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
-impl std::fmt::Display for Chain<'_> {
+impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)?;
         let mut cause = self.0.source();
@@ -119,7 +120,7 @@ mod tests {
         let cause = std::io::Error::other("disk on fire");
         let err = StoreError::internal("writing a batch", cause);
         assert_eq!(
-            Chain(&err).to_string(),
+            ErrorChain(&err).to_string(),
             "storage backend error: writing a batch: disk on fire"
         );
     }
