@@ -87,10 +87,10 @@ pub(super) async fn append_message(cx: &mut Ctx, new: &NewMessage) -> OpResult<A
 
 pub(super) async fn edit_message(
     cx: &mut Ctx,
-    change: &MessageChange,
+    request: &MessageChange,
     body: &str,
 ) -> OpResult<u64> {
-    let MessageChange { tenant, by, id } = change;
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
     rules::edit_message(&message.state(&conversation), by)?;
     let change = next_change(cx, &message.conversation, by, now_ms()).await?;
@@ -106,8 +106,8 @@ pub(super) async fn edit_message(
     Ok(change.seq)
 }
 
-pub(super) async fn delete_message(cx: &mut Ctx, change: &MessageChange) -> OpResult<Option<u64>> {
-    let MessageChange { tenant, by, id } = change;
+pub(super) async fn delete_message(cx: &mut Ctx, request: &MessageChange) -> OpResult<Option<u64>> {
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, role) = require_message_member(cx, tenant, by, id).await?;
     if !rules::delete_message(&message.state(&conversation), by, role)? {
         return Ok(None);
@@ -136,10 +136,10 @@ pub(super) async fn delete_message(cx: &mut Ctx, change: &MessageChange) -> OpRe
 
 pub(super) async fn add_reaction(
     cx: &mut Ctx,
-    change: &MessageChange,
+    request: &MessageChange,
     emoji: &str,
 ) -> OpResult<Option<u64>> {
-    let MessageChange { tenant, by, id } = change;
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
     rules::add_reaction(&message.state(&conversation), emoji)?;
     let key = doc! { "message": id, "emoji": emoji, "user": by };
@@ -171,10 +171,10 @@ pub(super) async fn add_reaction(
 
 pub(super) async fn remove_reaction(
     cx: &mut Ctx,
-    change: &MessageChange,
+    request: &MessageChange,
     emoji: &str,
 ) -> OpResult<Option<u64>> {
-    let MessageChange { tenant, by, id } = change;
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
     rules::remove_reaction(&message.state(&conversation))?;
     let removed = cx

@@ -66,12 +66,12 @@ pub(super) async fn create_conversation(
 
 pub(super) async fn update_conversation(
     cx: &mut Ctx,
-    change: &ConversationChange,
+    request: &ConversationChange,
 ) -> OpResult<Option<u64>> {
-    let ConversationChange { tenant, by, id, .. } = change;
+    let ConversationChange { tenant, by, id, .. } = request;
     let (current, role) = require_member(cx, tenant, id, by).await?;
-    let title = change.title.as_deref();
-    let Some(update) = rules::update_conversation(&current, role, title, change.archived)? else {
+    let title = request.title.as_deref();
+    let Some(update) = rules::update_conversation(&current, role, title, request.archived)? else {
         return Ok(None);
     };
     let change = next_change(cx, id, by, now_ms()).await?;
@@ -99,8 +99,8 @@ async fn member_of_group(
     Ok(role)
 }
 
-pub(super) async fn add_member(cx: &mut Ctx, change: &MemberChange, role: Role) -> OpResult<u64> {
-    let (tenant, by, conversation, user) = change.parts();
+pub(super) async fn add_member(cx: &mut Ctx, request: &MemberChange, role: Role) -> OpResult<u64> {
+    let (tenant, by, conversation, user) = request.parts();
     let by_role = member_of_group(cx, tenant, conversation, by).await?;
     let existing = role_of(cx, conversation, user).await?;
     rules::add_member(by_role, role, existing)?;
@@ -123,8 +123,8 @@ pub(super) async fn add_member(cx: &mut Ctx, change: &MemberChange, role: Role) 
     Ok(change.seq)
 }
 
-pub(super) async fn remove_member(cx: &mut Ctx, change: &MemberChange) -> OpResult<u64> {
-    let (tenant, by, conversation, user) = change.parts();
+pub(super) async fn remove_member(cx: &mut Ctx, request: &MemberChange) -> OpResult<u64> {
+    let (tenant, by, conversation, user) = request.parts();
     let by_role = member_of_group(cx, tenant, conversation, by).await?;
     let target = role_of(cx, conversation, user).await?;
     let counts = member_counts(cx, conversation).await?;
@@ -141,10 +141,10 @@ pub(super) async fn remove_member(cx: &mut Ctx, change: &MemberChange) -> OpResu
 
 pub(super) async fn set_role(
     cx: &mut Ctx,
-    change: &MemberChange,
+    request: &MemberChange,
     role: Role,
 ) -> OpResult<Option<u64>> {
-    let (tenant, by, conversation, user) = change.parts();
+    let (tenant, by, conversation, user) = request.parts();
     let by_role = member_of_group(cx, tenant, conversation, by).await?;
     let current = role_of(cx, conversation, user).await?;
     let owners = member_counts(cx, conversation).await?.owners;

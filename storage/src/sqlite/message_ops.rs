@@ -86,10 +86,10 @@ pub(super) fn append_message(
 pub(super) fn edit_message(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &MessageChange,
+    request: &MessageChange,
     body: String,
 ) -> Result<u64> {
-    let MessageChange { tenant, by, id } = change;
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
     rules::edit_message(&message.state(&conversation), by)?;
     let change = next_change(conn, &message.conversation, by, now_ms())?;
@@ -102,9 +102,9 @@ pub(super) fn edit_message(
 pub(super) fn delete_message(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &MessageChange,
+    request: &MessageChange,
 ) -> Result<Option<u64>> {
-    let MessageChange { tenant, by, id } = change;
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, role) = require_message_member(conn, tenant, by, id)?;
     if !rules::delete_message(&message.state(&conversation), by, role)? {
         return Ok(None);
@@ -127,10 +127,10 @@ pub(super) fn delete_message(
 pub(super) fn add_reaction(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &MessageChange,
+    request: &MessageChange,
     emoji: &str,
 ) -> Result<Option<u64>> {
-    let MessageChange { tenant, by, id } = change;
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
     rules::add_reaction(&message.state(&conversation), emoji)?;
     let ts = now_ms();
@@ -151,10 +151,10 @@ pub(super) fn add_reaction(
 pub(super) fn remove_reaction(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &MessageChange,
+    request: &MessageChange,
     emoji: &str,
 ) -> Result<Option<u64>> {
-    let MessageChange { tenant, by, id } = change;
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
     rules::remove_reaction(&message.state(&conversation))?;
     let removed = conn

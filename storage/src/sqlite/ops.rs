@@ -58,12 +58,12 @@ pub(super) fn create_conversation(
 pub(super) fn update_conversation(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &ConversationChange,
+    request: &ConversationChange,
 ) -> Result<Option<u64>> {
-    let ConversationChange { tenant, by, id, .. } = change;
+    let ConversationChange { tenant, by, id, .. } = request;
     let (current, role) = require_member(conn, tenant, id, by)?;
-    let title = change.title.as_deref();
-    let Some(update) = rules::update_conversation(&current, role, title, change.archived)? else {
+    let title = request.title.as_deref();
+    let Some(update) = rules::update_conversation(&current, role, title, request.archived)? else {
         return Ok(None);
     };
     let change = next_change(conn, id, by, now_ms())?;
@@ -83,10 +83,10 @@ fn member_of_group(conn: &Connection, tenant: &str, conversation: &str, by: &str
 pub(super) fn add_member(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &MemberChange,
+    request: &MemberChange,
     role: Role,
 ) -> Result<u64> {
-    let (tenant, by, conversation, user) = change.parts();
+    let (tenant, by, conversation, user) = request.parts();
     let by_role = member_of_group(conn, tenant, conversation, by)?;
     rules::add_member(by_role, role, role_of(conn, conversation, user)?)?;
     let change = next_change(conn, conversation, by, now_ms())?;
@@ -110,9 +110,9 @@ pub(super) fn add_member(
 pub(super) fn remove_member(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &MemberChange,
+    request: &MemberChange,
 ) -> Result<u64> {
-    let (tenant, by, conversation, user) = change.parts();
+    let (tenant, by, conversation, user) = request.parts();
     let by_role = member_of_group(conn, tenant, conversation, by)?;
     let target = role_of(conn, conversation, user)?;
     let counts = member_counts(conn, conversation)?;
@@ -127,10 +127,10 @@ pub(super) fn remove_member(
 pub(super) fn set_role(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    change: &MemberChange,
+    request: &MemberChange,
     role: Role,
 ) -> Result<Option<u64>> {
-    let (tenant, by, conversation, user) = change.parts();
+    let (tenant, by, conversation, user) = request.parts();
     let by_role = member_of_group(conn, tenant, conversation, by)?;
     let current = role_of(conn, conversation, user)?;
     let owners = member_counts(conn, conversation)?.owners;
