@@ -219,5 +219,14 @@ async fn connecting_to_nothing_fails_cleanly() {
     let url =
         format!("mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=300");
     let connected = MongoStore::connect(&url, "confab", RecordingSink::new()).await;
-    assert!(matches!(connected, Err(StoreError::Internal { .. })));
+    let Err(err) = connected else {
+        panic!("connected to nothing");
+    };
+    assert!(matches!(err, StoreError::Internal { .. }), "{err:?}");
+    // The driver's error is kept as the cause, for the log.
+    let cause = std::error::Error::source(&err).expect("a cause");
+    assert!(
+        cause.downcast_ref::<mongodb::error::Error>().is_some(),
+        "{cause:?}"
+    );
 }
