@@ -69,9 +69,25 @@ impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable => AppError::unavailable("storage is unavailable; retry"),
-            StoreError::Internal(_) => AppError::internal(err),
+            StoreError::Internal { .. } => AppError::internal(ErrorChain(&err)),
             other => AppError::new(other.code(), other.to_string()),
         }
+    }
+}
+
+/// An error with every cause behind it, `outer: cause: root cause`, for the log (a store
+/// error's `Display` says only what failed; its causes are its `source` chain).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
     }
 }
 
@@ -91,9 +107,22 @@ mod tests {
     fn store_errors_keep_their_code_and_hide_internals() {
         let err = AppError::from(StoreError::NotMember);
         assert_eq!(err.code, ErrorCode::NotMember);
-        let err = AppError::from(StoreError::Internal("disk on fire at /secret/path".into()));
+        let cause = std::io::Error::other("disk on fire at /secret/path");
+        let err = AppError::from(StoreError::internal("writing", cause));
         assert_eq!(err.code, ErrorCode::Internal);
-        assert!(!err.message.contains("secret"));
+        assert_eq!(err.message, "internal error");
+        let err = AppError::from(StoreError::Unavailable);
+        assert_eq!(err.code, ErrorCode::Unavailable);
+    }
+
+    #[test]
+    fn the_log_line_carries_every_cause() {
+        let cause = std::io::Error::other("disk on fire");
+        let err = StoreError::internal("writing a batch", cause);
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            "storage backend error: writing a batch: disk on fire"
+        );
     }
 
     #[test]

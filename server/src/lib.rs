@@ -73,7 +73,7 @@ pub async fn run(
         );
     }
     if let Err(err) = state.store.close().await {
-        tracing::error!(error = %err, "store did not close cleanly");
+        tracing::error!(error = %error::ErrorChain(&err), "store did not close cleanly");
     }
     // Last: events committed during the grace period still reached the other nodes.
     state.hub.close();

@@ -17,6 +17,15 @@
 //!
 //! The checks are plain `pub async fn`s of this module, so a backend may also call one directly.
 //! They panic on failure, like any test.
+//!
+//! Compiled only for this crate's unit tests and with the cargo feature `conformance`, which
+//! this crate's own dev-dependencies turn on for its integration tests (as should those of any
+//! crate that runs the suite): none of it is in a production build.
+
+#![allow(
+    clippy::too_many_lines,
+    reason = "test code: each check is one scenario, read best in one piece"
+)]
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -183,6 +192,16 @@ fn new_message(conversation: &str, author: &str, body: &str) -> NewMessage {
         body: body.to_owned(),
         reply_to: None,
         attachments: Vec::new(),
+    }
+}
+
+/// A message of the suite's tenant (`acme`) with a given `client_msg_id`, for a backend's own
+/// tests.
+pub fn keyed_message(conversation: &str, author: &str, client_msg_id: &str) -> NewMessage {
+    NewMessage {
+        client_msg_id: client_msg_id.to_owned(),
+        body: format!("{author} says {client_msg_id}"),
+        ..new_message(conversation, author, "")
     }
 }
 

@@ -1,9 +1,14 @@
 //! The storage error type: every backend maps its failures onto these variants.
 
+use std::borrow::Cow;
+
 use confab_protocol::ErrorCode;
 
 /// Result alias of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The cause of an internal failure (a driver's, the runtime's, serde's error).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a store operation failed. Variants other than `Unavailable` and `Internal` are the
 /// caller's fault and carry text that is safe to show to the client.
@@ -27,12 +32,33 @@ pub enum StoreError {
     /// The store is shutting down or its writer has stopped.
     #[error("store unavailable")]
     Unavailable,
-    /// A backend failure; the text is logged, never sent to clients.
-    #[error("storage backend error: {0}")]
-    Internal(String),
+    /// A backend failure: `context` says what failed and `source`, if any, why (with its own
+    /// chain of causes). Logged whole, never sent to clients.
+    #[error("storage backend error: {context}")]
+    Internal {
+        context: Cow<'static, str>,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl StoreError {
+    /// A backend failure caused by `source`.
+    pub fn internal(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        StoreError::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A backend failure with no error behind it (corrupt data, a broken invariant).
+    pub fn internal_bare(context: impl Into<Cow<'static, str>>) -> Self {
+        StoreError::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
     /// The wire error code for this failure.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -42,7 +68,26 @@ impl StoreError {
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Invalid(_) => ErrorCode::Invalid,
             StoreError::Unavailable => ErrorCode::Unavailable,
-            StoreError::Internal(_) => ErrorCode::Internal,
+            StoreError::Internal { .. } => ErrorCode::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_internal_error_keeps_its_cause() {
+        let cause = std::io::Error::other("disk on fire");
+        let err = StoreError::internal("writing a batch", cause);
+        assert_eq!(err.to_string(), "storage backend error: writing a batch");
+        assert_eq!(err.code(), ErrorCode::Internal);
+        let source = err.source().expect("a source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(source.to_string(), "disk on fire");
+        assert!(StoreError::internal_bare("corrupt").source().is_none());
     }
 }

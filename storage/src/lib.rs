@@ -1,18 +1,32 @@
 //! Confab's storage layer.
 //!
-//! - [`Store`]: the one trait every backend implements. It is a *domain* store: besides
-//!   persisting, it enforces the rules that must hold atomically with a write (membership,
-//!   authorship, roles, gapless per-conversation seqs, `client_msg_id` idempotency), so that every
-//!   backend behaves the same and the conformance suite in [`conformance`] can prove it.
+//! - [`Store`]: the one trait the server uses. It is a *domain* store: besides persisting, it
+//!   enforces the rules that must hold atomically with a write (membership, authorship, roles,
+//!   gapless per-conversation seqs, `client_msg_id` idempotency), so that every backend behaves
+//!   the same and the conformance suite can prove it.
 //! - [`EventSink`]: where a backend hands every committed durable event, in seq order per
 //!   conversation, before it answers the caller. The server's hub is the sink.
+//! - [`StoreError`]: the client's errors, with text safe to show, and internal failures that
+//!   keep their cause (`source`) for the log.
+//! - `backend`: `Store`, implemented once: each call becomes a request (plain data) for the
+//!   crate-private `Backend` trait, which each backend implements.
+//! - `rules`: the authorization and lifecycle rules (who may do what, in which state, and the
+//!   error the client sees), written once as pure functions over the state a backend has read
+//!   inside its transaction. Each backend reads, asks the rules, then writes what they decide.
+//! - `record`: the durable event each write records, built once for every backend.
 //! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
 //! - `mongo` (cargo feature `mongo`): the MongoDB backend, for clusters of nodes.
+//! - `conformance` (cargo feature `conformance`, on for this crate's tests): the suite every
+//!   backend passes; never in a production build.
 
+mod backend;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+mod record;
+mod rules;
 pub mod sqlite;
 
 use std::future::Future;

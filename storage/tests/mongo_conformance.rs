@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use confab_protocol::rest::ConversationKind;
-use confab_storage::conformance::RecordingSink;
+use confab_storage::conformance::{RecordingSink, keyed_message as message};
 use confab_storage::mongo::MongoStore;
-use confab_storage::{DynStore, NewConversation, NewMessage, StoreError};
+use confab_storage::{DynStore, NewConversation, StoreError};
 use confab_testkit::MongoServer;
 use tokio::task::JoinSet;
 
@@ -61,18 +61,6 @@ async fn reopen(database: &Database) -> (DynStore, Arc<RecordingSink>) {
 confab_storage::store_conformance_suite!(factory, reopen = reopen);
 
 const TENANT: &str = "acme";
-
-fn message(conversation: &str, author: &str, client_msg_id: &str) -> NewMessage {
-    NewMessage {
-        tenant: TENANT.to_owned(),
-        conversation: conversation.to_owned(),
-        author: author.to_owned(),
-        client_msg_id: client_msg_id.to_owned(),
-        body: format!("{author} says {client_msg_id}"),
-        reply_to: None,
-        attachments: Vec::new(),
-    }
-}
 
 /// Two stores on one database, as two cluster nodes: their appends to one conversation conflict
 /// in the database and are retried, so seqs stay gapless and unique, each store publishes its
@@ -231,5 +219,14 @@ async fn connecting_to_nothing_fails_cleanly() {
     let url =
         format!("mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=300");
     let connected = MongoStore::connect(&url, "confab", RecordingSink::new()).await;
-    assert!(matches!(connected, Err(StoreError::Internal(_))));
+    let Err(err) = connected else {
+        panic!("connected to nothing");
+    };
+    assert!(matches!(err, StoreError::Internal { .. }), "{err:?}");
+    // The driver's error is kept as the cause, for the log.
+    let cause = std::error::Error::source(&err).expect("a cause");
+    assert!(
+        cause.downcast_ref::<mongodb::error::Error>().is_some(),
+        "{cause:?}"
+    );
 }

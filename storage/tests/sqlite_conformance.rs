@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use confab_protocol::rest::{ConversationKind, Role};
-use confab_storage::conformance::RecordingSink;
+use confab_storage::conformance::{RecordingSink, keyed_message as message};
 use confab_storage::sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
-use confab_storage::{Appended, DynStore, NewConversation, NewMessage, PageQuery, StoreError};
+use confab_storage::{Appended, DynStore, NewConversation, PageQuery, StoreError};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 
@@ -71,18 +71,6 @@ async fn group(store: &DynStore, creator: &str, members: &[&str]) -> String {
         members: members.iter().map(|member| (*member).to_owned()).collect(),
     };
     store.create_conversation(new).await.expect("create").0.id
-}
-
-fn message(conversation: &str, author: &str, client_msg_id: &str) -> NewMessage {
-    NewMessage {
-        tenant: TENANT.to_owned(),
-        conversation: conversation.to_owned(),
-        author: author.to_owned(),
-        client_msg_id: client_msg_id.to_owned(),
-        body: format!("{author} says {client_msg_id}"),
-        reply_to: None,
-        attachments: Vec::new(),
-    }
 }
 
 fn user_version(dir: &Path) -> i64 {
@@ -246,7 +234,16 @@ fn opening_a_directory_fails_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = RecordingSink::new();
     let opened = SqliteStore::open(dir.path(), sink, SqliteOptions::default());
-    assert!(matches!(opened, Err(StoreError::Internal(_))));
+    let Err(err) = opened else {
+        panic!("a directory opened as a database");
+    };
+    assert!(matches!(err, StoreError::Internal { .. }), "{err:?}");
+    // The cause survives: SQLite's own error, for the log.
+    let cause = std::error::Error::source(&err).expect("a cause");
+    assert!(
+        cause.downcast_ref::<rusqlite::Error>().is_some(),
+        "{cause:?}"
+    );
 }
 
 fn raw_count(dir: &Path, sql: &str) -> i64 {

@@ -54,7 +54,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         })
         .into_response(),
         Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
+            tracing::warn!(error = %crate::error::ErrorChain(&err), "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Health {

@@ -12,6 +12,7 @@ use futures_util::SinkExt;
 use tracing::debug;
 
 use super::{Exit, Session, Socket, WRITE_BATCH, close_code};
+use crate::error::ErrorChain;
 use crate::hub::{Delivered, Outbound};
 
 /// What to do with one queued item.
@@ -137,7 +138,7 @@ impl Session {
                 return Ok(0);
             }
             Err(err) => {
-                debug!(error = %err, "cannot fill a gap from storage");
+                debug!(error = %ErrorChain(&err), "cannot fill a gap from storage");
                 return Err(resume_required());
             }
         };

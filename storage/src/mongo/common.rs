@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 
 use super::schema::{ConversationDoc, EventDoc, MemberDoc, MessageDoc};
 use super::txn::{Ctx, OpResult};
+use crate::record::{Change, NewEvent};
+use crate::rules::{self, MemberCounts, MessageState};
 use crate::{StoreError, StoredEvent};
 
 /// A seq as stored (seqs never reach `i64::MAX`; a larger cursor means "everything").
@@ -23,13 +25,8 @@ pub(super) fn seq_from_db(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
 }
 
-/// A frame that does not (de)serialize.
-pub(super) fn json_error(err: serde_json::Error) -> StoreError {
-    StoreError::Internal(format!("json: {err}"))
-}
-
 fn corrupt(what: String) -> StoreError {
-    StoreError::Internal(format!("mongodb: corrupt document: {what}"))
+    StoreError::internal_bare(format!("mongodb: corrupt document: {what}"))
 }
 
 pub(super) fn parse_role(text: &str) -> Result<Role, StoreError> {
@@ -92,6 +89,17 @@ impl MessageDoc {
     }
 }
 
+impl MessageDoc {
+    /// What the rules need to know of it, in `conversation`.
+    pub(super) fn state(&self, conversation: &Conversation) -> MessageState<'_> {
+        MessageState {
+            author: &self.author,
+            deleted: self.deleted_at.is_some(),
+            archived: conversation.archived,
+        }
+    }
+}
+
 impl EventDoc {
     pub(super) fn into_event(self) -> Result<StoredEvent, StoreError> {
         Ok(StoredEvent {
@@ -129,7 +137,7 @@ pub(super) async fn load_conversation(
         .find_one(doc! { "_id": id, "tenant": tenant })
         .session(&mut cx.session)
         .await?;
-    Ok(found.ok_or(StoreError::NotFound("conversation"))?)
+    Ok(rules::conversation_found(found)?)
 }
 
 /// `user`'s membership of `conversation`, if a member.
@@ -165,12 +173,10 @@ pub(super) async fn require_member(
     tenant: &str,
     conversation: &str,
     user: &str,
-) -> OpResult<(ConversationDoc, Role)> {
+) -> OpResult<(Conversation, Role)> {
     let found = load_conversation(cx, tenant, conversation).await?;
-    let role = role_of(cx, conversation, user)
-        .await?
-        .ok_or(StoreError::NotMember)?;
-    Ok((found, role))
+    let role = rules::membership(role_of(cx, conversation, user).await?)?;
+    Ok((found.to_conversation()?, role))
 }
 
 /// The tenant's message `id`, or `NotFound`.
@@ -181,7 +187,7 @@ pub(super) async fn load_message(cx: &mut Ctx, tenant: &str, id: &str) -> OpResu
         .find_one(doc! { "_id": id, "tenant": tenant })
         .session(&mut cx.session)
         .await?;
-    Ok(found.ok_or(StoreError::NotFound("message"))?)
+    Ok(rules::message_found(found)?)
 }
 
 /// The tenant's message `id` (`NotFound` otherwise), its conversation, and `user`'s role there
@@ -191,7 +197,7 @@ pub(super) async fn require_message_member(
     tenant: &str,
     user: &str,
     id: &str,
-) -> OpResult<(MessageDoc, ConversationDoc, Role)> {
+) -> OpResult<(MessageDoc, Conversation, Role)> {
     let message = load_message(cx, tenant, id).await?;
     let (conversation, role) = require_member(cx, tenant, &message.conversation, user).await?;
     Ok((message, conversation, role))
@@ -214,52 +220,70 @@ pub(super) async fn next_seq(cx: &mut Ctx, conversation: &str, ts: Millis) -> Op
     Ok(seq_from_db(updated.last_seq))
 }
 
-/// Stores a durable event (its frame serialized once, here) and queues it for the sink.
-pub(super) async fn record_event(
+/// Starts a change of `conversation` by `by` at `ts`: takes the conversation's next seq.
+pub(super) async fn next_change<'a>(
     cx: &mut Ctx,
-    tenant: &str,
-    kind: EventKind,
-    subject: Option<&str>,
+    conversation: &'a str,
+    by: &'a str,
     ts: Millis,
-    frame: &ServerFrame,
-) -> OpResult<()> {
-    let Some((conversation, seq)) = frame.durable_position() else {
-        return Err(
-            StoreError::Internal(format!("{} is not a durable event", kind.as_str())).into(),
-        );
-    };
-    let message = match frame {
+) -> OpResult<Change<'a>> {
+    let seq = next_seq(cx, conversation, ts).await?;
+    Ok(Change {
+        conversation,
+        seq,
+        by,
+        ts,
+    })
+}
+
+/// How many members, and owners among them, `conversation` has.
+pub(super) async fn member_counts(cx: &mut Ctx, conversation: &str) -> OpResult<MemberCounts> {
+    let members = cx
+        .db
+        .members
+        .count_documents(doc! { "conversation": conversation })
+        .session(&mut cx.session)
+        .await?;
+    let owners = cx
+        .db
+        .members
+        .count_documents(doc! { "conversation": conversation, "role": Role::Owner.as_str() })
+        .session(&mut cx.session)
+        .await?;
+    Ok(MemberCounts { members, owners })
+}
+
+/// The message an event is about, if any (stored with it, to find a message's frames).
+fn message_of(frame: &ServerFrame) -> Option<String> {
+    match frame {
         ServerFrame::Message(message) => Some(message.id.clone()),
         ServerFrame::MessageEdited { message, .. }
         | ServerFrame::MessageDeleted { message, .. }
         | ServerFrame::ReactionAdded { message, .. }
         | ServerFrame::ReactionRemoved { message, .. } => Some(message.clone()),
         _ => None,
-    };
-    let json = serde_json::to_string(frame).map_err(json_error)?;
-    let event = EventDoc {
+    }
+}
+
+/// Stores a durable event (its frame serialized once, here) and queues it for the sink.
+pub(super) async fn record_event(cx: &mut Ctx, tenant: &str, event: NewEvent) -> OpResult<()> {
+    let json = event.frame_json()?;
+    let (conversation, seq) = event.position()?;
+    let stored = EventDoc {
         conversation: conversation.to_owned(),
         seq: seq_to_db(seq),
         tenant: tenant.to_owned(),
-        kind: kind.as_str().to_owned(),
-        subject: subject.map(str::to_owned),
-        message,
-        ts,
+        kind: event.kind.as_str().to_owned(),
+        subject: event.subject.clone(),
+        message: message_of(&event.frame),
+        ts: event.ts,
         frame: json.clone(),
     };
     cx.db
         .events
-        .insert_one(&event)
+        .insert_one(&stored)
         .session(&mut cx.session)
         .await?;
-    cx.events.push(StoredEvent {
-        tenant: tenant.to_owned(),
-        conversation: conversation.to_owned(),
-        seq,
-        kind,
-        subject: subject.map(str::to_owned),
-        ts,
-        frame: json,
-    });
+    cx.events.push(event.into_stored(tenant, json)?);
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! - `schema`: the collections, their documents and the indexes created at start-up.
 //! - `txn`: the write path: the gate `close` shuts, per-conversation locks, and transactions
 //!   retried on transient errors, publishing to the sink after each commit.
-//! - `ops` and `message_ops`: the write operations; `read`: the queries; `common`: the lookups
-//!   both share (tenancy, membership, seqs, events).
+//! - `ops` and `message_ops`: the write operations (they read state, ask `crate::rules`, and
+//!   write); `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
+//!   events).
 //!
 //! Seqs: each event-creating write bumps its conversation's `last_seq` with `$inc` in the same
 //! multi-document transaction that inserts the event (and the message), so a failed write takes
@@ -22,10 +23,7 @@ mod schema;
 mod txn;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use confab_protocol::Millis;
 use confab_protocol::rest::{
     Conversation, ConversationSummary, Member, Message, MessagePage, Role,
 };
@@ -33,29 +31,17 @@ use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
-use crate::{
-    Appended, EventSink, NewConversation, NewMessage, PageQuery, Result, Store, StoreError,
-    StoredEvent,
+use crate::backend::{
+    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader,
 };
+use crate::rules::Creation;
+use crate::{Appended, EventSink, NewMessage, PageQuery, Result, StoreError};
 use schema::Collections;
 use txn::{ConversationLocks, Ctx, Gate, OpFuture, internal};
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| Millis::try_from(elapsed.as_millis()).unwrap_or(Millis::MAX))
-        .unwrap_or(0)
-}
-
-/// A fresh, time-ordered id.
-fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
-
-/// A [`Store`] in a MongoDB database. See the [module docs](self) for its layout.
+/// A [`Store`](crate::Store) in a MongoDB database. See the [module docs](self) for its layout.
 ///
-/// Call [`Store::close`] on shutdown: it waits for the writes in flight. Dropping the store
+/// Call [`Store::close`](crate::Store::close) on shutdown: it waits for the writes in flight. Dropping the store
 /// without it is safe too; every acknowledged write is already committed.
 pub struct MongoStore {
     client: Client,
@@ -75,14 +61,12 @@ impl MongoStore {
         database: &str,
         sink: Arc<dyn EventSink>,
     ) -> Result<MongoStore> {
-        let mut options = ClientOptions::parse(uri)
-            .await
-            .map_err(|err| internal(&err))?;
+        let mut options = ClientOptions::parse(uri).await.map_err(internal)?;
         options.app_name.get_or_insert_with(|| "confab".to_owned());
-        let client = Client::with_options(options).map_err(|err| internal(&err))?;
+        let client = Client::with_options(options).map_err(internal)?;
         let database = client.database(database);
         let db = Collections::new(&database);
-        db.create_indexes().await.map_err(|err| internal(&err))?;
+        db.create_indexes().await.map_err(internal)?;
         tracing::info!(database = database.name(), "mongodb store open");
         Ok(MongoStore {
             client,
@@ -127,11 +111,12 @@ impl MongoStore {
     /// Runs a write on the tenant's message `id` (`NotFound` otherwise) holding its
     /// conversation's lock. A message never moves, so its conversation is safe to read before
     /// taking the lock.
-    async fn write_message<C, T, F>(&self, tenant: &str, id: &str, context: &C, op: F) -> Result<T>
+    async fn write_message<C, T, F>(&self, change: &MessageChange, context: &C, op: F) -> Result<T>
     where
         C: Sync + ?Sized,
         F: for<'s> Fn(&'s mut Ctx, &'s C) -> OpFuture<'s, T>,
     {
+        let (tenant, id) = (change.tenant.as_str(), change.id.as_str());
         let conversation = self
             .read(&(tenant, id), |cx, &(tenant, id)| {
                 Box::pin(
@@ -143,128 +128,71 @@ impl MongoStore {
     }
 }
 
-#[async_trait]
-impl Store for MongoStore {
-    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)> {
-        let creation = ops::Creation::validate(new)?;
+/// Each operation runs on a context it borrows: reads as they are, writes in a transaction
+/// holding the lock of the conversation they change.
+impl Backend for MongoStore {
+    async fn create_conversation(&self, new: Creation) -> Result<(Conversation, bool)> {
         let (conversation, created) = self
-            .write(None, &creation, |cx, creation| {
-                Box::pin(ops::create_conversation(cx, creation))
+            .write(None, &new, |cx, new| {
+                Box::pin(ops::create_conversation(cx, new))
             })
             .await?;
         Ok((conversation.to_conversation()?, created))
     }
 
-    async fn conversation(&self, tenant: &str, user: &str, id: &str) -> Result<Conversation> {
-        self.read(&(tenant, user, id), |cx, &(tenant, user, id)| {
-            Box::pin(read::conversation(cx, tenant, user, id))
+    async fn conversation(&self, reader: Reader<'_>, id: &str) -> Result<Conversation> {
+        self.read(&(reader, id), |cx, &(reader, id)| {
+            Box::pin(read::conversation(cx, reader, id))
         })
         .await
     }
 
-    async fn list_conversations(
-        &self,
-        tenant: &str,
-        user: &str,
-    ) -> Result<Vec<ConversationSummary>> {
-        self.read(&(tenant, user), |cx, &(tenant, user)| {
-            Box::pin(read::list_conversations(cx, tenant, user))
+    async fn list_conversations(&self, reader: Reader<'_>) -> Result<Vec<ConversationSummary>> {
+        self.read(&reader, |cx, &reader| {
+            Box::pin(read::list_conversations(cx, reader))
         })
         .await
     }
 
-    async fn update_conversation(
-        &self,
-        tenant: &str,
-        by: &str,
-        id: &str,
-        title: Option<String>,
-        archived: Option<bool>,
-    ) -> Result<Option<u64>> {
-        let context = (tenant, by, id, title.as_deref(), archived);
-        self.write(
-            Some(id),
-            &context,
-            |cx, &(tenant, by, id, title, archived)| {
-                Box::pin(ops::update_conversation(
-                    cx, tenant, by, id, title, archived,
-                ))
-            },
-        )
+    async fn update_conversation(&self, change: ConversationChange) -> Result<Option<u64>> {
+        self.write(Some(&change.id), &change, |cx, change| {
+            Box::pin(ops::update_conversation(cx, change))
+        })
         .await
     }
 
-    async fn member(&self, tenant: &str, conversation: &str, user: &str) -> Result<Option<Member>> {
-        self.read(
-            &(tenant, conversation, user),
-            |cx, &(tenant, conversation, user)| {
-                Box::pin(read::member(cx, tenant, conversation, user))
-            },
-        )
+    async fn member(&self, reader: Reader<'_>, conversation: &str) -> Result<Option<Member>> {
+        self.read(&(reader, conversation), |cx, &(reader, conversation)| {
+            Box::pin(read::member(cx, reader, conversation))
+        })
         .await
     }
 
-    async fn members(&self, tenant: &str, by: &str, conversation: &str) -> Result<Vec<Member>> {
-        self.read(
-            &(tenant, by, conversation),
-            |cx, &(tenant, by, conversation)| Box::pin(read::members(cx, tenant, by, conversation)),
-        )
+    async fn members(&self, reader: Reader<'_>, conversation: &str) -> Result<Vec<Member>> {
+        self.read(&(reader, conversation), |cx, &(reader, conversation)| {
+            Box::pin(read::members(cx, reader, conversation))
+        })
         .await
     }
 
-    async fn add_member(
-        &self,
-        tenant: &str,
-        by: &str,
-        conversation: &str,
-        user: &str,
-        role: Role,
-    ) -> Result<u64> {
-        let context = (tenant, by, conversation, user, role);
-        self.write(
-            Some(conversation),
-            &context,
-            |cx, &(tenant, by, conversation, user, role)| {
-                Box::pin(ops::add_member(cx, tenant, by, conversation, user, role))
-            },
-        )
+    async fn add_member(&self, change: MemberChange, role: Role) -> Result<u64> {
+        self.write(Some(&change.conversation), &change, move |cx, change| {
+            Box::pin(ops::add_member(cx, change, role))
+        })
         .await
     }
 
-    async fn remove_member(
-        &self,
-        tenant: &str,
-        by: &str,
-        conversation: &str,
-        user: &str,
-    ) -> Result<u64> {
-        let context = (tenant, by, conversation, user);
-        self.write(
-            Some(conversation),
-            &context,
-            |cx, &(tenant, by, conversation, user)| {
-                Box::pin(ops::remove_member(cx, tenant, by, conversation, user))
-            },
-        )
+    async fn remove_member(&self, change: MemberChange) -> Result<u64> {
+        self.write(Some(&change.conversation), &change, |cx, change| {
+            Box::pin(ops::remove_member(cx, change))
+        })
         .await
     }
 
-    async fn set_role(
-        &self,
-        tenant: &str,
-        by: &str,
-        conversation: &str,
-        user: &str,
-        role: Role,
-    ) -> Result<Option<u64>> {
-        let context = (tenant, by, conversation, user, role);
-        self.write(
-            Some(conversation),
-            &context,
-            |cx, &(tenant, by, conversation, user, role)| {
-                Box::pin(ops::set_role(cx, tenant, by, conversation, user, role))
-            },
-        )
+    async fn set_role(&self, change: MemberChange, role: Role) -> Result<Option<u64>> {
+        self.write(Some(&change.conversation), &change, move |cx, change| {
+            Box::pin(ops::set_role(cx, change, role))
+        })
         .await
     }
 
@@ -275,125 +203,60 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn message(&self, tenant: &str, user: &str, id: &str) -> Result<Message> {
-        self.read(&(tenant, user, id), |cx, &(tenant, user, id)| {
-            Box::pin(read::message(cx, tenant, user, id))
+    async fn message(&self, reader: Reader<'_>, id: &str) -> Result<Message> {
+        self.read(&(reader, id), |cx, &(reader, id)| {
+            Box::pin(read::message(cx, reader, id))
         })
         .await
     }
 
-    async fn edit_message(&self, tenant: &str, by: &str, id: &str, body: String) -> Result<u64> {
-        let context = (tenant, by, id, body.as_str());
-        self.write_message(tenant, id, &context, |cx, &(tenant, by, id, body)| {
-            Box::pin(message_ops::edit_message(cx, tenant, by, id, body))
+    async fn edit_message(&self, change: MessageChange, body: String) -> Result<u64> {
+        self.write_message(&change, &(&change, body.as_str()), |cx, &(change, body)| {
+            Box::pin(message_ops::edit_message(cx, change, body))
         })
         .await
     }
 
-    async fn delete_message(&self, tenant: &str, by: &str, id: &str) -> Result<Option<u64>> {
-        self.write_message(tenant, id, &(tenant, by, id), |cx, &(tenant, by, id)| {
-            Box::pin(message_ops::delete_message(cx, tenant, by, id))
+    async fn delete_message(&self, change: MessageChange) -> Result<Option<u64>> {
+        self.write_message(&change, &change, |cx, change| {
+            Box::pin(message_ops::delete_message(cx, change))
         })
         .await
     }
 
-    async fn add_reaction(
-        &self,
-        tenant: &str,
-        by: &str,
-        id: &str,
-        emoji: &str,
-    ) -> Result<Option<u64>> {
-        let context = (tenant, by, id, emoji);
-        self.write_message(tenant, id, &context, |cx, &(tenant, by, id, emoji)| {
-            Box::pin(message_ops::add_reaction(cx, tenant, by, id, emoji))
-        })
-        .await
-    }
-
-    async fn remove_reaction(
-        &self,
-        tenant: &str,
-        by: &str,
-        id: &str,
-        emoji: &str,
-    ) -> Result<Option<u64>> {
-        let context = (tenant, by, id, emoji);
-        self.write_message(tenant, id, &context, |cx, &(tenant, by, id, emoji)| {
-            Box::pin(message_ops::remove_reaction(cx, tenant, by, id, emoji))
-        })
-        .await
-    }
-
-    async fn messages(
-        &self,
-        tenant: &str,
-        user: &str,
-        conversation: &str,
-        query: PageQuery,
-    ) -> Result<MessagePage> {
-        let context = (tenant, user, conversation, query);
-        self.read(&context, |cx, &(tenant, user, conversation, query)| {
-            Box::pin(read::messages(cx, tenant, user, conversation, query))
-        })
-        .await
-    }
-
-    async fn events_after(
-        &self,
-        tenant: &str,
-        user: &str,
-        conversation: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<(Vec<StoredEvent>, u64)> {
-        let context = (tenant, user, conversation, after, limit);
-        self.read(
-            &context,
-            |cx, &(tenant, user, conversation, after, limit)| {
-                Box::pin(read::events_after(
-                    cx,
-                    tenant,
-                    user,
-                    conversation,
-                    after,
-                    limit,
-                ))
-            },
+    async fn add_reaction(&self, change: MessageChange, emoji: String) -> Result<Option<u64>> {
+        self.write_message(
+            &change,
+            &(&change, emoji.as_str()),
+            |cx, &(change, emoji)| Box::pin(message_ops::add_reaction(cx, change, emoji)),
         )
         .await
     }
 
-    async fn conversation_events(
-        &self,
-        tenant: &str,
-        conversation: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<(Vec<StoredEvent>, u64)> {
-        let context = (tenant, conversation, after, limit);
-        self.read(&context, |cx, &(tenant, conversation, after, limit)| {
-            Box::pin(read::conversation_events(
-                cx,
-                tenant,
-                conversation,
-                after,
-                limit,
-            ))
+    async fn remove_reaction(&self, change: MessageChange, emoji: String) -> Result<Option<u64>> {
+        self.write_message(
+            &change,
+            &(&change, emoji.as_str()),
+            |cx, &(change, emoji)| Box::pin(message_ops::remove_reaction(cx, change, emoji)),
+        )
+        .await
+    }
+
+    async fn messages(&self, reader: Reader<'_>, id: &str, page: PageQuery) -> Result<MessagePage> {
+        self.read(&(reader, id, page), |cx, &(reader, id, page)| {
+            Box::pin(read::messages(cx, reader, id, page))
         })
         .await
     }
 
-    async fn mark_read(
-        &self,
-        tenant: &str,
-        user: &str,
-        conversation: &str,
-        seq: u64,
-    ) -> Result<bool> {
-        let context = (tenant, user, conversation, seq);
-        self.write(None, &context, |cx, &(tenant, user, conversation, seq)| {
-            Box::pin(ops::mark_read(cx, tenant, user, conversation, seq))
+    async fn events(&self, query: EventsQuery) -> Result<Events> {
+        self.read(&query, |cx, query| Box::pin(read::events(cx, query)))
+            .await
+    }
+
+    async fn mark_read(&self, reader: Reader<'_>, id: &str, seq: u64) -> Result<bool> {
+        self.write(None, &(reader, id, seq), |cx, &(reader, id, seq)| {
+            Box::pin(ops::mark_read(cx, reader, id, seq))
         })
         .await
     }
@@ -405,7 +268,7 @@ impl Store for MongoStore {
         self.database
             .run_command(doc! { "ping": 1 })
             .await
-            .map_err(|err| internal(&err))?;
+            .map_err(internal)?;
         Ok(())
     }
 

@@ -1,81 +1,16 @@
 //! Write operations on conversations and members. Each runs inside a transaction (see `txn`):
-//! returning an error aborts everything it did, seq included.
+//! returning an error aborts everything it did, seq included. The rules are in
+//! [`crate::rules`]; these read the state they need and write what they decide.
 
-use confab_protocol::limits::MAX_INITIAL_MEMBERS;
-use confab_protocol::rest::{ConversationKind, Role};
-use confab_protocol::{EventKind, ServerFrame};
+use confab_protocol::rest::Role;
 use mongodb::bson::doc;
 
-use super::common::{next_seq, record_event, require_member, role_of, seq_from_db, seq_to_db};
+use super::common::{member_counts, next_change, record_event, require_member, role_of, seq_to_db};
 use super::schema::{ConversationDoc, MemberDoc};
 use super::txn::{Ctx, OpResult};
-use super::{new_id, now_ms};
-use crate::{NewConversation, StoreError};
-
-/// Separates the two user ids of a direct conversation's key (a control character no sane user
-/// id contains).
-const DIRECT_KEY_SEPARATOR: char = '\u{1f}';
-
-/// A validated [`NewConversation`]: members deduplicated, the direct key computed.
-#[derive(Debug)]
-pub(super) struct Creation {
-    pub tenant: String,
-    pub creator: String,
-    pub kind: ConversationKind,
-    pub title: Option<String>,
-    pub others: Vec<String>,
-    pub direct_key: Option<String>,
-}
-
-impl Creation {
-    pub(super) fn validate(new: NewConversation) -> Result<Creation, StoreError> {
-        let mut others: Vec<String> = Vec::with_capacity(new.members.len());
-        for user in new.members {
-            if user != new.creator && !others.contains(&user) {
-                others.push(user);
-            }
-        }
-        if others.len() > MAX_INITIAL_MEMBERS {
-            return Err(StoreError::Invalid(format!(
-                "at most {MAX_INITIAL_MEMBERS} members"
-            )));
-        }
-        let direct_key = match new.kind {
-            ConversationKind::Group => None,
-            ConversationKind::Direct => {
-                Some(direct_key(&new.creator, &others, new.title.as_deref())?)
-            }
-        };
-        Ok(Creation {
-            tenant: new.tenant,
-            creator: new.creator,
-            kind: new.kind,
-            title: new.title.filter(|title| !title.is_empty()),
-            others,
-            direct_key,
-        })
-    }
-}
-
-/// The unique key of the direct conversation between `creator` and the one other user.
-fn direct_key(creator: &str, others: &[String], title: Option<&str>) -> Result<String, StoreError> {
-    let [other] = others else {
-        return Err(StoreError::Invalid(
-            "a direct conversation names exactly one other member".to_owned(),
-        ));
-    };
-    if title.is_some_and(|title| !title.is_empty()) {
-        return Err(StoreError::Invalid(
-            "a direct conversation has no title".to_owned(),
-        ));
-    }
-    let (first, second) = if creator <= other.as_str() {
-        (creator, other.as_str())
-    } else {
-        (other.as_str(), creator)
-    };
-    Ok(format!("{first}{DIRECT_KEY_SEPARATOR}{second}"))
-}
+use crate::backend::{ConversationChange, MemberChange, Reader};
+use crate::record::{new_id, now_ms};
+use crate::rules::{self, Creation};
 
 /// Creates the conversation, or returns the existing direct one. A concurrent creation of the
 /// same direct conversation fails on the unique `(tenant, direct_key)` index; the retry then
@@ -113,16 +48,14 @@ pub(super) async fn create_conversation(
         .insert_one(&conversation)
         .session(&mut cx.session)
         .await?;
-    let member = |user: &str, role: Role| MemberDoc {
+    let members = new.members().map(|(user, role)| MemberDoc {
         tenant: new.tenant.clone(),
         conversation: conversation.id.clone(),
         user: user.to_owned(),
         role: role.as_str().to_owned(),
         joined_at: now,
         read_seq: 0,
-    };
-    let members = std::iter::once(member(&new.creator, Role::Owner))
-        .chain(new.others.iter().map(|user| member(user, Role::Member)));
+    });
     cx.db
         .members
         .insert_many(members)
@@ -133,208 +66,92 @@ pub(super) async fn create_conversation(
 
 pub(super) async fn update_conversation(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    id: &str,
-    title: Option<&str>,
-    archived: Option<bool>,
+    request: &ConversationChange,
 ) -> OpResult<Option<u64>> {
+    let ConversationChange { tenant, by, id, .. } = request;
     let (current, role) = require_member(cx, tenant, id, by).await?;
-    if !role.can_manage() {
-        return Err(StoreError::Forbidden(
-            "only owners and admins update a conversation".to_owned(),
-        )
-        .into());
-    }
-    if title.is_some() && current.kind == ConversationKind::Direct.as_str() {
-        return Err(StoreError::Forbidden("a direct conversation has no title".to_owned()).into());
-    }
-    // An empty title clears it.
-    let new_title = match title {
-        Some("") => None,
-        Some(title) => Some(title.to_owned()),
-        None => current.title.clone(),
-    };
-    let new_archived = archived.unwrap_or(current.archived);
-    if new_title == current.title && new_archived == current.archived {
+    let title = request.title.as_deref();
+    let Some(update) = rules::update_conversation(&current, role, title, request.archived)? else {
         return Ok(None);
-    }
-    let ts = now_ms();
-    let seq = next_seq(cx, id, ts).await?;
+    };
+    let change = next_change(cx, id, by, now_ms()).await?;
     cx.db
         .conversations
         .update_one(
             doc! { "_id": id },
-            doc! { "$set": { "title": &new_title, "archived": new_archived } },
+            doc! { "$set": { "title": &update.title, "archived": update.archived } },
         )
         .session(&mut cx.session)
         .await?;
-    let frame = ServerFrame::ConversationUpdated {
-        conversation: id.to_owned(),
-        seq,
-        title: new_title,
-        archived: new_archived,
-        by: by.to_owned(),
-        ts,
-    };
-    record_event(cx, tenant, EventKind::ConversationUpdated, None, ts, &frame).await?;
-    Ok(Some(seq))
+    record_event(cx, tenant, change.conversation_updated(update)).await?;
+    Ok(Some(change.seq))
 }
 
-/// `by`'s role, for a change of membership (groups only).
-async fn require_group_member(
+/// `by`'s role in the group `conversation`, for a change of its members.
+async fn member_of_group(
     cx: &mut Ctx,
     tenant: &str,
     conversation: &str,
     by: &str,
 ) -> OpResult<Role> {
     let (found, role) = require_member(cx, tenant, conversation, by).await?;
-    if found.kind == ConversationKind::Direct.as_str() {
-        return Err(StoreError::Forbidden(
-            "the members of a direct conversation are fixed".to_owned(),
-        )
-        .into());
-    }
+    rules::change_members(found.kind)?;
     Ok(role)
 }
 
-async fn count_owners(cx: &mut Ctx, conversation: &str) -> OpResult<u64> {
-    Ok(cx
-        .db
-        .members
-        .count_documents(doc! { "conversation": conversation, "role": Role::Owner.as_str() })
-        .session(&mut cx.session)
-        .await?)
-}
-
-pub(super) async fn add_member(
-    cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
-    role: Role,
-) -> OpResult<u64> {
-    let by_role = require_group_member(cx, tenant, conversation, by).await?;
-    if !by_role.can_manage() {
-        return Err(StoreError::Forbidden("only owners and admins add members".to_owned()).into());
-    }
-    if role.can_manage() && by_role != Role::Owner {
-        return Err(
-            StoreError::Forbidden("only an owner adds an owner or admin".to_owned()).into(),
-        );
-    }
-    if role_of(cx, conversation, user).await?.is_some() {
-        return Err(StoreError::Conflict("already a member".to_owned()).into());
-    }
-    let ts = now_ms();
-    let seq = next_seq(cx, conversation, ts).await?;
+pub(super) async fn add_member(cx: &mut Ctx, request: &MemberChange, role: Role) -> OpResult<u64> {
+    let (tenant, by, conversation, user) = request.parts();
+    let by_role = member_of_group(cx, tenant, conversation, by).await?;
+    let existing = role_of(cx, conversation, user).await?;
+    rules::add_member(by_role, role, existing)?;
+    let change = next_change(cx, conversation, by, now_ms()).await?;
     // A newcomer starts with the history before its arrival read.
     let member = MemberDoc {
         tenant: tenant.to_owned(),
         conversation: conversation.to_owned(),
         user: user.to_owned(),
         role: role.as_str().to_owned(),
-        joined_at: ts,
-        read_seq: seq_to_db(seq),
+        joined_at: change.ts,
+        read_seq: seq_to_db(change.seq),
     };
     cx.db
         .members
         .insert_one(&member)
         .session(&mut cx.session)
         .await?;
-    let frame = ServerFrame::MemberAdded {
-        conversation: conversation.to_owned(),
-        seq,
-        user: user.to_owned(),
-        role,
-        by: by.to_owned(),
-        ts,
-    };
-    record_event(cx, tenant, EventKind::MemberAdded, Some(user), ts, &frame).await?;
-    Ok(seq)
+    record_event(cx, tenant, change.member_added(user, role)).await?;
+    Ok(change.seq)
 }
 
-pub(super) async fn remove_member(
-    cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
-) -> OpResult<u64> {
-    let by_role = require_group_member(cx, tenant, conversation, by).await?;
-    let target = role_of(cx, conversation, user)
-        .await?
-        .ok_or(StoreError::NotFound("member"))?;
-    let allowed =
-        by == user || by_role == Role::Owner || (by_role == Role::Admin && target == Role::Member);
-    if !allowed {
-        return Err(StoreError::Forbidden(format!(
-            "role {} cannot remove role {}",
-            by_role.as_str(),
-            target.as_str()
-        ))
-        .into());
-    }
-    if target == Role::Owner && count_owners(cx, conversation).await? == 1 {
-        let members = cx
-            .db
-            .members
-            .count_documents(doc! { "conversation": conversation })
-            .session(&mut cx.session)
-            .await?;
-        if members > 1 {
-            return Err(StoreError::Conflict(
-                "the last owner cannot leave while others remain; make someone else owner first"
-                    .to_owned(),
-            )
-            .into());
-        }
-    }
-    let ts = now_ms();
-    let seq = next_seq(cx, conversation, ts).await?;
+pub(super) async fn remove_member(cx: &mut Ctx, request: &MemberChange) -> OpResult<u64> {
+    let (tenant, by, conversation, user) = request.parts();
+    let by_role = member_of_group(cx, tenant, conversation, by).await?;
+    let target = role_of(cx, conversation, user).await?;
+    let counts = member_counts(cx, conversation).await?;
+    rules::remove_member(by, user, by_role, target, counts)?;
+    let change = next_change(cx, conversation, by, now_ms()).await?;
     cx.db
         .members
         .delete_one(doc! { "conversation": conversation, "user": user })
         .session(&mut cx.session)
         .await?;
-    let frame = ServerFrame::MemberRemoved {
-        conversation: conversation.to_owned(),
-        seq,
-        user: user.to_owned(),
-        by: by.to_owned(),
-        ts,
-    };
-    record_event(cx, tenant, EventKind::MemberRemoved, Some(user), ts, &frame).await?;
-    Ok(seq)
+    record_event(cx, tenant, change.member_removed(user)).await?;
+    Ok(change.seq)
 }
 
 pub(super) async fn set_role(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
-    conversation: &str,
-    user: &str,
+    request: &MemberChange,
     role: Role,
 ) -> OpResult<Option<u64>> {
-    let by_role = require_group_member(cx, tenant, conversation, by).await?;
-    if by_role != Role::Owner {
-        return Err(StoreError::Forbidden("only owners change roles".to_owned()).into());
-    }
-    let current = role_of(cx, conversation, user)
-        .await?
-        .ok_or(StoreError::NotFound("member"))?;
-    if current == role {
+    let (tenant, by, conversation, user) = request.parts();
+    let by_role = member_of_group(cx, tenant, conversation, by).await?;
+    let current = role_of(cx, conversation, user).await?;
+    let owners = member_counts(cx, conversation).await?.owners;
+    if !rules::set_role(by_role, current, role, owners)? {
         return Ok(None);
     }
-    if current == Role::Owner && count_owners(cx, conversation).await? == 1 {
-        return Err(StoreError::Conflict(
-            "the last owner cannot step down; make someone else owner first".to_owned(),
-        )
-        .into());
-    }
-    let ts = now_ms();
-    let seq = next_seq(cx, conversation, ts).await?;
+    let change = next_change(cx, conversation, by, now_ms()).await?;
     cx.db
         .members
         .update_one(
@@ -343,42 +160,20 @@ pub(super) async fn set_role(
         )
         .session(&mut cx.session)
         .await?;
-    let frame = ServerFrame::MemberRoleChanged {
-        conversation: conversation.to_owned(),
-        seq,
-        user: user.to_owned(),
-        role,
-        by: by.to_owned(),
-        ts,
-    };
-    record_event(
-        cx,
-        tenant,
-        EventKind::MemberRoleChanged,
-        Some(user),
-        ts,
-        &frame,
-    )
-    .await?;
-    Ok(Some(seq))
+    record_event(cx, tenant, change.member_role_changed(user, role)).await?;
+    Ok(Some(change.seq))
 }
 
 /// Moves the read marker forward (a single-document update: no transaction, no event).
 pub(super) async fn mark_read(
     cx: &mut Ctx,
-    tenant: &str,
-    user: &str,
+    reader: Reader<'_>,
     conversation: &str,
     seq: u64,
 ) -> OpResult<bool> {
+    let Reader { tenant, user } = reader;
     let (found, _) = require_member(cx, tenant, conversation, user).await?;
-    let last_seq = seq_from_db(found.last_seq);
-    if seq > last_seq {
-        return Err(StoreError::Invalid(format!(
-            "seq {seq} is past the conversation's last seq {last_seq}"
-        ))
-        .into());
-    }
+    rules::mark_read(seq, found.last_seq)?;
     let seq = seq_to_db(seq);
     let moved = cx
         .db

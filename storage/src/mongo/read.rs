@@ -11,8 +11,9 @@ use mongodb::bson::doc;
 use super::common::{
     collect, load_conversation, parse_role, require_member, seq_from_db, seq_to_db,
 };
-use super::schema::ConversationDoc;
+use super::schema::{ConversationDoc, MessageDoc};
 use super::txn::{Ctx, OpResult};
+use crate::backend::{Events, EventsQuery, Reader};
 use crate::{PageQuery, StoreError, StoredEvent};
 
 /// Largest page of messages.
@@ -60,19 +61,47 @@ async fn attach_reactions(cx: &mut Ctx, messages: &mut [Message]) -> OpResult<()
 
 pub(super) async fn conversation(
     cx: &mut Ctx,
-    tenant: &str,
-    user: &str,
+    reader: Reader<'_>,
     id: &str,
 ) -> OpResult<Conversation> {
-    let (found, _) = require_member(cx, tenant, id, user).await?;
-    Ok(found.to_conversation()?)
+    let (found, _) = require_member(cx, reader.tenant, id, reader.user).await?;
+    Ok(found)
+}
+
+/// How many messages of `conversation` `user` has not read (others', not deleted, past
+/// `read_seq`), and its last message that is not deleted.
+async fn unread_and_last(
+    cx: &mut Ctx,
+    conversation: &str,
+    user: &str,
+    read_seq: i64,
+) -> OpResult<(u64, Option<MessageDoc>)> {
+    let unread = cx
+        .db
+        .messages
+        .count_documents(doc! {
+            "conversation": conversation,
+            "seq": { "$gt": read_seq },
+            "author": { "$ne": user },
+            "deleted_at": null,
+        })
+        .session(&mut cx.session)
+        .await?;
+    let last = cx
+        .db
+        .messages
+        .find_one(doc! { "conversation": conversation, "deleted_at": null })
+        .sort(doc! { "seq": -1 })
+        .session(&mut cx.session)
+        .await?;
+    Ok((unread, last))
 }
 
 pub(super) async fn list_conversations(
     cx: &mut Ctx,
-    tenant: &str,
-    user: &str,
+    reader: Reader<'_>,
 ) -> OpResult<Vec<ConversationSummary>> {
+    let Reader { tenant, user } = reader;
     let cursor = cx
         .db
         .members
@@ -105,24 +134,7 @@ pub(super) async fn list_conversations(
         let Some(found) = conversations.remove(&member.conversation) else {
             continue;
         };
-        let unread = cx
-            .db
-            .messages
-            .count_documents(doc! {
-                "conversation": &found.id,
-                "seq": { "$gt": member.read_seq },
-                "author": { "$ne": user },
-                "deleted_at": null,
-            })
-            .session(&mut cx.session)
-            .await?;
-        let last = cx
-            .db
-            .messages
-            .find_one(doc! { "conversation": &found.id, "deleted_at": null })
-            .sort(doc! { "seq": -1 })
-            .session(&mut cx.session)
-            .await?;
+        let (unread, last) = unread_and_last(cx, &found.id, user, member.read_seq).await?;
         if let Some(last) = last {
             last_messages.push(last.into_message());
         }
@@ -155,14 +167,14 @@ pub(super) async fn list_conversations(
         .collect())
 }
 
+/// `reader.user`'s own membership.
 pub(super) async fn member(
     cx: &mut Ctx,
-    tenant: &str,
+    reader: Reader<'_>,
     conversation: &str,
-    user: &str,
 ) -> OpResult<Option<Member>> {
-    load_conversation(cx, tenant, conversation).await?;
-    match super::common::member_of(cx, conversation, user).await? {
+    load_conversation(cx, reader.tenant, conversation).await?;
+    match super::common::member_of(cx, conversation, reader.user).await? {
         Some(member) => Ok(Some(member.to_member()?)),
         None => Ok(None),
     }
@@ -170,11 +182,10 @@ pub(super) async fn member(
 
 pub(super) async fn members(
     cx: &mut Ctx,
-    tenant: &str,
-    by: &str,
+    reader: Reader<'_>,
     conversation: &str,
 ) -> OpResult<Vec<Member>> {
-    require_member(cx, tenant, conversation, by).await?;
+    require_member(cx, reader.tenant, conversation, reader.user).await?;
     let cursor = cx
         .db
         .members
@@ -189,7 +200,8 @@ pub(super) async fn members(
         .collect::<Result<_, StoreError>>()?)
 }
 
-pub(super) async fn message(cx: &mut Ctx, tenant: &str, user: &str, id: &str) -> OpResult<Message> {
+pub(super) async fn message(cx: &mut Ctx, reader: Reader<'_>, id: &str) -> OpResult<Message> {
+    let Reader { tenant, user } = reader;
     let found = super::common::load_message(cx, tenant, id).await?;
     require_member(cx, tenant, &found.conversation, user).await?;
     let mut messages = [found.into_message()];
@@ -200,12 +212,11 @@ pub(super) async fn message(cx: &mut Ctx, tenant: &str, user: &str, id: &str) ->
 
 pub(super) async fn messages(
     cx: &mut Ctx,
-    tenant: &str,
-    user: &str,
+    reader: Reader<'_>,
     conversation: &str,
     query: PageQuery,
 ) -> OpResult<MessagePage> {
-    require_member(cx, tenant, conversation, user).await?;
+    require_member(cx, reader.tenant, conversation, reader.user).await?;
     let limit = query.limit.clamp(1, MAX_PAGE);
     let before = query.before.map_or(i64::MAX, seq_to_db);
     let after = query.after.map_or(0, seq_to_db);
@@ -229,39 +240,31 @@ pub(super) async fn messages(
     Ok(MessagePage { messages, has_more })
 }
 
-pub(super) async fn events_after(
-    cx: &mut Ctx,
-    tenant: &str,
-    user: &str,
-    conversation: &str,
-    after: u64,
-    limit: u32,
-) -> OpResult<(Vec<StoredEvent>, u64)> {
-    let (found, _) = require_member(cx, tenant, conversation, user).await?;
-    events_up_to(cx, &found, after, limit).await
-}
-
-/// Events of a tenant's conversation after `after`, without a membership check.
-pub(super) async fn conversation_events(
-    cx: &mut Ctx,
-    tenant: &str,
-    conversation: &str,
-    after: u64,
-    limit: u32,
-) -> OpResult<(Vec<StoredEvent>, u64)> {
-    let found = load_conversation(cx, tenant, conversation).await?;
-    events_up_to(cx, &found, after, limit).await
+/// Events of a tenant's conversation after `query.after`, for a member (or without a
+/// membership check when no user is given).
+pub(super) async fn events(cx: &mut Ctx, query: &EventsQuery) -> OpResult<Events> {
+    let (tenant, conversation) = (query.tenant.as_str(), query.conversation.as_str());
+    let last_seq = match &query.user {
+        Some(user) => {
+            require_member(cx, tenant, conversation, user)
+                .await?
+                .0
+                .last_seq
+        }
+        None => seq_from_db(load_conversation(cx, tenant, conversation).await?.last_seq),
+    };
+    events_up_to(cx, conversation, last_seq, query.after, query.limit).await
 }
 
 /// The events after `after` up to the conversation's `last_seq` as read: every event up to it was
 /// committed with it, so the page and the last seq agree without a snapshot.
 async fn events_up_to(
     cx: &mut Ctx,
-    conversation: &ConversationDoc,
+    conversation: &str,
+    last_seq: u64,
     after: u64,
     limit: u32,
 ) -> OpResult<(Vec<StoredEvent>, u64)> {
-    let last_seq = seq_from_db(conversation.last_seq);
     if limit == 0 || after >= last_seq {
         return Ok((Vec::new(), last_seq));
     }
@@ -269,8 +272,8 @@ async fn events_up_to(
         .db
         .events
         .find(doc! {
-            "conversation": &conversation.id,
-            "seq": { "$gt": seq_to_db(after), "$lte": conversation.last_seq },
+            "conversation": conversation,
+            "seq": { "$gt": seq_to_db(after), "$lte": seq_to_db(last_seq) },
         })
         .sort(doc! { "seq": 1 })
         .limit(i64::from(limit))

@@ -58,7 +58,7 @@ impl From<OpError> for StoreError {
     fn from(err: OpError) -> Self {
         match err {
             OpError::Store(err) => err,
-            OpError::Db(err) => internal(&err),
+            OpError::Db(err) => internal(err),
         }
     }
 }
@@ -66,8 +66,8 @@ impl From<OpError> for StoreError {
 pub(super) type OpResult<T> = std::result::Result<T, OpError>;
 
 /// A driver failure, for the log (never sent to clients).
-pub(super) fn internal(err: &mongodb::error::Error) -> StoreError {
-    StoreError::Internal(format!("mongodb: {err}"))
+pub(super) fn internal(err: mongodb::error::Error) -> StoreError {
+    StoreError::internal("mongodb", err)
 }
 
 /// Whether the error is a unique-index violation.
@@ -94,7 +94,7 @@ pub(super) struct Ctx {
 
 impl Ctx {
     pub(super) async fn new(client: &Client, db: &Collections) -> crate::Result<Ctx> {
-        let session = client.start_session().await.map_err(|err| internal(&err))?;
+        let session = client.start_session().await.map_err(internal)?;
         Ok(Ctx {
             db: db.clone(),
             session,
@@ -203,7 +203,7 @@ where
             .start_transaction()
             .write_concern(WriteConcern::majority())
             .await
-            .map_err(|err| internal(&err))?;
+            .map_err(internal)?;
         let failure = match op(cx, context).await {
             Ok(value) => match commit(&mut cx.session).await {
                 Ok(()) => {
@@ -228,7 +228,7 @@ where
             failure.contains_label(TRANSIENT_TRANSACTION_ERROR) || is_duplicate_key(&failure);
         if !retry || started.elapsed() >= RETRY_FOR {
             tracing::warn!(error = %failure, attempt, "mongodb transaction failed");
-            return Err(internal(&failure));
+            return Err(internal(failure));
         }
         tracing::debug!(error = %failure, attempt, "retrying mongodb transaction");
         tokio::time::sleep(backoff(attempt)).await;

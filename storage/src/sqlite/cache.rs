@@ -142,7 +142,7 @@ impl WriteCache {
             self.unmerged = Some(loaded);
         }
         self.unmerged.as_mut().ok_or_else(|| {
-            StoreError::Internal("the unmerged client ids vanished while loading".to_owned())
+            StoreError::internal_bare("the unmerged client ids vanished while loading")
         })
     }
 
@@ -253,8 +253,8 @@ impl WriteCache {
             );
         }
         let Some(entry) = self.conversations.get_mut(conversation) else {
-            return Err(StoreError::Internal(
-                "write cache lost an entry it just made".to_owned(),
+            return Err(StoreError::internal_bare(
+                "write cache lost an entry it just made",
             ));
         };
         if entry.tenant != tenant {

@@ -63,7 +63,7 @@ impl Checkpointer {
                 let shared = shared.clone();
                 move || run(&conn, &shared)
             })
-            .map_err(|err| StoreError::Internal(format!("spawning the checkpointer: {err}")))?;
+            .map_err(|err| StoreError::internal("spawning the checkpointer", err))?;
         Ok(Checkpointer {
             shared,
             thread: Some(thread),

@@ -1,13 +1,13 @@
 //! What the write and read paths share: error mapping, column conversions, and the lookups that
 //! enforce tenancy (another tenant's id is `NotFound`) and membership (`NotMember`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use confab_protocol::rest::{Conversation, ConversationKind, Role};
-use confab_protocol::{EventKind, Millis, ServerFrame};
+use confab_protocol::{EventKind, Millis};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, ffi};
 
+use crate::record::{Change, NewEvent};
+use crate::rules::{self, MemberCounts, MessageState};
 use crate::{Result, StoreError, StoredEvent};
 
 impl From<rusqlite::Error> for StoreError {
@@ -20,26 +20,8 @@ impl From<rusqlite::Error> for StoreError {
         {
             return StoreError::Conflict("already exists".to_owned());
         }
-        StoreError::Internal(err.to_string())
+        StoreError::internal("sqlite", err)
     }
-}
-
-/// Maps a JSON (de)serialization failure of our own data.
-pub(super) fn json_error(err: serde_json::Error) -> StoreError {
-    StoreError::Internal(format!("json: {err}"))
-}
-
-/// Milliseconds since the Unix epoch.
-pub(super) fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| Millis::try_from(elapsed.as_millis()).unwrap_or(Millis::MAX))
-        .unwrap_or(0)
-}
-
-/// A fresh, time-ordered id.
-pub(super) fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// A seq as SQLite stores it (seqs never reach `i64::MAX`; a larger cursor means "everything").
@@ -98,10 +80,11 @@ pub(super) fn load_conversation(conn: &Connection, tenant: &str, id: &str) -> Re
     let sql = format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1 AND c.tenant = ?2"
     );
-    conn.prepare_cached(&sql)?
+    let found = conn
+        .prepare_cached(&sql)?
         .query_row((id, tenant), conversation_from_row)
-        .optional()?
-        .ok_or(StoreError::NotFound("conversation"))
+        .optional()?;
+    rules::conversation_found(found)
 }
 
 /// `user`'s role in `conversation`, if a member.
@@ -122,18 +105,28 @@ pub(super) fn require_member(
     user: &str,
 ) -> Result<(Conversation, Role)> {
     let found = load_conversation(conn, tenant, conversation)?;
-    let role = role_of(conn, conversation, user)?.ok_or(StoreError::NotMember)?;
+    let role = rules::membership(role_of(conn, conversation, user)?)?;
     Ok((found, role))
 }
 
 /// What the write path needs to know about a message.
 pub(super) struct MessageMeta {
-    pub id: String,
     pub conversation: String,
     pub author: String,
     pub deleted: bool,
     /// The seq of the message's own `message` event.
     pub seq: u64,
+}
+
+impl MessageMeta {
+    /// What the rules need to know of it, in `conversation`.
+    pub(super) fn state(&self, conversation: &Conversation) -> MessageState<'_> {
+        MessageState {
+            author: &self.author,
+            deleted: self.deleted,
+            archived: conversation.archived,
+        }
+    }
 }
 
 /// The tenant's message `id` (`NotFound` otherwise), its conversation, and `user`'s role there
@@ -144,22 +137,21 @@ pub(super) fn require_message_member(
     user: &str,
     id: &str,
 ) -> Result<(MessageMeta, Conversation, Role)> {
-    let meta = conn
+    let found = conn
         .prepare_cached(
-            "SELECT id, conversation_id, author, deleted_at IS NOT NULL, seq
+            "SELECT conversation_id, author, deleted_at IS NOT NULL, seq
              FROM messages WHERE id = ?1 AND tenant = ?2",
         )?
         .query_row((id, tenant), |row| {
             Ok(MessageMeta {
-                id: row.get(0)?,
-                conversation: row.get(1)?,
-                author: row.get(2)?,
-                deleted: row.get(3)?,
-                seq: seq_at(row, 4)?,
+                conversation: row.get(0)?,
+                author: row.get(1)?,
+                deleted: row.get(2)?,
+                seq: seq_at(row, 3)?,
             })
         })
-        .optional()?
-        .ok_or(StoreError::NotFound("message"))?;
+        .optional()?;
+    let meta = rules::message_found(found)?;
     let (conversation, role) = require_member(conn, tenant, &meta.conversation, user)?;
     Ok((meta, conversation, role))
 }
@@ -185,23 +177,42 @@ pub(super) fn next_seq(conn: &Connection, conversation: &str, ts: Millis) -> Res
     Ok(seq)
 }
 
+/// Starts a change of `conversation` by `by` at `ts`: takes the conversation's next seq.
+pub(super) fn next_change<'a>(
+    conn: &Connection,
+    conversation: &'a str,
+    by: &'a str,
+    ts: Millis,
+) -> Result<Change<'a>> {
+    let seq = next_seq(conn, conversation, ts)?;
+    Ok(Change {
+        conversation,
+        seq,
+        by,
+        ts,
+    })
+}
+
+/// How many members, and owners among them, `conversation` has.
+pub(super) fn member_counts(conn: &Connection, conversation: &str) -> Result<MemberCounts> {
+    let (members, owners) = conn
+        .prepare_cached(
+            "SELECT count(*), count(*) FILTER (WHERE role = 'owner') FROM members
+             WHERE conversation_id = ?1",
+        )?
+        .query_row([conversation], |row| Ok((seq_at(row, 0)?, seq_at(row, 1)?)))?;
+    Ok(MemberCounts { members, owners })
+}
+
 /// Stores a durable event (its frame serialized once, here) and queues it for the sink.
 pub(super) fn record_event(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
     tenant: &str,
-    kind: EventKind,
-    subject: Option<&str>,
-    ts: Millis,
-    frame: &ServerFrame,
+    event: NewEvent,
 ) -> Result<()> {
-    let Some((conversation, seq)) = frame.durable_position() else {
-        return Err(StoreError::Internal(format!(
-            "{} is not a durable event",
-            kind.as_str()
-        )));
-    };
-    let json = serde_json::to_string(frame).map_err(json_error)?;
+    let json = event.frame_json()?;
+    let (conversation, seq) = event.position()?;
     conn.prepare_cached(
         "INSERT INTO events (conversation_id, seq, kind, subject, ts, frame)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -209,19 +220,44 @@ pub(super) fn record_event(
     .execute((
         conversation,
         seq_to_sql(seq),
-        kind.as_str(),
-        subject,
-        ts,
+        event.kind.as_str(),
+        &event.subject,
+        event.ts,
         &json,
     ))?;
-    events.push(StoredEvent {
-        tenant: tenant.to_owned(),
-        conversation: conversation.to_owned(),
-        seq,
-        kind,
-        subject: subject.map(str::to_owned),
-        ts,
-        frame: json,
-    });
+    events.push(event.into_stored(tenant, json)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_sqlite_failure_keeps_sqlites_error_as_its_cause() {
+        let conn = Connection::open_in_memory().expect("open");
+        let failure = conn
+            .execute("INSERT INTO nowhere VALUES (1)", [])
+            .expect_err("no such table");
+        let err = StoreError::from(failure);
+        assert!(matches!(&err, StoreError::Internal { context, .. } if context == "sqlite"));
+        let cause = err.source().expect("a cause");
+        let sqlite = cause
+            .downcast_ref::<rusqlite::Error>()
+            .expect("sqlite's error");
+        assert!(sqlite.to_string().contains("nowhere"), "{sqlite}");
+    }
+
+    #[test]
+    fn a_unique_violation_is_a_conflict() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+            .expect("create");
+        let failure = conn
+            .execute("INSERT INTO t VALUES (1)", [])
+            .expect_err("duplicate");
+        assert!(matches!(StoreError::from(failure), StoreError::Conflict(_)));
+    }
 }

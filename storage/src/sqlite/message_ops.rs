@@ -1,26 +1,16 @@
 //! Write transactions on messages and reactions. Each runs on the writer thread inside its own
 //! savepoint (returning an error rolls back everything it did, seq included), except
 //! [`append_message`]: the hot path makes every check before its first write and runs without
-//! one (see `writer`).
+//! one (see `writer`). The rules are in [`crate::rules`].
 
-use confab_protocol::frames::MessageEvent;
-use confab_protocol::{EventKind, ServerFrame};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::cache::WriteCache;
-use super::common::{
-    json_error, new_id, next_seq, now_ms, record_event, require_message_member, seq_to_sql,
-};
-use crate::{Appended, NewMessage, Result, StoreError, StoredEvent};
-
-fn refuse_if_archived(archived: bool) -> Result<()> {
-    if archived {
-        return Err(StoreError::Forbidden(
-            "the conversation is archived".to_owned(),
-        ));
-    }
-    Ok(())
-}
+use super::common::{next_change, next_seq, record_event, require_message_member, seq_to_sql};
+use crate::backend::MessageChange;
+use crate::record::{self, json_error, new_id, now_ms};
+use crate::rules;
+use crate::{Appended, NewMessage, Result, StoredEvent};
 
 pub(super) fn append_message(
     conn: &Connection,
@@ -29,26 +19,20 @@ pub(super) fn append_message(
     new: NewMessage,
 ) -> Result<Appended> {
     let membership = cache.member(conn, &new.tenant, &new.conversation, &new.author)?;
-    if new.client_msg_id.is_empty() {
-        return Err(StoreError::Invalid("client_msg_id is empty".to_owned()));
-    }
+    rules::client_msg_id(&new.client_msg_id)?;
     // A repeat is answered with the original, whatever happened since (even archiving).
     if let Some(original) =
         cache.find_sent(conn, &new.conversation, &new.author, &new.client_msg_id)?
     {
         return Ok(original);
     }
-    refuse_if_archived(membership.archived)?;
+    rules::writable(membership.archived)?;
     if let Some(reply_to) = &new.reply_to {
         let replied: Option<String> = conn
             .prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1 AND tenant = ?2")?
             .query_row((reply_to, &new.tenant), |row| row.get(0))
             .optional()?;
-        if replied.as_deref() != Some(new.conversation.as_str()) {
-            return Err(StoreError::Invalid(
-                "reply_to is not a message of this conversation".to_owned(),
-            ));
-        }
+        rules::reply_to(replied.as_deref(), &new.conversation)?;
     }
     let attachments = if new.attachments.is_empty() {
         None
@@ -69,7 +53,7 @@ pub(super) fn append_message(
         &id,
         &new.tenant,
         &new.conversation,
-        super::common::seq_to_sql(seq),
+        seq_to_sql(seq),
         &new.author,
         &new.client_msg_id,
         &new.body,
@@ -84,19 +68,13 @@ pub(super) fn append_message(
         &new.client_msg_id,
         conn.last_insert_rowid(),
     )?;
-    let tenant = new.tenant;
-    let frame = ServerFrame::Message(MessageEvent {
-        conversation: new.conversation,
-        id: id.clone(),
-        seq,
-        author: new.author,
-        body: new.body,
-        ts,
-        client_msg_id: new.client_msg_id,
-        reply_to: new.reply_to,
-        attachments: new.attachments,
-    });
-    record_event(conn, events, &tenant, EventKind::Message, None, ts, &frame)?;
+    let tenant = new.tenant.clone();
+    record_event(
+        conn,
+        events,
+        &tenant,
+        record::message(new, id.clone(), seq, ts),
+    )?;
     Ok(Appended {
         id,
         seq,
@@ -108,108 +86,53 @@ pub(super) fn append_message(
 pub(super) fn edit_message(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    request: &MessageChange,
     body: String,
 ) -> Result<u64> {
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
-    if message.author != by {
-        return Err(StoreError::Forbidden(
-            "only the author edits a message".to_owned(),
-        ));
-    }
-    if message.deleted {
-        return Err(StoreError::Conflict("the message is deleted".to_owned()));
-    }
-    refuse_if_archived(conversation.archived)?;
-    let ts = now_ms();
-    let seq = next_seq(conn, &message.conversation, ts)?;
+    rules::edit_message(&message.state(&conversation), by)?;
+    let change = next_change(conn, &message.conversation, by, now_ms())?;
     conn.prepare_cached("UPDATE messages SET body = ?1, edited_at = ?2 WHERE id = ?3")?
-        .execute((&body, ts, id))?;
-    let frame = ServerFrame::MessageEdited {
-        conversation: message.conversation,
-        seq,
-        message: message.id,
-        author: message.author,
-        body,
-        ts,
-    };
-    record_event(
-        conn,
-        events,
-        tenant,
-        EventKind::MessageEdited,
-        None,
-        ts,
-        &frame,
-    )?;
-    Ok(seq)
+        .execute((&body, change.ts, id))?;
+    record_event(conn, events, tenant, change.message_edited(id, body))?;
+    Ok(change.seq)
 }
 
 pub(super) fn delete_message(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    request: &MessageChange,
 ) -> Result<Option<u64>> {
-    let (message, _, role) = require_message_member(conn, tenant, by, id)?;
-    if message.author != by && !role.can_manage() {
-        return Err(StoreError::Forbidden(
-            "only the author, an owner or an admin deletes a message".to_owned(),
-        ));
-    }
-    if message.deleted {
+    let MessageChange { tenant, by, id } = request;
+    let (message, conversation, role) = require_message_member(conn, tenant, by, id)?;
+    if !rules::delete_message(&message.state(&conversation), by, role)? {
         return Ok(None);
     }
-    let ts = now_ms();
-    let seq = next_seq(conn, &message.conversation, ts)?;
+    let change = next_change(conn, &message.conversation, by, now_ms())?;
     // The content goes with the message: the row and the stored frames are scrubbed, so
     // neither history nor a resume ever shows it again.
     conn.prepare_cached(
         "UPDATE messages SET deleted_at = ?1, body = '', attachments = NULL WHERE id = ?2",
     )?
-    .execute((ts, id))?;
-    redact_events(conn, &message.conversation, message.seq, &message.id)?;
+    .execute((change.ts, id))?;
+    redact_events(conn, &message.conversation, message.seq, id)?;
     // A deleted message has no reactions; message_deleted tells clients to drop them too.
     conn.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
         .execute([id])?;
-    let frame = ServerFrame::MessageDeleted {
-        conversation: message.conversation,
-        seq,
-        message: message.id,
-        by: by.to_owned(),
-        ts,
-    };
-    record_event(
-        conn,
-        events,
-        tenant,
-        EventKind::MessageDeleted,
-        None,
-        ts,
-        &frame,
-    )?;
-    Ok(Some(seq))
+    record_event(conn, events, tenant, change.message_deleted(id))?;
+    Ok(Some(change.seq))
 }
 
 pub(super) fn add_reaction(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    request: &MessageChange,
     emoji: &str,
 ) -> Result<Option<u64>> {
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
-    if message.deleted {
-        return Err(StoreError::Conflict("the message is deleted".to_owned()));
-    }
-    refuse_if_archived(conversation.archived)?;
-    if emoji.is_empty() {
-        return Err(StoreError::Invalid("emoji is empty".to_owned()));
-    }
+    rules::add_reaction(&message.state(&conversation), emoji)?;
     let ts = now_ms();
     let inserted = conn
         .prepare_cached(
@@ -220,37 +143,20 @@ pub(super) fn add_reaction(
     if inserted == 0 {
         return Ok(None);
     }
-    let seq = next_seq(conn, &message.conversation, ts)?;
-    let frame = ServerFrame::ReactionAdded {
-        conversation: message.conversation,
-        seq,
-        message: message.id,
-        user: by.to_owned(),
-        emoji: emoji.to_owned(),
-        ts,
-    };
-    record_event(
-        conn,
-        events,
-        tenant,
-        EventKind::ReactionAdded,
-        None,
-        ts,
-        &frame,
-    )?;
-    Ok(Some(seq))
+    let change = next_change(conn, &message.conversation, by, ts)?;
+    record_event(conn, events, tenant, change.reaction(id, emoji, true))?;
+    Ok(Some(change.seq))
 }
 
 pub(super) fn remove_reaction(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
-    tenant: &str,
-    by: &str,
-    id: &str,
+    request: &MessageChange,
     emoji: &str,
 ) -> Result<Option<u64>> {
+    let MessageChange { tenant, by, id } = request;
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
-    refuse_if_archived(conversation.archived)?;
+    rules::remove_reaction(&message.state(&conversation))?;
     let removed = conn
         .prepare_cached(
             "DELETE FROM reactions WHERE message_id = ?1 AND emoji = ?2 AND user_id = ?3",
@@ -259,26 +165,9 @@ pub(super) fn remove_reaction(
     if removed == 0 {
         return Ok(None);
     }
-    let ts = now_ms();
-    let seq = next_seq(conn, &message.conversation, ts)?;
-    let frame = ServerFrame::ReactionRemoved {
-        conversation: message.conversation,
-        seq,
-        message: message.id,
-        user: by.to_owned(),
-        emoji: emoji.to_owned(),
-        ts,
-    };
-    record_event(
-        conn,
-        events,
-        tenant,
-        EventKind::ReactionRemoved,
-        None,
-        ts,
-        &frame,
-    )?;
-    Ok(Some(seq))
+    let change = next_change(conn, &message.conversation, by, now_ms())?;
+    record_event(conn, events, tenant, change.reaction(id, emoji, false))?;
+    Ok(Some(change.seq))
 }
 
 /// Rewrites the stored `message` frame of a deleted message, and its `message_edited` frames,
@@ -294,21 +183,14 @@ fn redact_events(conn: &Connection, conversation: &str, seq: u64, id: &str) -> R
             Ok((row.get(0)?, row.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    for (event_seq, text) in rows {
-        let mut frame: ServerFrame = serde_json::from_str(&text).map_err(json_error)?;
-        match &mut frame {
-            ServerFrame::Message(message) if message.id == id => {
-                message.body.clear();
-                message.attachments.clear();
-            }
-            ServerFrame::MessageEdited { message, body, .. } if message == id => body.clear(),
-            _ => continue,
-        }
-        let text = serde_json::to_string(&frame).map_err(json_error)?;
+    for (event_seq, json) in rows {
+        let Some(json) = record::redact_json(&json, id)? else {
+            continue;
+        };
         conn.prepare_cached(
             "UPDATE events SET frame = ?1 WHERE conversation_id = ?2 AND seq = ?3",
         )?
-        .execute((&text, conversation, event_seq))?;
+        .execute((&json, conversation, event_seq))?;
     }
     Ok(())
 }

@@ -6,8 +6,9 @@
 //! - `checkpoint`: a thread that copies the WAL back into the database file, so that the writer
 //!   does not.
 //! - `pool`: read-only WAL connections used from tokio's blocking pool.
-//! - `ops` and `message_ops`: the write transactions; `read`: the queries; `common`: the
-//!   lookups both share (tenancy, membership, seqs, events).
+//! - `ops` and `message_ops`: the write transactions (they read state, ask `crate::rules`, and
+//!   write); `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
+//!   events).
 //! - `schema`: connection setup and the `user_version` migrations in `storage/migrations/`.
 //!
 //! The database must be a file (WAL needs one, and the readers open it separately).
@@ -25,14 +26,16 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use confab_protocol::rest::{
     Conversation, ConversationSummary, Member, Message, MessagePage, Role,
 };
 
+use crate::backend::{
+    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader,
+};
+use crate::rules::Creation;
 use crate::{
-    Appended, EventSink, NewConversation, NewMessage, PageQuery, PendingAppend, Result, Store,
-    StoreError, StoredEvent,
+    Appended, EventSink, NewMessage, PageQuery, PendingAppend, Result, StoreError, StoredEvent,
 };
 use pool::ReadPool;
 use writer::Writer;
@@ -72,9 +75,9 @@ impl Default for SqliteOptions {
     }
 }
 
-/// A [`Store`] in one SQLite file. See the [module docs](self) for its layout.
+/// A [`Store`](crate::Store) in one SQLite file. See the [module docs](self) for its layout.
 ///
-/// Call [`Store::close`] on shutdown to wait until every queued write is committed. Dropping the
+/// Call [`Store::close`](crate::Store::close) on shutdown to wait until every queued write is committed. Dropping the
 /// store without it is safe too: nothing blocks, and the writer thread still commits (and
 /// publishes) what was queued before it exits on its own.
 pub struct SqliteStore {
@@ -123,110 +126,62 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)> {
+/// Reads and writes take owned arguments: they run on other threads.
+impl Backend for SqliteStore {
+    async fn create_conversation(&self, new: Creation) -> Result<(Conversation, bool)> {
         self.write(move |conn, _| ops::create_conversation(conn, new))
             .await
     }
 
-    async fn conversation(&self, tenant: &str, user: &str, id: &str) -> Result<Conversation> {
+    async fn conversation(&self, reader: Reader<'_>, id: &str) -> Result<Conversation> {
         // Two lookups by key: every `join` asks, so it runs here when it can.
         if let Some(done) = self
             .readers
-            .read_now(|conn| read::conversation(conn, tenant, user, id))
+            .read_now(|conn| read::conversation(conn, reader.tenant, reader.user, id))
         {
             return done;
         }
-        let (tenant, user, id) = (tenant.to_owned(), user.to_owned(), id.to_owned());
+        let ((tenant, user), id) = (reader.owned(), id.to_owned());
         self.read(move |conn| read::conversation(conn, &tenant, &user, &id))
             .await
     }
 
-    async fn list_conversations(
-        &self,
-        tenant: &str,
-        user: &str,
-    ) -> Result<Vec<ConversationSummary>> {
-        let (tenant, user) = (tenant.to_owned(), user.to_owned());
+    async fn list_conversations(&self, reader: Reader<'_>) -> Result<Vec<ConversationSummary>> {
+        let (tenant, user) = reader.owned();
         self.read(move |conn| read::list_conversations(conn, &tenant, &user))
             .await
     }
 
-    async fn update_conversation(
-        &self,
-        tenant: &str,
-        by: &str,
-        id: &str,
-        title: Option<String>,
-        archived: Option<bool>,
-    ) -> Result<Option<u64>> {
-        let (tenant, by, id) = (tenant.to_owned(), by.to_owned(), id.to_owned());
-        self.write(move |conn, events| {
-            ops::update_conversation(conn, events, &tenant, &by, &id, title, archived)
-        })
-        .await
+    async fn update_conversation(&self, change: ConversationChange) -> Result<Option<u64>> {
+        self.write(move |conn, events| ops::update_conversation(conn, events, &change))
+            .await
     }
 
-    async fn member(&self, tenant: &str, conversation: &str, user: &str) -> Result<Option<Member>> {
-        let (tenant, conversation, user) =
-            (tenant.to_owned(), conversation.to_owned(), user.to_owned());
+    async fn member(&self, reader: Reader<'_>, conversation: &str) -> Result<Option<Member>> {
+        let ((tenant, user), conversation) = (reader.owned(), conversation.to_owned());
         self.read(move |conn| read::member(conn, &tenant, &conversation, &user))
             .await
     }
 
-    async fn members(&self, tenant: &str, by: &str, conversation: &str) -> Result<Vec<Member>> {
-        let (tenant, by, conversation) =
-            (tenant.to_owned(), by.to_owned(), conversation.to_owned());
+    async fn members(&self, reader: Reader<'_>, conversation: &str) -> Result<Vec<Member>> {
+        let ((tenant, by), conversation) = (reader.owned(), conversation.to_owned());
         self.read(move |conn| read::members(conn, &tenant, &by, &conversation))
             .await
     }
 
-    async fn add_member(
-        &self,
-        tenant: &str,
-        by: &str,
-        conversation: &str,
-        user: &str,
-        role: Role,
-    ) -> Result<u64> {
-        let (tenant, by) = (tenant.to_owned(), by.to_owned());
-        let (conversation, user) = (conversation.to_owned(), user.to_owned());
-        self.write(move |conn, events| {
-            ops::add_member(conn, events, &tenant, &by, &conversation, &user, role)
-        })
-        .await
+    async fn add_member(&self, change: MemberChange, role: Role) -> Result<u64> {
+        self.write(move |conn, events| ops::add_member(conn, events, &change, role))
+            .await
     }
 
-    async fn remove_member(
-        &self,
-        tenant: &str,
-        by: &str,
-        conversation: &str,
-        user: &str,
-    ) -> Result<u64> {
-        let (tenant, by) = (tenant.to_owned(), by.to_owned());
-        let (conversation, user) = (conversation.to_owned(), user.to_owned());
-        self.write(move |conn, events| {
-            ops::remove_member(conn, events, &tenant, &by, &conversation, &user)
-        })
-        .await
+    async fn remove_member(&self, change: MemberChange) -> Result<u64> {
+        self.write(move |conn, events| ops::remove_member(conn, events, &change))
+            .await
     }
 
-    async fn set_role(
-        &self,
-        tenant: &str,
-        by: &str,
-        conversation: &str,
-        user: &str,
-        role: Role,
-    ) -> Result<Option<u64>> {
-        let (tenant, by) = (tenant.to_owned(), by.to_owned());
-        let (conversation, user) = (conversation.to_owned(), user.to_owned());
-        self.write(move |conn, events| {
-            ops::set_role(conn, events, &tenant, &by, &conversation, &user, role)
-        })
-        .await
+    async fn set_role(&self, change: MemberChange, role: Role) -> Result<Option<u64>> {
+        self.write(move |conn, events| ops::set_role(conn, events, &change, role))
+            .await
     }
 
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
@@ -247,112 +202,44 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn message(&self, tenant: &str, user: &str, id: &str) -> Result<Message> {
-        let (tenant, user, id) = (tenant.to_owned(), user.to_owned(), id.to_owned());
+    async fn message(&self, reader: Reader<'_>, id: &str) -> Result<Message> {
+        let ((tenant, user), id) = (reader.owned(), id.to_owned());
         self.read(move |conn| read::message(conn, &tenant, &user, &id))
             .await
     }
 
-    async fn edit_message(&self, tenant: &str, by: &str, id: &str, body: String) -> Result<u64> {
-        let (tenant, by, id) = (tenant.to_owned(), by.to_owned(), id.to_owned());
-        self.write(move |conn, events| {
-            message_ops::edit_message(conn, events, &tenant, &by, &id, body)
-        })
-        .await
-    }
-
-    async fn delete_message(&self, tenant: &str, by: &str, id: &str) -> Result<Option<u64>> {
-        let (tenant, by, id) = (tenant.to_owned(), by.to_owned(), id.to_owned());
-        self.write(move |conn, events| message_ops::delete_message(conn, events, &tenant, &by, &id))
+    async fn edit_message(&self, change: MessageChange, body: String) -> Result<u64> {
+        self.write(move |conn, events| message_ops::edit_message(conn, events, &change, body))
             .await
     }
 
-    async fn add_reaction(
-        &self,
-        tenant: &str,
-        by: &str,
-        id: &str,
-        emoji: &str,
-    ) -> Result<Option<u64>> {
-        let (tenant, by, id, emoji) = (
-            tenant.to_owned(),
-            by.to_owned(),
-            id.to_owned(),
-            emoji.to_owned(),
-        );
-        self.write(move |conn, events| {
-            message_ops::add_reaction(conn, events, &tenant, &by, &id, &emoji)
-        })
-        .await
-    }
-
-    async fn remove_reaction(
-        &self,
-        tenant: &str,
-        by: &str,
-        id: &str,
-        emoji: &str,
-    ) -> Result<Option<u64>> {
-        let (tenant, by, id, emoji) = (
-            tenant.to_owned(),
-            by.to_owned(),
-            id.to_owned(),
-            emoji.to_owned(),
-        );
-        self.write(move |conn, events| {
-            message_ops::remove_reaction(conn, events, &tenant, &by, &id, &emoji)
-        })
-        .await
-    }
-
-    async fn messages(
-        &self,
-        tenant: &str,
-        user: &str,
-        conversation: &str,
-        query: PageQuery,
-    ) -> Result<MessagePage> {
-        let (tenant, user, conversation) =
-            (tenant.to_owned(), user.to_owned(), conversation.to_owned());
-        self.read(move |conn| read::messages(conn, &tenant, &user, &conversation, query))
+    async fn delete_message(&self, change: MessageChange) -> Result<Option<u64>> {
+        self.write(move |conn, events| message_ops::delete_message(conn, events, &change))
             .await
     }
 
-    async fn events_after(
-        &self,
-        tenant: &str,
-        user: &str,
-        conversation: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<(Vec<StoredEvent>, u64)> {
-        let (tenant, user, conversation) =
-            (tenant.to_owned(), user.to_owned(), conversation.to_owned());
-        self.read(move |conn| read::events_after(conn, &tenant, &user, &conversation, after, limit))
+    async fn add_reaction(&self, change: MessageChange, emoji: String) -> Result<Option<u64>> {
+        self.write(move |conn, events| message_ops::add_reaction(conn, events, &change, &emoji))
             .await
     }
 
-    async fn conversation_events(
-        &self,
-        tenant: &str,
-        conversation: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<(Vec<StoredEvent>, u64)> {
-        let (tenant, conversation) = (tenant.to_owned(), conversation.to_owned());
-        self.read(move |conn| read::conversation_events(conn, &tenant, &conversation, after, limit))
+    async fn remove_reaction(&self, change: MessageChange, emoji: String) -> Result<Option<u64>> {
+        self.write(move |conn, events| message_ops::remove_reaction(conn, events, &change, &emoji))
             .await
     }
 
-    async fn mark_read(
-        &self,
-        tenant: &str,
-        user: &str,
-        conversation: &str,
-        seq: u64,
-    ) -> Result<bool> {
-        let (tenant, user, conversation) =
-            (tenant.to_owned(), user.to_owned(), conversation.to_owned());
+    async fn messages(&self, reader: Reader<'_>, id: &str, page: PageQuery) -> Result<MessagePage> {
+        let ((tenant, user), id) = (reader.owned(), id.to_owned());
+        self.read(move |conn| read::messages(conn, &tenant, &user, &id, page))
+            .await
+    }
+
+    async fn events(&self, query: EventsQuery) -> Result<Events> {
+        self.read(move |conn| read::events(conn, &query)).await
+    }
+
+    async fn mark_read(&self, reader: Reader<'_>, conversation: &str, seq: u64) -> Result<bool> {
+        let ((tenant, user), conversation) = (reader.owned(), conversation.to_owned());
         self.write(move |conn, _| ops::mark_read(conn, &tenant, &user, &conversation, seq))
             .await
     }

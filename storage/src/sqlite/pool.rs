@@ -109,7 +109,7 @@ impl ReadPool {
             outcome
         })
         .await
-        .map_err(|err| StoreError::Internal(format!("read task failed: {err}")))?
+        .map_err(|err| StoreError::internal("read task failed", err))?
     }
 
     /// An idle connection; a new one if one was lost (its read panicked).
@@ -198,7 +198,7 @@ mod tests {
         let outcome = pool.read_now(|conn| -> Result<i64> {
             Ok(conn.query_row("SELECT x FROM missing", [], |row| row.get(0))?)
         });
-        assert!(matches!(outcome, Some(Err(StoreError::Internal(_)))));
+        assert!(matches!(outcome, Some(Err(StoreError::Internal { .. }))));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

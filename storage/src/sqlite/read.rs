@@ -8,9 +8,12 @@ use confab_protocol::rest::{
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::common::{
-    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, json_error, load_conversation,
-    require_member, role_at, seq_at, seq_to_sql,
+    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, load_conversation, require_member,
+    role_at, seq_at, seq_to_sql,
 };
+use crate::backend::{Events, EventsQuery};
+use crate::record::json_error;
+use crate::rules;
 use crate::{PageQuery, Result, StoreError, StoredEvent};
 
 /// Largest page of messages.
@@ -261,34 +264,26 @@ pub(super) fn messages(
     Ok(MessagePage { messages, has_more })
 }
 
-pub(super) fn events_after(
-    conn: &Connection,
-    tenant: &str,
-    user: &str,
-    conversation: &str,
-    after: u64,
-    limit: u32,
-) -> Result<(Vec<StoredEvent>, u64)> {
-    let (found, _) = require_member(conn, tenant, conversation, user)?;
-    let events = events_from(conn, tenant, conversation, after, limit)?;
-    Ok((events, found.last_seq))
-}
-
-/// Events of a tenant's conversation after `after`, without a membership check.
-pub(super) fn conversation_events(
-    conn: &Connection,
-    tenant: &str,
-    conversation: &str,
-    after: u64,
-    limit: u32,
-) -> Result<(Vec<StoredEvent>, u64)> {
-    let last_seq: Option<i64> = conn
-        .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1 AND tenant = ?2")?
-        .query_row((conversation, tenant), |row| row.get(0))
-        .optional()?;
-    let last_seq = last_seq.ok_or(StoreError::NotFound("conversation"))?;
-    let events = events_from(conn, tenant, conversation, after, limit)?;
-    Ok((events, u64::try_from(last_seq).unwrap_or(0)))
+/// Events of a tenant's conversation after `query.after`, for a member (or without a
+/// membership check when no user is given), with its last seq read in the same snapshot.
+pub(super) fn events(conn: &Connection, query: &EventsQuery) -> Result<Events> {
+    let EventsQuery {
+        tenant,
+        conversation,
+        ..
+    } = query;
+    let last_seq = match &query.user {
+        Some(user) => require_member(conn, tenant, conversation, user)?.0.last_seq,
+        None => {
+            let last_seq = conn
+                .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1 AND tenant = ?2")?
+                .query_row((conversation, tenant), |row| seq_at(row, 0))
+                .optional()?;
+            rules::conversation_found(last_seq)?
+        }
+    };
+    let events = events_from(conn, tenant, conversation, query.after, query.limit)?;
+    Ok((events, last_seq))
 }
 
 fn events_from(

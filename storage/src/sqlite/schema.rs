@@ -38,7 +38,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::internal_bare(format!(
             "cannot enable WAL on {} (journal_mode is {mode})",
             path.display()
         )));
@@ -117,7 +117,7 @@ fn busy_sleep(attempt: i32) -> Duration {
 pub(super) fn version(conn: &Connection) -> Result<u32> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     u32::try_from(version)
-        .map_err(|_| StoreError::Internal(format!("invalid schema version {version}")))
+        .map_err(|err| StoreError::internal(format!("invalid schema version {version}"), err))
 }
 
 /// Applies every migration the database has not seen yet. Refuses a database written by a newer
@@ -134,7 +134,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
 fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
     let current = version(conn)?;
     if current > SCHEMA_VERSION {
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::internal_bare(format!(
             "database schema version {current} is newer than this build's {SCHEMA_VERSION}"
         )));
     }
@@ -166,7 +166,7 @@ fn apply(conn: &mut Connection, current: u32, target: u32) -> Result<()> {
                 row.get(0)
             })?;
         if dangling > 0 {
-            return Err(StoreError::Internal(format!(
+            return Err(StoreError::internal_bare(format!(
                 "migration to schema version {next} would leave {dangling} dangling references"
             )));
         }
@@ -302,7 +302,10 @@ mod tests {
         let mut conn = open_writer(&path).expect("open");
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .expect("bump");
-        assert!(matches!(migrate(&mut conn), Err(StoreError::Internal(_))));
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::Internal { .. })
+        ));
     }
 
     #[test]
