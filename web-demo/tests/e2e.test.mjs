@@ -4,7 +4,8 @@
 // scripts/setup-e2e.sh and a `cargo build -p confab-server`).
 //
 // The steps share one server and one browser and run in order; each names what it proves.
-// Screenshots of the main states go to web-demo/screenshots/.
+// Screenshots of the main states go to web-demo/test-output/ (ignored by git); `npm run
+// screenshots` writes them to web-demo/screenshots/ instead, to refresh the committed ones.
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -17,7 +18,8 @@ import { chromium } from "playwright-core";
 import { Server } from "./server.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = path.resolve(here, "../screenshots");
+// Never the committed folder unless asked: a test run must not rewrite tracked files.
+const SHOTS = path.resolve(here, "..", process.env.CONFAB_SCREENSHOTS_DIR || "test-output");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const CHROMIUM_FLAGS = [
   "--headless",
