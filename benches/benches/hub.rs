@@ -1,5 +1,5 @@
 //! Hub fan-out of one committed event to 1, 100 and 10,000 local subscribers (no network): the
-//! `EventSink::publish` path the SQLite writer calls after each commit. Each subscriber's queue
+//! `RenderedSink::publish_rendered` path the SQLite writer's sink ends in after each commit. Each subscriber's queue
 //! is drained between batches, outside the timed section, as its session would.
 
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use confab_protocol::EventKind;
 use confab_protocol::ServerFrame;
 use confab_protocol::frames::MessageEvent;
+use confab_server::events::{Rendered, RenderedSink};
 use confab_server::hub::{Hub, Outbound, Subscriber};
 use confab_server::outbox::Outbox;
-use confab_storage::{EventSink, StoredEvent};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Events published between two drains: below the sessions' queue size (1024), so no one is
@@ -68,12 +68,12 @@ fn fanout(c: &mut Criterion) {
                 let mut done = 0;
                 while done < iters {
                     let batch = BATCH.min(iters - done);
-                    // The frame text is built before the clock starts: the writer serializes it
-                    // once at commit, not per publish.
-                    let events: Vec<StoredEvent> = (0..batch)
+                    // The frame text is built before the clock starts: it is rendered once per
+                    // event at commit, not per subscriber.
+                    let events: Vec<Rendered> = (0..batch)
                         .map(|_| {
                             seq += 1;
-                            StoredEvent {
+                            Rendered {
                                 tenant: tenant.to_string(),
                                 conversation: conversation.to_string(),
                                 seq,
@@ -86,7 +86,7 @@ fn fanout(c: &mut Criterion) {
                         .collect();
                     let started = Instant::now();
                     for event in events {
-                        hub.publish(vec![event]);
+                        hub.publish_rendered(vec![event]);
                     }
                     timed += started.elapsed();
                     for outbox in &receivers {

@@ -2,6 +2,10 @@
 //! second with 1, 16 and 256 concurrent senders, and seq assignment under contention (256
 //! senders on one conversation, whose seq row every append bumps, against 256 senders on 256
 //! conversations). The database lives under the target dir, on a real disk: fsync is the point.
+//!
+//! The sink renders every committed event's frame, as the server's hub does on the writer's
+//! thread (the store keeps events in their storage form; before it did, the writer serialized
+//! each frame inside the transaction instead).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,10 +13,21 @@ use std::time::{Duration, Instant};
 
 use confab_protocol::rest::ConversationKind;
 use confab_storage::sqlite::{SqliteOptions, SqliteStore};
-use confab_storage::{NewConversation, NewMessage, NullSink, Store};
+use confab_storage::{EventSink, NewConversation, NewMessage, Store, StoredEvent};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const TENANT: &str = "bench";
+
+/// Renders each committed event's frame once and drops it, as the hub would before fan-out.
+struct RenderingSink;
+
+impl EventSink for RenderingSink {
+    fn publish(&self, events: Vec<StoredEvent>) {
+        for event in events {
+            std::hint::black_box(event.render().expect("render"));
+        }
+    }
+}
 
 struct Fixture {
     store: Arc<SqliteStore>,
@@ -26,7 +41,7 @@ impl Fixture {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
         let store = SqliteStore::open(
             &dir.path().join("bench.db"),
-            Arc::new(NullSink),
+            Arc::new(RenderingSink),
             SqliteOptions::default(),
         )
         .expect("open store");

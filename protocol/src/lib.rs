@@ -4,16 +4,20 @@
 //! - [`frames`]: WebSocket frames, one JSON object per text frame, discriminated by `"type"`.
 //! - [`rest`]: REST request and response bodies under `/v1`.
 //! - [`error`]: the closed set of error codes used by both.
+//! - [`durable`]: durable events as stored and passed around ([`EventBody`]), and their
+//!   rendering as frames.
 //!
 //! This crate depends on serde only (no tokio, no axum) so that any client can reuse it.
 
 // Functions stay short enough to read at once (threshold in clippy.toml); tests may not.
 #![warn(clippy::too_many_lines)]
 
+pub mod durable;
 pub mod error;
 pub mod frames;
 pub mod rest;
 
+pub use durable::{EventBody, Posted};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use frames::{ClientFrame, Command, EventKind, ServerFrame};
 

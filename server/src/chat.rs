@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::rest::Attachment;
 use confab_protocol::{Command, ServerFrame};
-use confab_storage::{Appended, NewMessage, PendingAppend};
+use confab_storage::{Appended, NewMessage, PendingAppend, StoredEvent};
 
 use crate::auth::AuthUser;
 use crate::error::AppError;
@@ -173,6 +173,15 @@ pub async fn mark_read(
 /// Serializes a frame for the wire.
 pub fn encode(frame: &ServerFrame) -> Result<Utf8Bytes, AppError> {
     serde_json::to_string(frame)
+        .map(Utf8Bytes::from)
+        .map_err(AppError::internal)
+}
+
+/// Renders a stored event's frame for the wire (a replayed event; live ones come rendered from
+/// the hub).
+pub fn encode_event(event: &StoredEvent) -> Result<Utf8Bytes, AppError> {
+    event
+        .render()
         .map(Utf8Bytes::from)
         .map_err(AppError::internal)
 }

@@ -50,6 +50,7 @@ macro_rules! expect_err {
 
 mod access;
 mod conversations;
+pub mod legacy;
 mod lifecycle;
 mod members;
 mod messages;
@@ -60,7 +61,8 @@ pub use conversations::{
     list_conversations_unread_and_order, mark_read_moves_forward, update_and_archive,
 };
 pub use lifecycle::{
-    Written, check_after_reopen, close_refuses_writes, events_replay_every_kind, write_then_close,
+    Written, check_after_reopen, close_refuses_writes, events_replay_every_kind,
+    replay_matches_what_was_published, write_then_close,
 };
 pub use members::{direct_members_are_fixed, member_rules, role_rules};
 pub use messages::{
@@ -96,6 +98,7 @@ macro_rules! store_conformance_suite {
             reactions_are_idempotent_and_aggregated,
             paging_before_and_after,
             events_replay_every_kind,
+            replay_matches_what_was_published,
             close_refuses_writes,
         );
     };
@@ -215,9 +218,10 @@ async fn send(store: &DynStore, conversation: &str, author: &str, body: &str) ->
     appended
 }
 
-/// An event's frame, parsed back.
+/// An event's frame as the server renders it, parsed back.
 fn frame_of(event: &StoredEvent) -> ServerFrame {
-    let frame: ServerFrame = serde_json::from_str(&event.frame).expect("stored frame parses");
+    let text = event.render().expect("the event renders");
+    let frame: ServerFrame = serde_json::from_str(&text).expect("the frame parses");
     assert_eq!(
         frame.durable_position(),
         Some((event.conversation.as_str(), event.seq)),

@@ -14,6 +14,8 @@
 //!   error the client sees), written once as pure functions over the state a backend has read
 //!   inside its transaction. Each backend reads, asks the rules, then writes what they decide.
 //! - `record`: the durable event each write records, built once for every backend.
+//! - [`event_form`]: the versioned storage form of durable events. Stores keep what happened
+//!   ([`EventBody`]), never the wire frame: the server renders frames from it.
 //! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
 //! - `mongo` (cargo feature `mongo`): the MongoDB backend, for clusters of nodes.
 //! - `conformance` (cargo feature `conformance`, on for this crate's tests): the suite every
@@ -26,6 +28,7 @@ mod backend;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+pub mod event_form;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 mod record;
@@ -41,6 +44,7 @@ use confab_protocol::rest::{
     Attachment, Conversation, ConversationKind, ConversationSummary, Member, Message, MessagePage,
     Role,
 };
+pub use confab_protocol::{EventBody, Posted};
 use confab_protocol::{EventKind, Millis};
 
 pub use error::{Result, StoreError};
@@ -48,20 +52,36 @@ pub use error::{Result, StoreError};
 /// The outcome of a queued append ([`Store::queue_message`]).
 pub type PendingAppend = Pin<Box<dyn Future<Output = Result<Appended>> + Send + Sync>>;
 
-/// A committed durable event, as handed to the [`EventSink`] and replayed on resume.
+/// A committed durable event, as handed to the [`EventSink`] and replayed on resume. The server
+/// renders its frame (once per event, whoever receives it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     /// The conversation's tenant (cluster channels and event topics are namespaced by it).
     pub tenant: String,
     pub conversation: String,
     pub seq: u64,
-    pub kind: EventKind,
+    /// Commit time.
+    pub ts: Millis,
+    /// What happened.
+    pub body: EventBody,
+}
+
+impl StoredEvent {
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        self.body.kind()
+    }
+
     /// For member events, the member concerned (a subscriber removed from the conversation
     /// must stop receiving it).
-    pub subject: Option<String>,
-    pub ts: Millis,
-    /// The event's `ServerFrame`, serialized once when committed and sent as is to everyone.
-    pub frame: String,
+    pub fn subject(&self) -> Option<&str> {
+        self.body.subject()
+    }
+
+    /// The event's frame as JSON text ([`EventBody::render`]).
+    pub fn render(&self) -> serde_json::Result<String> {
+        self.body.render(&self.conversation, self.seq, self.ts)
+    }
 }
 
 /// Receives every committed durable event, in commit order (so in seq order per conversation).

@@ -230,3 +230,118 @@ async fn connecting_to_nothing_fails_cleanly() {
         "{cause:?}"
     );
 }
+
+/// The events of a database written before the storage form of events, as documents.
+async fn write_old_database(db: &mongodb::Database) {
+    use confab_storage::conformance::legacy::{
+        CONVERSATION, LAST_SEQ, OLD_EVENTS, OLD_MESSAGES, TENANT,
+    };
+    use mongodb::bson::{Bson, Document, doc};
+
+    db.collection::<Document>("conversations")
+        .insert_one(doc! {
+            "_id": CONVERSATION, "tenant": TENANT, "kind": "group", "title": "plans",
+            "created_by": "ann", "created_at": 0_i64, "archived": false, "last_seq": LAST_SEQ,
+            "last_activity": 1010_i64,
+        })
+        .await
+        .expect("conversation");
+    for (user, role) in [("ann", "owner"), ("bob", "member")] {
+        db.collection::<Document>("members")
+            .insert_one(doc! {
+                "tenant": TENANT, "conversation": CONVERSATION, "user": user, "role": role,
+                "joined_at": 0_i64, "read_seq": 0_i64,
+            })
+            .await
+            .expect("member");
+    }
+    for old in OLD_MESSAGES {
+        let attachments: serde_json::Value =
+            serde_json::from_str(old.attachments.unwrap_or("[]")).expect("attachments");
+        db.collection::<Document>("messages")
+            .insert_one(doc! {
+                "_id": old.id, "tenant": TENANT, "conversation": CONVERSATION, "seq": old.seq,
+                "author": old.author, "client_msg_id": old.client_msg_id, "body": old.body,
+                "reply_to": old.reply_to,
+                "attachments": mongodb::bson::to_bson(&attachments).expect("bson"),
+                "created_at": old.created_at, "edited_at": old.edited_at,
+                "deleted_at": old.deleted_at,
+            })
+            .await
+            .expect("message");
+    }
+    for old in OLD_EVENTS {
+        let frame: serde_json::Value = serde_json::from_str(old.frame).expect("frame");
+        let message = frame
+            .get(if old.kind == "message" {
+                "id"
+            } else {
+                "message"
+            })
+            .and_then(serde_json::Value::as_str)
+            .map_or(Bson::Null, |id| Bson::String(id.to_owned()));
+        db.collection::<Document>("events")
+            .insert_one(doc! {
+                "conversation": CONVERSATION, "seq": old.seq, "tenant": TENANT,
+                "kind": old.kind, "subject": old.subject, "message": message, "ts": old.ts,
+                "frame": old.frame,
+            })
+            .await
+            .expect("event");
+    }
+}
+
+/// Events stored as frames by older builds are converted when a store connects, once, and
+/// replay byte for byte; a message's text is then stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_stored_by_older_builds_are_converted_and_replay_byte_for_byte() {
+    use confab_storage::conformance::legacy::assert_replays_old_events;
+    use mongodb::bson::{Document, doc};
+
+    let database = Database {
+        url: server_url().await,
+        name: format!("confab_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let client = mongodb::Client::with_uri_str(&database.url)
+        .await
+        .expect("client");
+    let db = client.database(&database.name);
+    write_old_database(&db).await;
+
+    let (store, _) = connect(&database).await;
+    assert_replays_old_events(store.as_ref()).await;
+
+    let stored = db.collection::<Document>("events");
+    let snapshot = || async {
+        let cursor = stored
+            .find(doc! {})
+            .sort(doc! { "seq": 1 })
+            .projection(doc! { "_id": 0 })
+            .await
+            .expect("find");
+        futures_util::TryStreamExt::try_collect::<Vec<Document>>(cursor)
+            .await
+            .expect("events")
+    };
+    let converted = snapshot().await;
+    assert!(converted.iter().all(|event| !event.contains_key("frame")));
+    let message_data: Vec<Option<&str>> = converted
+        .iter()
+        .filter(|event| event.get_str("kind") == Ok("message"))
+        .map(|event| event.get_str("data").ok())
+        .collect();
+    assert_eq!(
+        message_data,
+        [Some(r#"{"body":"first \"draft\" ✍"}"#), None],
+        "only the edited message's event keeps text: the text it was posted with"
+    );
+
+    // Connecting again converts nothing, even without the marker that spares the scan.
+    drop(connect(&database).await);
+    db.collection::<Document>("meta")
+        .delete_many(doc! {})
+        .await
+        .expect("drop the marker");
+    drop(connect(&database).await);
+    assert_eq!(snapshot().await, converted);
+}

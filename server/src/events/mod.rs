@@ -2,11 +2,13 @@
 //! versioned JSON envelope keyed by conversation id (so order holds per conversation). The
 //! format is documented in `docs/events.md`.
 //!
+//! - [`rendered`]: committed events with their frame rendered once ([`Rendered`]), and the
+//!   sinks that take them ([`RenderedSink`]: the hub, the tee).
 //! - [`Envelope`]: the record's JSON. The event's `ServerFrame` is already JSON text
-//!   ([`StoredEvent::frame`]): it is embedded as a [`RawValue`], never re-parsed into values.
-//! - [`Tee`]: the storage [`EventSink`] when a stream is configured. It encodes the batch, hands
-//!   the events to the hub (live delivery comes first and never waits for the stream), then
-//!   gives the records to the stream.
+//!   ([`Rendered::frame`]): it is embedded as a [`RawValue`], never re-parsed into values.
+//! - [`Tee`]: the storage [`EventSink`] when a stream is configured. It renders the batch,
+//!   encodes it, hands the events to the hub (live delivery comes first and never waits for the
+//!   stream), then gives the records to the stream.
 //! - [`EventStream`]: the transport. `kafka` (cargo feature `kafka`) is an idempotent rdkafka
 //!   producer with a bounded local buffer: a full buffer drops (and counts) instead of blocking
 //!   the storage writer.
@@ -19,6 +21,7 @@
 
 #[cfg(feature = "kafka")]
 mod kafka;
+pub mod rendered;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 use confab_protocol::{EventKind, Millis};
 use confab_storage::{EventSink, StoredEvent};
 use metrics::counter;
+pub use rendered::{Rendered, RenderedSink, render_all};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -81,7 +85,7 @@ pub struct Envelope<'a> {
 
 impl<'a> Envelope<'a> {
     /// The envelope of a committed event. Fails only if the frame is not JSON.
-    pub fn of(event: &'a StoredEvent) -> serde_json::Result<Envelope<'a>> {
+    pub fn of(event: &'a Rendered) -> serde_json::Result<Envelope<'a>> {
         Ok(Envelope {
             v: ENVELOPE_VERSION,
             kind: event.kind,
@@ -117,7 +121,7 @@ pub struct Record {
 
 impl Record {
     /// Encodes a committed event.
-    pub fn encode(event: &StoredEvent) -> serde_json::Result<Record> {
+    pub fn encode(event: &Rendered) -> serde_json::Result<Record> {
         let payload = Envelope::of(event)?.to_vec()?;
         Ok(Record {
             key: event.conversation.clone(),
@@ -142,13 +146,13 @@ pub trait EventStream: Send + Sync + 'static {
 
 /// The storage sink when an event stream is configured: the hub, then the stream.
 pub struct Tee {
-    hub: Arc<dyn EventSink>,
+    hub: Arc<dyn RenderedSink>,
     stream: Arc<dyn EventStream>,
     encode_log: LogLimiter,
 }
 
 impl Tee {
-    pub fn new(hub: Arc<dyn EventSink>, stream: Arc<dyn EventStream>) -> Tee {
+    pub fn new(hub: Arc<dyn RenderedSink>, stream: Arc<dyn EventStream>) -> Tee {
         Tee {
             hub,
             stream,
@@ -159,6 +163,12 @@ impl Tee {
 
 impl EventSink for Tee {
     fn publish(&self, events: Vec<StoredEvent>) {
+        self.publish_rendered(render_all(events));
+    }
+}
+
+impl RenderedSink for Tee {
+    fn publish_rendered(&self, events: Vec<Rendered>) {
         // Encoded before the hub takes ownership of the frames (which avoids copying them);
         // sent after it, so live delivery never waits on the stream.
         let mut records = Vec::with_capacity(events.len());
@@ -179,7 +189,7 @@ impl EventSink for Tee {
                 }
             }
         }
-        self.hub.publish(events);
+        self.hub.publish_rendered(events);
         self.stream.send(records);
     }
 }
@@ -215,7 +225,10 @@ impl Events {
 
 /// Builds the storage sink: the hub alone, or a [`Tee`] of the hub and the configured stream.
 /// Never waits for the stream's servers: an outage at start is survived like any other.
-pub fn start(config: &Config, hub: Arc<dyn EventSink>) -> Result<Events, EventsError> {
+pub fn start<H: EventSink + RenderedSink>(
+    config: &Config,
+    hub: Arc<H>,
+) -> Result<Events, EventsError> {
     let url = match &config.events {
         EventsBackend::None => {
             return Ok(Events {
@@ -363,8 +376,8 @@ mod tests {
 
     use super::*;
 
-    fn stored(kind: EventKind, frame: &str) -> StoredEvent {
-        StoredEvent {
+    fn stored(kind: EventKind, frame: &str) -> Rendered {
+        Rendered {
             tenant: "acme".into(),
             conversation: "c-1".into(),
             seq: 7,
@@ -438,8 +451,8 @@ mod tests {
         calls: Mutex<Vec<String>>,
     }
 
-    impl EventSink for Recorder {
-        fn publish(&self, events: Vec<StoredEvent>) {
+    impl RenderedSink for Recorder {
+        fn publish_rendered(&self, events: Vec<Rendered>) {
             let mut calls = self.calls.lock().expect("lock");
             for event in events {
                 calls.push(format!("hub {}", event.seq));
@@ -461,6 +474,53 @@ mod tests {
         fn close(&self, _timeout: Duration) {}
     }
 
+    /// What the hub was handed, and the stream's payloads.
+    #[derive(Default)]
+    struct Texts {
+        hub: Mutex<Vec<String>>,
+        stream: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl RenderedSink for Texts {
+        fn publish_rendered(&self, events: Vec<Rendered>) {
+            let mut hub = self.hub.lock().expect("lock");
+            hub.extend(events.into_iter().map(|event| event.frame));
+        }
+    }
+
+    struct Payloads(Arc<Texts>);
+
+    impl EventStream for Payloads {
+        fn send(&self, records: Vec<Record>) {
+            let mut stream = self.0.stream.lock().expect("lock");
+            stream.extend(records.into_iter().map(|record| record.payload));
+        }
+
+        fn close(&self, _timeout: Duration) {}
+    }
+
+    #[test]
+    fn the_tee_renders_a_stored_event_once_for_the_hub_and_the_stream() {
+        let texts = Arc::new(Texts::default());
+        let tee = Tee::new(texts.clone(), Arc::new(Payloads(texts.clone())));
+        tee.publish(vec![StoredEvent {
+            tenant: "acme".into(),
+            conversation: "c-1".into(),
+            seq: 7,
+            ts: 1_700_000_000_123,
+            body: confab_protocol::EventBody::ReactionAdded {
+                message: "m-1".into(),
+                user: "bob".into(),
+                emoji: "👍".into(),
+            },
+        }]);
+        assert_eq!(*texts.hub.lock().expect("lock"), [FRAME]);
+        let payloads = texts.stream.lock().expect("lock");
+        let envelope: Envelope<'_> = serde_json::from_slice(&payloads[0]).expect("envelope");
+        assert_eq!(envelope.event.get(), FRAME);
+        assert_eq!(envelope.kind, EventKind::ReactionAdded);
+    }
+
     #[test]
     fn the_tee_feeds_the_hub_first_and_skips_unencodable_events() {
         let recorder = Arc::new(Recorder::default());
@@ -469,7 +529,7 @@ mod tests {
         bad.seq = 2;
         let mut third = stored(EventKind::Message, "{}");
         third.seq = 3;
-        tee.publish(vec![stored(EventKind::Message, "{}"), bad, third]);
+        tee.publish_rendered(vec![stored(EventKind::Message, "{}"), bad, third]);
         let calls = recorder.calls.lock().expect("lock").clone();
         assert_eq!(
             calls,
@@ -550,7 +610,7 @@ mod tests {
             events: EventsBackend::Kafka("kafka://127.0.0.1:9092".into()),
             ..Config::default()
         };
-        let err = start(&config, Arc::new(confab_storage::NullSink))
+        let err = start(&config, Arc::new(crate::hub::Hub::new()))
             .err()
             .expect("refused");
         assert!(err.to_string().contains("`kafka` cargo feature"), "{err}");
@@ -558,7 +618,7 @@ mod tests {
 
     #[test]
     fn without_a_stream_the_hub_is_the_sink() {
-        let events = start(&Config::default(), Arc::new(confab_storage::NullSink)).expect("start");
+        let events = start(&Config::default(), Arc::new(crate::hub::Hub::new())).expect("start");
         assert!(!events.is_streaming());
     }
 }

@@ -1,12 +1,13 @@
 //! The in-memory room hub: which connections are joined to which conversation, and fan-out.
 //!
-//! Each room holds its subscribers; publishing an event serializes nothing (the frame text was
-//! serialized once at commit) and pushes one `Arc` per recipient into each connection's bounded
-//! queue with `try_send`. A full queue never blocks the room: that connection is marked as a
+//! Each room holds its subscribers; publishing an event renders its frame once (or takes it
+//! rendered from the [`Tee`](crate::events::Tee)) and pushes one `Arc` of that text per
+//! recipient into each connection's bounded queue with `try_send`. A full queue never blocks the room: that connection is marked as a
 //! slow consumer and its session closes it (the client resumes with `since`).
 //!
-//! The hub is the storage [`EventSink`]: the store hands it every committed durable event in seq
-//! order, so live delivery order equals seq order per conversation.
+//! The hub is the storage [`EventSink`] (or the [`RenderedSink`] behind the tee): the store hands
+//! it every committed durable event in seq order, so live delivery order equals seq order per
+//! conversation.
 //!
 //! Presence: each room counts its local connections per user and remembers which other nodes
 //! report each user online (fed by the fan-out). A user is online in a conversation while any
@@ -34,6 +35,8 @@ use axum::extract::ws::Utf8Bytes;
 use confab_protocol::EventKind;
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
+
+use crate::events::{Rendered, RenderedSink, render_all};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -434,7 +437,7 @@ impl Hub {
     }
 
     /// A locally committed event: to this node's subscribers and to the other nodes.
-    fn publish_event(&self, event: StoredEvent) {
+    fn publish_event(&self, event: Rendered) {
         m::event_committed(event.kind);
         // One lookup serves both: the room's shared conversation id and its subscribers.
         let room = self.room(&event.tenant, &event.conversation);
@@ -459,6 +462,12 @@ impl Hub {
 
 impl EventSink for Hub {
     fn publish(&self, events: Vec<StoredEvent>) {
+        self.publish_rendered(render_all(events));
+    }
+}
+
+impl RenderedSink for Hub {
+    fn publish_rendered(&self, events: Vec<Rendered>) {
         for event in events {
             self.publish_event(event);
         }
@@ -547,8 +556,8 @@ mod tests {
         "t".into()
     }
 
-    fn event(conversation: &str, seq: u64) -> StoredEvent {
-        StoredEvent {
+    fn event(conversation: &str, seq: u64) -> Rendered {
+        Rendered {
             tenant: "t".into(),
             conversation: conversation.into(),
             seq,
@@ -623,7 +632,7 @@ mod tests {
         let (a, rx_a) = subscriber(&hub, "a", 8);
         let a_conn = a.conn;
         hub.subscribe(&tenant(), &"c".into(), a);
-        hub.publish(vec![event("c", 1)]);
+        hub.publish_rendered(vec![event("c", 1)]);
         assert_eq!(
             recorder.take(),
             ["open t/c", "presence t/c a true", "event t/c 1"]
@@ -697,7 +706,7 @@ mod tests {
         hub.subscribe(&tenant(), &room, a);
         hub.subscribe(&tenant(), &room, b);
         hub.subscribe(&tenant(), &"c2".into(), other);
-        hub.publish(vec![event("c1", 1), event("c1", 2)]);
+        hub.publish_rendered(vec![event("c1", 1), event("c1", 2)]);
         for rx in [&rx_a, &rx_b] {
             for seq in 1..=2 {
                 match rx.try_pop() {
@@ -717,7 +726,7 @@ mod tests {
         let (fast, rx_fast) = subscriber(&hub, "fast", 16);
         hub.subscribe(&tenant(), &room, slow);
         hub.subscribe(&tenant(), &room, fast);
-        hub.publish((1..=5).map(|s| event("c", s)).collect());
+        hub.publish_rendered((1..=5).map(|s| event("c", s)).collect());
         tokio::time::timeout(std::time::Duration::from_secs(1), slow_outbox.kicked())
             .await
             .expect("slow consumer kicked");
@@ -742,7 +751,7 @@ mod tests {
         assert_eq!(hub.room_count(), 2);
         // No presence crosses, nor do events or ephemeral frames.
         assert!(rx_a.try_pop().is_none());
-        hub.publish(vec![event("c", 1)]);
+        hub.publish_rendered(vec![event("c", 1)]);
         hub.publish_ephemeral("other", "c", Utf8Bytes::from("typing"), None);
         assert_eq!(seq_of(rx_a.try_pop()), Some(1));
         assert!(rx_a.try_pop().is_none());
@@ -879,13 +888,13 @@ mod tests {
 
         // Quiet connections: the first delivery wakes them at once.
         let waiter = wait_on(&rx_a).await;
-        hub.publish(vec![event("c", 1)]);
+        hub.publish_rendered(vec![event("c", 1)]);
         assert_eq!(woken(waiter).await, (at(0), Some(1)));
         assert_eq!(seq_of(rx_b.try_pop()), Some(1));
 
         // Busy now: the next deliveries wait for the tick, each session listed once.
         let waiter = wait_on(&rx_a).await;
-        hub.publish(vec![event("c", 2), event("c", 3)]);
+        hub.publish_rendered(vec![event("c", 2), event("c", 3)]);
         assert_eq!(hub.wakes().map(WakeBatch::len), Some(2));
         assert_eq!(woken(waiter).await, (at(100), Some(2)));
         assert_eq!(seq_of(rx_a.try_pop()), Some(3));
@@ -897,20 +906,20 @@ mod tests {
 
         // Woken by that tick, so still busy: the next tick, not this one again.
         let waiter = wait_on(&rx_a).await;
-        hub.publish(vec![event("c", 4)]);
+        hub.publish_rendered(vec![event("c", 4)]);
         assert_eq!(woken(waiter).await, (at(200), Some(4)));
 
         // Quiet for a whole delay again: at once.
         tokio::time::sleep_until(at(350)).await;
         let waiter = wait_on(&rx_a).await;
-        hub.publish(vec![event("c", 5)]);
+        hub.publish_rendered(vec![event("c", 5)]);
         assert_eq!(woken(waiter).await, (at(350), Some(5)));
 
         // After shutdown the tick is gone: even a busy session is woken at once.
         shutdown.cancel();
         tokio::task::yield_now().await;
         let waiter = wait_on(&rx_a).await;
-        hub.publish(vec![event("c", 6)]);
+        hub.publish_rendered(vec![event("c", 6)]);
         assert_eq!(woken(waiter).await, (at(350), Some(6)));
     }
 
@@ -923,7 +932,7 @@ mod tests {
         let (a, rx_a) = subscriber(&hub, "a", 4);
         hub.subscribe(&tenant(), &room, a);
         let waiter = wait_on(&rx_a).await;
-        hub.publish(vec![event("c", 1)]);
+        hub.publish_rendered(vec![event("c", 1)]);
         assert_eq!(woken(waiter).await.1, Some(1));
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::acks::PendingAck;
 use super::{Joined, Session, Socket};
-use crate::chat::{self, Outgoing, encode};
+use crate::chat::{self, Outgoing, encode, encode_event};
 use crate::error::AppError;
 use crate::metrics as m;
 use crate::validate;
@@ -363,7 +363,7 @@ async fn write_joined<S: Socket>(
         .map_err(|_| Failure::Socket)?;
     for event in replay {
         socket
-            .feed(Message::Text(event.frame.into()))
+            .feed(Message::Text(encode_event(&event)?))
             .await
             .map_err(|_| Failure::Socket)?;
     }

@@ -12,6 +12,7 @@ use futures_util::SinkExt;
 use tracing::debug;
 
 use super::{Exit, Session, Socket, WRITE_BATCH, close_code};
+use crate::chat::encode_event;
 use crate::error::ErrorChain;
 use crate::hub::{Delivered, Outbound};
 
@@ -154,8 +155,12 @@ impl Session {
                 continue;
             }
             joined.last_seq = event.seq;
-            self.note_removal(conversation, event.kind, event.subject.as_deref());
-            feed(socket, event.frame.into()).await?;
+            self.note_removal(conversation, event.kind(), event.subject());
+            let text = encode_event(&event).map_err(|err| {
+                debug!(error = %err, "cannot render a stored event");
+                resume_required()
+            })?;
+            feed(socket, text).await?;
             fed += 1;
         }
         Ok(fed)

@@ -65,7 +65,7 @@ pub async fn events_replay_every_kind(store: DynStore, sink: Arc<RecordingSink>)
     assert_eq!(last_seq, 9);
     let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
     assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
-    let kinds: BTreeSet<&str> = events.iter().map(|event| event.kind.as_str()).collect();
+    let kinds: BTreeSet<&str> = events.iter().map(|event| event.kind().as_str()).collect();
     let all: BTreeSet<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
     assert_eq!(kinds, all, "every durable kind was replayed");
     // Replay returns what was published, except the deleted message's content (seqs 1 and 2),
@@ -87,20 +87,21 @@ pub async fn events_replay_every_kind(store: DynStore, sink: Arc<RecordingSink>)
     for (event, live) in events.iter().zip(&published) {
         // The live frames carry the content the delete later scrubbed from the replay.
         let frame = frame_of(live);
-        let json: serde_json::Value = serde_json::from_str(&event.frame).expect("json");
-        assert_eq!(json["type"], event.kind.as_str());
+        let json: serde_json::Value =
+            serde_json::from_str(&event.render().expect("render")).expect("json");
+        assert_eq!(json["type"], event.kind().as_str());
         assert_eq!(json["ts"], event.ts);
-        let expected_subject = match event.kind {
+        let expected_subject = match event.kind() {
             EventKind::MemberAdded | EventKind::MemberRemoved | EventKind::MemberRoleChanged => {
                 Some("nina")
             }
             _ => None,
         };
         assert_eq!(
-            event.subject.as_deref(),
+            event.subject(),
             expected_subject,
             "subject of {:?}",
-            event.kind
+            event.kind()
         );
         check_frame(&frame, m, &first.client_msg_id, &attachment);
     }
@@ -381,4 +382,63 @@ pub async fn check_after_reopen(store: DynStore, sink: Arc<RecordingSink>, writt
         [next.seq],
         "a reopened store publishes only new events"
     );
+}
+
+/// Until a delete scrubs them, replayed events are exactly the events published when they were
+/// committed: a message's event keeps the text it was posted with through later edits, while
+/// reads of the message show the latest.
+pub async fn replay_matches_what_was_published(store: DynStore, sink: Arc<RecordingSink>) {
+    let conversation = group(&store, "olga", &["mia"]).await;
+    let id = conversation.id.as_str();
+    let mut first = new_message(id, "mia", "posted \"text\" ✍");
+    first.attachments = vec![Attachment {
+        id: "f1".to_owned(),
+        name: Some("a.png".to_owned()),
+        mime: Some("image/png".to_owned()),
+        size: Some(3),
+    }];
+    let posted = store.append_message(first).await.expect("send");
+    let mut reply = new_message(id, "olga", "a reply");
+    reply.reply_to = Some(posted.id.clone());
+    store.append_message(reply).await.expect("reply");
+    for body in ["second", "third"] {
+        store
+            .edit_message(TENANT, "mia", &posted.id, body.into())
+            .await
+            .expect("edit");
+    }
+    store
+        .add_reaction(TENANT, "olga", &posted.id, "👍")
+        .await
+        .expect("react");
+    store
+        .update_conversation(TENANT, "olga", id, Some("T".into()), Some(true))
+        .await
+        .expect("archive");
+
+    let (replayed, last_seq) = store
+        .events_after(TENANT, "mia", id, 0, 100)
+        .await
+        .expect("replay");
+    assert_eq!(last_seq, 6);
+    assert_eq!(
+        replayed,
+        sink.events_of(id),
+        "replay equals what was published"
+    );
+    let frame = frame_of(&replayed[0]);
+    assert!(
+        matches!(&frame, ServerFrame::Message(event) if event.body == "posted \"text\" ✍"),
+        "the message event keeps its posted text: {frame:?}"
+    );
+    let message = store
+        .message(TENANT, "olga", &posted.id)
+        .await
+        .expect("read");
+    assert_eq!(message.body, "third");
+    let (from_third, _) = store
+        .events_after(TENANT, "mia", id, 2, 2)
+        .await
+        .expect("a page");
+    assert_eq!(from_third, replayed[2..4]);
 }

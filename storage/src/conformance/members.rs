@@ -60,7 +60,7 @@ pub async fn member_rules(store: DynStore, sink: Arc<RecordingSink>) {
         .await
         .expect("admin adds");
     let (event, frame) = last_published(&sink, id, seq);
-    assert_eq!(event.subject.as_deref(), Some("nina"));
+    assert_eq!(event.subject(), Some("nina"));
     let ServerFrame::MemberAdded { user, role, by, .. } = frame else {
         panic!("expected member_added, got {frame:?}");
     };
@@ -102,7 +102,7 @@ pub async fn member_rules(store: DynStore, sink: Arc<RecordingSink>) {
         .await
         .expect("admin removes member");
     let (event, frame) = last_published(&sink, id, seq);
-    assert_eq!(event.subject.as_deref(), Some("nina"));
+    assert_eq!(event.subject(), Some("nina"));
     let ServerFrame::MemberRemoved { user, by, .. } = frame else {
         panic!("expected member_removed, got {frame:?}");
     };
@@ -167,7 +167,7 @@ pub async fn role_rules(store: DynStore, sink: Arc<RecordingSink>) {
         .expect("promote")
         .expect("changed");
     let (event, frame) = last_published(&sink, id, seq);
-    assert_eq!(event.subject.as_deref(), Some("adam"));
+    assert_eq!(event.subject(), Some("adam"));
     let ServerFrame::MemberRoleChanged { user, role, by, .. } = frame else {
         panic!("expected member_role_changed, got {frame:?}");
     };

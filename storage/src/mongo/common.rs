@@ -2,7 +2,7 @@
 //! enforce tenancy (another tenant's id is `NotFound`) and membership (`NotMember`).
 
 use confab_protocol::rest::{Conversation, ConversationKind, Member, Message, Role};
-use confab_protocol::{EventKind, Millis, ServerFrame};
+use confab_protocol::{EventKind, Millis};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 use mongodb::options::ReturnDocument;
@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::schema::{ConversationDoc, EventDoc, MemberDoc, MessageDoc};
 use super::txn::{Ctx, OpResult};
+use crate::event_form::{self, FORM_VERSION, MessageRow};
 use crate::record::{Change, NewEvent};
 use crate::rules::{self, MemberCounts, MessageState};
 use crate::{StoreError, StoredEvent};
@@ -98,18 +99,30 @@ impl MessageDoc {
             archived: conversation.archived,
         }
     }
+
+    /// The message as its `message` event reads it.
+    pub(super) fn into_event_row(self) -> MessageRow {
+        MessageRow {
+            id: self.id,
+            author: self.author,
+            body: self.body,
+            client_msg_id: self.client_msg_id,
+            reply_to: self.reply_to,
+            attachments: self.attachments,
+        }
+    }
 }
 
 impl EventDoc {
-    pub(super) fn into_event(self) -> Result<StoredEvent, StoreError> {
+    /// The event, with its message's row for a `message` event.
+    pub(super) fn into_event(self, message: Option<MessageRow>) -> Result<StoredEvent, StoreError> {
+        let kind = parse_event_kind(&self.kind)?;
         Ok(StoredEvent {
-            kind: parse_event_kind(&self.kind)?,
+            body: event_form::decode(kind, self.v, self.data.as_deref(), message)?,
             tenant: self.tenant,
             conversation: self.conversation,
             seq: seq_from_db(self.seq),
-            subject: self.subject,
             ts: self.ts,
-            frame: self.frame,
         })
     }
 }
@@ -253,37 +266,25 @@ pub(super) async fn member_counts(cx: &mut Ctx, conversation: &str) -> OpResult<
     Ok(MemberCounts { members, owners })
 }
 
-/// The message an event is about, if any (stored with it, to find a message's frames).
-fn message_of(frame: &ServerFrame) -> Option<String> {
-    match frame {
-        ServerFrame::Message(message) => Some(message.id.clone()),
-        ServerFrame::MessageEdited { message, .. }
-        | ServerFrame::MessageDeleted { message, .. }
-        | ServerFrame::ReactionAdded { message, .. }
-        | ServerFrame::ReactionRemoved { message, .. } => Some(message.clone()),
-        _ => None,
-    }
-}
-
-/// Stores a durable event (its frame serialized once, here) and queues it for the sink.
+/// Stores a durable event in the current storage form and queues it for the sink.
 pub(super) async fn record_event(cx: &mut Ctx, tenant: &str, event: NewEvent) -> OpResult<()> {
-    let json = event.frame_json()?;
-    let (conversation, seq) = event.position()?;
+    let body = &event.body;
     let stored = EventDoc {
-        conversation: conversation.to_owned(),
-        seq: seq_to_db(seq),
+        conversation: event.conversation.clone(),
+        seq: seq_to_db(event.seq),
         tenant: tenant.to_owned(),
-        kind: event.kind.as_str().to_owned(),
-        subject: event.subject.clone(),
-        message: message_of(&event.frame),
+        kind: body.kind().as_str().to_owned(),
+        subject: body.subject().map(str::to_owned),
+        message: body.message().map(str::to_owned),
         ts: event.ts,
-        frame: json.clone(),
+        v: FORM_VERSION,
+        data: event_form::encode(body)?,
     };
     cx.db
         .events
         .insert_one(&stored)
         .session(&mut cx.session)
         .await?;
-    cx.events.push(event.into_stored(tenant, json)?);
+    cx.events.push(event.into_stored(tenant));
     Ok(())
 }

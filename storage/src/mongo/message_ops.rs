@@ -2,7 +2,7 @@
 //! returning an error aborts everything it did, seq included. The rules are in
 //! [`crate::rules`].
 
-use confab_protocol::EventKind;
+use confab_protocol::{EventBody, EventKind};
 use mongodb::bson::doc;
 
 use super::common::{
@@ -12,6 +12,7 @@ use super::common::{
 use super::schema::{MessageDoc, ReactionDoc};
 use super::txn::{Ctx, OpResult};
 use crate::backend::MessageChange;
+use crate::event_form::{self, FORM_VERSION};
 use crate::record::{self, new_id, now_ms};
 use crate::rules;
 use crate::{Appended, NewMessage};
@@ -75,6 +76,7 @@ pub(super) async fn append_message(cx: &mut Ctx, new: &NewMessage) -> OpResult<A
         .insert_one(&message)
         .session(&mut cx.session)
         .await?;
+    // The event keeps no text: the document just written has it (see `event_form`).
     let event = record::message(new.clone(), id.clone(), seq, ts);
     record_event(cx, &new.tenant, event).await?;
     Ok(Appended {
@@ -94,6 +96,7 @@ pub(super) async fn edit_message(
     let (message, conversation, _) = require_message_member(cx, tenant, by, id).await?;
     rules::edit_message(&message.state(&conversation), by)?;
     let change = next_change(cx, &message.conversation, by, now_ms()).await?;
+    keep_posted_text(cx, &message).await?;
     cx.db
         .messages
         .update_one(
@@ -113,7 +116,7 @@ pub(super) async fn delete_message(cx: &mut Ctx, request: &MessageChange) -> OpR
         return Ok(None);
     }
     let change = next_change(cx, &message.conversation, by, now_ms()).await?;
-    // The content goes with the message: the document and the stored frames are scrubbed, so
+    // The content goes with the message: the document and the stored events are scrubbed, so
     // neither history nor a resume ever shows it again.
     cx.db
         .messages
@@ -191,30 +194,59 @@ pub(super) async fn remove_reaction(
     Ok(Some(change.seq))
 }
 
-/// Rewrites the stored `message` frame of a deleted message, and its `message_edited` frames,
-/// with an empty body and no attachments.
+/// Before a message's first edit, copies the text it was posted with into its `message` event:
+/// until then the event reads it from the message, which is about to change.
+async fn keep_posted_text(cx: &mut Ctx, message: &MessageDoc) -> OpResult<()> {
+    cx.db
+        .events
+        .update_one(
+            doc! {
+                "conversation": &message.conversation,
+                "seq": message.seq,
+                "data": { "$exists": false },
+            },
+            doc! { "$set": { "data": event_form::posted_text(&message.body)? } },
+        )
+        .session(&mut cx.session)
+        .await?;
+    Ok(())
+}
+
+/// Scrubs a deleted message's events: its `message` event says nothing any more, and its
+/// `message_edited` events keep an empty body.
 async fn redact_events(cx: &mut Ctx, message: &MessageDoc) -> OpResult<()> {
+    cx.db
+        .events
+        .update_one(
+            doc! { "conversation": &message.conversation, "seq": message.seq },
+            doc! { "$set": { "data": event_form::REDACTED } },
+        )
+        .session(&mut cx.session)
+        .await?;
     let cursor = cx
         .db
         .events
         .find(doc! {
             "conversation": &message.conversation,
-            "seq": { "$gte": message.seq },
+            "seq": { "$gt": message.seq },
             "message": &message.id,
-            "kind": { "$in": [EventKind::Message.as_str(), EventKind::MessageEdited.as_str()] },
+            "kind": EventKind::MessageEdited.as_str(),
         })
         .session(&mut cx.session)
         .await?;
-    let events = collect(cursor, &mut cx.session).await?;
-    for event in events {
-        let Some(json) = record::redact_json(&event.frame, &message.id)? else {
-            continue;
-        };
+    let edits = collect(cursor, &mut cx.session).await?;
+    for edit in edits {
+        let mut body =
+            event_form::decode(EventKind::MessageEdited, edit.v, edit.data.as_deref(), None)?;
+        if let EventBody::MessageEdited { body, .. } = &mut body {
+            body.clear();
+        }
+        let data = event_form::encode(&body)?;
         cx.db
             .events
             .update_one(
-                doc! { "conversation": &event.conversation, "seq": event.seq },
-                doc! { "$set": { "frame": json } },
+                doc! { "conversation": &edit.conversation, "seq": edit.seq },
+                doc! { "$set": { "v": FORM_VERSION, "data": data } },
             )
             .session(&mut cx.session)
             .await?;

@@ -1,6 +1,7 @@
 //! The MongoDB backend (cargo feature `mongo`), for clusters of Confab nodes sharing one store.
 //!
-//! - `schema`: the collections, their documents and the indexes created at start-up.
+//! - `schema`: the collections, their documents and the indexes created at start-up;
+//!   `migrate_events`: the conversion, at start-up, of events stored as frames by older builds.
 //! - `txn`: the write path: the gate `close` shuts, per-conversation locks, and transactions
 //!   retried on transient errors, publishing to the sink after each commit.
 //! - `ops` and `message_ops`: the write operations (they read state, ask `crate::rules`, and
@@ -17,6 +18,7 @@
 
 mod common;
 mod message_ops;
+mod migrate_events;
 mod ops;
 mod read;
 mod schema;
@@ -54,8 +56,9 @@ pub struct MongoStore {
 
 impl MongoStore {
     /// Connects to `uri` (a `mongodb://` connection string; a one-node replica set needs
-    /// `directConnection=true`), creates the indexes of `database` if missing, and returns the
-    /// store. Committed events go to `sink`.
+    /// `directConnection=true`), creates the indexes of `database` if missing, converts events
+    /// stored as frames by older builds to the storage form, and returns the store. Committed
+    /// events go to `sink`.
     pub async fn connect(
         uri: &str,
         database: &str,
@@ -67,6 +70,7 @@ impl MongoStore {
         let database = client.database(database);
         let db = Collections::new(&database);
         db.create_indexes().await.map_err(internal)?;
+        migrate_events::events_to_form(&db).await?;
         tracing::info!(database = database.name(), "mongodb store open");
         Ok(MongoStore {
             client,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use confab_protocol::EventKind;
 use confab_protocol::rest::{
     Conversation, ConversationSummary, Member, Message, MessagePage, Reaction,
 };
@@ -268,12 +269,33 @@ async fn events_up_to(
     if limit == 0 || after >= last_seq {
         return Ok((Vec::new(), last_seq));
     }
+    let first = seq_to_db(after);
+    let last = first
+        .saturating_add(i64::from(limit))
+        .min(seq_to_db(last_seq));
+    // The messages first: a `message` event reads its text from its message, and an edit or a
+    // delete committed between the two reads has then already kept (or scrubbed) the text in
+    // the event read second, which wins over the message's.
+    let cursor = cx
+        .db
+        .messages
+        .find(doc! {
+            "conversation": conversation,
+            "seq": { "$gt": first, "$lte": last },
+        })
+        .session(&mut cx.session)
+        .await?;
+    let mut messages: HashMap<i64, MessageDoc> = collect(cursor, &mut cx.session)
+        .await?
+        .into_iter()
+        .map(|message| (message.seq, message))
+        .collect();
     let cursor = cx
         .db
         .events
         .find(doc! {
             "conversation": conversation,
-            "seq": { "$gt": seq_to_db(after), "$lte": seq_to_db(last_seq) },
+            "seq": { "$gt": first, "$lte": last },
         })
         .sort(doc! { "seq": 1 })
         .limit(i64::from(limit))
@@ -282,7 +304,13 @@ async fn events_up_to(
     let events = collect(cursor, &mut cx.session)
         .await?
         .into_iter()
-        .map(|event| event.into_event())
+        .map(|event| {
+            let message = (event.kind == EventKind::Message.as_str())
+                .then(|| messages.remove(&event.seq))
+                .flatten()
+                .map(MessageDoc::into_event_row);
+            event.into_event(message)
+        })
         .collect::<Result<_, StoreError>>()?;
     Ok((events, last_seq))
 }

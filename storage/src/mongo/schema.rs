@@ -6,7 +6,7 @@
 //! `(conversation, seq)` indexes on `events` and `messages` back that up).
 
 use confab_protocol::rest::Attachment;
-use mongodb::bson::doc;
+use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,8 @@ pub(super) struct ReactionDoc {
     pub created_at: i64,
 }
 
-/// A durable event, its frame serialized once at commit and replayed as is.
+/// A durable event in its storage form (`crate::event_form`). Documents written by builds
+/// before the form hold `frame` instead of `v` and `data`, until `migrate` converts them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct EventDoc {
     pub conversation: String,
@@ -78,11 +79,16 @@ pub(super) struct EventDoc {
     pub kind: String,
     /// The member concerned by a member event.
     pub subject: Option<String>,
-    /// The message concerned by a message or reaction event (to scrub a deleted message's
-    /// frames without parsing every frame).
+    /// The message concerned by a message or reaction event (to find a deleted message's
+    /// events).
     pub message: Option<String>,
     pub ts: i64,
-    pub frame: String,
+    /// The version of the storage form of `data`.
+    pub v: u32,
+    /// The kind's payload as compact JSON; absent for a `message` event that says what its
+    /// message says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// The store's collections.
@@ -93,6 +99,8 @@ pub(super) struct Collections {
     pub messages: Collection<MessageDoc>,
     pub reactions: Collection<ReactionDoc>,
     pub events: Collection<EventDoc>,
+    /// Markers of completed data migrations (`migrate_events`).
+    pub meta: Collection<Document>,
 }
 
 impl Collections {
@@ -103,6 +111,7 @@ impl Collections {
             messages: db.collection("messages"),
             reactions: db.collection("reactions"),
             events: db.collection("events"),
+            meta: db.collection("meta"),
         }
     }
 

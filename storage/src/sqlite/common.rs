@@ -6,7 +6,8 @@ use confab_protocol::{EventKind, Millis};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, ffi};
 
-use crate::record::{Change, NewEvent};
+use crate::event_form::{self, MessageRow};
+use crate::record::{Change, NewEvent, json_error};
 use crate::rules::{self, MemberCounts, MessageState};
 use crate::{Result, StoreError, StoredEvent};
 
@@ -56,6 +57,25 @@ pub(super) fn event_kind_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Eve
     let text: String = row.get(index)?;
     EventKind::parse(&text)
         .ok_or_else(|| conversion_error(index, format!("unknown event {text:?}")))
+}
+
+/// The message row joined to a `message` event: `m.id, m.author, m.body, m.client_msg_id,
+/// m.reply_to, m.attachments` from column `first` on (`None` when the join found none).
+pub(super) fn event_message_at(row: &Row<'_>, first: usize) -> Result<Option<MessageRow>> {
+    let Some(id) = row.get::<_, Option<String>>(first)? else {
+        return Ok(None);
+    };
+    Ok(Some(MessageRow {
+        id,
+        author: row.get(first + 1)?,
+        body: row.get(first + 2)?,
+        client_msg_id: row.get(first + 3)?,
+        reply_to: row.get(first + 4)?,
+        attachments: match row.get::<_, Option<String>>(first + 5)? {
+            Some(json) => serde_json::from_str(&json).map_err(json_error)?,
+            None => Vec::new(),
+        },
+    }))
 }
 
 /// The columns [`conversation_from_row`] reads, in order, prefixed by the table alias `c`.
@@ -204,28 +224,28 @@ pub(super) fn member_counts(conn: &Connection, conversation: &str) -> Result<Mem
     Ok(MemberCounts { members, owners })
 }
 
-/// Stores a durable event (its frame serialized once, here) and queues it for the sink.
+/// Stores a durable event in the current storage form and queues it for the sink.
 pub(super) fn record_event(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
     tenant: &str,
     event: NewEvent,
 ) -> Result<()> {
-    let json = event.frame_json()?;
-    let (conversation, seq) = event.position()?;
+    let data = event_form::encode(&event.body)?;
     conn.prepare_cached(
-        "INSERT INTO events (conversation_id, seq, kind, subject, ts, frame)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (conversation_id, seq, kind, subject, ts, v, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute((
-        conversation,
-        seq_to_sql(seq),
-        event.kind.as_str(),
-        &event.subject,
+        &event.conversation,
+        seq_to_sql(event.seq),
+        event.body.kind().as_str(),
+        event.body.subject(),
         event.ts,
-        &json,
+        event_form::FORM_VERSION,
+        &data,
     ))?;
-    events.push(event.into_stored(tenant, json)?);
+    events.push(event.into_stored(tenant));
     Ok(())
 }
 

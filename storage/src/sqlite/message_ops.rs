@@ -3,14 +3,17 @@
 //! [`append_message`]: the hot path makes every check before its first write and runs without
 //! one (see `writer`). The rules are in [`crate::rules`].
 
+use confab_protocol::{EventBody, EventKind};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::cache::WriteCache;
-use super::common::{next_change, next_seq, record_event, require_message_member, seq_to_sql};
+use super::common::{
+    MessageMeta, next_change, next_seq, record_event, require_message_member, seq_to_sql,
+};
 use crate::backend::MessageChange;
 use crate::record::{self, json_error, new_id, now_ms};
 use crate::rules;
-use crate::{Appended, NewMessage, Result, StoredEvent};
+use crate::{Appended, NewMessage, Result, StoredEvent, event_form};
 
 pub(super) fn append_message(
     conn: &Connection,
@@ -68,6 +71,7 @@ pub(super) fn append_message(
         &new.client_msg_id,
         conn.last_insert_rowid(),
     )?;
+    // The event keeps no text: the row just written has it (see `event_form`).
     let tenant = new.tenant.clone();
     record_event(
         conn,
@@ -93,6 +97,7 @@ pub(super) fn edit_message(
     let (message, conversation, _) = require_message_member(conn, tenant, by, id)?;
     rules::edit_message(&message.state(&conversation), by)?;
     let change = next_change(conn, &message.conversation, by, now_ms())?;
+    keep_posted_text(conn, &message, id)?;
     conn.prepare_cached("UPDATE messages SET body = ?1, edited_at = ?2 WHERE id = ?3")?
         .execute((&body, change.ts, id))?;
     record_event(conn, events, tenant, change.message_edited(id, body))?;
@@ -110,7 +115,7 @@ pub(super) fn delete_message(
         return Ok(None);
     }
     let change = next_change(conn, &message.conversation, by, now_ms())?;
-    // The content goes with the message: the row and the stored frames are scrubbed, so
+    // The content goes with the message: the row and the stored events are scrubbed, so
     // neither history nor a resume ever shows it again.
     conn.prepare_cached(
         "UPDATE messages SET deleted_at = ?1, body = '', attachments = NULL WHERE id = ?2",
@@ -170,27 +175,59 @@ pub(super) fn remove_reaction(
     Ok(Some(change.seq))
 }
 
-/// Rewrites the stored `message` frame of a deleted message, and its `message_edited` frames,
-/// with an empty body and no attachments.
-fn redact_events(conn: &Connection, conversation: &str, seq: u64, id: &str) -> Result<()> {
-    let rows: Vec<(i64, String)> = conn
+/// Before a message's first edit, copies the text it was posted with into its `message` event:
+/// until then the event reads it from the row, which is about to change.
+fn keep_posted_text(conn: &Connection, message: &MessageMeta, id: &str) -> Result<()> {
+    let (data, posted): (Option<String>, String) = conn
         .prepare_cached(
-            "SELECT seq, frame FROM events
-             WHERE conversation_id = ?1 AND seq >= ?2 AND kind IN ('message', 'message_edited')
-               AND (seq = ?2 OR json_extract(frame, '$.message') = ?3)",
+            "SELECT e.data, m.body FROM events e JOIN messages m ON m.id = ?3
+             WHERE e.conversation_id = ?1 AND e.seq = ?2",
+        )?
+        .query_row(
+            (&message.conversation, seq_to_sql(message.seq), id),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+    if data.is_some() {
+        return Ok(());
+    }
+    conn.prepare_cached("UPDATE events SET data = ?1 WHERE conversation_id = ?2 AND seq = ?3")?
+        .execute((
+            event_form::posted_text(&posted)?,
+            &message.conversation,
+            seq_to_sql(message.seq),
+        ))?;
+    Ok(())
+}
+
+/// Scrubs a deleted message's events: its `message` event says nothing any more, and its
+/// `message_edited` events keep an empty body.
+fn redact_events(conn: &Connection, conversation: &str, seq: u64, id: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE events SET data = ?1 WHERE conversation_id = ?2 AND seq = ?3")?
+        .execute((event_form::REDACTED, conversation, seq_to_sql(seq)))?;
+    let edits: Vec<(i64, u32, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT seq, v, data FROM events
+             WHERE conversation_id = ?1 AND seq > ?2 AND kind = 'message_edited'
+               AND json_extract(data, '$.message') = ?3",
         )?
         .query_map((conversation, seq_to_sql(seq), id), |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    for (event_seq, json) in rows {
-        let Some(json) = record::redact_json(&json, id)? else {
-            continue;
-        };
+    for (edit_seq, v, data) in edits {
+        let mut edit = event_form::decode(EventKind::MessageEdited, v, data.as_deref(), None)?;
+        if let EventBody::MessageEdited { body, .. } = &mut edit {
+            body.clear();
+        }
         conn.prepare_cached(
-            "UPDATE events SET frame = ?1 WHERE conversation_id = ?2 AND seq = ?3",
+            "UPDATE events SET v = ?1, data = ?2 WHERE conversation_id = ?3 AND seq = ?4",
         )?
-        .execute((&json, conversation, event_seq))?;
+        .execute((
+            event_form::FORM_VERSION,
+            event_form::encode(&edit)?,
+            conversation,
+            edit_seq,
+        ))?;
     }
     Ok(())
 }

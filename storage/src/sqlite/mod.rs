@@ -9,7 +9,9 @@
 //! - `ops` and `message_ops`: the write transactions (they read state, ask `crate::rules`, and
 //!   write); `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
 //!   events).
-//! - `schema`: connection setup and the `user_version` migrations in `storage/migrations/`.
+//! - `schema`: connection setup and the `user_version` migrations in `storage/migrations/`;
+//!   `migrate_events`: the Rust half of version 3, which converts events stored as frames by
+//!   older builds to the storage form (`crate::event_form`).
 //!
 //! The database must be a file (WAL needs one, and the readers open it separately).
 
@@ -17,6 +19,7 @@ mod cache;
 mod checkpoint;
 mod common;
 mod message_ops;
+mod migrate_events;
 mod ops;
 mod pool;
 mod read;

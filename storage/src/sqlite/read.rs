@@ -8,10 +8,11 @@ use confab_protocol::rest::{
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::common::{
-    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, load_conversation, require_member,
-    role_at, seq_at, seq_to_sql,
+    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, event_message_at,
+    load_conversation, require_member, role_at, seq_at, seq_to_sql,
 };
 use crate::backend::{Events, EventsQuery};
+use crate::event_form;
 use crate::record::json_error;
 use crate::rules;
 use crate::{PageQuery, Result, StoreError, StoredEvent};
@@ -293,22 +294,28 @@ fn events_from(
     after: u64,
     limit: u32,
 ) -> Result<Vec<StoredEvent>> {
-    let events = conn
-        .prepare_cached(
-            "SELECT conversation_id, seq, kind, subject, ts, frame FROM events
-             WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?
-        .query_map((conversation, seq_to_sql(after), i64::from(limit)), |row| {
-            Ok(StoredEvent {
-                tenant: tenant.to_owned(),
-                conversation: row.get(0)?,
-                seq: seq_at(row, 1)?,
-                kind: event_kind_at(row, 2)?,
-                subject: row.get(3)?,
-                ts: row.get(4)?,
-                frame: row.get(5)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // A `message` event is read with its message's row, which holds its text.
+    let mut statement = conn.prepare_cached(
+        "SELECT e.seq, e.kind, e.ts, e.v, e.data,
+                m.id, m.author, m.body, m.client_msg_id, m.reply_to, m.attachments
+         FROM events e
+         LEFT JOIN messages m
+           ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+         WHERE e.conversation_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
+    )?;
+    let mut rows = statement.query((conversation, seq_to_sql(after), i64::from(limit)))?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind = event_kind_at(row, 1)?;
+        let message = event_message_at(row, 5)?;
+        let data: Option<String> = row.get(4)?;
+        events.push(StoredEvent {
+            tenant: tenant.to_owned(),
+            conversation: conversation.to_owned(),
+            seq: seq_at(row, 0)?,
+            ts: row.get(2)?,
+            body: event_form::decode(kind, row.get(3)?, data.as_deref(), message)?,
+        });
+    }
     Ok(events)
 }

@@ -1,7 +1,9 @@
 //! Opening connections and migrating the schema.
 //!
 //! Migrations are embedded SQL files applied in order, each in its own transaction together with
-//! the bump of `PRAGMA user_version`, so a crash leaves the database at a whole version.
+//! the bump of `PRAGMA user_version`, so a crash leaves the database at a whole version. A
+//! migration whose data SQL cannot convert (the old events' frames, version 3) adds a Rust step
+//! in the same transaction.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,10 +12,24 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{Result, StoreError};
 
+/// One schema version: its SQL, then a conversion in Rust if it needs one.
+struct Migration {
+    sql: &'static str,
+    convert: Option<fn(&Connection) -> Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, convert: None }
+}
+
 /// The embedded migrations; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/0001_init.sql"),
-    include_str!("../../migrations/0002_client_ids.sql"),
+const MIGRATIONS: &[Migration] = &[
+    sql(include_str!("../../migrations/0001_init.sql")),
+    sql(include_str!("../../migrations/0002_client_ids.sql")),
+    Migration {
+        sql: include_str!("../../migrations/0003_event_form.sql"),
+        convert: Some(super::migrate_events::events_to_form),
+    },
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
@@ -131,7 +147,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
 /// Foreign keys are off meanwhile, as SQLite's procedure for rebuilding a table asks (the pragma
 /// is ignored inside a transaction); each migration checks them (`foreign_key_check`) before it
 /// commits instead.
-fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
+pub(super) fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
     let current = version(conn)?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::internal_bare(format!(
@@ -158,9 +174,12 @@ fn apply(conn: &mut Connection, current: u32, target: u32) -> Result<()> {
         .zip(1u32..)
         .skip(current as usize)
         .take_while(|(_, next)| *next <= target);
-    for (sql, next) in pending {
+    for (migration, next) in pending {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(convert) = migration.convert {
+            convert(&tx)?;
+        }
         let dangling: i64 =
             tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
                 row.get(0)

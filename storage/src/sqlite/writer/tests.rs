@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use confab_protocol::EventKind;
+use confab_protocol::EventBody;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,10 +17,11 @@ fn event(seq: u64) -> StoredEvent {
         tenant: "t".to_owned(),
         conversation: "c".to_owned(),
         seq,
-        kind: EventKind::Message,
-        subject: None,
         ts: 0,
-        frame: String::new(),
+        body: EventBody::MessageDeleted {
+            message: "m".to_owned(),
+            by: "u".to_owned(),
+        },
     }
 }
 
