@@ -207,101 +207,107 @@ fn server_line(s: &ServerReport) -> String {
     )
 }
 
+/// Prints the `connections` section of the summary.
+fn print_connections(c: &ConnectReport) {
+    println!(
+        "connections: {} ok, {} failed of {}; authenticated in {:.3} s ({:.0}/s), all joined in {:.3} s (concurrency {})",
+        c.ok,
+        c.failed,
+        c.target,
+        c.authenticated_secs,
+        c.connect_rate_per_sec,
+        c.joined_secs,
+        c.concurrency
+    );
+    if let (Some(server), Some(client)) = (c.server_cpu_us_per_connect, c.client_cpu_us_per_connect)
+    {
+        println!("  cpu per connection opened: server {server:.0} µs, generator {client:.0} µs");
+    }
+    println!("  handshake: {}", c.handshake);
+    println!("  join:      {}", c.join);
+    for e in &c.error_samples {
+        println!("  error: {e}");
+    }
+}
+
+/// Prints the `traffic` section of the summary.
+fn print_traffic(t: &TrafficReport) {
+    let l = &t.ledger;
+    println!(
+        "messages: sent {} (target {:.0}/s), acked {} ({:.0}/s), failed {}, unacked {}, skipped by the generator {}",
+        l.sent, t.target_rate_per_sec, l.acked, t.acks_per_sec, l.failed, l.unacked, l.skipped
+    );
+    println!("  ack latency: {}", t.ack_latency);
+    println!(
+        "deliveries: expected {}, delivered {}, loss {}, duplicates {}, out of order {}, {:.0}/s over {:.1} s",
+        l.expected,
+        l.delivered,
+        l.loss,
+        l.duplicates,
+        t.out_of_order,
+        t.deliveries_per_sec,
+        t.window_secs
+    );
+    println!("  latency: {}", t.latency);
+    println!(
+        "  errors {}, disconnects {} {:?}, drain {:.2} s",
+        t.errors, t.disconnects, t.close_codes, t.drain_secs
+    );
+    for e in &t.error_samples {
+        println!("  error: {e}");
+    }
+}
+
+/// Prints the `churn` section of the summary.
+fn print_churn(c: &ChurnReport) {
+    println!(
+        "churn: {} ok, {} failed, {} skipped of {} attempted ({:.0}/s, target {:.0}/s)",
+        c.ok, c.failed, c.skipped, c.attempted, c.rate_per_sec, c.target_rate_per_sec
+    );
+    println!("  connect+join: {}", c.latency);
+    for e in &c.error_samples {
+        println!("  error: {e}");
+    }
+}
+
+/// Prints the `history` section of the summary.
+fn print_history(h: &HistoryReport) {
+    println!(
+        "history: {} messages ({} reused, {} seeded in {:.1} s = {:.0} acks/s over {} connections)",
+        h.messages, h.reused, h.seeded, h.seed_secs, h.seed_acks_per_sec, h.seed_connections
+    );
+    println!(
+        "  seed ack latency: {}; server cpu per ack {} µs",
+        h.seed_ack_latency,
+        opt(h.seed_server_cpu_us_per_ack, "")
+    );
+    println!(
+        "  walk: {} pages of {} ({} messages): {}",
+        h.walk_pages, h.page_size, h.walk_messages, h.walk_latency
+    );
+    println!(
+        "  random pages: {} ({:.0}/s): {}",
+        h.random_pages, h.random_pages_per_sec, h.random_latency
+    );
+    println!("  errors: {}", h.errors);
+}
+
 impl Report {
     /// Prints the summary, then the JSON line.
     pub fn print(&self) {
         println!("== confab-bench {} ==", self.scenario);
         println!("params: {}", self.params);
         if let Some(c) = &self.connections {
-            println!(
-                "connections: {} ok, {} failed of {}; authenticated in {:.3} s ({:.0}/s), all joined in {:.3} s (concurrency {})",
-                c.ok,
-                c.failed,
-                c.target,
-                c.authenticated_secs,
-                c.connect_rate_per_sec,
-                c.joined_secs,
-                c.concurrency
-            );
-            if let (Some(server), Some(client)) =
-                (c.server_cpu_us_per_connect, c.client_cpu_us_per_connect)
-            {
-                println!(
-                    "  cpu per connection opened: server {server:.0} µs, generator {client:.0} µs"
-                );
-            }
-            println!("  handshake: {}", c.handshake);
-            println!("  join:      {}", c.join);
-            for e in &c.error_samples {
-                println!("  error: {e}");
-            }
+            print_connections(c);
         }
         if let Some(t) = &self.traffic {
-            let l = &t.ledger;
-            println!(
-                "messages: sent {} (target {:.0}/s), acked {} ({:.0}/s), failed {}, unacked {}, skipped by the generator {}",
-                l.sent,
-                t.target_rate_per_sec,
-                l.acked,
-                t.acks_per_sec,
-                l.failed,
-                l.unacked,
-                l.skipped
-            );
-            println!("  ack latency: {}", t.ack_latency);
-            println!(
-                "deliveries: expected {}, delivered {}, loss {}, duplicates {}, out of order {}, {:.0}/s over {:.1} s",
-                l.expected,
-                l.delivered,
-                l.loss,
-                l.duplicates,
-                t.out_of_order,
-                t.deliveries_per_sec,
-                t.window_secs
-            );
-            println!("  latency: {}", t.latency);
-            println!(
-                "  errors {}, disconnects {} {:?}, drain {:.2} s",
-                t.errors, t.disconnects, t.close_codes, t.drain_secs
-            );
-            for e in &t.error_samples {
-                println!("  error: {e}");
-            }
+            print_traffic(t);
         }
         if let Some(c) = &self.churn {
-            println!(
-                "churn: {} ok, {} failed, {} skipped of {} attempted ({:.0}/s, target {:.0}/s)",
-                c.ok, c.failed, c.skipped, c.attempted, c.rate_per_sec, c.target_rate_per_sec
-            );
-            println!("  connect+join: {}", c.latency);
-            for e in &c.error_samples {
-                println!("  error: {e}");
-            }
+            print_churn(c);
         }
         if let Some(h) = &self.history {
-            println!(
-                "history: {} messages ({} reused, {} seeded in {:.1} s = {:.0} acks/s over {} connections)",
-                h.messages,
-                h.reused,
-                h.seeded,
-                h.seed_secs,
-                h.seed_acks_per_sec,
-                h.seed_connections
-            );
-            println!(
-                "  seed ack latency: {}; server cpu per ack {} µs",
-                h.seed_ack_latency,
-                opt(h.seed_server_cpu_us_per_ack, "")
-            );
-            println!(
-                "  walk: {} pages of {} ({} messages): {}",
-                h.walk_pages, h.page_size, h.walk_messages, h.walk_latency
-            );
-            println!(
-                "  random pages: {} ({:.0}/s): {}",
-                h.random_pages, h.random_pages_per_sec, h.random_latency
-            );
-            println!("  errors: {}", h.errors);
+            print_history(h);
         }
         if let Some(c) = &self.cluster {
             for (name, path) in [("same-node", &c.same_node), ("cross-node", &c.cross_node)] {

@@ -2,12 +2,11 @@
 //! each must print a JSON report whose figures add up, with no loss and no duplicates. This proves
 //! the generator works; it measures nothing (the real runs are in RESULTS.md).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use confab_testkit::ConfabServer;
 use serde_json::Value;
 
 const SECRET: &str = "smoke-test-secret-smoke-test-secret";
@@ -35,81 +34,28 @@ fn server_binary() -> PathBuf {
     binary
 }
 
-/// The server process, killed when dropped (also when an assertion fails).
-struct Server {
-    child: Child,
-    url: String,
-    _data: Option<tempfile::TempDir>,
-}
-
-impl Server {
-    /// A server with its own data directory.
-    fn start() -> Server {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut server = Server::start_in(data.path(), &[]);
-        server._data = Some(data);
-        server
+/// A server on an ephemeral port with its own data directory, or on `data` (which the caller
+/// keeps), with `extra` flags; ready when this returns, killed when dropped.
+fn start_server(data: Option<&Path>, extra: &[&str]) -> ConfabServer {
+    let mut builder = ConfabServer::builder(server_binary())
+        .args(["--message-rate-per-minute", "0", "--jwt-secret", SECRET])
+        .args(["--log", "warn"])
+        .args(extra);
+    if let Some(data) = data {
+        builder = builder.data_dir(data);
     }
-
-    /// A server on `data` (which the caller keeps), with `extra` flags.
-    fn start_in(data: &Path, extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(server_binary())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--message-rate-per-minute", "0", "--jwt-secret", SECRET])
-            .args(["--log", "warn"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _data: None,
-        }
-    }
-
-    /// Waits until `/health` answers 200 (the data directory is then initialized).
-    fn wait_healthy(&self) {
-        let addr = self.url.trim_start_matches("http://");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let answer = TcpStream::connect(addr).and_then(|mut stream| {
-                stream.write_all(b"GET /health HTTP/1.0\r\n\r\n")?;
-                let mut response = String::new();
-                stream.read_to_string(&mut response)?;
-                Ok(response)
-            });
-            if answer.is_ok_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{} did not become healthy", self.url);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    builder.start().expect("start the server")
 }
 
 /// Runs one scenario and returns its JSON report.
-fn bench(server: &Server, args: &[&str], by_pid: bool) -> Value {
+fn bench(server: &ConfabServer, args: &[&str], by_pid: bool) -> Value {
     let mut command = Command::new(env!("CARGO_BIN_EXE_confab-bench"));
     command
-        .args(["--url", &server.url, "--secret", SECRET])
+        .args(["--url", &server.url(), "--secret", SECRET])
         .args(args);
     if by_pid {
-        command.args(["--server-pid", &server.child.id().to_string()]);
+        let pid = server.pid().expect("the server runs");
+        command.args(["--server-pid", &pid.to_string()]);
     }
     let output = command.output().expect("run confab-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -166,7 +112,7 @@ fn assert_clean_traffic(report: &Value) {
 #[test]
 fn every_scenario_runs_at_tiny_size() {
     let started = Instant::now();
-    let server = Server::start();
+    let server = start_server(None, &[]);
     let timing = [
         "--warmup-secs",
         "0.5",
@@ -270,10 +216,9 @@ fn cluster_runs_at_tiny_size() {
     let hub = redis.url();
     let data = tempfile::tempdir().expect("tempdir");
     // One node first: it creates the schema that the second then opens.
-    let first = Server::start_in(data.path(), &["--hub", &hub]);
-    first.wait_healthy();
-    let second = Server::start_in(data.path(), &["--hub", &hub]);
-    second.wait_healthy();
+    let first = start_server(Some(data.path()), &["--hub", &hub]);
+    let second = start_server(Some(data.path()), &["--hub", &hub]);
+    let second_url = second.url();
 
     let args = [
         "cluster",
@@ -290,7 +235,7 @@ fn cluster_runs_at_tiny_size() {
         "--drain-secs",
         "5",
         "--url2",
-        &second.url,
+        &second_url,
     ];
     let cluster = bench(&first, &args, true);
     assert_connected(&cluster, 20.0);

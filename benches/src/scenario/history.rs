@@ -102,6 +102,85 @@ struct Seeded {
     latency: Percentiles,
 }
 
+/// What the seeding connections share.
+struct Seeder {
+    conversation: String,
+    count: u64,
+    window: usize,
+    nonce: String,
+    padding: String,
+    /// The next message to send.
+    next: AtomicU64,
+    acked: AtomicU64,
+    errors: AtomicU64,
+    latency: ShardedHistogram,
+}
+
+impl Seeder {
+    /// One seeding connection: sends until all `count` messages are taken, keeping `window`
+    /// in flight, and accounts for their acks.
+    async fn connection(
+        &self,
+        endpoint: &Endpoint,
+        token: &str,
+        index: usize,
+    ) -> anyhow::Result<()> {
+        let mut ws = endpoint.connect(index, token).await?;
+        conn::expect(&mut ws, prefix::WELCOME).await?;
+        let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(self.window);
+        loop {
+            let mut fed = false;
+            while in_flight.len() < self.window {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                if n >= self.count {
+                    break;
+                }
+                let (conversation, nonce, padding) =
+                    (&self.conversation, &self.nonce, &self.padding);
+                let frame = format!(
+                    r#"{{"type":"send","conversation":"{conversation}","client_msg_id":"{nonce}-{n}","body":"history message {n} {padding}"}}"#
+                );
+                ws.feed(Message::Text(frame.into())).await?;
+                in_flight.push_back(Instant::now());
+                fed = true;
+            }
+            if fed {
+                ws.flush().await?;
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => self.answered(index, &text, &mut in_flight),
+                Some(Ok(Message::Close(frame))) => bail!("seeding connection closed: {frame:?}"),
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err.into()),
+                None => bail!("seeding connection ended"),
+            }
+        }
+        conn::close(ws).await;
+        anyhow::Ok(())
+    }
+
+    /// Accounts for a frame received by seeding connection `index`: an ack or an error
+    /// answers its oldest send in flight.
+    fn answered(&self, index: usize, text: &str, in_flight: &mut VecDeque<Instant>) {
+        let is_ack = text.starts_with(prefix::ACK);
+        if !is_ack && !text.starts_with(prefix::ERROR) {
+            return;
+        }
+        let Some(sent) = in_flight.pop_front() else {
+            return;
+        };
+        if is_ack {
+            self.latency.record(index, sent.elapsed());
+            self.acked.fetch_add(1, Ordering::Relaxed);
+        } else if self.errors.fetch_add(1, Ordering::Relaxed) < 5 {
+            eprintln!("seed error: {text}");
+        }
+    }
+}
+
 /// Sends `count` messages over `--seed-connections` connections of the owner, each keeping
 /// `--seed-window` sends in flight (the server answers one connection's commands in order).
 async fn seed(
@@ -118,71 +197,23 @@ async fn seed(
             latency: Percentiles::default(),
         });
     }
-    let next = Arc::new(AtomicU64::new(0));
-    let acked = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let latency = Arc::new(ShardedHistogram::new(16));
-    let nonce = format!("h{:x}", rand::random::<u32>());
-    let padding: Arc<str> = "x".repeat(args.body_bytes.saturating_sub(30)).into();
+    let seeder = Arc::new(Seeder {
+        conversation: conversation.to_owned(),
+        count,
+        window: args.seed_window.max(1),
+        nonce: format!("h{:x}", rand::random::<u32>()),
+        padding: "x".repeat(args.body_bytes.saturating_sub(30)),
+        next: AtomicU64::new(0),
+        acked: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        latency: ShardedHistogram::new(16),
+    });
     let mut tasks = JoinSet::new();
     for index in 0..args.seed_connections.max(1) {
-        let (endpoint, token) = (endpoint.clone(), token.to_owned());
-        let conversation = conversation.to_owned();
-        let (next, acked, errors) = (next.clone(), acked.clone(), errors.clone());
-        let (latency, nonce, padding) = (latency.clone(), nonce.clone(), padding.clone());
-        let window = args.seed_window.max(1);
-        tasks.spawn(async move {
-            let mut ws = endpoint.connect(index, &token).await?;
-            conn::expect(&mut ws, prefix::WELCOME).await?;
-            let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(window);
-            loop {
-                let mut fed = false;
-                while in_flight.len() < window {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= count {
-                        break;
-                    }
-                    let frame = format!(
-                        r#"{{"type":"send","conversation":"{conversation}","client_msg_id":"{nonce}-{n}","body":"history message {n} {padding}"}}"#
-                    );
-                    ws.feed(Message::Text(frame.into())).await?;
-                    in_flight.push_back(Instant::now());
-                    fed = true;
-                }
-                if fed {
-                    ws.flush().await?;
-                }
-                if in_flight.is_empty() {
-                    break;
-                }
-                match ws.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        let is_ack = text.starts_with(prefix::ACK);
-                        if !is_ack && !text.starts_with(prefix::ERROR) {
-                            continue;
-                        }
-                        let Some(sent) = in_flight.pop_front() else {
-                            continue;
-                        };
-                        if is_ack {
-                            latency.record(index, sent.elapsed());
-                            acked.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            if errors.fetch_add(1, Ordering::Relaxed) < 5 {
-                                eprintln!("seed error: {}", text.as_str());
-                            }
-                        }
-                    }
-                    Some(Ok(Message::Close(frame))) => bail!("seeding connection closed: {frame:?}"),
-                    Some(Ok(_)) => {}
-                    Some(Err(err)) => return Err(err.into()),
-                    None => bail!("seeding connection ended"),
-                }
-            }
-            conn::close(ws).await;
-            anyhow::Ok(())
-        });
+        let (seeder, endpoint, token) = (seeder.clone(), endpoint.clone(), token.to_owned());
+        tasks.spawn(async move { seeder.connection(&endpoint, &token, index).await });
     }
+    let (acked, errors, latency) = (&seeder.acked, &seeder.errors, &seeder.latency);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::probe::ProcessStats;
 use anyhow::{Context, bail};
 use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Common, Scenario, TrafficArgs};
@@ -358,15 +359,20 @@ pub struct TrafficSpec {
     pub side: Option<SideLoad>,
 }
 
-/// Opens the fleet, measures it idle, runs the schedule (warm-up, then the measured window),
-/// drains, measures again and closes.
-pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report> {
-    let schedule = Schedule {
-        rate: spec.rate,
-        warmup: Duration::from_secs_f64(spec.traffic.warmup_secs),
-        duration: Duration::from_secs_f64(spec.traffic.duration_secs),
-    };
-    // Receivers per conversation: what each acked message is expected to reach.
+impl TrafficSpec {
+    /// `rate` over the warm-up and the measured window.
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            rate: self.rate,
+            warmup: Duration::from_secs_f64(self.traffic.warmup_secs),
+            duration: Duration::from_secs_f64(self.traffic.duration_secs),
+        }
+    }
+}
+
+/// Receivers per conversation (what each acked message is expected to reach), and how many
+/// nodes the plans connect to.
+fn receivers_and_nodes(env: &Env, spec: &TrafficSpec) -> anyhow::Result<(Vec<u32>, usize)> {
     let mut fanout = vec![0u32; spec.conversations.len()];
     for plan in spec.plans.iter().filter(|p| p.join) {
         fanout[plan.conversation] += 1;
@@ -384,6 +390,36 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
             1 + env.peers.len()
         );
     }
+    Ok((fanout, nodes))
+}
+
+/// Sends on `schedule` from `senders`: each message from a random sender, or the senders in
+/// turn.
+fn spawn_pacer(
+    run: Arc<Run>,
+    schedule: Schedule,
+    senders: Vec<(mpsc::Sender<load::Outgoing>, u32)>,
+    random: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut turn = 0usize;
+        load::pace(&run, schedule, senders, move |n| {
+            if random {
+                rand::random_range(0..n)
+            } else {
+                turn = turn.wrapping_add(1);
+                turn % n
+            }
+        })
+        .await;
+    })
+}
+
+/// Opens the fleet, measures it idle, runs the schedule (warm-up, then the measured window),
+/// drains, measures again and closes.
+pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report> {
+    let schedule = spec.schedule();
+    let (fanout, nodes) = receivers_and_nodes(env, &spec)?;
     let before = env.sample_nodes().await;
     let run = Run::with_nodes(schedule.capacity(), spec.traffic.body_bytes, nodes);
     let fleet_spec = env.fleet_spec(spec.tokens.clone(), spec.conversations.clone());
@@ -400,23 +436,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
     run.open_window(schedule.warmup, schedule.duration);
     let side_stop = CancellationToken::new();
     let side = spec.side.map(|start| start(side_stop.clone()));
-    let pacer = {
-        let run = run.clone();
-        let senders = fleet.senders;
-        let random = spec.random_sender;
-        tokio::spawn(async move {
-            let mut turn = 0usize;
-            load::pace(&run, schedule, senders, move |n| {
-                if random {
-                    rand::random_range(0..n)
-                } else {
-                    turn = turn.wrapping_add(1);
-                    turn % n
-                }
-            })
-            .await;
-        })
-    };
+    let pacer = spawn_pacer(run.clone(), schedule, fleet.senders, spec.random_sender);
     tokio::time::sleep(schedule.warmup).await;
     let start = Snapshot::take_nodes(env, &run).await;
     tokio::time::sleep(schedule.duration.saturating_sub(start.at.elapsed())).await;

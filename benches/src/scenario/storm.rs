@@ -86,26 +86,7 @@ impl Churn {
                 let tally = tally.clone();
                 let index = attempted as usize;
                 tasks.spawn(async move {
-                    let begun = Instant::now();
-                    let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
-                        let mut ws = endpoint.connect(index, &token).await?;
-                        conn::expect(&mut ws, prefix::WELCOME).await?;
-                        conn::join(&mut ws, &conversation).await?;
-                        anyhow::Ok(ws)
-                    })
-                    .await;
-                    match opened {
-                        Ok(Ok(ws)) => {
-                            record(
-                                &mut tally.latency.lock().unwrap_or_else(|e| e.into_inner()),
-                                begun.elapsed(),
-                            );
-                            tally.ok.fetch_add(1, Ordering::Relaxed);
-                            conn::close(ws).await;
-                        }
-                        Ok(Err(err)) => tally.fail(format!("{err:#}")),
-                        Err(_) => tally.fail("connect timed out".to_owned()),
-                    }
+                    tally.cycle(&endpoint, index, &token, &conversation).await;
                     drop(permit);
                 });
             }
@@ -140,6 +121,30 @@ impl Churn {
 }
 
 impl Tally {
+    /// One connect, join and close, timed.
+    async fn cycle(&self, endpoint: &Endpoint, index: usize, token: &str, conversation: &str) {
+        let begun = Instant::now();
+        let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
+            let mut ws = endpoint.connect(index, token).await?;
+            conn::expect(&mut ws, prefix::WELCOME).await?;
+            conn::join(&mut ws, conversation).await?;
+            anyhow::Ok(ws)
+        })
+        .await;
+        match opened {
+            Ok(Ok(ws)) => {
+                record(
+                    &mut self.latency.lock().unwrap_or_else(|e| e.into_inner()),
+                    begun.elapsed(),
+                );
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                conn::close(ws).await;
+            }
+            Ok(Err(err)) => self.fail(format!("{err:#}")),
+            Err(_) => self.fail("connect timed out".to_owned()),
+        }
+    }
+
     fn fail(&self, reason: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
