@@ -52,6 +52,7 @@ mod access;
 mod conversations;
 pub mod legacy;
 mod lifecycle;
+pub mod media;
 mod members;
 mod messages;
 

@@ -18,6 +18,7 @@
 //!   ([`EventBody`]), never the wire frame: the server renders frames from it.
 //! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
 //! - `mongo` (cargo feature `mongo`): the MongoDB backend, for clusters of nodes.
+//! - [`media`]: the bytes of media files, on the local disk or in S3 (cargo feature `s3`).
 //! - `conformance` (cargo feature `conformance`, on for this crate's tests): the suite every
 //!   backend passes; never in a production build.
 
@@ -29,6 +30,7 @@ mod backend;
 pub mod conformance;
 mod error;
 pub mod event_form;
+pub mod media;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 mod record;
