@@ -31,6 +31,14 @@ pub enum ErrorCode {
     /// The connection fell too far behind its outbound queue and is being closed; reconnect
     /// and resume with `since`.
     SlowConsumer,
+    /// The tenant's media quota has no room for this file (HTTP 507).
+    QuotaExceeded,
+    /// Uploaded bytes do not match the SHA-256 the client announced.
+    ChecksumMismatch,
+    /// The requested byte range selects no byte of the file (HTTP 416).
+    RangeNotSatisfiable,
+    /// The file's type, sniffed from its bytes, is not one this server accepts (HTTP 415).
+    UnsupportedMediaType,
     /// The server cannot serve this now (shutting down, or its store is unreachable); retry,
     /// possibly on another node.
     Unavailable,
@@ -53,6 +61,10 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::ChecksumMismatch => "checksum_mismatch",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -72,6 +84,10 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             // Sent only as a WebSocket frame; the status is for completeness.
             ErrorCode::SlowConsumer => 503,
+            ErrorCode::QuotaExceeded => 507,
+            ErrorCode::ChecksumMismatch => 422,
+            ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -117,6 +133,10 @@ mod tests {
             ErrorCode::Timeout,
             ErrorCode::MethodNotAllowed,
             ErrorCode::SlowConsumer,
+            ErrorCode::QuotaExceeded,
+            ErrorCode::ChecksumMismatch,
+            ErrorCode::RangeNotSatisfiable,
+            ErrorCode::UnsupportedMediaType,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
         ] {

@@ -9,7 +9,8 @@ use confab_protocol::rest::{
 
 use crate::rules::Creation;
 use crate::{
-    Appended, NewConversation, NewMessage, PageQuery, PendingAppend, Result, Store, StoredEvent,
+    Appended, MediaFile, NewConversation, NewMediaFile, NewMessage, PageQuery, PendingAppend,
+    Result, Store, StoredEvent,
 };
 
 /// Who reads (or moves a read marker), in which tenant.
@@ -166,6 +167,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
         id: &str,
         seq: u64,
     ) -> impl Future<Output = Result<bool>> + Send;
+    fn create_media(&self, new: NewMediaFile) -> impl Future<Output = Result<MediaFile>> + Send;
+    fn media(&self, reader: Reader<'_>, id: &str)
+    -> impl Future<Output = Result<MediaFile>> + Send;
+    /// Deleted by `reader.user`.
+    fn delete_media(
+        &self,
+        reader: Reader<'_>,
+        id: &str,
+    ) -> impl Future<Output = Result<MediaFile>> + Send;
+    fn count_download(&self, tenant: &str, id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn media_usage(&self, tenant: &str) -> impl Future<Output = Result<u64>> + Send;
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
     fn close(&self) -> impl Future<Output = Result<()>> + Send;
 }
@@ -360,6 +372,26 @@ impl<B: Backend> Store for B {
         seq: u64,
     ) -> Result<bool> {
         Backend::mark_read(self, Reader { tenant, user }, conversation, seq).await
+    }
+
+    async fn create_media(&self, new: NewMediaFile) -> Result<MediaFile> {
+        Backend::create_media(self, new).await
+    }
+
+    async fn media(&self, tenant: &str, user: &str, id: &str) -> Result<MediaFile> {
+        Backend::media(self, Reader { tenant, user }, id).await
+    }
+
+    async fn delete_media(&self, tenant: &str, by: &str, id: &str) -> Result<MediaFile> {
+        Backend::delete_media(self, Reader { tenant, user: by }, id).await
+    }
+
+    async fn count_download(&self, tenant: &str, id: &str) -> Result<()> {
+        Backend::count_download(self, tenant, id).await
+    }
+
+    async fn media_usage(&self, tenant: &str) -> Result<u64> {
+        Backend::media_usage(self, tenant).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -53,6 +53,7 @@ mod conversations;
 pub mod legacy;
 mod lifecycle;
 pub mod media;
+mod media_files;
 mod members;
 mod messages;
 
@@ -64,6 +65,9 @@ pub use conversations::{
 pub use lifecycle::{
     Written, check_after_reopen, close_refuses_writes, events_replay_every_kind,
     replay_matches_what_was_published, write_then_close,
+};
+pub use media_files::{
+    media_delete_rules, media_files_are_seen_by_their_conversation, media_quota_usage_and_downloads,
 };
 pub use members::{direct_members_are_fixed, member_rules, role_rules};
 pub use messages::{
@@ -101,6 +105,9 @@ macro_rules! store_conformance_suite {
             events_replay_every_kind,
             replay_matches_what_was_published,
             close_refuses_writes,
+            media_files_are_seen_by_their_conversation,
+            media_delete_rules,
+            media_quota_usage_and_downloads,
         );
     };
     ($factory:path, reopen = $reopen:path) => {

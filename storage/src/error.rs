@@ -29,6 +29,9 @@ pub enum StoreError {
     /// A field is out of range (e.g. a read marker past the last seq).
     #[error("{0}")]
     Invalid(String),
+    /// The tenant's media files would take more than its quota.
+    #[error("the media quota is exceeded: {used} of {quota} bytes are in use")]
+    QuotaExceeded { used: u64, quota: u64 },
     /// The store is shutting down or its writer has stopped.
     #[error("store unavailable")]
     Unavailable,
@@ -67,6 +70,7 @@ impl StoreError {
             StoreError::Forbidden(_) => ErrorCode::Forbidden,
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Invalid(_) => ErrorCode::Invalid,
+            StoreError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             StoreError::Unavailable => ErrorCode::Unavailable,
             StoreError::Internal { .. } => ErrorCode::Internal,
         }

@@ -125,6 +125,37 @@ pub struct NewMessage {
     pub attachments: Vec<Attachment>,
 }
 
+/// A media file's metadata as the store keeps it (its bytes are in [`media::Media`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFile {
+    pub id: String,
+    pub uploader: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at: Millis,
+    /// The conversations it belongs to (named at upload, or where it was attached), sorted.
+    pub conversations: Vec<String>,
+    pub downloads: u64,
+}
+
+/// A media file whose bytes are stored, to record.
+#[derive(Debug, Clone)]
+pub struct NewMediaFile {
+    pub tenant: String,
+    pub id: String,
+    pub uploader: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The conversation it is uploaded to (its members see it).
+    pub conversation: Option<String>,
+    /// The tenant's quota in bytes, if it has one.
+    pub quota: Option<u64>,
+}
+
 /// Outcome of [`Store::append_message`]: the message's identity (the original one when the
 /// `client_msg_id` was seen before from this author in this conversation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +344,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// Cheap reachability check for `/ready` (`Unavailable` once closed).
+    /// Records a stored file. With a conversation, the uploader must be a member of it
+    /// (`NotMember`) and the file belongs to it. `QuotaExceeded` when the tenant's files would
+    /// take more than `quota`; `Conflict` if the id is taken. Takes no seq.
+    async fn create_media(&self, new: NewMediaFile) -> Result<MediaFile>;
+
+    /// File `id` if `user` sees it (its uploader, or a member of one of its conversations);
+    /// otherwise `NotFound`, as for a file that does not exist.
+    async fn media(&self, tenant: &str, user: &str, id: &str) -> Result<MediaFile>;
+
+    /// Forgets file `id` (its uploader, or an owner or admin of one of its conversations;
+    /// `Forbidden` for other members) and returns it, so that the caller frees its bytes.
+    async fn delete_media(&self, tenant: &str, by: &str, id: &str) -> Result<MediaFile>;
+
+    /// Counts a download of file `id` (no access check: the caller has made it).
+    async fn count_download(&self, tenant: &str, id: &str) -> Result<()>;
+
+    /// The bytes the tenant's files take.
+    async fn media_usage(&self, tenant: &str) -> Result<u64>;
+
     async fn ping(&self) -> Result<()>;
 
     /// Commits everything queued, then stops accepting writes (they return `Unavailable`).

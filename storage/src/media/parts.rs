@@ -17,6 +17,10 @@ pub(super) enum Parts {
     /// One object per chunk under the upload's directory.
     Objects(Arc<dyn ObjectStore>),
     /// The store's own multipart uploads (S3), and the store to read the result back.
+    #[cfg_attr(
+        not(feature = "s3"),
+        expect(dead_code, reason = "only the s3 feature's backend has them")
+    )]
     Native {
         multipart: Arc<dyn MultipartStore>,
         store: Arc<dyn ObjectStore>,

@@ -5,8 +5,8 @@
 //! - `txn`: the write path: the gate `close` shuts, per-conversation locks, and transactions
 //!   retried on transient errors, publishing to the sink after each commit.
 //! - `ops` and `message_ops`: the write operations (they read state, ask `crate::rules`, and
-//!   write); `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
-//!   events).
+//!   write); `media`: media files' metadata; `read`: the queries; `common`: the lookups both
+//!   share (tenancy, membership, seqs, events).
 //!
 //! Seqs: each event-creating write bumps its conversation's `last_seq` with `$inc` in the same
 //! multi-document transaction that inserts the event (and the message), so a failed write takes
@@ -17,6 +17,7 @@
 //! one-node replica set.
 
 mod common;
+mod media;
 mod message_ops;
 mod migrate_events;
 mod ops;
@@ -37,7 +38,9 @@ use crate::backend::{
     Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader,
 };
 use crate::rules::Creation;
-use crate::{Appended, EventSink, NewMessage, PageQuery, Result, StoreError};
+use crate::{
+    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, Result, StoreError,
+};
 use schema::Collections;
 use txn::{ConversationLocks, Ctx, Gate, OpFuture, internal};
 
@@ -261,6 +264,39 @@ impl Backend for MongoStore {
     async fn mark_read(&self, reader: Reader<'_>, id: &str, seq: u64) -> Result<bool> {
         self.write(None, &(reader, id, seq), |cx, &(reader, id, seq)| {
             Box::pin(ops::mark_read(cx, reader, id, seq))
+        })
+        .await
+    }
+
+    async fn create_media(&self, new: NewMediaFile) -> Result<MediaFile> {
+        self.write(None, &new, |cx, new| Box::pin(media::create_media(cx, new)))
+            .await
+    }
+
+    async fn media(&self, reader: Reader<'_>, id: &str) -> Result<MediaFile> {
+        self.read(&(reader, id), |cx, &(reader, id)| {
+            Box::pin(media::media(cx, reader, id))
+        })
+        .await
+    }
+
+    async fn delete_media(&self, reader: Reader<'_>, id: &str) -> Result<MediaFile> {
+        self.write(None, &(reader, id), |cx, &(reader, id)| {
+            Box::pin(media::delete_media(cx, reader, id))
+        })
+        .await
+    }
+
+    async fn count_download(&self, tenant: &str, id: &str) -> Result<()> {
+        self.write(None, &(tenant, id), |cx, &(tenant, id)| {
+            Box::pin(media::count_download(cx, tenant, id))
+        })
+        .await
+    }
+
+    async fn media_usage(&self, tenant: &str) -> Result<u64> {
+        self.read(tenant, |cx, tenant| {
+            Box::pin(media::media_usage(cx, tenant))
         })
         .await
     }

@@ -91,6 +91,23 @@ pub(super) struct EventDoc {
     pub data: Option<String>,
 }
 
+/// A media file's metadata (unique on `(tenant, id)`); `conversations` are those it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct MediaDoc {
+    pub tenant: String,
+    pub id: String,
+    pub uploader: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub conversations: Vec<String>,
+    #[serde(default)]
+    pub downloads: i64,
+}
+
 /// The store's collections.
 #[derive(Debug, Clone)]
 pub(super) struct Collections {
@@ -99,6 +116,7 @@ pub(super) struct Collections {
     pub messages: Collection<MessageDoc>,
     pub reactions: Collection<ReactionDoc>,
     pub events: Collection<EventDoc>,
+    pub media: Collection<MediaDoc>,
     /// Markers of completed data migrations (`migrate_events`).
     pub meta: Collection<Document>,
 }
@@ -111,6 +129,7 @@ impl Collections {
             messages: db.collection("messages"),
             reactions: db.collection("reactions"),
             events: db.collection("events"),
+            media: db.collection("media"),
             meta: db.collection("meta"),
         }
     }
@@ -177,6 +196,9 @@ impl Collections {
                 doc! { "conversation": 1, "seq": 1 },
                 true,
             ))
+            .await?;
+        self.media
+            .create_index(index("tenant_id", doc! { "tenant": 1, "id": 1 }, true))
             .await?;
         Ok(())
     }

@@ -9,8 +9,10 @@
 //! - `conversations`: creation (members, direct keys), updates, read markers.
 //! - `members`: adding, removing and promoting members, the last-owner guard.
 //! - `messages`: sending, editing, deleting and reacting.
+//! - `media`: who sees and deletes a media file, and the tenant's quota.
 
 mod conversations;
+mod media;
 mod members;
 mod messages;
 
@@ -19,6 +21,7 @@ use confab_protocol::rest::Role;
 use crate::{Result, StoreError};
 
 pub(crate) use conversations::{Creation, Update, mark_read, update_conversation};
+pub(crate) use media::{MediaAccess, deletable, higher, media_found, readable, within_quota};
 pub(crate) use members::{MemberCounts, add_member, change_members, remove_member, set_role};
 pub(crate) use messages::{
     MessageState, add_reaction, client_msg_id, delete_message, edit_message, remove_reaction,

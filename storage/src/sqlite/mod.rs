@@ -7,7 +7,7 @@
 //!   does not.
 //! - `pool`: read-only WAL connections used from tokio's blocking pool.
 //! - `ops` and `message_ops`: the write transactions (they read state, ask `crate::rules`, and
-//!   write); `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
+//!   write); `media`: media files' metadata, read and written; `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
 //!   events).
 //! - `schema`: connection setup and the `user_version` migrations in `storage/migrations/`;
 //!   `migrate_events`: the Rust half of version 3, which converts events stored as frames by
@@ -18,6 +18,7 @@
 mod cache;
 mod checkpoint;
 mod common;
+mod media;
 mod message_ops;
 mod migrate_events;
 mod ops;
@@ -38,7 +39,8 @@ use crate::backend::{
 };
 use crate::rules::Creation;
 use crate::{
-    Appended, EventSink, NewMessage, PageQuery, PendingAppend, Result, StoreError, StoredEvent,
+    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, PendingAppend, Result,
+    StoreError, StoredEvent,
 };
 use pool::ReadPool;
 use writer::Writer;
@@ -244,6 +246,35 @@ impl Backend for SqliteStore {
     async fn mark_read(&self, reader: Reader<'_>, conversation: &str, seq: u64) -> Result<bool> {
         let ((tenant, user), conversation) = (reader.owned(), conversation.to_owned());
         self.write(move |conn, _| ops::mark_read(conn, &tenant, &user, &conversation, seq))
+            .await
+    }
+
+    async fn create_media(&self, new: NewMediaFile) -> Result<MediaFile> {
+        self.write(move |conn, _| media::create_media(conn, &new))
+            .await
+    }
+
+    async fn media(&self, reader: Reader<'_>, id: &str) -> Result<MediaFile> {
+        let ((tenant, user), id) = (reader.owned(), id.to_owned());
+        self.read(move |conn| media::media(conn, &tenant, &user, &id))
+            .await
+    }
+
+    async fn delete_media(&self, reader: Reader<'_>, id: &str) -> Result<MediaFile> {
+        let ((tenant, by), id) = (reader.owned(), id.to_owned());
+        self.write(move |conn, _| media::delete_media(conn, &tenant, &by, &id))
+            .await
+    }
+
+    async fn count_download(&self, tenant: &str, id: &str) -> Result<()> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, _| media::count_download(conn, &tenant, &id))
+            .await
+    }
+
+    async fn media_usage(&self, tenant: &str) -> Result<u64> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| media::media_usage(conn, &tenant))
             .await
     }
 

@@ -30,6 +30,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0003_event_form.sql"),
         convert: Some(super::migrate_events::events_to_form),
     },
+    sql(include_str!("../../migrations/0004_media.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
