@@ -11,11 +11,22 @@
 //!   multipart uploads where the store has them, one object per chunk concatenated on completion
 //!   on the local disk.
 //! - `upload.rs`: the chunked uploads' manifests and chunk records.
+//! - [`sniff`]: a file's content type from its first bytes (never from the client's word), and
+//!   the [`TypePolicy`](sniff::TypePolicy) that says which types may be stored (executables
+//!   are refused unless named).
+//! - [`names`]: uploaded files' names made harmless (no paths, controls or bidi tricks), and
+//!   the `Content-Disposition` header that hands them back.
+//! - [`thumbnail`]: thumbnails of PNG, JPEG, GIF and WebP images, with decoding limits set
+//!   before decoding (a decompression bomb is refused from its header). Synchronous: call it off
+//!   the async runtime.
 //!
 //! Who may read or delete a file, and its metadata (name, type, uploader, conversation), are the
 //! [`Store`](crate::Store)'s business; this module knows files by tenant and id only.
 
+pub mod names;
 mod parts;
+pub mod sniff;
+pub mod thumbnail;
 mod upload;
 
 use std::fmt;
