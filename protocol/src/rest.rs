@@ -240,6 +240,69 @@ pub struct SendResult {
     pub duplicate: bool,
 }
 
+/// A media file (`POST /v1/media`, `GET /v1/media/{id}/meta`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MediaInfo {
+    pub id: String,
+    /// The file name, made safe (no path, control or bidi characters; at most 255 bytes).
+    pub name: String,
+    /// Sniffed from the file's bytes, not taken from the client.
+    pub content_type: String,
+    pub size: u64,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
+    pub created_at: Millis,
+    pub uploader: String,
+    /// The conversations whose members see the file (empty: its uploader only).
+    pub conversations: Vec<String>,
+    /// Completed downloads.
+    pub downloads: u64,
+}
+
+/// `POST /v1/media/uploads`: a chunked, resumable upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateUpload {
+    pub name: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The client's idea of the type (the stored type is sniffed from the bytes).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// SHA-256 of the whole file (hex), checked on completion.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The conversation whose members will see the file.
+    #[serde(default)]
+    pub conversation: Option<String>,
+}
+
+/// A started upload: send chunks `0..chunk_count` of `chunk_size` bytes (the last may be
+/// shorter) to `PUT /v1/media/uploads/{upload_id}/chunks/{n}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadCreated {
+    pub upload_id: String,
+    pub chunk_size: u64,
+    pub chunk_count: u64,
+    /// Seconds of inactivity after which the upload expires.
+    pub expires_after_secs: u64,
+}
+
+/// How far an upload got (`GET /v1/media/uploads/{upload_id}`): send the missing chunks, then
+/// complete it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadProgress {
+    pub upload_id: String,
+    pub received_bytes: u64,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub missing_chunks: Vec<u64>,
+}
+
 /// `PATCH /v1/messages/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use confab_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 use confab_storage::StoreError;
+use confab_storage::media::MediaError;
 
 /// A failed request or command.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,6 +71,17 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::Unavailable => AppError::unavailable("storage is unavailable; retry"),
             StoreError::Internal { .. } => AppError::internal(ErrorChain(&err)),
+            other => AppError::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<MediaError> for AppError {
+    fn from(err: MediaError) -> Self {
+        match err {
+            MediaError::NotFound => AppError::not_found("media not found"),
+            MediaError::Invalid(message) => AppError::invalid(message),
+            MediaError::Backend { .. } => AppError::internal(ErrorChain(&err)),
             other => AppError::new(other.code(), other.to_string()),
         }
     }

@@ -24,6 +24,7 @@ pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod metrics;
 pub mod outbox;
 pub mod session;
@@ -47,6 +48,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.spawn_limiter_cleanup();
+    media::spawn_sweeper(
+        state.media.clone(),
+        state.config.media_upload_expiry,
+        state.shutdown.clone(),
+    );
     state
         .hub
         .start_write_delay(state.config.write_delay, state.shutdown.clone());

@@ -95,7 +95,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    let state = AppState::new(config, store, hub, keys, Some(metrics_handle));
+    let media = confab_server::media::open(&config)?;
+    let state = AppState::new(config, store, media, hub, keys, Some(metrics_handle));
     tracing::info!(addr = %local, "listening");
     // One machine-readable line on stdout with the bound address, so that whoever started
     // `--listen 127.0.0.1:0` (test harnesses, scripts) learns the port the kernel picked.

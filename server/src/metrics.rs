@@ -42,6 +42,11 @@ pub const FANOUT_INBOUND_WAITS_TOTAL: &str = "confab_fanout_inbound_waits_total"
 pub const EVENTS_PUBLISHED_TOTAL: &str = "confab_events_published_total";
 pub const EVENTS_FAILED_TOTAL: &str = "confab_events_failed_total";
 pub const EVENTS_DROPPED_TOTAL: &str = "confab_events_dropped_total";
+pub const MEDIA_UPLOADED_BYTES_TOTAL: &str = "confab_media_uploaded_bytes_total";
+pub const MEDIA_DOWNLOADED_BYTES_TOTAL: &str = "confab_media_downloaded_bytes_total";
+pub const MEDIA_UPLOADS_IN_PROGRESS: &str = "confab_media_uploads_in_progress";
+pub const MEDIA_UPLOADS_TOTAL: &str = "confab_media_uploads_total";
+pub const MEDIA_UPLOADS_EXPIRED_TOTAL: &str = "confab_media_uploads_expired_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
@@ -101,6 +106,11 @@ pub const ALL: &[Metric] = &[
     metric(EVENTS_PUBLISHED_TOTAL, Counter, "Events published to the event stream."),
     metric(EVENTS_FAILED_TOTAL, Counter, "Event stream delivery failures, by reason."),
     metric(EVENTS_DROPPED_TOTAL, Counter, "Events not sent to the event stream, by reason."),
+    metric(MEDIA_UPLOADED_BYTES_TOTAL, Counter, "Bytes of media files stored."),
+    metric(MEDIA_DOWNLOADED_BYTES_TOTAL, Counter, "Bytes of media files served."),
+    metric(MEDIA_UPLOADS_IN_PROGRESS, Gauge, "Media upload requests streaming into storage."),
+    metric(MEDIA_UPLOADS_TOTAL, Counter, "Media uploads finished, by way and outcome."),
+    metric(MEDIA_UPLOADS_EXPIRED_TOTAL, Counter, "Resumable uploads removed after going idle."),
     metric(PROCESS_RESIDENT_MEMORY, Gauge, "Resident memory size in bytes."),
     metric(PROCESS_CPU_SECONDS, Counter, "User and system CPU time in seconds."),
     metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
@@ -202,6 +212,28 @@ pub fn slow_consumer() {
 
 pub fn ack_latency(elapsed: Duration) {
     histogram!(ACK_LATENCY).record(elapsed.as_secs_f64());
+}
+
+pub fn media_uploaded(bytes: u64) {
+    counter!(MEDIA_UPLOADED_BYTES_TOTAL).increment(bytes);
+}
+
+pub fn media_downloaded(bytes: u64) {
+    counter!(MEDIA_DOWNLOADED_BYTES_TOTAL).increment(bytes);
+}
+
+/// An upload request started (`1.0`) or ended (`-1.0`).
+pub fn media_uploading(delta: f64) {
+    gauge!(MEDIA_UPLOADS_IN_PROGRESS).increment(delta);
+}
+
+/// An upload finished: `way` is `single` or `chunked`, `outcome` `stored` or an error code.
+pub fn media_upload(way: &'static str, outcome: &'static str) {
+    counter!(MEDIA_UPLOADS_TOTAL, "way" => way, "outcome" => outcome).increment(1);
+}
+
+pub fn media_uploads_expired(count: usize) {
+    counter!(MEDIA_UPLOADS_EXPIRED_TOTAL).increment(count as u64);
 }
 
 pub fn ws_error(code: &'static str) {

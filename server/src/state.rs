@@ -7,6 +7,7 @@ use std::time::Duration;
 use confab_protocol::ErrorCode;
 use confab_protocol::frames::Limits;
 use confab_storage::DynStore;
+use confab_storage::media::Media;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -27,6 +28,9 @@ type KeyedLimiter = RateLimiter<UserKey, DefaultKeyedStateStore<UserKey>, Defaul
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: DynStore,
+    /// Media files' bytes and resumable uploads (behind an `Arc`: every session holds the
+    /// state, and its size is watched).
+    pub media: Arc<Media>,
     pub hub: Arc<Hub>,
     pub keys: Arc<JwtKeys>,
     /// Per-user message limiter; `None` when the limit is off.
@@ -44,6 +48,7 @@ impl AppState {
     pub fn new(
         config: Config,
         store: DynStore,
+        media: Media,
         hub: Arc<Hub>,
         keys: JwtKeys,
         metrics: Option<PrometheusHandle>,
@@ -53,6 +58,7 @@ impl AppState {
         AppState {
             config: Arc::new(config),
             store,
+            media: Arc::new(media),
             hub,
             keys: Arc::new(keys),
             limiter,

@@ -172,7 +172,8 @@ impl InProcess {
             message_rate_per_minute: 0,
             ..Config::default()
         };
-        let state = AppState::new(config, store.clone(), hub, common::keys(), None);
+        let media = confab_server::media::open(&config).expect("media");
+        let state = AppState::new(config, store.clone(), media, hub, common::keys(), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

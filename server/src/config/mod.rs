@@ -40,7 +40,9 @@ use clap::Args;
 pub use cli::{Cli, CliCommand, ConfigCommand, TokenArgs};
 pub use docs::{example_toml, readme_table};
 pub use layers::ServeArgs;
-pub use values::{EventsBackend, HubBackend, JwtSource, LogFormat, PublicKeyAlg, StoreBackend};
+pub use values::{
+    EventsBackend, HubBackend, JwtSource, LogFormat, MediaBackend, PublicKeyAlg, StoreBackend,
+};
 
 /// Every setting of `confab serve`, with its flag, environment variable, TOML key and default.
 #[derive(Debug, Clone, PartialEq, Args)]
@@ -238,6 +240,51 @@ pub struct Config {
         value_parser = values::parse_topic, help_heading = "Backends")]
     pub events_topic: String,
 
+    /// Media files: `local` under the data dir, or `s3://bucket?endpoint=…&region=…` (a build
+    /// with `--features s3`; credentials from the standard `AWS_*` variables).
+    #[arg(
+        long,
+        env = "CONFAB_MEDIA",
+        default_value = "local",
+        help_heading = "Media"
+    )]
+    pub media: MediaBackend,
+    /// Largest media file, in bytes.
+    #[arg(
+        long,
+        env = "CONFAB_MEDIA_MAX_FILE_BYTES",
+        default_value = "104857600",
+        help_heading = "Media"
+    )]
+    pub media_max_file_bytes: u64,
+    /// Chunk size of resumable uploads, in bytes (5 MiB to 64 MiB: S3's smallest part, and
+    /// what one request may carry).
+    #[arg(
+        long,
+        env = "CONFAB_MEDIA_CHUNK_BYTES",
+        default_value = "5242880",
+        help_heading = "Media"
+    )]
+    pub media_chunk_bytes: u64,
+    /// Inactivity after which a resumable upload expires and its parts are removed.
+    #[arg(long, env = "CONFAB_MEDIA_UPLOAD_EXPIRY", default_value = "5m", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Media")]
+    pub media_upload_expiry: Duration,
+    /// Media types accepted, decided from the files' bytes: patterns like
+    /// `image/*,video/*,application/pdf`; `*` is every type but programs (executables are
+    /// accepted only where their exact type is listed).
+    #[arg(long, env = "CONFAB_MEDIA_ALLOWED_TYPES", default_value = "*", value_name = "TYPES",
+        value_parser = confab_storage::media::sniff::TypePolicy::parse, help_heading = "Media")]
+    pub media_allowed_types: confab_storage::media::sniff::TypePolicy,
+    /// Bytes of media one tenant may keep; 0 turns the quota off.
+    #[arg(
+        long,
+        env = "CONFAB_MEDIA_QUOTA_BYTES",
+        default_value = "0",
+        help_heading = "Media"
+    )]
+    pub media_quota_bytes: u64,
+
     /// Log filter, in `RUST_LOG` syntax.
     #[arg(
         long,
@@ -255,6 +302,10 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 }
+
+/// Resumable upload chunks: S3's smallest part, and what one request may carry.
+const MIN_MEDIA_CHUNK: u64 = 5 * 1024 * 1024;
+const MAX_MEDIA_CHUNK: u64 = 64 * 1024 * 1024;
 
 /// The longest write delay accepted: past it, chat stops feeling live.
 const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
@@ -346,6 +397,15 @@ impl Config {
         }
         if self.max_connections == 0 {
             return invalid("max_connections must be positive");
+        }
+        if self.media_max_file_bytes == 0 {
+            return invalid("media_max_file_bytes must be positive");
+        }
+        if !(MIN_MEDIA_CHUNK..=MAX_MEDIA_CHUNK).contains(&self.media_chunk_bytes) {
+            return invalid("media_chunk_bytes must be between 5 MiB and 64 MiB");
+        }
+        if self.media_upload_expiry.is_zero() {
+            return invalid("media_upload_expiry must be positive");
         }
         Ok(())
     }

@@ -55,6 +55,29 @@ impl FromStr for StoreBackend {
     }
 }
 
+/// Where media files' bytes are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaBackend {
+    /// The local disk, under `<data_dir>/media` (the embedded default).
+    Local,
+    /// An S3 bucket: `s3://bucket?endpoint=…&region=…` (checked when the server opens it).
+    S3(String),
+}
+
+impl FromStr for MediaBackend {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<MediaBackend, String> {
+        match value {
+            "local" => Ok(MediaBackend::Local),
+            url if url.starts_with("s3://") && url.len() > "s3://".len() => {
+                Ok(MediaBackend::S3(url.to_owned()))
+            }
+            _ => Err("expected `local` or an s3://bucket URL".to_owned()),
+        }
+    }
+}
+
 /// How rooms fan out between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HubBackend {

@@ -2,6 +2,7 @@
 //! merged here. Extractor rejections are turned into the one JSON error shape.
 
 mod conversations;
+mod media;
 mod messages;
 pub mod openapi;
 mod ops;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(media::router())
         .merge(web::router())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/ws", get(crate::session::ws_handler))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conversations, messages, ops, web};
+use super::{conversations, media, messages, ops, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use super::{conversations, messages, ops, web};
         conversations::remove_member, conversations::mark_read,
         messages::list, messages::send, messages::fetch, messages::edit, messages::remove,
         messages::react, messages::unreact,
+        media::upload, media::create_upload, media::put_chunk, media::progress, media::complete,
+        media::abort, media::download, media::meta, media::remove,
         web::dev_token,
     ),
     modifiers(&BearerAuth),
@@ -24,6 +26,7 @@ use super::{conversations, messages, ops, web};
         (name = "conversations", description = "Conversations the caller belongs to"),
         (name = "members", description = "Membership and roles"),
         (name = "messages", description = "History, sending, edits, deletes, reactions"),
+        (name = "media", description = "Files: uploads (single and resumable), downloads with ranges"),
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "dev", description = "Development sign-in (generated key on loopback only)"),
     )

@@ -301,7 +301,8 @@ mod tests {
             SqliteOptions::default(),
         )
         .expect("store");
-        AppState::new(config, Arc::new(store), hub, keys, None)
+        let media = crate::media::open(&config).expect("media");
+        AppState::new(config, Arc::new(store), media, hub, keys, None)
     }
 
     fn host(value: &str) -> HeaderMap {

@@ -189,7 +189,8 @@ impl Server {
         )
         .expect("store");
         let keys = JwtKeys::from_secret(b"a-test-secret-of-at-least-32-bytes").expect("keys");
-        let state = AppState::new(config, Arc::new(store), hub, keys, None);
+        let media = crate::media::open(&config).expect("media");
+        let state = AppState::new(config, Arc::new(store), media, hub, keys, None);
         Server {
             state,
             sink,

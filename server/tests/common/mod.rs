@@ -154,7 +154,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("bind");
-        let state = AppState::new(config, Arc::new(store), hub, keys, None);
+        let media = confab_server::media::open(&config).expect("media");
+        let state = AppState::new(config, Arc::new(store), media, hub, keys, None);
         let running = confab_server::spawn(listener, state).expect("serve");
         Server {
             backend: Backend::InProcess(running, dir),
@@ -241,6 +242,11 @@ impl Server {
     }
 
     // ---- HTTP ----
+
+    /// The HTTP client, for requests the helpers below do not cover (headers, raw bodies).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
 
     /// Any request; the answer is the status and the body as JSON (`Null` when empty, a JSON
     /// string when the body is not JSON).

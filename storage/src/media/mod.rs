@@ -72,6 +72,20 @@ pub enum MediaError {
 pub type MediaResult<T> = std::result::Result<T, MediaError>;
 
 impl MediaError {
+    /// The wire error code of this failure.
+    pub fn code(&self) -> confab_protocol::ErrorCode {
+        use confab_protocol::ErrorCode;
+        match self {
+            MediaError::NotFound => ErrorCode::NotFound,
+            MediaError::TooLarge { .. } => ErrorCode::TooLarge,
+            MediaError::Invalid(_) => ErrorCode::Invalid,
+            MediaError::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
+            MediaError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            MediaError::Incomplete { .. } => ErrorCode::Conflict,
+            MediaError::Backend { .. } => ErrorCode::Internal,
+        }
+    }
+
     /// Wraps a store failure met while doing `context` (a missing object is
     /// [`MediaError::NotFound`]).
     fn backend(context: &'static str) -> impl Fn(object_store::Error) -> MediaError {
@@ -81,14 +95,6 @@ impl MediaError {
                 context,
                 source: Box::new(source),
             },
-        }
-    }
-
-    /// A failure of the bytes coming in (the client's stream broke off).
-    pub fn body(source: impl std::error::Error + Send + Sync + 'static) -> MediaError {
-        MediaError::Backend {
-            context: "reading the upload",
-            source: Box::new(source),
         }
     }
 }

@@ -1,0 +1,355 @@
+//! Media files over HTTP: single uploads (multipart, streamed to storage), resumable chunked
+//! uploads, downloads with `Range`, metadata and deletion. Access rules are the store's (a file
+//! is its uploader's and its conversations' members'; anyone else gets 404).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use confab_protocol::ErrorBody;
+use confab_protocol::rest::{CreateUpload, MediaInfo, UploadCreated, UploadProgress};
+use confab_storage::media::{MediaError, Upload};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{ApiJson, ApiPath};
+use crate::auth::AuthUser;
+use crate::error::AppError;
+use crate::media::{self as server_media, Received};
+use crate::state::AppState;
+use crate::{metrics, validate};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        // Bodies past the REST limit: their own caps apply (the file size, the chunk size).
+        .route("/v1/media", post(upload).layer(DefaultBodyLimit::disable()))
+        .route("/v1/media/uploads", post(create_upload))
+        .route("/v1/media/uploads/{upload_id}", get(progress).delete(abort))
+        .route(
+            "/v1/media/uploads/{upload_id}/chunks/{n}",
+            put(put_chunk).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/media/uploads/{upload_id}/complete", post(complete))
+        .route("/v1/media/{id}", get(download).delete(remove))
+        .route("/v1/media/{id}/meta", get(meta))
+}
+
+/// The form of `POST /v1/media`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the multipart form; the fields are read as a stream"
+)]
+pub struct UploadForm {
+    /// The file (its name is taken from the part's `filename`).
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+    /// The conversation whose members will see the file (the uploader must be a member).
+    conversation: Option<String>,
+}
+
+fn broke_off(err: impl std::fmt::Display) -> MediaError {
+    MediaError::Invalid(format!("the upload broke off: {err}"))
+}
+
+/// Uploads one file, streamed to storage as it arrives. Its type is sniffed from its bytes.
+#[utoipa::path(post, path = "/v1/media", tag = "media", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = MediaInfo), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 507, body = ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<MediaInfo>), AppError> {
+    let mut conversation = None;
+    let mut received: Option<Received> = None;
+    while let Some(field) = form.next_field().await.map_err(|err| broke_off(&err))? {
+        match field.name() {
+            Some("conversation") => {
+                let id = field.text().await.map_err(|err| broke_off(&err))?;
+                validate::id("conversation", &id)?;
+                conversation = Some(id);
+            }
+            Some("file") if received.is_none() => {
+                let name = field.file_name().unwrap_or_default().to_owned();
+                let id = server_media::new_id();
+                let _uploading = server_media::Uploading::start();
+                let body = field.map_err(broke_off);
+                let stored = state
+                    .media
+                    .put(&user.tenant, &id, body, state.config.media_max_file_bytes)
+                    .await
+                    .inspect_err(|err| server_media::upload_failed("single", err))?;
+                received = Some(Received { id, name, stored });
+            }
+            Some("file") => return Err(AppError::invalid("one file per upload")),
+            other => {
+                return Err(AppError::invalid(format!(
+                    "unknown form field {:?}: expected `file` and `conversation`",
+                    other.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    let Some(received) = received else {
+        return Err(AppError::invalid("the form has no `file` field"));
+    };
+    let file = server_media::register(&state, &user, received, conversation, "single").await?;
+    Ok((StatusCode::CREATED, Json(file)))
+}
+
+/// Starts a resumable upload: send its chunks, then complete it. It expires after
+/// `media_upload_expiry` without a chunk.
+#[utoipa::path(post, path = "/v1/media/uploads", tag = "media", security(("bearer" = [])),
+    request_body = CreateUpload,
+    responses((status = 201, body = UploadCreated), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 507, body = ErrorBody)))]
+pub async fn create_upload(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(request): ApiJson<CreateUpload>,
+) -> Result<(StatusCode, Json<UploadCreated>), AppError> {
+    let new = server_media::check_new_upload(&state, &user, request).await?;
+    let chunk_size = new.chunk_size;
+    let upload = state
+        .media
+        .create_upload(new, &server_media::new_id(), &server_media::new_id())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadCreated {
+            upload_id: upload.id.clone(),
+            chunk_size,
+            chunk_count: upload.chunk_count(),
+            expires_after_secs: state.config.media_upload_expiry.as_secs(),
+        }),
+    ))
+}
+
+/// The caller's upload `id` (another user's, or another tenant's, is not found).
+async fn own_upload(state: &AppState, user: &AuthUser, id: &str) -> Result<Upload, AppError> {
+    validate::id("upload_id", id)?;
+    let upload = state.media.upload(id).await?;
+    if upload.tenant != *user.tenant || upload.user != *user.user {
+        return Err(AppError::not_found("media not found"));
+    }
+    Ok(upload)
+}
+
+/// The header carrying a chunk's SHA-256 (hex).
+pub const CHUNK_SHA256: &str = "x-chunk-sha256";
+
+/// Stores chunk `n` (from 0). Sending a chunk again replaces it; with `X-Chunk-SHA256` the bytes
+/// must match it.
+#[utoipa::path(put, path = "/v1/media/uploads/{upload_id}/chunks/{n}", tag = "media",
+    security(("bearer" = [])),
+    params(("upload_id" = String, Path), ("n" = u64, Path, description = "chunk number, from 0"),
+        ("X-Chunk-SHA256" = Option<String>, Header, description = "SHA-256 of the chunk, hex")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204, description = "stored"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn put_chunk(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, n)): ApiPath<(String, u64)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, AppError> {
+    let upload = own_upload(&state, &user, &id).await?;
+    let sha256 = match headers.get(CHUNK_SHA256) {
+        Some(value) => Some(server_media::sha256_header(value)?),
+        None => None,
+    };
+    let _uploading = server_media::Uploading::start();
+    let bytes = server_media::read_chunk(body, upload.chunk_size).await?;
+    let len = bytes.len() as u64;
+    state
+        .media
+        .put_chunk(&upload, n, bytes, sha256.as_deref())
+        .await?;
+    metrics::media_uploaded(len);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How far an upload got: the chunks still missing.
+#[utoipa::path(get, path = "/v1/media/uploads/{upload_id}", tag = "media", security(("bearer" = [])),
+    params(("upload_id" = String, Path)),
+    responses((status = 200, body = UploadProgress), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn progress(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<UploadProgress>, AppError> {
+    let upload = own_upload(&state, &user, &id).await?;
+    let progress = state.media.progress(&upload).await?;
+    Ok(Json(UploadProgress {
+        upload_id: upload.id,
+        received_bytes: progress.received_bytes,
+        size: progress.size,
+        chunk_size: progress.chunk_size,
+        missing_chunks: progress.missing_chunks,
+    }))
+}
+
+/// Makes the file once every chunk is in, checking its size and SHA-256.
+#[utoipa::path(post, path = "/v1/media/uploads/{upload_id}/complete", tag = "media",
+    security(("bearer" = [])), params(("upload_id" = String, Path)),
+    responses((status = 201, body = MediaInfo), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "chunks missing", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 507, body = ErrorBody)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<MediaInfo>), AppError> {
+    let upload = own_upload(&state, &user, &id).await?;
+    let stored = state
+        .media
+        .complete(&upload)
+        .await
+        .inspect_err(|err| server_media::upload_failed("chunked", err))?;
+    let received = Received {
+        id: upload.media_id,
+        name: upload.name,
+        stored,
+    };
+    let file =
+        server_media::register(&state, &user, received, upload.conversation, "chunked").await?;
+    Ok((StatusCode::CREATED, Json(file)))
+}
+
+/// Gives an upload up; its chunks are removed.
+#[utoipa::path(delete, path = "/v1/media/uploads/{upload_id}", tag = "media",
+    security(("bearer" = [])), params(("upload_id" = String, Path)),
+    responses((status = 204, description = "removed"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn abort(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, AppError> {
+    let upload = own_upload(&state, &user, &id).await?;
+    state.media.abort_upload(&upload).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The file's metadata, with its download count.
+#[utoipa::path(get, path = "/v1/media/{id}/meta", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = MediaInfo), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn meta(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MediaInfo>, AppError> {
+    validate::id("id", &id)?;
+    let file = state.store.media(&user.tenant, &user.user, &id).await?;
+    Ok(Json(server_media::info(file)))
+}
+
+/// Deletes the file for everyone and frees its storage (its uploader, or an owner or admin of
+/// its conversation).
+#[utoipa::path(delete, path = "/v1/media/{id}", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, AppError> {
+    validate::id("id", &id)?;
+    state
+        .store
+        .delete_media(&user.tenant, &user.user, &id)
+        .await?;
+    if let Err(err) = state.media.delete(&user.tenant, &id).await {
+        // The record is gone, so nobody reads the bytes; they are left for an operator.
+        tracing::warn!(media = %id, error = %crate::error::ErrorChain(&err), "cannot free a deleted file's bytes");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The file's bytes (also `HEAD`). One `Range` (`bytes=a-b`, `a-`, `-n`) answers 206 with
+/// exactly those bytes, a range past the end 416; several ranges get the whole file.
+#[utoipa::path(get, path = "/v1/media/{id}", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path), ("Range" = Option<String>, Header, description = "one byte range")),
+    responses(
+        (status = 200, description = "the file", content_type = "application/octet-stream"),
+        (status = 206, description = "the requested range", content_type = "application/octet-stream"),
+        (status = 304, description = "unchanged (If-None-Match)"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    user: AuthUser,
+    method: Method,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    validate::id("id", &id)?;
+    let file = state.store.media(&user.tenant, &user.user, &id).await?;
+    let etag = format!("\"{}\"", file.sha256);
+    let mut response = server_media::file_headers(&file, &etag);
+    if server_media::not_modified(&headers, &etag) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(response);
+    }
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(server_media::parse_range);
+    let download = match state.media.get(&user.tenant, &id, range).await {
+        Ok(download) => download,
+        Err(MediaError::RangeNotSatisfiable { size }) => {
+            let mut refused =
+                AppError::from(MediaError::RangeNotSatisfiable { size }).into_response();
+            refused.headers_mut().insert(
+                header::CONTENT_RANGE,
+                server_media::header_value(&format!("bytes */{size}")),
+            );
+            return Ok(refused);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let (start, end) = (download.range.start, download.range.end);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let content_range = format!("bytes {start}-{}/{}", end.saturating_sub(1), download.size);
+        response.headers_mut().insert(
+            header::CONTENT_RANGE,
+            server_media::header_value(&content_range),
+        );
+    }
+    if method == Method::HEAD {
+        return Ok(response);
+    }
+    if start == 0
+        && let Err(err) = state.store.count_download(&user.tenant, &id).await
+    {
+        tracing::warn!(media = %id, error = %crate::error::ErrorChain(&err), "cannot count a download");
+    }
+    let body = download.body.inspect(|piece| {
+        if let Ok(bytes) = piece {
+            metrics::media_downloaded(bytes.len() as u64);
+        }
+    });
+    *response.body_mut() = Body::from_stream(body);
+    Ok(response)
+}

@@ -1,0 +1,407 @@
+//! The server's side of media files: opening the configured [`Media`] store, sweeping expired
+//! resumable uploads, and the checks every new file passes (its type, sniffed from its bytes;
+//! its name, made safe). The HTTP endpoints are in `http/media.rs`; the bytes and the uploads'
+//! state are `confab_storage::media`'s, the metadata and access rules the store's.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use confab_protocol::ErrorCode;
+use confab_protocol::rest::{CreateUpload, MediaInfo};
+use confab_storage::media::names::{content_disposition, safe_name};
+use confab_storage::media::sniff::sniff;
+use confab_storage::media::{ByteRange, Media, MediaError, NewUpload, Stored};
+use confab_storage::{MediaFile, NewMediaFile, StoreError};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::AuthUser;
+use crate::config::{Config, MediaBackend};
+use crate::error::{AppError, ErrorChain};
+use crate::state::AppState;
+use crate::validate;
+
+/// Where local media files live under the data dir.
+pub const MEDIA_DIR: &str = "media";
+
+/// Opens the configured media store.
+pub fn open(config: &Config) -> anyhow::Result<Media> {
+    match &config.media {
+        MediaBackend::Local => {
+            let dir = config.data_dir.join(MEDIA_DIR);
+            Media::local(&dir)
+                .with_context(|| format!("cannot open the media directory {}", dir.display()))
+        }
+        #[cfg(feature = "s3")]
+        MediaBackend::S3(url) => Media::s3(url, None).context("cannot open the S3 media store"),
+        #[cfg(not(feature = "s3"))]
+        MediaBackend::S3(_) => {
+            anyhow::bail!("this build has no S3 support: rebuild with `--features s3`")
+        }
+    }
+}
+
+/// How often expired uploads are looked for: a fifth of the expiry, at most a minute.
+fn sweep_interval(expiry: Duration) -> Duration {
+    (expiry / 5).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Removes resumable uploads idle for longer than `expiry`, at start (those a stopped process
+/// left) and then periodically, until `shutdown`.
+pub fn spawn_sweeper(media: Arc<Media>, expiry: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sweep_interval(expiry));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match media.sweep(expiry, SystemTime::now()).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(removed, "expired resumable uploads removed");
+                    crate::metrics::media_uploads_expired(removed);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %ErrorChain(&err), "cannot sweep expired uploads");
+                }
+            }
+        }
+    });
+}
+
+/// A media file's id (also an upload's): time-ordered, unguessable enough to name, but never
+/// the only protection (every read checks access).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Counts an upload request in `confab_media_uploads_in_progress` while it lives.
+pub struct Uploading(());
+
+impl Uploading {
+    pub fn start() -> Uploading {
+        crate::metrics::media_uploading(1.0);
+        Uploading(())
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        crate::metrics::media_uploading(-1.0);
+    }
+}
+
+/// Counts an upload that failed, by its error code.
+pub fn upload_failed(way: &'static str, err: &MediaError) {
+    crate::metrics::media_upload(way, err.code().as_str());
+}
+
+/// A file whose bytes are stored, not yet recorded.
+pub struct Received {
+    pub id: String,
+    /// As the client named it.
+    pub name: String,
+    pub stored: Stored,
+}
+
+/// Records a stored file: its type sniffed and checked against the policy, its name made safe,
+/// its conversation's membership and the tenant's quota checked by the store. Refused, its
+/// bytes are removed.
+pub async fn register(
+    state: &AppState,
+    user: &AuthUser,
+    received: Received,
+    conversation: Option<String>,
+    way: &'static str,
+) -> Result<MediaInfo, AppError> {
+    let Received { id, name, stored } = received;
+    let recorded = record(state, user, &id, &name, &stored, conversation).await;
+    match recorded {
+        Ok(file) => {
+            crate::metrics::media_uploaded(if way == "single" { stored.size } else { 0 });
+            crate::metrics::media_upload(way, "stored");
+            Ok(info(file))
+        }
+        Err(err) => {
+            crate::metrics::media_upload(way, err.code.as_str());
+            if let Err(cleanup) = state.media.delete(&user.tenant, &id).await {
+                tracing::warn!(media = %id, error = %ErrorChain(&cleanup), "cannot remove a refused file");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn record(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+    name: &str,
+    stored: &Stored,
+    conversation: Option<String>,
+) -> Result<MediaFile, AppError> {
+    let sniffed = sniff(&stored.head);
+    state
+        .config
+        .media_allowed_types
+        .check(&sniffed)
+        .map_err(|why| AppError::new(ErrorCode::UnsupportedMediaType, why))?;
+    let new = NewMediaFile {
+        tenant: user.tenant.to_string(),
+        id: id.to_owned(),
+        uploader: user.user.to_string(),
+        name: safe_name(name),
+        content_type: sniffed.mime,
+        size: stored.size,
+        sha256: stored.sha256.clone(),
+        conversation,
+        quota: quota(state),
+    };
+    Ok(state.store.create_media(new).await?)
+}
+
+fn quota(state: &AppState) -> Option<u64> {
+    Some(state.config.media_quota_bytes).filter(|quota| *quota > 0)
+}
+
+/// Checks what a client announces for a resumable upload (size, checksum, conversation,
+/// quota) before anything is stored.
+pub async fn check_new_upload(
+    state: &AppState,
+    user: &AuthUser,
+    request: CreateUpload,
+) -> Result<NewUpload, AppError> {
+    let max = state.config.media_max_file_bytes;
+    if request.size > max {
+        return Err(AppError::too_large(format!(
+            "the file is larger than {max} bytes"
+        )));
+    }
+    let sha256 = request.sha256.as_deref().map(sha256_text).transpose()?;
+    if let Some(conversation) = &request.conversation {
+        validate::id("conversation", conversation)?;
+        state
+            .store
+            .conversation(&user.tenant, &user.user, conversation)
+            .await?;
+    }
+    if let Some(quota) = quota(state) {
+        let used = state.store.media_usage(&user.tenant).await?;
+        if used.saturating_add(request.size) > quota {
+            return Err(StoreError::QuotaExceeded { used, quota }.into());
+        }
+    }
+    Ok(NewUpload {
+        tenant: user.tenant.to_string(),
+        user: user.user.to_string(),
+        name: safe_name(&request.name),
+        content_type: request.content_type.unwrap_or_default(),
+        size: request.size,
+        sha256,
+        conversation: request.conversation,
+        chunk_size: state.config.media_chunk_bytes,
+    })
+}
+
+/// A SHA-256 as clients write it: 64 hex digits.
+fn sha256_text(text: &str) -> Result<String, AppError> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AppError::invalid("a SHA-256 is 64 hex digits"));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+/// The SHA-256 of an `X-Chunk-SHA256` header.
+pub fn sha256_header(value: &HeaderValue) -> Result<String, AppError> {
+    sha256_text(
+        value
+            .to_str()
+            .map_err(|_| AppError::invalid("a SHA-256 is 64 hex digits"))?,
+    )
+}
+
+/// A body that broke off: the body-read timeout (`timeout`), or anything else (`invalid`).
+pub fn broken_body(err: &axum::Error) -> AppError {
+    if crate::accept::is_body_timeout(err) {
+        crate::metrics::http_timeout("body");
+        AppError::new(ErrorCode::Timeout, "the upload did not arrive in time")
+    } else {
+        AppError::invalid(format!("the upload broke off: {err}"))
+    }
+}
+
+/// A chunk's bytes, at most `limit` of them (`too_large` past it).
+pub async fn read_chunk(body: Body, limit: u64) -> Result<Bytes, AppError> {
+    let mut stream = body.into_data_stream();
+    let mut chunk = BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|err| broken_body(&err))?;
+        if (chunk.len() + piece.len()) as u64 > limit {
+            return Err(AppError::too_large(format!(
+                "a chunk is at most {limit} bytes"
+            )));
+        }
+        chunk.extend_from_slice(&piece);
+    }
+    Ok(chunk.freeze())
+}
+
+/// The wire form of a file's metadata.
+pub fn info(file: MediaFile) -> MediaInfo {
+    MediaInfo {
+        id: file.id,
+        name: file.name,
+        content_type: file.content_type,
+        size: file.size,
+        sha256: file.sha256,
+        created_at: file.created_at,
+        uploader: file.uploader,
+        conversations: file.conversations,
+        downloads: file.downloads,
+    }
+}
+
+/// Types a browser may show in place: images, audio and video (never HTML, SVG or scripts,
+/// which could run in the server's origin).
+fn shown_inline(content_type: &str) -> bool {
+    [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "audio/",
+        "video/",
+        "application/pdf",
+    ]
+    .iter()
+    .any(|prefix| content_type.starts_with(prefix))
+}
+
+/// A header value from text the server built (ASCII by construction).
+pub fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The headers of a file's response: type, validators, caching, disposition, ranges, and no
+/// sniffing or scripting by the browser.
+pub fn file_headers(file: &MediaFile, etag: &str) -> Response {
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header_value(&file.content_type));
+    headers.insert(header::ETAG, header_value(etag));
+    let created = UNIX_EPOCH + Duration::from_millis(u64::try_from(file.created_at).unwrap_or(0));
+    headers.insert(
+        header::LAST_MODIFIED,
+        header_value(&httpdate::fmt_http_date(created)),
+    );
+    // A file never changes under its id; access is per user, so only the browser keeps it.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400, immutable"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        header_value(&content_disposition(
+            &file.name,
+            shown_inline(&file.content_type),
+        )),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    response
+}
+
+/// Whether the client's `If-None-Match` names this ETag.
+pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.trim_start_matches("W/") == etag
+            })
+        })
+}
+
+/// The one byte range a `Range` header names (`bytes=a-b`, `bytes=a-`, `bytes=-n`); `None` for
+/// several ranges or a malformed header, which HTTP says to ignore (the whole file is sent).
+pub fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let number = |text: &str| text.trim().parse::<u64>().ok();
+    match (start.trim().is_empty(), end.trim().is_empty()) {
+        (true, false) => Some(ByteRange::Last(number(end)?)),
+        (false, true) => Some(ByteRange::From(number(start)?)),
+        (false, false) => Some(ByteRange::FromTo {
+            start: number(start)?,
+            end: number(end)?,
+        }),
+        (true, true) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_read_as_http_writes_them() {
+        let cases = [
+            ("bytes=0-99", Some(ByteRange::FromTo { start: 0, end: 99 })),
+            ("bytes=100-", Some(ByteRange::From(100))),
+            ("bytes=-50", Some(ByteRange::Last(50))),
+            (
+                " bytes= 5 - 6 ",
+                Some(ByteRange::FromTo { start: 5, end: 6 }),
+            ),
+            ("bytes=0-1,5-6", None),
+            ("bytes=-", None),
+            ("bytes=a-b", None),
+            ("items=0-1", None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(parse_range(header), expected, "{header}");
+        }
+    }
+
+    #[test]
+    fn checksums_are_64_hex_digits() {
+        assert_eq!(sha256_text(&"AB".repeat(32)).ok(), Some("ab".repeat(32)));
+        assert!(sha256_text("abc").is_err());
+        assert!(sha256_text(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn sweeps_come_often_enough_and_not_too_often() {
+        assert_eq!(
+            sweep_interval(Duration::from_secs(300)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_secs(60)),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_millis(100)),
+            Duration::from_secs(1)
+        );
+    }
+}

@@ -1,0 +1,497 @@
+//! Media files over real HTTP: single and resumable uploads, byte-exact downloads and ranges,
+//! access rules, checksums, limits, hostile names, expiry and restarts.
+
+mod common;
+
+use common::{Server, TENANT, assert_rest_error, token, token_in};
+use confab_protocol::ErrorCode;
+use confab_storage::media::sha256_hex;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const MIB: usize = 1024 * 1024;
+
+/// `len` bytes that differ from position to position.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ ((i >> 11) as u8).wrapping_add(seed))
+        .collect()
+}
+
+/// A `multipart/form-data` body with a file part (and a conversation, if any).
+fn form(name: &str, bytes: &[u8], conversation: Option<&str>) -> (String, Vec<u8>) {
+    let boundary = "confab-test-boundary-7d1f";
+    let mut body = Vec::new();
+    if let Some(conversation) = conversation {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"conversation\"\r\n\r\n{conversation}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload_as(
+    server: &Server,
+    bearer: &str,
+    name: &str,
+    bytes: &[u8],
+    conversation: Option<&str>,
+) -> (u16, Value) {
+    let (content_type, body) = form(name, bytes, conversation);
+    server
+        .request_raw(
+            Method::POST,
+            "/v1/media",
+            Some(&format!("Bearer {bearer}")),
+            Some(&content_type),
+            body,
+        )
+        .await
+}
+
+async fn upload(server: &Server, user: &str, name: &str, bytes: &[u8]) -> Value {
+    let answer = upload_as(server, &token(user), name, bytes, None).await;
+    assert_eq!(answer.0, 201, "{answer:?}");
+    answer.1
+}
+
+/// A download: status, headers and bytes.
+async fn fetch(
+    server: &Server,
+    user: &str,
+    id: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = server
+        .client()
+        .get(format!("{}/v1/media/{id}", server.base()))
+        .bearer_auth(token(user));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("GET media");
+    let (status, headers) = (response.status(), response.headers().clone());
+    (
+        status,
+        headers,
+        response.bytes().await.expect("body").to_vec(),
+    )
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Sends every chunk of `data` (but `skip`) to upload `id` of `chunk` bytes each.
+async fn put_chunks(
+    server: &Server,
+    user: &str,
+    id: &str,
+    data: &[u8],
+    chunk: usize,
+    skip: &[usize],
+) {
+    for (n, piece) in data.chunks(chunk).enumerate() {
+        if skip.contains(&n) {
+            continue;
+        }
+        put_chunk(server, user, id, n, piece, Some(&sha256_hex(piece))).await;
+    }
+}
+
+async fn put_chunk(
+    server: &Server,
+    user: &str,
+    id: &str,
+    n: usize,
+    piece: &[u8],
+    sha: Option<&str>,
+) -> u16 {
+    let mut request = server
+        .client()
+        .put(format!(
+            "{}/v1/media/uploads/{id}/chunks/{n}",
+            server.base()
+        ))
+        .bearer_auth(token(user))
+        .body(piece.to_vec());
+    if let Some(sha) = sha {
+        request = request.header("x-chunk-sha256", sha);
+    }
+    let status = request.send().await.expect("PUT chunk").status().as_u16();
+    assert!(
+        status == 204 || sha.is_some_and(|s| s.len() != 64) || status >= 400,
+        "{status}"
+    );
+    status
+}
+
+async fn start_upload(server: &Server, user: &str, body: Value) -> Value {
+    let (status, created) = server.post("/v1/media/uploads", &token(user), body).await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+fn id_of(value: &Value, key: &str) -> String {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {value}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn files_round_trip_byte_for_byte() {
+    let server = Server::in_process(&[]).await;
+    for len in [0, 1, 70_000] {
+        let data = pattern(len, 1);
+        let file = upload(&server, "alice", "data.bin", &data).await;
+        assert_eq!(file["size"], json!(len));
+        assert_eq!(file["sha256"], json!(sha256_hex(&data)));
+        assert_eq!(file["uploader"], json!("alice"));
+        let (status, headers, body) = fetch(&server, "alice", &id_of(&file, "id"), &[]).await;
+        assert_eq!(status, 200);
+        assert!(body == data, "{len} bytes differ");
+        assert_eq!(header(&headers, "content-length"), len.to_string());
+        assert_eq!(header(&headers, "accept-ranges"), "bytes");
+        assert_eq!(
+            header(&headers, "etag"),
+            format!("\"{}\"", sha256_hex(&data))
+        );
+        assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
+        assert!(!header(&headers, "last-modified").is_empty());
+        assert!(header(&headers, "cache-control").contains("private"));
+    }
+}
+
+#[tokio::test]
+async fn a_25_mib_file_goes_up_in_chunks_and_resumes_after_a_skipped_one() {
+    let server = Server::in_process(&[]).await;
+    let data = pattern(25 * MIB + 12_345, 2);
+    let created = start_upload(
+        &server,
+        "alice",
+        json!({"name": "movie.mp4", "size": data.len(), "sha256": sha256_hex(&data)}),
+    )
+    .await;
+    let (id, chunk) = (id_of(&created, "upload_id"), 5 * MIB);
+    assert_eq!(created["chunk_size"], json!(chunk));
+    assert_eq!(created["chunk_count"], json!(6));
+    put_chunks(&server, "alice", &id, &data, chunk, &[3]).await;
+    // The connection dropped before chunk 3: the client asks how far it got.
+    let (status, progress) = server
+        .get(&format!("/v1/media/uploads/{id}"), &token("alice"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(progress["missing_chunks"], json!([3]));
+    assert_eq!(progress["received_bytes"], json!(data.len() - chunk));
+    let early = server
+        .post(
+            &format!("/v1/media/uploads/{id}/complete"),
+            &token("alice"),
+            json!({}),
+        )
+        .await;
+    assert_rest_error(&early, 409, ErrorCode::Conflict);
+    // Another user cannot see or touch the upload.
+    let (status, _) = server
+        .get(&format!("/v1/media/uploads/{id}"), &token("bob"))
+        .await;
+    assert_eq!(status, 404);
+    let piece = &data[3 * chunk..4 * chunk];
+    assert_eq!(put_chunk(&server, "alice", &id, 3, piece, None).await, 204);
+    let (status, file) = server
+        .post(
+            &format!("/v1/media/uploads/{id}/complete"),
+            &token("alice"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{file}");
+    assert_eq!(file["sha256"], json!(sha256_hex(&data)));
+    let (status, _, body) = fetch(&server, "alice", &id_of(&file, "id"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(body == data, "the 25 MiB file differs");
+    let (status, _) = server
+        .get(&format!("/v1/media/uploads/{id}"), &token("alice"))
+        .await;
+    assert_eq!(status, 404, "a completed upload is gone");
+}
+
+#[tokio::test]
+async fn checksum_mismatches_are_refused_and_nothing_is_stored() {
+    let server = Server::in_process(&[]).await;
+    let data = pattern(6 * MIB, 3);
+    let created = start_upload(
+        &server,
+        "alice",
+        json!({"name": "a.bin", "size": data.len(), "sha256": sha256_hex(b"not these bytes")}),
+    )
+    .await;
+    let id = id_of(&created, "upload_id");
+    let first = &data[..5 * MIB];
+    let status = put_chunk(&server, "alice", &id, 0, first, Some(&sha256_hex(b"other"))).await;
+    assert_eq!(status, 422, "a chunk that does not match its header");
+    let (_, progress) = server
+        .get(&format!("/v1/media/uploads/{id}"), &token("alice"))
+        .await;
+    assert_eq!(progress["missing_chunks"], json!([0, 1]));
+    put_chunks(&server, "alice", &id, &data, 5 * MIB, &[]).await;
+    let refused = server
+        .post(
+            &format!("/v1/media/uploads/{id}/complete"),
+            &token("alice"),
+            json!({}),
+        )
+        .await;
+    assert_rest_error(&refused, 422, ErrorCode::ChecksumMismatch);
+    let (status, _) = server
+        .get(&format!("/v1/media/uploads/{id}"), &token("alice"))
+        .await;
+    assert_eq!(status, 404, "the refused upload is removed");
+}
+
+#[tokio::test]
+async fn ranges_are_exact_and_a_bad_one_is_416() {
+    let server = Server::in_process(&[]).await;
+    let data = pattern(10_000, 4);
+    let file = upload(&server, "alice", "clip.bin", &data).await;
+    let id = id_of(&file, "id");
+    for (range, start, end) in [
+        ("bytes=10-19", 10, 20),
+        ("bytes=9990-", 9990, 10_000),
+        ("bytes=-5", 9995, 10_000),
+        ("bytes=9000-99999", 9000, 10_000),
+    ] {
+        let (status, headers, body) = fetch(&server, "alice", &id, &[("range", range)]).await;
+        assert_eq!(status, 206, "{range}");
+        assert!(body == data[start..end], "{range}: bytes differ");
+        assert_eq!(
+            header(&headers, "content-range"),
+            format!("bytes {start}-{}/10000", end - 1)
+        );
+        assert_eq!(
+            header(&headers, "content-length"),
+            (end - start).to_string()
+        );
+    }
+    let (status, headers, _) = fetch(&server, "alice", &id, &[("range", "bytes=10000-")]).await;
+    assert_eq!(status, 416);
+    assert_eq!(header(&headers, "content-range"), "bytes */10000");
+    let (status, _, body) = fetch(&server, "alice", &id, &[("range", "bytes=0-1,5-6")]).await;
+    assert_eq!(
+        (status.as_u16(), body.len()),
+        (200, 10_000),
+        "several ranges: the whole file"
+    );
+    let etag = format!("\"{}\"", sha256_hex(&data));
+    let (status, _, body) = fetch(&server, "alice", &id, &[("if-none-match", &etag)]).await;
+    assert_eq!((status.as_u16(), body.len()), (304, 0));
+    let head = server
+        .client()
+        .head(format!("{}/v1/media/{id}", server.base()))
+        .bearer_auth(token("alice"))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status(), 200);
+    assert_eq!(header(head.headers(), "content-length"), "10000");
+    let (_, meta) = server
+        .get(&format!("/v1/media/{id}/meta"), &token("alice"))
+        .await;
+    assert_eq!(
+        meta["downloads"],
+        json!(1),
+        "GETs from byte 0 (not ranges, HEAD or 304): {meta}"
+    );
+}
+
+#[tokio::test]
+async fn members_see_a_conversations_file_others_get_404() {
+    let server = Server::in_process(&[]).await;
+    let conversation = server.create_group("alice", &["bob", "carol"]).await;
+    let answer = upload_as(
+        &server,
+        &token("bob"),
+        "cat.bin",
+        b"meow",
+        Some(&conversation),
+    )
+    .await;
+    assert_eq!(answer.0, 201, "{answer:?}");
+    let id = id_of(&answer.1, "id");
+    assert_eq!(answer.1["conversations"], json!([conversation]));
+    assert_eq!(fetch(&server, "carol", &id, &[]).await.0, 200);
+    assert_eq!(fetch(&server, "eve", &id, &[]).await.0, 404, "a non-member");
+    let other_tenant = server
+        .client()
+        .get(format!("{}/v1/media/{id}", server.base()))
+        .bearer_auth(token_in("bob", "other-tenant"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(other_tenant.status(), 404, "another tenant");
+    let outsider = upload_as(&server, &token("eve"), "x.bin", b"x", Some(&conversation)).await;
+    assert_rest_error(&outsider, 403, ErrorCode::NotMember);
+    // A removed member loses the file.
+    let (status, _) = server
+        .delete(
+            &format!("/v1/conversations/{conversation}/members/carol"),
+            &token("alice"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(fetch(&server, "carol", &id, &[]).await.0, 404);
+    // An unattached file is its uploader's alone.
+    let own = upload(&server, "alice", "own.bin", b"mine").await;
+    assert_eq!(fetch(&server, "bob", &id_of(&own, "id"), &[]).await.0, 404);
+    // Delete: a member may not, the owner may; then it is gone for everyone.
+    let (status, _) = server
+        .post(
+            &format!("/v1/conversations/{conversation}/members"),
+            &token("alice"),
+            json!({"user": "dave"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let denied = server
+        .delete(&format!("/v1/media/{id}"), &token("dave"))
+        .await;
+    assert_rest_error(&denied, 403, ErrorCode::Forbidden);
+    let (status, _) = server
+        .delete(&format!("/v1/media/{id}"), &token("alice"))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(fetch(&server, "bob", &id, &[]).await.0, 404);
+}
+
+#[tokio::test]
+async fn limits_types_names_and_quota_are_enforced() {
+    let server = Server::in_process(&[
+        "--media-max-file-bytes",
+        "1000",
+        "--media-quota-bytes",
+        "1500",
+    ])
+    .await;
+    let too_big = upload_as(&server, &token("alice"), "big.bin", &pattern(1001, 5), None).await;
+    assert_rest_error(&too_big, 413, ErrorCode::TooLarge);
+    let announced = server
+        .post(
+            "/v1/media/uploads",
+            &token("alice"),
+            json!({"name": "b", "size": 1001}),
+        )
+        .await;
+    assert_rest_error(&announced, 413, ErrorCode::TooLarge);
+    let elf = [b"\x7fELF\x02\x01\x01\x00".as_slice(), &[0u8; 56]].concat();
+    let program = upload_as(&server, &token("alice"), "cute-cat.png", &elf, None).await;
+    assert_rest_error(&program, 415, ErrorCode::UnsupportedMediaType);
+    let hostile = upload(
+        &server,
+        "alice",
+        "../../etc/passwd\u{202e}gpj.exe",
+        b"hello",
+    )
+    .await;
+    let name = hostile["name"].as_str().unwrap_or_default();
+    assert!(
+        !name.contains('/') && !name.contains('\u{202e}') && !name.starts_with('.'),
+        "{name}"
+    );
+    assert_eq!(
+        hostile["content_type"],
+        json!("text/plain; charset=utf-8"),
+        "sniffed, not from the name"
+    );
+    let (_, headers, _) = fetch(&server, "alice", &id_of(&hostile, "id"), &[]).await;
+    let disposition = header(&headers, "content-disposition");
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    assert!(!disposition.contains('/'), "{disposition}");
+    upload(&server, "alice", "a.bin", &pattern(900, 6)).await;
+    let over = upload_as(&server, &token("bob"), "b.bin", &pattern(900, 7), None).await;
+    assert_rest_error(&over, 507, ErrorCode::QuotaExceeded);
+    let no_token = server
+        .request_raw(Method::POST, "/v1/media", None, None, vec![])
+        .await;
+    assert_rest_error(&no_token, 401, ErrorCode::Unauthorized);
+    let metrics = server
+        .get(
+            &format!("/v1/media/{}/meta", "0".repeat(32)),
+            &token("alice"),
+        )
+        .await;
+    assert_rest_error(&metrics, 404, ErrorCode::NotFound);
+    let _ = TENANT;
+}
+
+#[tokio::test]
+async fn an_upload_survives_a_restart_and_an_idle_one_expires() {
+    let mut server = Server::start_with(&["--media-upload-expiry", "6s"]).await;
+    let data = pattern(6 * MIB, 8);
+    let created = start_upload(
+        &server,
+        "alice",
+        json!({"name": "a.bin", "size": data.len()}),
+    )
+    .await;
+    let id = id_of(&created, "upload_id");
+    put_chunks(&server, "alice", &id, &data, 5 * MIB, &[1]).await;
+    server.kill9();
+    server.restart().await;
+    let (status, progress) = server
+        .get(&format!("/v1/media/uploads/{id}"), &token("alice"))
+        .await;
+    assert_eq!(
+        status, 200,
+        "the upload is still there after a restart: {progress}"
+    );
+    put_chunks(&server, "alice", &id, &data, 5 * MIB, &[0]).await;
+    let (status, file) = server
+        .post(
+            &format!("/v1/media/uploads/{id}/complete"),
+            &token("alice"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{file}");
+    assert_eq!(
+        fetch(&server, "alice", &id_of(&file, "id"), &[]).await.2,
+        data
+    );
+
+    let idle = start_upload(&server, "alice", json!({"name": "idle.bin", "size": 10})).await;
+    let idle = id_of(&idle, "upload_id");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, _) = server
+            .get(&format!("/v1/media/uploads/{idle}"), &token("alice"))
+            .await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle upload never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let metrics = server.metrics().await;
+    assert!(
+        common::metric_value(&metrics, "confab_media_uploads_expired_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+}
