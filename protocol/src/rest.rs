@@ -160,10 +160,14 @@ pub struct UpdateMember {
     pub role: Role,
 }
 
-/// A file attached to a message (uploaded through the media API).
+/// A file attached to a message (uploaded through the media API, `POST /v1/media`).
+///
+/// A client sends only the file's id, as a string (`"attachments": ["<id>"]`) or as
+/// `{"id": "<id>"}` (older clients also sent `name`, `mime` and `size`: they still parse, and
+/// are ignored); the server checks the file and fills in its stored name, type and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
+#[serde(from = "AttachmentRef")]
 pub struct Attachment {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +176,50 @@ pub struct Attachment {
     pub mime: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+}
+
+/// An attachment as a client may write it: a bare id, or an object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AttachmentRef {
+    Id(String),
+    Object(AttachmentObject),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentObject {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    mime: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+impl From<AttachmentRef> for Attachment {
+    fn from(reference: AttachmentRef) -> Attachment {
+        match reference {
+            AttachmentRef::Id(id) => Attachment {
+                id,
+                name: None,
+                mime: None,
+                size: None,
+            },
+            AttachmentRef::Object(AttachmentObject {
+                id,
+                name,
+                mime,
+                size,
+            }) => Attachment {
+                id,
+                name,
+                mime,
+                size,
+            },
+        }
+    }
 }
 
 /// Reactions with one emoji on a message.
@@ -341,4 +389,23 @@ pub struct MarkRead {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_parse_as_ids_or_objects_as_older_clients_wrote_them() {
+        let parsed: Vec<Attachment> =
+            serde_json::from_str(r#"["m1", {"id": "m2"}, {"id": "m3", "name": "a.png", "mime": "image/png", "size": 3}]"#)
+                .expect("parse");
+        assert_eq!(parsed[0].id, "m1");
+        assert_eq!(parsed[1].id, "m2");
+        assert_eq!((parsed[2].id.as_str(), parsed[2].size), ("m3", Some(3)));
+        assert!(serde_json::from_str::<Attachment>(r#"{"id": "m", "evil": 1}"#).is_err());
+        assert!(serde_json::from_str::<Attachment>("7").is_err());
+        let written = serde_json::to_string(&parsed[1]).expect("serialize");
+        assert_eq!(written, r#"{"id":"m2"}"#);
+    }
 }

@@ -53,6 +53,34 @@ pub async fn send(state: &AppState, user: &AuthUser, msg: Outgoing) -> Result<Ap
     Ok(appended)
 }
 
+/// The files of a message: each checked by the store (the sender's own file, or one already
+/// in this conversation) and described by its stored name, type and size, whatever the client
+/// wrote. The conversation's members see them from then on.
+async fn attach(
+    state: &AppState,
+    user: &AuthUser,
+    conversation: &str,
+    attachments: &[Attachment],
+) -> Result<Vec<Attachment>, AppError> {
+    if attachments.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = attachments.iter().map(|a| a.id.clone()).collect();
+    let files = state
+        .store
+        .attach_media(&user.tenant, &user.user, conversation, &ids)
+        .await?;
+    Ok(files
+        .into_iter()
+        .map(|file| Attachment {
+            id: file.id,
+            name: Some(file.name),
+            mime: Some(file.content_type),
+            size: Some(file.size),
+        })
+        .collect())
+}
+
 /// Validates, rate-limits and queues a message ([`Store::queue_message`]): sends queued one
 /// after another take seqs in that order. The returned future gives the outcome once the message
 /// is on disk.
@@ -75,6 +103,7 @@ pub async fn queue_send(
         validate::id("reply_to", reply_to)?;
     }
     state.check_message_rate(user)?;
+    let attachments = attach(state, user, &msg.conversation, &msg.attachments).await?;
     Ok(state
         .store
         .queue_message(NewMessage {
@@ -84,7 +113,7 @@ pub async fn queue_send(
             client_msg_id: msg.client_msg_id,
             body: msg.body,
             reply_to: msg.reply_to,
-            attachments: msg.attachments,
+            attachments,
         })
         .await)
 }

@@ -535,18 +535,28 @@ async fn replies_attachments_and_unicode_round_trip() {
     bob.join(&conversation).await;
     let body = "héllo 👋🏽 — 日本語\nsecond line\ttab";
     let original = alice.send_message(&conversation, "u-1", body).await;
+    // The client names the file by id; the server fills in what it stored.
+    let jpeg = [b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00".as_slice(), &[0u8; 100]].concat();
+    let file = server.upload("alice", "photo.jpg", &jpeg).await;
+    let id = file["id"].as_str().expect("id").to_owned();
     let attachment = confab_protocol::rest::Attachment {
-        id: "file-1".into(),
+        id: id.clone(),
         name: Some("photo.jpg".into()),
         mime: Some("image/jpeg".into()),
-        size: Some(1234),
+        size: Some(jpeg.len() as u64),
+    };
+    let reference = confab_protocol::rest::Attachment {
+        id,
+        name: None,
+        mime: None,
+        size: None,
     };
     let reply = Command::Send {
         conversation: conversation.clone(),
         client_msg_id: "u-2".into(),
         body: String::new(),
         reply_to: Some(original.id.clone()),
-        attachments: vec![attachment.clone()],
+        attachments: vec![reference.clone()],
     };
     match alice.request(reply).await {
         ServerFrame::Ack { seq, .. } => assert_eq!(seq, 2),
@@ -561,6 +571,27 @@ async fn replies_attachments_and_unicode_round_trip() {
     assert_eq!(history[0].body, body);
     assert_eq!(history[1].reply_to.as_deref(), Some(original.id.as_str()));
     assert_eq!(history[1].attachments, vec![attachment.clone()]);
+    // Bob, a member, now reads the file; a made-up id is not found.
+    let (status, _) = server
+        .get(
+            &format!("/v1/media/{}/meta", attachment.id),
+            &common::token("bob"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let made_up = Command::Send {
+        conversation: conversation.clone(),
+        client_msg_id: "u-4".into(),
+        body: "x.exe".into(),
+        reply_to: None,
+        attachments: vec![confab_protocol::rest::Attachment {
+            id: "made-up-file".into(),
+            name: Some("x.exe".into()),
+            mime: None,
+            size: Some(1 << 40),
+        }],
+    };
+    alice.expect_error(made_up, ErrorCode::NotFound).await;
 
     let too_many = Command::Send {
         conversation: conversation.clone(),

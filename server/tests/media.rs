@@ -18,54 +18,6 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// A `multipart/form-data` body with a file part (and a conversation, if any).
-fn form(name: &str, bytes: &[u8], conversation: Option<&str>) -> (String, Vec<u8>) {
-    let boundary = "confab-test-boundary-7d1f";
-    let mut body = Vec::new();
-    if let Some(conversation) = conversation {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"conversation\"\r\n\r\n{conversation}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-async fn upload_as(
-    server: &Server,
-    bearer: &str,
-    name: &str,
-    bytes: &[u8],
-    conversation: Option<&str>,
-) -> (u16, Value) {
-    let (content_type, body) = form(name, bytes, conversation);
-    server
-        .request_raw(
-            Method::POST,
-            "/v1/media",
-            Some(&format!("Bearer {bearer}")),
-            Some(&content_type),
-            body,
-        )
-        .await
-}
-
-async fn upload(server: &Server, user: &str, name: &str, bytes: &[u8]) -> Value {
-    let answer = upload_as(server, &token(user), name, bytes, None).await;
-    assert_eq!(answer.0, 201, "{answer:?}");
-    answer.1
-}
-
 /// A download: status, headers and bytes.
 async fn fetch(
     server: &Server,
@@ -158,7 +110,7 @@ async fn files_round_trip_byte_for_byte() {
     let server = Server::in_process(&[]).await;
     for len in [0, 1, 70_000] {
         let data = pattern(len, 1);
-        let file = upload(&server, "alice", "data.bin", &data).await;
+        let file = server.upload("alice", "data.bin", &data).await;
         assert_eq!(file["size"], json!(len));
         assert_eq!(file["sha256"], json!(sha256_hex(&data)));
         assert_eq!(file["uploader"], json!("alice"));
@@ -268,7 +220,7 @@ async fn checksum_mismatches_are_refused_and_nothing_is_stored() {
 async fn ranges_are_exact_and_a_bad_one_is_416() {
     let server = Server::in_process(&[]).await;
     let data = pattern(10_000, 4);
-    let file = upload(&server, "alice", "clip.bin", &data).await;
+    let file = server.upload("alice", "clip.bin", &data).await;
     let id = id_of(&file, "id");
     for (range, start, end) in [
         ("bytes=10-19", 10, 20),
@@ -323,14 +275,9 @@ async fn ranges_are_exact_and_a_bad_one_is_416() {
 async fn members_see_a_conversations_file_others_get_404() {
     let server = Server::in_process(&[]).await;
     let conversation = server.create_group("alice", &["bob", "carol"]).await;
-    let answer = upload_as(
-        &server,
-        &token("bob"),
-        "cat.bin",
-        b"meow",
-        Some(&conversation),
-    )
-    .await;
+    let answer = server
+        .upload_as(&token("bob"), "cat.bin", b"meow", Some(&conversation))
+        .await;
     assert_eq!(answer.0, 201, "{answer:?}");
     let id = id_of(&answer.1, "id");
     assert_eq!(answer.1["conversations"], json!([conversation]));
@@ -344,7 +291,9 @@ async fn members_see_a_conversations_file_others_get_404() {
         .await
         .expect("GET");
     assert_eq!(other_tenant.status(), 404, "another tenant");
-    let outsider = upload_as(&server, &token("eve"), "x.bin", b"x", Some(&conversation)).await;
+    let outsider = server
+        .upload_as(&token("eve"), "x.bin", b"x", Some(&conversation))
+        .await;
     assert_rest_error(&outsider, 403, ErrorCode::NotMember);
     // A removed member loses the file.
     let (status, _) = server
@@ -356,7 +305,7 @@ async fn members_see_a_conversations_file_others_get_404() {
     assert_eq!(status, 200);
     assert_eq!(fetch(&server, "carol", &id, &[]).await.0, 404);
     // An unattached file is its uploader's alone.
-    let own = upload(&server, "alice", "own.bin", b"mine").await;
+    let own = server.upload("alice", "own.bin", b"mine").await;
     assert_eq!(fetch(&server, "bob", &id_of(&own, "id"), &[]).await.0, 404);
     // Delete: a member may not, the owner may; then it is gone for everyone.
     let (status, _) = server
@@ -387,7 +336,9 @@ async fn limits_types_names_and_quota_are_enforced() {
         "1500",
     ])
     .await;
-    let too_big = upload_as(&server, &token("alice"), "big.bin", &pattern(1001, 5), None).await;
+    let too_big = server
+        .upload_as(&token("alice"), "big.bin", &pattern(1001, 5), None)
+        .await;
     assert_rest_error(&too_big, 413, ErrorCode::TooLarge);
     let announced = server
         .post(
@@ -398,15 +349,13 @@ async fn limits_types_names_and_quota_are_enforced() {
         .await;
     assert_rest_error(&announced, 413, ErrorCode::TooLarge);
     let elf = [b"\x7fELF\x02\x01\x01\x00".as_slice(), &[0u8; 56]].concat();
-    let program = upload_as(&server, &token("alice"), "cute-cat.png", &elf, None).await;
+    let program = server
+        .upload_as(&token("alice"), "cute-cat.png", &elf, None)
+        .await;
     assert_rest_error(&program, 415, ErrorCode::UnsupportedMediaType);
-    let hostile = upload(
-        &server,
-        "alice",
-        "../../etc/passwd\u{202e}gpj.exe",
-        b"hello",
-    )
-    .await;
+    let hostile = server
+        .upload("alice", "../../etc/passwd\u{202e}gpj.exe", b"hello")
+        .await;
     let name = hostile["name"].as_str().unwrap_or_default();
     assert!(
         !name.contains('/') && !name.contains('\u{202e}') && !name.starts_with('.'),
@@ -421,8 +370,10 @@ async fn limits_types_names_and_quota_are_enforced() {
     let disposition = header(&headers, "content-disposition");
     assert!(disposition.starts_with("attachment;"), "{disposition}");
     assert!(!disposition.contains('/'), "{disposition}");
-    upload(&server, "alice", "a.bin", &pattern(900, 6)).await;
-    let over = upload_as(&server, &token("bob"), "b.bin", &pattern(900, 7), None).await;
+    server.upload("alice", "a.bin", &pattern(900, 6)).await;
+    let over = server
+        .upload_as(&token("bob"), "b.bin", &pattern(900, 7), None)
+        .await;
     assert_rest_error(&over, 507, ErrorCode::QuotaExceeded);
     let no_token = server
         .request_raw(Method::POST, "/v1/media", None, None, vec![])

@@ -176,6 +176,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         reader: Reader<'_>,
         id: &str,
     ) -> impl Future<Output = Result<MediaFile>> + Send;
+    /// Attached by `reader.user`.
+    fn attach_media(
+        &self,
+        reader: Reader<'_>,
+        conversation: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<MediaFile>>> + Send;
     fn count_download(&self, tenant: &str, id: &str) -> impl Future<Output = Result<()>> + Send;
     fn media_usage(&self, tenant: &str) -> impl Future<Output = Result<u64>> + Send;
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
@@ -384,6 +391,17 @@ impl<B: Backend> Store for B {
 
     async fn delete_media(&self, tenant: &str, by: &str, id: &str) -> Result<MediaFile> {
         Backend::delete_media(self, Reader { tenant, user: by }, id).await
+    }
+
+    async fn attach_media(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        ids: &[String],
+    ) -> Result<Vec<MediaFile>> {
+        let reader = Reader { tenant, user: by };
+        Backend::attach_media(self, reader, conversation, ids).await
     }
 
     async fn count_download(&self, tenant: &str, id: &str) -> Result<()> {

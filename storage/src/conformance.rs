@@ -67,7 +67,8 @@ pub use lifecycle::{
     replay_matches_what_was_published, write_then_close,
 };
 pub use media_files::{
-    media_delete_rules, media_files_are_seen_by_their_conversation, media_quota_usage_and_downloads,
+    media_attachment_rules, media_delete_rules, media_files_are_seen_by_their_conversation,
+    media_quota_usage_and_downloads,
 };
 pub use members::{direct_members_are_fixed, member_rules, role_rules};
 pub use messages::{
@@ -107,6 +108,7 @@ macro_rules! store_conformance_suite {
             close_refuses_writes,
             media_files_are_seen_by_their_conversation,
             media_delete_rules,
+            media_attachment_rules,
             media_quota_usage_and_downloads,
         );
     };

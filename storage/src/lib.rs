@@ -357,6 +357,18 @@ pub trait Store: Send + Sync + 'static {
     /// `Forbidden` for other members) and returns it, so that the caller frees its bytes.
     async fn delete_media(&self, tenant: &str, by: &str, id: &str) -> Result<MediaFile>;
 
+    /// Attaches files `ids` to a message `by` is about to send in `conversation` (a member:
+    /// `NotMember` otherwise): each must be one `by` sees (`NotFound` otherwise) and their own
+    /// or already in that conversation (`Forbidden` otherwise). The conversation's members see
+    /// them from then on. Returns them in the order of `ids`.
+    async fn attach_media(
+        &self,
+        tenant: &str,
+        by: &str,
+        conversation: &str,
+        ids: &[String],
+    ) -> Result<Vec<MediaFile>>;
+
     /// Counts a download of file `id` (no access check: the caller has made it).
     async fn count_download(&self, tenant: &str, id: &str) -> Result<()>;
 

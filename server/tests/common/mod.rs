@@ -332,6 +332,34 @@ impl Server {
         response.text().await.expect("metrics body")
     }
 
+    // ---- media ----
+
+    /// `POST /v1/media` with `bearer`'s token: a file (and its conversation, if any).
+    pub async fn upload_as(
+        &self,
+        bearer: &str,
+        name: &str,
+        bytes: &[u8],
+        conversation: Option<&str>,
+    ) -> (u16, Value) {
+        let (content_type, body) = form(name, bytes, conversation);
+        self.request_raw(
+            reqwest::Method::POST,
+            "/v1/media",
+            Some(&format!("Bearer {bearer}")),
+            Some(&content_type),
+            body,
+        )
+        .await
+    }
+
+    /// Uploads a file of `user`'s; it must be accepted (201).
+    pub async fn upload(&self, user: &str, name: &str, bytes: &[u8]) -> Value {
+        let answer = self.upload_as(&token(user), name, bytes, None).await;
+        assert_eq!(answer.0, 201, "{answer:?}");
+        answer.1
+    }
+
     // ---- domain helpers ----
 
     /// Creates a group owned by `owner` with `members`; returns its id.
@@ -478,6 +506,29 @@ async fn split_response(response: reqwest::Response) -> (u16, Value) {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
     (status, value)
+}
+
+/// A `multipart/form-data` body with a file part (and a conversation, if any).
+fn form(name: &str, bytes: &[u8], conversation: Option<&str>) -> (String, Vec<u8>) {
+    let boundary = "confab-test-boundary-7d1f";
+    let mut body = Vec::new();
+    if let Some(conversation) = conversation {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"conversation\"\r\n\r\n{conversation}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// The value of a Prometheus metric (the sum over its label sets), if present.

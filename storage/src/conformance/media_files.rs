@@ -168,6 +168,73 @@ pub async fn media_delete_rules(store: DynStore, _sink: Arc<RecordingSink>) {
         .expect("own file");
 }
 
+/// A sender attaches their own files anywhere they are a member, and files already in the
+/// conversation; the conversation's members then see the file.
+pub async fn media_attachment_rules(store: DynStore, _sink: Arc<RecordingSink>) {
+    let first = group(&store, "alice", &["bob"]).await;
+    let second = group(&store, "bob", &["carol"]).await;
+    let (c1, c2) = (first.id.as_str(), second.id.as_str());
+    store
+        .create_media(new_file("own", "bob", None, 1))
+        .await
+        .expect("own");
+    store
+        .create_media(new_file("in-c1", "alice", Some(c1), 1))
+        .await
+        .expect("in c1");
+    let ids = |list: &[&str]| list.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
+
+    let attached = store
+        .attach_media(TENANT, "bob", c2, &ids(&["own"]))
+        .await
+        .expect("own file");
+    assert_eq!(attached[0].conversations, [c2]);
+    assert_eq!(
+        store
+            .media(TENANT, "carol", "own")
+            .await
+            .expect("carol sees it")
+            .id,
+        "own"
+    );
+    // Alice's file, in c1: Bob may send it again in c1, not forward it to c2.
+    let again = store
+        .attach_media(TENANT, "bob", c1, &ids(&["in-c1", "own"]))
+        .await
+        .expect("c1");
+    assert_eq!(
+        again.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["in-c1", "own"]
+    );
+    let mut both = vec![c1.to_owned(), c2.to_owned()];
+    both.sort();
+    assert_eq!(again[1].conversations, both);
+    expect_err!(
+        store
+            .attach_media(TENANT, "bob", c2, &ids(&["in-c1"]))
+            .await,
+        StoreError::Forbidden(_)
+    );
+    expect_err!(
+        store
+            .attach_media(TENANT, "bob", c1, &ids(&["made-up"]))
+            .await,
+        StoreError::NotFound("media")
+    );
+    expect_err!(
+        store
+            .attach_media(TENANT, "carol", c1, &ids(&["own"]))
+            .await,
+        StoreError::NotMember
+    );
+    expect_err!(
+        store
+            .attach_media(OTHER_TENANT, "bob", c1, &ids(&["own"]))
+            .await,
+        StoreError::NotFound(_)
+    );
+}
+
 /// Usage sums the tenant's files; a file past the quota is refused; downloads are counted.
 pub async fn media_quota_usage_and_downloads(store: DynStore, _sink: Arc<RecordingSink>) {
     assert_eq!(store.media_usage(TENANT).await.expect("usage"), 0);

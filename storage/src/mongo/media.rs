@@ -146,6 +146,39 @@ pub(super) async fn delete_media(
     Ok(file)
 }
 
+pub(super) async fn attach_media(
+    cx: &mut Ctx,
+    reader: Reader<'_>,
+    conversation: &str,
+    ids: &[String],
+) -> OpResult<Vec<MediaFile>> {
+    require_member(cx, reader.tenant, conversation, reader.user).await?;
+    let mut files = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (mut file, role) = visible(cx, reader, id).await?;
+        let in_conversation = file.conversations.iter().any(|c| c == conversation);
+        let access = MediaAccess {
+            uploader: &file.uploader,
+            role,
+        };
+        rules::attachable(&access, reader.user, in_conversation)?;
+        if !in_conversation {
+            cx.db
+                .media
+                .update_one(
+                    doc! { "tenant": reader.tenant, "id": id },
+                    doc! { "$addToSet": { "conversations": conversation } },
+                )
+                .session(&mut cx.session)
+                .await?;
+            file.conversations.push(conversation.to_owned());
+            file.conversations.sort();
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
 pub(super) async fn count_download(cx: &mut Ctx, tenant: &str, id: &str) -> OpResult<()> {
     cx.db
         .media

@@ -287,6 +287,22 @@ impl Backend for MongoStore {
         .await
     }
 
+    async fn attach_media(
+        &self,
+        reader: Reader<'_>,
+        conversation: &str,
+        ids: &[String],
+    ) -> Result<Vec<MediaFile>> {
+        self.write(
+            None,
+            &(reader, conversation, ids),
+            |cx, &(reader, conversation, ids)| {
+                Box::pin(media::attach_media(cx, reader, conversation, ids))
+            },
+        )
+        .await
+    }
+
     async fn count_download(&self, tenant: &str, id: &str) -> Result<()> {
         self.write(None, &(tenant, id), |cx, &(tenant, id)| {
             Box::pin(media::count_download(cx, tenant, id))

@@ -40,6 +40,18 @@ pub(crate) fn deletable(access: &MediaAccess<'_>, by: &str) -> Result<()> {
     ))
 }
 
+/// `by` attaches a file they see to a message in `conversation`: their own file anywhere, or a
+/// file already in that conversation (forwarding someone else's file elsewhere is refused).
+pub(crate) fn attachable(access: &MediaAccess<'_>, by: &str, in_conversation: bool) -> Result<()> {
+    readable(access, by)?;
+    if access.uploader == by || in_conversation {
+        return Ok(());
+    }
+    Err(StoreError::Forbidden(
+        "only its uploader attaches a file to another conversation".to_owned(),
+    ))
+}
+
 /// A file of `size` bytes fits when the tenant's files take `used` bytes of `quota` (no quota:
 /// always).
 pub(crate) fn within_quota(used: u64, size: u64, quota: Option<u64>) -> Result<()> {
@@ -94,6 +106,20 @@ mod tests {
         ));
         assert!(matches!(
             deletable(&access(None), "eve"),
+            Err(StoreError::NotFound("media"))
+        ));
+    }
+
+    #[test]
+    fn files_are_attached_by_their_uploader_or_within_their_conversation() {
+        assert!(attachable(&access(None), "ann", false).is_ok());
+        assert!(attachable(&access(Some(Role::Member)), "bob", true).is_ok());
+        assert!(matches!(
+            attachable(&access(Some(Role::Member)), "bob", false),
+            Err(StoreError::Forbidden(_))
+        ));
+        assert!(matches!(
+            attachable(&access(None), "eve", true),
             Err(StoreError::NotFound("media"))
         ));
     }

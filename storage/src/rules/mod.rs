@@ -21,7 +21,9 @@ use confab_protocol::rest::Role;
 use crate::{Result, StoreError};
 
 pub(crate) use conversations::{Creation, Update, mark_read, update_conversation};
-pub(crate) use media::{MediaAccess, deletable, higher, media_found, readable, within_quota};
+pub(crate) use media::{
+    MediaAccess, attachable, deletable, higher, media_found, readable, within_quota,
+};
 pub(crate) use members::{MemberCounts, add_member, change_members, remove_member, set_role};
 pub(crate) use messages::{
     MessageState, add_reaction, client_msg_id, delete_message, edit_message, remove_reaction,

@@ -152,6 +152,37 @@ pub(super) fn delete_media(
     Ok(file)
 }
 
+pub(super) fn attach_media(
+    conn: &Connection,
+    tenant: &str,
+    by: &str,
+    conversation: &str,
+    ids: &[String],
+) -> Result<Vec<MediaFile>> {
+    require_member(conn, tenant, conversation, by)?;
+    let mut files = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (mut file, role) = visible(conn, tenant, by, id)?;
+        let in_conversation = file.conversations.iter().any(|c| c == conversation);
+        let access = MediaAccess {
+            uploader: &file.uploader,
+            role,
+        };
+        rules::attachable(&access, by, in_conversation)?;
+        if !in_conversation {
+            conn.prepare_cached(
+                "INSERT INTO media_links (tenant, media_id, conversation_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute((tenant, id, conversation))?;
+            file.conversations.push(conversation.to_owned());
+            file.conversations.sort();
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
 pub(super) fn count_download(conn: &Connection, tenant: &str, id: &str) -> Result<()> {
     conn.prepare_cached(
         "UPDATE media SET downloads = downloads + 1 WHERE tenant = ?1 AND id = ?2",

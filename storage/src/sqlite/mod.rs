@@ -266,6 +266,18 @@ impl Backend for SqliteStore {
             .await
     }
 
+    async fn attach_media(
+        &self,
+        reader: Reader<'_>,
+        conversation: &str,
+        ids: &[String],
+    ) -> Result<Vec<MediaFile>> {
+        let ((tenant, by), conversation) = (reader.owned(), conversation.to_owned());
+        let ids = ids.to_vec();
+        self.write(move |conn, _| media::attach_media(conn, &tenant, &by, &conversation, &ids))
+            .await
+    }
+
     async fn count_download(&self, tenant: &str, id: &str) -> Result<()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn, _| media::count_download(conn, &tenant, &id))
