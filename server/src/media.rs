@@ -14,7 +14,8 @@ use bytes::{Bytes, BytesMut};
 use confab_protocol::ErrorCode;
 use confab_protocol::rest::{CreateUpload, MediaInfo};
 use confab_storage::media::names::{content_disposition, safe_name};
-use confab_storage::media::sniff::sniff;
+use confab_storage::media::sniff::{is_thumbnailable, sniff};
+use confab_storage::media::thumbnail::{ThumbnailError, ThumbnailLimits, thumbnail};
 use confab_storage::media::{ByteRange, Media, MediaError, NewUpload, Stored};
 use confab_storage::{MediaFile, NewMediaFile, StoreError};
 use futures_util::StreamExt;
@@ -103,6 +104,61 @@ pub fn upload_failed(way: &'static str, err: &MediaError) {
     crate::metrics::media_upload(way, err.code().as_str());
 }
 
+/// The longest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 320;
+/// The largest image a thumbnail is made of.
+const THUMBNAIL_SOURCE_MAX: u64 = 50 * 1024 * 1024;
+/// Images decoded at once: each may take up to the decoder's memory limit (256 MiB).
+static THUMBNAILING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Makes and stores the thumbnail of image file `id`, decoding it off the async runtime under
+/// the decoder's limits (a decompression bomb is refused from its header, not decoded).
+pub async fn make_thumbnail(media: &Media, tenant: &str, id: &str) -> Result<Bytes, AppError> {
+    let no_thumbnail = |reason: &'static str, why: String| {
+        crate::metrics::media_thumbnail_failed(reason);
+        AppError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("no thumbnail: {why}"),
+        )
+    };
+    let source = match media.read_whole(tenant, id, THUMBNAIL_SOURCE_MAX).await {
+        Ok(source) => source,
+        Err(MediaError::TooLarge { max }) => {
+            return Err(no_thumbnail(
+                "too_large",
+                format!("the image is over {max} bytes"),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let _permit = THUMBNAILING.acquire().await.map_err(AppError::internal)?;
+    let made = tokio::task::spawn_blocking(move || {
+        thumbnail(&source, THUMBNAIL_SIDE, &ThumbnailLimits::default())
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let made = made.map_err(|err| {
+        let reason = match err {
+            ThumbnailError::TooLarge => "too_large",
+            ThumbnailError::Unsupported => "unsupported",
+            ThumbnailError::Corrupt(_) => "corrupt",
+        };
+        no_thumbnail(reason, err.to_string())
+    })?;
+    let bytes = Bytes::from(made.bytes);
+    media.put_thumbnail(tenant, id, bytes.clone()).await?;
+    Ok(bytes)
+}
+
+/// The type of a stored thumbnail, from its first bytes (PNG or JPEG).
+pub fn thumbnail_type(bytes: &[u8]) -> &'static str {
+    if bytes.starts_with(b"\x89PNG") {
+        "image/png"
+    } else {
+        "image/jpeg"
+    }
+}
+
 /// A file whose bytes are stored, not yet recorded.
 pub struct Received {
     pub id: String,
@@ -127,6 +183,15 @@ pub async fn register(
         Ok(file) => {
             crate::metrics::media_uploaded(if way == "single" { stored.size } else { 0 });
             crate::metrics::media_upload(way, "stored");
+            if is_thumbnailable(&file.content_type) {
+                // Made now, off the request, so that it is ready when first asked for.
+                let (media, tenant, id) = (state.media.clone(), user.tenant.clone(), id.clone());
+                tokio::spawn(async move {
+                    if let Err(err) = make_thumbnail(&media, &tenant, &id).await {
+                        tracing::debug!(media = %id, error = %err, "no thumbnail");
+                    }
+                });
+            }
             Ok(info(file))
         }
         Err(err) => {

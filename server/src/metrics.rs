@@ -47,6 +47,7 @@ pub const MEDIA_DOWNLOADED_BYTES_TOTAL: &str = "confab_media_downloaded_bytes_to
 pub const MEDIA_UPLOADS_IN_PROGRESS: &str = "confab_media_uploads_in_progress";
 pub const MEDIA_UPLOADS_TOTAL: &str = "confab_media_uploads_total";
 pub const MEDIA_UPLOADS_EXPIRED_TOTAL: &str = "confab_media_uploads_expired_total";
+pub const MEDIA_THUMBNAIL_FAILURES_TOTAL: &str = "confab_media_thumbnail_failures_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
@@ -111,6 +112,7 @@ pub const ALL: &[Metric] = &[
     metric(MEDIA_UPLOADS_IN_PROGRESS, Gauge, "Media upload requests streaming into storage."),
     metric(MEDIA_UPLOADS_TOTAL, Counter, "Media uploads finished, by way and outcome."),
     metric(MEDIA_UPLOADS_EXPIRED_TOTAL, Counter, "Resumable uploads removed after going idle."),
+    metric(MEDIA_THUMBNAIL_FAILURES_TOTAL, Counter, "Images no thumbnail was made of, by reason."),
     metric(PROCESS_RESIDENT_MEMORY, Gauge, "Resident memory size in bytes."),
     metric(PROCESS_CPU_SECONDS, Counter, "User and system CPU time in seconds."),
     metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
@@ -230,6 +232,12 @@ pub fn media_uploading(delta: f64) {
 /// An upload finished: `way` is `single` or `chunked`, `outcome` `stored` or an error code.
 pub fn media_upload(way: &'static str, outcome: &'static str) {
     counter!(MEDIA_UPLOADS_TOTAL, "way" => way, "outcome" => outcome).increment(1);
+}
+
+/// `reason`: `too_large` (refused by the decoder's limits or the source size), `unsupported`,
+/// `corrupt`.
+pub fn media_thumbnail_failed(reason: &'static str) {
+    counter!(MEDIA_THUMBNAIL_FAILURES_TOTAL, "reason" => reason).increment(1);
 }
 
 pub fn media_uploads_expired(count: usize) {

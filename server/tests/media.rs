@@ -446,3 +446,82 @@ async fn an_upload_survives_a_restart_and_an_idle_one_expires() {
         "{metrics}"
     );
 }
+
+/// An image of `width` × `height` in `format`, as a client would upload it.
+fn image_bytes(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let pixels = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(pixels)
+        .write_to(&mut out, format)
+        .expect("encode");
+    out.into_inner()
+}
+
+/// CRC-32 (IEEE) as PNG chunks use it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A real 1×1 PNG whose header claims 60000 × 60000 pixels (14 GB decoded).
+fn png_bomb() -> Vec<u8> {
+    let mut png = image_bytes(1, 1, image::ImageFormat::Png);
+    // Signature (8), then IHDR: length (4), "IHDR" (4), width (4), height (4), … CRC.
+    png[16..20].copy_from_slice(&60_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&60_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+async fn thumbnail_of(server: &Server, id: &str) -> (StatusCode, String, Vec<u8>) {
+    let response = server
+        .client()
+        .get(format!("{}/v1/media/{id}/thumbnail", server.base()))
+        .bearer_auth(token("alice"))
+        .send()
+        .await
+        .expect("GET thumbnail");
+    let status = response.status();
+    let kind = header(response.headers(), "content-type").to_owned();
+    (status, kind, response.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test]
+async fn images_get_thumbnails_of_the_expected_size_and_a_bomb_is_refused() {
+    let server = Server::in_process(&[]).await;
+    for (format, width, height, expected) in [
+        (image::ImageFormat::Png, 640, 480, (320, 240)),
+        (image::ImageFormat::Jpeg, 400, 800, (160, 320)),
+        (image::ImageFormat::Png, 100, 50, (100, 50)),
+    ] {
+        let file = server
+            .upload("alice", "picture", &image_bytes(width, height, format))
+            .await;
+        assert_eq!(file["content_type"], json!(format.to_mime_type()));
+        let (status, kind, bytes) = thumbnail_of(&server, &id_of(&file, "id")).await;
+        assert_eq!(status, 200, "{format:?}");
+        assert_eq!(kind, "image/jpeg", "no transparency: JPEG");
+        let thumb = image::load_from_memory(&bytes).expect("a decodable thumbnail");
+        assert_eq!(
+            (thumb.width(), thumb.height()),
+            expected,
+            "{format:?} {width}×{height}"
+        );
+    }
+    let bomb = server.upload("alice", "bomb.png", &png_bomb()).await;
+    let (status, _, body) = thumbnail_of(&server, &id_of(&bomb, "id")).await;
+    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
+    let text = server.upload("alice", "notes.txt", b"just words").await;
+    assert_eq!(thumbnail_of(&server, &id_of(&text, "id")).await.0, 404);
+}

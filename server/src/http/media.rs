@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{CreateUpload, MediaInfo, UploadCreated, UploadProgress};
+use confab_storage::media::sniff::is_thumbnailable;
 use confab_storage::media::{MediaError, Upload};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -35,6 +36,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/media/uploads/{upload_id}/complete", post(complete))
         .route("/v1/media/{id}", get(download).delete(remove))
         .route("/v1/media/{id}/meta", get(meta))
+        .route("/v1/media/{id}/thumbnail", get(thumbnail))
 }
 
 /// The form of `POST /v1/media`.
@@ -258,6 +260,50 @@ pub async fn meta(
     validate::id("id", &id)?;
     let file = state.store.media(&user.tenant, &user.user, &id).await?;
     Ok(Json(server_media::info(file)))
+}
+
+/// A thumbnail of an image file (PNG, JPEG, GIF, WebP), at most 320 pixels on its longest side:
+/// JPEG, or PNG for images with transparency. Made after upload; made now if it is not ready.
+#[utoipa::path(get, path = "/v1/media/{id}/thumbnail", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the thumbnail", content_type = "image/jpeg"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "no such file, or not an image", body = ErrorBody),
+        (status = 415, description = "an image no thumbnail can be made of (corrupt, or too large to decode)", body = ErrorBody)))]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, AppError> {
+    validate::id("id", &id)?;
+    let file = state.store.media(&user.tenant, &user.user, &id).await?;
+    if !is_thumbnailable(&file.content_type) {
+        return Err(AppError::not_found(
+            "this file is not an image with a thumbnail",
+        ));
+    }
+    let bytes = match state.media.thumbnail(&user.tenant, &id).await {
+        Ok(bytes) => bytes,
+        Err(MediaError::NotFound) => {
+            server_media::make_thumbnail(&state.media, &user.tenant, &id).await?
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(server_media::thumbnail_type(&bytes)),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=86400, immutable"),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    ];
+    Ok((headers, bytes).into_response())
 }
 
 /// Deletes the file for everyone and frees its storage (its uploader, or an owner or admin of

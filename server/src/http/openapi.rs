@@ -18,7 +18,7 @@ use super::{conversations, media, messages, ops, web};
         messages::list, messages::send, messages::fetch, messages::edit, messages::remove,
         messages::react, messages::unreact,
         media::upload, media::create_upload, media::put_chunk, media::progress, media::complete,
-        media::abort, media::download, media::meta, media::remove,
+        media::abort, media::download, media::meta, media::thumbnail, media::remove,
         web::dev_token,
     ),
     modifiers(&BearerAuth),

@@ -182,8 +182,26 @@ pub async fn delete_frees_the_file(media: &Media) {
         .put("t1", "gone", body(b"bytes", 5), u64::MAX)
         .await
         .expect("put");
+    assert_eq!(
+        &media.read_whole("t1", "gone", 5).await.expect("whole")[..],
+        b"bytes"
+    );
+    assert!(matches!(
+        media.read_whole("t1", "gone", 4).await,
+        Err(MediaError::TooLarge { max: 4 })
+    ));
+    assert_not_found(media.thumbnail("t1", "gone").await);
+    media
+        .put_thumbnail("t1", "gone", Bytes::from_static(b"thumb"))
+        .await
+        .expect("thumbnail");
+    assert_eq!(
+        &media.thumbnail("t1", "gone").await.expect("thumbnail")[..],
+        b"thumb"
+    );
     media.delete("t1", "gone").await.expect("delete");
     assert_not_found(media.get("t1", "gone", None).await);
+    assert_not_found(media.thumbnail("t1", "gone").await);
     assert_not_found(media.size("t1", "gone").await);
     media.delete("t1", "gone").await.expect("deleting twice");
 }

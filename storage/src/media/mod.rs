@@ -348,12 +348,58 @@ impl Media {
         Ok(meta.size)
     }
 
-    /// Removes file `id` of `tenant`; removing a file that is not there succeeds.
+    /// Removes file `id` of `tenant` and its thumbnail; removing what is not there succeeds.
     pub async fn delete(&self, tenant: &str, id: &str) -> MediaResult<()> {
-        match self.store.delete(&Media::file_path(tenant, id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(MediaError::backend("deleting a file")(err)),
+        for path in [
+            Media::file_path(tenant, id),
+            Media::thumbnail_path(tenant, id),
+        ] {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(MediaError::backend("deleting a file")(err)),
+            }
         }
+        Ok(())
+    }
+
+    /// The whole of file `id` of `tenant`, if it is at most `max` bytes (`TooLarge` otherwise):
+    /// for work that needs it all at once, as decoding an image does.
+    pub async fn read_whole(&self, tenant: &str, id: &str, max: u64) -> MediaResult<Bytes> {
+        let size = self.size(tenant, id).await?;
+        if size > max {
+            return Err(MediaError::TooLarge { max });
+        }
+        self.store
+            .get(&Media::file_path(tenant, id))
+            .await
+            .map_err(MediaError::backend("reading a file"))?
+            .bytes()
+            .await
+            .map_err(MediaError::backend("reading a file"))
+    }
+
+    fn thumbnail_path(tenant: &str, id: &str) -> Path {
+        Path::from_iter(["thumbnails", tenant, id])
+    }
+
+    /// Stores the thumbnail of file `id` of `tenant` (replacing an earlier one).
+    pub async fn put_thumbnail(&self, tenant: &str, id: &str, bytes: Bytes) -> MediaResult<()> {
+        self.store
+            .put(&Media::thumbnail_path(tenant, id), bytes.into())
+            .await
+            .map_err(MediaError::backend("storing a thumbnail"))?;
+        Ok(())
+    }
+
+    /// The thumbnail of file `id` of `tenant` (`NotFound` until one is stored).
+    pub async fn thumbnail(&self, tenant: &str, id: &str) -> MediaResult<Bytes> {
+        self.store
+            .get(&Media::thumbnail_path(tenant, id))
+            .await
+            .map_err(MediaError::backend("reading a thumbnail"))?
+            .bytes()
+            .await
+            .map_err(MediaError::backend("reading a thumbnail"))
     }
 }
 
