@@ -66,6 +66,8 @@ pub struct JwtKeys {
     validation: Validation,
     /// The key was generated under the data dir (development mode).
     pub generated: bool,
+    /// A key for signing media URLs, derived from the HS256 secret (none with a public key).
+    url_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -88,6 +90,7 @@ impl JwtKeys {
             encoding: Some(EncodingKey::from_secret(secret).map_err(bad)?),
             validation: validation(Algorithm::HS256),
             generated: false,
+            url_key: Some(crate::media::derive_url_key(secret)),
         })
     }
 
@@ -116,6 +119,7 @@ impl JwtKeys {
             encoding: None,
             validation: validation(algorithm),
             generated: false,
+            url_key: None,
         })
     }
 
@@ -132,6 +136,12 @@ impl JwtKeys {
                 Ok(keys)
             }
         }
+    }
+
+    /// The key media URLs are signed with when none is configured: derived from the HS256
+    /// secret, so that every node sharing the secret accepts the others' URLs.
+    pub fn url_key(&self) -> Option<[u8; 32]> {
+        self.url_key
     }
 
     /// Verifies a token and returns its caller.

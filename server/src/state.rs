@@ -8,6 +8,8 @@ use confab_protocol::ErrorCode;
 use confab_protocol::frames::Limits;
 use confab_storage::DynStore;
 use confab_storage::media::Media;
+
+use crate::media::MediaService;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -30,7 +32,7 @@ pub struct AppState {
     pub store: DynStore,
     /// Media files' bytes and resumable uploads (behind an `Arc`: every session holds the
     /// state, and its size is watched).
-    pub media: Arc<Media>,
+    pub media: Arc<MediaService>,
     pub hub: Arc<Hub>,
     pub keys: Arc<JwtKeys>,
     /// Per-user message limiter; `None` when the limit is off.
@@ -55,10 +57,11 @@ impl AppState {
     ) -> AppState {
         let limiter = NonZeroU32::new(config.message_rate_per_minute)
             .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))));
+        let media = Arc::new(MediaService::new(media, &config, &keys));
         AppState {
             config: Arc::new(config),
             store,
-            media: Arc::new(media),
+            media,
             hub,
             keys: Arc::new(keys),
             limiter,

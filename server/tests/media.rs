@@ -525,3 +525,87 @@ async fn images_get_thumbnails_of_the_expected_size_and_a_bomb_is_refused() {
     let text = server.upload("alice", "notes.txt", b"just words").await;
     assert_eq!(thumbnail_of(&server, &id_of(&text, "id")).await.0, 404);
 }
+
+/// GET of a path with no token: status and body.
+async fn get_anonymous(server: &Server, path: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+    let mut request = server.client().get(format!("{}{path}", server.base()));
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let response = request.send().await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test]
+async fn a_signed_link_works_without_a_token_until_changed_expired_or_deleted() {
+    let server = Server::in_process(&["--media-signed-url-max-ttl", "1h"]).await;
+    let data = pattern(5000, 9);
+    let file = server.upload("alice", "song.mp3", &data).await;
+    let id = id_of(&file, "id");
+    let (status, link) = server
+        .post(
+            &format!("/v1/media/{id}/signed"),
+            &token("alice"),
+            json!({"ttl": 600}),
+        )
+        .await;
+    assert_eq!(status, 200, "{link}");
+    let url = link["url"].as_str().expect("url").to_owned();
+    assert!(url.starts_with(&format!("/v1/signed/media/{id}?")), "{url}");
+    let (status, body) = get_anonymous(&server, &url, None).await;
+    assert_eq!(status, 200);
+    assert!(body == data, "the linked bytes differ");
+    let (status, body) = get_anonymous(&server, &url, Some("bytes=100-199")).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (206, &data[100..200]),
+        "players seek through links too"
+    );
+
+    // Changed: the signature, the expiry, the tenant, the file.
+    let tampered = [
+        url.replace("sig=", "sig=00"),
+        url.replace("expires=", "expires=9"),
+        url.replace("tenant=acme", "tenant=other"),
+        url.replace(&id, &"0".repeat(32)),
+    ];
+    for changed in &tampered {
+        assert_eq!(
+            get_anonymous(&server, changed, None).await.0,
+            403,
+            "{changed}"
+        );
+    }
+    // Too long a lifetime, and someone who cannot see the file, get no link.
+    let too_long = server
+        .post(
+            &format!("/v1/media/{id}/signed"),
+            &token("alice"),
+            json!({"ttl": 3601}),
+        )
+        .await;
+    assert_rest_error(&too_long, 400, ErrorCode::Invalid);
+    let (status, _) = server
+        .post(&format!("/v1/media/{id}/signed"), &token("bob"), json!({}))
+        .await;
+    assert_eq!(status, 404);
+    // Expired.
+    let (_, short) = server
+        .post(
+            &format!("/v1/media/{id}/signed"),
+            &token("alice"),
+            json!({"ttl": 1}),
+        )
+        .await;
+    let short = short["url"].as_str().expect("url").to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = get_anonymous(&server, &short, None).await;
+    assert_eq!(expired.0, 403, "{}", String::from_utf8_lossy(&expired.1));
+    // Deleted.
+    let (status, _) = server
+        .delete(&format!("/v1/media/{id}"), &token("alice"))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(get_anonymous(&server, &url, None).await.0, 404);
+}

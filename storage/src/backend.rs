@@ -170,6 +170,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn create_media(&self, new: NewMediaFile) -> impl Future<Output = Result<MediaFile>> + Send;
     fn media(&self, reader: Reader<'_>, id: &str)
     -> impl Future<Output = Result<MediaFile>> + Send;
+    fn media_file(&self, tenant: &str, id: &str) -> impl Future<Output = Result<MediaFile>> + Send;
     /// Deleted by `reader.user`.
     fn delete_media(
         &self,
@@ -387,6 +388,10 @@ impl<B: Backend> Store for B {
 
     async fn media(&self, tenant: &str, user: &str, id: &str) -> Result<MediaFile> {
         Backend::media(self, Reader { tenant, user }, id).await
+    }
+
+    async fn media_file(&self, tenant: &str, id: &str) -> Result<MediaFile> {
+        Backend::media_file(self, tenant, id).await
     }
 
     async fn delete_media(&self, tenant: &str, by: &str, id: &str) -> Result<MediaFile> {

@@ -353,6 +353,10 @@ pub trait Store: Send + Sync + 'static {
     /// otherwise `NotFound`, as for a file that does not exist.
     async fn media(&self, tenant: &str, user: &str, id: &str) -> Result<MediaFile>;
 
+    /// File `id` of `tenant` with no access check (`NotFound` if absent): for a caller that
+    /// proved access otherwise, as a signed link does.
+    async fn media_file(&self, tenant: &str, id: &str) -> Result<MediaFile>;
+
     /// Forgets file `id` (its uploader, or an owner or admin of one of its conversations;
     /// `Forbidden` for other members) and returns it, so that the caller frees its bytes.
     async fn delete_media(&self, tenant: &str, by: &str, id: &str) -> Result<MediaFile>;

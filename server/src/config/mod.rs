@@ -276,6 +276,21 @@ pub struct Config {
     #[arg(long, env = "CONFAB_MEDIA_ALLOWED_TYPES", default_value = "*", value_name = "TYPES",
         value_parser = confab_storage::media::sniff::TypePolicy::parse, help_heading = "Media")]
     pub media_allowed_types: confab_storage::media::sniff::TypePolicy,
+    /// Secret signing media links (`POST /v1/media/{id}/signed`); every node of a cluster needs
+    /// the same. By default a key derived from `jwt_secret` (or the generated key); with a public
+    /// key and no secret, a random key: links then work on one node until it restarts.
+    #[arg(
+        long,
+        env = "CONFAB_MEDIA_URL_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        help_heading = "Media"
+    )]
+    pub media_url_secret: Option<String>,
+    /// Longest lifetime a client may ask of a signed media link (the default is 1h).
+    #[arg(long, env = "CONFAB_MEDIA_SIGNED_URL_MAX_TTL", default_value = "24h", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Media")]
+    pub media_signed_url_max_ttl: Duration,
     /// Bytes of media one tenant may keep; 0 turns the quota off.
     #[arg(
         long,
@@ -403,6 +418,16 @@ impl Config {
         }
         if !(MIN_MEDIA_CHUNK..=MAX_MEDIA_CHUNK).contains(&self.media_chunk_bytes) {
             return invalid("media_chunk_bytes must be between 5 MiB and 64 MiB");
+        }
+        if self
+            .media_url_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 32)
+        {
+            return invalid("media_url_secret must be at least 32 bytes");
+        }
+        if self.media_signed_url_max_ttl < Duration::from_secs(1) {
+            return invalid("media_signed_url_max_ttl must be at least 1s");
         }
         if self.media_upload_expiry.is_zero() {
             return invalid("media_upload_expiry must be positive");

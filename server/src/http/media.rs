@@ -3,23 +3,24 @@
 //! is its uploader's and its conversations' members'; anyone else gets 404).
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{CreateUpload, MediaInfo, UploadCreated, UploadProgress};
+use confab_storage::MediaFile;
 use confab_storage::media::sniff::is_thumbnailable;
 use confab_storage::media::{MediaError, Upload};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, ApiPath};
+use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
 use crate::error::AppError;
-use crate::media::{self as server_media, Received};
+use crate::media::{self as server_media, LinkError, Received};
 use crate::state::AppState;
 use crate::{metrics, validate};
 
@@ -36,6 +37,8 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/media/uploads/{upload_id}/complete", post(complete))
         .route("/v1/media/{id}", get(download).delete(remove))
         .route("/v1/media/{id}/meta", get(meta))
+        .route("/v1/media/{id}/signed", post(sign))
+        .route("/v1/signed/media/{id}", get(signed_download))
         .route("/v1/media/{id}/thumbnail", get(thumbnail))
 }
 
@@ -349,9 +352,20 @@ pub async fn download(
 ) -> Result<Response, AppError> {
     validate::id("id", &id)?;
     let file = state.store.media(&user.tenant, &user.user, &id).await?;
+    serve(&state, &user.tenant, &file, &method, &headers).await
+}
+
+/// The response for `file`: headers, then its bytes or the requested range of them.
+async fn serve(
+    state: &AppState,
+    tenant: &str,
+    file: &MediaFile,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
     let etag = format!("\"{}\"", file.sha256);
-    let mut response = server_media::file_headers(&file, &etag);
-    if server_media::not_modified(&headers, &etag) {
+    let mut response = server_media::file_headers(file, &etag);
+    if server_media::not_modified(headers, &etag) {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(response);
     }
@@ -359,7 +373,7 @@ pub async fn download(
         .get(header::RANGE)
         .and_then(|value| value.to_str().ok())
         .and_then(server_media::parse_range);
-    let download = match state.media.get(&user.tenant, &id, range).await {
+    let download = match state.media.get(tenant, &file.id, range).await {
         Ok(download) => download,
         Err(MediaError::RangeNotSatisfiable { size }) => {
             let mut refused =
@@ -373,8 +387,9 @@ pub async fn download(
         Err(err) => return Err(err.into()),
     };
     let (start, end) = (download.range.start, download.range.end);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         let content_range = format!("bytes {start}-{}/{}", end.saturating_sub(1), download.size);
@@ -387,9 +402,9 @@ pub async fn download(
         return Ok(response);
     }
     if start == 0
-        && let Err(err) = state.store.count_download(&user.tenant, &id).await
+        && let Err(err) = state.store.count_download(tenant, &file.id).await
     {
-        tracing::warn!(media = %id, error = %crate::error::ErrorChain(&err), "cannot count a download");
+        tracing::warn!(media = %file.id, error = %crate::error::ErrorChain(&err), "cannot count a download");
     }
     let body = download.body.inspect(|piece| {
         if let Ok(bytes) = piece {
@@ -398,4 +413,99 @@ pub async fn download(
     });
     *response.body_mut() = Body::from_stream(body);
     Ok(response)
+}
+
+/// `POST /v1/media/{id}/signed`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// Seconds the link works, 1 to `media_signed_url_max_ttl` (default 3600).
+    #[schema(minimum = 1)]
+    ttl: Option<u64>,
+}
+
+/// A signed link.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct SignedLink {
+    /// Path and query of the link, relative to this server (`/v1/signed/media/…`): it needs no
+    /// token.
+    url: String,
+    /// When it stops working, Unix seconds.
+    expires_at: u64,
+}
+
+/// The default lifetime of a signed link.
+const DEFAULT_LINK_TTL: u64 = 3600;
+
+/// A link to the file that works without a token until it expires (for `<img src>`,
+/// `<video>`, native players); it stops working when the file is deleted.
+#[utoipa::path(post, path = "/v1/media/{id}/signed", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body(content = SignRequest, description = "optional"),
+    responses((status = 200, body = SignedLink), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn sign(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> Result<Json<SignedLink>, AppError> {
+    validate::id("id", &id)?;
+    let request: SignRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SignRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| AppError::invalid(err.to_string()))?
+    };
+    let max = state.config.media_signed_url_max_ttl.as_secs();
+    let ttl = request.ttl.unwrap_or(DEFAULT_LINK_TTL.min(max));
+    if !(1..=max).contains(&ttl) {
+        return Err(AppError::invalid(format!(
+            "`ttl` must be between 1 and {max} seconds"
+        )));
+    }
+    let file = state.store.media(&user.tenant, &user.user, &id).await?;
+    let (url, expires_at) =
+        state
+            .media
+            .signer
+            .sign(&user.tenant, &file.id, std::time::Duration::from_secs(ttl));
+    Ok(Json(SignedLink { url, expires_at }))
+}
+
+/// The query of a signed link.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LinkParams {
+    tenant: String,
+    expires: u64,
+    sig: String,
+}
+
+/// The file of a signed link, without a token (also `HEAD`, `Range`, `If-None-Match`); 403 when
+/// the link was changed or has expired, 404 once the file is deleted.
+#[utoipa::path(get, path = "/v1/signed/media/{id}", tag = "media",
+    params(("id" = String, Path), LinkParams),
+    responses(
+        (status = 200, description = "the file", content_type = "application/octet-stream"),
+        (status = 206, description = "the requested range", content_type = "application/octet-stream"),
+        (status = 304, description = "unchanged (If-None-Match)"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
+pub async fn signed_download(
+    State(state): State<AppState>,
+    method: Method,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(link): ApiQuery<LinkParams>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    validate::id("id", &id)?;
+    match state
+        .media
+        .signer
+        .verify(&link.tenant, &id, link.expires, &link.sig)
+    {
+        Ok(()) => {}
+        Err(LinkError::Tampered) => return Err(AppError::forbidden("the link is not valid")),
+        Err(LinkError::Expired) => return Err(AppError::forbidden("the link has expired")),
+    }
+    let file = state.store.media_file(&link.tenant, &id).await?;
+    serve(&state, &link.tenant, &file, &method, &headers).await
 }

@@ -19,6 +19,7 @@ use super::{conversations, media, messages, ops, web};
         messages::react, messages::unreact,
         media::upload, media::create_upload, media::put_chunk, media::progress, media::complete,
         media::abort, media::download, media::meta, media::thumbnail, media::remove,
+        media::sign, media::signed_download,
         web::dev_token,
     ),
     modifiers(&BearerAuth),

@@ -44,6 +44,14 @@ pub async fn media_files_are_seen_by_their_conversation(store: DynStore, sink: A
     assert_eq!(sink.events().len(), events_before, "files take no seq");
 
     assert_eq!(store.media(TENANT, "alice", "own").await.expect("own"), own);
+    assert_eq!(
+        store.media_file(TENANT, "own").await.expect("unchecked"),
+        own
+    );
+    expect_err!(
+        store.media_file(OTHER_TENANT, "own").await,
+        StoreError::NotFound("media")
+    );
     expect_err!(
         store.media(TENANT, "bob", "own").await,
         StoreError::NotFound("media")

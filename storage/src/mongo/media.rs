@@ -67,6 +67,16 @@ pub(super) async fn media(cx: &mut Ctx, reader: Reader<'_>, id: &str) -> OpResul
     Ok(visible(cx, reader, id).await?.0)
 }
 
+pub(super) async fn media_file(cx: &mut Ctx, tenant: &str, id: &str) -> OpResult<MediaFile> {
+    let found = cx
+        .db
+        .media
+        .find_one(doc! { "tenant": tenant, "id": id })
+        .session(&mut cx.session)
+        .await?;
+    Ok(rules::media_found(found)?.to_file())
+}
+
 pub(super) async fn media_usage(cx: &mut Ctx, tenant: &str) -> OpResult<u64> {
     let cursor = cx
         .db

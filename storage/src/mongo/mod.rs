@@ -280,6 +280,13 @@ impl Backend for MongoStore {
         .await
     }
 
+    async fn media_file(&self, tenant: &str, id: &str) -> Result<MediaFile> {
+        self.read(&(tenant, id), |cx, &(tenant, id)| {
+            Box::pin(media::media_file(cx, tenant, id))
+        })
+        .await
+    }
+
     async fn delete_media(&self, reader: Reader<'_>, id: &str) -> Result<MediaFile> {
         self.write(None, &(reader, id), |cx, &(reader, id)| {
             Box::pin(media::delete_media(cx, reader, id))

@@ -79,6 +79,10 @@ pub(super) fn media(conn: &Connection, tenant: &str, user: &str, id: &str) -> Re
     Ok(visible(conn, tenant, user, id)?.0)
 }
 
+pub(super) fn media_file(conn: &Connection, tenant: &str, id: &str) -> Result<MediaFile> {
+    rules::media_found(load(conn, tenant, id)?)
+}
+
 pub(super) fn media_usage(conn: &Connection, tenant: &str) -> Result<u64> {
     let used: i64 = conn
         .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM media WHERE tenant = ?1")?

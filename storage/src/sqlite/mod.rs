@@ -260,6 +260,12 @@ impl Backend for SqliteStore {
             .await
     }
 
+    async fn media_file(&self, tenant: &str, id: &str) -> Result<MediaFile> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.read(move |conn| media::media_file(conn, &tenant, &id))
+            .await
+    }
+
     async fn delete_media(&self, reader: Reader<'_>, id: &str) -> Result<MediaFile> {
         let ((tenant, by), id) = (reader.owned(), id.to_owned());
         self.write(move |conn, _| media::delete_media(conn, &tenant, &by, &id))

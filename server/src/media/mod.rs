@@ -27,6 +27,44 @@ use crate::error::{AppError, ErrorChain};
 use crate::state::AppState;
 use crate::validate;
 
+mod url;
+
+pub use url::{LinkError, SIGNED_PATH, UrlSigner, derive_url_key};
+
+/// The media store with what the server adds to it: the signer of links. Derefs to the store.
+#[derive(Debug)]
+pub struct MediaService {
+    pub files: Media,
+    pub signer: UrlSigner,
+}
+
+impl std::ops::Deref for MediaService {
+    type Target = Media;
+
+    fn deref(&self) -> &Media {
+        &self.files
+    }
+}
+
+impl MediaService {
+    /// The store `files`, with links signed by `media_url_secret`, else a key derived from the
+    /// token secret of `keys`, else a random key (links then die with the process: said in the
+    /// log).
+    pub fn new(files: Media, config: &Config, keys: &crate::auth::JwtKeys) -> MediaService {
+        let signer = match (&config.media_url_secret, keys.url_key()) {
+            (Some(secret), _) => UrlSigner::from_secret(secret.as_bytes()),
+            (None, Some(key)) => UrlSigner::from_key(key),
+            (None, None) => {
+                tracing::warn!(
+                    "signed media links use a random key: set media_url_secret (the same on every node) for links that survive a restart and work on every node"
+                );
+                UrlSigner::random()
+            }
+        };
+        MediaService { files, signer }
+    }
+}
+
 /// Where local media files live under the data dir.
 pub const MEDIA_DIR: &str = "media";
 
@@ -54,7 +92,7 @@ fn sweep_interval(expiry: Duration) -> Duration {
 
 /// Removes resumable uploads idle for longer than `expiry`, at start (those a stopped process
 /// left) and then periodically, until `shutdown`.
-pub fn spawn_sweeper(media: Arc<Media>, expiry: Duration, shutdown: CancellationToken) {
+pub fn spawn_sweeper(media: Arc<MediaService>, expiry: Duration, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(sweep_interval(expiry));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
