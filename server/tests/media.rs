@@ -609,3 +609,65 @@ async fn a_signed_link_works_without_a_token_until_changed_expired_or_deleted() 
     assert_eq!(status, 204);
     assert_eq!(get_anonymous(&server, &url, None).await.0, 404);
 }
+
+/// Two nodes sharing one store and one S3 bucket (SeaweedFS): a file uploaded through one
+/// downloads through the other, and a resumable upload started on one completes on the other.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn with_two_nodes_on_s3_a_file_uploaded_through_one_downloads_through_the_other() {
+    use confab_testkit::S3Server;
+
+    let s3 = tokio::task::spawn_blocking(S3Server::start)
+        .await
+        .expect("join")
+        .expect("start SeaweedFS");
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().display().to_string();
+    let media = format!(
+        "s3://{}?endpoint={}&region={}",
+        S3Server::BUCKET,
+        s3.url(),
+        S3Server::REGION
+    );
+    let flags = ["--data-dir", data_dir.as_str(), "--media", media.as_str()];
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", S3Server::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", S3Server::SECRET_KEY),
+    ];
+    let a = Server::start_with_env(&flags, &keys).await;
+    let b = Server::start_with_env(&flags, &keys).await;
+
+    let bytes = pattern(300_000, 10);
+    let file = a.upload("alice", "report.pdf", &bytes).await;
+    let id = id_of(&file, "id");
+    let (status, headers, body) = fetch(&b, "alice", &id, &[("range", "bytes=1000-")]).await;
+    assert_eq!(status, 206);
+    assert!(body == bytes[1000..], "node B serves node A's upload");
+    assert_eq!(
+        header(&headers, "content-range"),
+        "bytes 1000-299999/300000"
+    );
+
+    let big = pattern(5 * MIB + 77, 11);
+    let created = start_upload(
+        &a,
+        "alice",
+        json!({"name": "big.bin", "size": big.len(), "sha256": sha256_hex(&big)}),
+    )
+    .await;
+    let upload = id_of(&created, "upload_id");
+    put_chunks(&a, "alice", &upload, &big, 5 * MIB, &[1]).await;
+    put_chunks(&b, "alice", &upload, &big, 5 * MIB, &[0]).await;
+    let (status, done) = b
+        .post(
+            &format!("/v1/media/uploads/{upload}/complete"),
+            &token("alice"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{done}");
+    assert!(
+        fetch(&a, "alice", &id_of(&done, "id"), &[]).await.2 == big,
+        "the chunked file differs"
+    );
+}

@@ -28,6 +28,7 @@ pub struct ConfabBuilder {
     program: PathBuf,
     args: Vec<OsString>,
     data_dir: Option<PathBuf>,
+    envs: Vec<(String, String)>,
 }
 
 impl ConfabBuilder {
@@ -40,6 +41,13 @@ impl ConfabBuilder {
     /// More flags and values.
     pub fn args<S: Into<OsString>>(mut self, args: impl IntoIterator<Item = S>) -> ConfabBuilder {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// An environment variable of the server (`AWS_ACCESS_KEY_ID` for an S3 media store, say).
+    /// Not a `CONFAB_*` one: those are removed, so that only flags configure the server.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> ConfabBuilder {
+        self.envs.push((key.into(), value.into()));
         self
     }
 
@@ -66,6 +74,7 @@ impl ConfabBuilder {
         // Uncoloured logs, and no `CONFAB_*` variable of the test's environment configuring the
         // server behind the test's back.
         launch.envs.push(("NO_COLOR".to_owned(), "1".to_owned()));
+        launch.envs.extend(self.envs);
         launch.env_remove = std::env::vars_os()
             .map(|(key, _)| key.to_string_lossy().into_owned())
             .filter(|key| key.starts_with("CONFAB_"))
@@ -105,6 +114,7 @@ impl ConfabServer {
             program: program.into(),
             args: Vec::new(),
             data_dir: None,
+            envs: Vec::new(),
         }
     }
 

@@ -113,8 +113,16 @@ impl Server {
     /// Starts a server with extra flags given as `["--flag", "value", ...]`; a flag given here
     /// replaces the harness default for it (`--data-dir` too: several nodes may share one).
     pub async fn start_with(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[]).await
+    }
+
+    /// [`Server::start_with`], with environment variables for the server process.
+    pub async fn start_with_env(extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let (flags, data_dir) = test_flags(extra);
         let mut builder = ConfabServer::builder(env!("CARGO_BIN_EXE_confab")).args(flags);
+        for (key, value) in envs {
+            builder = builder.env(*key, *value);
+        }
         if let Some(data_dir) = data_dir {
             builder = builder.data_dir(data_dir);
         }
