@@ -13,6 +13,7 @@ use confab_server::config::{
     Cli, CliCommand, Config, ConfigCommand, JwtSource, LogFormat, StoreBackend, TokenArgs,
 };
 use confab_server::hub::Hub;
+use confab_server::media::MediaService;
 use confab_server::{AppState, events, fanout, metrics};
 use confab_storage::sqlite::{SqliteOptions, SqliteStore};
 use confab_storage::{DynStore, EventSink};
@@ -95,7 +96,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    let media = confab_server::media::open(&config)?;
+    let media = MediaService::new(
+        confab_server::media::open(&config)?,
+        &config,
+        &keys,
+        events.stream(),
+    );
     let state = AppState::new(config, store, media, hub, keys, Some(metrics_handle));
     tracing::info!(addr = %local, "listening");
     // One machine-readable line on stdout with the bound address, so that whoever started

@@ -7,7 +7,6 @@ use std::time::Duration;
 use confab_protocol::ErrorCode;
 use confab_protocol::frames::Limits;
 use confab_storage::DynStore;
-use confab_storage::media::Media;
 
 use crate::media::MediaService;
 use governor::clock::DefaultClock;
@@ -50,14 +49,14 @@ impl AppState {
     pub fn new(
         config: Config,
         store: DynStore,
-        media: Media,
+        media: MediaService,
         hub: Arc<Hub>,
         keys: JwtKeys,
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
         let limiter = NonZeroU32::new(config.message_rate_per_minute)
             .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))));
-        let media = Arc::new(MediaService::new(media, &config, &keys));
+        let media = Arc::new(media);
         AppState {
             config: Arc::new(config),
             store,

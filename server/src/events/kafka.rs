@@ -162,7 +162,7 @@ impl KafkaStream {
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: "type",
-                value: Some(record.kind.as_str()),
+                value: Some(record.kind),
             })
             .insert(Header {
                 key: "tenant",

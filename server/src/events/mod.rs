@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use confab_protocol::rest::MediaInfo;
 use confab_protocol::{EventKind, Millis};
 use confab_storage::{EventSink, StoredEvent};
 use metrics::counter;
@@ -110,9 +111,10 @@ impl<'a> Envelope<'a> {
 /// An encoded event, ready for the transport.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// The partitioning key: the conversation id.
+    /// The partitioning key: the conversation id (a media event's: the file's id).
     pub key: String,
-    pub kind: EventKind,
+    /// The `type` header: the event kind (`message`, …, `media_uploaded`, `media_deleted`).
+    pub kind: &'static str,
     pub tenant: String,
     pub ts: Millis,
     /// The [`Envelope`] JSON.
@@ -125,7 +127,7 @@ impl Record {
         let payload = Envelope::of(event)?.to_vec()?;
         Ok(Record {
             key: event.conversation.clone(),
-            kind: event.kind,
+            kind: event.kind.as_str(),
             tenant: event.tenant.clone(),
             ts: event.ts,
             payload,
@@ -142,6 +144,65 @@ pub trait EventStream: Send + Sync + 'static {
     /// Stops accepting records and waits up to `timeout` for the enqueued ones to be delivered;
     /// what is left is given up (and counted). Blocks: call it off the async runtime.
     fn close(&self, timeout: Duration);
+}
+
+/// A media file's envelope (version 1): `{"v":1,"type","tenant","ts","media":{…}}`, `media`
+/// being the file's `MediaInfo` when uploaded, `{"id","by"}` when deleted.
+#[derive(Debug, Serialize)]
+struct MediaEnvelope<'a, T: Serialize> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    tenant: &'a str,
+    ts: Millis,
+    media: &'a T,
+}
+
+/// A deleted file, as its `media_deleted` event says.
+#[derive(Debug, Serialize)]
+struct DeletedMedia<'a> {
+    id: &'a str,
+    by: &'a str,
+}
+
+impl Record {
+    /// The `media_uploaded` record of a new file.
+    pub fn media_uploaded(tenant: &str, file: &MediaInfo) -> serde_json::Result<Record> {
+        Record::media("media_uploaded", tenant, &file.id, file.created_at, file)
+    }
+
+    /// The `media_deleted` record of file `id`, deleted by `by` at `ts`.
+    pub fn media_deleted(
+        tenant: &str,
+        id: &str,
+        by: &str,
+        ts: Millis,
+    ) -> serde_json::Result<Record> {
+        Record::media("media_deleted", tenant, id, ts, &DeletedMedia { id, by })
+    }
+
+    fn media<T: Serialize>(
+        kind: &'static str,
+        tenant: &str,
+        id: &str,
+        ts: Millis,
+        media: &T,
+    ) -> serde_json::Result<Record> {
+        let envelope = MediaEnvelope {
+            v: ENVELOPE_VERSION,
+            kind,
+            tenant,
+            ts,
+            media,
+        };
+        Ok(Record {
+            key: id.to_owned(),
+            kind,
+            tenant: tenant.to_owned(),
+            ts,
+            payload: serde_json::to_vec(&envelope)?,
+        })
+    }
 }
 
 /// The storage sink when an event stream is configured: the hub, then the stream.
@@ -204,6 +265,11 @@ impl Events {
     /// The sink to give the store.
     pub fn sink(&self) -> Arc<dyn EventSink> {
         self.sink.clone()
+    }
+
+    /// The stream, when configured (for the events that are not a conversation's: media).
+    pub fn stream(&self) -> Option<Arc<dyn EventStream>> {
+        self.stream.clone()
     }
 
     /// Whether events leave the process.
@@ -411,7 +477,7 @@ mod tests {
         );
         assert_eq!(record.key, "c-1");
         assert_eq!(record.tenant, "acme");
-        assert_eq!(record.kind, EventKind::ReactionAdded);
+        assert_eq!(record.kind, EventKind::ReactionAdded.as_str());
         assert_eq!(record.ts, 1_700_000_000_123);
     }
 

@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
 use crate::error::AppError;
+use crate::events::Record;
 use crate::media::{self as server_media, LinkError, Received};
 use crate::state::AppState;
 use crate::{metrics, validate};
@@ -326,6 +327,10 @@ pub async fn remove(
         .store
         .delete_media(&user.tenant, &user.user, &id)
         .await?;
+    let now = crate::media::now_ms();
+    state
+        .media
+        .publish(Record::media_deleted(&user.tenant, &id, &user.user, now));
     if let Err(err) = state.media.delete(&user.tenant, &id).await {
         // The record is gone, so nobody reads the bytes; they are left for an operator.
         tracing::warn!(media = %id, error = %crate::error::ErrorChain(&err), "cannot free a deleted file's bytes");

@@ -301,7 +301,12 @@ mod tests {
             SqliteOptions::default(),
         )
         .expect("store");
-        let media = crate::media::open(&config).expect("media");
+        let media = crate::media::MediaService::new(
+            crate::media::open(&config).expect("media"),
+            &config,
+            &keys,
+            None,
+        );
         AppState::new(config, Arc::new(store), media, hub, keys, None)
     }
 

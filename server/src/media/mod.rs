@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::AuthUser;
 use crate::config::{Config, MediaBackend};
 use crate::error::{AppError, ErrorChain};
+use crate::events::{EventStream, Record};
 use crate::state::AppState;
 use crate::validate;
 
@@ -32,10 +33,20 @@ mod url;
 pub use url::{LinkError, SIGNED_PATH, UrlSigner, derive_url_key};
 
 /// The media store with what the server adds to it: the signer of links. Derefs to the store.
-#[derive(Debug)]
 pub struct MediaService {
     pub files: Media,
     pub signer: UrlSigner,
+    /// Where `media_uploaded` and `media_deleted` go, with an event stream configured.
+    events: Option<Arc<dyn EventStream>>,
+}
+
+impl std::fmt::Debug for MediaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaService")
+            .field("files", &self.files)
+            .field("streaming", &self.events.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::ops::Deref for MediaService {
@@ -50,7 +61,13 @@ impl MediaService {
     /// The store `files`, with links signed by `media_url_secret`, else a key derived from the
     /// token secret of `keys`, else a random key (links then die with the process: said in the
     /// log).
-    pub fn new(files: Media, config: &Config, keys: &crate::auth::JwtKeys) -> MediaService {
+    /// Media events go to `events` when there is a stream.
+    pub fn new(
+        files: Media,
+        config: &Config,
+        keys: &crate::auth::JwtKeys,
+        events: Option<Arc<dyn EventStream>>,
+    ) -> MediaService {
         let signer = match (&config.media_url_secret, keys.url_key()) {
             (Some(secret), _) => UrlSigner::from_secret(secret.as_bytes()),
             (None, Some(key)) => UrlSigner::from_key(key),
@@ -61,8 +78,32 @@ impl MediaService {
                 UrlSigner::random()
             }
         };
-        MediaService { files, signer }
+        MediaService {
+            files,
+            signer,
+            events,
+        }
     }
+
+    /// Publishes a media event on the stream, if there is one (never waits).
+    pub fn publish(&self, record: serde_json::Result<Record>) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        match record {
+            Ok(record) => events.send(vec![record]),
+            Err(err) => tracing::error!(error = %err, "cannot encode a media event"),
+        }
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Where local media files live under the data dir.
@@ -221,6 +262,10 @@ pub async fn register(
         Ok(file) => {
             crate::metrics::media_uploaded(if way == "single" { stored.size } else { 0 });
             crate::metrics::media_upload(way, "stored");
+            let file = info(file);
+            state
+                .media
+                .publish(Record::media_uploaded(&user.tenant, &file));
             if is_thumbnailable(&file.content_type) {
                 // Made now, off the request, so that it is ready when first asked for.
                 let (media, tenant, id) = (state.media.clone(), user.tenant.clone(), id.clone());
@@ -230,7 +275,7 @@ pub async fn register(
                     }
                 });
             }
-            Ok(info(file))
+            Ok(file)
         }
         Err(err) => {
             crate::metrics::media_upload(way, err.code.as_str());

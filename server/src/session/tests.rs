@@ -189,7 +189,12 @@ impl Server {
         )
         .expect("store");
         let keys = JwtKeys::from_secret(b"a-test-secret-of-at-least-32-bytes").expect("keys");
-        let media = crate::media::open(&config).expect("media");
+        let media = crate::media::MediaService::new(
+            crate::media::open(&config).expect("media"),
+            &config,
+            &keys,
+            None,
+        );
         let state = AppState::new(config, Arc::new(store), media, hub, keys, None);
         Server {
             state,

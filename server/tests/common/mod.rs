@@ -162,7 +162,12 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("bind");
-        let media = confab_server::media::open(&config).expect("media");
+        let media = confab_server::media::MediaService::new(
+            confab_server::media::open(&config).expect("media"),
+            &config,
+            &keys,
+            None,
+        );
         let state = AppState::new(config, Arc::new(store), media, hub, keys, None);
         let running = confab_server::spawn(listener, state).expect("serve");
         Server {
