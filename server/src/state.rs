@@ -21,8 +21,8 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::hub::Hub;
 
-type UserKey = (Arc<str>, Arc<str>);
-type KeyedLimiter = RateLimiter<UserKey, DefaultKeyedStateStore<UserKey>, DefaultClock>;
+pub(crate) type UserKey = (Arc<str>, Arc<str>);
+pub(crate) type KeyedLimiter = RateLimiter<UserKey, DefaultKeyedStateStore<UserKey>, DefaultClock>;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]

@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 
 use clap::{CommandFactory, Parser};
 use confab_server::config::{
-    Cli, CliCommand, Config, EventsBackend, HubBackend, JwtSource, StoreBackend,
+    Cli, CliCommand, Config, EventsBackend, HubBackend, JwtSource, MediaBackend, StoreBackend,
 };
 use confab_server::metrics::{self, Kind};
 use confab_testkit::ConfabServer;
@@ -26,7 +26,7 @@ use yaml_serde::Value as Yaml;
 
 /// The cargo features the image is built with (the Dockerfile's `ARG FEATURES`, compose's
 /// `FEATURES` build argument).
-const IMAGE_FEATURES: &str = "kafka mongo";
+const IMAGE_FEATURES: &str = "kafka mongo s3";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -233,6 +233,15 @@ fn the_nodes_resolve_to_a_valid_cluster_configuration() {
     for (name, node_env) in &nodes {
         let mut env = image.clone();
         env.extend(node_env.clone());
+        // S3 credentials come in the standard AWS variables, which the SDK reads itself.
+        let aws: BTreeMap<String, String> = env
+            .extract_if(.., |key, _| key.starts_with("AWS_"))
+            .collect();
+        assert_eq!(
+            aws.keys().collect::<Vec<_>>(),
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            "{name}: S3 credentials"
+        );
         let unknown: Vec<&String> = env.keys().filter(|key| !known.contains_key(*key)).collect();
         assert!(
             unknown.is_empty(),
@@ -257,7 +266,21 @@ fn the_nodes_resolve_to_a_valid_cluster_configuration() {
         let EventsBackend::Kafka(events) = &config.events else {
             panic!("{name} publishes events to Kafka")
         };
-        for url in [hub.as_str(), store.as_str(), events.as_str()] {
+        let MediaBackend::S3(media) = &config.media else {
+            panic!("{name} keeps media in S3")
+        };
+        let media = url::Url::parse(media).unwrap_or_else(|e| panic!("{media}: {e}"));
+        let endpoint = media
+            .query_pairs()
+            .find(|(key, _)| key == "endpoint")
+            .map(|(_, endpoint)| endpoint.into_owned())
+            .expect("an S3 endpoint");
+        for url in [
+            hub.as_str(),
+            store.as_str(),
+            events.as_str(),
+            endpoint.as_str(),
+        ] {
             let url = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
             let host = url.host_str().expect("a host");
             assert!(

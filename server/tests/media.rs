@@ -671,3 +671,23 @@ async fn with_two_nodes_on_s3_a_file_uploaded_through_one_downloads_through_the_
         "the chunked file differs"
     );
 }
+
+#[tokio::test]
+async fn uploads_per_user_are_rate_limited() {
+    let server = Server::in_process(&["--media-uploads-per-minute", "2"]).await;
+    server.upload("alice", "1.txt", b"one").await;
+    server.upload("alice", "2.txt", b"two").await;
+    let third = server
+        .upload_as(&token("alice"), "3.txt", b"three", None)
+        .await;
+    assert_rest_error(&third, 429, ErrorCode::RateLimited);
+    let resumable = server
+        .post(
+            "/v1/media/uploads",
+            &token("alice"),
+            json!({"name": "4", "size": 4}),
+        )
+        .await;
+    assert_rest_error(&resumable, 429, ErrorCode::RateLimited);
+    server.upload("bob", "1.txt", b"bob's own budget").await;
+}

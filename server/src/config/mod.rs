@@ -291,6 +291,15 @@ pub struct Config {
     #[arg(long, env = "CONFAB_MEDIA_SIGNED_URL_MAX_TTL", default_value = "24h", value_name = "DURATION",
         value_parser = humantime::parse_duration, help_heading = "Media")]
     pub media_signed_url_max_ttl: Duration,
+    /// Uploads (single, or resumable ones started) one user may begin per minute; 0 turns the
+    /// limit off.
+    #[arg(
+        long,
+        env = "CONFAB_MEDIA_UPLOADS_PER_MINUTE",
+        default_value = "60",
+        help_heading = "Media"
+    )]
+    pub media_uploads_per_minute: u32,
     /// Bytes of media one tenant may keep; 0 turns the quota off.
     #[arg(
         long,

@@ -67,12 +67,13 @@ fn broke_off(err: impl std::fmt::Display) -> MediaError {
     responses((status = 201, body = MediaInfo), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 507, body = ErrorBody)))]
+        (status = 415, body = ErrorBody), (status = 429, body = ErrorBody), (status = 507, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     user: AuthUser,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<MediaInfo>), AppError> {
+    state.media.check_upload_rate(&user)?;
     let mut conversation = None;
     let mut received: Option<Received> = None;
     while let Some(field) = form.next_field().await.map_err(|err| broke_off(&err))? {
@@ -117,12 +118,13 @@ pub async fn upload(
     responses((status = 201, body = UploadCreated), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 507, body = ErrorBody)))]
+        (status = 429, body = ErrorBody), (status = 507, body = ErrorBody)))]
 pub async fn create_upload(
     State(state): State<AppState>,
     user: AuthUser,
     ApiJson(request): ApiJson<CreateUpload>,
 ) -> Result<(StatusCode, Json<UploadCreated>), AppError> {
+    state.media.check_upload_rate(&user)?;
     let new = server_media::check_new_upload(&state, &user, request).await?;
     let chunk_size = new.chunk_size;
     let upload = state

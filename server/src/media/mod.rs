@@ -38,6 +38,9 @@ pub struct MediaService {
     pub signer: UrlSigner,
     /// Where `media_uploaded` and `media_deleted` go, with an event stream configured.
     events: Option<Arc<dyn EventStream>>,
+    /// Uploads begun per user; `None` when the limit is off.
+    limiter: Option<crate::state::KeyedLimiter>,
+    uploads_per_minute: u32,
 }
 
 impl std::fmt::Debug for MediaService {
@@ -78,10 +81,39 @@ impl MediaService {
                 UrlSigner::random()
             }
         };
+        let limiter =
+            std::num::NonZeroU32::new(config.media_uploads_per_minute).map(|per_minute| {
+                governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute))
+            });
         MediaService {
             files,
             signer,
             events,
+            limiter,
+            uploads_per_minute: config.media_uploads_per_minute,
+        }
+    }
+
+    /// Takes one upload from the user's budget, or refuses with `rate_limited`.
+    pub fn check_upload_rate(&self, user: &AuthUser) -> Result<(), AppError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&(user.tenant.clone(), user.user.clone()))
+            .map_err(|_| {
+                AppError::new(
+                    ErrorCode::RateLimited,
+                    format!("more than {} uploads per minute", self.uploads_per_minute),
+                )
+            })
+    }
+
+    /// Forgets the upload budgets of users idle for a minute (called periodically).
+    pub fn forget_idle_uploaders(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
     }
 
@@ -142,6 +174,7 @@ pub fn spawn_sweeper(media: Arc<MediaService>, expiry: Duration, shutdown: Cance
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            media.forget_idle_uploaders();
             match media.sweep(expiry, SystemTime::now()).await {
                 Ok(0) => {}
                 Ok(removed) => {
