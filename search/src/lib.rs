@@ -1,7 +1,629 @@
-//! Full-text search over messages.
+//! Full-text search over messages, on tantivy.
 //!
-//! Empty on purpose for now: the search issue adds the tantivy index here, fed by the event
-//! stream. The crate exists so the workspace layout is final and the server can depend on it.
+//! - [`SearchIndex`]: the index of one node (on disk under the data dir, or in memory for
+//!   tests). [`SearchIndex::apply`] takes a conversation's events in any order, any number of
+//!   times: each message keeps the seq of the state last applied, and an older or repeated event
+//!   changes nothing (an edit older than a delete never resurrects the text), so replaying a
+//!   stream, shuffled or twice, gives the same index. [`SearchIndex::search`] answers a query
+//!   within the conversations the caller may read (checked by the caller at query time).
+//! - `query.rs`: the query language; `highlight.rs`: snippets with `<mark>`.
+//!
+//! Every call blocks (tantivy's work is CPU and disk): the server runs them off the async
+//! runtime.
 
 // Functions stay short enough to read at once (threshold in clippy.toml); tests may not.
 #![warn(clippy::too_many_lines)]
+
+mod highlight;
+pub mod query;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::query::{
+    BooleanQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    TextAnalyzer,
+};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term, doc,
+};
+
+pub use query::Parsed;
+
+/// The analyzer of message text: words, lower-cased, accents folded, English stems.
+const ANALYZER: &str = "confab_text";
+
+/// The memory the index writer may use before it flushes a segment.
+const WRITER_MEMORY: usize = 50 * 1024 * 1024;
+
+/// The largest page of hits.
+pub const MAX_LIMIT: usize = 100;
+
+/// Why a search operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The query is malformed (the text says how).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("search index failure: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("search index failure: {0}")]
+    Directory(#[from] tantivy::directory::error::OpenDirectoryError),
+}
+
+/// Results of this crate.
+pub type Result<T, E = SearchError> = std::result::Result<T, E>;
+
+/// The analyzer of message text, also used to highlight.
+pub fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// A durable event, as the index needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexEvent {
+    Posted {
+        tenant: String,
+        conversation: String,
+        id: String,
+        seq: u64,
+        author: String,
+        body: String,
+        ts: i64,
+        attachments: bool,
+    },
+    Edited {
+        tenant: String,
+        conversation: String,
+        message: String,
+        seq: u64,
+        body: String,
+    },
+    Deleted {
+        tenant: String,
+        conversation: String,
+        message: String,
+        seq: u64,
+    },
+}
+
+impl IndexEvent {
+    fn message(&self) -> &str {
+        match self {
+            IndexEvent::Posted { id, .. } => id,
+            IndexEvent::Edited { message, .. } | IndexEvent::Deleted { message, .. } => message,
+        }
+    }
+
+    fn position(&self) -> (&str, u64) {
+        match self {
+            IndexEvent::Posted {
+                conversation, seq, ..
+            }
+            | IndexEvent::Edited {
+                conversation, seq, ..
+            }
+            | IndexEvent::Deleted {
+                conversation, seq, ..
+            } => (conversation, *seq),
+        }
+    }
+}
+
+/// A message as the index keeps it. `state` is the seq of the last event applied to its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Entry {
+    tenant: String,
+    conversation: String,
+    id: String,
+    /// The message's own seq (0 until its `message` event is seen).
+    seq: u64,
+    state: u64,
+    author: String,
+    body: String,
+    ts: i64,
+    attachments: bool,
+    deleted: bool,
+}
+
+impl Entry {
+    /// The entry after `event` (which concerns this message).
+    fn apply(mut self, event: &IndexEvent) -> Entry {
+        match event {
+            IndexEvent::Posted {
+                tenant,
+                conversation,
+                id,
+                seq,
+                author,
+                body,
+                ts,
+                attachments,
+            } => {
+                (self.tenant, self.conversation, self.id) =
+                    (tenant.clone(), conversation.clone(), id.clone());
+                (self.seq, self.author, self.ts, self.attachments) =
+                    (*seq, author.clone(), *ts, *attachments);
+                if *seq > self.state {
+                    (self.state, self.body) = (*seq, body.clone());
+                }
+            }
+            IndexEvent::Edited {
+                tenant,
+                conversation,
+                message,
+                seq,
+                body,
+            } => {
+                (self.tenant, self.conversation, self.id) =
+                    (tenant.clone(), conversation.clone(), message.clone());
+                if *seq > self.state && !self.deleted {
+                    (self.state, self.body) = (*seq, body.clone());
+                }
+            }
+            IndexEvent::Deleted {
+                tenant,
+                conversation,
+                message,
+                seq,
+            } => {
+                (self.tenant, self.conversation, self.id) =
+                    (tenant.clone(), conversation.clone(), message.clone());
+                if *seq > self.state {
+                    (self.state, self.deleted, self.body) = (*seq, true, String::new());
+                }
+            }
+        }
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    id: Field,
+    tenant: Field,
+    conversation: Field,
+    author: Field,
+    body: Field,
+    seq: Field,
+    state: Field,
+    ts: Field,
+    attachments: Field,
+    deleted: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let text = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING | STORED),
+        tenant: builder.add_text_field("tenant", STRING | STORED),
+        conversation: builder.add_text_field("conversation", STRING | STORED),
+        author: builder.add_text_field("author", STRING | STORED),
+        body: builder.add_text_field("body", text),
+        seq: builder.add_u64_field("seq", INDEXED | STORED | FAST),
+        state: builder.add_u64_field("state", STORED),
+        ts: builder.add_i64_field("ts", INDEXED | STORED | FAST),
+        attachments: builder.add_u64_field("attachments", INDEXED | STORED),
+        deleted: builder.add_u64_field("deleted", INDEXED | STORED),
+    };
+    (builder.build(), fields)
+}
+
+/// What the writer side holds: the writer, the entries changed since the last commit (the
+/// searcher does not see them yet), and how far each conversation is indexed.
+struct Writing {
+    writer: IndexWriter,
+    pending: HashMap<String, Entry>,
+    indexed: BTreeMap<String, u64>,
+}
+
+/// The commit payload: how far each conversation was indexed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Payload {
+    v: u32,
+    indexed: BTreeMap<String, u64>,
+}
+
+/// The search index of one node.
+pub struct SearchIndex {
+    reader: IndexReader,
+    fields: Fields,
+    writing: Mutex<Writing>,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex").finish_non_exhaustive()
+    }
+}
+
+/// A page of hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hits {
+    pub hits: Vec<Hit>,
+    /// Pass as `cursor` for the next page; none on the last.
+    pub next_cursor: Option<String>,
+    /// How far each conversation of the hits is indexed (its last seq seen).
+    pub indexed_seq: BTreeMap<String, u64>,
+}
+
+/// One message found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hit {
+    pub conversation: String,
+    pub id: String,
+    pub seq: u64,
+    pub author: String,
+    pub ts: i64,
+    /// The text around the match, HTML-escaped, matches in `<mark>`.
+    pub snippet: String,
+}
+
+/// How hits are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    #[default]
+    Relevance,
+    Recent,
+}
+
+/// A search by one caller.
+#[derive(Debug, Clone)]
+pub struct Search<'a> {
+    pub tenant: &'a str,
+    /// The conversations the caller may read now: hits come only from these.
+    pub conversations: &'a [String],
+    pub query: &'a Parsed,
+    pub sort: Sort,
+    pub limit: usize,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<&'a str>,
+}
+
+impl SearchIndex {
+    /// The index in `dir` (created if missing).
+    pub fn open(dir: &Path) -> Result<SearchIndex> {
+        std::fs::create_dir_all(dir).map_err(|err| SearchError::Index(err.into()))?;
+        let directory = tantivy::directory::MmapDirectory::open(dir)?;
+        SearchIndex::with(Index::open_or_create(directory, schema().0)?)
+    }
+
+    /// An index in memory (tests).
+    pub fn in_memory() -> Result<SearchIndex> {
+        SearchIndex::with(Index::create_in_ram(schema().0))
+    }
+
+    fn with(index: Index) -> Result<SearchIndex> {
+        index.tokenizers().register(ANALYZER, analyzer());
+        let (_, fields) = schema();
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let payload: Payload = index
+            .load_metas()?
+            .payload
+            .and_then(|payload| serde_json::from_str(&payload).ok())
+            .unwrap_or_default();
+        let writer = index.writer(WRITER_MEMORY)?;
+        Ok(SearchIndex {
+            reader,
+            fields,
+            writing: Mutex::new(Writing {
+                writer,
+                pending: HashMap::new(),
+                indexed: payload.indexed,
+            }),
+        })
+    }
+
+    /// The stored entry of message `id`, as last committed.
+    fn committed(&self, id: &str) -> Result<Option<Entry>> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let Some((_, address)) = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.entry(&searcher.doc(address)?)))
+    }
+
+    fn entry(&self, doc: &TantivyDocument) -> Entry {
+        let f = &self.fields;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let number = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default()
+        };
+        Entry {
+            tenant: text(f.tenant),
+            conversation: text(f.conversation),
+            id: text(f.id),
+            seq: number(f.seq),
+            state: number(f.state),
+            author: text(f.author),
+            body: text(f.body),
+            ts: doc
+                .get_first(f.ts)
+                .and_then(|v| v.as_i64())
+                .unwrap_or_default(),
+            attachments: number(f.attachments) == 1,
+            deleted: number(f.deleted) == 1,
+        }
+    }
+
+    /// Applies events (of any conversations, in any order, seen before or not); they are
+    /// searchable after the next [`SearchIndex::commit`]. Returns how many changed a message.
+    pub fn apply(&self, events: &[IndexEvent]) -> Result<usize> {
+        let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut changed = 0;
+        for event in events {
+            let id = event.message().to_owned();
+            let current = match writing.pending.get(&id) {
+                Some(entry) => entry.clone(),
+                None => self.committed(&id)?.unwrap_or_default(),
+            };
+            let next = current.clone().apply(event);
+            let (conversation, seq) = event.position();
+            let top = writing.indexed.entry(conversation.to_owned()).or_default();
+            *top = (*top).max(seq);
+            if next != current {
+                changed += 1;
+                writing.pending.insert(id, next);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Makes what was applied searchable (and durable, with how far each conversation is
+    /// indexed).
+    pub fn commit(&self) -> Result<()> {
+        let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let f = self.fields;
+        let pending: Vec<Entry> = writing.pending.drain().map(|(_, entry)| entry).collect();
+        for entry in pending {
+            writing
+                .writer
+                .delete_term(Term::from_field_text(f.id, &entry.id));
+            writing.writer.add_document(doc!(
+                f.id => entry.id, f.tenant => entry.tenant, f.conversation => entry.conversation,
+                f.author => entry.author, f.body => entry.body, f.seq => entry.seq,
+                f.state => entry.state, f.ts => entry.ts, f.attachments => u64::from(entry.attachments),
+                f.deleted => u64::from(entry.deleted),
+            ))?;
+        }
+        let payload = serde_json::to_string(&Payload {
+            v: 1,
+            indexed: writing.indexed.clone(),
+        })
+        .map_err(|err| SearchError::Invalid(err.to_string()))?;
+        let mut prepared = writing.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        drop(writing);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// How far `conversation` is indexed: the highest seq applied (searchable after the next
+    /// commit).
+    pub fn indexed_seq(&self, conversation: &str) -> u64 {
+        let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        writing.indexed.get(conversation).copied().unwrap_or(0)
+    }
+
+    fn term(&self, field: Field, text: &str) -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, text),
+            IndexRecordOption::Basic,
+        ))
+    }
+
+    /// The tantivy query of a search: its filters, then its text.
+    fn build(&self, search: &Search<'_>) -> Box<dyn Query> {
+        let f = self.fields;
+        let parsed = search.query;
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Must, self.term(f.tenant, search.tenant)),
+            (
+                Occur::Must,
+                Box::new(TermSetQuery::new(
+                    search
+                        .conversations
+                        .iter()
+                        .map(|c| Term::from_field_text(f.conversation, c)),
+                )),
+            ),
+            (
+                Occur::MustNot,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.deleted, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ];
+        if let Some(conversation) = &parsed.conversation {
+            must.push((Occur::Must, self.term(f.conversation, conversation)));
+        }
+        if let Some(author) = &parsed.from {
+            must.push((Occur::Must, self.term(f.author, author)));
+        }
+        if parsed.has_attachment {
+            must.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.attachments, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        if parsed.before.is_some() || parsed.after.is_some() {
+            let lower = parsed.after.map_or(std::ops::Bound::Unbounded, |at| {
+                std::ops::Bound::Included(Term::from_field_i64(f.ts, at))
+            });
+            let upper = parsed.before.map_or(std::ops::Bound::Unbounded, |at| {
+                std::ops::Bound::Excluded(Term::from_field_i64(f.ts, at))
+            });
+            must.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
+        }
+        must.extend(self.text_clauses(parsed));
+        if !parsed.has_text() {
+            must.push((Occur::Must, Box::new(tantivy::query::AllQuery)));
+        }
+        Box::new(BooleanQuery::new(must))
+    }
+
+    /// One clause per word (the word or its near misses), phrase and excluded word.
+    fn text_clauses(&self, parsed: &Parsed) -> Vec<(Occur, Box<dyn Query>)> {
+        let f = self.fields;
+        let mut analyzer = analyzer();
+        let mut tokens = |text: &str| {
+            let mut stream = analyzer.token_stream(text);
+            let mut terms = Vec::new();
+            while let Some(token) = stream.next() {
+                terms.push(token.text.clone());
+            }
+            terms
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for word in &parsed.words {
+            for token in tokens(word) {
+                let term = Term::from_field_text(f.body, &token);
+                let distance = highlight::typo_distance(token.chars().count());
+                let exact: Box<dyn Query> =
+                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs));
+                let clause: Box<dyn Query> = if distance == 0 {
+                    exact
+                } else {
+                    let near: Box<dyn Query> = Box::new(FuzzyTermQuery::new(term, distance, true));
+                    // The exact word ranks above its near misses.
+                    Box::new(BooleanQuery::new(vec![
+                        (
+                            Occur::Should,
+                            Box::new(tantivy::query::BoostQuery::new(exact, 2.0)),
+                        ),
+                        (Occur::Should, near),
+                    ]))
+                };
+                clauses.push((Occur::Must, clause));
+            }
+        }
+        for phrase in &parsed.phrases {
+            let terms: Vec<Term> = tokens(phrase)
+                .iter()
+                .map(|t| Term::from_field_text(f.body, t))
+                .collect();
+            match terms.len() {
+                0 => {}
+                1 => clauses.push((
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        terms[0].clone(),
+                        IndexRecordOption::WithFreqs,
+                    )),
+                )),
+                _ => clauses.push((Occur::Must, Box::new(PhraseQuery::new(terms)))),
+            }
+        }
+        for word in &parsed.excluded {
+            for token in tokens(word) {
+                clauses.push((
+                    Occur::MustNot,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(f.body, &token),
+                        IndexRecordOption::Basic,
+                    )),
+                ));
+            }
+        }
+        clauses
+    }
+
+    /// The hits of `search`, a page at a time.
+    pub fn search(&self, search: &Search<'_>) -> Result<Hits> {
+        let limit = search.limit.clamp(1, MAX_LIMIT);
+        let offset: usize = match search.cursor {
+            None => 0,
+            Some(cursor) => cursor
+                .parse()
+                .map_err(|_| SearchError::Invalid("a bad cursor".to_owned()))?,
+        };
+        let searcher = self.reader.searcher();
+        let query = self.build(search);
+        let top = TopDocs::with_limit(limit + 1).and_offset(offset);
+        let addresses: Vec<DocAddress> = match (search.sort, search.query.has_text()) {
+            (Sort::Relevance, true) => searcher
+                .search(&query, &top.order_by_score())?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+            _ => searcher
+                .search(&query, &top.order_by_fast_field::<i64>("ts", Order::Desc))?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+        };
+        let more = addresses.len() > limit;
+        let mut analyzer = analyzer();
+        let terms =
+            highlight::query_terms(&mut analyzer, &search.query.words, &search.query.phrases);
+        let mut hits = Vec::with_capacity(limit);
+        let mut indexed_seq = BTreeMap::new();
+        for address in addresses.into_iter().take(limit) {
+            let entry = self.entry(&searcher.doc(address)?);
+            indexed_seq
+                .entry(entry.conversation.clone())
+                .or_insert_with(|| self.indexed_seq(&entry.conversation));
+            hits.push(Hit {
+                snippet: highlight::snippet(&mut analyzer, &entry.body, &terms),
+                conversation: entry.conversation,
+                id: entry.id,
+                seq: entry.seq,
+                author: entry.author,
+                ts: entry.ts,
+            });
+        }
+        Ok(Hits {
+            hits,
+            next_cursor: more.then(|| (offset + limit).to_string()),
+            indexed_seq,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+use super::*;
+
+const TENANT: &str = "acme";
+
+fn posted(conversation: &str, id: &str, seq: u64, author: &str, body: &str) -> IndexEvent {
+    IndexEvent::Posted {
+        tenant: TENANT.to_owned(),
+        conversation: conversation.to_owned(),
+        id: id.to_owned(),
+        seq,
+        author: author.to_owned(),
+        body: body.to_owned(),
+        // c2 a little after c1, so that no two messages share a time.
+        ts: 1_000 * seq as i64 + if conversation == "c2" { 500 } else { 0 },
+        attachments: id.ends_with("-file"),
+    }
+}
+
+fn edited(conversation: &str, message: &str, seq: u64, body: &str) -> IndexEvent {
+    IndexEvent::Edited {
+        tenant: TENANT.to_owned(),
+        conversation: conversation.to_owned(),
+        message: message.to_owned(),
+        seq,
+        body: body.to_owned(),
+    }
+}
+
+fn deleted(conversation: &str, message: &str, seq: u64) -> IndexEvent {
+    IndexEvent::Deleted {
+        tenant: TENANT.to_owned(),
+        conversation: conversation.to_owned(),
+        message: message.to_owned(),
+        seq,
+    }
+}
+
+/// A small history of two conversations, edits and deletes included.
+fn history() -> Vec<IndexEvent> {
+    vec![
+        posted(
+            "c1",
+            "m1",
+            1,
+            "alice",
+            "Hello world, the launch is on Friday",
+        ),
+        posted("c1", "m2", 2, "bob", "Secret password is swordfish"),
+        edited("c1", "m1", 3, "Hello world, the launch moved to Monday"),
+        posted("c1", "m3-file", 4, "alice", "the quarterly report attached"),
+        deleted("c1", "m2", 5),
+        posted("c2", "m4", 1, "carol", "Launch party in the garden"),
+        edited(
+            "c1",
+            "m3-file",
+            6,
+            "the quarterly report attached, final version",
+        ),
+        posted("c2", "m5", 2, "alice", "Spam spam lovely launch"),
+    ]
+}
+
+fn index_of(events: &[IndexEvent]) -> SearchIndex {
+    let index = SearchIndex::in_memory().expect("index");
+    index.apply(events).expect("apply");
+    index.commit().expect("commit");
+    index
+}
+
+fn ids(index: &SearchIndex, text: &str, conversations: &[&str]) -> Vec<String> {
+    let conversations: Vec<String> = conversations.iter().map(|c| (*c).to_owned()).collect();
+    let parsed = query::parse(text).expect("parse");
+    let hits = index
+        .search(&Search {
+            tenant: TENANT,
+            conversations: &conversations,
+            query: &parsed,
+            sort: Sort::Recent,
+            limit: 50,
+            cursor: None,
+        })
+        .expect("search");
+    hits.hits.into_iter().map(|hit| hit.id).collect()
+}
+
+#[test]
+fn a_shuffled_duplicated_stream_gives_the_same_index_as_the_ordered_one() {
+    let ordered = index_of(&history());
+    let mut shuffled = history();
+    shuffled.reverse();
+    shuffled.extend(history().into_iter().rev());
+    shuffled.rotate_left(3);
+    let replayed = SearchIndex::in_memory().expect("index");
+    // In several batches and commits, as a stream would arrive.
+    for batch in shuffled.chunks(3) {
+        replayed.apply(batch).expect("apply");
+        replayed.commit().expect("commit");
+    }
+    for text in [
+        "launch",
+        "hello",
+        "swordfish",
+        "report",
+        "monday",
+        "friday",
+        "spam",
+        "",
+    ] {
+        assert_eq!(
+            ids(&ordered, text, &["c1", "c2"]),
+            ids(&replayed, text, &["c1", "c2"]),
+            "{text:?}"
+        );
+    }
+    assert_eq!(replayed.indexed_seq("c1"), 6);
+    assert_eq!(replayed.indexed_seq("c2"), 2);
+}
+
+#[test]
+fn edits_and_deletes_are_reflected_and_never_undone_by_older_events() {
+    let index = index_of(&history());
+    let both = ["c1", "c2"];
+    assert_eq!(ids(&index, "monday", &both), ["m1"]);
+    assert!(ids(&index, "friday", &both).is_empty(), "edited away");
+    assert!(ids(&index, "swordfish", &both).is_empty(), "deleted");
+    // An edit older than the delete arrives late: it changes nothing.
+    index
+        .apply(&[edited("c1", "m2", 4, "swordfish again")])
+        .expect("apply");
+    index
+        .apply(&[posted("c1", "m2", 2, "bob", "swordfish")])
+        .expect("apply");
+    index.commit().expect("commit");
+    assert!(ids(&index, "swordfish", &both).is_empty(), "still deleted");
+}
+
+#[test]
+fn only_the_callers_conversations_and_tenant_are_searched() {
+    let index = index_of(&history());
+    assert_eq!(ids(&index, "launch", &["c1", "c2"]), ["m5", "m4", "m1"]);
+    assert_eq!(ids(&index, "launch", &["c2"]), ["m5", "m4"]);
+    assert!(ids(&index, "launch", &[]).is_empty());
+    let parsed = query::parse("launch").expect("parse");
+    let other = index
+        .search(&Search {
+            tenant: "other",
+            conversations: &["c1".to_owned()],
+            query: &parsed,
+            sort: Sort::Relevance,
+            limit: 10,
+            cursor: None,
+        })
+        .expect("search");
+    assert!(other.hits.is_empty());
+}
+
+#[test]
+fn typos_phrases_exclusions_and_filters_work() {
+    let index = index_of(&history());
+    let both = ["c1", "c2"];
+    assert_eq!(ids(&index, "helo wrld", &both), ["m1"]);
+    assert_eq!(ids(&index, "quartrly", &both), ["m3-file"]);
+    assert_eq!(ids(&index, r#""launch party""#, &both), ["m4"]);
+    assert!(ids(&index, r#""party launch""#, &both).is_empty());
+    assert_eq!(ids(&index, "launch -spam", &both), ["m4", "m1"]);
+    assert_eq!(ids(&index, "launch from:alice", &both), ["m5", "m1"]);
+    assert_eq!(ids(&index, "launch in:c2", &both), ["m5", "m4"]);
+    assert_eq!(ids(&index, "has:attachment", &both), ["m3-file"]);
+    assert_eq!(ids(&index, "launches", &both).len(), 3, "stems");
+    assert_eq!(
+        ids(&index, "after:1970-01-01 before:1970-01-02", &both).len(),
+        4
+    );
+    assert!(ids(&index, "LAUNCH émoji 👋 日本語", &both).is_empty());
+}
+
+#[test]
+fn hits_carry_snippets_cursors_and_how_far_the_index_is() {
+    let index = index_of(&history());
+    let parsed = query::parse("launch").expect("parse");
+    let conversations = vec!["c1".to_owned(), "c2".to_owned()];
+    let mut search = Search {
+        tenant: TENANT,
+        conversations: &conversations,
+        query: &parsed,
+        sort: Sort::Recent,
+        limit: 2,
+        cursor: None,
+    };
+    let first = index.search(&search).expect("search");
+    assert_eq!(first.hits.len(), 2);
+    assert_eq!(
+        first.hits[0].snippet,
+        "Spam spam lovely <mark>launch</mark>"
+    );
+    assert_eq!(first.indexed_seq.get("c2"), Some(&2));
+    let cursor = first.next_cursor.clone().expect("a next page");
+    search.cursor = Some(&cursor);
+    let second = index.search(&search).expect("search");
+    assert_eq!(
+        second
+            .hits
+            .iter()
+            .map(|h| h.id.as_str())
+            .collect::<Vec<_>>(),
+        ["m1"]
+    );
+    assert_eq!(second.next_cursor, None);
+    assert_eq!(second.hits[0].author, "alice");
+    search.cursor = Some("not a cursor");
+    assert!(matches!(
+        index.search(&search),
+        Err(SearchError::Invalid(_))
+    ));
+}
+
+#[test]
+fn an_index_on_disk_keeps_its_documents_and_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let index = SearchIndex::open(dir.path()).expect("open");
+        index.apply(&history()).expect("apply");
+        index.commit().expect("commit");
+    }
+    let index = SearchIndex::open(dir.path()).expect("reopen");
+    assert_eq!(index.indexed_seq("c1"), 6);
+    assert_eq!(ids(&index, "monday", &["c1"]), ["m1"]);
+}
