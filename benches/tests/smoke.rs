@@ -42,7 +42,11 @@ fn start_server(data: Option<&Path>, extra: &[&str]) -> ConfabServer {
         .args(["--log", "warn"])
         .args(extra);
     if let Some(data) = data {
-        builder = builder.data_dir(data);
+        // Nodes sharing a data dir each keep a search index of their own.
+        static NODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let node = NODE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let search = data.join(format!("search-{node}"));
+        builder = builder.data_dir(data).arg("--search-dir").arg(search);
     }
     builder.start().expect("start the server")
 }

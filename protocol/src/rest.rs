@@ -351,6 +351,32 @@ pub struct UploadProgress {
     pub missing_chunks: Vec<u64>,
 }
 
+/// A message found by `GET /v1/search/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageHit {
+    pub conversation: String,
+    pub id: String,
+    pub seq: u64,
+    pub author: String,
+    pub ts: Millis,
+    /// The text around the match, HTML-escaped, with `<mark>` around the matched words.
+    pub snippet: String,
+}
+
+/// A page of `GET /v1/search/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageHits {
+    pub hits: Vec<MessageHit>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// How far each conversation of the hits (and of `wait_for`) is searchable: its last seq
+    /// in the index.
+    pub indexed_seq: std::collections::BTreeMap<String, u64>,
+}
+
 /// `PATCH /v1/messages/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -239,6 +239,9 @@ struct Writing {
     indexed: BTreeMap<String, u64>,
 }
 
+/// How far each conversation is searchable: its highest seq as of the last commit.
+type Committed = BTreeMap<String, u64>;
+
 /// The commit payload: how far each conversation was indexed.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Payload {
@@ -251,6 +254,7 @@ pub struct SearchIndex {
     reader: IndexReader,
     fields: Fields,
     writing: Mutex<Writing>,
+    committed: Mutex<Committed>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -328,7 +332,9 @@ impl SearchIndex {
             .and_then(|payload| serde_json::from_str(&payload).ok())
             .unwrap_or_default();
         let writer = index.writer(WRITER_MEMORY)?;
+        let committed = Mutex::new(payload.indexed.clone());
         Ok(SearchIndex {
+            committed,
             reader,
             fields,
             writing: Mutex::new(Writing {
@@ -434,16 +440,24 @@ impl SearchIndex {
         let mut prepared = writing.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
+        let indexed = writing.indexed.clone();
         drop(writing);
         self.reader.reload()?;
+        *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = indexed;
         Ok(())
     }
 
-    /// How far `conversation` is indexed: the highest seq applied (searchable after the next
-    /// commit).
+    /// How far `conversation` is searchable: the highest seq of its events committed (0 for
+    /// none).
     pub fn indexed_seq(&self, conversation: &str) -> u64 {
-        let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-        writing.indexed.get(conversation).copied().unwrap_or(0)
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        committed.get(conversation).copied().unwrap_or(0)
     }
 
     fn term(&self, field: Field, text: &str) -> Box<dyn Query> {

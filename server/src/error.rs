@@ -14,6 +14,8 @@ use confab_storage::media::MediaError;
 pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After` on REST), for rate limits.
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -21,6 +23,7 @@ impl AppError {
         AppError {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -107,7 +110,13 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

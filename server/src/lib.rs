@@ -27,6 +27,7 @@ pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod outbox;
+pub mod search;
 pub mod session;
 pub mod state;
 pub mod validate;
@@ -49,7 +50,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     state.spawn_limiter_cleanup();
     media::spawn_sweeper(
-        state.media.clone(),
+        state.services.clone(),
         state.config.media_upload_expiry,
         state.shutdown.clone(),
     );

@@ -14,6 +14,7 @@ use confab_server::config::{
 };
 use confab_server::hub::Hub;
 use confab_server::media::MediaService;
+use confab_server::search::SearchService;
 use confab_server::{AppState, events, fanout, metrics};
 use confab_storage::sqlite::{SqliteOptions, SqliteStore};
 use confab_storage::{DynStore, EventSink};
@@ -92,7 +93,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // With an event stream, the store's sink is a tee: the hub first, then the stream.
     let events = events::start(&config, hub.clone()).context("cannot start the event stream")?;
     let events_flush = config.shutdown_grace;
-    let store = open_store(&config, events.sink()).await?;
+    let search = SearchService::for_config(&config)?;
+    let store = open_store(&config, search.sink(events.sink())).await?;
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
@@ -102,7 +104,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &keys,
         events.stream(),
     );
-    let state = AppState::new(config, store, media, hub, keys, Some(metrics_handle));
+    let state = AppState::new(
+        config,
+        store,
+        media,
+        search,
+        hub,
+        keys,
+        Some(metrics_handle),
+    );
     tracing::info!(addr = %local, "listening");
     // One machine-readable line on stdout with the bound address, so that whoever started
     // `--listen 127.0.0.1:0` (test harnesses, scripts) learns the port the kernel picked.

@@ -48,6 +48,10 @@ pub const MEDIA_UPLOADS_IN_PROGRESS: &str = "confab_media_uploads_in_progress";
 pub const MEDIA_UPLOADS_TOTAL: &str = "confab_media_uploads_total";
 pub const MEDIA_UPLOADS_EXPIRED_TOTAL: &str = "confab_media_uploads_expired_total";
 pub const MEDIA_THUMBNAIL_FAILURES_TOTAL: &str = "confab_media_thumbnail_failures_total";
+pub const SEARCH_INDEXED_TOTAL: &str = "confab_search_indexed_total";
+pub const SEARCH_DROPPED_TOTAL: &str = "confab_search_dropped_total";
+pub const SEARCH_COMMIT_DURATION: &str = "confab_search_commit_duration_seconds";
+pub const SEARCH_QUERY_DURATION: &str = "confab_search_query_duration_seconds";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
@@ -113,6 +117,10 @@ pub const ALL: &[Metric] = &[
     metric(MEDIA_UPLOADS_TOTAL, Counter, "Media uploads finished, by way and outcome."),
     metric(MEDIA_UPLOADS_EXPIRED_TOTAL, Counter, "Resumable uploads removed after going idle."),
     metric(MEDIA_THUMBNAIL_FAILURES_TOTAL, Counter, "Images no thumbnail was made of, by reason."),
+    metric(SEARCH_INDEXED_TOTAL, Counter, "Message changes applied to the search index."),
+    metric(SEARCH_DROPPED_TOTAL, Counter, "Message events not indexed: the indexer was behind."),
+    metric(SEARCH_COMMIT_DURATION, Histogram, "Search index commit duration in seconds."),
+    metric(SEARCH_QUERY_DURATION, Histogram, "Search query duration in seconds, by endpoint."),
     metric(PROCESS_RESIDENT_MEMORY, Gauge, "Resident memory size in bytes."),
     metric(PROCESS_CPU_SECONDS, Counter, "User and system CPU time in seconds."),
     metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
@@ -242,6 +250,22 @@ pub fn media_thumbnail_failed(reason: &'static str) {
 
 pub fn media_uploads_expired(count: usize) {
     counter!(MEDIA_UPLOADS_EXPIRED_TOTAL).increment(count as u64);
+}
+
+pub fn search_indexed(changes: usize) {
+    counter!(SEARCH_INDEXED_TOTAL).increment(changes as u64);
+}
+
+pub fn search_dropped(events: usize) {
+    counter!(SEARCH_DROPPED_TOTAL).increment(events as u64);
+}
+
+pub fn search_commit(elapsed: Duration) {
+    histogram!(SEARCH_COMMIT_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn search_query(endpoint: &'static str, elapsed: Duration) {
+    histogram!(SEARCH_QUERY_DURATION, "endpoint" => endpoint).record(elapsed.as_secs_f64());
 }
 
 pub fn ws_error(code: &'static str) {

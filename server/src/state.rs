@@ -9,6 +9,7 @@ use confab_protocol::frames::Limits;
 use confab_storage::DynStore;
 
 use crate::media::MediaService;
+use crate::search::SearchService;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -29,9 +30,9 @@ pub(crate) type KeyedLimiter = RateLimiter<UserKey, DefaultKeyedStateStore<UserK
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: DynStore,
-    /// Media files' bytes and resumable uploads (behind an `Arc`: every session holds the
-    /// state, and its size is watched).
-    pub media: Arc<MediaService>,
+    /// Media and search, behind one `Arc`: every session holds the state, and its size is
+    /// watched.
+    pub services: Arc<Services>,
     pub hub: Arc<Hub>,
     pub keys: Arc<JwtKeys>,
     /// Per-user message limiter; `None` when the limit is off.
@@ -45,22 +46,40 @@ pub struct AppState {
     pub sessions: TaskTracker,
 }
 
+/// What the REST API serves besides conversations: media files and search.
+#[derive(Debug)]
+pub struct Services {
+    pub media: MediaService,
+    pub search: Arc<SearchService>,
+}
+
 impl AppState {
+    /// Media files: their bytes, resumable uploads, signed links.
+    pub fn media(&self) -> &MediaService {
+        &self.services.media
+    }
+
+    /// The search index of this node.
+    pub fn search(&self) -> &SearchService {
+        &self.services.search
+    }
+
     pub fn new(
         config: Config,
         store: DynStore,
         media: MediaService,
+        search: Arc<SearchService>,
         hub: Arc<Hub>,
         keys: JwtKeys,
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
         let limiter = NonZeroU32::new(config.message_rate_per_minute)
             .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))));
-        let media = Arc::new(media);
+        let services = Arc::new(Services { media, search });
         AppState {
             config: Arc::new(config),
             store,
-            media,
+            services,
             hub,
             keys: Arc::new(keys),
             limiter,

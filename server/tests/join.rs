@@ -172,13 +172,22 @@ impl InProcess {
             message_rate_per_minute: 0,
             ..Config::default()
         };
+        let search = confab_server::search::SearchService::for_config(&config).expect("search");
         let media = confab_server::media::MediaService::new(
             confab_server::media::open(&config).expect("media"),
             &config,
             &common::keys(),
             None,
         );
-        let state = AppState::new(config, store.clone(), media, hub, common::keys(), None);
+        let state = AppState::new(
+            config,
+            store.clone(),
+            media,
+            search,
+            hub,
+            common::keys(),
+            None,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

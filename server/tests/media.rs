@@ -440,11 +440,17 @@ async fn an_upload_survives_a_restart_and_an_idle_one_expires() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    let metrics = server.metrics().await;
-    assert!(
-        common::metric_value(&metrics, "confab_media_uploads_expired_total").unwrap_or(0.0) >= 1.0,
-        "{metrics}"
-    );
+    // Counted once the sweep that removed it is over (a moment after the 404).
+    loop {
+        let metrics = server.metrics().await;
+        if common::metric_value(&metrics, "confab_media_uploads_expired_total").unwrap_or(0.0)
+            >= 1.0
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// An image of `width` × `height` in `format`, as a client would upload it.

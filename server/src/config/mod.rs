@@ -309,6 +309,28 @@ pub struct Config {
     )]
     pub media_quota_bytes: u64,
 
+    /// Directory of this node's search index (default: `search` under the data dir). Nodes that
+    /// share a data dir need one each.
+    #[arg(
+        long,
+        env = "CONFAB_SEARCH_DIR",
+        value_name = "DIR",
+        help_heading = "Search"
+    )]
+    pub search_dir: Option<PathBuf>,
+    /// How often new messages become searchable (the search index's commit interval).
+    #[arg(long, env = "CONFAB_SEARCH_COMMIT_INTERVAL", default_value = "1s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Search")]
+    pub search_commit_interval: Duration,
+    /// Searches one user may make per minute; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_SEARCH_PER_MINUTE",
+        default_value = "60",
+        help_heading = "Search"
+    )]
+    pub search_per_minute: u32,
+
     /// Log filter, in `RUST_LOG` syntax.
     #[arg(
         long,
@@ -437,6 +459,9 @@ impl Config {
         }
         if self.media_signed_url_max_ttl < Duration::from_secs(1) {
             return invalid("media_signed_url_max_ttl must be at least 1s");
+        }
+        if self.search_commit_interval.is_zero() {
+            return invalid("search_commit_interval must be positive");
         }
         if self.media_upload_expiry.is_zero() {
             return invalid("media_upload_expiry must be positive");

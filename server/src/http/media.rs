@@ -73,7 +73,7 @@ pub async fn upload(
     user: AuthUser,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<MediaInfo>), AppError> {
-    state.media.check_upload_rate(&user)?;
+    state.media().check_upload_rate(&user)?;
     let mut conversation = None;
     let mut received: Option<Received> = None;
     while let Some(field) = form.next_field().await.map_err(|err| broke_off(&err))? {
@@ -89,7 +89,7 @@ pub async fn upload(
                 let _uploading = server_media::Uploading::start();
                 let body = field.map_err(broke_off);
                 let stored = state
-                    .media
+                    .media()
                     .put(&user.tenant, &id, body, state.config.media_max_file_bytes)
                     .await
                     .inspect_err(|err| server_media::upload_failed("single", err))?;
@@ -124,11 +124,11 @@ pub async fn create_upload(
     user: AuthUser,
     ApiJson(request): ApiJson<CreateUpload>,
 ) -> Result<(StatusCode, Json<UploadCreated>), AppError> {
-    state.media.check_upload_rate(&user)?;
+    state.media().check_upload_rate(&user)?;
     let new = server_media::check_new_upload(&state, &user, request).await?;
     let chunk_size = new.chunk_size;
     let upload = state
-        .media
+        .media()
         .create_upload(new, &server_media::new_id(), &server_media::new_id())
         .await?;
     Ok((
@@ -145,7 +145,7 @@ pub async fn create_upload(
 /// The caller's upload `id` (another user's, or another tenant's, is not found).
 async fn own_upload(state: &AppState, user: &AuthUser, id: &str) -> Result<Upload, AppError> {
     validate::id("upload_id", id)?;
-    let upload = state.media.upload(id).await?;
+    let upload = state.media().upload(id).await?;
     if upload.tenant != *user.tenant || upload.user != *user.user {
         return Err(AppError::not_found("media not found"));
     }
@@ -181,7 +181,7 @@ pub async fn put_chunk(
     let bytes = server_media::read_chunk(body, upload.chunk_size).await?;
     let len = bytes.len() as u64;
     state
-        .media
+        .media()
         .put_chunk(&upload, n, bytes, sha256.as_deref())
         .await?;
     metrics::media_uploaded(len);
@@ -199,7 +199,7 @@ pub async fn progress(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<UploadProgress>, AppError> {
     let upload = own_upload(&state, &user, &id).await?;
-    let progress = state.media.progress(&upload).await?;
+    let progress = state.media().progress(&upload).await?;
     Ok(Json(UploadProgress {
         upload_id: upload.id,
         received_bytes: progress.received_bytes,
@@ -224,7 +224,7 @@ pub async fn complete(
 ) -> Result<(StatusCode, Json<MediaInfo>), AppError> {
     let upload = own_upload(&state, &user, &id).await?;
     let stored = state
-        .media
+        .media()
         .complete(&upload)
         .await
         .inspect_err(|err| server_media::upload_failed("chunked", err))?;
@@ -249,7 +249,7 @@ pub async fn abort(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
     let upload = own_upload(&state, &user, &id).await?;
-    state.media.abort_upload(&upload).await?;
+    state.media().abort_upload(&upload).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,10 +288,10 @@ pub async fn thumbnail(
             "this file is not an image with a thumbnail",
         ));
     }
-    let bytes = match state.media.thumbnail(&user.tenant, &id).await {
+    let bytes = match state.media().thumbnail(&user.tenant, &id).await {
         Ok(bytes) => bytes,
         Err(MediaError::NotFound) => {
-            server_media::make_thumbnail(&state.media, &user.tenant, &id).await?
+            server_media::make_thumbnail(state.media(), &user.tenant, &id).await?
         }
         Err(err) => return Err(err.into()),
     };
@@ -331,9 +331,9 @@ pub async fn remove(
         .await?;
     let now = crate::media::now_ms();
     state
-        .media
+        .media()
         .publish(Record::media_deleted(&user.tenant, &id, &user.user, now));
-    if let Err(err) = state.media.delete(&user.tenant, &id).await {
+    if let Err(err) = state.media().delete(&user.tenant, &id).await {
         // The record is gone, so nobody reads the bytes; they are left for an operator.
         tracing::warn!(media = %id, error = %crate::error::ErrorChain(&err), "cannot free a deleted file's bytes");
     }
@@ -380,7 +380,7 @@ async fn serve(
         .get(header::RANGE)
         .and_then(|value| value.to_str().ok())
         .and_then(server_media::parse_range);
-    let download = match state.media.get(tenant, &file.id, range).await {
+    let download = match state.media().get(tenant, &file.id, range).await {
         Ok(download) => download,
         Err(MediaError::RangeNotSatisfiable { size }) => {
             let mut refused =
@@ -472,7 +472,7 @@ pub async fn sign(
     let file = state.store.media(&user.tenant, &user.user, &id).await?;
     let (url, expires_at) =
         state
-            .media
+            .media()
             .signer
             .sign(&user.tenant, &file.id, std::time::Duration::from_secs(ttl));
     Ok(Json(SignedLink { url, expires_at }))
@@ -505,7 +505,7 @@ pub async fn signed_download(
 ) -> Result<Response, AppError> {
     validate::id("id", &id)?;
     match state
-        .media
+        .media()
         .signer
         .verify(&link.tenant, &id, link.expires, &link.sig)
     {

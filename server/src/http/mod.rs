@@ -6,6 +6,7 @@ mod media;
 mod messages;
 pub mod openapi;
 mod ops;
+mod search;
 mod web;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(media::router())
+        .merge(search::router())
         .merge(web::router())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/ws", get(crate::session::ws_handler))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conversations, media, messages, ops, web};
+use super::{conversations, media, messages, ops, search, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::{conversations, media, messages, ops, web};
         media::upload, media::create_upload, media::put_chunk, media::progress, media::complete,
         media::abort, media::download, media::meta, media::thumbnail, media::remove,
         media::sign, media::signed_download,
+        search::messages,
         web::dev_token,
     ),
     modifiers(&BearerAuth),
@@ -28,6 +29,7 @@ use super::{conversations, media, messages, ops, web};
         (name = "members", description = "Membership and roles"),
         (name = "messages", description = "History, sending, edits, deletes, reactions"),
         (name = "media", description = "Files: uploads (single and resumable), downloads with ranges"),
+        (name = "search", description = "Full-text search over the caller's conversations"),
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "dev", description = "Development sign-in (generated key on loopback only)"),
     )

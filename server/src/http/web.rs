@@ -301,13 +301,14 @@ mod tests {
             SqliteOptions::default(),
         )
         .expect("store");
+        let search = crate::search::SearchService::for_config(&config).expect("search");
         let media = crate::media::MediaService::new(
             crate::media::open(&config).expect("media"),
             &config,
             &keys,
             None,
         );
-        AppState::new(config, Arc::new(store), media, hub, keys, None)
+        AppState::new(config, Arc::new(store), media, search, hub, keys, None)
     }
 
     fn host(value: &str) -> HeaderMap {

@@ -165,7 +165,11 @@ fn sweep_interval(expiry: Duration) -> Duration {
 
 /// Removes resumable uploads idle for longer than `expiry`, at start (those a stopped process
 /// left) and then periodically, until `shutdown`.
-pub fn spawn_sweeper(media: Arc<MediaService>, expiry: Duration, shutdown: CancellationToken) {
+pub fn spawn_sweeper(
+    services: Arc<crate::state::Services>,
+    expiry: Duration,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(sweep_interval(expiry));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,8 +178,8 @@ pub fn spawn_sweeper(media: Arc<MediaService>, expiry: Duration, shutdown: Cance
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            media.forget_idle_uploaders();
-            match media.sweep(expiry, SystemTime::now()).await {
+            services.media.forget_idle_uploaders();
+            match services.media.sweep(expiry, SystemTime::now()).await {
                 Ok(0) => {}
                 Ok(removed) => {
                     tracing::info!(removed, "expired resumable uploads removed");
@@ -297,13 +301,14 @@ pub async fn register(
             crate::metrics::media_upload(way, "stored");
             let file = info(file);
             state
-                .media
+                .media()
                 .publish(Record::media_uploaded(&user.tenant, &file));
             if is_thumbnailable(&file.content_type) {
                 // Made now, off the request, so that it is ready when first asked for.
-                let (media, tenant, id) = (state.media.clone(), user.tenant.clone(), id.clone());
+                let (services, tenant, id) =
+                    (state.services.clone(), user.tenant.clone(), id.clone());
                 tokio::spawn(async move {
-                    if let Err(err) = make_thumbnail(&media, &tenant, &id).await {
+                    if let Err(err) = make_thumbnail(&services.media, &tenant, &id).await {
                         tracing::debug!(media = %id, error = %err, "no thumbnail");
                     }
                 });
@@ -312,7 +317,7 @@ pub async fn register(
         }
         Err(err) => {
             crate::metrics::media_upload(way, err.code.as_str());
-            if let Err(cleanup) = state.media.delete(&user.tenant, &id).await {
+            if let Err(cleanup) = state.media().delete(&user.tenant, &id).await {
                 tracing::warn!(media = %id, error = %ErrorChain(&cleanup), "cannot remove a refused file");
             }
             Err(err)

@@ -175,8 +175,10 @@ struct Server {
 }
 
 impl Server {
-    fn new(config: Config) -> Server {
+    fn new(mut config: Config) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
+        // The search index and media files too: nothing in the working directory.
+        config.data_dir = dir.path().to_owned();
         let hub = Arc::new(Hub::new());
         let sink = Arc::new(LossySink {
             hub: hub.clone(),
@@ -189,13 +191,14 @@ impl Server {
         )
         .expect("store");
         let keys = JwtKeys::from_secret(b"a-test-secret-of-at-least-32-bytes").expect("keys");
+        let search = crate::search::SearchService::for_config(&config).expect("search");
         let media = crate::media::MediaService::new(
             crate::media::open(&config).expect("media"),
             &config,
             &keys,
             None,
         );
-        let state = AppState::new(config, Arc::new(store), media, hub, keys, None);
+        let state = AppState::new(config, Arc::new(store), media, search, hub, keys, None);
         Server {
             state,
             sink,

@@ -85,6 +85,11 @@ fn test_flags(extra: &[&str]) -> (Vec<String>, Option<String>) {
     for pair in extra.chunks(2) {
         if pair[0] == "--data-dir" {
             data_dir = Some(pair[1].to_owned());
+            // Nodes sharing a data dir each keep a search index of their own.
+            if !extra.contains(&"--search-dir") {
+                let own = format!("{}/search-{}", pair[1], uuid::Uuid::new_v4().simple());
+                flags.push(("--search-dir".to_owned(), own));
+            }
             continue;
         }
         flags.retain(|(flag, _)| flag != pair[0]);
@@ -153,9 +158,10 @@ impl Server {
         let keys = JwtKeys::load(&config.jwt(), &config.data_dir).expect("keys");
         let link = fanout::start(&config.hub).await.expect("fan-out");
         let hub = Hub::start(link);
+        let search = confab_server::search::SearchService::for_config(&config).expect("search");
         let store = SqliteStore::open(
             &config.data_dir.join("confab.db"),
-            hub.clone(),
+            search.sink(hub.clone()),
             SqliteOptions::default(),
         )
         .expect("open the store");
@@ -168,7 +174,7 @@ impl Server {
             &keys,
             None,
         );
-        let state = AppState::new(config, Arc::new(store), media, hub, keys, None);
+        let state = AppState::new(config, Arc::new(store), media, search, hub, keys, None);
         let running = confab_server::spawn(listener, state).expect("serve");
         Server {
             backend: Backend::InProcess(running, dir),

@@ -1,0 +1,293 @@
+//! Message search over real HTTP: freshness (within 2 s, and at once with `wait_for`), edits and
+//! deletes, membership checked at query time, tenants, the query language through the API,
+//! escaped highlights and the rate limit.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, assert_rest_error, token, token_in};
+use confab_protocol::ErrorCode;
+use serde_json::{Value, json};
+
+/// `GET /v1/search/messages` as `bearer`, with query `params`.
+async fn search_as(server: &Server, bearer: &str, params: &[(&str, &str)]) -> (u16, Value) {
+    let response = server
+        .client()
+        .get(
+            url::Url::parse_with_params(&format!("{}/v1/search/messages", server.base()), params)
+                .expect("url"),
+        )
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .expect("search");
+    let status = response.status().as_u16();
+    let retry = response.headers().get("retry-after").cloned();
+    let mut body: Value = response.json().await.expect("json");
+    if let Some(retry) = retry {
+        body["retry_after_header"] = json!(retry.to_str().unwrap_or_default());
+    }
+    (status, body)
+}
+
+/// The ids of `user`'s hits for `q` (and more parameters).
+async fn found(server: &Server, user: &str, params: &[(&str, &str)]) -> Vec<String> {
+    let (status, body) = search_as(server, &token(user), params).await;
+    assert_eq!(status, 200, "{body}");
+    body["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|hit| hit["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Polls until `user` finds `id` with `q` (or gives up after `within`).
+async fn findable_within(server: &Server, user: &str, q: &str, id: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if found(server, user, &[("q", q)])
+            .await
+            .iter()
+            .any(|hit| hit == id)
+        {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_is_findable_within_two_seconds_and_at_once_with_wait_for() {
+    let server = Server::in_process(&[]).await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let sent = server
+        .rest_send(
+            "alice",
+            &conversation,
+            "s1",
+            "Hello world, the rocket launch is on Friday",
+        )
+        .await;
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let started = Instant::now();
+    assert!(findable_within(&server, "bob", "launch", &id, Duration::from_secs(2)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let sent = server
+        .rest_send("bob", &conversation, "s2", "Countdown begins at noon")
+        .await;
+    let wait = format!("{conversation}:{}", sent["seq"]);
+    let (status, body) = search_as(
+        &server,
+        &token("bob"),
+        &[("q", "countdwn"), ("wait_for", &wait)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0]["id"], sent["id"], "found at once: {body}");
+    assert_eq!(body["hits"][0]["author"], json!("bob"));
+    assert_eq!(
+        body["hits"][0]["snippet"],
+        json!("<mark>Countdown</mark> begins at noon")
+    );
+    assert!(
+        body["indexed_seq"][&conversation].as_u64() >= sent["seq"].as_u64(),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn edits_deletes_members_and_tenants_are_respected_at_query_time() {
+    let server = Server::in_process(&[]).await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let first = server
+        .rest_send(
+            "alice",
+            &conversation,
+            "e1",
+            "the secret recipe is pancakes",
+        )
+        .await;
+    let id = first["id"].as_str().expect("id").to_owned();
+    let wait = |seq: &Value| format!("{conversation}:{seq}");
+    let (status, _) = server
+        .patch(
+            &format!("/v1/messages/{id}"),
+            &token("alice"),
+            json!({"body": "the secret recipe is waffles"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let edited = server
+        .rest_send("alice", &conversation, "e2", "marker")
+        .await;
+    let hits = found(
+        &server,
+        "bob",
+        &[("q", "pancakes"), ("wait_for", &wait(&edited["seq"]))],
+    )
+    .await;
+    assert!(hits.is_empty(), "edited away: {hits:?}");
+    assert_eq!(
+        found(&server, "bob", &[("q", "waffles")]).await,
+        [id.as_str()]
+    );
+
+    // Not a member, another tenant: nothing.
+    assert!(found(&server, "eve", &[("q", "waffles")]).await.is_empty());
+    let (status, other) = search_as(
+        &server,
+        &token_in("bob", "other-tenant"),
+        &[("q", "waffles")],
+    )
+    .await;
+    assert_eq!(
+        (status, other["hits"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    // Bob removed: his very next search finds nothing.
+    let (status, _) = server
+        .delete(
+            &format!("/v1/conversations/{conversation}/members/bob"),
+            &token("alice"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(found(&server, "bob", &[("q", "waffles")]).await.is_empty());
+    // Deleted: gone for everyone.
+    let (status, _) = server
+        .delete(&format!("/v1/messages/{id}"), &token("alice"))
+        .await;
+    assert_eq!(status, 200);
+    let after = server
+        .rest_send("alice", &conversation, "e3", "marker")
+        .await;
+    let hits = found(
+        &server,
+        "alice",
+        &[("q", "waffles"), ("wait_for", &wait(&after["seq"]))],
+    )
+    .await;
+    assert!(hits.is_empty(), "deleted: {hits:?}");
+}
+
+#[tokio::test]
+async fn the_query_language_filters_and_escaped_highlights_work_over_http() {
+    let server = Server::in_process(&[]).await;
+    let c1 = server.create_group("alice", &["bob"]).await;
+    let c2 = server.create_group("bob", &["alice"]).await;
+    let a = server
+        .rest_send(
+            "alice",
+            &c1,
+            "q1",
+            "<script>alert(1)</script> quarterly report",
+        )
+        .await;
+    let b = server
+        .rest_send("bob", &c1, "q2", "the quarterly numbers are in")
+        .await;
+    let c = server
+        .rest_send("bob", &c2, "q3", "lunch report tomorrow")
+        .await;
+    let wait = format!("{c2}:{}", c["seq"]);
+    let id = |v: &Value| v["id"].as_str().expect("id").to_owned();
+    let (_, body) = search_as(
+        &server,
+        &token("alice"),
+        &[("q", "quarterly"), ("wait_for", &wait), ("sort", "recent")],
+    )
+    .await;
+    let snippets: Vec<&str> = body["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["snippet"].as_str().expect("snippet"))
+        .collect();
+    assert_eq!(
+        snippets,
+        [
+            "the <mark>quarterly</mark> numbers are in",
+            "&lt;script&gt;alert(1)&lt;/script&gt; <mark>quarterly</mark> report"
+        ]
+    );
+    assert_eq!(
+        found(&server, "alice", &[("q", "report"), ("author", "bob")]).await,
+        [id(&c)]
+    );
+    assert_eq!(
+        found(&server, "alice", &[("q", "report from:alice")]).await,
+        [id(&a)]
+    );
+    assert_eq!(
+        found(&server, "alice", &[("q", "quarterly -numbers")]).await,
+        [id(&a)]
+    );
+    assert_eq!(
+        found(&server, "alice", &[("q", "\"quarterly numbers\"")]).await,
+        [id(&b)]
+    );
+    assert_eq!(
+        found(&server, "alice", &[("q", "report"), ("conversation", &c2)]).await,
+        [id(&c)]
+    );
+    assert_eq!(
+        found(
+            &server,
+            "alice",
+            &[("q", "report"), ("from", "1970-01-01"), ("sort", "recent")]
+        )
+        .await,
+        [id(&c), id(&a)]
+    );
+    assert!(
+        found(&server, "alice", &[("q", "report"), ("to", "2000-01-01")])
+            .await
+            .is_empty()
+    );
+    let page = found(
+        &server,
+        "alice",
+        &[("q", "quarterly report"), ("limit", "1")],
+    )
+    .await;
+    assert_eq!(page.len(), 1);
+    for bad in [
+        vec![("q", "")],
+        vec![("q", "x"), ("limit", "0")],
+        vec![("q", "before:soon")],
+        vec![("q", "x"), ("sort", "random")],
+    ] {
+        let answer = search_as(&server, &token("alice"), &bad).await;
+        assert_rest_error(&answer, 400, ErrorCode::Invalid);
+    }
+}
+
+#[tokio::test]
+async fn searches_are_rate_limited_with_retry_after() {
+    let server = Server::in_process(&["--search-per-minute", "2"]).await;
+    for _ in 0..2 {
+        assert!(
+            found(&server, "alice", &[("q", "anything")])
+                .await
+                .is_empty()
+        );
+    }
+    let (status, body) = search_as(&server, &token("alice"), &[("q", "anything")]).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], json!("rate_limited"));
+    let retry: u64 = body["retry_after_header"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(
+        found(&server, "bob", &[("q", "anything")]).await.is_empty(),
+        "bob has his own budget"
+    );
+}
