@@ -1,12 +1,14 @@
 // The Confab web demo: sign-in, the conversation list, and the open conversation. Protocol work
-// is confab.js's; the message list is view.js's; each conversation's state is a thread.js Thread.
+// is confab.js's; the message list is view.js's; each conversation's state is a thread.js Thread;
+// the composer's attachments are uploads.js's.
 
 import { ConfabClient, ConfabError } from "./confab.js";
 import { conversationName as nameOf, renderConversationList as renderList } from "./sidebar.js";
 import { clearSession, loadSession, showSignIn, takeNotice } from "./signin.js";
 import { Thread } from "./thread.js";
+import { UploadTray } from "./uploads.js";
+import { describeError, h, hueFor, initials, joinNames, messagePreview, parseUserList, setError, toast } from "./util.js";
 import { MessageView } from "./view.js";
-import { describeError, h, hueFor, initials, joinNames, parseUserList, setError, toast } from "./util.js";
 
 /** How often the conversation list is refreshed (new conversations have no push event). */
 const LIST_REFRESH_MS = 4000;
@@ -19,6 +21,10 @@ const state = {
   client: null,
   api: null,
   view: null,
+  /** the composer's attachments (an UploadTray) */
+  uploads: null,
+  /** media id → Promise of a blob: URL of its thumbnail */
+  thumbnails: new Map(),
   /** id → ConversationSummary (kept current from events) */
   conversations: new Map(),
   /** id → Thread */
@@ -72,7 +78,16 @@ function startApp(session) {
       },
       loadOlder: () => loadOlder(activeThread()),
       replyTarget,
+      mediaLink: (id) => state.api.mediaLink(id),
+      cachedMediaLink: (id) => state.api.cachedMediaLink(id),
+      thumbnail,
     },
+  });
+  state.uploads = new UploadTray({
+    list: $("upload-tray"),
+    api: state.api,
+    onChange: renderSendButton,
+    notify: (text) => toast(text, "error"),
   });
 
   const client = state.client;
@@ -132,6 +147,23 @@ function renderStatus({ status, delayMs }) {
 
 function reportError(err) {
   toast(describeError(err), "error");
+}
+
+/**
+ * A thumbnail as a blob: URL (it needs the token, so an <img> cannot load it directly). Kept
+ * for the page's lifetime: thumbnails are small and a file's thumbnail never changes.
+ */
+function thumbnail(id) {
+  let url = state.thumbnails.get(id);
+  if (!url) {
+    url = state.api.mediaThumbnail(id).then((blob) => URL.createObjectURL(blob));
+    state.thumbnails.set(id, url);
+    // A network failure is worth another try when the message is drawn again.
+    url.catch((err) => {
+      if (err.code === "network") state.thumbnails.delete(id);
+    });
+  }
+  return url;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -223,6 +255,7 @@ function forgetConversation(id) {
   if (!state.conversations.has(id)) return;
   state.conversations.delete(id);
   state.threads.delete(id);
+  state.uploads.discard(id);
   if (state.client.lastSeq(id) !== null) state.client.leave(id).catch(() => {});
   if (state.activeId === id) closeConversation();
   renderConversationList();
@@ -242,6 +275,7 @@ async function openConversation(id) {
   $("chat-main").hidden = false;
   const thread = threadFor(id);
   state.view.show(thread);
+  state.uploads.show(id);
   renderHeader();
   renderTyping();
   renderConversationList();
@@ -259,6 +293,7 @@ async function openConversation(id) {
 function closeConversation() {
   state.activeId = null;
   cancelReply();
+  state.uploads.show(null);
   history.replaceState(null, "", location.pathname);
   $("layout").classList.remove("show-chat");
   $("chat-main").hidden = true;
@@ -444,13 +479,17 @@ function markActiveRead() {
 // ---------------------------------------------------------------------------------------------
 // Composing and message actions
 
-function send(body) {
+/** Sends a message; `attachments` are uploaded files `{id, name, mime, size}` (ids go out). */
+function send(body, attachments = []) {
   const thread = activeThread();
   if (!thread) return;
   const replyTo = state.replyTo ? state.replyTo.id : null;
-  const { clientMsgId, acked } = state.client.send(thread.id, body, { replyTo });
+  const { clientMsgId, acked } = state.client.send(thread.id, body, {
+    replyTo,
+    attachments: attachments.map((file) => file.id),
+  });
   acked.catch(() => {}); // failures arrive as `send_failed`
-  thread.addPending({ clientMsgId, body, replyTo, ts: Date.now() });
+  thread.addPending({ clientMsgId, body, replyTo, attachments, ts: Date.now() });
   cancelReply();
   state.view.render({ stickToBottom: true });
 }
@@ -459,19 +498,30 @@ function retrySend(pending) {
   const thread = activeThread();
   if (!thread) return;
   thread.pending.delete(pending.clientMsgId);
+  const attachments = pending.attachments || [];
   const { acked } = state.client.send(thread.id, pending.body, {
     replyTo: pending.replyTo,
+    attachments: attachments.map((file) => file.id),
     clientMsgId: pending.clientMsgId,
   });
   acked.catch(() => {});
-  thread.addPending({ clientMsgId: pending.clientMsgId, body: pending.body, replyTo: pending.replyTo, ts: Date.now() });
+  thread.addPending({ ...pending, failed: false, reason: undefined, ts: Date.now() });
   state.view.render({ stickToBottom: true });
+}
+
+/** Sending waits for the open conversation's uploads to finish. */
+function renderSendButton() {
+  const busy = state.uploads.busy();
+  const button = $("send-btn");
+  button.disabled = busy;
+  button.title = busy ? "Wait for the upload to finish" : "";
 }
 
 function startReply(message) {
   state.replyTo = message;
+  const preview = messagePreview(message);
   $("reply-author").textContent = message.author;
-  $("reply-snippet").textContent = message.body.length > 80 ? `${message.body.slice(0, 80)}…` : message.body;
+  $("reply-snippet").textContent = preview.length > 80 ? `${preview.slice(0, 80)}…` : preview;
   $("reply-preview").hidden = false;
   $("composer-input").focus();
 }
@@ -533,13 +583,20 @@ function wireChrome() {
   });
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
+    if (state.uploads.busy()) {
+      toast("Wait for the upload to finish, then send.");
+      return;
+    }
     const body = input.value.trim();
-    if (!body) return;
-    send(body);
+    const attachments = state.uploads.ready();
+    if (!body && !attachments.length) return;
+    send(body, attachments);
+    state.uploads.sent();
     input.value = "";
     grow();
     input.focus();
   });
+  wireAttachments(input);
   $("reply-cancel").addEventListener("click", () => {
     cancelReply();
     input.focus();
@@ -616,6 +673,64 @@ function wireChrome() {
     state.deleteTarget = null;
     $("delete-dialog").close();
     if (target) state.client.delete(target.id).catch(reportError);
+  });
+}
+
+/** Files reach the tray three ways: the paperclip's file picker, a drop on the conversation, a paste. */
+function wireAttachments(input) {
+  const picker = $("attach-input");
+  $("attach-btn").addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => {
+    state.uploads.add([...picker.files]);
+    picker.value = ""; // the same file may be picked again
+    input.focus();
+  });
+
+  input.addEventListener("paste", (event) => {
+    const files = [...((event.clipboardData && event.clipboardData.files) || [])];
+    if (!files.length) return;
+    // Copied text may come with a picture of itself (office apps): then the text is pasted too.
+    if (!event.clipboardData.types.includes("text/plain")) event.preventDefault();
+    state.uploads.add(files);
+  });
+
+  const chat = $("chat-main");
+  const hint = $("drop-hint");
+  const carriesFiles = (event) => Boolean(event.dataTransfer) && [...event.dataTransfer.types].includes("Files");
+  // dragenter/dragleave fire for every child crossed: count them to know when the pointer left.
+  let depth = 0;
+  chat.addEventListener("dragenter", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    depth += 1;
+    hint.hidden = false;
+  });
+  chat.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  chat.addEventListener("dragleave", (event) => {
+    if (!carriesFiles(event)) return;
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) hint.hidden = true;
+  });
+  chat.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    depth = 0;
+    hint.hidden = true;
+    state.uploads.add([...event.dataTransfer.files]);
+    input.focus();
+  });
+  // A file dropped anywhere else must not replace the page with itself.
+  window.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event) || chat.contains(event.target)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "none";
+  });
+  window.addEventListener("drop", (event) => {
+    if (carriesFiles(event)) event.preventDefault();
   });
 }
 

@@ -16,6 +16,12 @@
  * await client.join(conversations[0].id);                  // rejoined with `since` after drops
  * const { clientMsgId, acked } = client.send(conversations[0].id, "hello");
  * await acked;                                             // resolves with the server's `ack`
+ *
+ * const file = await client.api.uploadFile(input.files[0], {
+ *   conversation: conversations[0].id,
+ *   onProgress: ({ loaded, total }) => (bar.value = loaded / total),
+ * });
+ * client.send(conversations[0].id, "the report", { attachments: [file.id] });
  * ```
  *
  * What it does for you:
@@ -36,7 +42,14 @@
  * - Commands (`edit`, `delete`, `react`, `unreact`, `read`, `leave`) return promises settled by
  *   the server's reply; issued while offline they wait and are sent after reconnecting.
  * - **REST** helpers on `client.api` (a {@link ConfabApi}): conversations, members, history
- *   paging, messages, reactions.
+ *   paging, messages, reactions, media.
+ * - **Uploads**: `client.api.uploadFile(file, {conversation, onProgress})` resolves with the
+ *   server's MediaInfo; send its `id` in `attachments`. Files up to 5 MiB go up in one request,
+ *   bigger ones in chunks with SHA-256s, resumed after network failures (only the missing chunks
+ *   are sent again). Progress comes from XMLHttpRequest's upload events.
+ * - **Media links**: `mediaLink(id)` (a signed link, no token in it, cached per file until
+ *   shortly before it expires) for `<a href>`; `mediaThumbnail(id)` (a Blob, since thumbnails
+ *   need the token) for `URL.createObjectURL`.
  *
  * Events (an `EventTarget`; `client.on(type, fn)` passes `event.detail` and returns an
  * unsubscribe function):
@@ -97,11 +110,20 @@ async function request(baseUrl, method, path, { token, body, signal } = {}) {
       signal,
     });
   } catch (err) {
-    if (err && err.name === "AbortError") throw err;
-    throw new ConfabError("network", "the server cannot be reached", 0);
+    throw fetchFailure(err);
   }
-  if (response.status === 204) return null;
-  const text = await response.text();
+  return parseAnswer(response.status, await response.text());
+}
+
+/** What a fetch that threw means: the caller's abort, or an unreachable server. */
+function fetchFailure(err) {
+  if (err && err.name === "AbortError") return err;
+  return new ConfabError("network", "the server cannot be reached", 0);
+}
+
+/** The parsed JSON of an answer (null when empty), or its `{"error"}` thrown as a ConfabError. */
+function parseAnswer(status, text) {
+  if (status === 204) return null;
   let json = null;
   if (text) {
     try {
@@ -110,12 +132,12 @@ async function request(baseUrl, method, path, { token, body, signal } = {}) {
       json = null;
     }
   }
-  if (!response.ok) {
+  if (status < 200 || status >= 300) {
     const error = json && json.error;
     throw new ConfabError(
       (error && error.code) || "internal",
-      (error && error.message) || `HTTP ${response.status}`,
-      response.status,
+      (error && error.message) || `HTTP ${status}`,
+      status,
     );
   }
   return json;
@@ -139,11 +161,17 @@ export class ConfabApi {
   constructor({ baseUrl = defaultBaseUrl(), token }) {
     this.baseUrl = trimSlash(baseUrl);
     this.token = token;
+    /** media id → {promise, link}: signed links, reused until shortly before they expire */
+    this.links = new Map();
   }
 
-  async call(method, path, body) {
-    const token = typeof this.token === "function" ? await this.token() : this.token;
-    return request(this.baseUrl, method, path, { token, body });
+  async #auth() {
+    return typeof this.token === "function" ? this.token() : this.token;
+  }
+
+  async call(method, path, body, { signal } = {}) {
+    const token = await this.#auth();
+    return request(this.baseUrl, method, path, { token, body, signal });
   }
 
   listConversations() {
@@ -212,6 +240,323 @@ export class ConfabApi {
   removeReaction(id, emoji) {
     return this.call("DELETE", `/v1/messages/${enc(id)}/reactions/${enc(emoji)}`);
   }
+
+  /**
+   * Uploads a file (a `File` or `Blob`) that members of `conversation` may then see; send its
+   * `id` in a message's `attachments`. Files up to `singleMaxBytes` go up in one request, larger
+   * ones as a resumable upload ({@link uploadResumable}). Resolves with the server's MediaInfo
+   * `{id, name, content_type, size, sha256, …}`; rejects with a {@link ConfabError} (the
+   * server's refusal: `too_large`, `unsupported_media_type`, `quota_exceeded`, …) or, after
+   * `signal` aborts, with an `AbortError`.
+   * @param {Blob} file
+   * @param {object} [options]
+   * @param {string} [options.conversation]
+   * @param {(progress: {phase: "hashing"|"uploading", loaded: number, total: number}) => void}
+   *   [options.onProgress] bytes sent so far (XMLHttpRequest's upload events in browsers).
+   * @param {AbortSignal} [options.signal]
+   * @param {number} [options.singleMaxBytes] the largest file sent in one request
+   *   [{@link SINGLE_UPLOAD_MAX_BYTES}, the server's default chunk size].
+   */
+  uploadFile(file, options = {}) {
+    const { singleMaxBytes = SINGLE_UPLOAD_MAX_BYTES } = options;
+    return file.size <= singleMaxBytes ? this.uploadSingle(file, options) : this.uploadResumable(file, options);
+  }
+
+  /** `POST /v1/media`: the file in one multipart request. Options as {@link uploadFile}'s. */
+  async uploadSingle(file, { conversation, onProgress, signal } = {}) {
+    const form = new FormData();
+    if (conversation) form.append("conversation", conversation);
+    form.append("file", file, fileName(file));
+    const total = file.size;
+    const info = await sendWithProgress(`${this.baseUrl}/v1/media`, {
+      method: "POST",
+      token: await this.#auth(),
+      body: form,
+      signal,
+      // The form is a little larger than the file (boundaries, the other field): scale.
+      onProgress: onProgress && ((sent, of) => onProgress({ phase: "uploading", loaded: Math.round((sent / of) * total), total })),
+    });
+    if (onProgress) onProgress({ phase: "uploading", loaded: total, total });
+    return info;
+  }
+
+  /**
+   * A resumable upload: `POST /v1/media/uploads` (with the file's SHA-256 when it is at most
+   * {@link WHOLE_HASH_MAX_BYTES}, so the server checks the assembled file), then each chunk with
+   * its own `X-Chunk-SHA256`, then `complete`. After a network failure, a 5xx or a 429 it waits
+   * (exponential backoff with jitter), asks the server which chunks are missing and sends only
+   * those; it gives up after `retries` failures in a row, or at once when the server refuses
+   * (then the upload is deleted rather than left to expire).
+   *
+   * Options as {@link uploadFile}'s, plus `retries` [8], `retryDelayMs` [1000] (the first
+   * backoff cap, doubling up to `maxRetryDelayMs` [30000]) and `sleep(ms, signal)` (tests).
+   */
+  async uploadResumable(
+    file,
+    { conversation, onProgress, signal, retries = 8, retryDelayMs = 1000, maxRetryDelayMs = 30_000, sleep = abortableSleep } = {},
+  ) {
+    const total = file.size;
+    const report = (phase, loaded) => onProgress && onProgress({ phase, loaded: Math.min(loaded, total), total });
+    const start = { name: fileName(file), size: total };
+    if (file.type) start.content_type = file.type;
+    if (conversation) start.conversation = conversation;
+    if (total <= WHOLE_HASH_MAX_BYTES) {
+      report("hashing", 0);
+      const sha256 = await sha256Hex(await file.arrayBuffer());
+      if (sha256) start.sha256 = sha256;
+    }
+    throwIfAborted(signal);
+    const created = await this.call("POST", "/v1/media/uploads", start, { signal });
+    const path = `/v1/media/uploads/${enc(created.upload_id)}`;
+    const chunks = planChunks(total, created.chunk_size);
+    let missing = chunks.map((chunk) => chunk.n);
+    let failures = 0;
+    try {
+      for (;;) {
+        try {
+          if (failures > 0) missing = (await this.call("GET", path, undefined, { signal })).missing_chunks;
+          let sent = total - bytesOf(chunks, missing);
+          report("uploading", sent);
+          for (const n of missing) {
+            const chunk = chunks[n];
+            await this.#putChunk(`${path}/chunks/${n}`, file.slice(chunk.start, chunk.end), {
+              signal,
+              onProgress: (loaded) => report("uploading", sent + loaded),
+            });
+            sent += chunk.end - chunk.start;
+            report("uploading", sent);
+            failures = 0; // a chunk got through: the retries count again from zero
+          }
+          return await this.call("POST", `${path}/complete`, undefined, { signal });
+        } catch (err) {
+          if (!RESUMABLE.has(err && err.code) || failures >= retries) throw err;
+          failures += 1;
+          await sleep(backoffDelay(failures - 1, retryDelayMs, maxRetryDelayMs), signal);
+        }
+      }
+    } catch (err) {
+      // Nothing more will be sent: free the received chunks now rather than at expiry.
+      this.call("DELETE", path).catch(() => {});
+      throw err;
+    }
+  }
+
+  async #putChunk(path, blob, { signal, onProgress }) {
+    const bytes = await blob.arrayBuffer();
+    const headers = { "content-type": "application/octet-stream" };
+    const sha256 = await sha256Hex(bytes);
+    if (sha256) headers["x-chunk-sha256"] = sha256;
+    return sendWithProgress(`${this.baseUrl}${path}`, {
+      method: "PUT",
+      token: await this.#auth(),
+      headers,
+      body: bytes,
+      signal,
+      onProgress: onProgress && ((sent, of) => onProgress(Math.round((sent / of) * bytes.byteLength))),
+    });
+  }
+
+  /** A file's MediaInfo (with its download count). */
+  mediaInfo(id) {
+    return this.call("GET", `/v1/media/${enc(id)}/meta`);
+  }
+
+  /** Deletes a file for everyone (its uploader, or an owner or admin of its conversation). */
+  deleteMedia(id) {
+    this.links.delete(id);
+    return this.call("DELETE", `/v1/media/${enc(id)}`);
+  }
+
+  /**
+   * A link to a file that works without a token, for `<a href>`, `<img src>` and players:
+   * `{url, expiresAt}`, `url` absolute, `expiresAt` in ms. Each file's link is asked for once
+   * and reused until a minute before it expires (concurrent callers share the request).
+   */
+  mediaLink(id) {
+    const cached = this.links.get(id);
+    if (cached && (!cached.link || fresh(cached.link))) return cached.promise;
+    const entry = { link: null, promise: null };
+    entry.promise = this.call("POST", `/v1/media/${enc(id)}/signed`).then(
+      ({ url, expires_at: expiresAt }) => {
+        entry.link = { url: new URL(url, `${this.baseUrl}/`).href, expiresAt: expiresAt * 1000 };
+        return entry.link;
+      },
+      (err) => {
+        if (this.links.get(id) === entry) this.links.delete(id);
+        throw err;
+      },
+    );
+    this.links.set(id, entry);
+    return entry.promise;
+  }
+
+  /** The cached link of {@link mediaLink} when it is still good for a minute, else null. */
+  cachedMediaLink(id) {
+    const cached = this.links.get(id);
+    return cached && cached.link && fresh(cached.link) ? cached.link : null;
+  }
+
+  /**
+   * The thumbnail of an image file (PNG, JPEG, GIF, WebP; see {@link THUMBNAIL_TYPES}) as a
+   * Blob: it needs the token, so it is fetched rather than linked (`URL.createObjectURL`).
+   */
+  async mediaThumbnail(id, { signal } = {}) {
+    const token = await this.#auth();
+    let response;
+    try {
+      response = await fetch(`${this.baseUrl}/v1/media/${enc(id)}/thumbnail`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal,
+      });
+    } catch (err) {
+      throw fetchFailure(err);
+    }
+    if (!response.ok) parseAnswer(response.status, await response.text());
+    return response.blob();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Media helpers
+
+/**
+ * Files up to this size go up in one request, larger ones as a resumable upload: the server's
+ * default chunk size (`media_chunk_bytes`, 5 MiB), so that one request never carries more than a
+ * chunk would.
+ */
+export const SINGLE_UPLOAD_MAX_BYTES = 5 * 1024 * 1024;
+/**
+ * Resumable uploads of files up to this size announce the whole file's SHA-256; hashing reads
+ * the file into memory at once (`crypto.subtle.digest` does not stream), so larger files rely
+ * on their chunks' hashes only.
+ */
+export const WHOLE_HASH_MAX_BYTES = 100 * 1024 * 1024;
+/** The types the server makes thumbnails of. */
+export const THUMBNAIL_TYPES = Object.freeze(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+/** A signed link is replaced when it has less than this left. */
+const LINK_MARGIN_MS = 60_000;
+/** Errors after which a resumable upload asks what is missing and carries on. */
+const RESUMABLE = new Set(["network", "timeout", "internal", "unavailable", "rate_limited", "conflict"]);
+
+/** Whether a file of this type has a thumbnail. */
+export function hasThumbnail(mime) {
+  return THUMBNAIL_TYPES.includes(String(mime).split(";")[0].trim().toLowerCase());
+}
+
+/**
+ * The chunks of a resumable upload of `size` bytes: `[{n, start, end}]`, every one `chunkSize`
+ * bytes but the last.
+ */
+export function planChunks(size, chunkSize) {
+  if (!(chunkSize > 0)) throw new RangeError(`bad chunk size ${chunkSize}`);
+  const chunks = [];
+  for (let n = 0; n * chunkSize < size; n += 1) {
+    chunks.push({ n, start: n * chunkSize, end: Math.min(size, (n + 1) * chunkSize) });
+  }
+  return chunks;
+}
+
+/** The bytes in the chunks numbered `numbers`. */
+function bytesOf(chunks, numbers) {
+  return numbers.reduce((sum, n) => sum + (chunks[n] ? chunks[n].end - chunks[n].start : 0), 0);
+}
+
+/**
+ * SHA-256 of the bytes, in hex; undefined where the browser has no `crypto.subtle` (pages
+ * served over plain http from another host than localhost), since the hashes are optional.
+ */
+export async function sha256Hex(bytes) {
+  const subtle = globalThis.crypto && globalThis.crypto.subtle;
+  if (!subtle) return undefined;
+  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function fileName(file) {
+  return (typeof file.name === "string" && file.name) || "file";
+}
+
+function fresh(link) {
+  return link.expiresAt - LINK_MARGIN_MS > Date.now();
+}
+
+function abortError(signal) {
+  return (signal && signal.reason) || new DOMException("The upload was cancelled.", "AbortError");
+}
+
+function throwIfAborted(signal) {
+  if (signal && signal.aborted) throw abortError(signal);
+}
+
+function abortableSleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(abortError(signal));
+      return;
+    }
+    const timer = setTimeout(resolve, ms);
+    if (signal) {
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(abortError(signal));
+      }, { once: true });
+    }
+  });
+}
+
+/**
+ * Sends one request body, reporting `onProgress(sent, total)` as it goes, and answers like
+ * {@link request}. Browsers get XMLHttpRequest (fetch reports no upload progress); elsewhere
+ * (Node, workers without XHR) fetch, with one progress report at the end.
+ */
+function sendWithProgress(url, { method, token, headers = {}, body, signal, onProgress }) {
+  const all = { accept: "application/json", ...headers };
+  if (token) all.authorization = `Bearer ${token}`;
+  if (typeof XMLHttpRequest === "undefined") {
+    return (async () => {
+      let response;
+      try {
+        response = await fetch(url, { method, headers: all, body, signal });
+      } catch (err) {
+        throw fetchFailure(err);
+      }
+      const answer = parseAnswer(response.status, await response.text());
+      if (onProgress) onProgress(1, 1);
+      return answer;
+    })();
+  }
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(abortError(signal));
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    const onAbort = () => xhr.abort();
+    const settle = (fn) => {
+      if (signal) signal.removeEventListener("abort", onAbort);
+      fn();
+    };
+    xhr.open(method, url);
+    for (const [name, value] of Object.entries(all)) xhr.setRequestHeader(name, value);
+    if (onProgress) {
+      xhr.upload.onprogress = (event) => {
+        if (event.lengthComputable && event.total > 0) onProgress(event.loaded, event.total);
+      };
+    }
+    xhr.onload = () =>
+      settle(() => {
+        try {
+          resolve(parseAnswer(xhr.status, xhr.responseText));
+        } catch (err) {
+          reject(err);
+        }
+      });
+    xhr.onerror = () => settle(() => reject(new ConfabError("network", "the server cannot be reached", 0)));
+    xhr.ontimeout = xhr.onerror;
+    xhr.onabort = () => settle(() => reject(abortError(signal)));
+    if (signal) signal.addEventListener("abort", onAbort, { once: true });
+    xhr.send(body);
+  });
 }
 
 function enc(part) {

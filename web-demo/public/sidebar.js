@@ -1,6 +1,6 @@
 // The conversation list: names, last message, time and unread badge per conversation.
 
-import { avatar, h, joinNames, shortTime } from "./util.js";
+import { avatar, h, joinNames, messagePreview, shortTime } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,7 +34,7 @@ export function renderConversationList(state, onOpen) {
       const snippet = last
         ? last.deleted
           ? "Message deleted"
-          : `${last.author === state.me ? "You" : last.author}: ${last.body}`
+          : `${last.author === state.me ? "You" : last.author}: ${messagePreview(last)}`
         : "No messages yet";
       const active = summary.id === state.activeId;
       const unread = active ? 0 : summary.unread;

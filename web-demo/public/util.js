@@ -84,6 +84,29 @@ export function fullTime(ts) {
   return fullFormat.format(new Date(ts));
 }
 
+/** A size for people: "512 B", "48 kB", "1.2 MB" (powers of 1000, as file managers show). */
+export function humanSize(bytes) {
+  const n = Number(bytes) || 0;
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = n;
+  let unit = -1;
+  do {
+    value /= 1000;
+    unit += 1;
+  } while (value >= 999.5 && unit < units.length - 1);
+  const digits = value < 9.95 ? 1 : 0;
+  return `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+/** A one-line stand-in for a message: its body, or its attachments' names for an empty one. */
+export function messagePreview(message) {
+  if (message.body) return message.body;
+  const files = message.attachments || [];
+  if (!files.length) return "";
+  return `📎 ${files.map((f) => f.name).join(", ")}`;
+}
+
 /** A user id from a display name: lower case, spaces to dashes, only [a-z0-9._-]. */
 export function userIdFrom(name) {
   return String(name)
@@ -136,6 +159,9 @@ export function describeError(err) {
     not_found: "Not found.",
     rate_limited: "Too many messages; slow down a little.",
     too_large: "That is too long.",
+    unsupported_media_type: "This type of file is not accepted.",
+    quota_exceeded: "There is no room left for files.",
+    checksum_mismatch: "The file changed or was damaged on the way; try again.",
     conflict: "That conflicts with the current state.",
     unavailable: "The server is restarting or busy; try again in a moment.",
     timeout: "The connection is too slow; try again.",

@@ -3,7 +3,8 @@
 // pages are prepended, infinite scroll back, and the per-message actions (reply, react, edit,
 // delete) reachable by mouse and keyboard.
 
-import { avatar, clockTime, fullTime, h, joinNames } from "./util.js";
+import { hasThumbnail } from "./confab.js";
+import { avatar, clockTime, fullTime, h, humanSize, joinNames, messagePreview } from "./util.js";
 
 /** The reactions offered by the picker. */
 export const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "🙏"];
@@ -27,6 +28,7 @@ const ICONS = {
   react: "M12 21a9 9 0 1 1 0-18 9 9 0 0 1 0 18zM8.5 14.5s1.3 2 3.5 2 3.5-2 3.5-2M9 9.5h.01M15 9.5h.01",
   edit: "M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4",
   del: "M5 7h14M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
+  file: "M14 3H6v18h12V7l-4-4zM14 3v4h4M9 13h6M9 17h6",
 };
 
 export class MessageView {
@@ -37,7 +39,9 @@ export class MessageView {
    * @param {HTMLElement} o.edge the element above the list (loading / beginning notice)
    * @param {string} o.me the signed-in user
    * @param {object} o.actions callbacks: reply(msg), toggleReaction(msg, emoji), edit(msg,
-   *   body), remove(msg), retry(pending), loadOlder(), replyTarget(id) → message or null.
+   *   body), remove(msg), retry(pending), loadOlder(), replyTarget(id) → message or null;
+   *   for attachments: mediaLink(id) → Promise<{url, expiresAt}> (a signed link),
+   *   cachedMediaLink(id) → that link if still good or null, thumbnail(id) → Promise<blob URL>.
    */
   constructor({ scroller, list, edge, me, actions }) {
     this.scroller = scroller;
@@ -58,6 +62,13 @@ export class MessageView {
     );
     scroller.parentElement.insertBefore(this.jump, scroller.nextSibling);
     scroller.addEventListener("scroll", () => this.#onScroll(), { passive: true });
+    /** Whether the reader was at the newest message when last seen (kept there on resizes). */
+    this.stuck = true;
+    // The list gets shorter when the upload tray, a reply preview or a phone keyboard appears:
+    // a reader who was at the bottom stays there.
+    new ResizeObserver(() => {
+      if (this.stuck && !this.atBottom()) this.scrollToBottom();
+    }).observe(scroller);
     document.addEventListener("pointerdown", (e) => {
       if (this.picker && !this.picker.contains(e.target) && !e.target.closest(".react-btn")) {
         this.closePicker();
@@ -91,7 +102,8 @@ export class MessageView {
   }
 
   #onScroll() {
-    if (this.atBottom()) this.jump.hidden = true;
+    this.stuck = this.atBottom();
+    if (this.stuck) this.jump.hidden = true;
     this.#maybeLoadOlder();
   }
 
@@ -268,11 +280,12 @@ export class MessageView {
       content.append(h("div", { class: "msg-body msg-body-deleted" }, "This message was deleted."));
     } else if (editing) {
       content.append(this.#editor(m));
-    } else {
+    } else if (m.body || m.editedAt || !m.attachments.length) {
       const body = h("div", { class: "msg-body" }, m.body);
       if (m.editedAt) body.append(" ", h("span", { class: "msg-edited", title: `Edited ${fullTime(m.editedAt)}` }, "(edited)"));
       content.append(body);
     }
+    if (!m.deleted && m.attachments.length) content.append(this.#attachments(m.attachments));
     if (!m.deleted && m.reactions.size) content.append(this.#reactions(m));
     if (seenBy.length) {
       content.append(h("div", { class: "msg-receipts", "aria-label": `Seen by ${joinNames(seenBy)}` }, `Seen by ${joinNames(seenBy)}`));
@@ -282,13 +295,103 @@ export class MessageView {
     return node;
   }
 
+  /**
+   * A message's files: images as a thumbnail that opens the full image, other files as a
+   * download link with their size. Both point at signed links (no token in the URL).
+   */
+  #attachments(files) {
+    const box = h("div", { class: "msg-attachments" });
+    for (const file of files) box.append(hasThumbnail(file.mime) ? this.#imageAttachment(file) : this.#fileAttachment(file));
+    return box;
+  }
+
+  #imageAttachment(file) {
+    // No alt text until it loads: an empty <img> would show it as a broken image.
+    const img = h("img", { class: "att-thumb", alt: "", decoding: "async", draggable: "false" });
+    const link = h(
+      "a",
+      {
+        class: "att-image",
+        target: "_blank",
+        rel: "noopener",
+        title: `${file.name} · ${humanSize(file.size)}`,
+        "aria-label": `${file.name}, image, ${humanSize(file.size)}: open the full image`,
+        dataset: { media: file.id, fk: `att:${file.id}` },
+      },
+      img,
+    );
+    this.#signedHref(link, file.id);
+    img.addEventListener("load", () => {
+      img.alt = file.name;
+      link.classList.add("att-loaded");
+    }, { once: true });
+    this.actions.thumbnail(file.id).then(
+      (url) => {
+        img.src = url;
+      },
+      // No preview (a damaged image, or it was deleted): a plain download link instead.
+      () => link.replaceWith(this.#fileAttachment(file)),
+    );
+    return link;
+  }
+
+  #fileAttachment(file) {
+    const link = h(
+      "a",
+      {
+        class: "att-file",
+        target: "_blank",
+        rel: "noopener",
+        title: `Download ${file.name}`,
+        dataset: { media: file.id, fk: `att:${file.id}` },
+      },
+      icon(ICONS.file),
+      h("span", { class: "att-name" }, file.name),
+      h("span", { class: "att-size" }, ` · ${humanSize(file.size)}`),
+    );
+    this.#signedHref(link, file.id);
+    return link;
+  }
+
+  /**
+   * Points `link` at the file's signed link: at once when one is cached, else when it arrives.
+   * A link that went stale while the page stayed open is replaced on hover, focus or click.
+   */
+  #signedHref(link, id) {
+    const apply = (signed) => {
+      link.href = signed.url;
+    };
+    const cached = this.actions.cachedMediaLink(id);
+    if (cached) apply(cached);
+    else this.actions.mediaLink(id).then(apply, () => {});
+    const refresh = () => {
+      if (!this.actions.cachedMediaLink(id)) this.actions.mediaLink(id).then(apply, () => {});
+    };
+    link.addEventListener("pointerenter", refresh);
+    link.addEventListener("focus", refresh);
+    link.addEventListener("click", (event) => {
+      const current = this.actions.cachedMediaLink(id);
+      if (current) {
+        apply(current); // the browser follows it
+        return;
+      }
+      event.preventDefault();
+      // Opened after a round trip, a new tab may be taken for a pop-up; still worth a try.
+      this.actions.mediaLink(id).then((signed) => {
+        apply(signed);
+        window.open(signed.url, "_blank", "noopener");
+      }, () => {});
+    });
+  }
+
   #replyQuote(replyTo, target) {
+    const preview = target ? messagePreview(target) : "";
     const label = target
       ? target.deleted
         ? "deleted message"
-        : target.body.length > 90
-          ? `${target.body.slice(0, 90)}…`
-          : target.body
+        : preview.length > 90
+          ? `${preview.slice(0, 90)}…`
+          : preview
       : "an earlier message";
     return h(
       "button",
@@ -480,7 +583,16 @@ export class MessageView {
         { class: "msg-content" },
         h("div", { class: "msg-head" }, h("span", { class: "msg-author" }, this.me), h("time", {}, clockTime(p.ts))),
         p.replyTo ? this.#replyQuote(p.replyTo, target) : null,
-        h("div", { class: "msg-body" }, p.body),
+        p.body || !(p.attachments && p.attachments.length) ? h("div", { class: "msg-body" }, p.body) : null,
+        p.attachments && p.attachments.length
+          ? h(
+              "div",
+              { class: "msg-attachments msg-attachments-pending" },
+              p.attachments.map((file) =>
+                h("span", { class: "att-file" }, icon(ICONS.file), h("span", { class: "att-name" }, file.name), h("span", { class: "att-size" }, ` · ${humanSize(file.size)}`)),
+              ),
+            )
+          : null,
         status,
       ),
     );

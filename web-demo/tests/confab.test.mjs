@@ -1,11 +1,13 @@
 // Unit tests of confab.js (the client library) against a scripted fake WebSocket: reconnect
 // with backoff, resume with `since` and no duplicate events, the outbox retried until acked,
-// dead-socket detection, and a refused token. No browser, no server.
+// dead-socket detection, and a refused token; then, against a fake fetch, uploads (one request,
+// or chunks resumed after a failure), signed links and thumbnails. No browser, no server.
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { afterEach, beforeEach, test } from "node:test";
 
-import { ConfabClient, backoffDelay } from "../public/confab.js";
+import { ConfabApi, ConfabClient, backoffDelay, hasThumbnail, planChunks } from "../public/confab.js";
 
 class FakeSocket {
   static OPEN = 1;
@@ -201,4 +203,261 @@ test("close code 4001 means a bad token: no more reconnects", async () => {
   assert.ok(unauthorized);
   assert.equal(client.status, "closed");
   assert.equal(FakeSocket.all.length, 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Media: uploads against a scripted fake fetch (Node has no XMLHttpRequest, so the library's
+// fetch path carries the bodies), signed links and thumbnails.
+
+/** A fake server: `routes` maps "METHOD /path" (the path without the origin) to a handler. */
+function fakeFetch(routes) {
+  const calls = [];
+  const fetch = async (url, init = {}) => {
+    const { pathname, origin } = new URL(url);
+    const method = init.method || "GET";
+    const call = { method, path: pathname, origin, headers: { ...init.headers }, body: init.body };
+    calls.push(call);
+    const route = routes[`${method} ${pathname}`] || routes[`${method} ${pathname.replace(/\/\d+$/, "/{n}")}`];
+    if (!route) return Response.json({ error: { code: "not_found", message: "no route" } }, { status: 404 });
+    return route(call);
+  };
+  return { fetch, calls };
+}
+
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
+const refusal = (status, code, message) => Response.json({ error: { code, message } }, { status });
+const mediaInfo = (extra = {}) => ({ id: "med1", name: "notes.txt", content_type: "text/plain", size: 10, ...extra });
+
+let realFetch;
+
+function withFetch(routes) {
+  const fake = fakeFetch(routes);
+  realFetch ??= globalThis.fetch;
+  globalThis.fetch = fake.fetch;
+  return fake;
+}
+
+afterEach(() => {
+  if (realFetch) globalThis.fetch = realFetch;
+});
+
+const api = () => new ConfabApi({ baseUrl: "http://127.0.0.1:9", token: async () => "tok" });
+
+test("planChunks cuts a file into chunk-sized ranges, the last one shorter", () => {
+  assert.deepEqual(planChunks(0, 4), []);
+  assert.deepEqual(planChunks(4, 4), [{ n: 0, start: 0, end: 4 }]);
+  assert.deepEqual(planChunks(10, 4), [
+    { n: 0, start: 0, end: 4 },
+    { n: 1, start: 4, end: 8 },
+    { n: 2, start: 8, end: 10 },
+  ]);
+  assert.equal(planChunks(5 * 1024 * 1024 * 3 + 1, 5 * 1024 * 1024).length, 4);
+  assert.throws(() => planChunks(10, 0), RangeError);
+});
+
+test("a small file goes up in one multipart request with the token and the conversation", async () => {
+  const fake = withFetch({ "POST /v1/media": () => Response.json(mediaInfo(), { status: 201 }) });
+  const file = new File(["hello file"], "notes.txt", { type: "text/plain" });
+  const progress = [];
+  const info = await api().uploadFile(file, { conversation: "c1", onProgress: (p) => progress.push(p) });
+  assert.equal(info.id, "med1");
+  assert.equal(fake.calls.length, 1);
+  const [call] = fake.calls;
+  assert.equal(call.headers.authorization, "Bearer tok");
+  assert.ok(call.body instanceof FormData);
+  assert.equal(call.body.get("conversation"), "c1");
+  assert.equal(call.body.get("file").name, "notes.txt");
+  assert.equal(await call.body.get("file").text(), "hello file");
+  assert.deepEqual(progress.at(-1), { phase: "uploading", loaded: 10, total: 10 });
+});
+
+test("a refused upload rejects with the server's code, status and message", async () => {
+  withFetch({ "POST /v1/media": () => refusal(415, "unsupported_media_type", "executable files (text/x-shellscript) are not allowed") });
+  const file = new File(["#!/bin/sh\n"], "run.sh");
+  await assert.rejects(api().uploadFile(file), {
+    name: "ConfabError",
+    code: "unsupported_media_type",
+    status: 415,
+    message: "executable files (text/x-shellscript) are not allowed",
+  });
+});
+
+/** A resumable upload's server: chunks of 4 bytes, `failOnce` chunk numbers whose first PUT fails. */
+function chunkServer({ failOnce = [], complete } = {}) {
+  const received = new Map();
+  const failed = new Set();
+  const fake = withFetch({
+    "POST /v1/media/uploads": () => Response.json({ upload_id: "up1", chunk_size: 4, chunk_count: 3, expires_after_secs: 300 }, { status: 201 }),
+    "PUT /v1/media/uploads/up1/chunks/{n}": async (call) => {
+      const n = Number(call.path.split("/").pop());
+      if (failOnce.includes(n) && !failed.has(n)) {
+        failed.add(n);
+        throw new TypeError("fetch failed"); // what fetch throws when the connection drops
+      }
+      received.set(n, Buffer.from(call.body));
+      return new Response(null, { status: 204 });
+    },
+    "GET /v1/media/uploads/up1": () =>
+      Response.json({ upload_id: "up1", received_bytes: 0, size: 10, chunk_size: 4, missing_chunks: [0, 1, 2].filter((n) => !received.has(n)) }),
+    "POST /v1/media/uploads/up1/complete": () =>
+      complete ? complete(received) : Response.json(mediaInfo({ size: 10 }), { status: 201 }),
+    "DELETE /v1/media/uploads/up1": () => new Response(null, { status: 204 }),
+  });
+  return { fake, received };
+}
+
+const tenBytes = () => new File(["0123456789"], "notes.txt", { type: "text/plain" });
+const route = (call) => `${call.method} ${call.path.replace("/v1/media/uploads", "")}`;
+
+test("a big file goes up in hashed chunks, and after a dropped chunk only the missing ones are sent", async () => {
+  const { fake, received } = chunkServer({ failOnce: [1] });
+  const sleeps = [];
+  const progress = [];
+  const info = await api().uploadFile(tenBytes(), {
+    conversation: "c1",
+    singleMaxBytes: 4,
+    sleep: async (ms) => sleeps.push(ms),
+    onProgress: (p) => progress.push(p),
+  });
+  assert.equal(info.id, "med1");
+  assert.deepEqual(fake.calls.map(route), [
+    "POST ",
+    "PUT /up1/chunks/0",
+    "PUT /up1/chunks/1", // dropped
+    "GET /up1", // what is missing? 1 and 2
+    "PUT /up1/chunks/1",
+    "PUT /up1/chunks/2",
+    "POST /up1/complete",
+  ]);
+  assert.deepEqual(JSON.parse(fake.calls[0].body), {
+    name: "notes.txt",
+    size: 10,
+    content_type: "text/plain",
+    conversation: "c1",
+    sha256: sha256("0123456789"),
+  });
+  for (const call of fake.calls.filter((c) => c.method === "PUT")) {
+    assert.equal(call.headers["x-chunk-sha256"], sha256(Buffer.from(call.body)));
+    assert.equal(call.headers.authorization, "Bearer tok");
+  }
+  assert.equal(Buffer.concat([0, 1, 2].map((n) => received.get(n))).toString(), "0123456789");
+  assert.equal(sleeps.length, 1, "one wait before resuming");
+  assert.ok(sleeps[0] >= 500 && sleeps[0] <= 1000, `backoff ${sleeps[0]} ms`);
+  assert.equal(progress[0].phase, "hashing");
+  assert.deepEqual(progress.at(-1), { phase: "uploading", loaded: 10, total: 10 });
+  const sent = progress.filter((p) => p.phase === "uploading").map((p) => p.loaded);
+  assert.ok(sent.includes(4), "the first chunk counted once it was in");
+});
+
+test("a completion refused for missing chunks resumes; a 5xx is retried with backoff", async () => {
+  let completions = 0;
+  const { fake } = chunkServer({
+    complete: (received) => {
+      completions += 1;
+      if (completions === 1) {
+        received.delete(2); // the server lost a chunk
+        return refusal(409, "conflict", "chunks are missing");
+      }
+      if (completions === 2) return refusal(503, "unavailable", "shutting down");
+      return Response.json(mediaInfo(), { status: 201 });
+    },
+  });
+  const sleeps = [];
+  await api().uploadFile(tenBytes(), { singleMaxBytes: 4, sleep: async (ms) => sleeps.push(ms) });
+  assert.deepEqual(fake.calls.map(route).slice(4), [
+    "POST /up1/complete", // 409
+    "GET /up1",
+    "PUT /up1/chunks/2",
+    "POST /up1/complete", // 503
+    "GET /up1",
+    "POST /up1/complete",
+  ]);
+  assert.equal(sleeps.length, 2);
+});
+
+test("a resumable upload gives up after its retries, or at once on a refusal, and deletes the upload", async () => {
+  const { fake } = chunkServer();
+  fake.calls.length = 0;
+  globalThis.fetch = async (url, init = {}) => {
+    fake.calls.push({ method: init.method || "GET", path: new URL(url).pathname });
+    if (init.method === "POST" && url.endsWith("/v1/media/uploads")) {
+      return Response.json({ upload_id: "up1", chunk_size: 4, chunk_count: 3, expires_after_secs: 300 }, { status: 201 });
+    }
+    if (init.method === "DELETE") return new Response(null, { status: 204 });
+    throw new TypeError("fetch failed");
+  };
+  const sleeps = [];
+  await assert.rejects(
+    api().uploadFile(tenBytes(), { singleMaxBytes: 4, retries: 3, sleep: async (ms) => sleeps.push(ms) }),
+    { code: "network" },
+  );
+  assert.equal(sleeps.length, 3);
+  assert.ok(sleeps[2] <= 4000);
+  await tick();
+  assert.equal(fake.calls.at(-1).method, "DELETE");
+
+  chunkServer({ complete: () => refusal(422, "checksum_mismatch", "the file does not match its sha256") });
+  const sleepsAfterRefusal = [];
+  await assert.rejects(
+    api().uploadFile(tenBytes(), { singleMaxBytes: 4, sleep: async (ms) => sleepsAfterRefusal.push(ms) }),
+    { code: "checksum_mismatch", status: 422 },
+  );
+  assert.deepEqual(sleepsAfterRefusal, [], "a refusal is not retried");
+});
+
+test("an upload cancelled while waiting to resume stops and deletes the upload", async () => {
+  const { fake } = chunkServer({ failOnce: [0] });
+  const controller = new AbortController();
+  const upload = api().uploadFile(tenBytes(), { singleMaxBytes: 4, retryDelayMs: 60_000, signal: controller.signal });
+  await waitFor(() => fake.calls.some((c) => c.method === "PUT"), "the first chunk");
+  await tick(5);
+  controller.abort();
+  await assert.rejects(upload, { name: "AbortError" });
+  await tick();
+  assert.deepEqual(fake.calls.map(route), ["POST ", "PUT /up1/chunks/0", "DELETE /up1"]);
+});
+
+test("signed links are asked for once per file and reused until shortly before they expire", async () => {
+  let expiresAt = Math.floor(Date.now() / 1000) + 3600;
+  let signed = 0;
+  const fake = withFetch({
+    "POST /v1/media/med1/signed": () => {
+      signed += 1;
+      return Response.json({ url: `/v1/signed/media/med1?tenant=dev&expires=${expiresAt}&sig=s${signed}`, expires_at: expiresAt });
+    },
+  });
+  const client = api();
+  assert.equal(client.cachedMediaLink("med1"), null);
+  const [a, b] = await Promise.all([client.mediaLink("med1"), client.mediaLink("med1")]);
+  assert.equal(signed, 1, "concurrent callers share one request");
+  assert.equal(a, b);
+  assert.equal(a.url, `http://127.0.0.1:9/v1/signed/media/med1?tenant=dev&expires=${expiresAt}&sig=s1`);
+  assert.equal(a.expiresAt, expiresAt * 1000);
+  assert.equal(client.cachedMediaLink("med1"), a);
+  await client.mediaLink("med1");
+  assert.equal(signed, 1);
+  assert.equal(fake.calls[0].headers.authorization, "Bearer tok");
+
+  // A link with less than a minute left is replaced.
+  client.links.get("med1").link.expiresAt = Date.now() + 30_000;
+  assert.equal(client.cachedMediaLink("med1"), null);
+  expiresAt += 10;
+  const renewed = await client.mediaLink("med1");
+  assert.equal(signed, 2);
+  assert.match(renewed.url, /sig=s2$/);
+});
+
+test("thumbnails come back as blobs; a missing one is a ConfabError", async () => {
+  withFetch({
+    "GET /v1/media/med1/thumbnail": (call) => {
+      assert.equal(call.headers.authorization, "Bearer tok");
+      return new Response(new Uint8Array([0xff, 0xd8, 0xff]), { headers: { "content-type": "image/jpeg" } });
+    },
+    "GET /v1/media/med2/thumbnail": () => refusal(404, "not_found", "this file is not an image with a thumbnail"),
+  });
+  const blob = await api().mediaThumbnail("med1");
+  assert.equal(blob.type, "image/jpeg");
+  assert.equal(blob.size, 3);
+  await assert.rejects(api().mediaThumbnail("med2"), { code: "not_found", status: 404 });
+  assert.ok(hasThumbnail("image/png") && hasThumbnail("IMAGE/JPEG") && !hasThumbnail("image/svg+xml"));
 });

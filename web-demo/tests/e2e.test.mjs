@@ -1,6 +1,8 @@
 // End-to-end test of the web demo in a real browser: Debian's chromium driven by playwright-core,
 // against the real server binary (tests/server.mjs). Two browser contexts are two people: alice
-// on a desktop viewport, bob on a phone viewport. Run with `npm test` (after
+// on a desktop viewport, bob on a phone viewport. They also share files: picked, dropped and
+// pasted, small and chunked, refused, shown as thumbnails and downloaded through signed links.
+// Run with `npm test` (after
 // scripts/setup-e2e.sh and a `cargo build -p confab-server`).
 //
 // The steps share one server and one browser and run in order; each names what it proves.
@@ -42,8 +44,17 @@ let browser;
 const people = {};
 /** Console errors of every page, with the time they were logged. */
 const consoleErrors = [];
-/** While the test itself cuts the network, the browser reports the failed connections. */
-const outage = { from: Infinity, to: Infinity };
+/** Errors the test causes on purpose (a cut network, a refused upload): `{pattern, from, to}`. */
+const expectedErrors = [];
+
+/** From now until the returned function is called, console errors matching `pattern` are fine. */
+function expectConsoleErrors(pattern) {
+  const window = { pattern, from: Date.now(), to: Infinity };
+  expectedErrors.push(window);
+  return () => {
+    window.to = Date.now();
+  };
+}
 const started = Date.now();
 
 async function openPerson(name, viewport, { phone = false } = {}) {
@@ -130,6 +141,79 @@ async function assertNoDuplicates(page) {
 
 async function countWithText(page, text) {
   return messageRow(page, text).count();
+}
+
+/** A real PNG from the browser's own encoder: a 480×270 launch banner in flat colours. */
+async function drawBanner(page) {
+  const dataUrl = await page.evaluate(async () => {
+    const canvas = new OffscreenCanvas(480, 270);
+    const g = canvas.getContext("2d");
+    g.fillStyle = "#312e81";
+    g.fillRect(0, 0, 480, 270);
+    g.fillStyle = "#4338ca";
+    g.fillRect(0, 190, 480, 80);
+    g.fillStyle = "#e0e7ff";
+    for (const [x, y] of [[40, 30], [120, 70], [210, 24], [300, 60], [90, 130], [250, 120], [440, 28]]) {
+      g.fillRect(x, y, 3, 3);
+    }
+    g.fillStyle = "#f59e0b";
+    g.beginPath();
+    g.arc(390, 95, 46, 0, Math.PI * 2);
+    g.fill();
+    // The rocket: body, nose, fins and flame.
+    g.fillStyle = "#f8fafc";
+    g.fillRect(196, 92, 36, 86);
+    g.fillStyle = "#ef4444";
+    g.beginPath();
+    g.moveTo(196, 92);
+    g.lineTo(214, 52);
+    g.lineTo(232, 92);
+    g.fill();
+    g.beginPath();
+    g.moveTo(196, 150);
+    g.lineTo(178, 182);
+    g.lineTo(196, 178);
+    g.moveTo(232, 150);
+    g.lineTo(250, 182);
+    g.lineTo(232, 178);
+    g.fill();
+    g.fillStyle = "#fbbf24";
+    g.beginPath();
+    g.moveTo(202, 178);
+    g.lineTo(214, 214);
+    g.lineTo(226, 178);
+    g.fill();
+    g.fillStyle = "#ffffff";
+    g.font = "bold 30px sans-serif";
+    g.fillText("LAUNCH · FRIDAY", 24, 244);
+    const blob = await canvas.convertToBlob({ type: "image/png" });
+    return new Promise((resolve) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.readAsDataURL(blob);
+    });
+  });
+  return Buffer.from(dataUrl.slice(dataUrl.indexOf(",") + 1), "base64");
+}
+
+/** The big file of the chunked upload: numbered text lines, 5.6 MB (two chunks of 5 MiB). */
+function releaseLog() {
+  return Array.from({ length: 200_000 }, (_, i) => `line ${String(i).padStart(6, "0")}: all systems go\n`).join("");
+}
+
+/** Waits for an element's `href` (set once its signed link arrives) and returns it. */
+async function hrefOf(locator) {
+  let href = "";
+  await eventually(async () => {
+    href = await locator.evaluate((a) => a.href);
+    return href !== "";
+  }, { what: "a signed link" });
+  return href;
+}
+
+/** Whether an <img> has loaded a picture. */
+async function imageLoaded(img) {
+  return img.evaluate((el) => el.complete && el.naturalWidth > 0);
 }
 
 before(async () => {
@@ -280,6 +364,76 @@ describe("web demo in chromium", { timeout: 120_000 }, () => {
     assert.equal(await countWithText(bob, "Oops, wrong window"), 0);
   });
 
+  test("a refused file shows the server's reason in the tray and is not sent", async () => {
+    const bob = people.bob.page;
+    const refusalShown = expectConsoleErrors(/Failed to load resource: the server responded with a status of 415/);
+    // A paste with a file: the one way to attach on a phone without the file picker.
+    await bob.getByLabel("Message", { exact: true }).evaluate((input) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["#!/bin/sh\necho deploying\n"], "deploy.sh", { type: "application/x-sh" }));
+      input.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }));
+    });
+    const refused = bob.locator('#upload-tray .upload[data-state="failed"]');
+    await refused.waitFor({ timeout: WAIT });
+    refusalShown();
+    assert.match(await refused.locator(".upload-error").textContent(), /^Not accepted: executable files \(text\/x-shellscript\) are not allowed/);
+    await shot(bob, "upload-refused-phone.png");
+    // Enter with nothing uploaded and no text sends nothing.
+    await bob.getByLabel("Message", { exact: true }).press("Enter");
+    await refused.getByRole("button", { name: "Remove deploy.sh" }).click();
+    await bob.locator("#upload-tray").waitFor({ state: "hidden" });
+    assert.equal(await bob.locator("#message-list .msg-pending").count(), 0);
+  });
+
+  test("alice attaches an image and a text file; bob sees the thumbnail and downloads the file", async () => {
+    const alice = people.alice.page;
+    const bob = people.bob.page;
+    const banner = await drawBanner(alice);
+    const checklist = Buffer.from("Launch checklist\n- staging is green\n- release notes\n- rollback plan\n");
+    await alice.locator("#attach-input").setInputFiles([
+      { name: "launch-banner.png", mimeType: "image/png", buffer: banner },
+      { name: "checklist.txt", mimeType: "text/plain", buffer: checklist },
+    ]);
+    const tray = alice.locator("#upload-tray");
+    await eventually(async () => (await tray.locator('.upload[data-state="done"]').count()) === 2, {
+      what: "both uploads to finish",
+    });
+    await tray.locator(".upload", { hasText: "launch-banner.png" }).locator(".upload-meta", { hasText: "Ready" }).waitFor();
+    await sendMessage(alice, "Banner and checklist for Friday");
+    await tray.waitFor({ state: "hidden" });
+
+    // Bob (another browser, another person) gets a thumbnail, not the file itself.
+    const row = messageRow(bob, "Banner and checklist");
+    await row.waitFor({ timeout: WAIT });
+    const thumb = row.locator(".att-image img");
+    await eventually(() => imageLoaded(thumb), { what: "bob's thumbnail to load" });
+    const size = await thumb.evaluate((img) => [img.naturalWidth, img.naturalHeight]);
+    assert.deepEqual(size, [320, 180], "a thumbnail of the 480×270 picture");
+    const file = row.locator("a.att-file", { hasText: "checklist.txt" });
+    assert.equal((await file.textContent()).trim(), `checklist.txt · ${checklist.length} B`);
+
+    // Both links are signed: they work without a token, here from outside the browser.
+    const fileHref = await hrefOf(file);
+    assert.match(new URL(fileHref).pathname, /^\/v1\/signed\/media\//);
+    const download = await fetch(fileHref);
+    assert.equal(download.status, 200);
+    assert.deepEqual(Buffer.from(await download.arrayBuffer()), checklist);
+    const full = await fetch(await hrefOf(row.locator("a.att-image")));
+    assert.equal(full.headers.get("content-type"), "image/png");
+    assert.deepEqual(Buffer.from(await full.arrayBuffer()), banner);
+
+    // Alice's own message shows it too; a click opens the full picture in a new tab.
+    const own = messageRow(alice, "Banner and checklist");
+    await eventually(() => imageLoaded(own.locator(".att-image img")), { what: "alice's thumbnail to load" });
+    await hrefOf(own.locator("a.att-image"));
+    const [tab] = await Promise.all([people.alice.context.waitForEvent("page"), own.locator("a.att-image").click()]);
+    await tab.waitForLoadState();
+    assert.match(new URL(tab.url()).pathname, /^\/v1\/signed\/media\//);
+    assert.equal(await tab.evaluate(() => document.images[0] && document.images[0].naturalWidth), 480);
+    await tab.close();
+    await eventually(() => imageLoaded(messageRow(bob, "Banner and checklist").locator(".att-image img")));
+  });
+
   test("read receipts show who has seen what", async () => {
     const alice = people.alice.page;
     await sendMessage(people.bob.page, "See you at the stand-up");
@@ -295,6 +449,69 @@ describe("web demo in chromium", { timeout: 120_000 }, () => {
     await bob.locator("#conversation-list").waitFor();
     assert.equal(await bob.locator("#chat-main").isVisible(), false);
     await openConversation(bob, "Launch plan");
+  });
+
+  test("a file over 5 MiB, dropped on the conversation, goes up in chunks and resumes after a dropped connection", async () => {
+    const alice = people.alice.page;
+    const bob = people.bob.page;
+    const log = releaseLog();
+    const bytes = Buffer.from(log);
+    assert.ok(bytes.length > 5 * 1024 * 1024 && bytes.length < 10 * 1024 * 1024);
+
+    // The second chunk's first attempt is held, then its connection is reset.
+    const chunks = [];
+    let release;
+    const held = new Promise((resolve) => {
+      release = resolve;
+    });
+    const pattern = "**/v1/media/uploads/*/chunks/*";
+    await people.alice.context.route(pattern, async (route) => {
+      const n = Number(new URL(route.request().url()).pathname.split("/").pop());
+      chunks.push(n);
+      if (n === 1 && chunks.filter((c) => c === 1).length === 1) {
+        await held;
+        await route.abort("connectionreset");
+        return;
+      }
+      await route.continue();
+    });
+    const resetOver = expectConsoleErrors(/Failed to load resource: net::ERR_/);
+
+    const messages = alice.locator("#messages");
+    await messages.evaluate((el) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["x"], "probe.txt"));
+      el.dispatchEvent(new DragEvent("dragenter", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    });
+    await alice.locator("#drop-hint").waitFor();
+    await messages.evaluate((el, text) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([text], "release-log.txt", { type: "text/plain" }));
+      el.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }, log);
+    await alice.locator("#drop-hint").waitFor({ state: "hidden" });
+
+    const upload = alice.locator("#upload-tray .upload", { hasText: "release-log.txt" });
+    await eventually(() => chunks.includes(1), { what: "the second chunk to be sent" });
+    const bar = upload.locator("progress");
+    await bar.waitFor();
+    assert.ok(Number(await bar.getAttribute("max")) === bytes.length);
+    assert.ok((await bar.evaluate((el) => el.value)) >= 5 * 1024 * 1024, "the first chunk counts as sent");
+    assert.equal(await alice.locator("#send-btn").isDisabled(), true, "no sending while uploading");
+    await shot(alice, "upload-progress-desktop.png");
+    release();
+
+    await upload.locator(".upload-meta", { hasText: "Ready" }).waitFor({ timeout: WAIT });
+    resetOver();
+    await people.alice.context.unroute(pattern);
+    assert.deepEqual(chunks, [0, 1, 1], "after the reset only the missing chunk went again");
+
+    await sendMessage(alice, "Release log attached");
+    const link = messageRow(bob, "Release log attached").locator("a.att-file", { hasText: "release-log.txt" });
+    await link.waitFor({ timeout: WAIT });
+    assert.equal((await link.textContent()).trim(), "release-log.txt · 5.6 MB");
+    const download = await fetch(await hrefOf(link));
+    assert.deepEqual(Buffer.from(await download.arrayBuffer()), bytes);
   });
 
   test(`history: ${HISTORY_SIZE} messages paged back by infinite scroll`, async (t) => {
@@ -344,7 +561,7 @@ describe("web demo in chromium", { timeout: 120_000 }, () => {
 
     // Cut alice off: the restart drops both sockets, and alice cannot come back until the
     // network returns, so everything bob sends meanwhile is missed by her.
-    outage.from = Date.now();
+    const outageOver = expectConsoleErrors(/WebSocket connection to .* failed|Failed to load resource: net::ERR_/);
     await people.alice.context.setOffline(true);
     await server.restart();
     await waitStatus(alice, "reconnecting");
@@ -367,7 +584,7 @@ describe("web demo in chromium", { timeout: 120_000 }, () => {
     await eventually(async () => (await alice.locator("#message-list .msg-pending").count()) === 0, {
       what: "alice's offline message to be acknowledged",
     });
-    outage.to = Date.now();
+    outageOver();
 
     // Give any duplicate a moment to show up, then count.
     await new Promise((r) => setTimeout(r, 500));
@@ -379,10 +596,9 @@ describe("web demo in chromium", { timeout: 120_000 }, () => {
     }
   });
 
-  test("no console errors (besides the connections the test cut on purpose)", () => {
-    const expected = /WebSocket connection to .* failed|Failed to load resource: net::ERR_/;
+  test("no console errors (besides the failures the test caused on purpose)", () => {
     const unexpected = consoleErrors.filter(
-      (e) => !(e.at >= outage.from && e.at <= outage.to && expected.test(e.text)),
+      (e) => !expectedErrors.some((w) => e.at >= w.from && e.at <= w.to && w.pattern.test(e.text)),
     );
     assert.deepEqual(unexpected, []);
   });
