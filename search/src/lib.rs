@@ -100,13 +100,19 @@ pub enum IndexEvent {
         message: String,
         seq: u64,
     },
+    /// Any other event of a conversation: it changes no message, but the conversation is
+    /// indexed up to it.
+    Other { conversation: String, seq: u64 },
 }
 
 impl IndexEvent {
-    fn message(&self) -> &str {
+    fn message(&self) -> Option<&str> {
         match self {
-            IndexEvent::Posted { id, .. } => id,
-            IndexEvent::Edited { message, .. } | IndexEvent::Deleted { message, .. } => message,
+            IndexEvent::Posted { id, .. } => Some(id),
+            IndexEvent::Edited { message, .. } | IndexEvent::Deleted { message, .. } => {
+                Some(message)
+            }
+            IndexEvent::Other { .. } => None,
         }
     }
 
@@ -120,7 +126,8 @@ impl IndexEvent {
             }
             | IndexEvent::Deleted {
                 conversation, seq, ..
-            } => (conversation, *seq),
+            }
+            | IndexEvent::Other { conversation, seq } => (conversation, *seq),
         }
     }
 }
@@ -188,6 +195,7 @@ impl Entry {
                     (self.state, self.deleted, self.body) = (*seq, true, String::new());
                 }
             }
+            IndexEvent::Other { .. } => {}
         }
         self
     }
@@ -398,15 +406,17 @@ impl SearchIndex {
         let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let mut changed = 0;
         for event in events {
-            let id = event.message().to_owned();
+            let (conversation, seq) = event.position();
+            let top = writing.indexed.entry(conversation.to_owned()).or_default();
+            *top = (*top).max(seq);
+            let Some(id) = event.message().map(str::to_owned) else {
+                continue;
+            };
             let current = match writing.pending.get(&id) {
                 Some(entry) => entry.clone(),
                 None => self.committed(&id)?.unwrap_or_default(),
             };
             let next = current.clone().apply(event);
-            let (conversation, seq) = event.position();
-            let top = writing.indexed.entry(conversation.to_owned()).or_default();
-            *top = (*top).max(seq);
             if next != current {
                 changed += 1;
                 writing.pending.insert(id, next);

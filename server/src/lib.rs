@@ -49,6 +49,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.spawn_limiter_cleanup();
+    search::spawn_backfill(
+        state.services.clone(),
+        state.store.clone(),
+        state.shutdown.clone(),
+    );
     media::spawn_sweeper(
         state.services.clone(),
         state.config.media_upload_expiry,

@@ -6,16 +6,17 @@
 //! applies them and commits the index every `search_commit_interval`. Tantivy's work stays off
 //! the async runtime: the indexer has its own thread, queries run on the blocking pool.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use std::num::NonZeroU32;
 
 use confab_protocol::{ErrorCode, EventBody};
 use confab_search::{IndexEvent, SearchIndex};
-use confab_storage::{EventSink, StoredEvent};
+use confab_storage::{DynStore, EventSink, StoredEvent};
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 
@@ -35,6 +36,8 @@ pub struct SearchService {
     /// Searches per user; `None` when the limit is off.
     limiter: Option<crate::state::KeyedLimiter>,
     per_minute: u32,
+    /// Conversations whose events the feed dropped, to replay from storage.
+    behind: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for SearchService {
@@ -43,10 +46,10 @@ impl std::fmt::Debug for SearchService {
     }
 }
 
-/// The index event of a durable event, if it concerns a message's text.
-fn index_event(event: &StoredEvent) -> Option<IndexEvent> {
+/// The index event of a durable event.
+fn index_event(event: &StoredEvent) -> IndexEvent {
     let (tenant, conversation, seq) = (event.tenant.clone(), event.conversation.clone(), event.seq);
-    Some(match &event.body {
+    match &event.body {
         EventBody::Message(posted) => IndexEvent::Posted {
             tenant,
             conversation,
@@ -70,8 +73,8 @@ fn index_event(event: &StoredEvent) -> Option<IndexEvent> {
             message: message.clone(),
             seq,
         },
-        _ => return None,
-    })
+        _ => IndexEvent::Other { conversation, seq },
+    }
 }
 
 impl SearchService {
@@ -89,6 +92,7 @@ impl SearchService {
             feed,
             limiter: None,
             per_minute: 0,
+            behind: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -130,7 +134,7 @@ impl SearchService {
     /// Hands `events`' message events to the indexer; never waits (a full queue drops them,
     /// counted, and says so in the log).
     pub fn feed(&self, events: &[StoredEvent]) {
-        let batch: Vec<IndexEvent> = events.iter().filter_map(index_event).collect();
+        let batch: Vec<IndexEvent> = events.iter().map(index_event).collect();
         if batch.is_empty() {
             return;
         }
@@ -140,7 +144,14 @@ impl SearchService {
                 crate::metrics::search_dropped(batch.len());
                 tracing::warn!(
                     events = batch.len(),
-                    "search indexer behind: events not indexed"
+                    "search indexer behind: events not indexed now"
+                );
+                // Replayed from storage by the next backfill round.
+                let mut behind = self.behind.lock().unwrap_or_else(PoisonError::into_inner);
+                behind.extend(
+                    events
+                        .iter()
+                        .map(|e| (e.tenant.clone(), e.conversation.clone())),
                 );
             }
             Err(TrySendError::Disconnected(_)) => {}
@@ -154,6 +165,88 @@ impl SearchService {
             search: self.clone(),
         })
     }
+}
+
+/// Events read from storage per request of a backfill.
+const BACKFILL_PAGE: u32 = 500;
+
+impl SearchService {
+    /// Replays from storage what the index lacks, then commits: every conversation whose last
+    /// seq is past what the index has seen of it, or, given `only`, those conversations from
+    /// their start. Run at start (a fresh index over an existing database, or a crash between
+    /// a commit of the store and one of the index) and for conversations the feed dropped
+    /// events of.
+    pub async fn backfill(
+        &self,
+        store: &DynStore,
+        only: Option<&BTreeSet<(String, String)>>,
+    ) -> anyhow::Result<u64> {
+        let mut replayed = 0;
+        for (tenant, conversation, last_seq) in store.conversation_positions().await? {
+            let key = (tenant, conversation);
+            let mut after = match only {
+                Some(only) if !only.contains(&key) => continue,
+                Some(_) => 0,
+                None => self.index.indexed_seq(&key.1),
+            };
+            let (tenant, conversation) = key;
+            while after < last_seq {
+                let (events, _) = store
+                    .conversation_events(&tenant, &conversation, after, BACKFILL_PAGE)
+                    .await?;
+                let Some(last) = events.last().map(|event| event.seq) else {
+                    break;
+                };
+                let batch: Vec<IndexEvent> = events.iter().map(index_event).collect();
+                replayed += batch.len() as u64;
+                let index = self.index.clone();
+                tokio::task::spawn_blocking(move || index.apply(&batch)).await??;
+                after = last;
+            }
+        }
+        if replayed > 0 {
+            let index = self.index.clone();
+            tokio::task::spawn_blocking(move || index.commit()).await??;
+        }
+        Ok(replayed)
+    }
+}
+
+/// How often conversations the feed dropped events of are replayed from storage.
+const BACKFILL_EVERY: Duration = Duration::from_secs(10);
+
+/// Backfills the index at start, then replays the conversations the feed fell behind on,
+/// until `shutdown`.
+pub fn spawn_backfill(
+    services: Arc<crate::state::Services>,
+    store: DynStore,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let search = &services.search;
+        match search.backfill(&store, None).await {
+            Ok(0) => {}
+            Ok(events) => tracing::info!(events, "search index backfilled from storage"),
+            Err(err) => tracing::error!(error = %err, "cannot backfill the search index"),
+        }
+        let mut tick = tokio::time::interval(BACKFILL_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let behind =
+                std::mem::take(&mut *search.behind.lock().unwrap_or_else(PoisonError::into_inner));
+            if behind.is_empty() {
+                continue;
+            }
+            if let Err(err) = search.backfill(&store, Some(&behind)).await {
+                tracing::error!(error = %err, "cannot replay dropped events into the search index");
+                let mut again = search.behind.lock().unwrap_or_else(PoisonError::into_inner);
+                again.extend(behind);
+            }
+        }
+    });
 }
 
 /// A sink that feeds the index, then the sink behind it.

@@ -291,3 +291,42 @@ async fn searches_are_rate_limited_with_retry_after() {
         "bob has his own budget"
     );
 }
+
+#[tokio::test]
+async fn a_fresh_index_over_an_existing_database_is_backfilled_on_start() {
+    let index = tempfile::tempdir().expect("tempdir");
+    let search_dir = index.path().join("index").display().to_string();
+    let mut server = Server::start_with(&["--search-dir", search_dir.as_str()]).await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let kept = server
+        .rest_send("alice", &conversation, "b1", "remember the lighthouse")
+        .await;
+    let gone = server
+        .rest_send("alice", &conversation, "b2", "forget the lighthouse keeper")
+        .await;
+    let gone_id = gone["id"].as_str().expect("id").to_owned();
+    let (status, _) = server
+        .delete(&format!("/v1/messages/{gone_id}"), &token("alice"))
+        .await;
+    assert_eq!(status, 200);
+    server.kill9();
+    std::fs::remove_dir_all(&search_dir).expect("remove the index");
+    server.restart().await;
+    let kept_id = kept["id"].as_str().expect("id").to_owned();
+    assert!(
+        findable_within(
+            &server,
+            "bob",
+            "lighthouse",
+            &kept_id,
+            Duration::from_secs(10)
+        )
+        .await,
+        "the history is searchable again"
+    );
+    assert_eq!(
+        found(&server, "bob", &[("q", "lighthouse")]).await,
+        [kept_id.as_str()],
+        "the deleted one stays deleted"
+    );
+}

@@ -186,6 +186,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<MediaFile>>> + Send;
     fn count_download(&self, tenant: &str, id: &str) -> impl Future<Output = Result<()>> + Send;
     fn media_usage(&self, tenant: &str) -> impl Future<Output = Result<u64>> + Send;
+    fn conversation_positions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, String, u64)>>> + Send;
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
     fn close(&self) -> impl Future<Output = Result<()>> + Send;
 }
@@ -384,6 +387,10 @@ impl<B: Backend> Store for B {
 
     async fn create_media(&self, new: NewMediaFile) -> Result<MediaFile> {
         Backend::create_media(self, new).await
+    }
+
+    async fn conversation_positions(&self) -> Result<Vec<(String, String, u64)>> {
+        Backend::conversation_positions(self).await
     }
 
     async fn media(&self, tenant: &str, user: &str, id: &str) -> Result<MediaFile> {

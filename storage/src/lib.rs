@@ -333,6 +333,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<(Vec<StoredEvent>, u64)>;
 
+    /// Every conversation of every tenant with its last seq, `(tenant, id, last_seq)`: for the
+    /// server's own use (rebuilding an index from storage), never for clients.
+    async fn conversation_positions(&self) -> Result<Vec<(String, String, u64)>>;
+
     /// Moves `user`'s read marker forward to `seq` (past the last seq: `Invalid`). Returns
     /// whether it moved. Not an event.
     async fn mark_read(

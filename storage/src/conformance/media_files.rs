@@ -48,6 +48,11 @@ pub async fn media_files_are_seen_by_their_conversation(store: DynStore, sink: A
         store.media_file(TENANT, "own").await.expect("unchecked"),
         own
     );
+    let positions = store.conversation_positions().await.expect("positions");
+    assert!(
+        positions.contains(&(TENANT.to_owned(), c.to_owned(), conversation.last_seq)),
+        "{positions:?}"
+    );
     expect_err!(
         store.media_file(OTHER_TENANT, "own").await,
         StoreError::NotFound("media")

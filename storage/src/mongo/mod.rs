@@ -324,6 +324,11 @@ impl Backend for MongoStore {
         .await
     }
 
+    async fn conversation_positions(&self) -> Result<Vec<(String, String, u64)>> {
+        self.read(&(), |cx, ()| Box::pin(read::conversation_positions(cx)))
+            .await
+    }
+
     async fn ping(&self) -> Result<()> {
         if !self.gate.is_open() {
             return Err(StoreError::Unavailable);

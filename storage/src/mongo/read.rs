@@ -17,6 +17,22 @@ use super::txn::{Ctx, OpResult};
 use crate::backend::{Events, EventsQuery, Reader};
 use crate::{PageQuery, StoreError, StoredEvent};
 
+/// Every conversation's tenant, id and last seq.
+pub(super) async fn conversation_positions(cx: &mut Ctx) -> OpResult<Vec<(String, String, u64)>> {
+    let cursor = cx
+        .db
+        .conversations
+        .find(doc! {})
+        .sort(doc! { "tenant": 1, "_id": 1 })
+        .session(&mut cx.session)
+        .await?;
+    let all: Vec<ConversationDoc> = collect(cursor, &mut cx.session).await?;
+    Ok(all
+        .into_iter()
+        .map(|c| (c.tenant, c.id, seq_from_db(c.last_seq)))
+        .collect())
+}
+
 /// Largest page of messages.
 const MAX_PAGE: u32 = 200;
 

@@ -296,6 +296,10 @@ impl Backend for SqliteStore {
             .await
     }
 
+    async fn conversation_positions(&self) -> Result<Vec<(String, String, u64)>> {
+        self.read(read::conversation_positions).await
+    }
+
     async fn ping(&self) -> Result<()> {
         if !self.writer.is_open() {
             return Err(StoreError::Unavailable);

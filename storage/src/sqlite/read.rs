@@ -118,6 +118,15 @@ pub(super) fn conversation(
     Ok(conversation)
 }
 
+pub(super) fn conversation_positions(conn: &Connection) -> Result<Vec<(String, String, u64)>> {
+    let mut statement =
+        conn.prepare_cached("SELECT tenant, id, last_seq FROM conversations ORDER BY tenant, id")?;
+    let positions = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, seq_at(row, 2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(positions)
+}
+
 pub(super) fn list_conversations(
     conn: &Connection,
     tenant: &str,
