@@ -77,6 +77,11 @@ pub enum Scenario {
     /// The chat load over two nodes joined by Redis (`--url` and `--url2`), each conversation's
     /// members alternating between them: same-node and cross-node latency.
     Cluster(ClusterArgs),
+    /// Media files over HTTP: one large file up (single multipart and resumable chunked) and
+    /// down, against a raw loopback copy of the same bytes; the server's RSS during a 100 MiB
+    /// upload; many uploads at once. The server's `--media-max-file-bytes` must allow
+    /// `--file-mib` (its default is 100 MiB).
+    Media(MediaArgs),
     /// No server: the kernel's CPU price of one small write to a loopback TCP socket, the floor
     /// of the server's CPU per delivery when deliveries do not share writes.
     Floor(FloorArgs),
@@ -91,6 +96,7 @@ impl Scenario {
             Scenario::Storm(_) => "storm",
             Scenario::History(_) => "history",
             Scenario::Cluster(_) => "cluster",
+            Scenario::Media(_) => "media",
             Scenario::Floor(_) => "floor",
         }
     }
@@ -225,4 +231,31 @@ pub struct ClusterArgs {
     /// The second node's pid (RSS and CPU from /proc/<pid>; else from its /metrics).
     #[arg(long)]
     pub server_pid2: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct MediaArgs {
+    /// MiB of the large file: uploaded once in one multipart request and once through the
+    /// resumable API, then downloaded (the server's `--media-max-file-bytes`, or
+    /// CONFAB_MEDIA_MAX_FILE_BYTES, must allow it).
+    #[arg(long, default_value_t = 1024)]
+    pub file_mib: u64,
+    /// Chunks of the resumable upload in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub upload_concurrency: usize,
+    /// MiB of the single upload during which the server's RSS is sampled every 50 ms (run
+    /// first, on a server that has not yet held a file's bytes).
+    #[arg(long, default_value_t = 100)]
+    pub rss_mib: u64,
+    /// Single uploads started at once, each by its own user.
+    #[arg(long, default_value_t = 50)]
+    pub concurrent: usize,
+    /// MiB of each of the concurrent uploads.
+    #[arg(long, default_value_t = 4)]
+    pub concurrent_mib: u64,
+    /// Hash the generated file and the download with SHA-256 and check both against the
+    /// server's (the generator then spends about a second of CPU per GiB beside the server; the
+    /// hashing is outside the timed phases but the download's, which it slows).
+    #[arg(long)]
+    pub verify_sha256: bool,
 }

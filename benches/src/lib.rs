@@ -6,7 +6,7 @@
 //!
 //! Layout:
 //! - [`cli`]: the command line; [`scenario`]: `idle`, `fanout`, `chat`, `storm`, `history`,
-//!   `cluster`; [`floor`]: the kernel's price of one loopback write, no server.
+//!   `cluster`, `media`; [`floor`]: the kernel's price of one loopback write, no server.
 //! - [`conn`]: opening WebSocket connections; [`load`]: the live connections, the pacer and the
 //!   wire format of generated messages.
 //! - [`stats`]: HDR histograms and the per-message ledger (loss, duplicates); [`report`]: the

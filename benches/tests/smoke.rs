@@ -296,6 +296,85 @@ fn cluster_runs_at_tiny_size() {
 }
 
 #[test]
+fn media_runs_at_tiny_size() {
+    let started = Instant::now();
+    let server = start_server(None, &[]);
+    let media = bench(
+        &server,
+        &[
+            "media",
+            "--file-mib",
+            "8",
+            "--rss-mib",
+            "2",
+            "--concurrent",
+            "3",
+            "--concurrent-mib",
+            "1",
+            "--verify-sha256",
+        ],
+        true,
+    );
+    let mib = 1024.0 * 1024.0;
+    assert_eq!(number(&media, "/media/file_bytes"), 8.0 * mib, "{media}");
+    for phase in ["raw_copy", "single", "chunked", "download"] {
+        assert_eq!(
+            number(&media, &format!("/media/{phase}/bytes")),
+            8.0 * mib,
+            "{phase}: {media}"
+        );
+        assert!(
+            number(&media, &format!("/media/{phase}/mb_per_sec")) > 0.0,
+            "{phase}: {media}"
+        );
+    }
+    for phase in ["single", "chunked", "download"] {
+        let ratio = number(&media, &format!("/media/{phase}/ratio_to_raw"));
+        let expected = number(&media, &format!("/media/{phase}/mb_per_sec"))
+            / number(&media, "/media/raw_copy/mb_per_sec");
+        assert!((ratio - expected).abs() < 1e-9, "{phase}: {media}");
+    }
+    // The server's default chunk is 5 MiB: 8 MiB is two chunks.
+    assert_eq!(number(&media, "/media/chunked/chunks"), 2.0, "{media}");
+    assert_eq!(
+        media.pointer("/media/sha256_verified"),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        number(&media, "/media/rss_upload/bytes"),
+        2.0 * mib,
+        "{media}"
+    );
+    assert!(
+        number(&media, "/media/rss_upload/server/rss_max_bytes")
+            >= number(&media, "/media/rss_upload/server/rss_before_bytes"),
+        "{media}"
+    );
+    assert!(
+        number(&media, "/media/rss_upload/server/rss_samples") >= 1.0,
+        "{media}"
+    );
+    assert_eq!(number(&media, "/media/concurrent/uploads"), 3.0, "{media}");
+    assert_eq!(number(&media, "/media/concurrent/ok"), 3.0, "{media}");
+    assert_eq!(number(&media, "/media/concurrent/failures"), 0.0, "{media}");
+    assert_eq!(
+        number(&media, "/media/concurrent/bytes_stored"),
+        3.0 * mib,
+        "{media}"
+    );
+    assert_eq!(
+        number(&media, "/media/concurrent/latency/count"),
+        3.0,
+        "{media}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the media smoke run took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn the_floor_measures_writes_without_a_server() {
     let output = Command::new(env!("CARGO_BIN_EXE_confab-bench"))
         .args([

@@ -93,6 +93,7 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
         churn: None,
         history: Some(history),
         cluster: None,
+        media: None,
     })
 }
 

@@ -89,5 +89,6 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         churn: None,
         history: None,
         cluster: None,
+        media: None,
     })
 }

@@ -3,13 +3,15 @@
 //!
 //! - [`idle`]: connections only. [`fanout`], [`chat`]: a paced message load through
 //!   [`run_traffic`]. [`storm`]: the chat load plus churn. [`history`]: seeding and paging.
-//!   [`cluster`]: the chat load over two nodes ([`Env::peers`]), split by path.
+//!   [`cluster`]: the chat load over two nodes ([`Env::peers`]), split by path. [`media`]:
+//!   files up and down over HTTP, no WebSockets.
 
 pub mod chat;
 pub mod cluster;
 pub mod fanout;
 pub mod history;
 pub mod idle;
+pub mod media;
 pub mod storm;
 
 use std::sync::Arc;
@@ -495,6 +497,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         churn,
         history: None,
         cluster,
+        media: None,
     })
 }
 
@@ -515,6 +518,7 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Storm(args) => storm::run(&env, args).await,
         Scenario::History(args) => history::run(&env, args).await,
         Scenario::Cluster(args) => cluster::run(&env, args).await,
+        Scenario::Media(args) => media::run(&env, args).await,
         Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
     }
 }
