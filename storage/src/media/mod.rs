@@ -37,7 +37,9 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
 use sha2::{Digest, Sha256};
 
 pub use upload::{NewUpload, Progress, Upload};
@@ -186,6 +188,49 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The bytes of a read. A local file is read in large pieces: object_store reads 8 KiB at a
+/// time, a hand-off to the blocking pool each, which held downloads to a tenth of the disk's
+/// pace.
+fn body_of(result: object_store::GetResult) -> BoxStream<'static, MediaResult<Bytes>> {
+    let range = result.range.clone();
+    match result.payload {
+        GetResultPayload::File(file, _) => file_stream(file, range),
+        GetResultPayload::Stream(stream) => stream
+            .map_err(MediaError::backend("reading a file"))
+            .boxed(),
+    }
+}
+
+/// How much of a local file one read takes.
+const FILE_READ: u64 = 256 * 1024;
+
+/// The bytes `range` of a local file, read on the blocking pool a [`FILE_READ`] at a time.
+fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, MediaResult<Bytes>> {
+    let failed = |source: std::io::Error| MediaError::Backend {
+        context: "reading a file",
+        source: Box::new(source),
+    };
+    futures_util::stream::try_unfold((Some(file), range), move |(file, range)| async move {
+        let Some(mut file) = file.filter(|_| !range.is_empty()) else {
+            return Ok(None);
+        };
+        let len = (range.end - range.start).min(FILE_READ);
+        let at = range.start;
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            file.seek(SeekFrom::Start(at))?;
+            let mut piece = vec![0; usize::try_from(len).unwrap_or(0)];
+            file.read_exact(&mut piece)?;
+            Ok::<_, std::io::Error>((file, Bytes::from(piece)))
+        })
+        .await
+        .map_err(|join| failed(std::io::Error::other(join)))?;
+        let (file, piece) = read.map_err(failed)?;
+        Ok(Some((piece, (Some(file), at + len..range.end))))
+    })
+    .boxed()
+}
+
 /// Multipart writes of a streamed file: parts of 5 MiB (the S3 minimum), at most this many in
 /// flight, so an upload holds ~10 MiB of the process's memory at most.
 const WRITE_CONCURRENCY: usize = 2;
@@ -331,10 +376,7 @@ impl Media {
             .map_err(MediaError::backend("reading a file"))?;
         let size = size.unwrap_or(result.meta.size);
         let range = result.range.clone();
-        let body = result
-            .into_stream()
-            .map_err(MediaError::backend("reading a file"))
-            .boxed();
+        let body = body_of(result);
         Ok(Download { size, range, body })
     }
 

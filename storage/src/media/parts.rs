@@ -115,9 +115,9 @@ impl Parts {
                         .get(&Parts::part_path(target.dir, n))
                         .await
                         .map_err(MediaError::backend("reading a chunk"))?;
-                    let mut stream = part.into_stream();
+                    let mut stream = super::body_of(part);
                     while let Some(bytes) = stream.next().await {
-                        let bytes = bytes.map_err(MediaError::backend("reading a chunk"))?;
+                        let bytes = bytes?;
                         tally.add(&bytes);
                         writer
                             .wait_for_capacity(WRITE_CONCURRENCY)
