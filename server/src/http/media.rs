@@ -178,7 +178,10 @@ pub async fn put_chunk(
         None => None,
     };
     let _uploading = server_media::Uploading::start();
-    let bytes = server_media::read_chunk(body, upload.chunk_size).await?;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse().ok());
+    let bytes = server_media::read_chunk(body, upload.chunk_size, announced).await?;
     let len = bytes.len() as u64;
     state
         .media()

@@ -424,9 +424,17 @@ pub fn broken_body(err: &axum::Error) -> AppError {
 }
 
 /// A chunk's bytes, at most `limit` of them (`too_large` past it).
-pub async fn read_chunk(body: Body, limit: u64) -> Result<Bytes, AppError> {
+/// The buffer is sized once from the announced length (`Content-Length`, at most `limit`), not
+/// grown by doubling (which held up to twice a chunk per request).
+pub async fn read_chunk(body: Body, limit: u64, announced: Option<u64>) -> Result<Bytes, AppError> {
+    if announced.is_some_and(|len| len > limit) {
+        return Err(AppError::too_large(format!(
+            "a chunk is at most {limit} bytes"
+        )));
+    }
     let mut stream = body.into_data_stream();
-    let mut chunk = BytesMut::new();
+    let capacity = usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0);
+    let mut chunk = BytesMut::with_capacity(capacity);
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|err| broken_body(&err))?;
         if (chunk.len() + piece.len()) as u64 > limit {
