@@ -38,6 +38,80 @@ mod local {
         );
         assert_eq!(media.size("../..", "../../escape").await.expect("size"), 1);
     }
+
+    /// Every file under `root`, relative to it.
+    fn files_under(root: &std::path::Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("list") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let relative = path.strip_prefix(root).expect("under root");
+                    found.push(relative.display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Streamed files are written to a staging file and renamed; chunked uploads into one file
+    /// at each chunk's offset. Refused, broken and finished uploads leave no staging behind,
+    /// and a chunk sent out of order or twice lands in its place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_leave_only_their_files_behind() {
+        use confab_storage::conformance::media::{CHUNK, pattern};
+        use confab_storage::media::{MediaError, NewUpload, sha256_hex};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("media");
+        let media = Media::local(&root).expect("local media");
+        let data = pattern(3 * CHUNK / 2, 9);
+        let pieces = |data: &[u8]| {
+            let pieces: Vec<Result<bytes::Bytes, MediaError>> = data
+                .chunks(64 * 1024 + 7)
+                .map(|piece| Ok(bytes::Bytes::copy_from_slice(piece)))
+                .collect();
+            futures_util::stream::iter(pieces)
+        };
+        let stored = media.put("t1", "kept", pieces(&data), u64::MAX).await;
+        assert_eq!(stored.expect("put").sha256, sha256_hex(&data));
+        let refused = media.put("t1", "refused", pieces(&data), 1000).await;
+        assert!(matches!(refused, Err(MediaError::TooLarge { .. })));
+
+        let new = NewUpload {
+            tenant: "t1".to_owned(),
+            user: "ann".to_owned(),
+            name: "a.bin".to_owned(),
+            content_type: "application/octet-stream".to_owned(),
+            size: data.len() as u64,
+            sha256: Some(sha256_hex(&data)),
+            conversation: None,
+            chunk_size: CHUNK,
+        };
+        let upload = media
+            .create_upload(new, "u1", "chunked")
+            .await
+            .expect("create");
+        let second = bytes::Bytes::copy_from_slice(&data[CHUNK as usize..]);
+        let first = bytes::Bytes::copy_from_slice(&data[..CHUNK as usize]);
+        for (n, bytes) in [(1, second.clone()), (0, first), (1, second)] {
+            media
+                .put_chunk(&upload, n, bytes, None)
+                .await
+                .expect("chunk");
+        }
+        let completed = media.complete(&upload).await.expect("complete");
+        assert_eq!(completed.sha256, sha256_hex(&data));
+        assert_eq!(
+            files_under(&root),
+            ["files/t1/chunked", "files/t1/kept"],
+            "nothing but the two files"
+        );
+    }
 }
 
 #[cfg(feature = "s3")]

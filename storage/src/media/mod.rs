@@ -8,8 +8,8 @@
 //!   object store itself, so they survive a restart and any node of a cluster can continue one;
 //!   [`Media::sweep`] removes uploads that went idle.
 //! - `parts.rs`: the one thing the backends do differently, the parts of a chunked upload: S3
-//!   multipart uploads where the store has them, one object per chunk concatenated on completion
-//!   on the local disk.
+//!   multipart uploads where the store has them, one file written at each chunk's offset on the
+//!   local disk (`local.rs`, which also writes streamed files straight to the disk).
 //! - `upload.rs`: the chunked uploads' manifests and chunk records.
 //! - [`sniff`]: a file's content type from its first bytes (never from the client's word), and
 //!   the [`TypePolicy`](sniff::TypePolicy) that says which types may be stored (executables
@@ -23,6 +23,7 @@
 //! Who may read or delete a file, and its metadata (name, type, uploader, conversation), are the
 //! [`Store`](crate::Store)'s business; this module knows files by tenant and id only.
 
+mod local;
 pub mod names;
 mod parts;
 pub mod sniff;
@@ -231,7 +232,7 @@ fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Med
     .boxed()
 }
 
-/// Multipart writes of a streamed file: parts of 5 MiB (the S3 minimum), at most this many in
+/// Multipart writes of a streamed file to S3: parts of 5 MiB (its minimum), at most this many in
 /// flight, so an upload holds ~10 MiB of the process's memory at most.
 const WRITE_CONCURRENCY: usize = 2;
 
@@ -257,12 +258,13 @@ impl Media {
             context: "creating the media directory",
             source: Box::new(source),
         })?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(MediaError::backend("opening the media directory"))?
             .with_automatic_cleanup(true);
-        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        let fs = Arc::new(fs);
+        let store: Arc<dyn ObjectStore> = fs.clone();
         Ok(Media {
-            parts: Arc::new(Parts::objects(store.clone())),
+            parts: Arc::new(Parts::local(local::LocalDisk::new(fs))),
             store,
             kind: "local",
         })
@@ -304,6 +306,10 @@ impl Media {
         E: Into<MediaError>,
     {
         let path = Media::file_path(tenant, id);
+        if let Parts::Local(disk) = &*self.parts {
+            let staging = Path::from_iter(["uploads", &uuid::Uuid::new_v4().to_string(), "data"]);
+            return disk.put(&staging, &path, body, max_size).await;
+        }
         let upload = self
             .store
             .put_multipart(&path)

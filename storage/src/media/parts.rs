@@ -1,6 +1,7 @@
 //! The parts of a chunked upload, the one thing the backends do differently: an S3 multipart
-//! upload where the store has them (its parts become the file without another copy), one object
-//! per chunk on the local disk, concatenated into the file on completion.
+//! upload where the store has them (its parts become the file without another copy), and on the
+//! local disk one file that each chunk is written into at its offset, hashed and renamed into
+//! place on completion (see `local.rs`).
 
 use std::sync::Arc;
 
@@ -8,14 +9,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{MediaError, MediaResult, Stored, Tally, WRITE_CONCURRENCY};
+use super::local::LocalDisk;
+use super::{MediaError, MediaResult, Stored, Tally};
 
 /// How a backend keeps the parts of an upload.
 pub(super) enum Parts {
-    /// One object per chunk under the upload's directory.
-    Objects(Arc<dyn ObjectStore>),
+    /// One file on the local disk, `data` under the upload's directory.
+    Local(LocalDisk),
     /// The store's own multipart uploads (S3), and the store to read the result back.
     #[cfg_attr(
         not(feature = "s3"),
@@ -34,8 +36,8 @@ pub(super) struct Target<'a> {
 }
 
 impl Parts {
-    pub(super) fn objects(store: Arc<dyn ObjectStore>) -> Parts {
-        Parts::Objects(store)
+    pub(super) fn local(disk: LocalDisk) -> Parts {
+        Parts::Local(disk)
     }
 
     #[cfg(feature = "s3")]
@@ -46,14 +48,18 @@ impl Parts {
         }
     }
 
-    fn part_path(dir: &Path, n: u64) -> Path {
-        dir.clone().join("parts").join(n.to_string())
+    fn data_path(dir: &Path) -> Path {
+        dir.clone().join("data")
     }
 
-    /// Begins the parts of an upload; the handle it returns goes into every later call.
-    pub(super) async fn begin(&self, target: &Target<'_>) -> MediaResult<String> {
+    /// Begins the parts of an upload of `size` bytes; the handle it returns goes into every
+    /// later call.
+    pub(super) async fn begin(&self, target: &Target<'_>, size: u64) -> MediaResult<String> {
         match self {
-            Parts::Objects(_) => Ok(String::new()),
+            Parts::Local(disk) => {
+                disk.create(&Parts::data_path(target.dir), size).await?;
+                Ok(String::new())
+            }
             Parts::Native { multipart, .. } => multipart
                 .create_multipart(target.file)
                 .await
@@ -61,20 +67,19 @@ impl Parts {
         }
     }
 
-    /// Stores part `n` (replacing an earlier try); returns the id completion needs.
+    /// Stores part `n`, which starts at byte `offset` of the file (replacing an earlier try);
+    /// returns the id completion needs.
     pub(super) async fn put(
         &self,
         target: &Target<'_>,
         handle: &str,
-        n: u64,
+        (n, offset): (u64, u64),
         bytes: Bytes,
     ) -> MediaResult<String> {
         match self {
-            Parts::Objects(store) => {
-                store
-                    .put(&Parts::part_path(target.dir, n), PutPayload::from(bytes))
-                    .await
-                    .map_err(MediaError::backend("storing a chunk"))?;
+            Parts::Local(disk) => {
+                disk.write_at(&Parts::data_path(target.dir), offset, bytes)
+                    .await?;
                 Ok(String::new())
             }
             Parts::Native { multipart, .. } => {
@@ -95,7 +100,7 @@ impl Parts {
     }
 
     /// Makes the file of the parts (`ids` in order, as [`Parts::put`] returned them), and reads
-    /// its size and hash as it is written (local) or back once it is made (S3).
+    /// its size and hash back once it is made.
     pub(super) async fn complete(
         &self,
         target: &Target<'_>,
@@ -103,34 +108,9 @@ impl Parts {
         ids: Vec<String>,
     ) -> MediaResult<Stored> {
         match self {
-            Parts::Objects(store) => {
-                let upload = store
-                    .put_multipart(target.file)
+            Parts::Local(disk) => {
+                disk.finish(&Parts::data_path(target.dir), target.file)
                     .await
-                    .map_err(MediaError::backend("starting a file"))?;
-                let mut writer = WriteMultipart::new(upload);
-                let mut tally = Tally::default();
-                for n in 0..ids.len() as u64 {
-                    let part = store
-                        .get(&Parts::part_path(target.dir, n))
-                        .await
-                        .map_err(MediaError::backend("reading a chunk"))?;
-                    let mut stream = super::body_of(part);
-                    while let Some(bytes) = stream.next().await {
-                        let bytes = bytes?;
-                        tally.add(&bytes);
-                        writer
-                            .wait_for_capacity(WRITE_CONCURRENCY)
-                            .await
-                            .map_err(MediaError::backend("writing a file"))?;
-                        writer.put(bytes);
-                    }
-                }
-                writer
-                    .finish()
-                    .await
-                    .map_err(MediaError::backend("finishing a file"))?;
-                Ok(tally.finish())
             }
             Parts::Native { multipart, store } => {
                 let parts = ids
@@ -159,7 +139,7 @@ impl Parts {
     /// by the caller).
     pub(super) async fn abort(&self, target: &Target<'_>, handle: &str) -> MediaResult<()> {
         match self {
-            Parts::Objects(_) => Ok(()),
+            Parts::Local(_) => Ok(()),
             Parts::Native { multipart, .. } => {
                 match multipart
                     .abort_multipart(target.file, &handle.to_owned())

@@ -1,8 +1,8 @@
 //! Chunked, resumable uploads. Each upload is a directory `uploads/<id>/` in the object store:
 //! `manifest.json` (what the client announced, written once), one record per received chunk
 //! under `chunks/` (its size, SHA-256 and part id; each chunk writes only its own, so chunks may
-//! arrive in any order, in parallel, and again), and on the local disk the chunks' bytes under
-//! `parts/`. Keeping it all in the store lets an upload survive a restart, lets any node of a
+//! arrive in any order, in parallel, and again), and on the local disk the file being made,
+//! `data`, each chunk written at its offset. Keeping it all in the store lets an upload survive a restart, lets any node of a
 //! cluster continue it, and dates its last activity for [`Media::sweep`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,10 +113,13 @@ impl Media {
         let dir = dir_of(id);
         let handle = self
             .parts
-            .begin(&Target {
-                dir: &dir,
-                file: &file,
-            })
+            .begin(
+                &Target {
+                    dir: &dir,
+                    file: &file,
+                },
+                new.size,
+            )
             .await?;
         let created_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -213,7 +216,11 @@ impl Media {
             dir: &dir,
             file: &file,
         };
-        let part = self.parts.put(&target, &upload.handle, n, bytes).await?;
+        let offset = n * upload.chunk_size;
+        let part = self
+            .parts
+            .put(&target, &upload.handle, (n, offset), bytes)
+            .await?;
         let record = ChunkRecord {
             size: expected,
             sha256: hash,
