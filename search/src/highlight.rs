@@ -86,7 +86,11 @@ fn matches(analyzer: &mut TextAnalyzer, body: &str, terms: &[(String, u8)]) -> V
                 || distance(&token.text, term, usize::from(*allowed)) <= usize::from(*allowed)
         });
         if hit {
-            found.push((token.offset_from, token.offset_to));
+            match found.last_mut() {
+                // CJK bigrams overlap: one mark over the run.
+                Some((_, to)) if token.offset_from <= *to => *to = (*to).max(token.offset_to),
+                _ => found.push((token.offset_from, token.offset_to)),
+            }
         }
     }
     found

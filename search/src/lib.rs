@@ -16,6 +16,7 @@
 
 mod highlight;
 pub mod query;
+pub mod tokenizer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -31,8 +32,7 @@ use tantivy::schema::{
     TextOptions, Value,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer,
 };
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term, doc,
@@ -40,8 +40,14 @@ use tantivy::{
 
 pub use query::Parsed;
 
-/// The analyzer of message text: words, lower-cased, accents folded, English stems.
+/// The analyzer of message text: words (CJK as bigrams), lower-cased, accents folded, English
+/// stems.
 const ANALYZER: &str = "confab_text";
+
+/// The version of what the index holds and how its text is analyzed. An index of another
+/// version (an upgrade changed the analyzer or the schema) is removed when opened, and the
+/// server backfills the new one from storage.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The memory the index writer may use before it flushes a segment.
 const WRITER_MEMORY: usize = 50 * 1024 * 1024;
@@ -66,7 +72,7 @@ pub type Result<T, E = SearchError> = std::result::Result<T, E>;
 
 /// The analyzer of message text, also used to highlight.
 pub fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
+    TextAnalyzer::builder(tokenizer::WordTokenizer::default())
         .filter(RemoveLongFilter::limit(64))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
@@ -315,10 +321,36 @@ pub struct Search<'a> {
 }
 
 impl SearchIndex {
-    /// The index in `dir` (created if missing).
+    /// The index in `dir` (created if missing, and recreated empty if it is of another
+    /// [`SCHEMA_VERSION`]).
     pub fn open(dir: &Path) -> Result<SearchIndex> {
-        std::fs::create_dir_all(dir).map_err(|err| SearchError::Index(err.into()))?;
+        let io = |err: std::io::Error| SearchError::Index(err.into());
+        std::fs::create_dir_all(dir).map_err(io)?;
         let directory = tantivy::directory::MmapDirectory::open(dir)?;
+        if Index::exists(&directory).map_err(tantivy::TantivyError::from)? {
+            let version = Index::open(directory.clone())?
+                .load_metas()?
+                .payload
+                .and_then(|payload| serde_json::from_str::<Payload>(&payload).ok())
+                .map(|payload| payload.v);
+            if version.is_some_and(|v| v != SCHEMA_VERSION) {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    found = ?version,
+                    SCHEMA_VERSION,
+                    "the search index is of another version: rebuilding it from storage"
+                );
+                drop(directory);
+                std::fs::remove_dir_all(dir).map_err(io)?;
+                std::fs::create_dir_all(dir).map_err(io)?;
+                let directory = tantivy::directory::MmapDirectory::open(dir)?;
+                return SearchIndex::with(Index::create(
+                    directory,
+                    schema().0,
+                    Default::default(),
+                )?);
+            }
+        }
         SearchIndex::with(Index::open_or_create(directory, schema().0)?)
     }
 
@@ -443,7 +475,7 @@ impl SearchIndex {
             ))?;
         }
         let payload = serde_json::to_string(&Payload {
-            v: 1,
+            v: SCHEMA_VERSION,
             indexed: writing.indexed.clone(),
         })
         .map_err(|err| SearchError::Invalid(err.to_string()))?;
@@ -582,6 +614,10 @@ impl SearchIndex {
                 )),
                 _ => clauses.push((Occur::Must, Box::new(PhraseQuery::new(terms)))),
             }
+        }
+        if clauses.is_empty() && !(parsed.words.is_empty() && parsed.phrases.is_empty()) {
+            // Words with nothing searchable in them (emoji, punctuation) match nothing.
+            clauses.push((Occur::Must, Box::new(tantivy::query::EmptyQuery)));
         }
         for word in &parsed.excluded {
             for token in tokens(word) {

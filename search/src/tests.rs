@@ -226,3 +226,60 @@ fn an_index_on_disk_keeps_its_documents_and_positions() {
     assert_eq!(index.indexed_seq("c1"), 6);
     assert_eq!(ids(&index, "monday", &["c1"]), ["m1"]);
 }
+
+#[test]
+fn chinese_japanese_and_korean_text_is_found_by_two_characters() {
+    let index = index_of(&[
+        posted("c1", "zh", 1, "li", "我们明天在北京见面"),
+        posted("c1", "ja", 2, "ken", "東京都に行きます"),
+        posted("c1", "ko", 3, "min", "서울에서 만나요 🎉"),
+        posted("c1", "mixed", 4, "ann", "Meeting in 大阪 café tomorrow"),
+    ]);
+    assert_eq!(ids(&index, "北京", &["c1"]), ["zh"]);
+    assert_eq!(ids(&index, "東京", &["c1"]), ["ja"]);
+    assert_eq!(ids(&index, "京都", &["c1"]), ["ja"]);
+    assert_eq!(ids(&index, "東京都", &["c1"]), ["ja"]);
+    assert_eq!(ids(&index, "\"行きます\"", &["c1"]), ["ja"]);
+    assert_eq!(ids(&index, "서울", &["c1"]), ["ko"]);
+    assert_eq!(ids(&index, "大阪 cafe", &["c1"]), ["mixed"]);
+    assert!(ids(&index, "上海", &["c1"]).is_empty());
+    assert!(
+        ids(&index, "🎉 !!", &["c1"]).is_empty(),
+        "a query of no words finds nothing"
+    );
+    let parsed = query::parse("東京").expect("parse");
+    let hits = index
+        .search(&Search {
+            tenant: TENANT,
+            conversations: &["c1".to_owned()],
+            query: &parsed,
+            sort: Sort::Relevance,
+            limit: 5,
+            cursor: None,
+        })
+        .expect("search");
+    assert_eq!(hits.hits[0].snippet, "<mark>東京</mark>都に行きます");
+}
+
+#[test]
+fn an_index_of_another_schema_version_is_rebuilt_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // An index as an older build left it: version 1 in its commit payload.
+        let index = Index::create_in_dir(dir.path(), schema().0).expect("create");
+        let mut writer: IndexWriter = index.writer(WRITER_MEMORY).expect("writer");
+        let mut prepared = writer.prepare_commit().expect("prepare");
+        prepared.set_payload(r#"{"v":1,"indexed":{"c1":7}}"#);
+        prepared.commit().expect("commit");
+    }
+    let index = SearchIndex::open(dir.path()).expect("open");
+    assert_eq!(index.indexed_seq("c1"), 0, "rebuilt: nothing indexed yet");
+    index
+        .apply(&[posted("c1", "m1", 1, "ann", "fresh start")])
+        .expect("apply");
+    index.commit().expect("commit");
+    drop(index);
+    let reopened = SearchIndex::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.indexed_seq("c1"), 1, "the current version is kept");
+    assert_eq!(ids(&reopened, "fresh", &["c1"]), ["m1"]);
+}
