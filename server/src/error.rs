@@ -116,6 +116,13 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: which scheme to retry with.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"confab\""),
+            );
+        }
         response
     }
 }

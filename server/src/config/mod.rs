@@ -41,7 +41,8 @@ pub use cli::{Cli, CliCommand, ConfigCommand, TokenArgs};
 pub use docs::{example_toml, readme_table};
 pub use layers::ServeArgs;
 pub use values::{
-    EventsBackend, HubBackend, JwtSource, LogFormat, MediaBackend, PublicKeyAlg, StoreBackend,
+    EventsBackend, HubBackend, JwtSource, LogFormat, MediaBackend, Origins, PublicKeyAlg,
+    StoreBackend,
 };
 
 /// Every setting of `confab serve`, with its flag, environment variable, TOML key and default.
@@ -71,6 +72,12 @@ pub struct Config {
         help_heading = "Server"
     )]
     pub message_rate_per_minute: u32,
+    /// Browser origins allowed to call the API from other origins (CORS, preflight answered)
+    /// and to open WebSockets, e.g. `https://app.example.com,http://localhost:3000`. Empty
+    /// (the default): no cross-origin API calls, and WebSocket origins are not checked.
+    #[arg(long, env = "CONFAB_CORS_ORIGINS", default_value = "", value_name = "ORIGINS",
+        value_parser = Origins::parse, help_heading = "Server")]
+    pub cors_origins: Origins,
 
     /// HS256 secret for tokens (at least 32 bytes). With neither this nor a public key, an
     /// HS256 key is generated under the data dir on first start, and `confab token` mints

@@ -138,3 +138,82 @@ pub(super) fn parse_topic(value: &str) -> Result<String, String> {
     }
     Ok(value.to_owned())
 }
+
+/// Browser origins allowed to call the API across origins (CORS) and to open WebSockets:
+/// exact origins such as `https://app.example.com`, comma-separated; empty allows none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origins(Vec<String>);
+
+impl Origins {
+    /// Parses `https://a.example,http://localhost:3000`: each an `http` or `https` origin
+    /// (scheme, host and port only), lower-cased as browsers send them.
+    pub fn parse(list: &str) -> Result<Origins, String> {
+        let origins = list
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(|text| {
+                let bad = |why: &str| format!("{text:?} is not an origin: {why}");
+                if text == "*" {
+                    return Err(bad("list the origins; a wildcard is not accepted"));
+                }
+                let url = url::Url::parse(text).map_err(|err| bad(&err.to_string()))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(bad("the scheme must be http or https"));
+                }
+                if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+                    return Err(bad("an origin has no path, query or user"));
+                }
+                match url.origin() {
+                    url::Origin::Tuple(..) => Ok(url.origin().ascii_serialization()),
+                    url::Origin::Opaque(_) => Err(bad("no host")),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Origins(origins))
+    }
+
+    /// Whether `origin` (an `Origin` header's value) is listed.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.0
+            .iter()
+            .any(|listed| listed.eq_ignore_ascii_case(origin))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl std::fmt::Display for Origins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::Origins;
+
+    #[test]
+    fn origins_are_exact_and_normalised() {
+        let origins =
+            Origins::parse(" https://App.Example.com , http://localhost:3000,").expect("parse");
+        assert_eq!(
+            origins.to_string(),
+            "https://app.example.com,http://localhost:3000"
+        );
+        assert!(origins.allows("https://app.example.com"));
+        assert!(origins.allows("http://localhost:3000"));
+        assert!(!origins.allows("http://localhost:3001"));
+        assert!(!origins.allows("https://app.example.com.evil.test"));
+        assert!(Origins::parse("").expect("empty").is_empty());
+        for bad in ["*", "ftp://x.test", "https://x.test/path", "x.test", "null"] {
+            assert!(Origins::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -46,7 +46,7 @@ pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
     ApiJson(req): ApiJson<CreateConversation>,
-) -> Result<(StatusCode, Json<Conversation>), AppError> {
+) -> Result<super::Located<Conversation>, AppError> {
     if req.members.len() > MAX_INITIAL_MEMBERS {
         return Err(AppError::too_large(format!(
             "at most {MAX_INITIAL_MEMBERS} members at creation"
@@ -79,7 +79,8 @@ pub async fn create(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(conversation)))
+    let location = format!("/v1/conversations/{}", conversation.id);
+    Ok(super::located(status, location, conversation))
 }
 
 /// The caller's conversations, most recently active first, with unread counts.

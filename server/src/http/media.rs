@@ -72,7 +72,7 @@ pub async fn upload(
     State(state): State<AppState>,
     user: AuthUser,
     mut form: Multipart,
-) -> Result<(StatusCode, Json<MediaInfo>), AppError> {
+) -> Result<super::Located<MediaInfo>, AppError> {
     state.media().check_upload_rate(&user)?;
     let mut conversation = None;
     let mut received: Option<Received> = None;
@@ -108,7 +108,8 @@ pub async fn upload(
         return Err(AppError::invalid("the form has no `file` field"));
     };
     let file = server_media::register(&state, &user, received, conversation, "single").await?;
-    Ok((StatusCode::CREATED, Json(file)))
+    let location = format!("/v1/media/{}", file.id);
+    Ok(super::located(StatusCode::CREATED, location, file))
 }
 
 /// Starts a resumable upload: send its chunks, then complete it. It expires after
@@ -123,7 +124,7 @@ pub async fn create_upload(
     State(state): State<AppState>,
     user: AuthUser,
     ApiJson(request): ApiJson<CreateUpload>,
-) -> Result<(StatusCode, Json<UploadCreated>), AppError> {
+) -> Result<super::Located<UploadCreated>, AppError> {
     state.media().check_upload_rate(&user)?;
     let new = server_media::check_new_upload(&state, &user, request).await?;
     let chunk_size = new.chunk_size;
@@ -131,14 +132,15 @@ pub async fn create_upload(
         .media()
         .create_upload(new, &server_media::new_id(), &server_media::new_id())
         .await?;
-    Ok((
+    Ok(super::located(
         StatusCode::CREATED,
-        Json(UploadCreated {
+        format!("/v1/media/uploads/{}", upload.id),
+        UploadCreated {
             upload_id: upload.id.clone(),
             chunk_size,
             chunk_count: upload.chunk_count(),
             expires_after_secs: state.config.media_upload_expiry.as_secs(),
-        }),
+        },
     ))
 }
 
@@ -224,7 +226,7 @@ pub async fn complete(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<String>,
-) -> Result<(StatusCode, Json<MediaInfo>), AppError> {
+) -> Result<super::Located<MediaInfo>, AppError> {
     let upload = own_upload(&state, &user, &id).await?;
     let stored = state
         .media()
@@ -238,7 +240,8 @@ pub async fn complete(
     };
     let file =
         server_media::register(&state, &user, received, upload.conversation, "chunked").await?;
-    Ok((StatusCode::CREATED, Json(file)))
+    let location = format!("/v1/media/{}", file.id);
+    Ok(super::located(StatusCode::CREATED, location, file))
 }
 
 /// Gives an upload up; its chunks are removed.

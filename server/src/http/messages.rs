@@ -93,7 +93,7 @@ pub async fn send(
     user: AuthUser,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<SendMessage>,
-) -> Result<(StatusCode, Json<SendResult>), AppError> {
+) -> Result<super::Located<SendResult>, AppError> {
     let client_msg_id = req.client_msg_id.clone();
     let outgoing = Outgoing {
         conversation: id.clone(),
@@ -108,16 +108,17 @@ pub async fn send(
     } else {
         StatusCode::CREATED
     };
-    Ok((
+    Ok(super::located(
         status,
-        Json(SendResult {
+        format!("/v1/messages/{}", appended.id),
+        SendResult {
             conversation: id,
             client_msg_id,
             id: appended.id,
             seq: appended.seq,
             ts: appended.ts,
             duplicate: appended.duplicate,
-        }),
+        },
     ))
 }
 

@@ -11,8 +11,8 @@ mod web;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
@@ -35,8 +35,62 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(cors(&state.config.cors_origins))
+        .layer(
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        )
         .layer(crate::metrics::TrackHttpLayer)
         .with_state(state)
+}
+
+/// Cross-origin calls from the configured origins: preflights answered, the headers a client
+/// sends and reads allowed. No origin configured: no CORS headers at all.
+fn cors(origins: &crate::config::Origins) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if allowed.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::RANGE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("x-chunk-sha256"),
+        ])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::LOCATION,
+            header::ETAG,
+            header::CONTENT_RANGE,
+            header::CONTENT_DISPOSITION,
+            header::ACCEPT_RANGES,
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A response with the `Location` of the resource it created.
+pub type Located<T> = (StatusCode, [(HeaderName, String); 1], Json<T>);
+
+/// `body` with `status` and `Location: location`.
+pub fn located<T>(status: StatusCode, location: String, body: T) -> Located<T> {
+    (status, [(header::LOCATION, location)], Json(body))
 }
 
 async fn not_found() -> AppError {

@@ -93,10 +93,28 @@ pub async fn ws_handler(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<WsParams>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return AppError::invalid(format!(
+                "this endpoint takes a WebSocket upgrade: {}",
+                rejection.body_text()
+            ))
+            .into_response();
+        }
+    };
     if state.shutdown.is_cancelled() {
         return AppError::unavailable("server is shutting down").into_response();
+    }
+    let origins = &state.config.cors_origins;
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN)
+        && !origins.is_empty()
+        && !origin.to_str().is_ok_and(|origin| origins.allows(origin))
+    {
+        return AppError::forbidden("this origin may not open a WebSocket (see cors_origins)")
+            .into_response();
     }
     let header_token = headers
         .get(axum::http::header::AUTHORIZATION)
