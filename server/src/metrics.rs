@@ -57,6 +57,9 @@ pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
 pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+pub const PROCESS_THREADS: &str = "process_threads";
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+pub const PROCESS_VIRTUAL_MEMORY_MAX: &str = "process_virtual_memory_max_bytes";
 
 /// What kind of series a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +129,78 @@ pub const ALL: &[Metric] = &[
     metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
     metric(PROCESS_MAX_FDS, Gauge, "Maximum number of open file descriptors."),
     metric(PROCESS_START_TIME, Gauge, "Start time of the process since the Unix epoch in seconds."),
+    metric(PROCESS_THREADS, Gauge, "Threads of the process."),
+    metric(PROCESS_VIRTUAL_MEMORY, Gauge, "Virtual memory size in bytes."),
+    metric(PROCESS_VIRTUAL_MEMORY_MAX, Gauge, "Largest virtual memory size allowed, in bytes."),
 ];
+
+/// The series of labelled counters that exist from start (at 0), so that a rate over them is
+/// defined before the first event: each label's values as the code writes them. Counters of
+/// the optional backends (Redis fan-out, Kafka events) register theirs when they start; HTTP
+/// requests by route appear with their first request.
+fn labelled_series() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    let one = |name, label, values: &[&'static str]| {
+        values
+            .iter()
+            .map(move |value| (name, vec![(label, *value)]))
+            .collect::<Vec<_>>()
+    };
+    let mut series = Vec::new();
+    let kinds: Vec<&'static str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
+    series.extend(one(EVENTS_TOTAL, "kind", &kinds));
+    series.extend(one(EPHEMERAL_TOTAL, "kind", &["typing", "read"]));
+    series.extend(one(
+        HTTP_TIMEOUTS_TOTAL,
+        "phase",
+        &["header", "idle", "body"],
+    ));
+    series.extend(one(
+        CONNECTIONS_SHED_TOTAL,
+        "reason",
+        &["max_connections", "descriptors"],
+    ));
+    series.extend(one(
+        MEDIA_THUMBNAIL_FAILURES_TOTAL,
+        "reason",
+        &["too_large", "unsupported", "corrupt"],
+    ));
+    for way in ["single", "chunked"] {
+        series.push((
+            MEDIA_UPLOADS_TOTAL,
+            vec![("way", way), ("outcome", "stored")],
+        ));
+    }
+    series
+}
+
+/// Every counter without labels, and the known series of labelled ones, at 0.
+fn register_counters() {
+    let labelled: HashSet<&str> = labelled_series().iter().map(|(name, _)| *name).collect();
+    // Labelled counters whose values are not listed above.
+    let by_label = [
+        WS_ERRORS_TOTAL,
+        HTTP_REQUESTS_TOTAL,
+        FANOUT_DROPPED_TOTAL,
+        EVENTS_FAILED_TOTAL,
+        EVENTS_DROPPED_TOTAL,
+    ];
+    for metric in ALL {
+        if metric.kind == Counter
+            && !labelled.contains(metric.name)
+            && !by_label.contains(&metric.name)
+            && !metric.name.starts_with("process_")
+        {
+            counter!(metric.name).absolute(0);
+        }
+    }
+    for (name, labels) in labelled_series() {
+        let labels: Vec<metrics::Label> = labels
+            .into_iter()
+            .map(|(key, value)| metrics::Label::new(key, value))
+            .collect();
+        counter!(name, labels).absolute(0);
+    }
+}
 
 /// Describes every metric of [`ALL`] to the installed recorder.
 fn describe() {
@@ -150,6 +224,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency_buckets)?
         .install_recorder()?;
     describe();
+    register_counters();
     Ok(handle)
 }
 

@@ -819,3 +819,52 @@ async fn admins_delete_others_messages_members_do_not() {
         .collect();
     assert_eq!(state, vec![(true, ""), (false, "second")]);
 }
+
+/// Every family `/metrics` shows has `# HELP` and `# TYPE` (as `promtool check metrics` asks),
+/// and the counters exist from start, at 0, before anything happened.
+#[tokio::test]
+async fn metrics_are_described_and_counters_start_at_zero() {
+    let server = Server::start().await;
+    let metrics = server.metrics().await;
+    let mut helped = std::collections::HashSet::new();
+    let mut typed = std::collections::HashSet::new();
+    for line in metrics.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("#"), Some("HELP"), Some(name)) => {
+                assert!(words.next().is_some(), "empty help: {line}");
+                helped.insert(name.to_owned());
+            }
+            (Some("#"), Some("TYPE"), Some(name)) => {
+                typed.insert(name.to_owned());
+            }
+            _ => {}
+        }
+    }
+    let undescribed: Vec<&String> = typed.difference(&helped).collect();
+    assert!(undescribed.is_empty(), "no help text: {undescribed:?}");
+    for name in [
+        "confab_connections_total",
+        "confab_fanout_deliveries_total",
+        "confab_slow_consumers_dropped_total",
+        "confab_media_uploaded_bytes_total",
+        "confab_search_indexed_total",
+        "confab_connections_refused_total",
+    ] {
+        assert_eq!(
+            metric_value(&metrics, name),
+            Some(0.0),
+            "{name}:\n{metrics}"
+        );
+    }
+    for series in [
+        "confab_events_total{kind=\"message\"} 0",
+        "confab_http_timeouts_total{phase=\"header\"} 0",
+        "confab_media_uploads_total{way=\"chunked\",outcome=\"stored\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == series),
+            "{series} missing:\n{metrics}"
+        );
+    }
+}
