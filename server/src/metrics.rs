@@ -57,6 +57,11 @@ pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
 pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+pub const BUILD_INFO: &str = "confab_build_info";
+pub const WS_CLOSES_TOTAL: &str = "confab_ws_closes_total";
+pub const WS_UNAUTHENTICATED: &str = "confab_ws_unauthenticated";
+pub const REPLAYED_EVENTS_TOTAL: &str = "confab_replayed_events_total";
+pub const REPLAYS_TOTAL: &str = "confab_replays_total";
 pub const PROCESS_THREADS: &str = "process_threads";
 pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
 pub const PROCESS_VIRTUAL_MEMORY_MAX: &str = "process_virtual_memory_max_bytes";
@@ -129,6 +134,11 @@ pub const ALL: &[Metric] = &[
     metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
     metric(PROCESS_MAX_FDS, Gauge, "Maximum number of open file descriptors."),
     metric(PROCESS_START_TIME, Gauge, "Start time of the process since the Unix epoch in seconds."),
+    metric(BUILD_INFO, Gauge, "1, labelled with the server's version."),
+    metric(WS_CLOSES_TOTAL, Counter, "WebSocket sessions ended, by close code (client: closed by the client)."),
+    metric(WS_UNAUTHENTICATED, Gauge, "WebSocket connections waiting for their auth frame."),
+    metric(REPLAYS_TOTAL, Counter, "Joins with since that replayed missed events, by outcome."),
+    metric(REPLAYED_EVENTS_TOTAL, Counter, "Missed events replayed to joins with since."),
     metric(PROCESS_THREADS, Gauge, "Threads of the process."),
     metric(PROCESS_VIRTUAL_MEMORY, Gauge, "Virtual memory size in bytes."),
     metric(PROCESS_VIRTUAL_MEMORY_MAX, Gauge, "Largest virtual memory size allowed, in bytes."),
@@ -149,6 +159,7 @@ fn labelled_series() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     let kinds: Vec<&'static str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
     series.extend(one(EVENTS_TOTAL, "kind", &kinds));
     series.extend(one(EPHEMERAL_TOTAL, "kind", &["typing", "read"]));
+    series.extend(one(REPLAYS_TOTAL, "outcome", &["recovered", "too_many"]));
     series.extend(one(
         HTTP_TIMEOUTS_TOTAL,
         "phase",
@@ -179,6 +190,7 @@ fn register_counters() {
     // Labelled counters whose values are not listed above.
     let by_label = [
         WS_ERRORS_TOTAL,
+        WS_CLOSES_TOTAL,
         HTTP_REQUESTS_TOTAL,
         FANOUT_DROPPED_TOTAL,
         EVENTS_FAILED_TOTAL,
@@ -225,6 +237,8 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .install_recorder()?;
     describe();
     register_counters();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    gauge!(WS_UNAUTHENTICATED).set(0.0);
     Ok(handle)
 }
 
@@ -347,6 +361,27 @@ pub fn ws_error(code: &'static str) {
     counter!(WS_ERRORS_TOTAL, "code" => code).increment(1);
 }
 
+/// A WebSocket session ended with close `code` (`client` when the client closed it first,
+/// `socket_error` when the connection failed).
+pub fn ws_closed(code: &str) {
+    counter!(WS_CLOSES_TOTAL, "code" => intern(code)).increment(1);
+}
+
+/// A connection started (`1.0`) or stopped (`-1.0`) waiting for its auth frame.
+pub fn ws_unauthenticated(delta: f64) {
+    gauge!(WS_UNAUTHENTICATED).increment(delta);
+}
+
+/// A join with `since` replayed `events` missed events (`recovered`), or had missed more than
+/// the replay cap (`too_many`: the client pages through history instead).
+pub fn replay(recovered: bool, events: usize) {
+    let outcome = if recovered { "recovered" } else { "too_many" };
+    counter!(REPLAYS_TOTAL, "outcome" => outcome).increment(1);
+    if recovered {
+        counter!(REPLAYED_EVENTS_TOTAL).increment(events as u64);
+    }
+}
+
 /// Counts and times every HTTP request by method, matched route and status: a tower layer
 /// around every route. Not axum's `from_fn`, which boxes each request's future (a large
 /// allocation per request, and 10,000 of them when as many clients connect at once); the labels
@@ -420,8 +455,11 @@ where
             let status = intern(response.status().as_str());
             counter!(HTTP_REQUESTS_TOTAL, "method" => method, "route" => route, "status" => status)
                 .increment(1);
-            histogram!(HTTP_DURATION, "method" => method, "route" => route)
-                .record(this.started.elapsed().as_secs_f64());
+            // An upgrade's "duration" is its handshake; the session's life is not a request.
+            if response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS {
+                histogram!(HTTP_DURATION, "method" => method, "route" => route)
+                    .record(this.started.elapsed().as_secs_f64());
+            }
         }
         Poll::Ready(result)
     }

@@ -868,3 +868,79 @@ async fn metrics_are_described_and_counters_start_at_zero() {
         );
     }
 }
+
+/// What operators of a WebSocket server watch: the build, connections waiting for their auth
+/// frame, sessions ended by close code, and replays of missed events; WebSocket upgrades stay
+/// out of the HTTP request-duration histogram.
+#[tokio::test]
+async fn ops_metrics_count_auth_waits_closes_and_replays() {
+    let server = Server::start().await;
+    let metrics = server.metrics().await;
+    let build = format!(
+        "confab_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.lines().any(|line| line == build), "{metrics}");
+    assert_eq!(
+        metric_value(&metrics, "confab_ws_unauthenticated"),
+        Some(0.0)
+    );
+
+    let waiting = server.ws_anonymous().await;
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = metric_value(&server.metrics().await, "confab_ws_unauthenticated");
+        if seen == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some(1.0), "one connection waits for its auth frame");
+    waiting.close().await;
+
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let mut alice = server.ws("alice").await;
+    for n in 0..3 {
+        alice
+            .send_message(&conversation, &format!("m-{n}"), "missed")
+            .await;
+    }
+    let mut bob = server.ws("bob").await;
+    let (_, recovered) = bob.join_since(&conversation, 0).await;
+    assert!(recovered);
+    bob.close().await;
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = server.metrics().await;
+        if metric_value(&metrics, "confab_ws_closes_total{code=\"client\"}")
+            .is_some_and(|v| v >= 1.0)
+            && metric_value(&metrics, "confab_ws_unauthenticated") == Some(0.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric_value(&metrics, "confab_ws_unauthenticated"),
+        Some(0.0)
+    );
+    assert!(
+        metric_value(&metrics, "confab_ws_closes_total{code=\"client\"}").is_some_and(|v| v >= 1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "confab_replays_total{outcome=\"recovered\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, "confab_replayed_events_total"),
+        Some(3.0)
+    );
+    assert!(
+        !metrics.lines().any(
+            |line| line.starts_with("confab_http_request_duration_seconds")
+                && line.contains("/v1/ws")
+        ),
+        "upgrades are not timed as requests"
+    );
+}

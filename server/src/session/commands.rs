@@ -246,6 +246,9 @@ impl Session {
             }
         };
         let recovered = events.len() <= self.state.config.replay_cap as usize;
+        if since.is_some() && !events.is_empty() {
+            crate::metrics::replay(recovered, events.len());
+        }
         // A backend whose reads are not one snapshot may return events past `last_seq`; the
         // dedupe mark must cover whatever is replayed.
         let replayed_to = events.last().filter(|_| recovered).map_or(0, |e| e.seq);

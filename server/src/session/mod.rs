@@ -155,10 +155,15 @@ async fn start<S: Socket + 'static>(
     let user = match auth {
         Some(user) => user,
         // Boxed: only first-frame authentication needs this state, and only for a moment.
-        None => match Box::pin(authenticate_first_frame(&mut socket, &state)).await {
-            Some(user) => user,
-            None => return,
-        },
+        None => {
+            m::ws_unauthenticated(1.0);
+            let user = Box::pin(authenticate_first_frame(&mut socket, &state)).await;
+            m::ws_unauthenticated(-1.0);
+            match user {
+                Some(user) => user,
+                None => return,
+            }
+        }
     };
     let conn = state.hub.next_conn_id();
     let span = info_span!("session", conn, user = %user.user, tenant = %user.tenant);
@@ -210,6 +215,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
                 if let Ok(text) = encode(&frame) {
                     let _ = socket.send(Message::Text(text)).await;
                 }
+                m::ws_closed(&close_code::UNAUTHORIZED.to_string());
                 close(socket, close_code::UNAUTHORIZED, "unauthorized").await;
                 return None;
             }
@@ -407,6 +413,7 @@ impl Session {
             match exit {
                 Exit::Closed { code, reason } => {
                     debug!(code, reason, "closing session");
+                    m::ws_closed(&code.to_string());
                     // Bounded: a client that does not read may never take the close frame.
                     let goodbye = async {
                         // Sends in flight commit anyway: their acks go out first.
@@ -426,8 +433,14 @@ impl Session {
                     // Boxed, like every rare path: an idle session's task holds only the loop.
                     let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, goodbye)).await;
                 }
-                Exit::ClientClosed => debug!("client closed session"),
-                Exit::SocketError => debug!("session socket failed"),
+                Exit::ClientClosed => {
+                    debug!("client closed session");
+                    m::ws_closed("client");
+                }
+                Exit::SocketError => {
+                    debug!("session socket failed");
+                    m::ws_closed("socket_error");
+                }
             }
         }
     }
