@@ -62,6 +62,8 @@ pub const WS_CLOSES_TOTAL: &str = "confab_ws_closes_total";
 pub const WS_UNAUTHENTICATED: &str = "confab_ws_unauthenticated";
 pub const REPLAYED_EVENTS_TOTAL: &str = "confab_replayed_events_total";
 pub const REPLAYS_TOTAL: &str = "confab_replays_total";
+pub const STORE_COMMIT_DURATION: &str = confab_storage::metrics::COMMIT_DURATION;
+pub const STORE_BATCH_JOBS: &str = confab_storage::metrics::BATCH_JOBS;
 pub const PROCESS_THREADS: &str = "process_threads";
 pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
 pub const PROCESS_VIRTUAL_MEMORY_MAX: &str = "process_virtual_memory_max_bytes";
@@ -139,6 +141,8 @@ pub const ALL: &[Metric] = &[
     metric(WS_UNAUTHENTICATED, Gauge, "WebSocket connections waiting for their auth frame."),
     metric(REPLAYS_TOTAL, Counter, "Joins with since that replayed missed events, by outcome."),
     metric(REPLAYED_EVENTS_TOTAL, Counter, "Missed events replayed to joins with since."),
+    metric(STORE_COMMIT_DURATION, Histogram, "Store commit duration in seconds (to durable), by backend."),
+    metric(STORE_BATCH_JOBS, Histogram, "Writes committed together by one SQLite group commit."),
     metric(PROCESS_THREADS, Gauge, "Threads of the process."),
     metric(PROCESS_VIRTUAL_MEMORY, Gauge, "Virtual memory size in bytes."),
     metric(PROCESS_VIRTUAL_MEMORY_MAX, Gauge, "Largest virtual memory size allowed, in bytes."),
@@ -234,6 +238,14 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), &latency_buckets)?
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency_buckets)?
+        .set_buckets_for_metric(
+            Matcher::Full(STORE_COMMIT_DURATION.into()),
+            &latency_buckets,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(STORE_BATCH_JOBS.into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+        )?
         .install_recorder()?;
     describe();
     register_counters();

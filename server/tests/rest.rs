@@ -936,6 +936,14 @@ async fn ops_metrics_count_auth_waits_closes_and_replays() {
         metric_value(&metrics, "confab_replayed_events_total"),
         Some(3.0)
     );
+    // The group, its three messages: at least four commits, each of one job or more.
+    let commits = metric_value(
+        &metrics,
+        "confab_store_commit_duration_seconds_count{backend=\"sqlite\"}",
+    );
+    assert!(commits.is_some_and(|n| n >= 4.0), "{metrics}");
+    let jobs = metric_value(&metrics, "confab_store_batch_jobs_sum");
+    assert!(jobs.is_some_and(|n| n >= 4.0), "{metrics}");
     assert!(
         !metrics.lines().any(
             |line| line.starts_with("confab_http_request_duration_seconds")

@@ -31,6 +31,7 @@ pub mod conformance;
 mod error;
 pub mod event_form;
 pub mod media;
+pub mod metrics;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 mod record;

@@ -207,6 +207,8 @@ where
         let failure = match op(cx, context).await {
             Ok(value) => match commit(&mut cx.session).await {
                 Ok(()) => {
+                    metrics::histogram!(crate::metrics::COMMIT_DURATION, "backend" => "mongodb")
+                        .record(started.elapsed().as_secs_f64());
                     let events = std::mem::take(&mut cx.events);
                     if !events.is_empty() {
                         publish(sink, events);

@@ -23,6 +23,9 @@ pub(super) fn run(
     max_batch: usize,
 ) {
     let mut batch: Vec<BoxedJob> = Vec::with_capacity(max_batch);
+    let commit_duration =
+        metrics::histogram!(crate::metrics::COMMIT_DURATION, "backend" => "sqlite");
+    let batch_jobs = metrics::histogram!(crate::metrics::BATCH_JOBS);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -32,7 +35,11 @@ pub(super) fn run(
             }
         }
         let mut events = Vec::new();
-        match commit_batch(&mut conn, &mut cache, &mut batch, &mut events) {
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&mut conn, &mut cache, &mut batch, &mut events);
+        commit_duration.record(started.elapsed().as_secs_f64());
+        batch_jobs.record(batch.len() as f64);
+        match committed {
             Ok(()) => {
                 if let Some(checkpointer) = &checkpointer {
                     checkpointer.committed();
