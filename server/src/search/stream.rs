@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -127,10 +128,15 @@ pub fn default_group(search_dir: &Path) -> Result<String, StreamError> {
     Ok(group)
 }
 
+/// How long [`Follower::stop`] waits for the last commits (the brokers may be down).
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The running follower. [`Follower::stop`] commits what it applied and waits for its thread.
 #[derive(Debug)]
 pub struct Follower {
     stop: Arc<AtomicBool>,
+    /// Disconnected when the thread ends.
+    done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -149,6 +155,7 @@ impl Follower {
                 },
             )?;
         let stop = Arc::new(AtomicBool::new(false));
+        let (finished, done) = std::sync::mpsc::channel::<()>();
         tracing::info!(
             topic = %settings.topic,
             group = %settings.group,
@@ -171,10 +178,14 @@ impl Follower {
         };
         let thread = std::thread::Builder::new()
             .name("confab-search-stream".to_owned())
-            .spawn(move || follow.run())
+            .spawn(move || {
+                follow.run();
+                drop(finished);
+            })
             .map_err(StreamError::Thread)?;
         Ok(Follower {
             stop,
+            done,
             thread: Some(thread),
         })
     }
@@ -183,6 +194,11 @@ impl Follower {
     /// thread. Blocks: call it off the async runtime.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(STOP_TIMEOUT) {
+            // Left behind: its events are in the index or replayed from the stream next time.
+            tracing::warn!("search index's stream reader did not stop in time; not waiting");
+            return;
+        }
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
