@@ -1,8 +1,9 @@
 //! Search in a cluster: two nodes (separate processes) sharing one SQLite file (storage), a real
 //! Redis (fan-out) and a real Kafka-protocol broker (the event stream, tansu). Each node's index
 //! reads the whole event topic, so a message sent, edited or deleted through one node is found
-//! (or no longer found) through the other within a few seconds; a record that is not an event
-//! goes to the dead-letter topic, from each node, and indexing goes on.
+//! (or no longer found) through the other within 3 s, and each node commits the offsets of what
+//! its index holds; a record that is not an event goes to the dead-letter topic, from each node,
+//! and indexing goes on; a restarted node resumes from its committed offsets, in the same group.
 
 #![cfg(feature = "kafka")]
 
@@ -60,7 +61,7 @@ async fn cluster() -> Cluster {
     let a = Server::start_with(&flags).await;
     let b = Server::start_with(&flags).await;
     for node in [&a, &b] {
-        reading_the_stream(node).await;
+        reading_the_stream(node, 1).await;
     }
     Cluster {
         kafka,
@@ -72,11 +73,16 @@ async fn cluster() -> Cluster {
 }
 
 /// Waits (up to 20 s) until `node`'s index has been assigned the topic's partitions (the
-/// topic exists once a node's producer has asked for it). Goes on regardless after that: the
-/// searches then say what is missing.
-async fn reading_the_stream(node: &Server) {
+/// topic exists once a node's producer has asked for it) by its `starts`-th process. Goes on
+/// regardless after that: the searches then say what is missing.
+async fn reading_the_stream(node: &Server, starts: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !node.log().contains("search index reading the event stream") {
+    while node
+        .log()
+        .matches("search index reading the event stream")
+        .count()
+        < starts
+    {
         if Instant::now() > deadline {
             eprintln!("the search index did not say it reads the stream");
             return;
@@ -384,4 +390,31 @@ async fn garbage_on_the_topic_is_dead_lettered_and_indexing_goes_on() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Restarted, b resumes from its committed offsets: past the garbage (not dead-lettered
+    // again), in the same group, and it goes on indexing.
+    let mut b = c.b;
+    b.sigterm();
+    let status = b.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}");
+    b.restart().await;
+    reading_the_stream(&b, 2).await;
+    let sent =
+        c.a.rest_send("alice", &conversation, "s-2", "comet after the restart")
+            .await;
+    let id = sent["id"].as_str().expect("id").to_owned();
+    within_cross_node(&b, "bob", "comet", contains(&id)).await;
+    let text = b.metrics().await;
+    assert_eq!(
+        metric_value(&text, "confab_search_dead_lettered_total"),
+        None,
+        "the garbage was not read again"
+    );
+    let log = b.log();
+    let groups: BTreeSet<&str> = log
+        .lines()
+        .filter(|line| line.contains("search index reading the event stream"))
+        .filter_map(|line| line.split("group=").nth(1))
+        .collect();
+    assert_eq!(groups.len(), 1, "one group over restarts: {groups:?}");
 }
