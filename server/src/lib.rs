@@ -92,6 +92,14 @@ pub async fn run(
     }
     // Last: events committed during the grace period still reached the other nodes.
     state.hub.close();
+    // The index's reader of the event stream commits what it read.
+    let search = state.services.search.clone();
+    if tokio::task::spawn_blocking(move || search.close())
+        .await
+        .is_err()
+    {
+        tracing::error!("the search index did not close cleanly");
+    }
     Ok(())
 }
 

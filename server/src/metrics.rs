@@ -52,6 +52,9 @@ pub const SEARCH_INDEXED_TOTAL: &str = "confab_search_indexed_total";
 pub const SEARCH_DROPPED_TOTAL: &str = "confab_search_dropped_total";
 pub const SEARCH_COMMIT_DURATION: &str = "confab_search_commit_duration_seconds";
 pub const SEARCH_QUERY_DURATION: &str = "confab_search_query_duration_seconds";
+pub const SEARCH_CONSUMER_LAG_EVENTS: &str = "confab_search_consumer_lag_events";
+pub const SEARCH_CONSUMER_LAG_SECONDS: &str = "confab_search_consumer_lag_seconds";
+pub const SEARCH_DEAD_LETTERED_TOTAL: &str = "confab_search_dead_lettered_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
@@ -131,6 +134,9 @@ pub const ALL: &[Metric] = &[
     metric(SEARCH_DROPPED_TOTAL, Counter, "Message events not indexed: the indexer was behind."),
     metric(SEARCH_COMMIT_DURATION, Histogram, "Search index commit duration in seconds."),
     metric(SEARCH_QUERY_DURATION, Histogram, "Search query duration in seconds, by endpoint."),
+    metric(SEARCH_CONSUMER_LAG_EVENTS, Gauge, "Events on the stream the search index has not read."),
+    metric(SEARCH_CONSUMER_LAG_SECONDS, Gauge, "Age of the newest stream event read, while behind."),
+    metric(SEARCH_DEAD_LETTERED_TOTAL, Counter, "Stream records the index could not read, by reason."),
     metric(PROCESS_RESIDENT_MEMORY, Gauge, "Resident memory size in bytes."),
     metric(PROCESS_CPU_SECONDS, Counter, "User and system CPU time in seconds."),
     metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
@@ -199,6 +205,7 @@ fn register_counters() {
         FANOUT_DROPPED_TOTAL,
         EVENTS_FAILED_TOTAL,
         EVENTS_DROPPED_TOTAL,
+        SEARCH_DEAD_LETTERED_TOTAL,
     ];
     for metric in ALL {
         if metric.kind == Counter
@@ -363,6 +370,18 @@ pub fn search_dropped(events: usize) {
 
 pub fn search_commit(elapsed: Duration) {
     histogram!(SEARCH_COMMIT_DURATION).record(elapsed.as_secs_f64());
+}
+
+/// The search index's lag behind the event stream: events not yet read (summed over the
+/// partitions) and the age of the newest event read (0 once caught up).
+pub fn search_consumer_lag(events: u64, seconds: f64) {
+    gauge!(SEARCH_CONSUMER_LAG_EVENTS).set(events as f64);
+    gauge!(SEARCH_CONSUMER_LAG_SECONDS).set(seconds);
+}
+
+/// A stream record sent to the dead-letter topic (`reason`: see `events::decode`).
+pub fn search_dead_lettered(reason: &'static str) {
+    counter!(SEARCH_DEAD_LETTERED_TOTAL, "reason" => reason).increment(1);
 }
 
 pub fn search_query(endpoint: &'static str, elapsed: Duration) {

@@ -1,11 +1,18 @@
 //! The server's side of search: the index of this node (`confab_search`), fed with every
-//! message event the store commits on this node, and the queries of `http/search.rs`.
+//! message event the store commits on this node and, in a cluster with a Kafka event stream,
+//! with every event of the stream; and the queries of `http/search.rs`.
 //!
 //! The feed: [`SearchService::sink`] wraps the store's event sink; each committed batch's
 //! message events are handed (never blocking the store's writer) to the indexer thread, which
 //! applies them and commits the index every `search_commit_interval`. Tantivy's work stays off
 //! the async runtime: the indexer has its own thread, queries run on the blocking pool.
-
+//!
+//! With `--events kafka://…` (cargo feature `kafka`), `stream.rs` also reads the whole event
+//! topic into the index, on a thread of its own, so that a node's index holds what every node
+//! commits (docs/events.md, "Search follows the stream"). The local feed stays: a node's own
+//! events are searchable without a round trip through Kafka, and when Kafka is down. Both
+//! paths apply the same events; [`SearchIndex::apply`] keeps each message at the state of its
+//! highest seq, so which path delivers first, or twice, does not matter.
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -14,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use std::num::NonZeroU32;
 
-use confab_protocol::{ErrorCode, EventBody};
+use confab_protocol::{ErrorCode, EventBody, ServerFrame};
 use confab_search::{IndexEvent, SearchIndex};
 use confab_storage::{DynStore, EventSink, StoredEvent};
 use governor::clock::{Clock, DefaultClock};
@@ -22,6 +29,10 @@ use governor::{Quota, RateLimiter};
 
 use crate::auth::AuthUser;
 use crate::error::AppError;
+use crate::events::decode::StreamEvent;
+
+#[cfg(feature = "kafka")]
+pub mod stream;
 
 /// Where the index lives under the data dir.
 pub const SEARCH_DIR: &str = "search";
@@ -38,6 +49,9 @@ pub struct SearchService {
     per_minute: u32,
     /// Conversations whose events the feed dropped, to replay from storage.
     behind: Mutex<BTreeSet<(String, String)>>,
+    /// The reader of the event stream, with a Kafka event stream.
+    #[cfg(feature = "kafka")]
+    follower: Mutex<Option<stream::Follower>>,
 }
 
 impl std::fmt::Debug for SearchService {
@@ -77,6 +91,44 @@ fn index_event(event: &StoredEvent) -> IndexEvent {
     }
 }
 
+/// The index event of an event read from the stream: the same as [`index_event`] of the
+/// stored event it was published from.
+pub fn stream_index_event(event: StreamEvent) -> IndexEvent {
+    let StreamEvent {
+        tenant,
+        conversation,
+        seq,
+        ts,
+        frame,
+    } = event;
+    match frame {
+        ServerFrame::Message(posted) => IndexEvent::Posted {
+            tenant,
+            conversation,
+            id: posted.id,
+            seq,
+            author: posted.author,
+            body: posted.body,
+            ts,
+            attachments: !posted.attachments.is_empty(),
+        },
+        ServerFrame::MessageEdited { message, body, .. } => IndexEvent::Edited {
+            tenant,
+            conversation,
+            message,
+            seq,
+            body,
+        },
+        ServerFrame::MessageDeleted { message, .. } => IndexEvent::Deleted {
+            tenant,
+            conversation,
+            message,
+            seq,
+        },
+        _ => IndexEvent::Other { conversation, seq },
+    }
+}
+
 impl SearchService {
     /// Opens (or creates) the index in `dir` and starts its indexer thread, which commits every
     /// `commit_interval` while there is something to commit.
@@ -93,6 +145,8 @@ impl SearchService {
             limiter: None,
             per_minute: 0,
             behind: Mutex::new(BTreeSet::new()),
+            #[cfg(feature = "kafka")]
+            follower: Mutex::new(None),
         })
     }
 
@@ -109,7 +163,48 @@ impl SearchService {
         service.per_minute = config.search_per_minute;
         service.limiter = NonZeroU32::new(config.search_per_minute)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
+        #[cfg(feature = "kafka")]
+        service.follow_stream(config, &dir)?;
         Ok(Arc::new(service))
+    }
+
+    /// With a Kafka event stream, starts reading it into the index.
+    #[cfg(feature = "kafka")]
+    fn follow_stream(&mut self, config: &crate::config::Config, dir: &Path) -> anyhow::Result<()> {
+        let crate::config::EventsBackend::Kafka(url) = &config.events else {
+            return Ok(());
+        };
+        let group = match &config.search_consumer_group {
+            Some(group) => group.clone(),
+            None => stream::default_group(dir)?,
+        };
+        let settings = stream::Settings {
+            url: crate::events::KafkaUrl::parse(url)?,
+            topic: config.events_topic.clone(),
+            dead_letter_topic: config.dead_letter_topic(),
+            group,
+            commit_interval: config.search_commit_interval,
+        };
+        let follower = stream::Follower::start(settings, self.index.clone())?;
+        *self
+            .follower
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = Some(follower);
+        Ok(())
+    }
+
+    /// Stops reading the event stream, if it does, once what was read is committed. Blocks:
+    /// call it off the async runtime.
+    pub fn close(&self) {
+        #[cfg(feature = "kafka")]
+        if let Some(follower) = self
+            .follower
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            follower.stop();
+        }
     }
 
     /// Takes one search from the user's budget, or refuses with `rate_limited` and when to
@@ -295,5 +390,70 @@ fn commit(index: &SearchIndex) {
     match index.commit() {
         Ok(()) => crate::metrics::search_commit(started.elapsed()),
         Err(err) => tracing::error!(error = %err, "cannot commit the search index"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use confab_protocol::rest::Attachment;
+    use confab_protocol::{EventBody, Posted};
+
+    use super::*;
+    use crate::events::decode::{Decoded, decode};
+    use crate::events::{Record, Rendered};
+
+    fn stored(seq: u64, body: EventBody) -> StoredEvent {
+        StoredEvent {
+            tenant: "acme".into(),
+            conversation: "c-1".into(),
+            seq,
+            ts: 1_700_000_000_000 + seq as i64,
+            body,
+        }
+    }
+
+    /// What a node reading the stream indexes equals what the node that committed the event
+    /// indexed from its store's sink.
+    #[test]
+    fn a_produced_record_indexes_like_its_stored_event() {
+        let attachment = Attachment {
+            id: "f-1".into(),
+            name: Some("a.png".into()),
+            mime: Some("image/png".into()),
+            size: Some(3),
+        };
+        let events = [
+            EventBody::Message(Posted {
+                id: "m-1".into(),
+                author: "ann".into(),
+                body: "the rocket launch".into(),
+                client_msg_id: "x".into(),
+                reply_to: Some("m-0".into()),
+                attachments: vec![attachment],
+            }),
+            EventBody::MessageEdited {
+                message: "m-1".into(),
+                author: "ann".into(),
+                body: "the launch is off".into(),
+            },
+            EventBody::MessageDeleted {
+                message: "m-1".into(),
+                by: "bob".into(),
+            },
+            EventBody::ReactionAdded {
+                message: "m-1".into(),
+                user: "bob".into(),
+                emoji: "🚀".into(),
+            },
+        ];
+        for (seq, body) in (1..).zip(events) {
+            let event = stored(seq, body);
+            let rendered = Rendered::render(event.clone()).expect("render");
+            let record = Record::encode(&rendered).expect("encode");
+            let Decoded::Event(read) = decode(Some(&record.payload)).expect("decode") else {
+                panic!("a conversation's event");
+            };
+            assert_eq!(stream_index_event(*read), index_event(&event), "seq {seq}");
+        }
     }
 }

@@ -513,6 +513,14 @@ mod tests {
             assert!(refused(&["--events", events]), "{events}");
         }
         assert!(refused(&["--events-topic", "no spaces"]));
+        assert!(refused(&["--search-dead-letter-topic", "no/slash"]));
+        assert!(refused(&["--search-consumer-group", "two words"]));
+        let long_topic = "t".repeat(247);
+        let err = resolve(&["--events-topic", long_topic.as_str()]).err();
+        assert!(
+            matches!(err, Some(ConfigError::Invalid(_))),
+            "no room for `.dlq`: {err:?}"
+        );
         let (config, _) =
             resolve_with_file("events = \"kafka://127.0.0.1:9092\"\n", &[]).expect("kafka events");
         assert_eq!(

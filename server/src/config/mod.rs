@@ -337,6 +337,22 @@ pub struct Config {
         help_heading = "Search"
     )]
     pub search_per_minute: u32,
+    /// Kafka consumer group with which this node's search index follows the event stream (with
+    /// `events = "kafka://…"`). Default: `confab-search-` and an id generated once and kept in
+    /// the search dir, so each node reads every event and resumes where its index stopped.
+    #[arg(
+        long,
+        env = "CONFAB_SEARCH_CONSUMER_GROUP",
+        value_name = "GROUP",
+        value_parser = values::parse_consumer_group,
+        help_heading = "Search"
+    )]
+    pub search_consumer_group: Option<String>,
+    /// Kafka topic that receives the stream records the search index cannot read, with a
+    /// header saying why. Default: the events topic followed by `.dlq`.
+    #[arg(long, env = "CONFAB_SEARCH_DEAD_LETTER_TOPIC", value_name = "TOPIC",
+        value_parser = values::parse_topic, help_heading = "Search")]
+    pub search_dead_letter_topic: Option<String>,
 
     /// Log filter, in `RUST_LOG` syntax.
     #[arg(
@@ -470,10 +486,20 @@ impl Config {
         if self.search_commit_interval.is_zero() {
             return invalid("search_commit_interval must be positive");
         }
+        if !crate::events::is_valid_topic(&self.dead_letter_topic()) {
+            return invalid("search_dead_letter_topic: events_topic is too long to add `.dlq`");
+        }
         if self.media_upload_expiry.is_zero() {
             return invalid("media_upload_expiry must be positive");
         }
         Ok(())
+    }
+
+    /// Where the search index's consumer sends the records it cannot read.
+    pub fn dead_letter_topic(&self) -> String {
+        self.search_dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.events_topic))
     }
 
     /// The accept loop's timeouts and connection cap.
@@ -505,6 +531,7 @@ mod tests {
         assert_eq!(config.write_delay, Duration::ZERO);
         assert_eq!(config.store, StoreBackend::Sqlite);
         assert_eq!(config.events_topic, "confab.events");
+        assert_eq!(config.dead_letter_topic(), "confab.events.dlq");
         assert_eq!(config.conn_limits(), crate::accept::ConnLimits::default());
         assert!(matches!(config.jwt(), JwtSource::Generated));
         config.validate().expect("defaults are valid");

@@ -195,6 +195,14 @@ impl std::fmt::Display for Origins {
     }
 }
 
+/// A Kafka consumer group id: not empty, printable, no spaces.
+pub(super) fn parse_consumer_group(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 255 || !value.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("expected 1 to 255 printable ASCII characters, no spaces".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
 #[cfg(test)]
 mod origin_tests {
     use super::Origins;

@@ -57,26 +57,8 @@ struct Reports {
 }
 
 impl ClientContext for Reports {
-    /// librdkafka's own log. A broker outage makes it log each failed reconnect as an error;
-    /// for Confab that is a degraded side channel, so those become rate-limited warnings.
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error
-            | RDKafkaLogLevel::Warning => {
-                if let Some(suppressed) = self.log_limit.check() {
-                    tracing::warn!(target: "librdkafka", facility, suppressed, "{message}");
-                }
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", facility, "{message}");
-            }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(target: "librdkafka", facility, "{message}");
-            }
-        }
+        forward_log(&self.log_limit, level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -113,6 +95,33 @@ impl ProducerContext for Reports {
                 suppressed,
                 "kafka event delivery failed; the event is missing from the stream"
             );
+        }
+    }
+}
+
+/// librdkafka's own log, into `tracing`. A broker outage makes it log each failed reconnect as
+/// an error; for Confab that is a degraded side channel, so those become rate-limited warnings.
+pub(crate) fn forward_log(
+    limit: &LogLimiter,
+    level: RDKafkaLogLevel,
+    facility: &str,
+    message: &str,
+) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error
+        | RDKafkaLogLevel::Warning => {
+            if let Some(suppressed) = limit.check() {
+                tracing::warn!(target: "librdkafka", facility, suppressed, "{message}");
+            }
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}");
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", facility, "{message}");
         }
     }
 }

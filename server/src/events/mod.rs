@@ -13,14 +13,17 @@
 //!   producer with a bounded local buffer: a full buffer drops (and counts) instead of blocking
 //!   the storage writer.
 //! - [`start`] builds the sink from the configuration; [`Events::close`] flushes on shutdown.
+//! - [`decode`](decode::decode): a record read back (the search index of every node follows the
+//!   stream, `search/stream.rs`), the inverse of [`Record::encode`].
 //!
 //! Metrics: `confab_events_published_total` (delivery acknowledged by the brokers),
 //! `confab_events_failed_total{reason}` (delivery failed after retries, e.g. timed out),
 //! `confab_events_dropped_total{reason}` (never enqueued: `buffer_full`, `encode`, `closed`,
 //! `error`).
 
+pub mod decode;
 #[cfg(feature = "kafka")]
-mod kafka;
+pub(crate) mod kafka;
 pub mod rendered;
 
 use std::borrow::Cow;
