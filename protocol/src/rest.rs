@@ -415,6 +415,32 @@ pub struct MarkRead {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
+    /// `/ready` only: the state of this node's search index (it does not decide readiness:
+    /// chat works while the index catches up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchHealth>,
+}
+
+impl Health {
+    /// A health answer of `status` alone.
+    pub fn status(status: &str) -> Health {
+        Health {
+            status: status.to_owned(),
+            search: None,
+        }
+    }
+}
+
+/// How far this node's search index is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchHealth {
+    /// `backfilling` until the index has caught up with storage after a start, then `ready`.
+    pub state: String,
+    /// Messages in the index (live and deleted ones' tombstones).
+    pub documents: u64,
+    /// Conversations whose events the indexer dropped and will replay from storage.
+    pub conversations_behind: u64,
 }
 
 #[cfg(test)]

@@ -324,6 +324,13 @@ impl SearchIndex {
     /// The index in `dir` (created if missing, and recreated empty if it is of another
     /// [`SCHEMA_VERSION`]).
     pub fn open(dir: &Path) -> Result<SearchIndex> {
+        SearchIndex::open_with_budget(dir, WRITER_MEMORY)
+    }
+
+    /// [`SearchIndex::open`], with the index writer's memory budget in bytes (past it a segment
+    /// is flushed; each indexing thread gets at least 25 MiB of it, and there is one thread at
+    /// least).
+    pub fn open_with_budget(dir: &Path, budget: usize) -> Result<SearchIndex> {
         let io = |err: std::io::Error| SearchError::Index(err.into());
         std::fs::create_dir_all(dir).map_err(io)?;
         let directory = tantivy::directory::MmapDirectory::open(dir)?;
@@ -344,22 +351,24 @@ impl SearchIndex {
                 std::fs::remove_dir_all(dir).map_err(io)?;
                 std::fs::create_dir_all(dir).map_err(io)?;
                 let directory = tantivy::directory::MmapDirectory::open(dir)?;
-                return SearchIndex::with(Index::create(
-                    directory,
-                    schema().0,
-                    Default::default(),
-                )?);
+                let index = Index::create(directory, schema().0, Default::default())?;
+                return SearchIndex::with(index, budget);
             }
         }
-        SearchIndex::with(Index::open_or_create(directory, schema().0)?)
+        SearchIndex::with(Index::open_or_create(directory, schema().0)?, budget)
     }
 
     /// An index in memory (tests).
     pub fn in_memory() -> Result<SearchIndex> {
-        SearchIndex::with(Index::create_in_ram(schema().0))
+        SearchIndex::with(Index::create_in_ram(schema().0), WRITER_MEMORY)
     }
 
-    fn with(index: Index) -> Result<SearchIndex> {
+    /// Messages in the index as last committed (deleted ones' tombstones included).
+    pub fn documents(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn with(index: Index, budget: usize) -> Result<SearchIndex> {
         index.tokenizers().register(ANALYZER, analyzer());
         let (_, fields) = schema();
         let reader = index
@@ -371,7 +380,11 @@ impl SearchIndex {
             .payload
             .and_then(|payload| serde_json::from_str(&payload).ok())
             .unwrap_or_default();
-        let writer = index.writer(WRITER_MEMORY)?;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(budget / (25 * 1024 * 1024))
+            .max(1);
+        let writer = index.writer_with_num_threads(threads, budget)?;
         let committed = Mutex::new(payload.indexed.clone());
         Ok(SearchIndex {
             committed,

@@ -49,6 +49,8 @@ pub struct SearchService {
     per_minute: u32,
     /// Conversations whose events the feed dropped, to replay from storage.
     behind: Mutex<BTreeSet<(String, String)>>,
+    /// Whether the backfill from storage at start has finished.
+    backfilled: std::sync::atomic::AtomicBool,
     /// The reader of the event stream, with a Kafka event stream.
     #[cfg(feature = "kafka")]
     follower: Mutex<Option<stream::Follower>>,
@@ -133,7 +135,16 @@ impl SearchService {
     /// Opens (or creates) the index in `dir` and starts its indexer thread, which commits every
     /// `commit_interval` while there is something to commit.
     pub fn start(dir: &Path, commit_interval: Duration) -> anyhow::Result<SearchService> {
-        let index = Arc::new(SearchIndex::open(dir)?);
+        SearchService::start_with_budget(dir, commit_interval, 50 * 1024 * 1024)
+    }
+
+    /// [`SearchService::start`] with the index writer's memory budget in bytes.
+    pub fn start_with_budget(
+        dir: &Path,
+        commit_interval: Duration,
+        budget: usize,
+    ) -> anyhow::Result<SearchService> {
+        let index = Arc::new(SearchIndex::open_with_budget(dir, budget)?);
         let (feed, events) = std::sync::mpsc::sync_channel(FEED_QUEUE);
         let indexer = index.clone();
         std::thread::Builder::new()
@@ -145,6 +156,7 @@ impl SearchService {
             limiter: None,
             per_minute: 0,
             behind: Mutex::new(BTreeSet::new()),
+            backfilled: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "kafka")]
             follower: Mutex::new(None),
         })
@@ -156,10 +168,11 @@ impl SearchService {
             .search_dir
             .clone()
             .unwrap_or_else(|| config.data_dir.join(SEARCH_DIR));
+        let budget = usize::try_from(config.search_memory_budget).unwrap_or(usize::MAX);
         let mut service =
-            SearchService::start(&dir, config.search_commit_interval).map_err(|err| {
-                err.context(format!("cannot open the search index in {}", dir.display()))
-            })?;
+            SearchService::start_with_budget(&dir, config.search_commit_interval, budget).map_err(
+                |err| err.context(format!("cannot open the search index in {}", dir.display())),
+            )?;
         service.per_minute = config.search_per_minute;
         service.limiter = NonZeroU32::new(config.search_per_minute)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
@@ -320,8 +333,14 @@ pub fn spawn_backfill(
     tokio::spawn(async move {
         let search = &services.search;
         match search.backfill(&store, None).await {
-            Ok(0) => {}
-            Ok(events) => tracing::info!(events, "search index backfilled from storage"),
+            Ok(events) => {
+                if events > 0 {
+                    tracing::info!(events, "search index backfilled from storage");
+                }
+                search
+                    .backfilled
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
             Err(err) => tracing::error!(error = %err, "cannot backfill the search index"),
         }
         let mut tick = tokio::time::interval(BACKFILL_EVERY);
@@ -342,6 +361,23 @@ pub fn spawn_backfill(
             }
         }
     });
+}
+
+impl SearchService {
+    /// What `/ready` says of the index.
+    pub fn health(&self) -> confab_protocol::rest::SearchHealth {
+        let backfilled = self.backfilled.load(std::sync::atomic::Ordering::Acquire);
+        let behind = self
+            .behind
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        confab_protocol::rest::SearchHealth {
+            state: if backfilled { "ready" } else { "backfilling" }.to_owned(),
+            documents: self.index.documents(),
+            conversations_behind: behind as u64,
+        }
+    }
 }
 
 /// A sink that feeds the index, then the sink behind it.

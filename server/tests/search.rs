@@ -330,3 +330,23 @@ async fn a_fresh_index_over_an_existing_database_is_backfilled_on_start() {
         "the deleted one stays deleted"
     );
 }
+
+/// `/ready` reports the index: its state and documents; the smallest memory budget indexes.
+#[tokio::test]
+async fn ready_reports_the_index() {
+    let server = Server::start_with(&["--search-memory-budget", "16777216"]).await;
+    let conversation = server.create_group("ann", &[]).await;
+    let sent = server
+        .rest_send("ann", &conversation, "r-1", "budget check")
+        .await;
+    let id = sent["id"].as_str().expect("id").to_owned();
+    assert!(findable_within(&server, "ann", "budget", &id, Duration::from_secs(3)).await);
+    let (status, ready) = server
+        .request(reqwest::Method::GET, "/ready", None, None)
+        .await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["search"]["state"], "ready", "{ready}");
+    assert_eq!(ready["search"]["documents"], 1, "{ready}");
+    assert_eq!(ready["search"]["conversations_behind"], 0, "{ready}");
+}

@@ -22,9 +22,7 @@ pub fn router() -> axum::Router<AppState> {
 /// Liveness: the process serves HTTP.
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
+    Json(Health::status("ok"))
 }
 
 /// Readiness: storage answers and the server is not shutting down.
@@ -34,32 +32,27 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "shutting_down".into(),
-            }),
+            Json(Health::status("shutting_down")),
         )
             .into_response();
     }
     if state.hub.fanout().is_some_and(|f| !f.is_connected()) {
-        let body = Json(Health {
-            status: "fanout_unavailable".into(),
-        });
+        let body = Json(Health::status("fanout_unavailable"));
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     // A store that hangs (an unreachable cluster) must not hang the probe.
     let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
     match ping.unwrap_or(Err(confab_storage::StoreError::Unavailable)) {
         Ok(()) => Json(Health {
-            status: "ready".into(),
+            search: Some(state.search().health()),
+            ..Health::status("ready")
         })
         .into_response(),
         Err(err) => {
             tracing::warn!(error = %crate::error::ErrorChain(&err), "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "storage_unavailable".into(),
-                }),
+                Json(Health::status("storage_unavailable")),
             )
                 .into_response()
         }
