@@ -220,8 +220,9 @@ fn cluster_runs_at_tiny_size() {
     let hub = redis.url();
     let data = tempfile::tempdir().expect("tempdir");
     // One node first: it creates the schema that the second then opens.
-    let first = start_server(Some(data.path()), &["--hub", &hub]);
-    let second = start_server(Some(data.path()), &["--hub", &hub]);
+    let shared = ["--hub", &hub, "--shared-data-dir", "true"];
+    let first = start_server(Some(data.path()), &shared);
+    let second = start_server(Some(data.path()), &shared);
     let second_url = second.url();
 
     let args = [

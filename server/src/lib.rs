@@ -19,6 +19,7 @@ pub mod accept;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod datadir;
 pub mod error;
 pub mod events;
 pub mod fanout;

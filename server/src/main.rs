@@ -77,8 +77,8 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    confab_server::datadir::private_files();
+    let _data_dir_lock = confab_server::datadir::prepare(&config)?;
     let keys = JwtKeys::load(&config.jwt(), &config.data_dir)?;
     if keys.generated {
         tracing::info!(

@@ -37,7 +37,14 @@ async fn cluster_with(store: &[&str]) -> Cluster {
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().display().to_string();
     let url = redis.url();
-    let mut flags = vec!["--data-dir", data_dir.as_str(), "--hub", url.as_str()];
+    let mut flags = vec![
+        "--data-dir",
+        data_dir.as_str(),
+        "--shared-data-dir",
+        "true",
+        "--hub",
+        url.as_str(),
+    ];
     flags.extend_from_slice(store);
     let a = Server::start_with(&flags).await;
     let b = Server::start_with(&flags).await;

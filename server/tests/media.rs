@@ -621,12 +621,18 @@ async fn a_signed_link_works_without_a_token_until_changed_expired_or_deleted() 
 #[cfg(feature = "s3")]
 #[tokio::test]
 async fn with_two_nodes_on_s3_a_file_uploaded_through_one_downloads_through_the_other() {
-    use confab_testkit::S3Server;
+    use confab_testkit::{RedisServer, S3Server};
 
     let s3 = tokio::task::spawn_blocking(S3Server::start)
         .await
         .expect("join")
         .expect("start SeaweedFS");
+    // The two nodes share one SQLite file: a cluster hub and the explicit opt-in.
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .expect("join")
+        .expect("start redis-server");
+    let hub = redis.url();
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().display().to_string();
     let media = format!(
@@ -635,7 +641,16 @@ async fn with_two_nodes_on_s3_a_file_uploaded_through_one_downloads_through_the_
         s3.url(),
         S3Server::REGION
     );
-    let flags = ["--data-dir", data_dir.as_str(), "--media", media.as_str()];
+    let flags = [
+        "--data-dir",
+        data_dir.as_str(),
+        "--shared-data-dir",
+        "true",
+        "--hub",
+        hub.as_str(),
+        "--media",
+        media.as_str(),
+    ];
     let keys = [
         ("AWS_ACCESS_KEY_ID", S3Server::ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", S3Server::SECRET_KEY),

@@ -51,6 +51,8 @@ async fn cluster() -> Cluster {
     let flags = [
         "--data-dir",
         data_dir.as_str(),
+        "--shared-data-dir",
+        "true",
         "--hub",
         hub.as_str(),
         "--events",

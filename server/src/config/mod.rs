@@ -72,6 +72,12 @@ pub struct Config {
         help_heading = "Server"
     )]
     pub message_rate_per_minute: u32,
+    /// Nodes that deliberately share this data dir's SQLite file (a one-host stand-in for a
+    /// shared store) set this on every node, with a cluster `hub`; without it a second server
+    /// on the same data dir refuses to start.
+    #[arg(long, env = "CONFAB_SHARED_DATA_DIR", default_value = "false", value_name = "BOOL",
+        num_args = 0..=1, default_missing_value = "true", help_heading = "Server")]
+    pub shared_data_dir: bool,
     /// Browser origins allowed to call the API from other origins (CORS, preflight answered)
     /// and to open WebSockets, e.g. `https://app.example.com,http://localhost:3000`. Empty
     /// (the default): no cross-origin API calls, and WebSocket origins are not checked.
