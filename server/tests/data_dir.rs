@@ -21,17 +21,15 @@ fn a_second_server_on_a_data_dir_in_use_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = node(dir.path(), &[]).expect("the first server starts");
     let second = node(dir.path(), &["--search-dir", "/tmp/unused-search"])
-        .err()
-        .expect("the second server refuses");
+        .expect_err("the second server refuses");
     assert!(
         second
             .to_string()
             .contains("in use by another confab server"),
         "{second}"
     );
-    let shared = node(dir.path(), &["--shared-data-dir", "true"])
-        .err()
-        .expect("sharing needs a cluster hub");
+    let shared =
+        node(dir.path(), &["--shared-data-dir", "true"]).expect_err("sharing needs a cluster hub");
     assert!(shared.to_string().contains("cluster hub"), "{shared}");
     drop(first);
     let again = node(dir.path(), &[]).expect("free once the first has gone");
@@ -60,8 +58,7 @@ fn nodes_that_share_a_data_dir_say_so_and_keep_others_out() {
     let a = shared("search-a").expect("node a");
     let b = shared("search-b").expect("node b");
     let outsider = node(dir.path(), &["--search-dir", "/tmp/unused-search"])
-        .err()
-        .expect("a server that does not share is refused");
+        .expect_err("a server that does not share is refused");
     assert!(outsider.to_string().contains("in use"), "{outsider}");
     drop((a, b));
 }
