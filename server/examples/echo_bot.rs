@@ -75,19 +75,28 @@ enum SessionEnd {
 }
 
 async fn my_conversations(config: &BotConfig) -> Result<Vec<String>, BoxError> {
-    let list: ConversationList = reqwest::Client::new()
-        .get(format!("{}/v1/conversations", config.base_url))
-        .bearer_auth(&config.token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(list
-        .conversations
-        .into_iter()
-        .map(|c| c.conversation.id)
-        .collect())
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "500".to_owned())];
+        query.extend(cursor.take().map(|cursor| ("cursor", cursor)));
+        let url =
+            url::Url::parse_with_params(&format!("{}/v1/conversations", config.base_url), &query)?;
+        let page: ConversationList = client
+            .get(url)
+            .bearer_auth(&config.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ids.extend(page.conversations.into_iter().map(|c| c.conversation.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(ids),
+        }
+    }
 }
 
 async fn session(

@@ -952,3 +952,76 @@ async fn ops_metrics_count_auth_waits_closes_and_replays() {
         "upgrades are not timed as requests"
     );
 }
+
+/// `GET /v1/conversations` pages with `limit` and `cursor` and filters by kind and archived
+/// state; a bad limit or an unknown parameter is refused.
+#[tokio::test]
+async fn the_conversation_list_pages_and_filters() {
+    let server = Server::start().await;
+    let mut groups = Vec::new();
+    for _ in 0..5 {
+        groups.push(server.create_group("ann", &["bob"]).await);
+    }
+    let (status, direct) = server
+        .post(
+            "/v1/conversations",
+            &token("ann"),
+            json!({"kind": "direct", "members": ["carl"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{direct}");
+    let (status, _) = server
+        .patch(
+            &format!("/v1/conversations/{}", groups[0]),
+            &token("ann"),
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/v1/conversations?limit=2&cursor={cursor}"),
+            None => "/v1/conversations?limit=2".to_owned(),
+        };
+        let (status, page) = server.get(&path, &token("ann")).await;
+        assert_eq!(status, 200, "{page}");
+        let ids: Vec<String> = page["conversations"]
+            .as_array()
+            .expect("conversations")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect();
+        assert!(ids.len() <= 2);
+        seen.extend(ids);
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6, "every conversation once: {seen:?}");
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 6);
+
+    let count = |body: Value| body["conversations"].as_array().map_or(0, Vec::len);
+    let (_, directs) = server
+        .get("/v1/conversations?kind=direct", &token("ann"))
+        .await;
+    assert_eq!(count(directs), 1);
+    let (_, archived) = server
+        .get("/v1/conversations?kind=group&archived=true", &token("ann"))
+        .await;
+    assert_eq!(archived["conversations"][0]["id"], groups[0].as_str());
+    let (_, active) = server
+        .get("/v1/conversations?archived=false", &token("ann"))
+        .await;
+    assert_eq!(count(active), 5);
+    for bad in ["limit=0", "limit=501", "type=group", "kind=channel"] {
+        let answer = server
+            .get(&format!("/v1/conversations?{bad}"), &token("ann"))
+            .await;
+        assert_rest_error(&answer, 400, ErrorCode::Invalid);
+    }
+}

@@ -174,8 +174,23 @@ export class ConfabApi {
     return request(this.baseUrl, method, path, { token, body, signal });
   }
 
-  listConversations() {
-    return this.call("GET", "/v1/conversations");
+  /**
+   * Every conversation of the caller, most recently active first, following the pages.
+   * @param {{kind?: "group"|"direct", archived?: boolean}} [filters]
+   */
+  async listConversations({ kind, archived } = {}) {
+    const conversations = [];
+    let cursor;
+    do {
+      const params = new URLSearchParams({ limit: "500" });
+      if (kind) params.set("kind", kind);
+      if (archived !== undefined) params.set("archived", String(archived));
+      if (cursor) params.set("cursor", cursor);
+      const page = await this.call("GET", `/v1/conversations?${params}`);
+      conversations.push(...page.conversations);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return { conversations };
   }
   /** @param {{kind?: "group"|"direct", title?: string, members?: string[]}} options */
   createConversation({ kind = "group", title, members = [] } = {}) {

@@ -12,7 +12,7 @@ use confab_protocol::rest::{
 use confab_protocol::{ErrorBody, rest::Role};
 use confab_storage::NewConversation;
 
-use super::{ApiJson, ApiPath};
+use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
 use crate::chat;
 use crate::error::AppError;
@@ -83,18 +83,73 @@ pub async fn create(
     Ok(super::located(status, location, conversation))
 }
 
-/// The caller's conversations, most recently active first, with unread counts.
+/// The filters and page of `GET /v1/conversations`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListConversations {
+    /// Only conversations of this kind.
+    kind: Option<ConversationKind>,
+    /// Only archived (`true`) or only active (`false`) conversations.
+    archived: Option<bool>,
+    /// Conversations per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Conversations per page by default, and at most.
+const LIST_DEFAULT: usize = 100;
+const LIST_MAX: usize = 500;
+
+/// The caller's conversations, most recently active first, with unread counts, a page at a
+/// time. The cursor is the last conversation of the previous page: a conversation that became
+/// active since moves to the first page (a client refreshing from the top sees it).
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
-    responses((status = 200, body = ConversationList), (status = 401, body = ErrorBody)))]
+    params(ListConversations),
+    responses((status = 200, body = ConversationList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
+    ApiQuery(query): ApiQuery<ListConversations>,
 ) -> Result<Json<ConversationList>, AppError> {
-    let conversations = state
+    let limit = query.limit.unwrap_or(LIST_DEFAULT);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(AppError::invalid(format!(
+            "limit must be between 1 and {LIST_MAX}"
+        )));
+    }
+    let all = state
         .store
         .list_conversations(&user.tenant, &user.user)
         .await?;
-    Ok(Json(ConversationList { conversations }))
+    let mut matching = all.into_iter().filter(|summary| {
+        let c = &summary.conversation;
+        query.kind.is_none_or(|kind| c.kind == kind)
+            && query.archived.is_none_or(|archived| c.archived == archived)
+    });
+    if let Some(cursor) = &query.cursor {
+        validate::id("cursor", cursor)?;
+        // Past the cursor's conversation; one the caller has left since ends the listing.
+        matching
+            .by_ref()
+            .find(|summary| summary.conversation.id == *cursor);
+    }
+    let mut conversations: Vec<_> = matching.by_ref().take(limit).collect();
+    let more = matching.next().is_some();
+    let next_cursor = more
+        .then(|| {
+            conversations
+                .last()
+                .map(|last| last.conversation.id.clone())
+        })
+        .flatten();
+    conversations.shrink_to_fit();
+    Ok(Json(ConversationList {
+        conversations,
+        next_cursor,
+    }))
 }
 
 /// One conversation (members only).
