@@ -85,6 +85,7 @@ pub async fn create(
 
 /// The filters and page of `GET /v1/conversations`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListConversations {
     /// Only conversations of this kind.

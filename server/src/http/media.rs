@@ -486,6 +486,7 @@ pub async fn sign(
 
 /// The query of a signed link.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LinkParams {
     tenant: String,
     expires: u64,

@@ -34,6 +34,7 @@ pub fn router() -> axum::Router<AppState> {
 /// Cursor paging by seq: `after` pages forward, otherwise the page ends before `before` (or at
 /// the newest message). Pages are oldest first.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// Only messages with seq below this.

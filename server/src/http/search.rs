@@ -29,6 +29,7 @@ pub fn router() -> axum::Router<AppState> {
 /// The parameters of a message search. `q` takes the query language; the other filters may
 /// also be written in it.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessageSearch {
     /// Words (typos forgiven), `"exact phrases"`, `-excluded`, `from:user`, `in:conversation`,
