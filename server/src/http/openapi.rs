@@ -121,10 +121,25 @@ fn status_description(status: &str) -> &'static str {
 }
 
 /// The document as served: [`ApiDoc`], with timestamps (`Millis`, an alias of `i64` that
-/// utoipa turns into a schema named `i64`) written inline as integers.
+/// utoipa turns into a schema named `i64`) written inline as integers, and what every
+/// operation shares ([`common_answers`], [`path_parameters`]).
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     inline_integers(&mut doc);
+    if let Some(paths) = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                common_answers(path, operation);
+                path_parameters(operation);
+            }
+        }
+    }
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(serde_json::Value::as_object_mut)
@@ -132,6 +147,59 @@ pub fn document() -> serde_json::Value {
         schemas.remove("i64");
     }
     doc
+}
+
+/// The error answers any operation may give, documented on each: 400 (malformed input), 401
+/// (a secured operation without a valid token), 413 (a body past the limit).
+fn common_answers(path: &str, operation: &mut serde_json::Value) {
+    let secured = operation.get("security").is_some();
+    let has_body = operation.get("requestBody").is_some();
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let error = serde_json::json!({
+        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+    });
+    let mut add = |status: &str| {
+        responses.entry(status.to_owned()).or_insert_with(
+            || serde_json::json!({"description": status_description(status), "content": error}),
+        );
+    };
+    if path.starts_with("/v1/") {
+        add("400");
+    }
+    if secured {
+        add("401");
+    }
+    if has_body {
+        add("413");
+    }
+}
+
+/// Path parameters are ids: 1 to 128 printable ASCII characters (what the server generates
+/// and accepts); an emoji is 1 to 16 characters without spaces.
+fn path_parameters(operation: &mut serde_json::Value) {
+    let Some(parameters) = operation
+        .get_mut("parameters")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    for parameter in parameters {
+        if parameter["in"] != "path" || parameter["schema"]["type"] != "string" {
+            continue;
+        }
+        parameter["schema"] = if parameter["name"] == "emoji" {
+            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 16,
+                "pattern": "^[^\\s\\x00-\\x1f\\x7f]+$"})
+        } else {
+            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 128,
+                "pattern": "^[!-~]+$"})
+        };
+    }
 }
 
 fn inline_integers(value: &mut serde_json::Value) {
