@@ -63,7 +63,11 @@ fn raise_open_files_limit() {
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log)
-        .with_context(|| format!("invalid log filter {:?}", config.log))?;
+        .with_context(|| format!("invalid log filter {:?}", config.log))?
+        // tungstenite traces whole frames and handshake requests: auth frames and `?token=`
+        // would reach the log. Never below debug, whatever the filter asks.
+        .add_directive("tungstenite=debug".parse()?)
+        .add_directive("tokio_tungstenite=debug".parse()?);
     // Colours only for a person at a terminal, not in files or log collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -350,6 +350,11 @@ fn prometheus_and_nginx_reach_exactly_the_nodes() {
     assert_eq!(scraped, nodes, "Prometheus scrapes the nodes");
 
     let nginx = read(&docker("nginx.conf"));
+    // Tokens travel in `?token=` on WebSocket upgrades: the access log must not carry them.
+    assert!(
+        nginx.contains("access_log /dev/stdout confab;") && !nginx.contains("$request "),
+        "nginx logs paths without query strings"
+    );
     let upstream: BTreeSet<String> = nginx
         .lines()
         .filter_map(|line| line.trim().strip_prefix("server "))
