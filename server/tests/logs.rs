@@ -10,7 +10,7 @@ use common::{Server, token};
 async fn tokens_never_reach_the_log_even_at_trace() {
     let server = Server::start_with(&["--log", "trace"]).await;
     let query_token = token("ann");
-    let mut by_query = server.ws_query_token(&query_token).await;
+    let by_query = server.ws_query_token(&query_token).await;
     by_query.close().await;
     let frame_token = token("bob");
     let mut by_frame = server.ws_anonymous().await;
