@@ -152,7 +152,7 @@ impl JwtKeys {
         for (name, value) in [("sub", &claims.sub), ("tid", &claims.tid)] {
             if value.is_empty()
                 || value.len() > MAX_USER_ID_LEN
-                || value.chars().any(char::is_control)
+                || crate::validate::has_hidden_characters(value)
             {
                 return Err(AppError::unauthorized(format!(
                     "invalid token: bad `{name}` claim"
@@ -164,8 +164,14 @@ impl JwtKeys {
             tenant: claims.tid.into(),
             name: claims
                 .name
-                .filter(|n| !n.is_empty())
-                .map(|n| n.chars().take(128).collect::<String>().into()),
+                .map(|n| {
+                    crate::validate::visible(&n)
+                        .chars()
+                        .take(128)
+                        .collect::<String>()
+                })
+                .filter(|n| !n.trim().is_empty())
+                .map(Into::into),
         })
     }
 

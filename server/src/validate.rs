@@ -10,6 +10,37 @@ use crate::error::AppError;
 /// Longest id (conversation, message) the server accepts.
 pub const MAX_ID_LEN: usize = 128;
 
+/// Whether `c` is an invisible formatting character (Unicode category Cf): bidi overrides and
+/// isolates, zero-width spaces and joiners, soft hyphens, tags. They let `admin\u{202E}nimda`
+/// pass for another name, so ids and titles refuse them and display names drop them.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x061C | 0x06DD | 0x070F | 0x180E
+        | 0x200B..=0x200F      // zero-width spaces and joiners, LRM, RLM
+        | 0x202A..=0x202E      // bidi embeddings and overrides
+        | 0x2060..=0x2064      // word joiner, invisible operators
+        | 0x2066..=0x206F      // bidi isolates, deprecated format controls
+        | 0xFEFF               // zero-width no-break space (BOM)
+        | 0xFFF9..=0xFFFB      // interlinear annotations
+        | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A
+        | 0xE0001 | 0xE0020..=0xE007F // tags
+    )
+}
+
+/// Whether `text` has a control or invisible formatting character.
+pub fn has_hidden_characters(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+}
+
+/// A display name with its control and invisible formatting characters removed.
+pub fn visible(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .collect()
+}
+
 fn token_like(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.is_empty() {
         return Err(AppError::invalid(format!("`{field}` must not be empty")));
@@ -19,9 +50,9 @@ fn token_like(field: &str, value: &str, max: usize) -> Result<(), AppError> {
             "`{field}` is longer than {max} bytes"
         )));
     }
-    if value.chars().any(|c| c.is_control()) {
+    if has_hidden_characters(value) {
         return Err(AppError::invalid(format!(
-            "`{field}` must not contain control characters"
+            "`{field}` must not contain control or invisible formatting characters"
         )));
     }
     Ok(())
@@ -43,7 +74,20 @@ pub fn client_msg_id(value: &str) -> Result<(), AppError> {
 
 /// A reaction: one short string without whitespace or control characters.
 pub fn emoji(value: &str) -> Result<(), AppError> {
-    token_like("emoji", value, MAX_EMOJI_LEN)?;
+    // Not token_like: emoji sequences are built with zero-width joiners and tag characters.
+    if value.is_empty() {
+        return Err(AppError::invalid("`emoji` must not be empty"));
+    }
+    if value.len() > MAX_EMOJI_LEN {
+        return Err(AppError::too_large(format!(
+            "`emoji` is longer than {MAX_EMOJI_LEN} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "`emoji` must not contain control characters",
+        ));
+    }
     if value.chars().any(char::is_whitespace) {
         return Err(AppError::invalid("`emoji` must not contain whitespace"));
     }
@@ -98,9 +142,9 @@ pub fn title(value: &str) -> Result<(), AppError> {
     if value.trim().is_empty() {
         return Err(AppError::invalid("`title` must not be blank"));
     }
-    if value.chars().any(char::is_control) {
+    if has_hidden_characters(value) {
         return Err(AppError::invalid(
-            "`title` must not contain control characters",
+            "`title` must not contain control or invisible formatting characters",
         ));
     }
     Ok(())
@@ -139,5 +183,28 @@ mod tests {
         assert!(emoji("a b").is_err());
         assert!(client_msg_id("m-1").is_ok());
         assert!(client_msg_id("\n").is_err());
+        assert!(emoji("👨\u{200D}👩\u{200D}👧").is_ok(), "a ZWJ sequence");
+    }
+
+    #[test]
+    fn bidi_tricks_and_invisible_characters_are_refused_in_ids_and_titles() {
+        for spoof in [
+            "admin\u{202E}nimda",
+            "bob\u{200B}",
+            "\u{2066}x\u{2069}",
+            "a\u{FEFF}b",
+        ] {
+            assert_eq!(
+                id("conversation", spoof).unwrap_err().code,
+                ErrorCode::Invalid
+            );
+            assert_eq!(
+                user_id("members", spoof).unwrap_err().code,
+                ErrorCode::Invalid
+            );
+            assert_eq!(title(spoof).unwrap_err().code, ErrorCode::Invalid);
+        }
+        assert!(title("Café ☕ and 東京").is_ok());
+        assert_eq!(visible("Al\u{202E}ice\u{200B}"), "Alice");
     }
 }

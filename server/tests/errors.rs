@@ -748,3 +748,29 @@ async fn conversation_creation_is_validated() {
     assert_eq!(status, 200);
     assert_eq!(list["conversations"], json!([]), "nothing was created");
 }
+
+/// Bidi overrides and invisible characters cannot make one id or title pass for another:
+/// refused in token ids, member ids and titles.
+#[tokio::test]
+async fn spoofing_characters_are_refused_in_ids_and_titles() {
+    let server = Server::in_process(&[]).await;
+    let spoofed = encode_claims(
+        &Claims {
+            sub: "admin\u{202E}nimda".into(),
+            tid: "acme".into(),
+            name: None,
+            exp: now_secs() + 3600,
+            iat: None,
+        },
+        common::SECRET.as_bytes(),
+    );
+    let answer = server.get("/v1/conversations", &spoofed).await;
+    assert_rest_error(&answer, 401, ErrorCode::Unauthorized);
+    for body in [
+        json!({"kind": "group", "title": "Pay\u{202E}roll", "members": []}),
+        json!({"kind": "group", "title": "ok", "members": ["bob\u{200B}"]}),
+    ] {
+        let answer = server.post("/v1/conversations", &token("ann"), body).await;
+        assert_rest_error(&answer, 400, ErrorCode::Invalid);
+    }
+}

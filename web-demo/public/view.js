@@ -281,7 +281,7 @@ export class MessageView {
     } else if (editing) {
       content.append(this.#editor(m));
     } else if (m.body || m.editedAt || !m.attachments.length) {
-      const body = h("div", { class: "msg-body" }, m.body);
+      const body = h("div", { class: "msg-body", dir: "auto" }, m.body);
       if (m.editedAt) body.append(" ", h("span", { class: "msg-edited", title: `Edited ${fullTime(m.editedAt)}` }, "(edited)"));
       content.append(body);
     }
@@ -583,7 +583,7 @@ export class MessageView {
         { class: "msg-content" },
         h("div", { class: "msg-head" }, h("span", { class: "msg-author" }, this.me), h("time", {}, clockTime(p.ts))),
         p.replyTo ? this.#replyQuote(p.replyTo, target) : null,
-        p.body || !(p.attachments && p.attachments.length) ? h("div", { class: "msg-body" }, p.body) : null,
+        p.body || !(p.attachments && p.attachments.length) ? h("div", { class: "msg-body", dir: "auto" }, p.body) : null,
         p.attachments && p.attachments.length
           ? h(
               "div",
