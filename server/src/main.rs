@@ -90,6 +90,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "using the generated development key; mint tokens with `confab token --user alice --tenant acme --data-dir {}`",
             config.data_dir.display()
         );
+        if config.listen.ip().is_loopback() {
+            tracing::warn!(
+                "development sign-in (POST /v1/dev/token) is on: anyone who reaches this port \
+                 from this machine can mint a token for any user; behind a reverse proxy, \
+                 configure jwt_secret or a public key"
+            );
+        }
     }
     let metrics_handle = metrics::install().context("cannot install the metrics recorder")?;
     let fanout = fanout::start(&config.hub)

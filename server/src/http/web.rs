@@ -179,6 +179,58 @@ fn dev_sign_in_enabled(state: &AppState) -> bool {
     state.keys.generated && state.config.listen.ip().is_loopback()
 }
 
+/// Headers a reverse proxy adds: a request carrying one came through a proxy, whose own
+/// connection (from loopback) says nothing of the client's.
+const FORWARDING_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+];
+
+/// Why a request may not use the development sign-in: it must come from a loopback peer,
+/// addressed to a loopback host, not through a proxy, and not from a page of another origin.
+fn dev_sign_in_refusal(
+    peer: Option<std::net::SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<&'static str> {
+    if peer.is_some_and(|peer| !peer.ip().is_loopback()) {
+        return Some("the development sign-in answers only connections from this machine");
+    }
+    if !addressed_to_loopback(headers) {
+        return Some("the development sign-in answers only requests addressed to a loopback host");
+    }
+    if FORWARDING_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
+        return Some("the development sign-in does not answer requests through a proxy");
+    }
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or(""));
+    if origin.is_some_and(|origin| !loopback_origin(origin)) {
+        return Some("the development sign-in answers only pages served from a loopback origin");
+    }
+    None
+}
+
+/// Whether `origin` (an `Origin` header) is `http(s)://` a loopback host.
+fn loopback_origin(origin: &str) -> bool {
+    let Ok(url) = url::Url::parse(origin) else {
+        return false;
+    };
+    matches!(url.scheme(), "http" | "https")
+        && match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+}
+
 /// Whether the request was addressed to a loopback host (`localhost`, `127.x.y.z`, `[::1]`),
 /// which a page on another origin cannot obtain by DNS rebinding.
 fn addressed_to_loopback(headers: &HeaderMap) -> bool {
@@ -227,6 +279,7 @@ fn optional_field(field: &str, value: Option<&str>, max: usize) -> Result<(), Ap
         (status = 413, body = ErrorBody)))]
 pub async fn dev_token(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     request: Result<ApiJson<DevTokenRequest>, AppError>,
 ) -> Result<Json<DevToken>, AppError> {
@@ -234,10 +287,8 @@ pub async fn dev_token(
     if !dev_sign_in_enabled(&state) {
         return Err(AppError::not_found("no such route"));
     }
-    if !addressed_to_loopback(&headers) {
-        return Err(AppError::forbidden(
-            "the development sign-in answers only requests addressed to a loopback host",
-        ));
+    if let Some(refusal) = dev_sign_in_refusal(peer.map(|p| p.0.0), &headers) {
+        return Err(AppError::forbidden(refusal));
     }
     let ApiJson(request) = request?;
     validate::user_id("user", &request.user)?;
@@ -330,9 +381,56 @@ mod tests {
         headers: HeaderMap,
         body: Result<ApiJson<DevTokenRequest>, AppError>,
     ) -> Result<String, AppError> {
-        dev_token(State(state.clone()), headers, body)
-            .await
-            .map(|Json(t)| t.token)
+        let peer: SocketAddr = "127.0.0.1:40000".parse().expect("peer");
+        dev_token(
+            State(state.clone()),
+            Some(axum::Extension(axum::extract::ConnectInfo(peer))),
+            headers,
+            body,
+        )
+        .await
+        .map(|Json(t)| t.token)
+    }
+
+    /// Behind a reverse proxy every request comes from loopback and says `Host: localhost`:
+    /// the proxy's headers, a page of another origin, or a peer off this machine are refused.
+    #[test]
+    fn proxies_other_origins_and_remote_peers_are_refused() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().expect("peer");
+        let remote: SocketAddr = "203.0.113.7:5000".parse().expect("peer");
+        assert_eq!(
+            dev_sign_in_refusal(Some(local), &host("localhost:8080")),
+            None
+        );
+        assert!(dev_sign_in_refusal(Some(remote), &host("localhost:8080")).is_some());
+        for (name, value) in [
+            ("x-forwarded-for", "203.0.113.7"),
+            ("forwarded", "for=203.0.113.7"),
+            ("x-real-ip", "203.0.113.7"),
+            ("x-forwarded-host", "chat.example.com"),
+            ("via", "1.1 nginx"),
+            ("origin", "https://evil.example"),
+            ("origin", "null"),
+        ] {
+            let mut headers = host("localhost:8080");
+            headers.insert(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+            assert!(
+                dev_sign_in_refusal(Some(local), &headers).is_some(),
+                "{name}: {value}"
+            );
+        }
+        for origin in [
+            "http://localhost:8080",
+            "http://127.0.0.1:3000",
+            "http://[::1]",
+        ] {
+            let mut headers = host("localhost:8080");
+            headers.insert(header::ORIGIN, HeaderValue::from_static(origin));
+            assert_eq!(dev_sign_in_refusal(Some(local), &headers), None, "{origin}");
+        }
     }
 
     #[tokio::test]
