@@ -52,8 +52,11 @@ fn yaml(file: &str) -> Yaml {
     value
 }
 
+/// What the tests give a required variable (`${NAME:?message}`), as an operator's `.env` would.
+const REQUIRED_VALUE: &str = "an-operator-chosen-secret-0123456789abcdef0123456789";
+
 /// A YAML scalar as compose reads it, with `${NAME:-default}` replaced by its default (what
-/// compose uses when nothing is set).
+/// compose uses when nothing is set) and `${NAME:?message}` by [`REQUIRED_VALUE`].
 fn text(value: &Yaml) -> String {
     let mut text = match value {
         Yaml::String(s) => s.clone(),
@@ -63,10 +66,12 @@ fn text(value: &Yaml) -> String {
     };
     while let Some(start) = text.find("${") {
         let end = start + text[start..].find('}').expect("a closing `}`");
-        let (_, default) = text[start + 2..end]
-            .split_once(":-")
-            .unwrap_or_else(|| panic!("{text:?}: give every variable a default"));
-        let default = default.to_owned();
+        let inner = &text[start + 2..end];
+        let default = match (inner.split_once(":-"), inner.split_once(":?")) {
+            (Some((_, default)), _) => default.to_owned(),
+            (None, Some(_)) => REQUIRED_VALUE.to_owned(),
+            (None, None) => panic!("{text:?}: give every variable a default or require it"),
+        };
         text.replace_range(start..=end, &default);
     }
     text
@@ -254,8 +259,8 @@ fn the_nodes_resolve_to_a_valid_cluster_configuration() {
             "{name} listens on all interfaces"
         );
         assert!(
-            matches!(config.jwt(), JwtSource::Secret(_)),
-            "{name}: the shared secret"
+            matches!(config.jwt(), JwtSource::Secret(secret) if secret == REQUIRED_VALUE),
+            "{name}: the shared secret, required from the operator (no committed default)"
         );
         let HubBackend::Redis(hub) = &config.hub else {
             panic!("{name} fans out over Redis")

@@ -45,6 +45,13 @@ pub use values::{
     StoreBackend,
 };
 
+/// Secrets that were ever published in this repository (defaults, examples, benches): a server
+/// reachable from other hosts refuses them.
+const PUBLIC_SECRETS: &[&str] = &[
+    "compose-demo-secret-change-me-0123456789abcdef",
+    "benchsecretbenchsecretbenchsecret00",
+];
+
 /// Every setting of `confab serve`, with its flag, environment variable, TOML key and default.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct Config {
@@ -483,6 +490,15 @@ impl Config {
         if self.max_connections == 0 {
             return invalid("max_connections must be positive");
         }
+        if let Some(secret) = self.jwt_secret.as_deref()
+            && PUBLIC_SECRETS.contains(&secret)
+            && !self.listen.ip().is_loopback()
+        {
+            return invalid(
+                "jwt_secret is a secret published in Confab's repository: anyone could mint \
+                 tokens; choose your own (e.g. `openssl rand -hex 32`) to listen beyond loopback",
+            );
+        }
         if self.media_max_file_bytes == 0 {
             return invalid("media_max_file_bytes must be positive");
         }
@@ -554,6 +570,24 @@ mod tests {
         assert_eq!(config.conn_limits(), crate::accept::ConnLimits::default());
         assert!(matches!(config.jwt(), JwtSource::Generated));
         config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn published_secrets_only_on_loopback() {
+        let published = |listen: &str| {
+            with(|c| {
+                c.jwt_secret = Some(PUBLIC_SECRETS[0].to_owned());
+                c.listen = listen.parse().expect("listen");
+            })
+        };
+        published("127.0.0.1:8080").expect("a local demo may use it");
+        let refused = published("0.0.0.0:8080").expect_err("refused beyond loopback");
+        assert!(refused.to_string().contains("published"), "{refused}");
+        with(|c| {
+            c.jwt_secret = Some("an-operator-chosen-secret-0123456789abcdef".to_owned());
+            c.listen = "0.0.0.0:8080".parse().expect("listen");
+        })
+        .expect("an own secret anywhere");
     }
 
     #[test]
