@@ -31,6 +31,31 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issuer: checked against `jwt_issuer` when that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience: must be `jwt_audience` when that is set; refused otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+impl Claims {
+    /// The claims of a token for `user` of `tenant` expiring at `exp`; nothing else set.
+    pub fn new(user: &str, tenant: &str, exp: u64) -> Claims {
+        Claims {
+            sub: user.to_owned(),
+            tid: tenant.to_owned(),
+            name: None,
+            exp,
+            iat: None,
+            nbf: None,
+            iss: None,
+            aud: None,
+        }
+    }
 }
 
 /// An authenticated caller.
@@ -68,6 +93,9 @@ pub struct JwtKeys {
     pub generated: bool,
     /// A key for signing media URLs, derived from the HS256 secret (none with a public key).
     url_key: Option<[u8; 32]>,
+    /// The `iss` and `aud` tokens must carry, and minted tokens carry.
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -91,6 +119,8 @@ impl JwtKeys {
             validation: validation(Algorithm::HS256),
             generated: false,
             url_key: Some(crate::media::derive_url_key(secret)),
+            issuer: None,
+            audience: None,
         })
     }
 
@@ -120,6 +150,8 @@ impl JwtKeys {
             validation: validation(algorithm),
             generated: false,
             url_key: None,
+            issuer: None,
+            audience: None,
         })
     }
 
@@ -136,6 +168,24 @@ impl JwtKeys {
                 Ok(keys)
             }
         }
+    }
+
+    /// Requires tokens to carry `issuer` as `iss` and name `audience` in `aud` (each when
+    /// given), and mints tokens that do.
+    pub fn with_claims(mut self, issuer: Option<&str>, audience: Option<&str>) -> JwtKeys {
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = issuer {
+            self.validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = audience {
+            self.validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.issuer = issuer.map(str::to_owned);
+        self.audience = audience.map(str::to_owned);
+        self
     }
 
     /// The key media URLs are signed with when none is configured: derived from the HS256
@@ -186,11 +236,11 @@ impl JwtKeys {
         let encoding = self.encoding.as_ref().ok_or(KeyError::CannotMint)?;
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
-            sub: user.to_owned(),
-            tid: tenant.to_owned(),
             name: name.map(str::to_owned),
-            exp: now.saturating_add(ttl.as_secs()),
             iat: Some(now),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            ..Claims::new(user, tenant, now.saturating_add(ttl.as_secs()))
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding)
             .map_err(|e| KeyError::Sign(e.to_string()))
@@ -200,6 +250,8 @@ impl JwtKeys {
 fn validation(algorithm: Algorithm) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.set_required_spec_claims(&["exp", "sub"]);
+    // A token not valid yet is refused like an expired one.
+    validation.validate_nbf = true;
     validation.leeway = 30;
     validation
 }
@@ -298,17 +350,77 @@ mod tests {
     }
 
     #[test]
+    fn not_before_issuer_and_audience_are_checked() {
+        let secret = [7u8; 32];
+        let sign = |claims: &Claims| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                claims,
+                &EncodingKey::from_secret(&secret).expect("key"),
+            )
+            .expect("encode")
+        };
+        let later = jsonwebtoken::get_current_timestamp() + 3600;
+        let plain = JwtKeys::from_secret(&secret).expect("keys");
+        let future = Claims {
+            nbf: Some(later - 60),
+            ..Claims::new("a", "t", later)
+        };
+        assert!(plain.verify(&sign(&future)).is_err(), "not valid yet");
+        let for_other = Claims {
+            aud: Some("another-service".into()),
+            ..Claims::new("a", "t", later)
+        };
+        assert!(
+            plain.verify(&sign(&for_other)).is_err(),
+            "meant for another audience"
+        );
+
+        let strict = JwtKeys::from_secret(&secret)
+            .expect("keys")
+            .with_claims(Some("https://id.example"), Some("confab"));
+        let good = Claims {
+            iss: Some("https://id.example".into()),
+            aud: Some("confab".into()),
+            ..Claims::new("a", "t", later)
+        };
+        strict
+            .verify(&sign(&good))
+            .expect("issuer and audience match");
+        for bad in [
+            Claims {
+                iss: None,
+                ..good.clone()
+            },
+            Claims {
+                iss: Some("https://evil.example".into()),
+                ..good.clone()
+            },
+            Claims {
+                aud: None,
+                ..good.clone()
+            },
+            Claims {
+                aud: Some("other".into()),
+                ..good.clone()
+            },
+        ] {
+            assert!(strict.verify(&sign(&bad)).is_err(), "{bad:?}");
+        }
+        let minted = strict
+            .mint("a", "t", None, Duration::from_secs(60))
+            .expect("mint");
+        strict
+            .verify(&minted)
+            .expect("minted tokens carry iss and aud");
+    }
+
+    #[test]
     fn expired_wrong_key_and_alg_none_are_refused() {
         let keys = keys();
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "a".into(),
-                tid: "t".into(),
-                name: None,
-                exp: 1_000,
-                iat: None,
-            },
+            &Claims::new("a", "t", 1_000),
             &EncodingKey::from_secret(&[7u8; 32]).expect("key"),
         )
         .expect("encode");

@@ -83,7 +83,8 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     confab_server::datadir::private_files();
     let _data_dir_lock = confab_server::datadir::prepare(&config)?;
-    let keys = JwtKeys::load(&config.jwt(), &config.data_dir)?;
+    let keys = JwtKeys::load(&config.jwt(), &config.data_dir)?
+        .with_claims(config.jwt_issuer.as_deref(), config.jwt_audience.as_deref());
     if keys.generated {
         tracing::info!(
             key_file = %config.data_dir.join(confab_server::auth::GENERATED_KEY_FILE).display(),
@@ -211,7 +212,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
         Some(secret) => JwtSource::Secret(secret),
         None => JwtSource::Generated,
     };
-    let keys = JwtKeys::load(&source, &data_dir)?;
+    let keys = JwtKeys::load(&source, &data_dir)?
+        .with_claims(args.issuer.as_deref(), args.audience.as_deref());
     let token = keys.mint(&args.user, &args.tenant, args.name.as_deref(), args.ttl)?;
     println!("{token}");
     Ok(())

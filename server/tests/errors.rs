@@ -415,13 +415,7 @@ fn now_secs() -> u64 {
 #[tokio::test]
 async fn bad_tokens_are_refused_at_the_upgrade() {
     let server = Server::in_process(&[]).await;
-    let claims = |exp: u64| Claims {
-        sub: "alice".into(),
-        tid: "acme".into(),
-        name: None,
-        exp,
-        iat: None,
-    };
+    let claims = |exp: u64| Claims::new("alice", "acme", exp);
     let expired = encode_claims(&claims(now_secs() - 3600), common::SECRET.as_bytes());
     let wrong_key = encode_claims(
         &claims(now_secs() + 3600),
@@ -755,13 +749,7 @@ async fn conversation_creation_is_validated() {
 async fn spoofing_characters_are_refused_in_ids_and_titles() {
     let server = Server::in_process(&[]).await;
     let spoofed = encode_claims(
-        &Claims {
-            sub: "admin\u{202E}nimda".into(),
-            tid: "acme".into(),
-            name: None,
-            exp: now_secs() + 3600,
-            iat: None,
-        },
+        &Claims::new("admin\u{202E}nimda", "acme", now_secs() + 3600),
         common::SECRET.as_bytes(),
     );
     let answer = server.get("/v1/conversations", &spoofed).await;

@@ -62,6 +62,12 @@ pub struct TokenArgs {
     /// TOML config file (its `data_dir` and `jwt_secret` are used).
     #[arg(long, env = "CONFAB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// `iss` of the token, when the server requires one (its `jwt_issuer`).
+    #[arg(long, env = "CONFAB_JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// `aud` of the token, when the server requires one (its `jwt_audience`).
+    #[arg(long, env = "CONFAB_JWT_AUDIENCE")]
+    pub audience: Option<String>,
 }
 
 impl TokenArgs {

@@ -544,6 +544,8 @@ mod tests {
             data_dir: data_dir.map(PathBuf::from),
             jwt_secret: None,
             config: Some(path.clone()),
+            issuer: None,
+            audience: None,
         };
         let (dir, found) = token(None).key_location().expect("from the file");
         assert_eq!(dir, PathBuf::from("/from/the/file"));

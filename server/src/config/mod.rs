@@ -120,6 +120,24 @@ pub struct Config {
         help_heading = "Tokens"
     )]
     pub jwt_alg: PublicKeyAlg,
+    /// The `iss` every token must carry (tokens from an identity provider); minted tokens carry
+    /// it. Unset: `iss` is not checked.
+    #[arg(
+        long,
+        env = "CONFAB_JWT_ISSUER",
+        value_name = "ISSUER",
+        help_heading = "Tokens"
+    )]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must name; minted tokens carry it. Unset: a token naming any
+    /// audience is refused (it was meant for another service).
+    #[arg(
+        long,
+        env = "CONFAB_JWT_AUDIENCE",
+        value_name = "AUDIENCE",
+        help_heading = "Tokens"
+    )]
+    pub jwt_audience: Option<String>,
 
     /// Largest WebSocket text frame accepted, in bytes (at least 1024).
     #[arg(
