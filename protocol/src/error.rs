@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A stable, machine-readable error code. Clients branch on these; the text beside them is for
 /// humans and may change.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]

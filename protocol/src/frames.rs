@@ -2,8 +2,9 @@
 //!
 //! Client → server frames are [`ClientFrame`]s: a [`Command`] plus an optional `ref` that the
 //! server echoes in the reply (`joined`, `left`, `ack`, `ok`, `pong`) or in the `error`.
-//! Server → client frames are [`ServerFrame`]s. Durable events (those with a `seq`) are stored
-//! before anyone sees them and are replayed on `join` with `since`.
+//! Server → client frames are [`ServerFrame`]s. Durable events (those
+//! [`ServerFrame::durable_position`] names) are stored before anyone sees them and are replayed
+//! on `join` with `since`; ephemeral frames (`typing`, `read`, `presence`) are not.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,7 @@ use crate::Millis;
 use crate::rest::{Attachment, Role};
 
 /// A frame sent by a client.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientFrame {
     /// Opaque correlation id, echoed in the reply or error.
@@ -40,6 +42,7 @@ impl ClientFrame {
 
 /// What a client asks the server to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// Authenticate (only as the first frame, when no token came with the upgrade request).
@@ -132,6 +135,7 @@ impl EventKind {
 }
 
 /// Limits a client must respect, advertised in `welcome`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// Largest text frame the server accepts, in bytes.
@@ -146,6 +150,7 @@ pub struct Limits {
 
 /// A frame sent by the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// First frame after a successful authentication.
@@ -178,7 +183,8 @@ pub enum ServerFrame {
         conversation: String,
     },
     /// Reply to `send`, only after the message is durably stored. `duplicate` is true when the
-    /// `client_msg_id` had been sent before and this is the original message's ack.
+    /// `client_msg_id` had been sent before and this is the original message's ack; it is always
+    /// written, as in REST's `SendResult` (older servers omitted it when false, hence `default`).
     Ack {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
@@ -187,7 +193,7 @@ pub enum ServerFrame {
         id: String,
         seq: u64,
         ts: Millis,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default)]
         duplicate: bool,
     },
     /// Reply to `edit`, `delete`, `react`, `unreact`, `typing` and `read`; `seq` is the durable
@@ -209,6 +215,9 @@ pub enum ServerFrame {
         reference: Option<String>,
         code: crate::ErrorCode,
         message: String,
+        /// With `rate_limited`: milliseconds until the user's budget allows the next attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Durable: a new message.
     Message(MessageEvent),
@@ -285,7 +294,8 @@ pub enum ServerFrame {
     },
     /// Ephemeral: `user` is typing.
     Typing { conversation: String, user: String },
-    /// `user` has read up to `seq`.
+    /// Ephemeral: `user` has read up to `seq`. The `seq` is their read marker (a durable event's
+    /// seq), not a position of this frame: it is never replayed.
     Read {
         conversation: String,
         user: String,
@@ -344,11 +354,13 @@ impl ServerFrame {
             reference,
             code,
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 }
 
 /// The `message` event: a new message in a conversation.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageEvent {
     pub conversation: String,
@@ -463,6 +475,45 @@ mod tests {
         }
         let json = serde_json::to_string(&ServerFrame::Pong { reference: None }).expect("pong");
         assert_eq!(json, r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn ws_acks_and_rest_send_results_spell_duplicate_alike() {
+        for duplicate in [false, true] {
+            let ack = serde_json::to_value(ServerFrame::Ack {
+                reference: None,
+                conversation: "c".into(),
+                client_msg_id: "m".into(),
+                id: "id".into(),
+                seq: 3,
+                ts: 5,
+                duplicate,
+            })
+            .expect("ack");
+            let rest = serde_json::to_value(crate::rest::SendResult {
+                conversation: "c".into(),
+                client_msg_id: "m".into(),
+                id: "id".into(),
+                seq: 3,
+                ts: 5,
+                duplicate,
+            })
+            .expect("send result");
+            assert_eq!(ack["duplicate"], serde_json::json!(duplicate));
+            assert_eq!(ack["duplicate"], rest["duplicate"]);
+        }
+        // An ack from an older server, without the field, still parses.
+        let old: ServerFrame = serde_json::from_str(
+            r#"{"type":"ack","conversation":"c","client_msg_id":"m","id":"i","seq":1,"ts":2}"#,
+        )
+        .expect("ack without duplicate");
+        assert!(matches!(
+            old,
+            ServerFrame::Ack {
+                duplicate: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! - [`frames`]: WebSocket frames, one JSON object per text frame, discriminated by `"type"`.
 //! - [`rest`]: REST request and response bodies under `/v1`.
 //! - [`error`]: the closed set of error codes used by both.
+//! - `schema` (feature `schema`): the JSON Schema of every frame, derived from [`frames`].
 //! - [`durable`]: durable events as stored and passed around ([`EventBody`]), and their
 //!   rendering as frames.
 //!
-//! This crate depends on serde only (no tokio, no axum) so that any client can reuse it.
+//! This crate depends on serde only (no tokio, no axum; utoipa and schemars behind features) so that any client can reuse it.
 
 // Functions stay short enough to read at once (threshold in clippy.toml); tests may not.
 #![warn(clippy::too_many_lines)]
@@ -16,6 +17,8 @@ pub mod durable;
 pub mod error;
 pub mod frames;
 pub mod rest;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 pub use durable::{EventBody, Posted};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

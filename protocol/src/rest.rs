@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::Millis;
 
 /// A conversation member's role.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -168,6 +169,7 @@ pub struct UpdateMember {
 /// A client sends only the file's id, as a string (`"attachments": ["<id>"]`) or as
 /// `{"id": "<id>"}` (older clients also sent `name`, `mime` and `size`: they still parse, and
 /// are ignored); the server checks the file and fills in its stored name, type and size.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(from = "AttachmentRef")]
@@ -182,6 +184,7 @@ pub struct Attachment {
 }
 
 /// An attachment as a client may write it: a bare id, or an object.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum AttachmentRef {
@@ -189,6 +192,7 @@ enum AttachmentRef {
     Object(AttachmentObject),
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AttachmentObject {

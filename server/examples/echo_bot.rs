@@ -55,17 +55,52 @@ pub async fn run(config: BotConfig) -> Result<(), BoxError> {
     };
     // Last seq seen per conversation: the `since` of the next join.
     let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new();
     loop {
-        match session(&config, &conversations, &mut seen).await {
+        match session(&config, &conversations, &mut seen, &mut backoff).await {
             Ok(()) => return Ok(()),
             Err(SessionEnd::Fatal(err)) => return Err(err),
             Err(SessionEnd::Retry(err)) => {
-                eprintln!("echo_bot: connection lost ({err}); reconnecting in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                let delay = backoff.next_delay();
+                eprintln!("echo_bot: connection lost ({err}); reconnecting in {delay:?}");
+                tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// Reconnect delays: doubling from [`Backoff::FIRST`] up to [`Backoff::MAX`], and back to the
+/// first once a connection has worked, so that a bot that ran for a day and lost one connection
+/// does not wait the maximum before its first retry.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_millis(200);
+    pub const MAX: Duration = Duration::from_secs(10);
+
+    pub fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// The delay before the next attempt; each call doubles the one after it.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    /// A connection succeeded (the server welcomed the bot): start over from the first delay.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
     }
 }
 
@@ -103,6 +138,7 @@ async fn session(
     config: &BotConfig,
     conversations: &[String],
     seen: &mut HashMap<String, u64>,
+    backoff: &mut Backoff,
 ) -> Result<(), SessionEnd> {
     let retry = |e: BoxError| SessionEnd::Retry(e);
     let ws_url = format!("{}/v1/ws", config.base_url.replacen("http", "ws", 1));
@@ -146,7 +182,10 @@ async fn session(
             seen.insert(conversation.to_owned(), seq);
         }
         match frame {
-            ServerFrame::Welcome { user, .. } => me = user,
+            ServerFrame::Welcome { user, .. } => {
+                backoff.reset();
+                me = user;
+            }
             ServerFrame::Joined {
                 conversation,
                 last_seq,
@@ -185,4 +224,23 @@ fn answer(message: &MessageEvent) -> Option<ClientFrame> {
 
 fn encode(frame: &ClientFrame) -> Result<String, SessionEnd> {
     serde_json::to_string(frame).map_err(|e| SessionEnd::Fatal(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_starts_over_after_a_connection() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        assert_eq!(delays[0], Backoff::FIRST);
+        assert_eq!(delays[1], Backoff::FIRST * 2);
+        assert_eq!(delays[2], Backoff::FIRST * 4);
+        assert!(delays.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert_eq!(delays[7], Backoff::MAX);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Backoff::FIRST);
+        assert_eq!(backoff.next_delay(), Backoff::FIRST * 2);
+    }
 }

@@ -1,10 +1,12 @@
 //! The one error type of the server. Every failure, REST or WebSocket, becomes an [`AppError`]:
 //! a stable [`ErrorCode`] plus text safe to show. Internal details are logged here and never sent.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use confab_protocol::{ErrorBody, ErrorCode, ErrorDetail};
+use confab_protocol::{ErrorBody, ErrorCode, ErrorDetail, ServerFrame};
 use confab_storage::StoreError;
 use confab_storage::media::MediaError;
 
@@ -14,8 +16,9 @@ use confab_storage::media::MediaError;
 pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
-    /// Seconds after which a retry may succeed (`Retry-After` on REST), for rate limits.
-    pub retry_after: Option<u64>,
+    /// How long until a retry may succeed, for rate limits: `Retry-After` (whole seconds,
+    /// rounded up) on REST, `retry_after_ms` on a WebSocket `error` frame.
+    pub retry_after: Option<Duration>,
 }
 
 impl AppError {
@@ -56,6 +59,22 @@ impl AppError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         AppError::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// Sets how long until a retry may succeed.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// The WebSocket `error` frame, answering the command with `reference`.
+    pub fn into_frame(self, reference: Option<String>) -> ServerFrame {
+        ServerFrame::Error {
+            reference,
+            code: self.code,
+            message: self.message,
+            retry_after_ms: self.retry_after.map(duration_millis_ceil),
+        }
     }
 
     /// The body of the REST response and of the WebSocket `error` frame.
@@ -106,15 +125,28 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
+/// Whole milliseconds, rounded up, so that waiting that long is always enough.
+fn duration_millis_ceil(wait: Duration) -> u64 {
+    let millis = wait.as_nanos().div_ceil(1_000_000);
+    u64::try_from(millis).unwrap_or(u64::MAX)
+}
+
+/// Whole seconds for `Retry-After`, rounded up and at least 1 (0 would invite a busy retry).
+fn retry_after_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(self.body())).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                retry_after_seconds(wait).into(),
+            );
         }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750: which scheme to retry with.

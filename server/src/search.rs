@@ -230,12 +230,11 @@ impl SearchService {
             .check_key(&(user.tenant.clone(), user.user.clone()))
             .map_err(|not_until| {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let mut refused = AppError::new(
+                AppError::new(
                     ErrorCode::RateLimited,
                     format!("more than {} searches per minute", self.per_minute),
-                );
-                refused.retry_after = Some(wait.as_secs() + 1);
-                refused
+                )
+                .with_retry_after(wait)
             })
     }
 

@@ -10,7 +10,7 @@ use confab_storage::DynStore;
 
 use crate::media::MediaService;
 use crate::search::SearchService;
-use governor::clock::DefaultClock;
+use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -95,7 +95,8 @@ impl AppState {
             return Ok(());
         };
         let key = (user.tenant.clone(), user.user.clone());
-        limiter.check_key(&key).map_err(|_| {
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
             AppError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -103,6 +104,7 @@ impl AppState {
                     self.config.message_rate_per_minute
                 ),
             )
+            .with_retry_after(wait)
         })
     }
 

@@ -358,6 +358,51 @@ async fn oversized_frames_get_too_large_then_1009() {
     assert_eq!(history[0].body, "still here");
 }
 
+/// A WebSocket `rate_limited` error says how long until the budget allows the next send, and
+/// waiting that long is enough. 30 a minute: one send back every 2 s once the burst is spent.
+#[tokio::test]
+async fn a_rate_limited_send_says_when_to_retry_and_that_wait_is_enough() {
+    const PER_MINUTE: u64 = 30;
+    let server = Server::in_process(&["--message-rate-per-minute", "30"]).await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let mut alice = server.ws("alice").await;
+    let mut sent = 0_u64;
+    let retry_after_ms = loop {
+        sent += 1;
+        let command = send_command(&conversation, &format!("m-{sent}"), "burst");
+        match alice.request(command).await {
+            ServerFrame::Ack { .. } => assert!(sent <= PER_MINUTE, "send {sent} was let through"),
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                retry_after_ms,
+                ..
+            } => break retry_after_ms.expect("rate_limited carries retry_after_ms"),
+            other => panic!("send {sent}: expected ack or rate_limited, got {other:?}"),
+        }
+    };
+    assert_eq!(sent, PER_MINUTE + 1, "the whole burst goes through first");
+    assert!(
+        (1..=60_000 / PER_MINUTE).contains(&retry_after_ms),
+        "retry_after_ms {retry_after_ms}"
+    );
+    // Other errors carry no hint.
+    let delete = Command::Delete {
+        message: "no-such-message".into(),
+    };
+    match alice.request(delete).await {
+        ServerFrame::Error { retry_after_ms, .. } => assert_eq!(retry_after_ms, None),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(retry_after_ms)).await;
+    match alice
+        .request(send_command(&conversation, "after-wait", "on time"))
+        .await
+    {
+        ServerFrame::Ack { .. } => {}
+        other => panic!("after waiting retry_after_ms, expected an ack, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn sends_past_the_rate_limit_are_refused() {
     let server = Server::in_process(&["--message-rate-per-minute", "3"]).await;

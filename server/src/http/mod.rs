@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(search::router())
         .merge(web::router())
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/protocol.schema.json", get(openapi::protocol_schema))
         .route("/v1/ws", get(crate::session::ws_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

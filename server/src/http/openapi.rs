@@ -1,7 +1,10 @@
 //! The OpenAPI document, generated from the handlers' annotations and served at
-//! `/v1/openapi.json`.
+//! `/v1/openapi.json`, and the JSON Schema of the WebSocket frames at
+//! `/v1/protocol.schema.json`.
 
 use axum::Json;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -224,6 +227,20 @@ pub async fn serve() -> Json<serde_json::Value> {
     Json(document())
 }
 
+/// `GET /v1/protocol.schema.json`: the JSON Schema of every WebSocket frame, derived from the
+/// protocol crate's types. No auth (it is the same for everyone); it changes only with the
+/// server's version, so caches may keep it for an hour.
+pub async fn protocol_schema() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/schema+json"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        Json(confab_protocol::schema::frames_schema()),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +302,19 @@ mod tests {
                 );
             }
         }
-        assert!(json["components"]["schemas"].get("Message").is_some());
+        // docs/protocol.md points here for the REST bodies' schemas.
+        for body in [
+            "Conversation",
+            "ConversationSummary",
+            "Member",
+            "Message",
+            "SendResult",
+        ] {
+            assert!(
+                json["components"]["schemas"].get(body).is_some(),
+                "{body} has no schema"
+            );
+        }
         assert!(json["components"]["schemas"].get("ErrorBody").is_some());
         assert!(
             json["components"]["schemas"]

@@ -101,11 +101,14 @@ impl MediaService {
         };
         limiter
             .check_key(&(user.tenant.clone(), user.user.clone()))
-            .map_err(|_| {
+            .map_err(|not_until| {
+                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+                let wait = not_until.wait_time_from(now);
                 AppError::new(
                     ErrorCode::RateLimited,
                     format!("more than {} uploads per minute", self.uploads_per_minute),
                 )
+                .with_retry_after(wait)
             })
     }
 

@@ -132,7 +132,7 @@ impl Session {
                 Ok(ack) => ack,
                 Err((reference, err)) => {
                     m::ws_error(err.code.as_str());
-                    ServerFrame::error(reference, err.code, err.message)
+                    err.into_frame(reference)
                 }
             };
             let text = encode(&frame).map_err(|_| ())?;

@@ -211,7 +211,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
             Ok(user) => return Some(user),
             Err(err) => {
                 m::ws_error(err.code.as_str());
-                let frame = ServerFrame::error(reference, err.code, err.message);
+                let frame = err.into_frame(reference);
                 if let Ok(text) = encode(&frame) {
                     let _ = socket.send(Message::Text(text)).await;
                 }
@@ -550,11 +550,7 @@ impl Session {
         err: AppError,
     ) -> Result<(), ()> {
         m::ws_error(err.code.as_str());
-        self.send(
-            socket,
-            &ServerFrame::error(reference, err.code, err.message),
-        )
-        .await
+        self.send(socket, &err.into_frame(reference)).await
     }
 }
 
