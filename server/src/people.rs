@@ -16,10 +16,13 @@ use crate::auth::AuthUser;
 /// How often a user's last-seen time is written at most (unless their name changes).
 pub const REFRESH: Duration = Duration::from_secs(60);
 
+/// A user: (tenant, user id).
+type UserKey = (Arc<str>, Arc<str>);
+
 /// The last write per (tenant, user): the name written and when.
 #[derive(Debug, Default)]
 pub struct Sightings {
-    written: DashMap<(Arc<str>, Arc<str>), (Arc<str>, Instant)>,
+    written: DashMap<UserKey, (Arc<str>, Instant)>,
 }
 
 impl Sightings {
