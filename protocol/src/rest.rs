@@ -384,6 +384,25 @@ pub struct MessageHits {
     pub indexed_seq: std::collections::BTreeMap<String, u64>,
 }
 
+/// A person of the caller's tenant found by `GET /v1/search/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PersonHit {
+    /// The user id.
+    pub id: String,
+    /// Their display name, as last seen.
+    pub name: String,
+    /// When they last connected or called the API.
+    pub last_seen: crate::Millis,
+}
+
+/// `GET /v1/search/users`: best matches first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PersonHits {
+    pub users: Vec<PersonHit>,
+}
+
 /// `PATCH /v1/messages/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

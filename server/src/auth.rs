@@ -324,7 +324,9 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok()
             .and_then(bearer)
             .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
-        state.keys.verify(token)
+        let user = state.keys.verify(token)?;
+        state.sightings.seen(&state.store, &user);
+        Ok(user)
     }
 }
 

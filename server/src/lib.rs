@@ -28,6 +28,7 @@ pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod outbox;
+pub mod people;
 pub mod search;
 pub mod session;
 pub mod state;

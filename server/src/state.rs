@@ -44,6 +44,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks WebSocket sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// When each user was last written to the directory of people.
+    pub sightings: Arc<crate::people::Sightings>,
 }
 
 /// What the REST API serves besides conversations: media files and search.
@@ -86,6 +88,7 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            sightings: Arc::default(),
         }
     }
 

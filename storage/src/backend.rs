@@ -8,9 +8,11 @@ use confab_protocol::rest::{
 };
 
 use crate::rules::Creation;
+use confab_protocol::Millis;
+
 use crate::{
     Appended, MediaFile, NewConversation, NewMediaFile, NewMessage, PageQuery, PendingAppend,
-    Result, Store, StoredEvent,
+    Person, Result, Store, StoredEvent,
 };
 
 /// Who reads (or moves a read marker), in which tenant.
@@ -70,6 +72,15 @@ pub(crate) struct EventsQuery {
     pub conversation: String,
     pub after: u64,
     pub limit: u32,
+}
+
+/// A sighting of `user` of `tenant` under `name` at `seen_at` (for the directory of people).
+#[derive(Debug, Clone)]
+pub(crate) struct Sighting {
+    pub tenant: String,
+    pub user: String,
+    pub name: String,
+    pub seen_at: Millis,
 }
 
 /// Events and the conversation's last seq, read together.
@@ -189,6 +200,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn conversation_positions(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, String, u64)>>> + Send;
+    fn record_person(&self, sighting: Sighting) -> impl Future<Output = Result<()>> + Send;
+    fn people(&self, tenant: &str) -> impl Future<Output = Result<Vec<Person>>> + Send;
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
     fn close(&self) -> impl Future<Output = Result<()>> + Send;
 }
@@ -422,6 +435,26 @@ impl<B: Backend> Store for B {
 
     async fn media_usage(&self, tenant: &str) -> Result<u64> {
         Backend::media_usage(self, tenant).await
+    }
+
+    async fn record_person(
+        &self,
+        tenant: &str,
+        user: &str,
+        name: &str,
+        seen_at: Millis,
+    ) -> Result<()> {
+        let sighting = Sighting {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            name: name.to_owned(),
+            seen_at,
+        };
+        Backend::record_person(self, sighting).await
+    }
+
+    async fn people(&self, tenant: &str) -> Result<Vec<Person>> {
+        Backend::people(self, tenant).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -56,6 +56,7 @@ pub mod media;
 mod media_files;
 mod members;
 mod messages;
+mod people;
 
 pub use access::{non_member_is_rejected, tenant_isolation};
 pub use conversations::{
@@ -76,6 +77,7 @@ pub use messages::{
     paging_before_and_after, reactions_are_idempotent_and_aggregated,
     reply_to_must_be_in_conversation, send_is_idempotent,
 };
+pub use people::people_directory;
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from `$factory`
 /// (an `async fn() -> (DynStore, Arc<RecordingSink>, Guard)`). With `reopen = $reopen` (an
@@ -110,6 +112,7 @@ macro_rules! store_conformance_suite {
             media_delete_rules,
             media_attachment_rules,
             media_quota_usage_and_downloads,
+            people_directory,
         );
     };
     ($factory:path, reopen = $reopen:path) => {

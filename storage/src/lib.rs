@@ -157,6 +157,18 @@ pub struct NewMediaFile {
     pub quota: Option<u64>,
 }
 
+/// A person of a tenant's directory: who has connected or called the API, under which name,
+/// and when last (see [`Store::record_person`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// The user id (the token's subject).
+    pub id: String,
+    /// The display name last seen in their token.
+    pub name: String,
+    /// When they were last seen (never moves back).
+    pub last_seen: Millis,
+}
+
 /// Outcome of [`Store::append_message`]: the message's identity (the original one when the
 /// `client_msg_id` was seen before from this author in this conversation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,6 +395,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// The bytes the tenant's files take.
     async fn media_usage(&self, tenant: &str) -> Result<u64>;
+
+    /// Records that `user` of `tenant` was seen at `seen_at` under `name`: adds them to the
+    /// tenant's directory, or updates their name and moves their last-seen time forward (an
+    /// older `seen_at` leaves it). The caller decides how often to call (not on every request).
+    async fn record_person(
+        &self,
+        tenant: &str,
+        user: &str,
+        name: &str,
+        seen_at: Millis,
+    ) -> Result<()>;
+
+    /// The tenant's directory of people, by id: for the server's own use (building its people
+    /// index), never handed to clients whole.
+    async fn people(&self, tenant: &str) -> Result<Vec<Person>>;
 
     async fn ping(&self) -> Result<()>;
 

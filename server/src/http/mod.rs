@@ -7,6 +7,7 @@ mod messages;
 pub mod openapi;
 mod ops;
 mod search;
+mod search_people;
 mod web;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(media::router())
         .merge(search::router())
+        .merge(search_people::router())
         .merge(web::router())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/protocol.schema.json", get(openapi::protocol_schema))

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conversations, media, messages, ops, search, web};
+use super::{conversations, media, messages, ops, search, search_people, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,7 +23,7 @@ use super::{conversations, media, messages, ops, search, web};
         media::upload, media::create_upload, media::put_chunk, media::progress, media::complete,
         media::abort, media::download, media::meta, media::thumbnail, media::remove,
         media::sign, media::signed_download,
-        search::messages,
+        search::messages, search_people::users,
         web::dev_token,
     ),
     modifiers(&BearerAuth, &Conventions),
@@ -294,6 +294,7 @@ mod tests {
             ("/ready", &["get"]),
             ("/metrics", &["get"]),
             ("/v1/dev/token", &["post"]),
+            ("/v1/search/users", &["get"]),
         ] {
             for method in methods {
                 assert!(
@@ -316,6 +317,7 @@ mod tests {
             );
         }
         assert!(json["components"]["schemas"].get("ErrorBody").is_some());
+        assert!(json["components"]["schemas"].get("PersonHits").is_some());
         assert!(
             json["components"]["schemas"]
                 .get("DevTokenRequest")

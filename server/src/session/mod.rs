@@ -122,7 +122,10 @@ pub async fn ws_handler(
         .and_then(bearer);
     let auth = match header_token.or(params.token.as_deref()) {
         Some(token) => match state.keys.verify(token) {
-            Ok(user) => Some(user),
+            Ok(user) => {
+                state.sightings.seen(&state.store, &user);
+                Some(user)
+            }
             Err(err) => return err.into_response(),
         },
         None => None,
@@ -208,7 +211,10 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
             None => (None, Err(AppError::unauthorized("no auth frame in time"))),
         };
         match result {
-            Ok(user) => return Some(user),
+            Ok(user) => {
+                state.sightings.seen(&state.store, &user);
+                return Some(user);
+            }
             Err(err) => {
                 m::ws_error(err.code.as_str());
                 let frame = err.into_frame(reference);

@@ -5,7 +5,7 @@
 //! - `txn`: the write path: the gate `close` shuts, per-conversation locks, and transactions
 //!   retried on transient errors, publishing to the sink after each commit.
 //! - `ops` and `message_ops`: the write operations (they read state, ask `crate::rules`, and
-//!   write); `media`: media files' metadata; `read`: the queries; `common`: the lookups both
+//!   write); `media`: media files' metadata; `people`: the directory of people; `read`: the queries; `common`: the lookups both
 //!   share (tenancy, membership, seqs, events).
 //!
 //! Seqs: each event-creating write bumps its conversation's `last_seq` with `$inc` in the same
@@ -21,6 +21,7 @@ mod media;
 mod message_ops;
 mod migrate_events;
 mod ops;
+mod people;
 mod read;
 mod schema;
 mod txn;
@@ -35,11 +36,11 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
 use crate::backend::{
-    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader,
+    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader, Sighting,
 };
 use crate::rules::Creation;
 use crate::{
-    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, Result, StoreError,
+    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, Person, Result, StoreError,
 };
 use schema::Collections;
 use txn::{ConversationLocks, Ctx, Gate, OpFuture, internal};
@@ -326,6 +327,18 @@ impl Backend for MongoStore {
 
     async fn conversation_positions(&self) -> Result<Vec<(String, String, u64)>> {
         self.read(&(), |cx, ()| Box::pin(read::conversation_positions(cx)))
+            .await
+    }
+
+    async fn record_person(&self, sighting: Sighting) -> Result<()> {
+        self.write(None, &sighting, |cx, sighting| {
+            Box::pin(people::record_person(cx, sighting))
+        })
+        .await
+    }
+
+    async fn people(&self, tenant: &str) -> Result<Vec<Person>> {
+        self.read(tenant, |cx, tenant| Box::pin(people::people(cx, tenant)))
             .await
     }
 

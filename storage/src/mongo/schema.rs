@@ -108,6 +108,15 @@ pub(super) struct MediaDoc {
     pub downloads: i64,
 }
 
+/// A person of a tenant's directory (unique on `(tenant, id)`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PersonDoc {
+    pub tenant: String,
+    pub id: String,
+    pub name: String,
+    pub last_seen: i64,
+}
+
 /// The store's collections.
 #[derive(Debug, Clone)]
 pub(super) struct Collections {
@@ -117,6 +126,7 @@ pub(super) struct Collections {
     pub reactions: Collection<ReactionDoc>,
     pub events: Collection<EventDoc>,
     pub media: Collection<MediaDoc>,
+    pub people: Collection<PersonDoc>,
     /// Markers of completed data migrations (`migrate_events`).
     pub meta: Collection<Document>,
 }
@@ -130,6 +140,7 @@ impl Collections {
             reactions: db.collection("reactions"),
             events: db.collection("events"),
             media: db.collection("media"),
+            people: db.collection("people"),
             meta: db.collection("meta"),
         }
     }
@@ -198,6 +209,9 @@ impl Collections {
             ))
             .await?;
         self.media
+            .create_index(index("tenant_id", doc! { "tenant": 1, "id": 1 }, true))
+            .await?;
+        self.people
             .create_index(index("tenant_id", doc! { "tenant": 1, "id": 1 }, true))
             .await?;
         Ok(())

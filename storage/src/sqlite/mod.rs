@@ -7,7 +7,8 @@
 //!   does not.
 //! - `pool`: read-only WAL connections used from tokio's blocking pool.
 //! - `ops` and `message_ops`: the write transactions (they read state, ask `crate::rules`, and
-//!   write); `media`: media files' metadata, read and written; `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
+//!   write); `media`: media files' metadata, read and written; `people`: the directory of
+//!   people; `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
 //!   events).
 //! - `schema`: connection setup and the `user_version` migrations in `storage/migrations/`;
 //!   `migrate_events`: the Rust half of version 3, which converts events stored as frames by
@@ -22,6 +23,7 @@ mod media;
 mod message_ops;
 mod migrate_events;
 mod ops;
+mod people;
 mod pool;
 mod read;
 mod schema;
@@ -35,12 +37,12 @@ use confab_protocol::rest::{
 };
 
 use crate::backend::{
-    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader,
+    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader, Sighting,
 };
 use crate::rules::Creation;
 use crate::{
-    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, PendingAppend, Result,
-    StoreError, StoredEvent,
+    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, PendingAppend, Person,
+    Result, StoreError, StoredEvent,
 };
 use pool::ReadPool;
 use writer::Writer;
@@ -298,6 +300,16 @@ impl Backend for SqliteStore {
 
     async fn conversation_positions(&self) -> Result<Vec<(String, String, u64)>> {
         self.read(read::conversation_positions).await
+    }
+
+    async fn record_person(&self, sighting: Sighting) -> Result<()> {
+        self.write(move |conn, _| people::record_person(conn, &sighting))
+            .await
+    }
+
+    async fn people(&self, tenant: &str) -> Result<Vec<Person>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| people::people(conn, &tenant)).await
     }
 
     async fn ping(&self) -> Result<()> {

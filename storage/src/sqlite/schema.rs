@@ -31,6 +31,7 @@ const MIGRATIONS: &[Migration] = &[
         convert: Some(super::migrate_events::events_to_form),
     },
     sql(include_str!("../../migrations/0004_media.sql")),
+    sql(include_str!("../../migrations/0005_people.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
