@@ -325,7 +325,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .and_then(bearer)
             .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
         let user = state.keys.verify(token)?;
-        state.sightings.seen(&state.store, &user);
+        state.sightings().seen(&state.store, &user);
         Ok(user)
     }
 }

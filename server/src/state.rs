@@ -44,8 +44,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks WebSocket sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
-    /// When each user was last written to the directory of people.
-    pub sightings: Arc<crate::people::Sightings>,
 }
 
 /// What the REST API serves besides conversations: media files and search.
@@ -53,6 +51,9 @@ pub struct AppState {
 pub struct Services {
     pub media: MediaService,
     pub search: Arc<SearchService>,
+    /// When each user was last written to the directory of people (here rather than in
+    /// `AppState`, which every session holds a copy of: its size is guarded).
+    pub sightings: crate::people::Sightings,
 }
 
 impl AppState {
@@ -66,6 +67,11 @@ impl AppState {
         &self.services.search
     }
 
+    /// When each user was last written to the directory of people.
+    pub fn sightings(&self) -> &crate::people::Sightings {
+        &self.services.sightings
+    }
+
     pub fn new(
         config: Config,
         store: DynStore,
@@ -77,7 +83,11 @@ impl AppState {
     ) -> AppState {
         let limiter = NonZeroU32::new(config.message_rate_per_minute)
             .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))));
-        let services = Arc::new(Services { media, search });
+        let services = Arc::new(Services {
+            media,
+            search,
+            sightings: crate::people::Sightings::default(),
+        });
         AppState {
             config: Arc::new(config),
             store,
@@ -88,7 +98,6 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
-            sightings: Arc::default(),
         }
     }
 

@@ -28,6 +28,7 @@ pub fn router() -> axum::Router<AppState> {
 
 /// The parameters of a people search.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserSearch {
     /// A name or id, or the start of one; one typo is forgiven in words of 4 letters or more.

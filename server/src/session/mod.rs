@@ -123,7 +123,7 @@ pub async fn ws_handler(
     let auth = match header_token.or(params.token.as_deref()) {
         Some(token) => match state.keys.verify(token) {
             Ok(user) => {
-                state.sightings.seen(&state.store, &user);
+                state.sightings().seen(&state.store, &user);
                 Some(user)
             }
             Err(err) => return err.into_response(),
@@ -212,7 +212,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
         };
         match result {
             Ok(user) => {
-                state.sightings.seen(&state.store, &user);
+                state.sightings().seen(&state.store, &user);
                 return Some(user);
             }
             Err(err) => {
