@@ -195,7 +195,7 @@ fn vocabulary(rng: &mut StdRng, size: usize) -> Vec<String> {
     let mut names = NAMES.iter();
     while words.len() < size {
         // A name every 40 ranks until they run out.
-        if words.len() % 40 == 0
+        if words.len().is_multiple_of(40)
             && let Some(name) = names.next()
         {
             push((*name).to_owned(), &mut words);
