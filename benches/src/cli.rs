@@ -85,6 +85,10 @@ pub enum Scenario {
     /// No server: the kernel's CPU price of one small write to a loopback TCP socket, the floor
     /// of the server's CPU per delivery when deliveries do not share writes.
     Floor(FloorArgs),
+    /// No server (issue 13): confab's search index against SQLite FTS5 on the same generated
+    /// messages: indexing throughput, then query latency and throughput at several
+    /// concurrencies, each query within a random person's conversations.
+    Search(SearchArgs),
 }
 
 impl Scenario {
@@ -98,6 +102,7 @@ impl Scenario {
             Scenario::Cluster(_) => "cluster",
             Scenario::Media(_) => "media",
             Scenario::Floor(_) => "floor",
+            Scenario::Search(_) => "search",
         }
     }
 }
@@ -258,4 +263,40 @@ pub struct MediaArgs {
     /// hashing is outside the timed phases but the download's, which it slows).
     #[arg(long)]
     pub verify_sha256: bool,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct SearchArgs {
+    /// Messages generated and indexed by both engines.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    #[arg(long, default_value_t = 1_000)]
+    pub conversations: usize,
+    /// People (authors and searchers), each a member of 10–50 conversations.
+    #[arg(long, default_value_t = 10_000)]
+    pub people: usize,
+    /// Distinct words (Zipf-distributed, names among them).
+    #[arg(long, default_value_t = 4_000)]
+    pub vocabulary: usize,
+    /// Messages per `apply` call (confab) and per transaction (FTS5).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Confab commits after this many messages (and once at the end); its pending messages
+    /// wait in memory until a commit.
+    #[arg(long, default_value_t = 100_000)]
+    pub commit_every: u64,
+    /// Searcher threads, one run per count.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
+    pub concurrency: Vec<usize>,
+    /// Queries per engine and concurrency (each run stops at `--max-secs` too).
+    #[arg(long, default_value_t = 5_000)]
+    pub queries: u64,
+    /// Most seconds per engine and concurrency.
+    #[arg(long, default_value_t = 15.0)]
+    pub max_secs: f64,
+    #[arg(long, default_value_t = 13)]
+    pub seed: u64,
+    /// Where the temp dir of both indexes goes [default: the system's temp dir].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }

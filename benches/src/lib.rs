@@ -6,7 +6,8 @@
 //!
 //! Layout:
 //! - [`cli`]: the command line; [`scenario`]: `idle`, `fanout`, `chat`, `storm`, `history`,
-//!   `cluster`, `media`; [`floor`]: the kernel's price of one loopback write, no server.
+//!   `cluster`, `media`; [`floor`]: the kernel's price of one loopback write, no server;
+//!   [`search`]: confab's search index against SQLite FTS5, in process, no server.
 //! - [`conn`]: opening WebSocket connections; [`load`]: the live connections, the pacer and the
 //!   wire format of generated messages.
 //! - [`stats`]: HDR histograms and the per-message ledger (loss, duplicates); [`report`]: the
@@ -25,6 +26,7 @@ pub mod probe;
 pub mod report;
 pub mod rest;
 pub mod scenario;
+pub mod search;
 pub mod stats;
 pub mod tokens;
 

@@ -416,3 +416,84 @@ fn the_floor_refuses_an_empty_run() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_search_scenario_compares_both_engines() {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+        .args([
+            "search",
+            "--messages",
+            "5000",
+            "--conversations",
+            "100",
+            "--people",
+            "500",
+            "--vocabulary",
+            "1000",
+            "--batch",
+            "500",
+            "--commit-every",
+            "2000",
+            "--concurrency",
+            "1,4",
+            "--queries",
+            "200",
+            "--max-secs",
+            "10",
+        ])
+        .output()
+        .expect("run confab-bench search");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "confab-bench search failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}"));
+    assert_eq!(number(&report, "/corpus/messages"), 5000.0, "{report}");
+    let mean_words = number(&report, "/corpus/mean_words");
+    assert!((5.0..=60.0).contains(&mean_words), "{report}");
+    let memberships = number(&report, "/corpus/mean_memberships");
+    assert!((10.0..=50.0).contains(&memberships), "{report}");
+    for i in 0..2 {
+        assert_eq!(number(&report, &format!("/indexing/{i}/messages")), 5000.0);
+        assert!(number(&report, &format!("/indexing/{i}/messages_per_sec")) > 0.0);
+        assert!(number(&report, &format!("/indexing/{i}/disk_bytes")) > 0.0);
+    }
+    let levels = report["queries"].as_array().expect("query levels");
+    assert_eq!(
+        levels.len(),
+        4,
+        "two engines at two concurrencies: {report}"
+    );
+    for level in levels {
+        assert_eq!(number(level, "/queries"), 200.0, "{level}");
+        assert_eq!(number(level, "/failed"), 0.0, "{level}");
+        assert!(number(level, "/latency/p99_ms") > 0.0, "{level}");
+        assert!(number(level, "/queries_per_sec") > 0.0, "{level}");
+        assert!(number(level, "/mean_hits") > 0.0, "{level}");
+    }
+    assert!(
+        number(&report, "/typo/mean_hits") > 0.0,
+        "a typo finds the word: {report}"
+    );
+    let sanity = report["sanity"].as_array().expect("sanity checks");
+    assert_eq!(sanity.len(), 3, "{report}");
+    for check in sanity {
+        assert!(number(check, "/confab") > 0.0, "{check}");
+        assert_eq!(check["agree"], Value::Bool(true), "{check}");
+    }
+    assert_eq!(
+        report["goals"].as_array().map(Vec::len),
+        Some(4),
+        "{report}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the search smoke run took {:?}",
+        started.elapsed()
+    );
+}

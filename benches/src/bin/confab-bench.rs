@@ -21,6 +21,10 @@ fn main() -> anyhow::Result<()> {
         confab_benches::floor::run(args)?.print();
         return Ok(());
     }
+    if let Scenario::Search(args) = &cli.scenario {
+        confab_benches::search::run(args)?.print();
+        return Ok(());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(confab_benches::scenario::run(cli.common, cli.scenario))?;
     report.print();

@@ -503,12 +503,16 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
 
 const FLOOR_HAS_NO_SERVER: &str =
     "`floor` needs no server: run it with `confab_benches::floor::run`";
+const SEARCH_HAS_NO_SERVER: &str =
+    "`search` needs no server: run it with `confab_benches::search::run`";
 
 /// Runs the scenario the command line names (`floor`, with no server and no [`Report`], is
 /// [`crate::floor::run`]).
 pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
-    if let Scenario::Floor(_) = scenario {
-        bail!(FLOOR_HAS_NO_SERVER);
+    match scenario {
+        Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
+        Scenario::Search(_) => bail!(SEARCH_HAS_NO_SERVER),
+        _ => {}
     }
     let env = Env::new(common, &scenario).await?;
     match scenario {
@@ -520,5 +524,6 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Cluster(args) => cluster::run(&env, args).await,
         Scenario::Media(args) => media::run(&env, args).await,
         Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
+        Scenario::Search(_) => bail!(SEARCH_HAS_NO_SERVER),
     }
 }
