@@ -1,0 +1,198 @@
+//! Queries: a search's filters and text as a tantivy query, and its page of hits with
+//! snippets.
+
+use std::collections::BTreeMap;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{
+    BooleanQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, Order, Term};
+
+use crate::{Hit, Hits, MAX_LIMIT, Parsed, Result, Search, SearchError, SearchIndex, Sort};
+use crate::{analyzer, highlight};
+
+impl SearchIndex {
+    fn term(&self, field: Field, text: &str) -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, text),
+            IndexRecordOption::Basic,
+        ))
+    }
+
+    /// The tantivy query of a search: its filters, then its text.
+    fn build(&self, search: &Search<'_>) -> Box<dyn Query> {
+        let f = self.fields;
+        let parsed = search.query;
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Must, self.term(f.tenant, search.tenant)),
+            (
+                Occur::Must,
+                Box::new(TermSetQuery::new(
+                    search
+                        .conversations
+                        .iter()
+                        .map(|c| Term::from_field_text(f.conversation, c)),
+                )),
+            ),
+            (
+                Occur::MustNot,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.deleted, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ];
+        if let Some(conversation) = &parsed.conversation {
+            must.push((Occur::Must, self.term(f.conversation, conversation)));
+        }
+        if let Some(author) = &parsed.from {
+            must.push((Occur::Must, self.term(f.author, author)));
+        }
+        if parsed.has_attachment {
+            must.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.attachments, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        if parsed.before.is_some() || parsed.after.is_some() {
+            let lower = parsed.after.map_or(std::ops::Bound::Unbounded, |at| {
+                std::ops::Bound::Included(Term::from_field_i64(f.ts, at))
+            });
+            let upper = parsed.before.map_or(std::ops::Bound::Unbounded, |at| {
+                std::ops::Bound::Excluded(Term::from_field_i64(f.ts, at))
+            });
+            must.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
+        }
+        must.extend(self.text_clauses(parsed));
+        if !parsed.has_text() {
+            must.push((Occur::Must, Box::new(tantivy::query::AllQuery)));
+        }
+        Box::new(BooleanQuery::new(must))
+    }
+
+    /// One clause per word (the word or its near misses), phrase and excluded word.
+    fn text_clauses(&self, parsed: &Parsed) -> Vec<(Occur, Box<dyn Query>)> {
+        let f = self.fields;
+        let mut analyzer = analyzer();
+        let mut tokens = |text: &str| {
+            let mut stream = analyzer.token_stream(text);
+            let mut terms = Vec::new();
+            while let Some(token) = stream.next() {
+                terms.push(token.text.clone());
+            }
+            terms
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for word in &parsed.words {
+            for token in tokens(word) {
+                let term = Term::from_field_text(f.body, &token);
+                let distance = highlight::typo_distance(token.chars().count());
+                let exact: Box<dyn Query> =
+                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs));
+                let clause: Box<dyn Query> = if distance == 0 {
+                    exact
+                } else {
+                    let near: Box<dyn Query> = Box::new(FuzzyTermQuery::new(term, distance, true));
+                    // The exact word ranks above its near misses.
+                    Box::new(BooleanQuery::new(vec![
+                        (
+                            Occur::Should,
+                            Box::new(tantivy::query::BoostQuery::new(exact, 2.0)),
+                        ),
+                        (Occur::Should, near),
+                    ]))
+                };
+                clauses.push((Occur::Must, clause));
+            }
+        }
+        for phrase in &parsed.phrases {
+            let terms: Vec<Term> = tokens(phrase)
+                .iter()
+                .map(|t| Term::from_field_text(f.body, t))
+                .collect();
+            match terms.len() {
+                0 => {}
+                1 => clauses.push((
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        terms[0].clone(),
+                        IndexRecordOption::WithFreqs,
+                    )),
+                )),
+                _ => clauses.push((Occur::Must, Box::new(PhraseQuery::new(terms)))),
+            }
+        }
+        if clauses.is_empty() && !(parsed.words.is_empty() && parsed.phrases.is_empty()) {
+            // Words with nothing searchable in them (emoji, punctuation) match nothing.
+            clauses.push((Occur::Must, Box::new(tantivy::query::EmptyQuery)));
+        }
+        for word in &parsed.excluded {
+            for token in tokens(word) {
+                clauses.push((
+                    Occur::MustNot,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(f.body, &token),
+                        IndexRecordOption::Basic,
+                    )),
+                ));
+            }
+        }
+        clauses
+    }
+
+    /// The hits of `search`, a page at a time.
+    pub fn search(&self, search: &Search<'_>) -> Result<Hits> {
+        let limit = search.limit.clamp(1, MAX_LIMIT);
+        let offset: usize = match search.cursor {
+            None => 0,
+            Some(cursor) => cursor
+                .parse()
+                .map_err(|_| SearchError::Invalid("a bad cursor".to_owned()))?,
+        };
+        let searcher = self.reader.searcher();
+        let query = self.build(search);
+        let top = TopDocs::with_limit(limit + 1).and_offset(offset);
+        let addresses: Vec<DocAddress> = match (search.sort, search.query.has_text()) {
+            (Sort::Relevance, true) => searcher
+                .search(&query, &top.order_by_score())?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+            _ => searcher
+                .search(&query, &top.order_by_fast_field::<i64>("ts", Order::Desc))?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+        };
+        let more = addresses.len() > limit;
+        let mut analyzer = analyzer();
+        let terms =
+            highlight::query_terms(&mut analyzer, &search.query.words, &search.query.phrases);
+        let mut hits = Vec::with_capacity(limit);
+        let mut indexed_seq = BTreeMap::new();
+        for address in addresses.into_iter().take(limit) {
+            let entry = self.entry(&searcher.doc(address)?);
+            indexed_seq
+                .entry(entry.conversation.clone())
+                .or_insert_with(|| self.indexed_seq(&entry.conversation));
+            hits.push(Hit {
+                snippet: highlight::snippet(&mut analyzer, &entry.body, &terms),
+                conversation: entry.conversation,
+                id: entry.id,
+                seq: entry.seq,
+                author: entry.author,
+                ts: entry.ts,
+            });
+        }
+        Ok(Hits {
+            hits,
+            next_cursor: more.then(|| (offset + limit).to_string()),
+            indexed_seq,
+        })
+    }
+}
