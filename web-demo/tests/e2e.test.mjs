@@ -670,10 +670,23 @@ describe("web demo in chromium", { timeout: 120_000 }, () => {
     // A message far older than what a fresh page loads: the history is paged back to it.
     await alice.reload();
     await waitStatus(alice, "online");
-    await box.fill('"History message 12"');
+    // Completions come first when the server has them (faked here, this one answers 404);
+    // choosing one searches for it.
+    const completions = "**/v1/search/suggestions?*";
+    await alice.route(completions, (route) =>
+      route.fulfill({ status: 200, headers: { "content-type": "application/json" }, body: JSON.stringify({ suggestions: ['"History message 12"'] }) }),
+    );
+    await box.fill("History mes");
+    await alice.locator("#search-listbox .search-suggestion", { hasText: '"History message 12"' }).waitFor({ timeout: WAIT });
+    await box.press("ArrowDown");
+    assert.equal(await box.getAttribute("aria-activedescendant"), "search-suggestion-0");
+    await box.press("Enter");
+    assert.equal(await box.inputValue(), '"History message 12"');
     const twelve = hits.filter({ hasText: "Release history" });
     await twelve.waitFor({ timeout: WAIT });
+    await alice.unroute(completions);
     assert.equal(await hits.count(), 1);
+    assert.equal(await alice.locator("#search-listbox .search-suggestion").count(), 0, "the chosen completion is not offered again");
     await twelve.click();
     await alice.locator("#chat-title", { hasText: "Release history" }).waitFor({ timeout: WAIT });
     const row = alice.locator("#message-list > li.msg").filter({ has: alice.locator(".msg-body", { hasText: /^History message 12$/ }) });
