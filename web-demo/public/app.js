@@ -1,9 +1,10 @@
 // The Confab web demo: sign-in, the conversation list, and the open conversation. Protocol work
 // is confab.js's; the message list is view.js's; each conversation's state is a thread.js Thread;
-// the composer's attachments are uploads.js's.
+// the composer's attachments are uploads.js's; the search box is search.js's.
 
 import { ConfabClient, ConfabError } from "./confab.js";
 import { conversationName as nameOf, renderConversationList as renderList } from "./sidebar.js";
+import { SearchBox } from "./search.js";
 import { clearSession, loadSession, showSignIn, takeNotice } from "./signin.js";
 import { Thread } from "./thread.js";
 import { UploadTray } from "./uploads.js";
@@ -13,6 +14,10 @@ import { MessageView } from "./view.js";
 /** How often the conversation list is refreshed (new conversations have no push event). */
 const LIST_REFRESH_MS = 4000;
 const HISTORY_PAGE = 50;
+/** Pages fetched while paging back to a search hit: the most the server gives at once. */
+const REVEAL_PAGE = 200;
+/** How long a message opened from search stays highlighted. */
+const FOUND_HIGHLIGHT_MS = 2500;
 
 const $ = (id) => document.getElementById(id);
 
@@ -117,6 +122,15 @@ function startApp(session) {
   client.connect();
 
   wireChrome();
+  new SearchBox({
+    slot: $("search-slot"),
+    api: state.api,
+    conversationName: (id) => {
+      const summary = state.conversations.get(id);
+      return summary ? conversationName(summary) : "Conversation";
+    },
+    onOpen: openHit,
+  });
   refreshConversations().then(() => {
     const fromHash = decodeURIComponent((location.hash.match(/^#\/c\/(.+)$/) || [])[1] || "");
     if (fromHash && state.conversations.has(fromHash)) openConversation(fromHash);
@@ -315,23 +329,68 @@ async function loadLatest(thread) {
   }
 }
 
-async function loadOlder(thread) {
-  if (!thread || !thread.loaded || !thread.hasMoreBefore || state.view.loadingOlder) return;
+/** The page of history being fetched (one at a time). */
+let olderLoad = null;
+
+/** Loads the page before the oldest loaded message; resolves when the load in flight ends. */
+function loadOlder(thread, limit = HISTORY_PAGE) {
+  if (state.view.loadingOlder) return olderLoad;
+  if (!thread || !thread.loaded || !thread.hasMoreBefore) return Promise.resolve();
   const before = thread.oldestSeq();
-  if (before === null) return;
+  if (before === null) return Promise.resolve();
   state.view.setLoadingOlder(true);
   thread.beginLoad();
-  try {
-    const page = await state.api.history(thread.id, { before, limit: HISTORY_PAGE });
-    thread.mergePage(page.messages);
-    thread.hasMoreBefore = page.has_more;
-  } catch (err) {
-    reportError(err);
-  } finally {
-    thread.endLoad();
-    state.view.setLoadingOlder(false);
+  olderLoad = (async () => {
+    try {
+      const page = await state.api.history(thread.id, { before, limit });
+      thread.mergePage(page.messages);
+      thread.hasMoreBefore = page.has_more;
+    } catch (err) {
+      reportError(err);
+    } finally {
+      thread.endLoad();
+      state.view.setLoadingOlder(false);
+    }
+    if (thread.id === state.activeId) state.view.render();
+  })();
+  return olderLoad;
+}
+
+/**
+ * A search hit was chosen: opens its conversation, pages the history back until the message is
+ * loaded, then scrolls to it and highlights it.
+ */
+async function openHit(hit) {
+  if (!state.conversations.has(hit.conversation)) await refreshConversations();
+  if (!state.conversations.has(hit.conversation)) {
+    toast("That conversation is no longer available.", "error");
+    return;
   }
-  if (thread.id === state.activeId) state.view.render();
+  await openConversation(hit.conversation);
+  const thread = activeThread();
+  if (!thread || thread.id !== hit.conversation) return;
+  // A load that ends without an older page (a failure, or another conversation's page that was
+  // in flight) is tried once more before giving up.
+  let stalls = 0;
+  while (!thread.messages.has(hit.id) && thread.loaded && thread.hasMoreBefore && stalls < 2) {
+    const oldest = thread.oldestSeq();
+    if (oldest !== null && oldest < hit.seq) break; // loaded past it: it is gone
+    await loadOlder(thread, REVEAL_PAGE);
+    if (state.activeId !== thread.id) return;
+    stalls = thread.oldestSeq() === oldest ? stalls + 1 : 0;
+  }
+  if (state.activeId !== thread.id) return;
+  if (!thread.messages.has(hit.id)) {
+    toast("That message is no longer there.", "error");
+    return;
+  }
+  state.view.render();
+  state.view.jumpTo(hit.id);
+  const row = document.getElementById(`msg-${hit.id}`);
+  if (row) {
+    row.classList.add("msg-found");
+    setTimeout(() => row.classList.remove("msg-found"), FOUND_HIGHLIGHT_MS);
+  }
 }
 
 function renderActive() {

@@ -42,7 +42,7 @@
  * - Commands (`edit`, `delete`, `react`, `unreact`, `read`, `leave`) return promises settled by
  *   the server's reply; issued while offline they wait and are sent after reconnecting.
  * - **REST** helpers on `client.api` (a {@link ConfabApi}): conversations, members, history
- *   paging, messages, reactions, media.
+ *   paging, messages, reactions, media, search.
  * - **Uploads**: `client.api.uploadFile(file, {conversation, onProgress})` resolves with the
  *   server's MediaInfo; send its `id` in `attachments`. Files up to 5 MiB go up in one request,
  *   bigger ones in chunks with SHA-256s, resumed after network failures (only the missing chunks
@@ -112,7 +112,7 @@ async function request(baseUrl, method, path, { token, body, signal } = {}) {
   } catch (err) {
     throw fetchFailure(err);
   }
-  return parseAnswer(response.status, await response.text());
+  return parseAnswer(response.status, await response.text(), response.headers);
 }
 
 /** What a fetch that threw means: the caller's abort, or an unreachable server. */
@@ -121,8 +121,11 @@ function fetchFailure(err) {
   return new ConfabError("network", "the server cannot be reached", 0);
 }
 
-/** The parsed JSON of an answer (null when empty), or its `{"error"}` thrown as a ConfabError. */
-function parseAnswer(status, text) {
+/**
+ * The parsed JSON of an answer (null when empty), or its `{"error"}` thrown as a ConfabError;
+ * a `Retry-After` (429, 503) becomes the error's `retryAfter`, in seconds.
+ */
+function parseAnswer(status, text, headers) {
   if (status === 204) return null;
   let json = null;
   if (text) {
@@ -134,11 +137,14 @@ function parseAnswer(status, text) {
   }
   if (status < 200 || status >= 300) {
     const error = json && json.error;
-    throw new ConfabError(
+    const failure = new ConfabError(
       (error && error.code) || "internal",
       (error && error.message) || `HTTP ${status}`,
       status,
     );
+    const retryAfter = Number.parseInt((headers && headers.get("retry-after")) || "", 10);
+    if (Number.isFinite(retryAfter) && retryAfter >= 0) failure.retryAfter = retryAfter;
+    throw failure;
   }
   return json;
 }
@@ -254,6 +260,28 @@ export class ConfabApi {
   }
   removeReaction(id, emoji) {
     return this.call("DELETE", `/v1/messages/${enc(id)}/reactions/${enc(emoji)}`);
+  }
+
+  /**
+   * Searches the messages of the caller's conversations (docs/protocol.md, "Search"):
+   * `{hits: [{conversation, id, seq, author, ts, snippet}], next_cursor?, indexed_seq}`. The
+   * `snippet` is HTML-escaped text with `<mark>` around matches: render it with search.js's
+   * `snippetParts`, never as HTML. Past the per-user limit this rejects with `rate_limited`
+   * and `retryAfter` (seconds). `waitFor` is `"<conversation>:<seq>"`.
+   */
+  searchMessages(q, { conversation, limit, cursor, sort, waitFor, signal } = {}) {
+    const params = new URLSearchParams({ q });
+    if (conversation) params.set("conversation", conversation);
+    if (limit) params.set("limit", String(limit));
+    if (cursor) params.set("cursor", cursor);
+    if (sort) params.set("sort", sort);
+    if (waitFor) params.set("wait_for", waitFor);
+    return this.call("GET", `/v1/search/messages?${params}`, undefined, { signal });
+  }
+  /** Completions for a search box; a server without them answers 404 `not_found`. */
+  searchSuggestions(prefix, { signal } = {}) {
+    const params = new URLSearchParams({ prefix });
+    return this.call("GET", `/v1/search/suggestions?${params}`, undefined, { signal });
   }
 
   /**
@@ -426,7 +454,7 @@ export class ConfabApi {
     } catch (err) {
       throw fetchFailure(err);
     }
-    if (!response.ok) parseAnswer(response.status, await response.text());
+    if (!response.ok) parseAnswer(response.status, await response.text(), response.headers);
     return response.blob();
   }
 }
@@ -535,7 +563,7 @@ function sendWithProgress(url, { method, token, headers = {}, body, signal, onPr
       } catch (err) {
         throw fetchFailure(err);
       }
-      const answer = parseAnswer(response.status, await response.text());
+      const answer = parseAnswer(response.status, await response.text(), response.headers);
       if (onProgress) onProgress(1, 1);
       return answer;
     })();

@@ -6,6 +6,9 @@
 // scripts/setup-e2e.sh and a `cargo build -p confab-server`).
 //
 // The steps share one server and one browser and run in order; each names what it proves.
+// The browser gets the page from the server; when the server binary embeds an older
+// web-demo/public/ than the working tree ($CONFAB_BIN built before the last edit), it gets the
+// working tree's files instead, with the server's headers (its CSP included), and says so.
 // Screenshots of the main states go to web-demo/test-output/ (ignored by git); `npm run
 // screenshots` writes them to web-demo/screenshots/ instead, to refresh the committed ones.
 
@@ -38,9 +41,13 @@ const PHONE = { width: 390, height: 844 };
 /** How long any single expectation may take. */
 const WAIT = 10_000;
 const HISTORY_SIZE = 500;
+const PUBLIC = path.resolve(here, "..", "public");
+const CONTENT_TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml" };
 
 let server;
 let browser;
+/** Files of web-demo/public/ that the server serves differently (an older binary), or none. */
+let staleFiles = [];
 const people = {};
 /** Console errors of every page, with the time they were logged. */
 const consoleErrors = [];
@@ -68,11 +75,41 @@ async function openPerson(name, viewport, { phone = false } = {}) {
     hasTouch: phone,
   });
   const page = await context.newPage();
+  if (staleFiles.length) await context.route((url) => url.origin === server.baseUrl && publicFile(url.pathname), servePublicFile);
   page.on("console", (msg) => {
-    if (msg.type() === "error") consoleErrors.push({ who: name, at: Date.now(), text: msg.text() });
+    // The URL too: "Failed to load resource" does not name the resource in its text.
+    if (msg.type() === "error") consoleErrors.push({ who: name, at: Date.now(), text: `${msg.text()} ${msg.location().url || ""}`.trim() });
   });
   page.on("pageerror", (err) => consoleErrors.push({ who: name, at: Date.now(), text: `uncaught: ${err.message}` }));
   return { name, context, page };
+}
+
+/** The file of web-demo/public/ that a page path names, or null. */
+function publicFile(pathname) {
+  const name = pathname === "/" ? "index.html" : decodeURIComponent(pathname.slice(1));
+  if (name.includes("/") || !fs.existsSync(path.join(PUBLIC, name))) return null;
+  return name;
+}
+
+/** The files the server serves otherwise than the working tree has them. */
+async function findStaleFiles() {
+  const stale = [];
+  for (const name of fs.readdirSync(PUBLIC)) {
+    const response = await fetch(`${server.baseUrl}/${name}`);
+    const served = Buffer.from(await response.arrayBuffer());
+    if (response.status !== 200 || !served.equals(fs.readFileSync(path.join(PUBLIC, name)))) stale.push(name);
+  }
+  return stale;
+}
+
+/** Answers with the working tree's file and the server's headers for it (its own, if it has none). */
+async function servePublicFile(route) {
+  const name = publicFile(new URL(route.request().url()).pathname);
+  const response = await route.fetch();
+  const headers = response.status() === 200 ? { ...response.headers() } : { "cache-control": "no-cache" };
+  for (const header of ["etag", "content-length", "content-encoding"]) delete headers[header];
+  headers["content-type"] = CONTENT_TYPES[path.extname(name)] || "application/octet-stream";
+  await route.fulfill({ status: 200, headers, body: fs.readFileSync(path.join(PUBLIC, name)) });
 }
 
 async function shot(page, file) {
@@ -211,6 +248,15 @@ async function hrefOf(locator) {
   return href;
 }
 
+/** Whether an element is wholly inside the visible part of the message list. */
+async function inView(locator) {
+  return locator.evaluate((el) => {
+    const box = el.getBoundingClientRect();
+    const view = document.getElementById("messages").getBoundingClientRect();
+    return box.top >= view.top - 1 && box.bottom <= view.bottom + 1;
+  });
+}
+
 /** Whether an <img> has loaded a picture. */
 async function imageLoaded(img) {
   return img.evaluate((el) => el.complete && el.naturalWidth > 0);
@@ -218,7 +264,11 @@ async function imageLoaded(img) {
 
 before(async () => {
   server = await Server.start();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+  staleFiles = await findStaleFiles();
+  // A page the test answers itself has no address space of its own, so Chromium's Local Network
+  // Access checks would block its WebSocket to 127.0.0.1; a page the server sends needs no flag.
+  const flags = staleFiles.length ? [...CHROMIUM_FLAGS, "--disable-features=LocalNetworkAccessChecks"] : CHROMIUM_FLAGS;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: flags });
   people.alice = await openPerson("alice", DESKTOP);
   people.bob = await openPerson("bob", PHONE, { phone: true });
 });
@@ -229,7 +279,10 @@ after(async () => {
 });
 
 describe("web demo in chromium", { timeout: 120_000 }, () => {
-  test("the server serves the page and its assets with types and caching headers", async () => {
+  test("the server serves the page and its assets with types and caching headers", async (t) => {
+    if (staleFiles.length) {
+      t.diagnostic(`the server binary embeds an older page (${staleFiles.join(", ")}): the browser gets web-demo/public/ from disk`);
+    }
     for (const [file, type] of [
       ["/", "text/html"],
       ["/app.js", "text/javascript"],
@@ -551,6 +604,148 @@ describe("web demo in chromium", { timeout: 120_000 }, () => {
     assert.deepEqual(bodies, expected);
     await alice.locator("#messages").evaluate((el) => el.scrollTo({ top: 0 }));
     await shot(alice, "history-desktop.png");
+  });
+
+  test("search: typos forgiven, matches marked, a hit opens at its message; markup stays text; only own conversations", async (t) => {
+    const alice = people.alice.page;
+    const bob = people.bob.page;
+    // This server has no completions endpoint yet: the box asks once, gets a 404 and stops.
+    const noSuggestions = expectConsoleErrors(/status of 404 \(Not Found\) \S*\/v1\/search\/suggestions\?/);
+    const bobToken = await server.token("bob", "Bob");
+    const aliceToken = await server.token("alice", "Alice");
+
+    // Bob writes two messages in "Launch plan"; the test waits until search has them.
+    assert.equal(await bob.locator("#chat-title").textContent(), "Launch plan");
+    await sendMessage(bob, "The rollout playbook lives in the wiki");
+    await sendMessage(bob, "Formatting stays literal: <b>x</b> is not bold");
+    await eventually(async () => (await bob.locator("#message-list .msg-pending").count()) === 0, {
+      what: "bob's messages to be acknowledged",
+    });
+    const launchPlan = decodeURIComponent(new URL(bob.url()).hash.replace(/^#\/c\//, ""));
+    const lastSeq = await messageRow(bob, "Formatting stays literal").getAttribute("data-seq");
+    await server.rest(bobToken, "GET", `/v1/search/messages?q=literal&wait_for=${encodeURIComponent(`${launchPlan}:${lastSeq}`)}`);
+    // The tag is text in the conversation too.
+    assert.equal(await messageRow(bob, "Formatting stays literal").locator(".msg-body b").count(), 0);
+
+    // Alice, in another conversation, searches with a typo.
+    assert.equal(await alice.locator("#chat-title").textContent(), "Release history");
+    const box = alice.getByRole("combobox", { name: "Search messages" });
+    await box.fill("playbok");
+    const panel = alice.locator("#search-panel");
+    const hits = alice.locator("#search-listbox .search-hit");
+    const playbook = hits.filter({ hasText: "rollout" });
+    await playbook.waitFor({ timeout: WAIT });
+    assert.equal(await box.getAttribute("aria-expanded"), "true");
+    assert.deepEqual(await playbook.locator("mark").allTextContents(), ["playbook"]);
+    assert.equal(await playbook.locator(".search-hit-conversation").textContent(), "Launch plan");
+    assert.equal(await playbook.locator(".search-hit-author").textContent(), "bob");
+    assert.equal(await playbook.locator(".search-hit-time").textContent(), "just now");
+    assert.equal(await alice.locator("#search-suggestions, .search-suggestion").count(), 0, "no completions without the endpoint");
+    await shot(alice, "search-desktop.png");
+
+    // Keyboard: down to the hit, Enter opens its conversation at the message, highlighted.
+    await box.press("ArrowDown");
+    const activeId = await box.getAttribute("aria-activedescendant");
+    assert.equal(await alice.locator(`#${activeId}`).getAttribute("aria-selected"), "true");
+    assert.equal(await alice.locator(`#${activeId}`).textContent(), await playbook.first().textContent());
+    await box.press("Enter");
+    await alice.locator("#chat-title", { hasText: "Launch plan" }).waitFor({ timeout: WAIT });
+    await panel.waitFor({ state: "hidden" });
+    const found = messageRow(alice, "rollout playbook");
+    await found.and(alice.locator(".msg-found")).waitFor({ timeout: WAIT });
+    await eventually(() => inView(found), { what: "the opened message to be in view" });
+
+    // A message with markup: the snippet shows it as text, with only the match marked.
+    await box.fill("literal");
+    const literal = hits.filter({ hasText: "Formatting stays" });
+    await literal.waitFor({ timeout: WAIT });
+    const snippet = literal.locator(".search-hit-snippet");
+    assert.equal(await snippet.locator("b").count(), 0, "<b> is not markup");
+    assert.match(await snippet.textContent(), /<b>x<\/b> is not bold/);
+    assert.deepEqual(await snippet.evaluate((el) => [...el.children].map((c) => c.tagName)), ["MARK"]);
+    await box.press("Escape");
+    await panel.waitFor({ state: "hidden" });
+    assert.equal(await box.getAttribute("aria-expanded"), "false");
+
+    // A message far older than what a fresh page loads: the history is paged back to it.
+    await alice.reload();
+    await waitStatus(alice, "online");
+    // Completions come first when the server has them (faked here, this one answers 404);
+    // choosing one searches for it.
+    const completions = "**/v1/search/suggestions?*";
+    await alice.route(completions, (route) =>
+      route.fulfill({ status: 200, headers: { "content-type": "application/json" }, body: JSON.stringify({ suggestions: ['"History message 12"'] }) }),
+    );
+    await box.fill("History mes");
+    await alice.locator("#search-listbox .search-suggestion", { hasText: '"History message 12"' }).waitFor({ timeout: WAIT });
+    await box.press("ArrowDown");
+    assert.equal(await box.getAttribute("aria-activedescendant"), "search-suggestion-0");
+    await box.press("Enter");
+    assert.equal(await box.inputValue(), '"History message 12"');
+    const twelve = hits.filter({ hasText: "Release history" });
+    await twelve.waitFor({ timeout: WAIT });
+    await alice.unroute(completions);
+    assert.equal(await hits.count(), 1);
+    assert.equal(await alice.locator("#search-listbox .search-suggestion").count(), 0, "the chosen completion is not offered again");
+    await twelve.click();
+    await alice.locator("#chat-title", { hasText: "Release history" }).waitFor({ timeout: WAIT });
+    const row = alice.locator("#message-list > li.msg").filter({ has: alice.locator(".msg-body", { hasText: /^History message 12$/ }) });
+    await row.and(alice.locator(".msg-found")).waitFor({ timeout: WAIT });
+    await eventually(() => inView(row), { what: "message 12 to be in view" });
+    const loaded = await assertNoDuplicates(alice);
+    t.diagnostic(`paged back to message 12: ${loaded} messages loaded`);
+    assert.ok(loaded >= HISTORY_SIZE - 11 && loaded <= HISTORY_SIZE);
+
+    // "Load more" follows next_cursor.
+    await box.fill("History message");
+    await eventually(async () => (await hits.count()) === 20, { what: "the first page of hits" });
+    const more = alice.getByRole("button", { name: "Load more" });
+    await more.click();
+    await eventually(async () => (await hits.count()) === 40, { what: "the second page of hits" });
+    const ids = await hits.evaluateAll((els) => els.map((e) => e.dataset.id));
+    assert.equal(new Set(ids).size, 40, "no hit twice");
+    await box.press("Escape");
+
+    // Carol and alice have a conversation bob is not in: bob finds nothing of it.
+    const carolToken = await server.token("carol", "Carol");
+    const budget = await server.rest(carolToken, "POST", "/v1/conversations", { kind: "group", title: "Budget review", members: ["alice"] });
+    const sent = await server.rest(carolToken, "POST", `/v1/conversations/${budget.id}/messages`, {
+      client_msg_id: "budget-1",
+      body: "The quarterly budget spreadsheet is final",
+    });
+    const forAlice = await server.rest(aliceToken, "GET", `/v1/search/messages?q=quarterly+budget&wait_for=${encodeURIComponent(`${budget.id}:${sent.seq}`)}`);
+    assert.deepEqual(forAlice.hits.map((hit) => hit.id), [sent.id], "indexed, and found by a member");
+    await bob.getByRole("button", { name: "Search", exact: true }).click();
+    const bobBox = bob.getByRole("combobox", { name: "Search messages" });
+    await bobBox.fill("quarterly budget");
+    await bob.locator("#search-panel .search-empty", { hasText: "No messages match" }).waitFor({ timeout: WAIT });
+    assert.equal(await bob.locator("#search-listbox .search-hit").count(), 0);
+    // On a phone the results take the screen under the top bar.
+    const size = await bob.locator("#search-panel").boundingBox();
+    assert.ok(size.width >= PHONE.width - 1, `the panel is ${size.width} px wide`);
+    await shot(bob, "search-phone.png");
+    await bob.getByRole("button", { name: "Cancel" }).click();
+    await bob.locator("#search-panel").waitFor({ state: "hidden" });
+    assert.equal(await bobBox.isVisible(), false);
+    noSuggestions();
+
+    // Past the per-user limit the server answers 429 with Retry-After: the box says how long.
+    const limited = expectConsoleErrors(/status of 429 \(Too Many Requests\) \S*\/v1\/search\/messages\?/);
+    const pattern = "**/v1/search/messages?*";
+    await alice.route(pattern, (route) =>
+      route.fulfill({
+        status: 429,
+        headers: { "content-type": "application/json", "retry-after": "7" },
+        body: JSON.stringify({ error: { code: "rate_limited", message: "more than 60 searches per minute" } }),
+      }),
+    );
+    await box.fill("anything");
+    await alice.locator("#search-panel .search-error", { hasText: "Too many searches, try again in 7 s" }).waitFor({ timeout: WAIT });
+    await alice.unroute(pattern);
+    limited();
+    await box.press("Escape");
+    await box.press("Escape");
+    assert.equal(await box.inputValue(), "", "a second Escape clears the box");
   });
 
   test("after a server restart, missed messages arrive once and offline sends are delivered", async () => {
