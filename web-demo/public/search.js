@@ -7,7 +7,7 @@
 // inserted as HTML: `snippetParts` turns one into plain text runs (entities decoded) and marked
 // runs, which become text nodes and `<mark>` elements, so nothing but `<mark>` can appear.
 
-import { describeError, fullTime, h } from "./util.js";
+import { describeError, fullTime, h, icon } from "./util.js";
 
 /** Wait this long after the last keystroke before searching. */
 export const DEBOUNCE_MS = 250;
@@ -96,16 +96,6 @@ export function searchErrorText(err) {
 }
 
 const SEARCH_ICON = "M11 18a7 7 0 1 1 0-14 7 7 0 0 1 0 14zM16.5 16.5L21 21";
-
-function icon(path) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("aria-hidden", "true");
-  const p = document.createElementNS("http://www.w3.org/2000/svg", "path");
-  p.setAttribute("d", path);
-  svg.append(p);
-  return svg;
-}
 
 export class SearchBox {
   /**

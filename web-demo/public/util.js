@@ -175,3 +175,14 @@ export function describeError(err) {
 function capitalize(text) {
   return text.charAt(0).toUpperCase() + text.slice(1).replace(/([^.])$/, "$1.");
 }
+
+/** A 24×24 outline icon of one SVG path, hidden from screen readers. */
+export function icon(path) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const p = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  p.setAttribute("d", path);
+  svg.append(p);
+  return svg;
+}

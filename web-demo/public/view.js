@@ -4,7 +4,7 @@
 // delete) reachable by mouse and keyboard.
 
 import { hasThumbnail } from "./confab.js";
-import { avatar, clockTime, fullTime, h, humanSize, joinNames, messagePreview } from "./util.js";
+import { avatar, clockTime, fullTime, h, humanSize, icon, joinNames, messagePreview } from "./util.js";
 
 /** The reactions offered by the picker. */
 export const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "🙏"];
@@ -12,16 +12,6 @@ export const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "🙏"
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 /** Start loading the previous page this close to the top. */
 const LOAD_MARGIN_PX = 400;
-
-function icon(path) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("aria-hidden", "true");
-  const p = document.createElementNS("http://www.w3.org/2000/svg", "path");
-  p.setAttribute("d", path);
-  svg.append(p);
-  return svg;
-}
 
 const ICONS = {
   reply: "M10 9V5l-7 7 7 7v-4.1c5 0 8.5 1.6 11 5.1-1-5-4-10-11-11z",
