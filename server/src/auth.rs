@@ -1,5 +1,6 @@
-//! Token authentication: JWT verification (HS256 secret, or RS256/ES256 public key), minting of
-//! development tokens, the key generated under the data dir, and the REST extractor.
+//! Token authentication: JWT verification (HS256 secret, an RS256/ES256 public key, or the keys
+//! an identity provider publishes at a JWKS URL: `jwks.rs`), minting of development tokens, the
+//! key generated under the data dir, and the REST extractor.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{JwtSource, PublicKeyAlg};
 use crate::error::AppError;
+use crate::jwks::{Jwks, Lookup};
 use crate::state::AppState;
 use confab_protocol::limits::MAX_USER_ID_LEN;
 
@@ -78,15 +80,23 @@ pub enum KeyError {
     Invalid { path: PathBuf, reason: String },
     #[error("jwt secret must be at least 32 bytes")]
     ShortSecret,
-    #[error("tokens can only be minted with an HS256 secret, not with a public key")]
+    #[error("tokens can only be minted with an HS256 secret, not with a public key or a JWKS URL")]
     CannotMint,
     #[error("cannot sign token: {0}")]
     Sign(String),
 }
 
+/// What verifies a token's signature.
+enum Verifier {
+    /// One configured (or generated) key.
+    Key(DecodingKey),
+    /// The keys of an identity provider, chosen by the token's `kid`.
+    Jwks(Arc<Jwks>),
+}
+
 /// Verifies tokens and, with a secret, mints them.
 pub struct JwtKeys {
-    decoding: DecodingKey,
+    verifier: Verifier,
     encoding: Option<EncodingKey>,
     validation: Validation,
     /// The key was generated under the data dir (development mode).
@@ -114,7 +124,7 @@ impl JwtKeys {
         }
         let bad = |e: jsonwebtoken::errors::Error| KeyError::Sign(e.to_string());
         Ok(JwtKeys {
-            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
+            verifier: Verifier::Key(DecodingKey::from_secret(secret).map_err(bad)?),
             encoding: Some(EncodingKey::from_secret(secret).map_err(bad)?),
             validation: validation(Algorithm::HS256),
             generated: false,
@@ -145,7 +155,7 @@ impl JwtKeys {
             ),
         };
         Ok(JwtKeys {
-            decoding,
+            verifier: Verifier::Key(decoding),
             encoding: None,
             validation: validation(algorithm),
             generated: false,
@@ -155,12 +165,36 @@ impl JwtKeys {
         })
     }
 
+    /// A verifier of tokens signed by the keys of an identity provider's key set (tokens are
+    /// minted elsewhere). The set is loaded by [`Jwks::spawn`].
+    pub fn from_jwks(jwks: Arc<Jwks>) -> JwtKeys {
+        JwtKeys {
+            verifier: Verifier::Jwks(jwks),
+            encoding: None,
+            // Replaced by each key's own algorithm.
+            validation: validation(Algorithm::RS256),
+            generated: false,
+            url_key: None,
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// The identity provider's key set, when tokens are verified with one.
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        match &self.verifier {
+            Verifier::Jwks(jwks) => Some(jwks),
+            Verifier::Key(_) => None,
+        }
+    }
+
     /// The keys for a configuration: the configured secret or public key, or the key generated
     /// under `data_dir` (created on first use).
     pub fn load(source: &JwtSource, data_dir: &Path) -> Result<JwtKeys, KeyError> {
         match source {
             JwtSource::Secret(secret) => JwtKeys::from_secret(secret.as_bytes()),
             JwtSource::PublicKey { path, alg } => JwtKeys::from_public_key(path, *alg),
+            JwtSource::Jwks { url } => Ok(JwtKeys::from_jwks(Arc::new(Jwks::new(url)))),
             JwtSource::Generated => {
                 let secret = load_or_generate_secret(data_dir)?;
                 let mut keys = JwtKeys::from_secret(secret.as_bytes())?;
@@ -194,10 +228,56 @@ impl JwtKeys {
         self.url_key
     }
 
-    /// Verifies a token and returns its caller.
+    /// Verifies a token and returns its caller; with a JWKS, a token naming a key the cached
+    /// set does not hold has the set fetched again (at most every [`crate::jwks::MIN_REFETCH`]).
+    pub async fn authenticate(&self, token: &str) -> Result<AuthUser, AppError> {
+        let verified = self.verify(token);
+        let Verifier::Jwks(jwks) = &self.verifier else {
+            return verified;
+        };
+        let kid = match jsonwebtoken::decode_header(token) {
+            Ok(header) => header.kid,
+            Err(_) => return verified,
+        };
+        match jwks.lookup(kid.as_deref()) {
+            Lookup::Found(_) => verified,
+            Lookup::NotLoaded | Lookup::Unknown => {
+                jwks.refresh_for_unknown_key().await;
+                self.verify(token)
+            }
+        }
+    }
+
+    /// Verifies a token against the keys at hand and returns its caller.
     pub fn verify(&self, token: &str) -> Result<AuthUser, AppError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| AppError::unauthorized(format!("invalid token: {e}")))?;
+        let invalid =
+            |e: jsonwebtoken::errors::Error| AppError::unauthorized(format!("invalid token: {e}"));
+        let data = match &self.verifier {
+            Verifier::Key(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation),
+            Verifier::Jwks(jwks) => {
+                let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+                let key = match jwks.lookup(header.kid.as_deref()) {
+                    Lookup::Found(key) => key,
+                    Lookup::NotLoaded => {
+                        return Err(AppError::unavailable(
+                            "the identity provider's token keys are not loaded yet; retry",
+                        ));
+                    }
+                    Lookup::Unknown => {
+                        return Err(AppError::unauthorized(
+                            "invalid token: signed with a key the identity provider does not \
+                             publish (unknown `kid`)",
+                        ));
+                    }
+                };
+                // The key's algorithm only: a token cannot choose another (HS256 "signed"
+                // with the public key, `none`).
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![key.algorithm];
+                jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+            }
+        }
+        .map_err(invalid)?;
         let claims = data.claims;
         for (name, value) in [("sub", &claims.sub), ("tid", &claims.tid)] {
             if value.is_empty()
@@ -324,7 +404,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok()
             .and_then(bearer)
             .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
-        let user = state.keys.verify(token)?;
+        let user = state.keys.authenticate(token).await?;
         state.sightings().seen(&state.store, &user);
         Ok(user)
     }

@@ -25,6 +25,7 @@ pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod hub;
+pub mod jwks;
 pub mod media;
 pub mod metrics;
 pub mod outbox;

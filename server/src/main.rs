@@ -85,6 +85,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _data_dir_lock = confab_server::datadir::prepare(&config)?;
     let keys = JwtKeys::load(&config.jwt(), &config.data_dir)?
         .with_claims(config.jwt_issuer.as_deref(), config.jwt_audience.as_deref());
+    if let Some(jwks) = keys.jwks() {
+        jwks.spawn(config.jwt_jwks_refresh);
+    }
     if keys.generated {
         tracing::info!(
             key_file = %config.data_dir.join(confab_server::auth::GENERATED_KEY_FILE).display(),

@@ -52,6 +52,26 @@ const PUBLIC_SECRETS: &[&str] = &[
     "benchsecretbenchsecretbenchsecret00",
 ];
 
+/// A JWKS URL must be `https://`, or `http://` to this machine (keys fetched in the clear from
+/// elsewhere could be swapped by anyone on the path).
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("jwt_jwks_url {url:?}: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "jwt_jwks_url {url:?}: keys must be fetched over https (http only on a loopback host)"
+        )),
+        other => Err(format!("jwt_jwks_url {url:?}: {other}:// is not http(s)")),
+    }
+}
+
 /// Every setting of `confab serve`, with its flag, environment variable, TOML key and default.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct Config {
@@ -138,6 +158,21 @@ pub struct Config {
         help_heading = "Tokens"
     )]
     pub jwt_audience: Option<String>,
+    /// URL of an identity provider's JSON Web Key Set: tokens are verified with the key their
+    /// `kid` names (RSA, EC or Ed25519 keys; set this or `jwt_secret` or
+    /// `jwt_public_key_file`). `https://`, or `http://` on a loopback host only.
+    #[arg(
+        long,
+        env = "CONFAB_JWT_JWKS_URL",
+        value_name = "URL",
+        help_heading = "Tokens"
+    )]
+    pub jwt_jwks_url: Option<String>,
+    /// How often the `jwt_jwks_url` key set is fetched again (also, at most every 30 s, when a
+    /// token names a key the cached set lacks).
+    #[arg(long, env = "CONFAB_JWT_JWKS_REFRESH", default_value = "10m", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Tokens")]
+    pub jwt_jwks_refresh: Duration,
 
     /// Largest WebSocket text frame accepted, in bytes (at least 1024).
     #[arg(
@@ -459,6 +494,9 @@ impl Config {
 
     /// Where the signing key comes from.
     pub fn jwt(&self) -> JwtSource {
+        if let Some(url) = &self.jwt_jwks_url {
+            return JwtSource::Jwks { url: url.clone() };
+        }
         match (&self.jwt_secret, &self.jwt_public_key_file) {
             (Some(secret), _) => JwtSource::Secret(secret.clone()),
             (None, Some(path)) => JwtSource::PublicKey {
@@ -469,12 +507,28 @@ impl Config {
         }
     }
 
-    /// Checks the bounds and the rules between keys that single values cannot break alone.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// One source of token keys, and a JWKS URL that can be trusted.
+    fn validate_token_keys(&self) -> Result<(), ConfigError> {
         let invalid = |text: &str| Err(ConfigError::Invalid(text.to_owned()));
         if self.jwt_secret.is_some() && self.jwt_public_key_file.is_some() {
             return invalid("set either jwt_secret or jwt_public_key_file, not both");
         }
+        if let Some(url) = &self.jwt_jwks_url {
+            if self.jwt_secret.is_some() || self.jwt_public_key_file.is_some() {
+                return invalid("set one of jwt_secret, jwt_public_key_file and jwt_jwks_url");
+            }
+            check_jwks_url(url).map_err(ConfigError::Invalid)?;
+            if self.jwt_jwks_refresh < Duration::from_secs(30) {
+                return invalid("jwt_jwks_refresh must be at least 30s");
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the bounds and the rules between keys that single values cannot break alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |text: &str| Err(ConfigError::Invalid(text.to_owned()));
+        self.validate_token_keys()?;
         if self.max_frame_bytes < 1024 {
             return invalid("max_frame_bytes must be at least 1024");
         }
@@ -654,6 +708,26 @@ mod tests {
             c.jwt_public_key_file = Some("/k.pem".into());
         });
         assert!(matches!(both, Err(ConfigError::Invalid(_))), "{both:?}");
+    }
+
+    #[test]
+    fn a_jwks_url_is_https_or_loopback_and_the_only_key_source() {
+        let jwks = |url: &str| {
+            with(|c| {
+                c.jwt_jwks_url = Some(url.to_owned());
+            })
+        };
+        jwks("https://idp.example/.well-known/jwks.json").expect("https");
+        jwks("http://127.0.0.1:9000/jwks").expect("loopback http");
+        jwks("http://localhost/jwks").expect("localhost http");
+        jwks("http://idp.example/jwks").expect_err("http elsewhere");
+        jwks("file:///etc/keys").expect_err("not http");
+        jwks("not a url").expect_err("unparsable");
+        with(|c| {
+            c.jwt_jwks_url = Some("https://idp.example/jwks".to_owned());
+            c.jwt_secret = Some("s".repeat(32));
+        })
+        .expect_err("two key sources");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum JwtSource {
     Secret(String),
     /// A configured public key (tokens are minted elsewhere).
     PublicKey { path: PathBuf, alg: PublicKeyAlg },
+    /// The keys an identity provider publishes at a JWKS URL.
+    Jwks { url: String },
     /// The HS256 key generated under the data dir on first start.
     Generated,
 }

@@ -25,7 +25,8 @@ pub async fn health() -> Json<Health> {
     Json(Health::status("ok"))
 }
 
-/// Readiness: storage answers and the server is not shutting down.
+/// Readiness: storage answers, the fan-out is connected, the identity provider's keys are
+/// loaded (with `jwt_jwks_url`) and the server is not shutting down.
 #[utoipa::path(get, path = "/ready", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -38,6 +39,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
     if state.hub.fanout().is_some_and(|f| !f.is_connected()) {
         let body = Json(Health::status("fanout_unavailable"));
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    if state.keys.jwks().is_some_and(|jwks| !jwks.is_loaded()) {
+        let body = Json(Health::status("token_keys_unavailable"));
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     // A store that hangs (an unreachable cluster) must not hang the probe.

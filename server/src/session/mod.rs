@@ -121,7 +121,7 @@ pub async fn ws_handler(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer);
     let auth = match header_token.or(params.token.as_deref()) {
-        Some(token) => match state.keys.verify(token) {
+        Some(token) => match state.keys.authenticate(token).await {
             Ok(user) => {
                 state.sightings().seen(&state.store, &user);
                 Some(user)
@@ -196,7 +196,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
                 Ok(ClientFrame {
                     reference,
                     command: Command::Auth { token },
-                }) => (reference, state.keys.verify(&token)),
+                }) => (reference, state.keys.authenticate(&token).await),
                 Ok(frame) => (
                     frame.reference,
                     Err(AppError::unauthorized("authenticate first")),

@@ -69,7 +69,11 @@ enum Backend {
     InProcess(Running, tempfile::TempDir),
 }
 
-/// The flags every test server starts with, `extra` replacing any of them; `--data-dir` goes
+/// The value that removes one of the default test flags (`["--jwt-secret", UNSET]`).
+pub const UNSET: &str = "<unset>";
+
+/// The flags every test server starts with, `extra` replacing any of them ([`UNSET`] removing
+/// one); `--data-dir` goes
 /// apart (the process harness gives one of its own unless a test names it).
 fn test_flags(extra: &[&str]) -> (Vec<String>, Option<String>) {
     assert!(
@@ -93,7 +97,9 @@ fn test_flags(extra: &[&str]) -> (Vec<String>, Option<String>) {
             continue;
         }
         flags.retain(|(flag, _)| flag != pair[0]);
-        flags.push((pair[0].to_owned(), pair[1].to_owned()));
+        if pair[1] != UNSET {
+            flags.push((pair[0].to_owned(), pair[1].to_owned()));
+        }
     }
     let flags = flags
         .into_iter()
@@ -155,7 +161,9 @@ impl Server {
         flags.extend(["--data-dir".to_owned(), dir.path().display().to_string()]);
         let args = ServeArgs::try_parse_from(flags).expect("test flags parse");
         let config = Config::resolve(args).expect("test flags are a valid configuration");
-        let keys = JwtKeys::load(&config.jwt(), &config.data_dir).expect("keys");
+        let keys = JwtKeys::load(&config.jwt(), &config.data_dir)
+            .expect("keys")
+            .with_claims(config.jwt_issuer.as_deref(), config.jwt_audience.as_deref());
         let link = fanout::start(&config.hub).await.expect("fan-out");
         let hub = Hub::start(link);
         let search = confab_server::search::SearchService::for_config(&config).expect("search");
