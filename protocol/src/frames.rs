@@ -47,6 +47,9 @@ impl ClientFrame {
 pub enum Command {
     /// Authenticate (only as the first frame, when no token came with the upgrade request).
     Auth { token: String },
+    /// Replace the connection's token before it expires (same user and tenant), so that the
+    /// connection is not closed with 4003 when the first one expires.
+    Refresh { token: String },
     /// Subscribe to a conversation's events; with `since`, replay every durable event after it.
     Join {
         conversation: String,

@@ -66,6 +66,9 @@ pub struct AuthUser {
     pub user: Arc<str>,
     pub tenant: Arc<str>,
     pub name: Option<Arc<str>>,
+    /// When the token stops being valid (`exp`, seconds since the epoch): an open WebSocket is
+    /// closed then unless the client sent a `refresh` with a newer token.
+    pub expires_at: u64,
 }
 
 /// Why key material could not be loaded or created.
@@ -290,6 +293,7 @@ impl JwtKeys {
             }
         }
         Ok(AuthUser {
+            expires_at: claims.exp,
             user: claims.sub.into(),
             tenant: claims.tid.into(),
             name: claims

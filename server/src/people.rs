@@ -64,6 +64,7 @@ mod tests {
 
     fn user(name: &str) -> AuthUser {
         AuthUser {
+            expires_at: u64::MAX,
             user: Arc::from("alice"),
             tenant: Arc::from("acme"),
             name: Some(Arc::from(name)),

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use confab_protocol::ServerFrame;
+use confab_protocol::{Command, ErrorCode, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn heartbeat_server() -> Server {
@@ -91,4 +91,66 @@ async fn a_stalled_client_under_the_queue_limit_is_closed_by_the_idle_timeout() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(carol);
+}
+
+/// A WebSocket does not outlive its token: at expiry the server sends `unauthorized` and closes
+/// with 4003, unless the client sent `refresh` with a newer token for the same user and tenant.
+#[tokio::test]
+async fn an_expired_token_closes_the_connection_with_4003_unless_refreshed() {
+    let server = Server::start_with(&["--heartbeat-secs", "1", "--idle-timeout-secs", "30"]).await;
+    let short = common::keys()
+        .mint("alice", common::TENANT, None, Duration::from_secs(2))
+        .expect("mint");
+    let mut expiring = server.ws_with_token(&short).await;
+    let mut refreshed = server.ws_with_token(&short).await;
+
+    // Another user's token, another tenant's, or no valid token: refused, connection kept.
+    refreshed
+        .expect_error(
+            Command::Refresh {
+                token: common::token("bob"),
+            },
+            ErrorCode::Forbidden,
+        )
+        .await;
+    refreshed
+        .expect_error(
+            Command::Refresh {
+                token: common::token_in("alice", "other-tenant"),
+            },
+            ErrorCode::Forbidden,
+        )
+        .await;
+    refreshed
+        .expect_error(
+            Command::Refresh {
+                token: "not-a-token".into(),
+            },
+            ErrorCode::Unauthorized,
+        )
+        .await;
+    refreshed
+        .expect_ok(Command::Refresh {
+            token: common::token("alice"),
+        })
+        .await;
+
+    let closed = expiring.expect_close(Duration::from_secs(6)).await;
+    assert_eq!(closed.code, Some(4003), "frames: {:?}", closed.frames);
+    assert!(
+        closed.frames.iter().any(|frame| matches!(
+            frame,
+            ServerFrame::Error {
+                code: ErrorCode::Unauthorized,
+                ..
+            }
+        )),
+        "an unauthorized error before the close: {:?}",
+        closed.frames
+    );
+    // The refreshed connection outlives the first token.
+    assert!(matches!(
+        refreshed.request(Command::Ping).await,
+        ServerFrame::Pong { .. }
+    ));
 }

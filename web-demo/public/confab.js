@@ -29,6 +29,11 @@
  * - **Reconnects** after any drop with exponential backoff and full jitter (0.5 s doubling to
  *   30 s by default), at once when the browser comes back online. A socket closed with 4001
  *   (bad token), or refused while REST says the token is bad, is not retried: `unauthorized`.
+ * - **Refreshes the token**: given `token` as a function, it asks it for a new token
+ *   `refreshAheadMs` (60 s) before the connection's token expires and hands it to the server
+ *   (`refresh`), so the connection is not closed at expiry; if that fails and the server closes
+ *   with 4003 (token expired), it reconnects at once with a token from the function. With a
+ *   fixed token string, 4003 ends the client like 4001.
  * - **Resumes**: every joined conversation is joined again with `since` = the last seq this
  *   client saw, so missed events are replayed in order. Durable events at or below that seq are
  *   dropped, so the app never sees one twice. When the server missed more than its replay cap
@@ -627,7 +632,20 @@ const DEFAULTS = {
   pongTimeoutMs: 8_000,
   sendRetryMs: 10_000,
   connectTimeoutMs: 10_000,
+  refreshAheadMs: 60_000,
+  refreshFloorMs: 10_000,
 };
+
+/** The `exp` of a JWT (seconds since the epoch), or null if it has none or is not a JWT. */
+export function tokenExpiry(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const { exp } = JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, "=")));
+    return typeof exp === "number" ? exp : null;
+  } catch {
+    return null;
+  }
+}
 
 /** A Confab WebSocket client that survives reconnects. See the top of this file. */
 export class ConfabClient extends EventTarget {
@@ -641,6 +659,9 @@ export class ConfabClient extends EventTarget {
    * @param {number} [options.pingIntervalMs] application ping period [20000].
    * @param {number} [options.pongTimeoutMs] silence after a ping that means a dead socket [8000].
    * @param {number} [options.sendRetryMs] resend an unacked message after this long [10000].
+   * @param {number} [options.refreshAheadMs] with a token function, refresh the connection's
+   *   token this long before it expires [60000].
+   * @param {number} [options.refreshFloorMs] the shortest time between two refreshes [10000].
    */
   constructor(options) {
     super();
@@ -662,7 +683,9 @@ export class ConfabClient extends EventTarget {
     /** ref → pending command */
     this.pending = new Map();
     this.lastTyping = new Map();
-    this.timers = { reconnect: null, ping: null, pong: null, connect: null };
+    this.timers = { reconnect: null, ping: null, pong: null, connect: null, refresh: null };
+    /** The token the current connection was opened or last refreshed with. */
+    this.connectionToken = null;
     this.stopped = false;
     this.onOnline = () => {
       if (this.status === "reconnecting") this.#reconnectNow();
@@ -746,6 +769,7 @@ export class ConfabClient extends EventTarget {
       return;
     }
     if (this.stopped) return;
+    this.connectionToken = token;
     const url = new URL("/v1/ws", this.baseUrl);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("token", token);
@@ -793,8 +817,14 @@ export class ConfabClient extends EventTarget {
     this.welcome = null;
     this.#clearTimers();
     if (this.stopped) return;
-    if (code === 4001) {
+    // 4003: the token expired. A token function gives a new one: reconnect at once.
+    if (code === 4001 || (code === 4003 && typeof this.options.token !== "function")) {
       this.#unauthorized();
+      return;
+    }
+    if (code === 4003) {
+      this.attempt = 0;
+      this.#reconnectNow();
       return;
     }
     if (wasWelcomed) {
@@ -925,6 +955,7 @@ export class ConfabClient extends EventTarget {
     this.failuresBeforeWelcome = 0;
     this.#setStatus("online");
     this.#emit("welcome", frame);
+    this.#scheduleRefresh();
     for (const [conversation, room] of this.rooms) this.#sendJoin(conversation, room);
     for (const entry of this.outbox.values()) this.#transmit(entry);
     for (const entry of this.pending.values()) {
@@ -1111,6 +1142,34 @@ export class ConfabClient extends EventTarget {
       }
     }
     this.#emit("error", frame);
+  }
+
+  /** With a token function: a `refresh` shortly before the connection's token expires. */
+  #scheduleRefresh() {
+    clearTimeout(this.timers.refresh);
+    this.timers.refresh = null;
+    const exp = tokenExpiry(this.connectionToken ?? "");
+    if (exp === null || typeof this.options.token !== "function") return;
+    // Not more often than that, should the function keep returning the same token.
+    const { refreshAheadMs, refreshFloorMs } = this.options;
+    const inMs = Math.max(refreshFloorMs, exp * 1000 - Date.now() - refreshAheadMs);
+    this.timers.refresh = setTimeout(() => this.#refresh(), inMs);
+  }
+
+  async #refresh() {
+    this.timers.refresh = null;
+    const ws = this.ws;
+    try {
+      const token = await this.#token();
+      if (this.ws !== ws || !this.online) return; // the next welcome schedules again
+      await this.#command({ type: "refresh", token });
+      if (this.ws === ws) this.connectionToken = token;
+    } catch (err) {
+      // Refused or no token now: try again later; at expiry the server closes with 4003 and
+      // the client reconnects with a new token.
+      this.#emit("error", { type: "error", code: err?.code ?? "refresh_failed", message: String(err?.message ?? err) });
+    }
+    if (this.ws === ws && this.online) this.#scheduleRefresh();
   }
 
   #command(frame) {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { afterEach, beforeEach, test } from "node:test";
 
-import { ConfabApi, ConfabClient, backoffDelay, hasThumbnail, planChunks } from "../public/confab.js";
+import { ConfabApi, ConfabClient, backoffDelay, hasThumbnail, planChunks, tokenExpiry } from "../public/confab.js";
 
 class FakeSocket {
   static OPEN = 1;
@@ -199,6 +199,65 @@ test("close code 4001 means a bad token: no more reconnects", async () => {
     unauthorized = true;
   });
   latest().drop(4001);
+  await tick(80);
+  assert.ok(unauthorized);
+  assert.equal(client.status, "closed");
+  assert.equal(FakeSocket.all.length, 1);
+});
+
+/** A JWT-shaped token (unsigned: the fake server does not check) expiring in `secs`. */
+function jwt(name, secs) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  return `${part({ alg: "HS256" })}.${part({ sub: name, exp: Math.floor(Date.now() / 1000) + secs })}.sig`;
+}
+
+test("tokenExpiry reads a JWT's exp, and null from anything else", () => {
+  const token = jwt("alice", 100);
+  assert.ok(Math.abs(tokenExpiry(token) - (Date.now() / 1000 + 100)) < 2);
+  assert.equal(tokenExpiry("tok"), null);
+  assert.equal(tokenExpiry("a.%%%.c"), null);
+});
+
+test("with a token function, the token is refreshed over the socket before it expires", async () => {
+  let issued = 0;
+  newClient({
+    token: () => jwt(`t${(issued += 1)}`, 30),
+    refreshAheadMs: 60_000,
+    refreshFloorMs: 20,
+  });
+  await waitFor(() => FakeSocket.all.length === 1, "a socket");
+  const socket = latest();
+  socket.accept();
+  await waitFor(() => socket.sentOf("refresh").length === 1, "a refresh frame");
+  const [refresh] = socket.sentOf("refresh");
+  assert.equal(tokenExpiry(refresh.token) !== null, true);
+  assert.notEqual(refresh.token, socket.url.searchParams.get("token"), "a new token");
+  socket.push({ type: "ok", ref: refresh.ref });
+  // It keeps refreshing while the token stays within refreshAheadMs of expiring.
+  await waitFor(() => socket.sentOf("refresh").length >= 2, "the next refresh");
+  assert.equal(FakeSocket.all.length, 1, "no reconnect");
+});
+
+test("close code 4003 (token expired) reconnects with a new token from the function", async () => {
+  let issued = 0;
+  newClient({ token: () => `tok-${(issued += 1)}` });
+  await waitFor(() => FakeSocket.all.length === 1, "a socket");
+  latest().accept();
+  latest().drop(4003);
+  await waitFor(() => FakeSocket.all.length === 2, "a reconnect");
+  assert.equal(latest().url.searchParams.get("token"), "tok-2");
+  assert.notEqual(client.status, "closed");
+});
+
+test("close code 4003 with a fixed token string ends the client: unauthorized", async () => {
+  newClient();
+  await waitFor(() => FakeSocket.all.length === 1, "a socket");
+  let unauthorized = false;
+  client.on("unauthorized", () => {
+    unauthorized = true;
+  });
+  latest().accept();
+  latest().drop(4003);
   await tick(80);
   assert.ok(unauthorized);
   assert.equal(client.status, "closed");

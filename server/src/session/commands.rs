@@ -161,6 +161,17 @@ impl Session {
         };
         match command {
             Command::Auth { .. } => Err(AppError::invalid("already authenticated").into()),
+            Command::Refresh { token } => {
+                let fresh = state.keys.authenticate(&token).await?;
+                if fresh.user != user.user || fresh.tenant != user.tenant {
+                    return Err(AppError::forbidden(
+                        "a refresh token must be for the same user and tenant",
+                    )
+                    .into());
+                }
+                self.user = fresh;
+                Ok(ok(None))
+            }
             Command::Ping => Ok(Some(ServerFrame::Pong { reference })),
             Command::Join {
                 conversation,

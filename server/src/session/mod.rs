@@ -48,6 +48,8 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The connection fell further behind than the replay cap; reconnect and resume.
     pub const RESUME_REQUIRED: u16 = 4009;
+    /// The token expired and no `refresh` replaced it; reconnect with a new token.
+    pub const TOKEN_EXPIRED: u16 = 4003;
 }
 
 /// How long a closed session waits for the client's close before dropping the socket.
@@ -292,6 +294,10 @@ impl Exit {
         code: close_code::IDLE_TIMEOUT,
         reason: "heartbeat timeout",
     };
+    const TOKEN_EXPIRED: Exit = Exit::Closed {
+        code: close_code::TOKEN_EXPIRED,
+        reason: "token expired",
+    };
 }
 
 /// What the client's stream yielded, as the loop acts on it.
@@ -426,12 +432,19 @@ impl Session {
                         if self.drain_acks(&mut socket).await.is_err() {
                             return;
                         }
-                        if code == close_code::SLOW_CONSUMER {
-                            let frame = ServerFrame::error(
-                                None,
-                                ErrorCode::SlowConsumer,
-                                "slow consumer: resume with since",
-                            );
+                        let last_word = match code {
+                            close_code::SLOW_CONSUMER => {
+                                Some((ErrorCode::SlowConsumer, "slow consumer: resume with since"))
+                            }
+                            close_code::TOKEN_EXPIRED => Some((
+                                ErrorCode::Unauthorized,
+                                "token expired: reconnect with a new token (send `refresh` \
+                                 before it expires to keep the connection)",
+                            )),
+                            _ => None,
+                        };
+                        if let Some((code, message)) = last_word {
+                            let frame = ServerFrame::error(None, code, message);
                             let _ = self.send(&mut socket, &frame).await;
                         }
                         close(&mut socket, code, reason).await;
@@ -525,9 +538,13 @@ impl Session {
         }
     }
 
-    /// Once per heartbeat interval: closes a connection silent past the idle timeout, else
-    /// pings it (a ping the client does not take before that deadline closes it too).
+    /// Once per heartbeat interval: closes a connection whose token has expired or that was
+    /// silent past the idle timeout, else pings it (a ping the client does not take before
+    /// that deadline closes it too).
     async fn heartbeat<S: Socket>(&mut self, socket: &mut S) -> Result<(), Exit> {
+        if jsonwebtoken::get_current_timestamp() >= self.user.expires_at {
+            return Err(Exit::TOKEN_EXPIRED);
+        }
         if self.last_seen.elapsed() > self.state.config.idle_timeout {
             return Err(Exit::IDLE);
         }
