@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "confab-bench",
     about = "Load generator for a running Confab server (loopback only)",
-    after_help = "Start the server with `--message-rate-per-minute 0 --jwt-secret <secret>` in a shell \
+    after_help = "Start the server with `--message-rate-per-minute 0 --join-rate-per-minute 0 \
+                  --rest-rate-per-minute 0 --jwt-secret <secret>` in a shell \
                   with `ulimit -n 65536`, then pass the same secret here (or CONFAB_JWT_SECRET). \
                   Progress goes to stderr; the summary and one JSON line to stdout."
 )]

@@ -39,6 +39,7 @@ fn server_binary() -> PathBuf {
 fn start_server(data: Option<&Path>, extra: &[&str]) -> ConfabServer {
     let mut builder = ConfabServer::builder(server_binary())
         .args(["--message-rate-per-minute", "0", "--jwt-secret", SECRET])
+        .args(["--join-rate-per-minute", "0", "--rest-rate-per-minute", "0"])
         .args(["--log", "warn"])
         .args(extra);
     if let Some(data) = data {

@@ -409,6 +409,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .and_then(bearer)
             .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
         let user = state.keys.authenticate(token).await?;
+        state.user_limits().rest.check(&user)?;
         state.sightings().seen(&state.store, &user);
         Ok(user)
     }

@@ -126,6 +126,7 @@ pub async fn edit(
 ) -> Result<u64, AppError> {
     validate::id("message", message)?;
     validate::body(&body, state.config.max_body_bytes, false)?;
+    state.user_limits().edits.check(user)?;
     Ok(state
         .store
         .edit_message(&user.tenant, &user.user, message, body)
@@ -138,6 +139,7 @@ pub async fn delete(
     message: &str,
 ) -> Result<Option<u64>, AppError> {
     validate::id("message", message)?;
+    state.user_limits().deletes.check(user)?;
     Ok(state
         .store
         .delete_message(&user.tenant, &user.user, message)
@@ -152,6 +154,15 @@ pub async fn react(
 ) -> Result<Option<u64>, AppError> {
     validate::id("message", message)?;
     validate::emoji(emoji)?;
+    let limits = state.user_limits();
+    limits.reactions.check(user)?;
+    // The caps, against the message as it is now (two reactions racing may both pass: the cap
+    // bounds abuse, it is not an exact count).
+    let current = state
+        .store
+        .message(&user.tenant, &user.user, message)
+        .await?;
+    limits.check_reaction(&user.user, emoji, &current.reactions)?;
     Ok(state
         .store
         .add_reaction(&user.tenant, &user.user, message, emoji)
@@ -166,6 +177,7 @@ pub async fn unreact(
 ) -> Result<Option<u64>, AppError> {
     validate::id("message", message)?;
     validate::emoji(emoji)?;
+    state.user_limits().reactions.check(user)?;
     Ok(state
         .store
         .remove_reaction(&user.tenant, &user.user, message, emoji)

@@ -26,6 +26,7 @@ pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod jwks;
+pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod outbox;

@@ -19,13 +19,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use std::num::NonZeroU32;
-
-use confab_protocol::{ErrorCode, EventBody, ServerFrame};
+use confab_protocol::{EventBody, ServerFrame};
 use confab_search::{IndexEvent, SearchIndex};
 use confab_storage::{DynStore, EventSink, StoredEvent};
-use governor::clock::{Clock, DefaultClock};
-use governor::{Quota, RateLimiter};
 
 use crate::auth::AuthUser;
 use crate::error::AppError;
@@ -45,8 +41,7 @@ pub struct SearchService {
     pub index: Arc<SearchIndex>,
     feed: SyncSender<Vec<IndexEvent>>,
     /// Searches per user; `None` when the limit is off.
-    limiter: Option<crate::state::KeyedLimiter>,
-    per_minute: u32,
+    limiter: crate::limits::Limit,
     /// Conversations whose events the feed dropped, to replay from storage.
     behind: Mutex<BTreeSet<(String, String)>>,
     /// Whether the backfill from storage at start has finished.
@@ -153,8 +148,7 @@ impl SearchService {
         Ok(SearchService {
             index,
             feed,
-            limiter: None,
-            per_minute: 0,
+            limiter: crate::limits::Limit::per_minute(0, "searches"),
             behind: Mutex::new(BTreeSet::new()),
             backfilled: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "kafka")]
@@ -173,9 +167,7 @@ impl SearchService {
             SearchService::start_with_budget(&dir, config.search_commit_interval, budget).map_err(
                 |err| err.context(format!("cannot open the search index in {}", dir.display())),
             )?;
-        service.per_minute = config.search_per_minute;
-        service.limiter = NonZeroU32::new(config.search_per_minute)
-            .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
+        service.limiter = crate::limits::Limit::per_minute(config.search_per_minute, "searches");
         #[cfg(feature = "kafka")]
         service.follow_stream(config, &dir)?;
         Ok(Arc::new(service))
@@ -223,19 +215,7 @@ impl SearchService {
     /// Takes one search from the user's budget, or refuses with `rate_limited` and when to
     /// retry.
     pub fn check_rate(&self, user: &AuthUser) -> Result<(), AppError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter
-            .check_key(&(user.tenant.clone(), user.user.clone()))
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                AppError::new(
-                    ErrorCode::RateLimited,
-                    format!("more than {} searches per minute", self.per_minute),
-                )
-                .with_retry_after(wait)
-            })
+        self.limiter.check(user)
     }
 
     /// Hands `events`' message events to the indexer; never waits (a full queue drops them,

@@ -1,18 +1,13 @@
 //! The application state shared by every handler and session.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_protocol::ErrorCode;
 use confab_protocol::frames::Limits;
 use confab_storage::DynStore;
 
 use crate::media::MediaService;
 use crate::search::SearchService;
-use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,9 +16,6 @@ use crate::auth::{AuthUser, JwtKeys};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::hub::Hub;
-
-pub(crate) type UserKey = (Arc<str>, Arc<str>);
-pub(crate) type KeyedLimiter = RateLimiter<UserKey, DefaultKeyedStateStore<UserKey>, DefaultClock>;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -35,8 +27,6 @@ pub struct AppState {
     pub services: Arc<Services>,
     pub hub: Arc<Hub>,
     pub keys: Arc<JwtKeys>,
-    /// Per-user message limiter; `None` when the limit is off.
-    limiter: Option<Arc<KeyedLimiter>>,
     /// Renders `/metrics`; `None` when no recorder could be installed (a second server in one
     /// process, as in some tests).
     pub metrics: Option<PrometheusHandle>,
@@ -54,6 +44,8 @@ pub struct Services {
     /// When each user was last written to the directory of people (here rather than in
     /// `AppState`, which every session holds a copy of: its size is guarded).
     pub sightings: crate::people::Sightings,
+    /// Per-user rate limits and caps.
+    pub limits: crate::limits::UserLimits,
 }
 
 impl AppState {
@@ -81,12 +73,11 @@ impl AppState {
         keys: JwtKeys,
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
-        let limiter = NonZeroU32::new(config.message_rate_per_minute)
-            .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))));
         let services = Arc::new(Services {
             media,
             search,
             sightings: crate::people::Sightings::default(),
+            limits: crate::limits::UserLimits::new(&config),
         });
         AppState {
             config: Arc::new(config),
@@ -94,47 +85,32 @@ impl AppState {
             services,
             hub,
             keys: Arc::new(keys),
-            limiter,
             metrics,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
         }
     }
 
+    /// Per-user rate limits and caps.
+    pub fn user_limits(&self) -> &crate::limits::UserLimits {
+        &self.services.limits
+    }
+
     /// Takes one message from the user's budget, or refuses with `rate_limited`.
     pub fn check_message_rate(&self, user: &AuthUser) -> Result<(), AppError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        let key = (user.tenant.clone(), user.user.clone());
-        limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            AppError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {} messages per minute",
-                    self.config.message_rate_per_minute
-                ),
-            )
-            .with_retry_after(wait)
-        })
+        self.services.limits.messages.check(user)
     }
 
     /// Forgets idle users' limiter state now and then, so it does not grow without bound.
     pub fn spawn_limiter_cleanup(&self) {
-        let Some(limiter) = self.limiter.clone() else {
-            return;
-        };
+        let services = self.services.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {
-                        limiter.retain_recent();
-                        limiter.shrink_to_fit();
-                    }
+                    _ = tick.tick() => services.limits.forget_idle(),
                 }
             }
         });

@@ -99,6 +99,72 @@ pub struct Config {
         help_heading = "Server"
     )]
     pub message_rate_per_minute: u32,
+    /// Reactions added or removed by one user per minute; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_REACTION_RATE_PER_MINUTE",
+        default_value = "120",
+        help_heading = "Server"
+    )]
+    pub reaction_rate_per_minute: u32,
+    /// Message edits by one user per minute; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_EDIT_RATE_PER_MINUTE",
+        default_value = "60",
+        help_heading = "Server"
+    )]
+    pub edit_rate_per_minute: u32,
+    /// Message deletes by one user per minute; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_DELETE_RATE_PER_MINUTE",
+        default_value = "60",
+        help_heading = "Server"
+    )]
+    pub delete_rate_per_minute: u32,
+    /// WebSocket joins and leaves by one user per minute (each may be a presence change for the
+    /// room; joining a joined conversation again is free), with the whole budget as a burst: at
+    /// least `max_joined`, so a reconnect can join everything at once; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_JOIN_RATE_PER_MINUTE",
+        default_value = "1000",
+        help_heading = "Server"
+    )]
+    pub join_rate_per_minute: u32,
+    /// Authenticated REST requests by one user per minute; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_REST_RATE_PER_MINUTE",
+        default_value = "1200",
+        help_heading = "Server"
+    )]
+    pub rest_rate_per_minute: u32,
+    /// Reactions one message may carry in all (each person's each emoji counts one).
+    #[arg(
+        long,
+        env = "CONFAB_MAX_REACTIONS_PER_MESSAGE",
+        default_value = "500",
+        help_heading = "Server"
+    )]
+    pub max_reactions_per_message: usize,
+    /// Different reactions one person may put on one message.
+    #[arg(
+        long,
+        env = "CONFAB_MAX_REACTIONS_PER_USER",
+        default_value = "20",
+        help_heading = "Server"
+    )]
+    pub max_reactions_per_user: usize,
+    /// Open WebSocket connections one user may have on this node; 0: no cap.
+    #[arg(
+        long,
+        env = "CONFAB_MAX_CONNECTIONS_PER_USER",
+        default_value = "50",
+        help_heading = "Server"
+    )]
+    pub max_connections_per_user: usize,
     /// Nodes that deliberately share this data dir's SQLite file (a one-host stand-in for a
     /// shared store) set this on every node, with a cluster `hub`; without it a second server
     /// on the same data dir refuses to start.
@@ -529,6 +595,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |text: &str| Err(ConfigError::Invalid(text.to_owned()));
         self.validate_token_keys()?;
+        if self.max_reactions_per_message == 0 || self.max_reactions_per_user == 0 {
+            return invalid(
+                "max_reactions_per_message and max_reactions_per_user must be at least 1",
+            );
+        }
         if self.max_frame_bytes < 1024 {
             return invalid("max_frame_bytes must be at least 1024");
         }

@@ -39,8 +39,7 @@ pub struct MediaService {
     /// Where `media_uploaded` and `media_deleted` go, with an event stream configured.
     events: Option<Arc<dyn EventStream>>,
     /// Uploads begun per user; `None` when the limit is off.
-    limiter: Option<crate::state::KeyedLimiter>,
-    uploads_per_minute: u32,
+    limiter: crate::limits::Limit,
 }
 
 impl std::fmt::Debug for MediaService {
@@ -81,43 +80,23 @@ impl MediaService {
                 UrlSigner::random()
             }
         };
-        let limiter =
-            std::num::NonZeroU32::new(config.media_uploads_per_minute).map(|per_minute| {
-                governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute))
-            });
+        let limiter = crate::limits::Limit::per_minute(config.media_uploads_per_minute, "uploads");
         MediaService {
             files,
             signer,
             events,
             limiter,
-            uploads_per_minute: config.media_uploads_per_minute,
         }
     }
 
     /// Takes one upload from the user's budget, or refuses with `rate_limited`.
     pub fn check_upload_rate(&self, user: &AuthUser) -> Result<(), AppError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter
-            .check_key(&(user.tenant.clone(), user.user.clone()))
-            .map_err(|not_until| {
-                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
-                let wait = not_until.wait_time_from(now);
-                AppError::new(
-                    ErrorCode::RateLimited,
-                    format!("more than {} uploads per minute", self.uploads_per_minute),
-                )
-                .with_retry_after(wait)
-            })
+        self.limiter.check(user)
     }
 
     /// Forgets the upload budgets of users idle for a minute (called periodically).
     pub fn forget_idle_uploaders(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
+        self.limiter.forget_idle();
     }
 
     /// Publishes a media event on the stream, if there is one (never waits).

@@ -182,6 +182,9 @@ impl Session {
             }
             Command::Leave { conversation } => {
                 validate::id("conversation", &conversation)?;
+                if self.joined.contains_key(conversation.as_str()) {
+                    state.user_limits().joins.check(&user)?;
+                }
                 if self.joined.remove(conversation.as_str()).is_some() {
                     state
                         .hub
@@ -240,6 +243,7 @@ impl Session {
         validate::id("conversation", &conversation)?;
         let already = self.joined.contains_key(conversation.as_str());
         if !already {
+            self.state.user_limits().joins.check(&self.user)?;
             self.may_join(&conversation).await?;
         }
         let tenant = self.user.tenant.clone();

@@ -33,6 +33,7 @@ use crate::chat::encode;
 use crate::error::AppError;
 use crate::http::ApiQuery;
 use crate::hub::Subscriber;
+use crate::limits::ConnectionSlot;
 use crate::metrics as m;
 use crate::outbox::Outbox;
 use crate::state::AppState;
@@ -48,6 +49,9 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The connection fell further behind than the replay cap; reconnect and resume.
     pub const RESUME_REQUIRED: u16 = 4009;
+    /// RFC 6455's policy violation: over the user's connection cap (after an `auth` frame; a
+    /// token on the upgrade gets HTTP 429 instead).
+    pub const POLICY: u16 = 1008;
     /// The token expired and no `refresh` replaced it; reconnect with a new token.
     pub const TOKEN_EXPIRED: u16 = 4003;
 }
@@ -132,6 +136,14 @@ pub async fn ws_handler(
         },
         None => None,
     };
+    // Counted from here: dropped with the upgrade if it never completes.
+    let slot = match &auth {
+        Some(user) => match state.user_limits().connections.open(user) {
+            Ok(slot) => Some(slot),
+            Err(err) => return err.into_response(),
+        },
+        None => None,
+    };
     // Frames over max_frame_bytes but under this hard cap are answered with `too_large` and the
     // connection lives on; past it the connection is closed with 1009.
     let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
@@ -142,7 +154,7 @@ pub async fn ws_handler(
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {
             let tracker = state.sessions.clone();
-            tracker.track_future(start(socket, state, auth, presence))
+            tracker.track_future(start(socket, state, auth, slot, presence))
         })
 }
 
@@ -155,6 +167,7 @@ async fn start<S: Socket + 'static>(
     mut socket: S,
     state: AppState,
     auth: Option<AuthUser>,
+    slot: Option<ConnectionSlot>,
     presence: bool,
 ) {
     let user = match auth {
@@ -170,6 +183,23 @@ async fn start<S: Socket + 'static>(
             }
         }
     };
+    let slot = match slot {
+        Some(slot) => slot,
+        None => match state.user_limits().connections.open(&user) {
+            Ok(slot) => slot,
+            Err(err) => {
+                m::ws_error(err.code.as_str());
+                if let Ok(text) = encode(&err.into_frame(None)) {
+                    let _ = socket.send(Message::Text(text)).await;
+                }
+                m::ws_closed(&close_code::POLICY.to_string());
+                close(&mut socket, close_code::POLICY, "too many connections").await;
+                return;
+            }
+        },
+    };
+    // From here the session's drop gives the slot back.
+    slot.keep();
     let conn = state.hub.next_conn_id();
     let span = info_span!("session", conn, user = %user.user, tenant = %user.tenant);
     let tracker = state.sessions.clone();
@@ -364,6 +394,7 @@ impl Drop for ConnectionGauge {
 impl Drop for Session {
     fn drop(&mut self) {
         self.leave_all();
+        self.state.user_limits().connections.close(&self.user);
     }
 }
 

@@ -82,6 +82,12 @@ fn test_flags(extra: &[&str]) -> (Vec<String>, Option<String>) {
     );
     let mut flags: Vec<(String, String)> = vec![
         ("--message-rate-per-minute".into(), "0".into()),
+        // Tests act in bursts; the abuse tests turn these on.
+        ("--reaction-rate-per-minute".into(), "0".into()),
+        ("--edit-rate-per-minute".into(), "0".into()),
+        ("--delete-rate-per-minute".into(), "0".into()),
+        ("--join-rate-per-minute".into(), "0".into()),
+        ("--rest-rate-per-minute".into(), "0".into()),
         ("--jwt-secret".into(), SECRET.into()),
         ("--log".into(), "info,confab_server=debug".into()),
     ];
