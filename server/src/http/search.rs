@@ -66,8 +66,8 @@ fn invalid(err: SearchError) -> AppError {
 
 /// The query, with the parameters' filters folded in.
 fn parse(params: &MessageSearch) -> Result<Parsed, AppError> {
-    if params.q.len() > 1000 {
-        return Err(AppError::too_large("the query is over 1000 bytes"));
+    if params.q.chars().count() > 1000 {
+        return Err(AppError::too_large("the query is over 1000 characters"));
     }
     let with_filters = format!(
         "{} {} {} {} {}",

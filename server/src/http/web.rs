@@ -255,9 +255,9 @@ fn optional_field(field: &str, value: Option<&str>, max: usize) -> Result<(), Ap
     if value.trim().is_empty() {
         return Err(AppError::invalid(format!("`{field}` must not be blank")));
     }
-    if value.len() > max {
+    if value.chars().count() > max {
         return Err(AppError::too_large(format!(
-            "`{field}` is longer than {max} bytes"
+            "`{field}` is longer than {max} characters"
         )));
     }
     if value.chars().any(char::is_control) {
