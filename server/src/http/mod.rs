@@ -2,6 +2,7 @@
 //! merged here. Extractor rejections are turned into the one JSON error shape.
 
 mod conversations;
+mod docs;
 mod media;
 mod messages;
 pub mod openapi;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(search::router())
         .merge(search_people::router())
         .merge(web::router())
+        .merge(docs::router())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/protocol.schema.json", get(openapi::protocol_schema))
         .route("/v1/ws", get(crate::session::ws_handler))
