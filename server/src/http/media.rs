@@ -283,8 +283,8 @@ pub async fn meta(
     params(("id" = String, Path)),
     responses((status = 200, description = "the thumbnail (JPEG, or PNG for images with transparency)", content_type = "image/*"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, description = "no such file, or not an image", body = ErrorBody),
-        (status = 415, description = "an image no thumbnail can be made of (corrupt, or too large to decode)", body = ErrorBody)))]
+        (status = 404, description = "no such file", body = ErrorBody),
+        (status = 415, description = "not an image, or one no thumbnail can be made of (corrupt, or too large to decode)", body = ErrorBody)))]
 pub async fn thumbnail(
     State(state): State<AppState>,
     user: AuthUser,
@@ -293,7 +293,9 @@ pub async fn thumbnail(
     validate::id("id", &id)?;
     let file = state.store.media(&user.tenant, &user.user, &id).await?;
     if !is_thumbnailable(&file.content_type) {
-        return Err(AppError::not_found(
+        // 415, not 404: the file exists, its type has no thumbnail.
+        return Err(AppError::new(
+            confab_protocol::ErrorCode::UnsupportedMediaType,
             "this file is not an image with a thumbnail",
         ));
     }

@@ -398,7 +398,11 @@ fn query_parameters(path: &str, operation: &mut serde_json::Value) {
         "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"});
     let rules: &[(&str, &str, serde_json::Value)] = &[
         ("/v1/conversations", "cursor", token(MAX_ID_LEN)),
-        ("/v1/search/messages", "q", nonblank(1000)),
+        (
+            "/v1/search/messages",
+            "q",
+            serde_json::json!({"type": "string", "maxLength": 1000}),
+        ),
         ("/v1/search/messages", "conversation", token(MAX_ID_LEN)),
         ("/v1/search/messages", "author", token(MAX_USER_ID_LEN)),
         ("/v1/search/messages", "from", day.clone()),
@@ -416,7 +420,8 @@ fn query_parameters(path: &str, operation: &mut serde_json::Value) {
         (
             "/v1/search/messages",
             "cursor",
-            serde_json::json!({"type": "string", "minLength": 1}),
+            // An offset, at most `confab_search::MAX_CURSOR`.
+            serde_json::json!({"type": "string", "pattern": "^[0-9]{1,4}$"}),
         ),
         (
             "/v1/search/messages",
