@@ -10,6 +10,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::{conversations, media, messages, ops, search, search_people, web};
 
+mod rules;
+
+use rules::{body_constraints, path_parameters, query_parameters};
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Confab", description = "Real-time chat server: REST API. The WebSocket protocol at /v1/ws is described in docs/protocol.md."),
@@ -179,121 +183,6 @@ pub fn served(config: &crate::config::Config) -> serde_json::Value {
     doc
 }
 
-/// Characters no id, name or title may hold: controls (Unicode Cc) and the invisible
-/// formatting characters of [`crate::validate::is_invisible_format`] (those of the Basic
-/// Multilingual Plane; JSON Schema's regular expressions name no others portably).
-const HIDDEN: &str = r"\x00-\x1f\x7f-\x9f\xad\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb";
-
-/// What `validate::id`, `validate::user_id` and `validate::client_msg_id` accept: 1 to `max`
-/// characters, none hidden.
-fn token(max: usize) -> serde_json::Value {
-    serde_json::json!({"type": "string", "minLength": 1, "maxLength": max,
-        "pattern": format!("^[^{HIDDEN}]+$")})
-}
-
-/// Text with at least one visible character, none of `hidden`, at most `max` characters.
-fn text(hidden: &str, max: Option<usize>) -> serde_json::Value {
-    let mut schema = serde_json::json!({"type": "string", "minLength": 1,
-        "pattern": format!("^[^{hidden}]*[^\\s{hidden}][^{hidden}]*$")});
-    if let Some(max) = max {
-        schema["maxLength"] = max.into();
-    }
-    schema
-}
-
-/// The field checks of `server/src/validate.rs` (and the handlers'), as schema keywords on the
-/// request bodies, so that clients and fuzzers know them.
-fn body_constraints(doc: &mut serde_json::Value) {
-    use crate::validate::MAX_ID_LEN;
-    use confab_protocol::limits::{
-        MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID_LEN, MAX_EMOJI_LEN, MAX_INITIAL_MEMBERS, MAX_TITLE_LEN,
-        MAX_USER_ID_LEN,
-    };
-    // A message body may hold line breaks and tabs, no other control character.
-    let body_hidden = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f";
-    let title = text(HIDDEN, Some(MAX_TITLE_LEN));
-    let user = token(MAX_USER_ID_LEN);
-    let id = token(MAX_ID_LEN);
-    let emoji = serde_json::json!({"type": "string", "minLength": 1, "maxLength": MAX_EMOJI_LEN,
-        "pattern": "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$"});
-    let rules: Vec<(&str, &str, serde_json::Value)> = vec![
-        ("CreateConversation", "title", title.clone()),
-        (
-            "CreateConversation",
-            "members",
-            serde_json::json!({"type": "array", "items": user, "maxItems": MAX_INITIAL_MEMBERS}),
-        ),
-        ("UpdateConversation", "title", title),
-        ("AddMember", "user", user.clone()),
-        ("SendMessage", "client_msg_id", token(MAX_CLIENT_MSG_ID_LEN)),
-        ("SendMessage", "body", text(body_hidden, None)),
-        ("SendMessage", "reply_to", id.clone()),
-        (
-            "SendMessage",
-            "attachments",
-            serde_json::json!({"type": "array", "maxItems": MAX_ATTACHMENTS}),
-        ),
-        ("EditMessage", "body", text(body_hidden, None)),
-        ("AddReaction", "emoji", emoji),
-        ("Attachment", "id", id.clone()),
-        ("Attachment", "name", token(255)),
-        ("Attachment", "mime", token(255)),
-        // `name` and `content_type` are taken as given and made safe (`safe_name`).
-        (
-            "CreateUpload",
-            "sha256",
-            serde_json::json!({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
-        ),
-        ("CreateUpload", "conversation", id.clone()),
-        ("UploadForm", "conversation", id),
-        (
-            "DevTokenRequest",
-            "user",
-            serde_json::json!({"type": "string", "minLength": 1,
-            "maxLength": MAX_USER_ID_LEN, "pattern": format!("^[^\\s{HIDDEN}]+$")}),
-        ),
-        ("DevTokenRequest", "tenant", user),
-        (
-            "DevTokenRequest",
-            "name",
-            text(r"\x00-\x1f\x7f-\x9f", Some(128)),
-        ),
-    ];
-    let Some(schemas) = doc
-        .pointer_mut("/components/schemas")
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return;
-    };
-    whole_schema_rules(schemas);
-    for (schema, property, constraint) in rules {
-        let Some(slot) = schemas
-            .get_mut(schema)
-            .and_then(|s| s.get_mut("properties"))
-            .and_then(|p| p.get_mut(property))
-        else {
-            continue;
-        };
-        constrain(slot, constraint);
-    }
-}
-
-/// Adds the keywords of `constraint` to the property schema `slot`, keeping what the type
-/// said (its description, whether it may be null).
-fn constrain(slot: &mut serde_json::Value, mut constraint: serde_json::Value) {
-    let nullable = slot["type"]
-        .as_array()
-        .is_some_and(|types| types.contains(&"null".into()));
-    if nullable {
-        constraint["type"] = serde_json::json!([constraint["type"].clone(), "null"]);
-    }
-    if let (Some(slot), Some(add)) = (slot.as_object_mut(), constraint.as_object()) {
-        for (keyword, value) in add {
-            slot.insert(keyword.clone(), value.clone());
-        }
-    }
-}
-
 /// The error answers any operation may give, documented on each: 400 (malformed input), 401
 /// (a secured operation without a valid token), 413 (input past a limit).
 fn common_answers(path: &str, operation: &mut serde_json::Value) {
@@ -327,124 +216,6 @@ fn common_answers(path: &str, operation: &mut serde_json::Value) {
     }
     if has_input {
         add("413");
-    }
-}
-
-/// The parameters of an operation.
-fn parameters_mut(
-    operation: &mut serde_json::Value,
-) -> impl Iterator<Item = &mut serde_json::Value> {
-    operation
-        .get_mut("parameters")
-        .and_then(serde_json::Value::as_array_mut)
-        .into_iter()
-        .flatten()
-}
-
-/// Path parameters are ids: 1 to 128 printable ASCII characters (what the server generates
-/// and accepts); an emoji is 1 to 16 characters without spaces.
-fn path_parameters(operation: &mut serde_json::Value) {
-    for parameter in parameters_mut(operation) {
-        if parameter["in"] != "path" || parameter["schema"]["type"] != "string" {
-            continue;
-        }
-        parameter["schema"] = if parameter["name"] == "emoji" {
-            serde_json::json!({"type": "string", "minLength": 1,
-                "maxLength": confab_protocol::limits::MAX_EMOJI_LEN,
-                "pattern": "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$"})
-        } else {
-            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 128,
-                "pattern": "^[!-~]+$"})
-        };
-    }
-}
-
-/// The rules of [`body_constraints`] that concern a whole schema rather than one property.
-fn whole_schema_rules(schemas: &mut serde_json::Map<String, serde_json::Value>) {
-    // An attachment object holds these fields only (`AttachmentObject` denies others).
-    if let Some(attachment) = schemas
-        .get_mut("Attachment")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        attachment.insert("additionalProperties".to_owned(), false.into());
-    }
-    // A direct conversation names its one other member, and has no title.
-    if let Some(create) = schemas
-        .get_mut("CreateConversation")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        create.insert(
-            "if".to_owned(),
-            serde_json::json!({"properties": {"kind": {"const": "direct"}}}),
-        );
-        create.insert(
-            "then".to_owned(),
-            serde_json::json!({"required": ["members"],
-                "properties": {"members": {"minItems": 1, "maxItems": 1},
-                    "title": {"type": "null"}}}),
-        );
-    }
-}
-
-/// The checks of the handlers on their string query and header parameters, as schema keywords.
-fn query_parameters(path: &str, operation: &mut serde_json::Value) {
-    use crate::validate::MAX_ID_LEN;
-    use confab_protocol::limits::MAX_USER_ID_LEN;
-    let nonblank = |max: usize| {
-        serde_json::json!({"type": "string", "minLength": 1, "maxLength": max,
-            "pattern": "^\\s*\\S[\\s\\S]*$"})
-    };
-    let day = serde_json::json!({"type": "string", "format": "date",
-        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"});
-    let rules: &[(&str, &str, serde_json::Value)] = &[
-        ("/v1/conversations", "cursor", token(MAX_ID_LEN)),
-        (
-            "/v1/search/messages",
-            "q",
-            serde_json::json!({"type": "string", "maxLength": 1000}),
-        ),
-        ("/v1/search/messages", "conversation", token(MAX_ID_LEN)),
-        ("/v1/search/messages", "author", token(MAX_USER_ID_LEN)),
-        ("/v1/search/messages", "from", day.clone()),
-        ("/v1/search/messages", "to", day),
-        (
-            "/v1/search/messages",
-            "has",
-            serde_json::json!({"type": "string", "enum": ["attachment"]}),
-        ),
-        (
-            "/v1/search/messages",
-            "sort",
-            serde_json::json!({"type": "string", "enum": ["relevance", "recent"]}),
-        ),
-        (
-            "/v1/search/messages",
-            "cursor",
-            // An offset, at most `confab_search::MAX_CURSOR`.
-            serde_json::json!({"type": "string", "pattern": "^[0-9]{1,4}$"}),
-        ),
-        (
-            "/v1/search/messages",
-            "wait_for",
-            serde_json::json!({"type": "string", "pattern": "^.+:[0-9]{1,19}$"}),
-        ),
-        ("/v1/search/users", "q", nonblank(200)),
-        (
-            "/v1/media/uploads/{upload_id}/chunks/{n}",
-            "X-Chunk-SHA256",
-            serde_json::json!({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
-        ),
-    ];
-    for parameter in parameters_mut(operation) {
-        if parameter["in"] != "query" && parameter["in"] != "header" {
-            continue;
-        }
-        if let Some((_, _, schema)) = rules
-            .iter()
-            .find(|(p, name, _)| *p == path && parameter["name"] == *name)
-        {
-            parameter["schema"] = schema.clone();
-        }
     }
 }
 
@@ -516,6 +287,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn field_checks_and_configured_limits_are_schema_keywords() {
+        let config = crate::config::Config::default();
+        let json = served(&config);
+        let schemas = &json["components"]["schemas"];
+        let title = &schemas["CreateConversation"]["properties"]["title"];
+        assert_eq!(title["maxLength"], 256, "{title}");
+        assert_eq!(
+            title["type"],
+            serde_json::json!(["string", "null"]),
+            "{title}"
+        );
+        assert!(
+            names_hidden_characters(title["pattern"].as_str().expect("pattern")),
+            "{title}"
+        );
+        assert_eq!(
+            schemas["AddMember"]["properties"]["user"]["maxLength"], 128,
+            "user ids"
+        );
+        assert_eq!(
+            schemas["CreateUpload"]["properties"]["size"]["maximum"],
+            config.media_max_file_bytes
+        );
+        assert_eq!(
+            schemas["SignRequest"]["properties"]["ttl"]["maximum"],
+            config.media_signed_url_max_ttl.as_secs()
+        );
+        assert_eq!(schemas["Attachment"]["additionalProperties"], false);
+        // Every operation with input may answer 413, every secured one 401.
+        for (path, item) in json["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("item") {
+                let responses = &operation["responses"];
+                if operation.get("security").is_some() {
+                    assert!(responses.get("401").is_some(), "{method} {path}: no 401");
+                }
+                if operation.get("requestBody").is_some() {
+                    assert!(responses.get("413").is_some(), "{method} {path}: no 413");
+                }
+            }
+        }
+    }
+
+    /// The title pattern names the characters [`crate::validate`] refuses (no regex engine
+    /// here: the pattern's character class must name the controls and the bidi overrides).
+    fn names_hidden_characters(pattern: &str) -> bool {
+        pattern.starts_with("^[^\\x00-\\x1f\\x7f-\\x9f") && pattern.contains("\\u202a-\\u202e")
     }
 
     #[test]
