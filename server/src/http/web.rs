@@ -42,7 +42,7 @@ pub const DEV_TOKEN_PATH: &str = "/v1/dev/token";
 pub const DEV_TENANT: &str = "dev";
 /// Lifetime of development tokens.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Longest display name accepted by the development sign-in, in bytes.
+/// Longest display name accepted by the development sign-in, in characters.
 const MAX_NAME_LEN: usize = 128;
 
 /// The page is self-contained: scripts, styles and sockets come from this origin only.
