@@ -476,6 +476,18 @@ mod tests {
             let back: ServerFrame = serde_json::from_str(&json).expect("parse");
             assert_eq!(back, frame);
         }
+        // `duplicate` is always written, `false` too, as REST's `SendResult` writes it.
+        let ack = serde_json::to_value(ServerFrame::Ack {
+            reference: None,
+            conversation: "c".into(),
+            client_msg_id: "m".into(),
+            id: "id".into(),
+            seq: 1,
+            ts: 2,
+            duplicate: false,
+        })
+        .expect("serialize");
+        assert_eq!(ack["duplicate"], serde_json::json!(false), "{ack}");
         let json = serde_json::to_string(&ServerFrame::Pong { reference: None }).expect("pong");
         assert_eq!(json, r#"{"type":"pong"}"#);
     }

@@ -31,13 +31,13 @@ pub type Millis = i64;
 pub mod limits {
     /// Longest `ref` a client may attach to a command.
     pub const MAX_REF_LEN: usize = 128;
-    /// Longest `client_msg_id`.
+    /// Longest `client_msg_id`, in characters (as JSON Schema's `maxLength` counts).
     pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
-    /// Longest reaction emoji (a grapheme cluster can be long; this bounds it in bytes).
-    pub const MAX_EMOJI_LEN: usize = 64;
-    /// Longest conversation title, in bytes.
+    /// Longest reaction emoji, in characters (a ZWJ family or a flag's tag sequence is 7).
+    pub const MAX_EMOJI_LEN: usize = 16;
+    /// Longest conversation title, in characters.
     pub const MAX_TITLE_LEN: usize = 256;
-    /// Longest user id, in bytes.
+    /// Longest user id, in characters.
     pub const MAX_USER_ID_LEN: usize = 128;
     /// Most attachments on one message.
     pub const MAX_ATTACHMENTS: usize = 16;

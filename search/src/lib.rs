@@ -53,6 +53,11 @@ const WRITER_MEMORY: usize = 50 * 1024 * 1024;
 /// The largest page of hits.
 pub const MAX_LIMIT: usize = 100;
 
+/// The deepest hit a page may start at (a cursor is that offset, 0 to 9999): the collector
+/// keeps offset + limit hits in memory, so a made-up cursor must not ask for millions. Paging
+/// ends there.
+pub const MAX_CURSOR: usize = 9_999;
+
 /// Why a search operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {

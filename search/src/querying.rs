@@ -152,7 +152,9 @@ impl SearchIndex {
             None => 0,
             Some(cursor) => cursor
                 .parse()
-                .map_err(|_| SearchError::Invalid("a bad cursor".to_owned()))?,
+                .ok()
+                .filter(|offset| *offset <= crate::MAX_CURSOR)
+                .ok_or_else(|| SearchError::Invalid("a bad cursor".to_owned()))?,
         };
         let searcher = self.reader.searcher();
         let query = self.build(search);
@@ -191,7 +193,8 @@ impl SearchIndex {
         }
         Ok(Hits {
             hits,
-            next_cursor: more.then(|| (offset + limit).to_string()),
+            next_cursor: (more && offset + limit <= crate::MAX_CURSOR)
+                .then(|| (offset + limit).to_string()),
             indexed_seq,
         })
     }

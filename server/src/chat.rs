@@ -66,10 +66,19 @@ async fn attach(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = attachments.iter().map(|a| a.id.clone()).collect();
+    // A missing file is `conflict`, as a missing `reply_to` is: `not_found` would say the
+    // conversation itself is missing.
     let files = state
         .store
         .attach_media(&user.tenant, &user.user, conversation, &ids)
-        .await?;
+        .await
+        .map_err(|err| match err {
+            confab_storage::StoreError::NotFound("media") => AppError::new(
+                confab_protocol::ErrorCode::Conflict,
+                "an attachment names no file of the sender's or of this conversation",
+            ),
+            other => other.into(),
+        })?;
     Ok(files
         .into_iter()
         .map(|file| Attachment {

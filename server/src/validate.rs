@@ -7,7 +7,7 @@ use confab_protocol::rest::Attachment;
 
 use crate::error::AppError;
 
-/// Longest id (conversation, message) the server accepts.
+/// Longest id (conversation, message) the server accepts, in characters.
 pub const MAX_ID_LEN: usize = 128;
 
 /// Whether `c` is an invisible formatting character (Unicode category Cf): bidi overrides and
@@ -45,9 +45,9 @@ fn token_like(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.is_empty() {
         return Err(AppError::invalid(format!("`{field}` must not be empty")));
     }
-    if value.len() > max {
+    if value.chars().count() > max {
         return Err(AppError::too_large(format!(
-            "`{field}` is longer than {max} bytes"
+            "`{field}` is longer than {max} characters"
         )));
     }
     if has_hidden_characters(value) {
@@ -78,9 +78,9 @@ pub fn emoji(value: &str) -> Result<(), AppError> {
     if value.is_empty() {
         return Err(AppError::invalid("`emoji` must not be empty"));
     }
-    if value.len() > MAX_EMOJI_LEN {
+    if value.chars().count() > MAX_EMOJI_LEN {
         return Err(AppError::too_large(format!(
-            "`emoji` is longer than {MAX_EMOJI_LEN} bytes"
+            "`emoji` is longer than {MAX_EMOJI_LEN} characters"
         )));
     }
     if value.chars().any(char::is_control) {
@@ -134,9 +134,9 @@ pub fn attachments(items: &[Attachment]) -> Result<(), AppError> {
 }
 
 pub fn title(value: &str) -> Result<(), AppError> {
-    if value.len() > MAX_TITLE_LEN {
+    if value.chars().count() > MAX_TITLE_LEN {
         return Err(AppError::too_large(format!(
-            "`title` is longer than {MAX_TITLE_LEN} bytes"
+            "`title` is longer than {MAX_TITLE_LEN} characters"
         )));
     }
     if value.trim().is_empty() {

@@ -591,7 +591,8 @@ async fn replies_attachments_and_unicode_round_trip() {
             size: Some(1 << 40),
         }],
     };
-    alice.expect_error(made_up, ErrorCode::NotFound).await;
+    // `conflict`, as for a `reply_to` that names no message: the conversation itself exists.
+    alice.expect_error(made_up, ErrorCode::Conflict).await;
 
     let too_many = Command::Send {
         conversation: conversation.clone(),

@@ -221,7 +221,7 @@ async fn bad_commands_get_their_codes() {
         reply_to: Some(unknown.into()),
         attachments: Vec::new(),
     };
-    alice.expect_error(reply, ErrorCode::Invalid).await;
+    alice.expect_error(reply, ErrorCode::Conflict).await;
     // Someone else's message.
     let edit = Command::Edit {
         message: bobs.id.clone(),
@@ -257,7 +257,7 @@ async fn bad_commands_get_their_codes() {
                 conversation: conversation.clone(),
                 seq: 99,
             },
-            ErrorCode::Invalid,
+            ErrorCode::Conflict,
         )
         .await;
     // Editing a deleted message.
@@ -675,7 +675,7 @@ async fn rest_errors_use_the_json_error_shape() {
     for query in [
         "limit=0",
         "limit=500",
-        "before=5&after=1",
+        "before=9223372036854775808",
         "limit=abc",
         "bogus=1",
     ] {
@@ -686,6 +686,12 @@ async fn rest_errors_use_the_json_error_shape() {
         .get(&format!("{messages}?limit=1&after=0"), &alice)
         .await;
     assert_eq!(status, 200, "{page}");
+    // Both: the messages strictly between.
+    let (status, page) = server
+        .get(&format!("{messages}?after=0&before=1"), &alice)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"], json!([]), "{page}");
 
     // Unknown ids.
     let answer = server

@@ -257,8 +257,13 @@ async fn the_query_language_filters_and_escaped_highlights_work_over_http() {
     )
     .await;
     assert_eq!(page.len(), 1);
+    // Nothing asked: nothing found (not an error; see the handler).
+    let (status, empty) = search_as(&server, &token("alice"), &[("q", " ")]).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(empty["hits"], serde_json::json!([]), "{empty}");
     for bad in [
-        vec![("q", "")],
+        vec![("q", "x"), ("cursor", "10000")],
+        vec![("q", "x"), ("cursor", "-1")],
         vec![("q", "x"), ("limit", "0")],
         vec![("q", "before:soon")],
         vec![("q", "x"), ("sort", "random")],

@@ -23,10 +23,11 @@ pub enum StoreError {
     /// The acting user's role or the object's state forbids the action.
     #[error("{0}")]
     Forbidden(String),
-    /// The change conflicts with the current state (e.g. the last owner leaving).
+    /// The change conflicts with the current state (e.g. the last owner leaving, a read marker
+    /// past the last seq).
     #[error("{0}")]
     Conflict(String),
-    /// A field is out of range (e.g. a read marker past the last seq).
+    /// A field is out of range.
     #[error("{0}")]
     Invalid(String),
     /// The tenant's media files would take more than its quota.

@@ -506,17 +506,18 @@ test("signed links are asked for once per file and reused until shortly before t
   assert.match(renewed.url, /sig=s2$/);
 });
 
-test("thumbnails come back as blobs; a missing one is a ConfabError", async () => {
+test("thumbnails come back as blobs; a refused one is a ConfabError", async () => {
   withFetch({
     "GET /v1/media/med1/thumbnail": (call) => {
       assert.equal(call.headers.authorization, "Bearer tok");
       return new Response(new Uint8Array([0xff, 0xd8, 0xff]), { headers: { "content-type": "image/jpeg" } });
     },
-    "GET /v1/media/med2/thumbnail": () => refusal(404, "not_found", "this file is not an image with a thumbnail"),
+    "GET /v1/media/med2/thumbnail": () =>
+      refusal(415, "unsupported_media_type", "this file is not an image with a thumbnail"),
   });
   const blob = await api().mediaThumbnail("med1");
   assert.equal(blob.type, "image/jpeg");
   assert.equal(blob.size, 3);
-  await assert.rejects(api().mediaThumbnail("med2"), { code: "not_found", status: 404 });
+  await assert.rejects(api().mediaThumbnail("med2"), { code: "unsupported_media_type", status: 415 });
   assert.ok(hasThumbnail("image/png") && hasThumbnail("IMAGE/JPEG") && !hasThumbnail("image/svg+xml"));
 });

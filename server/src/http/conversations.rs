@@ -280,7 +280,8 @@ pub async fn remove_member(
     params(("id" = String, Path, description = "conversation id")),
     request_body = MarkRead,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`seq` is past the conversation's last seq", body = ErrorBody)))]
 pub async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,

@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +46,7 @@ pub fn router() -> axum::Router<AppState> {
 
 /// The form of `POST /v1/media`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(
     dead_code,
     reason = "documents the multipart form; the fields are read as a stream"
@@ -71,8 +73,9 @@ fn broke_off(err: impl std::fmt::Display) -> MediaError {
 pub async fn upload(
     State(state): State<AppState>,
     user: AuthUser,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<super::Located<MediaInfo>, AppError> {
+    let mut form = form.map_err(|rejection| AppError::invalid(rejection.body_text()))?;
     state.media().check_upload_rate(&user)?;
     let mut conversation = None;
     let mut received: Option<Received> = None;
@@ -278,10 +281,10 @@ pub async fn meta(
 /// JPEG, or PNG for images with transparency. Made after upload; made now if it is not ready.
 #[utoipa::path(get, path = "/v1/media/{id}/thumbnail", tag = "media", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "the thumbnail", content_type = "image/jpeg"),
+    responses((status = 200, description = "the thumbnail (JPEG, or PNG for images with transparency)", content_type = "image/*"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, description = "no such file, or not an image", body = ErrorBody),
-        (status = 415, description = "an image no thumbnail can be made of (corrupt, or too large to decode)", body = ErrorBody)))]
+        (status = 404, description = "no such file", body = ErrorBody),
+        (status = 415, description = "not an image, or one no thumbnail can be made of (corrupt, or too large to decode)", body = ErrorBody)))]
 pub async fn thumbnail(
     State(state): State<AppState>,
     user: AuthUser,
@@ -290,7 +293,9 @@ pub async fn thumbnail(
     validate::id("id", &id)?;
     let file = state.store.media(&user.tenant, &user.user, &id).await?;
     if !is_thumbnailable(&file.content_type) {
-        return Err(AppError::not_found(
+        // 415, not 404: the file exists, its type has no thumbnail.
+        return Err(AppError::new(
+            confab_protocol::ErrorCode::UnsupportedMediaType,
             "this file is not an image with a thumbnail",
         ));
     }
@@ -351,8 +356,8 @@ pub async fn remove(
 #[utoipa::path(get, path = "/v1/media/{id}", tag = "media", security(("bearer" = [])),
     params(("id" = String, Path), ("Range" = Option<String>, Header, description = "one byte range")),
     responses(
-        (status = 200, description = "the file", content_type = "application/octet-stream"),
-        (status = 206, description = "the requested range", content_type = "application/octet-stream"),
+        (status = 200, description = "the file, with its sniffed type", content_type = "*/*"),
+        (status = 206, description = "the requested range", content_type = "*/*"),
         (status = 304, description = "unchanged (If-None-Match)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
@@ -453,7 +458,7 @@ const DEFAULT_LINK_TTL: u64 = 3600;
 /// A link to the file that works without a token until it expires (for `<img src>`,
 /// `<video>`, native players); it stops working when the file is deleted.
 #[utoipa::path(post, path = "/v1/media/{id}/signed", tag = "media", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body(content = SignRequest, description = "optional"),
+    params(("id" = String, Path)), request_body(content = Option<SignRequest>, description = "optional"),
     responses((status = 200, body = SignedLink), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn sign(
@@ -466,7 +471,14 @@ pub async fn sign(
     let request: SignRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SignRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|err| AppError::invalid(err.to_string()))?
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|err| AppError::invalid(err.to_string()))?;
+        super::integral_floats_as_integers(&mut value);
+        if value.is_null() {
+            SignRequest::default()
+        } else {
+            serde_json::from_value(value).map_err(|err| AppError::invalid(err.to_string()))?
+        }
     };
     let max = state.config.media_signed_url_max_ttl.as_secs();
     let ttl = request.ttl.unwrap_or(DEFAULT_LINK_TTL.min(max));
@@ -498,8 +510,8 @@ pub struct LinkParams {
 #[utoipa::path(get, path = "/v1/signed/media/{id}", tag = "media",
     params(("id" = String, Path), LinkParams),
     responses(
-        (status = 200, description = "the file", content_type = "application/octet-stream"),
-        (status = 206, description = "the requested range", content_type = "application/octet-stream"),
+        (status = 200, description = "the file, with its sniffed type", content_type = "*/*"),
+        (status = 206, description = "the requested range", content_type = "*/*"),
         (status = 304, description = "unchanged (If-None-Match)"),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]

@@ -31,8 +31,9 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/messages/{id}/reactions/{emoji}", delete(unreact))
 }
 
-/// Cursor paging by seq: `after` pages forward, otherwise the page ends before `before` (or at
-/// the newest message). Pages are oldest first.
+/// Cursor paging by seq: `after` pages forward (up to `before` when both are given: the
+/// messages strictly between), otherwise the page ends before `before` (or at the newest
+/// message). Pages are oldest first.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +43,7 @@ pub struct PageParams {
     /// Only messages with seq above this.
     after: Option<u64>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
@@ -57,9 +59,14 @@ pub async fn list(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<MessagePage>, AppError> {
     validate::id("id", &id)?;
-    if params.before.is_some() && params.after.is_some() {
+    // Seqs are stored as signed 64-bit integers (and documented as `int64`).
+    if [params.before, params.after]
+        .into_iter()
+        .flatten()
+        .any(|seq| i64::try_from(seq).is_err())
+    {
         return Err(AppError::invalid(
-            "use either `before` or `after`, not both",
+            "`before` and `after` are at most 2^63 - 1",
         ));
     }
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
@@ -88,6 +95,7 @@ pub async fn list(
     request_body = SendMessage,
     responses((status = 201, body = SendResult), (status = 200, description = "duplicate", body = SendResult),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "`reply_to` names no message of this conversation, or a deleted one", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn send(
     State(state): State<AppState>,
@@ -173,7 +181,8 @@ pub async fn remove(
     params(("id" = String, Path, description = "message id")),
     request_body = AddReaction,
     responses((status = 200, body = ChangeResult), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the message is deleted", body = ErrorBody)))]
 pub async fn react(
     State(state): State<AppState>,
     user: AuthUser,
@@ -188,7 +197,8 @@ pub async fn react(
 /// Removes the caller's reaction (`emoji` URL-encoded).
 #[utoipa::path(delete, path = "/v1/messages/{id}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
     params(("id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "reaction")),
-    responses((status = 200, body = ChangeResult), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ChangeResult), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the message is deleted", body = ErrorBody)))]
 pub async fn unreact(
     State(state): State<AppState>,
     user: AuthUser,

@@ -2,6 +2,7 @@
 //! merged here. Extractor rejections are turned into the one JSON error shape.
 
 mod conversations;
+mod docs;
 mod media;
 mod messages;
 pub mod openapi;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(search::router())
         .merge(search_people::router())
         .merge(web::router())
+        .merge(docs::router())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/protocol.schema.json", get(openapi::protocol_schema))
         .route("/v1/ws", get(crate::session::ws_handler))
@@ -114,10 +116,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let Json(mut value) = Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        // serde reads a struct from an array of its fields too; every body here is an object.
+        if !value.is_object() {
+            return Err(AppError::invalid("the body must be a JSON object"));
         }
+        integral_floats_as_integers(&mut value);
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|err| AppError::invalid(err.to_string()))
+    }
+}
+
+/// JSON Schema's `integer` admits `3.0` (a number whose fraction is zero), serde's integers do
+/// not: such numbers become the integers they equal before a body is read into its type.
+pub fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) => {
+            let Some(float) = number.as_f64().filter(|_| number.is_f64()) else {
+                return;
+            };
+            // 2^64 and -2^63 are exact in f64: the casts below cannot saturate.
+            if float.fract() != 0.0
+                || !(-9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&float)
+            {
+                return;
+            }
+            *number = if float < 0.0 {
+                serde_json::Number::from(float as i64)
+            } else {
+                serde_json::Number::from(float as u64)
+            };
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 

@@ -10,6 +10,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::{conversations, media, messages, ops, search, search_people, web};
 
+mod rules;
+
+use rules::{body_constraints, path_parameters, query_parameters};
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Confab", description = "Real-time chat server: REST API. The WebSocket protocol at /v1/ws is described in docs/protocol.md."),
@@ -140,6 +144,7 @@ pub fn document() -> serde_json::Value {
             for operation in item.values_mut() {
                 common_answers(path, operation);
                 path_parameters(operation);
+                query_parameters(path, operation);
             }
         }
     }
@@ -149,14 +154,46 @@ pub fn document() -> serde_json::Value {
     {
         schemas.remove("i64");
     }
+    body_constraints(&mut doc);
+    doc
+}
+
+/// The document as this server serves it: [`document`] with the limits its configuration sets
+/// (the largest file, the longest signed link).
+pub fn served(config: &crate::config::Config) -> serde_json::Value {
+    let mut doc = document();
+    let mut set = |pointer: &str, keyword: &str, value: u64| {
+        if let Some(schema) = doc
+            .pointer_mut(pointer)
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            schema.insert(keyword.to_owned(), value.into());
+        }
+    };
+    set(
+        "/components/schemas/CreateUpload/properties/size",
+        "maximum",
+        config.media_max_file_bytes,
+    );
+    set(
+        "/components/schemas/SignRequest/properties/ttl",
+        "maximum",
+        config.media_signed_url_max_ttl.as_secs(),
+    );
     doc
 }
 
 /// The error answers any operation may give, documented on each: 400 (malformed input), 401
-/// (a secured operation without a valid token), 413 (a body past the limit).
+/// (a secured operation without a valid token), 413 (input past a limit).
 fn common_answers(path: &str, operation: &mut serde_json::Value) {
     let secured = operation.get("security").is_some();
-    let has_body = operation.get("requestBody").is_some();
+    // Any input can be over a limit: a body past the size limit, a field or parameter past
+    // its length (`too_large`, as docs/protocol.md's error table says).
+    let has_input = operation.get("requestBody").is_some()
+        || operation
+            .get("parameters")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|parameters| !parameters.is_empty());
     let Some(responses) = operation
         .get_mut("responses")
         .and_then(serde_json::Value::as_object_mut)
@@ -177,31 +214,8 @@ fn common_answers(path: &str, operation: &mut serde_json::Value) {
     if secured {
         add("401");
     }
-    if has_body {
+    if has_input {
         add("413");
-    }
-}
-
-/// Path parameters are ids: 1 to 128 printable ASCII characters (what the server generates
-/// and accepts); an emoji is 1 to 16 characters without spaces.
-fn path_parameters(operation: &mut serde_json::Value) {
-    let Some(parameters) = operation
-        .get_mut("parameters")
-        .and_then(serde_json::Value::as_array_mut)
-    else {
-        return;
-    };
-    for parameter in parameters {
-        if parameter["in"] != "path" || parameter["schema"]["type"] != "string" {
-            continue;
-        }
-        parameter["schema"] = if parameter["name"] == "emoji" {
-            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 16,
-                "pattern": "^[^\\s\\x00-\\x1f\\x7f]+$"})
-        } else {
-            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 128,
-                "pattern": "^[!-~]+$"})
-        };
     }
 }
 
@@ -223,8 +237,10 @@ fn inline_integers(value: &mut serde_json::Value) {
 }
 
 /// `GET /v1/openapi.json`.
-pub async fn serve() -> Json<serde_json::Value> {
-    Json(document())
+pub async fn serve(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+) -> Json<serde_json::Value> {
+    Json(served(&state.config))
 }
 
 /// `GET /v1/protocol.schema.json`: the JSON Schema of every WebSocket frame, derived from the
@@ -271,6 +287,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn field_checks_and_configured_limits_are_schema_keywords() {
+        let config = crate::config::Config::default();
+        let json = served(&config);
+        let schemas = &json["components"]["schemas"];
+        let title = &schemas["CreateConversation"]["properties"]["title"];
+        assert_eq!(title["maxLength"], 256, "{title}");
+        assert_eq!(
+            title["type"],
+            serde_json::json!(["string", "null"]),
+            "{title}"
+        );
+        assert!(
+            names_hidden_characters(title["pattern"].as_str().expect("pattern")),
+            "{title}"
+        );
+        assert_eq!(
+            schemas["AddMember"]["properties"]["user"]["maxLength"], 128,
+            "user ids"
+        );
+        assert_eq!(
+            schemas["CreateUpload"]["properties"]["size"]["maximum"],
+            config.media_max_file_bytes
+        );
+        assert_eq!(
+            schemas["SignRequest"]["properties"]["ttl"]["maximum"],
+            config.media_signed_url_max_ttl.as_secs()
+        );
+        assert_eq!(schemas["Attachment"]["additionalProperties"], false);
+        // Every operation with input may answer 413, every secured one 401.
+        for (path, item) in json["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("item") {
+                let responses = &operation["responses"];
+                if operation.get("security").is_some() {
+                    assert!(responses.get("401").is_some(), "{method} {path}: no 401");
+                }
+                if operation.get("requestBody").is_some() {
+                    assert!(responses.get("413").is_some(), "{method} {path}: no 413");
+                }
+            }
+        }
+    }
+
+    /// The title pattern names the characters [`crate::validate`] refuses (no regex engine
+    /// here: the pattern's character class must name the controls and the bidi overrides).
+    fn names_hidden_characters(pattern: &str) -> bool {
+        pattern.starts_with("^[^\\x00-\\x1f\\x7f-\\x9f") && pattern.contains("\\u202a-\\u202e")
     }
 
     #[test]

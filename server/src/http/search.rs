@@ -33,7 +33,7 @@ pub fn router() -> axum::Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct MessageSearch {
     /// Words (typos forgiven), `"exact phrases"`, `-excluded`, `from:user`, `in:conversation`,
-    /// `before:YYYY-MM-DD`, `after:YYYY-MM-DD`, `has:attachment`.
+    /// `before:YYYY-MM-DD`, `after:YYYY-MM-DD`, `has:attachment`. Blank with no filter: no hits.
     q: String,
     /// Only this conversation.
     conversation: Option<String>,
@@ -66,8 +66,14 @@ fn invalid(err: SearchError) -> AppError {
 
 /// The query, with the parameters' filters folded in.
 fn parse(params: &MessageSearch) -> Result<Parsed, AppError> {
-    if params.q.len() > 1000 {
-        return Err(AppError::too_large("the query is over 1000 bytes"));
+    if params.q.chars().count() > 1000 {
+        return Err(AppError::too_large("the query is over 1000 characters"));
+    }
+    if let Some(id) = &params.conversation {
+        validate::id("conversation", id)?;
+    }
+    if let Some(author) = &params.author {
+        validate::user_id("author", author)?;
     }
     let with_filters = format!(
         "{} {} {} {} {}",
@@ -100,10 +106,32 @@ fn parse(params: &MessageSearch) -> Result<Parsed, AppError> {
             .before;
         parsed.before = start.map(|at| at + 86_400_000);
     }
-    if !parsed.has_text() && parsed == Parsed::default() {
-        return Err(AppError::invalid("`q` is empty: give words or filters"));
-    }
     Ok(parsed)
+}
+
+/// The order and size of the page asked for, and a check of its cursor (an offset).
+fn page(params: &MessageSearch) -> Result<(Sort, usize), AppError> {
+    let sort = match params.sort.as_deref() {
+        None | Some("relevance") => Sort::Relevance,
+        Some("recent") => Sort::Recent,
+        Some(other) => {
+            return Err(AppError::invalid(format!(
+                "`sort` is relevance or recent, not {other:?}"
+            )));
+        }
+    };
+    if let Some(cursor) = &params.cursor
+        && !cursor
+            .parse::<usize>()
+            .is_ok_and(|offset| offset <= confab_search::MAX_CURSOR)
+    {
+        return Err(AppError::invalid("a bad cursor"));
+    }
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=confab_search::MAX_LIMIT).contains(&limit) {
+        return Err(AppError::invalid("`limit` must be between 1 and 100"));
+    }
+    Ok((sort, limit))
 }
 
 /// Waits until `conversation` is searchable up to `seq` (at most [`WAIT_FOR_MAX`]).
@@ -138,19 +166,7 @@ pub async fn messages(
     if let Some(id) = &parsed.conversation {
         validate::id("conversation", id)?;
     }
-    let sort = match params.sort.as_deref() {
-        None | Some("relevance") => Sort::Relevance,
-        Some("recent") => Sort::Recent,
-        Some(other) => {
-            return Err(AppError::invalid(format!(
-                "`sort` is relevance or recent, not {other:?}"
-            )));
-        }
-    };
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=confab_search::MAX_LIMIT).contains(&limit) {
-        return Err(AppError::invalid("`limit` must be between 1 and 100"));
-    }
+    let (sort, limit) = page(&params)?;
     // Membership now, from the store: a removed member stops seeing hits at once.
     let conversations: Vec<String> = state
         .store
@@ -161,6 +177,16 @@ pub async fn messages(
         .collect();
     if let Some(spec) = &params.wait_for {
         wait_for(&state, spec, &conversations).await?;
+    }
+    // Nothing asked (a blank `q`, no filter): nothing found. Not an error, so that a client
+    // can send what its search box holds, and so that the schema (which cannot tie `q` to the
+    // other parameters) is exact.
+    if !parsed.has_text() && parsed == Parsed::default() {
+        return Ok(Json(MessageHits {
+            hits: Vec::new(),
+            next_cursor: None,
+            indexed_seq: std::collections::BTreeMap::new(),
+        }));
     }
     let index = state.search().index.clone();
     let tenant = user.tenant.to_string();

@@ -110,8 +110,8 @@ pub async fn users(
     if query.is_empty() {
         return Err(AppError::invalid("`q` is empty: give a name or id"));
     }
-    if query.len() > 200 {
-        return Err(AppError::invalid("`q` is over 200 bytes"));
+    if query.chars().count() > 200 {
+        return Err(AppError::invalid("`q` is over 200 characters"));
     }
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {

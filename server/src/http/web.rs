@@ -42,7 +42,7 @@ pub const DEV_TOKEN_PATH: &str = "/v1/dev/token";
 pub const DEV_TENANT: &str = "dev";
 /// Lifetime of development tokens.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Longest display name accepted by the development sign-in, in bytes.
+/// Longest display name accepted by the development sign-in, in characters.
 const MAX_NAME_LEN: usize = 128;
 
 /// The page is self-contained: scripts, styles and sockets come from this origin only.
@@ -52,32 +52,50 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 
 /// `GET /` and one `GET /<file>` per embedded file, plus the development sign-in.
 pub fn router() -> axum::Router<AppState> {
-    let mut router = axum::Router::new()
+    let router = axum::Router::new()
         .route(
             "/",
             get(|headers: HeaderMap| serve_asset("index.html", headers)),
         )
         .route(DEV_TOKEN_PATH, post(dev_token));
-    for path in Assets::iter() {
-        let route = format!("/{path}");
+    embedded_routes::<Assets>(router, "/", CONTENT_SECURITY_POLICY)
+}
+
+/// `router` with one `GET <prefix><file>` per file of `E` (HTML pages under the policy `csp`).
+pub(super) fn embedded_routes<E: Embed + 'static>(
+    mut router: axum::Router<AppState>,
+    prefix: &str,
+    csp: &'static str,
+) -> axum::Router<AppState> {
+    for path in E::iter() {
+        let route = format!("{prefix}{path}");
         router = router.route(
             &route,
-            get(move |headers: HeaderMap| serve_asset_owned(path.clone(), headers)),
+            get(move |headers: HeaderMap| async move {
+                serve_embedded(&path, E::get(&path), &headers, csp)
+            }),
         );
     }
     router
 }
 
-async fn serve_asset_owned(path: Cow<'static, str>, headers: HeaderMap) -> Response {
-    serve_asset(&path, headers).await
+async fn serve_asset(path: &str, headers: HeaderMap) -> Response {
+    serve_embedded(path, Assets::get(path), &headers, CONTENT_SECURITY_POLICY)
 }
 
-async fn serve_asset(path: &str, headers: HeaderMap) -> Response {
-    let Some(file) = Assets::get(path) else {
+/// An embedded file, `path` naming its type: with an `ETag` (a 304 when `If-None-Match`
+/// names it), `Cache-Control: no-cache`, and on HTML pages the policy `csp` and no referrer.
+pub(super) fn serve_embedded(
+    path: &str,
+    file: Option<rust_embed::EmbeddedFile>,
+    headers: &HeaderMap,
+    csp: &'static str,
+) -> Response {
+    let Some(file) = file else {
         return AppError::not_found("no such file").into_response();
     };
     let etag = etag(&file.metadata.sha256_hash());
-    let mut response = if if_none_match(&headers, &etag) {
+    let mut response = if if_none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         // Embedded files are `'static`: served without a copy.
@@ -104,7 +122,7 @@ async fn serve_asset(path: &str, headers: HeaderMap) -> Response {
     if path.ends_with(".html") {
         out.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            HeaderValue::from_static(csp),
         );
         out.insert(
             header::REFERRER_POLICY,
@@ -255,9 +273,9 @@ fn optional_field(field: &str, value: Option<&str>, max: usize) -> Result<(), Ap
     if value.trim().is_empty() {
         return Err(AppError::invalid(format!("`{field}` must not be blank")));
     }
-    if value.len() > max {
+    if value.chars().count() > max {
         return Err(AppError::too_large(format!(
-            "`{field}` is longer than {max} bytes"
+            "`{field}` is longer than {max} characters"
         )));
     }
     if value.chars().any(char::is_control) {

@@ -105,7 +105,7 @@ pub async fn tenant_isolation(store: DynStore, _sink: Arc<RecordingSink>) {
     let mut reply = new_message(&theirs.id, "alice", "reply");
     reply.tenant = t.to_owned();
     reply.reply_to = Some(m.to_owned());
-    expect_err!(store.append_message(reply).await, StoreError::Invalid(_));
+    expect_err!(store.append_message(reply).await, StoreError::Conflict(_));
 
     // Nothing leaked into this tenant's conversation.
     let (events, last_seq) = store

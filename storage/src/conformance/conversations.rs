@@ -322,7 +322,7 @@ pub async fn mark_read_moves_forward(store: DynStore, sink: Arc<RecordingSink>) 
     assert_eq!(read_seq(store.clone()).await, 2);
     expect_err!(
         store.mark_read(TENANT, "alice", id, 4).await,
-        StoreError::Invalid(_)
+        StoreError::Conflict(_)
     );
     assert!(
         store

@@ -281,7 +281,10 @@ pub async fn a_chunked_upload_resumes_and_completes(media: &Media) {
     let short = media.put_chunk(&upload, 1, one.slice(1..), None).await;
     assert!(matches!(short, Err(MediaError::Invalid(_))), "{short:?}");
     let past = media.put_chunk(&upload, 3, Bytes::new(), None).await;
-    assert!(matches!(past, Err(MediaError::Invalid(_))), "{past:?}");
+    assert!(
+        matches!(past, Err(MediaError::NoSuchChunk { n: 3, count: 3 })),
+        "{past:?}"
+    );
     assert_eq!(
         media
             .progress(&upload)

@@ -138,7 +138,7 @@ pub async fn reply_to_must_be_in_conversation(store: DynStore, sink: Arc<Recordi
     for target in [b1.id.as_str(), "missing"] {
         let mut reply = new_message(&a.id, "bob", "misdirected");
         reply.reply_to = Some(target.to_owned());
-        expect_err!(store.append_message(reply).await, StoreError::Invalid(_));
+        expect_err!(store.append_message(reply).await, StoreError::Conflict(_));
     }
     assert_eq!(
         send(&store, &a.id, "bob", "next").await.seq,

@@ -57,6 +57,9 @@ pub enum MediaError {
     TooLarge { max: u64 },
     #[error("{0}")]
     Invalid(String),
+    /// A chunk number past the upload's last chunk (`not_found`: the path names nothing).
+    #[error("chunk {n} is out of range: the upload has {count} chunks")]
+    NoSuchChunk { n: u64, count: u64 },
     #[error("the bytes do not match the checksum: {0}")]
     ChecksumMismatch(String),
     #[error("the range is not satisfiable for a file of {size} bytes")]
@@ -79,7 +82,7 @@ impl MediaError {
     pub fn code(&self) -> confab_protocol::ErrorCode {
         use confab_protocol::ErrorCode;
         match self {
-            MediaError::NotFound => ErrorCode::NotFound,
+            MediaError::NotFound | MediaError::NoSuchChunk { .. } => ErrorCode::NotFound,
             MediaError::TooLarge { .. } => ErrorCode::TooLarge,
             MediaError::Invalid(_) => ErrorCode::Invalid,
             MediaError::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,

@@ -183,11 +183,10 @@ impl Media {
         sha256: Option<&str>,
     ) -> MediaResult<()> {
         if n >= upload.chunk_count() {
-            return Err(MediaError::Invalid(format!(
-                "chunk {n} is out of range: the upload has {} chunks (0 to {})",
-                upload.chunk_count(),
-                upload.chunk_count().saturating_sub(1)
-            )));
+            return Err(MediaError::NoSuchChunk {
+                n,
+                count: upload.chunk_count(),
+            });
         }
         let expected = upload.chunk_len(n);
         if bytes.len() as u64 != expected {

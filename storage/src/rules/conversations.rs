@@ -120,10 +120,11 @@ pub(crate) fn update_conversation(
     Ok(Some(update))
 }
 
-/// A read marker may move up to the conversation's last seq, not past it (`Invalid`).
+/// A read marker may move up to the conversation's last seq, not past it (`Conflict`: the
+/// same request succeeds once the conversation has reached that seq).
 pub(crate) fn mark_read(seq: u64, last_seq: u64) -> Result<()> {
     if seq > last_seq {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Conflict(format!(
             "seq {seq} is past the conversation's last seq {last_seq}"
         )));
     }
@@ -249,6 +250,6 @@ mod tests {
     fn read_markers_stop_at_the_last_seq() {
         assert!(mark_read(3, 3).is_ok());
         assert!(mark_read(0, 3).is_ok());
-        assert!(matches!(mark_read(4, 3), Err(StoreError::Invalid(_))));
+        assert!(matches!(mark_read(4, 3), Err(StoreError::Conflict(_))));
     }
 }

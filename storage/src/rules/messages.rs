@@ -33,11 +33,13 @@ pub(crate) fn writable(archived: bool) -> Result<()> {
 }
 
 /// A reply answers a message of the same conversation: `replied_in` is the conversation of the
-/// message replied to, `None` if the tenant has no such message (`Invalid` either way).
+/// message replied to, `None` if the tenant has no such message (`Conflict` either way, as
+/// for a deleted one: the request is well formed, the conversation holds no such message; not
+/// `NotFound`, which would say the conversation of the URL is missing).
 pub(crate) fn reply_to(replied_in: Option<&str>, conversation: &str) -> Result<()> {
     if replied_in != Some(conversation) {
-        return Err(StoreError::Invalid(
-            "reply_to is not a message of this conversation".to_owned(),
+        return Err(StoreError::Conflict(
+            "`reply_to` is not a message of this conversation".to_owned(),
         ));
     }
     Ok(())
@@ -116,7 +118,7 @@ mod tests {
         for elsewhere in [Some("c2"), None] {
             assert!(matches!(
                 reply_to(elsewhere, "c1"),
-                Err(StoreError::Invalid(_))
+                Err(StoreError::Conflict(_))
             ));
         }
     }
