@@ -97,6 +97,7 @@ impl Fixture {
                                 body: "hello there, how are you doing today?".into(),
                                 reply_to: None,
                                 attachments: vec![],
+                                repeat_only: false,
                             })
                             .await
                             .expect("append");

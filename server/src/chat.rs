@@ -111,7 +111,24 @@ pub async fn queue_send(
     if let Some(reply_to) = &msg.reply_to {
         validate::id("reply_to", reply_to)?;
     }
-    state.check_message_rate(user)?;
+    if let Err(limited) = state.check_message_rate(user) {
+        // Over budget, a retry of a message already stored still gets its (duplicate) ack:
+        // the client cannot tell that its first ack was lost otherwise.
+        let repeat = NewMessage {
+            tenant: user.tenant.to_string(),
+            conversation: msg.conversation,
+            author: user.user.to_string(),
+            client_msg_id: msg.client_msg_id,
+            body: msg.body,
+            reply_to: msg.reply_to,
+            attachments: Vec::new(),
+            repeat_only: true,
+        };
+        return match state.store.append_message(repeat).await {
+            Ok(original) => Ok(Box::pin(std::future::ready(Ok(original)))),
+            Err(_) => Err(limited),
+        };
+    }
     let attachments = attach(state, user, &msg.conversation, &msg.attachments).await?;
     Ok(state
         .store
@@ -123,6 +140,7 @@ pub async fn queue_send(
             body: msg.body,
             reply_to: msg.reply_to,
             attachments,
+            repeat_only: false,
         })
         .await)
 }

@@ -429,6 +429,23 @@ async fn sends_past_the_rate_limit_are_refused() {
         )
         .await;
     assert_rest_error(&over_rest, 429, ErrorCode::RateLimited);
+    // A retry of a message already stored still gets its duplicate ack (its first ack may have
+    // been lost), over WS and REST alike; nothing new is stored.
+    let again = alice
+        .send_message(&conversation, "m-2", "within budget")
+        .await;
+    assert_eq!((again.seq, again.duplicate), (2, true));
+    let (status, body) = server
+        .post(
+            &format!("/v1/conversations/{conversation}/messages"),
+            &token("alice"),
+            json!({"client_msg_id": "m-3", "body": "within budget"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["seq"].as_u64(), body["duplicate"].as_bool()),
+        (200, Some(3), Some(true))
+    );
     assert_alive(&mut alice).await;
     // The budget is per user.
     let mut bob = server.ws("bob").await;

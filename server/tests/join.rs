@@ -225,6 +225,7 @@ impl InProcess {
             body: body.into(),
             reply_to: None,
             attachments: Vec::new(),
+            repeat_only: false,
         };
         self.store.append_message(message).await.expect("send").seq
     }

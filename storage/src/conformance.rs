@@ -208,6 +208,7 @@ fn new_message(conversation: &str, author: &str, body: &str) -> NewMessage {
         body: body.to_owned(),
         reply_to: None,
         attachments: Vec::new(),
+        repeat_only: false,
     }
 }
 

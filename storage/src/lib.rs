@@ -124,6 +124,10 @@ pub struct NewMessage {
     pub body: String,
     pub reply_to: Option<String>,
     pub attachments: Vec<Attachment>,
+    /// Only a repeat: answer a `client_msg_id` already stored with its original (`duplicate`),
+    /// and store nothing new (`Conflict`). For a sender over its budget, whose retry of a
+    /// message already stored still gets its ack.
+    pub repeat_only: bool,
 }
 
 /// A media file's metadata as the store keeps it (its bytes are in [`media::Media`]).

@@ -187,6 +187,7 @@ mod tests {
             body: "hello".to_owned(),
             reply_to: None,
             attachments: Vec::new(),
+            repeat_only: false,
         };
         let event = message(new, "m1".to_owned(), 1, 2);
         assert_eq!(

@@ -251,6 +251,7 @@ impl Server {
                 body: body.into(),
                 reply_to: None,
                 attachments: Vec::new(),
+                repeat_only: false,
             })
             .await
             .expect("append")

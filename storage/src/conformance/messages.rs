@@ -8,7 +8,7 @@ use confab_protocol::rest::{Attachment, Message, Reaction, Role};
 use tokio::task::JoinSet;
 
 use super::{RecordingSink, TENANT, frame_of, group, last_published, new_message, send};
-use crate::{DynStore, PageQuery, StoreError};
+use crate::{DynStore, NewMessage, PageQuery, StoreError};
 
 /// A repeated `client_msg_id` from the same author returns the original and publishes nothing;
 /// concurrent repeats agree on one message.
@@ -29,6 +29,31 @@ pub async fn send_is_idempotent(store: DynStore, sink: Arc<RecordingSink>) {
         (original.id.as_str(), original.seq, original.ts, true)
     );
     assert_eq!(sink.events_of(id).len(), 1, "a duplicate publishes nothing");
+
+    // Repeat-only (a sender over its budget): the original for a stored id, nothing new else.
+    let repeat = NewMessage {
+        repeat_only: true,
+        ..first.clone()
+    };
+    let again = store.append_message(repeat).await.expect("a repeat");
+    assert_eq!(
+        (again.id.as_str(), again.duplicate),
+        (original.id.as_str(), true)
+    );
+    let unseen = NewMessage {
+        repeat_only: true,
+        client_msg_id: "never-sent".to_owned(),
+        ..first.clone()
+    };
+    assert!(matches!(
+        store.append_message(unseen).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        sink.events_of(id).len(),
+        1,
+        "repeat-only stores nothing new"
+    );
     assert_eq!(
         store
             .message(TENANT, "bob", &original.id)

@@ -42,6 +42,7 @@ pub(super) async fn append_message(cx: &mut Ctx, new: &NewMessage) -> OpResult<A
             duplicate: true,
         });
     }
+    rules::new_message_allowed(new.repeat_only)?;
     rules::writable(conversation.archived)?;
     if let Some(reply_to) = &new.reply_to {
         let replied = cx

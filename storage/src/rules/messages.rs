@@ -22,6 +22,17 @@ pub(crate) fn client_msg_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A repeat-only append (`NewMessage::repeat_only`) whose `client_msg_id` was never stored
+/// stores nothing (`Conflict`).
+pub(crate) fn new_message_allowed(repeat_only: bool) -> Result<()> {
+    if repeat_only {
+        return Err(StoreError::Conflict(
+            "not a repeat of a stored message".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// An archived conversation takes no new messages, edits or reactions (`Forbidden`).
 pub(crate) fn writable(archived: bool) -> Result<()> {
     if archived {

@@ -26,8 +26,8 @@ pub(crate) use media::{
 };
 pub(crate) use members::{MemberCounts, add_member, change_members, remove_member, set_role};
 pub(crate) use messages::{
-    MessageState, add_reaction, client_msg_id, delete_message, edit_message, remove_reaction,
-    reply_to, writable,
+    MessageState, add_reaction, client_msg_id, delete_message, edit_message, new_message_allowed,
+    remove_reaction, reply_to, writable,
 };
 
 /// The tenant's conversation, or `NotFound` (another tenant's id is not found either).

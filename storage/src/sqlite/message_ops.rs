@@ -29,6 +29,7 @@ pub(super) fn append_message(
     {
         return Ok(original);
     }
+    rules::new_message_allowed(new.repeat_only)?;
     rules::writable(membership.archived)?;
     if let Some(reply_to) = &new.reply_to {
         let replied: Option<String> = conn

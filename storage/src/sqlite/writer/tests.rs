@@ -232,6 +232,7 @@ fn a_failed_batch_forgets_the_client_ids_it_stored() {
                         body: "hello".to_owned(),
                         reply_to: None,
                         attachments: Vec::new(),
+                        repeat_only: false,
                     },
                 )
             },
