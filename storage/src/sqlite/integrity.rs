@@ -11,7 +11,10 @@
 //!   project's test machine's disk) and is interrupted after
 //!   [`QUICK_CHECK_BUDGET`], in which case the open goes on with a warning. Damage found refuses
 //!   the open.
-//! - [`CommitHealth`]: the outcome of the writer's last commit, for readiness.
+//! - [`CommitHealth`]: the outcome of the writer's last commit, for readiness. After a commit
+//!   failed on a full disk, the file system must have [`RECOVERED_FREE_BYTES`] free again before
+//!   a probe commit may call it recovered: a small probe fits in the space the failed commit had
+//!   already taken at the end of the write-ahead log, while the next batch of messages would not.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +26,25 @@ use crate::{Result, StoreError};
 
 /// Longest the integrity check at open may take before it is abandoned.
 pub const QUICK_CHECK_BUDGET: Duration = Duration::from_secs(30);
+
+/// Free space a full disk must have again before commits count as possible.
+pub const RECOVERED_FREE_BYTES: u64 = 4 << 20;
+
+/// Whether the file system holding `db` has less than [`RECOVERED_FREE_BYTES`] free (for the
+/// unprivileged user); `false` when it cannot tell.
+pub(super) fn short_of_space(db: &Path) -> bool {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match rustix::fs::statvfs(dir) {
+        Ok(stat) => stat.f_bavail.saturating_mul(stat.f_frsize) < RECOVERED_FREE_BYTES,
+        Err(err) => {
+            tracing::debug!(error = %err, "cannot read the free space of the data dir");
+            false
+        }
+    }
+}
 
 /// Problems `quick_check` lists at most (the first ones are enough to refuse).
 const QUICK_CHECK_ROWS: u32 = 10;

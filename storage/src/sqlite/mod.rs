@@ -96,6 +96,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<ReadPool>,
+    /// The database file (its file system's free space decides a full disk's recovery).
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -125,7 +127,11 @@ impl SqliteStore {
             options.queue,
         )?;
         tracing::info!(path = %path.display(), readers = options.readers.max(1), "sqlite store open");
-        Ok(SqliteStore { writer, readers })
+        Ok(SqliteStore {
+            writer,
+            readers,
+            path: path.to_owned(),
+        })
     }
 
     async fn write<T, F>(&self, work: F) -> Result<T>
@@ -325,12 +331,16 @@ impl Backend for SqliteStore {
     }
 
     /// While the last commit failed (a full disk, a read-only file), commits a probe (a rewrite
-    /// of `user_version`) to learn whether commits work again; otherwise only reads.
+    /// of `user_version`) to learn whether commits work again (after a full disk, only once
+    /// its file system has room again); otherwise only reads.
     async fn ping(&self) -> Result<()> {
         if !self.writer.is_open() {
             return Err(StoreError::Unavailable);
         }
-        if self.writer.commit_fault().is_some() {
+        if let Some(fault) = self.writer.commit_fault() {
+            if fault == "disk_full" && integrity::short_of_space(&self.path) {
+                return Err(StoreError::CannotCommit(fault));
+            }
             let probe = self
                 .write(|conn, _| {
                     let version = schema::version(conn)?;
