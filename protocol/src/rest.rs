@@ -445,6 +445,10 @@ pub struct Health {
     /// chat works while the index catches up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchHealth>,
+    /// `/ready` answering 503 `storage_unavailable` because commits fail: why, in a word
+    /// (`disk_full`, `read_only`, `io_error`, `corrupt`, `commit_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Health {
@@ -453,6 +457,7 @@ impl Health {
         Health {
             status: status.to_owned(),
             search: None,
+            reason: None,
         }
     }
 }

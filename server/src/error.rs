@@ -91,7 +91,9 @@ impl AppError {
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable => AppError::unavailable("storage is unavailable; retry"),
+            StoreError::Unavailable | StoreError::CannotCommit(_) => {
+                AppError::unavailable("storage is unavailable; retry")
+            }
             StoreError::Internal { .. } => AppError::internal(ErrorChain(&err)),
             other => AppError::new(other.code(), other.to_string()),
         }

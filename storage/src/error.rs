@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The store is shutting down or its writer has stopped.
     #[error("store unavailable")]
     Unavailable,
+    /// The last commit failed and a probe commit too; the cause in a word (`disk_full`,
+    /// `read_only`, `io_error`, `corrupt`, `commit_failed`). Only `ping` returns it.
+    #[error("the store cannot commit: {0}")]
+    CannotCommit(&'static str),
     /// A backend failure: `context` says what failed and `source`, if any, why (with its own
     /// chain of causes). Logged whole, never sent to clients.
     #[error("storage backend error: {context}")]
@@ -72,7 +76,7 @@ impl StoreError {
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Invalid(_) => ErrorCode::Invalid,
             StoreError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
-            StoreError::Unavailable => ErrorCode::Unavailable,
+            StoreError::Unavailable | StoreError::CannotCommit(_) => ErrorCode::Unavailable,
             StoreError::Internal { .. } => ErrorCode::Internal,
         }
     }

@@ -25,8 +25,10 @@ pub async fn health() -> Json<Health> {
     Json(Health::status("ok"))
 }
 
-/// Readiness: storage answers, the fan-out is connected, the identity provider's keys are
-/// loaded (with `jwt_jwks_url`) and the server is not shutting down.
+/// Readiness: storage answers and can commit, the fan-out is connected, the identity
+/// provider's keys are loaded (with `jwt_jwks_url`), and the server is not shutting down. While
+/// commits fail (a full disk, a read-only database) the answer is 503 `storage_unavailable` with
+/// the `reason`; each probe then tries a small commit, so readiness returns once commits work.
 #[utoipa::path(get, path = "/ready", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -55,11 +57,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .into_response(),
         Err(err) => {
             tracing::warn!(error = %crate::error::ErrorChain(&err), "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health::status("storage_unavailable")),
-            )
-                .into_response()
+            let reason = match err {
+                confab_storage::StoreError::CannotCommit(reason) => Some(reason.to_owned()),
+                _ => None,
+            };
+            let body = Health {
+                reason,
+                ..Health::status("storage_unavailable")
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }

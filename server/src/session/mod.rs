@@ -236,7 +236,14 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
                 Err(_) => (None, Err(AppError::unauthorized("authenticate first"))),
             },
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) => return None,
+            Some(Ok(Message::Close(_))) => return None,
+            Some(Err(err)) => {
+                if let Some((code, reason)) = violation(&err) {
+                    m::ws_closed(&code.to_string());
+                    close(socket, code, reason).await;
+                }
+                return None;
+            }
             Some(Ok(Message::Binary(_))) => {
                 (None, Err(AppError::unauthorized("authenticate first")))
             }
@@ -348,14 +355,10 @@ impl Incoming {
             Some(Ok(Message::Close(_))) | None => Incoming::End(Exit::ClientClosed),
             Some(Err(err)) => {
                 debug!(error = %err, "websocket read failed");
-                if is_capacity_error(&err) {
-                    m::ws_error(ErrorCode::TooLarge.as_str());
-                    return Incoming::End(Exit::Closed {
-                        code: 1009,
-                        reason: "frame too large",
-                    });
+                match violation(&err) {
+                    Some((code, reason)) => Incoming::End(Exit::Closed { code, reason }),
+                    None => Incoming::End(Exit::SocketError),
                 }
-                Incoming::End(Exit::SocketError)
             }
         }
     }
@@ -608,16 +611,30 @@ impl Session {
     }
 }
 
-fn is_capacity_error(err: &axum::Error) -> bool {
+/// The RFC 6455 close code and reason for a frame the client must not send: 1009 for a frame or
+/// message over the hard cap (counted as a `too_large` error), 1007 for a text message that is
+/// not UTF-8, 1002 for any other protocol violation (an unmasked frame, reserved bits or opcodes,
+/// a control frame over 125 bytes or fragmented). `None` for I/O failures: nothing to tell.
+fn violation(err: &axum::Error) -> Option<(u16, &'static str)> {
     use std::error::Error as _;
+    use tungstenite::error::ProtocolError;
     let mut source = err.source();
     while let Some(cause) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = cause.downcast_ref::<tungstenite::Error>() {
-            return true;
+        match cause.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Capacity(_)) => {
+                m::ws_error(ErrorCode::TooLarge.as_str());
+                return Some((1009, "frame too large"));
+            }
+            Some(tungstenite::Error::Utf8(_)) => return Some((1007, "invalid utf-8")),
+            Some(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing,
+            )) => return None,
+            Some(tungstenite::Error::Protocol(_)) => return Some((1002, "protocol error")),
+            Some(_) => return None,
+            None => source = cause.source(),
         }
-        source = cause.source();
     }
-    false
+    None
 }
 
 #[cfg(test)]

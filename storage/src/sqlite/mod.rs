@@ -14,11 +14,16 @@
 //!   `migrate_events`: the Rust half of version 3, which converts events stored as frames by
 //!   older builds to the storage form (`crate::event_form`).
 //!
+//! - `integrity`: what `open` refuses (a database that should exist but is missing, empty or
+//!   damaged: the created marker and a bounded `quick_check`), and the outcome of the last
+//!   commit, which `ping` reports.
+//!
 //! The database must be a file (WAL needs one, and the readers open it separately).
 
 mod cache;
 mod checkpoint;
 mod common;
+mod integrity;
 mod media;
 mod message_ops;
 mod migrate_events;
@@ -47,6 +52,7 @@ use crate::{
 use pool::ReadPool;
 use writer::Writer;
 
+pub use integrity::{QUICK_CHECK_BUDGET, created_marker};
 pub use schema::SCHEMA_VERSION;
 
 /// Tuning of a [`SqliteStore`].
@@ -90,18 +96,26 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<ReadPool>,
+    /// The database file (its file system's free space decides a full disk's recovery).
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path` and starts its writer.
     /// Committed events go to `sink`. Blocking: call it at startup or from a blocking task.
+    ///
+    /// Refuses a database that was created (see [`created_marker`]) but is now missing or
+    /// empty, and one that `PRAGMA quick_check` finds damaged (within [`QUICK_CHECK_BUDGET`]).
     pub fn open(
         path: &Path,
         sink: Arc<dyn EventSink>,
         options: SqliteOptions,
     ) -> Result<SqliteStore> {
+        integrity::refuse_lost(path)?;
         let mut conn = schema::open_writer(path)?;
+        integrity::quick_check(&conn, path, QUICK_CHECK_BUDGET)?;
         schema::migrate(&mut conn)?;
+        integrity::mark_created(path)?;
         let readers = ReadPool::open(path, options.readers, options.inline_readers)?;
         let checkpointer = checkpoint::Checkpointer::spawn(path, &conn)?;
         let writer = Writer::spawn(
@@ -113,7 +127,11 @@ impl SqliteStore {
             options.queue,
         )?;
         tracing::info!(path = %path.display(), readers = options.readers.max(1), "sqlite store open");
-        Ok(SqliteStore { writer, readers })
+        Ok(SqliteStore {
+            writer,
+            readers,
+            path: path.to_owned(),
+        })
     }
 
     async fn write<T, F>(&self, work: F) -> Result<T>
@@ -312,9 +330,28 @@ impl Backend for SqliteStore {
         self.read(move |conn| people::people(conn, &tenant)).await
     }
 
+    /// While the last commit failed (a full disk, a read-only file), commits a probe (a rewrite
+    /// of `user_version`) to learn whether commits work again (after a full disk, only once
+    /// its file system has room again); otherwise only reads.
     async fn ping(&self) -> Result<()> {
         if !self.writer.is_open() {
             return Err(StoreError::Unavailable);
+        }
+        if let Some(fault) = self.writer.commit_fault() {
+            if fault == "disk_full" && integrity::short_of_space(&self.path) {
+                return Err(StoreError::CannotCommit(fault));
+            }
+            let probe = self
+                .write(|conn, _| {
+                    let version = schema::version(conn)?;
+                    conn.pragma_update(None, "user_version", version)?;
+                    Ok(())
+                })
+                .await;
+            if probe.is_err() {
+                let fault = self.writer.commit_fault().unwrap_or("commit_failed");
+                return Err(StoreError::CannotCommit(fault));
+            }
         }
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::job::BoxedJob;
 use crate::sqlite::cache::WriteCache;
 use crate::sqlite::checkpoint::{self, Checkpointer};
+use crate::sqlite::integrity::CommitHealth;
 use crate::{EventSink, StoredEvent};
 
 /// The writer thread's loop; returns when the queue is closed and drained (stopping the
@@ -21,6 +22,7 @@ pub(super) fn run(
     mut cache: WriteCache,
     mut receiver: mpsc::Receiver<BoxedJob>,
     max_batch: usize,
+    health: &CommitHealth,
 ) {
     let mut batch: Vec<BoxedJob> = Vec::with_capacity(max_batch);
     let commit_duration =
@@ -39,6 +41,7 @@ pub(super) fn run(
         let committed = commit_batch(&mut conn, &mut cache, &mut batch, &mut events);
         commit_duration.record(started.elapsed().as_secs_f64());
         batch_jobs.record(batch.len() as f64);
+        health.record(committed.as_ref().map(|_| ()));
         match committed {
             Ok(()) => {
                 if let Some(checkpointer) = &checkpointer {

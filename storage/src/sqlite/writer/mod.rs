@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::cache::WriteCache;
 use super::checkpoint::Checkpointer;
+use super::integrity::CommitHealth;
 use crate::{EventSink, Result, StoreError, StoredEvent};
 use job::{BoxedJob, Pending};
 
@@ -37,6 +38,8 @@ pub(super) struct Writer {
     sender: Mutex<Option<mpsc::Sender<BoxedJob>>>,
     /// Taken by the first `close`; an async mutex so a second `close` waits for the first.
     thread: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The outcome of the last commit, kept by the thread.
+    health: CommitHealth,
 }
 
 impl Writer {
@@ -51,11 +54,26 @@ impl Writer {
         queue: usize,
     ) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel(queue.max(1));
-        let thread = spawn_thread(conn, sink, checkpointer, cache, receiver, max_batch.max(1))?;
+        let health = CommitHealth::default();
+        let thread = spawn_thread(
+            conn,
+            sink,
+            checkpointer,
+            cache,
+            receiver,
+            max_batch.max(1),
+            health.clone(),
+        )?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: tokio::sync::Mutex::new(Some(thread)),
+            health,
         })
+    }
+
+    /// Why the last commit failed (`disk_full`, `read_only`, …); `None` if it succeeded.
+    pub(super) fn commit_fault(&self) -> Option<&'static str> {
+        self.health.fault()
     }
 
     /// Whether writes are still accepted.
@@ -172,6 +190,7 @@ fn spawn_thread(
     cache: WriteCache,
     receiver: mpsc::Receiver<BoxedJob>,
     max_batch: usize,
+    health: CommitHealth,
 ) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("confab-sqlite-writer".to_owned())
@@ -183,6 +202,7 @@ fn spawn_thread(
                 cache,
                 receiver,
                 max_batch,
+                &health,
             )
         })
         .map_err(|err| StoreError::internal("spawning the writer thread", err))

@@ -142,6 +142,7 @@ fn run_to_end(conn: Connection, jobs: Vec<BoxedJob>) -> Arc<RecordingSink> {
         WriteCache::default(),
         receiver,
         16,
+        Default::default(),
     )
     .expect("spawn")
     .join()
@@ -258,6 +259,7 @@ fn a_failed_batch_forgets_the_client_ids_it_stored() {
         WriteCache::default(),
         receiver,
         16,
+        Default::default(),
     )
     .expect("spawn");
     assert!(stored_answer.blocking_recv().expect("answered").is_err());
