@@ -11,7 +11,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, Order, Term};
 
 use crate::{Hit, Hits, MAX_LIMIT, Parsed, Result, Search, SearchError, SearchIndex, Sort};
-use crate::{analyzer, highlight};
+use crate::{analyzer, highlight, words_analyzer};
 
 impl SearchIndex {
     fn term(&self, field: Field, text: &str) -> Box<dyn Query> {
@@ -87,18 +87,29 @@ impl SearchIndex {
             }
             terms
         };
+        let mut words = words_analyzer();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for word in &parsed.words {
-            for token in tokens(word) {
-                let term = Term::from_field_text(f.body, &token);
-                let distance = highlight::typo_distance(token.chars().count());
-                let exact: Box<dyn Query> =
-                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs));
+            let mut plain = words.token_stream(word);
+            for stem in tokens(word) {
+                let Some(written) = plain.next().map(|token| token.text.clone()) else {
+                    break;
+                };
+                let exact: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(f.body, &stem),
+                    IndexRecordOption::WithFreqs,
+                ));
+                let distance = highlight::typo_distance(written.chars().count());
                 let clause: Box<dyn Query> = if distance == 0 {
                     exact
                 } else {
-                    let near: Box<dyn Query> = Box::new(FuzzyTermQuery::new(term, distance, true));
-                    // The exact word ranks above its near misses.
+                    // Near misses of the word as written (not of its stem), among the words
+                    // as written; the same stem ("launches" for "launch") ranks above them.
+                    let near: Box<dyn Query> = Box::new(FuzzyTermQuery::new(
+                        Term::from_field_text(f.words, &written),
+                        distance,
+                        true,
+                    ));
                     Box::new(BooleanQuery::new(vec![
                         (
                             Occur::Should,
@@ -170,9 +181,8 @@ impl SearchIndex {
                 .collect(),
         };
         let more = addresses.len() > limit;
-        let mut analyzer = analyzer();
-        let terms =
-            highlight::query_terms(&mut analyzer, &search.query.words, &search.query.phrases);
+        let mut analyzers = highlight::Analyzers::new();
+        let terms = analyzers.query_terms(&search.query.words, &search.query.phrases);
         let mut hits = Vec::with_capacity(limit);
         let mut indexed_seq = BTreeMap::new();
         for address in addresses.into_iter().take(limit) {
@@ -181,7 +191,7 @@ impl SearchIndex {
                 .entry(entry.conversation.clone())
                 .or_insert_with(|| self.indexed_seq(&entry.conversation));
             hits.push(Hit {
-                snippet: highlight::snippet(&mut analyzer, &entry.body, &terms),
+                snippet: analyzers.snippet(&entry.body, &terms),
                 conversation: entry.conversation,
                 id: entry.id,
                 seq: entry.seq,

@@ -175,6 +175,43 @@ fn typos_phrases_exclusions_and_filters_work() {
 }
 
 #[test]
+fn typos_are_measured_on_the_words_as_written_not_on_their_stems() {
+    let index = index_of(&history());
+    let both = ["c1", "c2"];
+    // "quartely" stems to something far from "quarter", but is one letter from "quarterly".
+    assert_eq!(ids(&index, "quartely", &both), ["m3-file"]);
+    assert_eq!(ids(&index, "helo wrld", &both), ["m1"]);
+    // Two edits from 8 letters on, one below.
+    assert_eq!(ids(&index, "quortarly", &both), ["m3-file"]);
+    assert!(
+        ids(&index, "mondzz", &both).is_empty(),
+        "two edits of 6 letters"
+    );
+    assert_eq!(ids(&index, "mondy", &both), ["m1"]);
+    // No typo below 4 letters.
+    assert!(ids(&index, "spm", &both).is_empty());
+    assert!(ids(&index, "wrl", &both).is_empty());
+    // Stems still match exactly.
+    assert_eq!(ids(&index, "reports", &both), ["m3-file"]);
+    // The typo's match is highlighted.
+    let parsed = query::parse("quartely").expect("parse");
+    let hits = index
+        .search(&Search {
+            tenant: TENANT,
+            conversations: &["c1".to_owned()],
+            query: &parsed,
+            sort: Sort::Relevance,
+            limit: 5,
+            cursor: None,
+        })
+        .expect("search");
+    assert_eq!(
+        hits.hits[0].snippet,
+        "the <mark>quarterly</mark> report attached, final version"
+    );
+}
+
+#[test]
 fn hits_carry_snippets_cursors_and_how_far_the_index_is() {
     let index = index_of(&history());
     let parsed = query::parse("launch").expect("parse");
