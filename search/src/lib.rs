@@ -7,7 +7,8 @@
 //!   stream, shuffled or twice, gives the same index. [`SearchIndex::search`] answers a query
 //!   within the conversations the caller may read (checked by the caller at query time).
 //! - `query.rs`: the query language; `querying.rs`: a search as a tantivy query and its page of
-//!   hits; `highlight.rs`: snippets with `<mark>`; `tokenizer.rs`: words, CJK as bigrams.
+//!   hits; `highlight.rs`: snippets with `<mark>`; `tokenizer.rs`: words, CJK as bigrams;
+//!   `suggesting.rs`: completions of a prefix from the words a caller may read.
 //!
 //! Every call blocks (tantivy's work is CPU and disk): the server runs them off the async
 //! runtime.
@@ -18,6 +19,7 @@
 mod highlight;
 pub mod query;
 mod querying;
+mod suggesting;
 pub mod tokenizer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +39,7 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
 pub use query::Parsed;
+pub use suggesting::Completion;
 
 /// The analyzer of message text: words (CJK as bigrams), lower-cased, accents folded, English
 /// stems.

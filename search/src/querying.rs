@@ -21,17 +21,19 @@ impl SearchIndex {
         ))
     }
 
-    /// The tantivy query of a search: its filters, then its text.
-    fn build(&self, search: &Search<'_>) -> Box<dyn Query> {
+    /// The clauses every query of a caller has: live messages of `conversations` in `tenant`.
+    pub(crate) fn visible(
+        &self,
+        tenant: &str,
+        conversations: &[String],
+    ) -> Vec<(Occur, Box<dyn Query>)> {
         let f = self.fields;
-        let parsed = search.query;
-        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, self.term(f.tenant, search.tenant)),
+        vec![
+            (Occur::Must, self.term(f.tenant, tenant)),
             (
                 Occur::Must,
                 Box::new(TermSetQuery::new(
-                    search
-                        .conversations
+                    conversations
                         .iter()
                         .map(|c| Term::from_field_text(f.conversation, c)),
                 )),
@@ -43,7 +45,14 @@ impl SearchIndex {
                     IndexRecordOption::Basic,
                 )),
             ),
-        ];
+        ]
+    }
+
+    /// The tantivy query of a search: its filters, then its text.
+    fn build(&self, search: &Search<'_>) -> Box<dyn Query> {
+        let f = self.fields;
+        let parsed = search.query;
+        let mut must = self.visible(search.tenant, search.conversations);
         if let Some(conversation) = &parsed.conversation {
             must.push((Occur::Must, self.term(f.conversation, conversation)));
         }

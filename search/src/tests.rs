@@ -320,3 +320,34 @@ fn an_index_of_another_schema_version_is_rebuilt_empty() {
     assert_eq!(reopened.indexed_seq("c1"), 1, "the current version is kept");
     assert_eq!(ids(&reopened, "fresh", &["c1"]), ["m1"]);
 }
+
+#[test]
+fn completions_are_live_words_of_the_callers_conversations() {
+    let index = index_of(&history());
+    let words = |prefix: &str, conversations: &[&str], tenant: &str| {
+        let conversations: Vec<String> = conversations.iter().map(|c| (*c).to_owned()).collect();
+        index
+            .complete(tenant, &conversations, prefix, 10)
+            .expect("complete")
+            .into_iter()
+            .map(|c| (c.word, c.messages))
+            .collect::<Vec<_>>()
+    };
+    // Real words, not stems, by how many messages have them.
+    assert_eq!(
+        words("LAU", &["c1", "c2"], TENANT),
+        [("launch".to_owned(), 3)]
+    );
+    assert_eq!(
+        words("the qua", &["c1"], TENANT),
+        [("quarterly".to_owned(), 1)]
+    );
+    // Deleted and edited-away words are not suggested.
+    assert!(words("sword", &["c1", "c2"], TENANT).is_empty());
+    assert!(words("frid", &["c1", "c2"], TENANT).is_empty());
+    // Nor words of conversations the caller cannot read, nor of another tenant.
+    assert!(words("gard", &["c1"], TENANT).is_empty());
+    assert_eq!(words("gard", &["c2"], TENANT), [("garden".to_owned(), 1)]);
+    assert!(words("gard", &["c2"], "other").is_empty());
+    assert!(words("", &["c2"], TENANT).is_empty());
+}

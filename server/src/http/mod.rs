@@ -8,6 +8,7 @@ pub mod openapi;
 mod ops;
 mod search;
 mod search_people;
+mod search_suggestions;
 mod web;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media::router())
         .merge(search::router())
         .merge(search_people::router())
+        .merge(search_suggestions::router())
         .merge(web::router())
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/protocol.schema.json", get(openapi::protocol_schema))
