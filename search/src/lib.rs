@@ -95,6 +95,19 @@ pub fn words_analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// A message's place in newest-first order, unique in practice: its time (Unix ms, 43 bits
+/// last until the year 2248) above 20 bits of a hash of its id, so that two messages of one
+/// millisecond still have an order a cursor can continue from (two of one millisecond and one
+/// hash, about one pair in a million, would share a key: a page boundary between them skips
+/// one).
+fn order_key(ts: i64, id: &str) -> u64 {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (u64::try_from(ts).unwrap_or(0) << 20) | (hash & 0xF_FFFF)
+}
+
 /// A durable event, as the index needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexEvent {
@@ -234,6 +247,8 @@ struct Fields {
     seq: Field,
     state: Field,
     ts: Field,
+    /// Newest-first order without ties: see [`order_key`].
+    order: Field,
     attachments: Field,
     deleted: Field,
 }
@@ -264,6 +279,7 @@ fn schema() -> (Schema, Fields) {
         seq: builder.add_u64_field("seq", INDEXED | STORED | FAST),
         state: builder.add_u64_field("state", STORED),
         ts: builder.add_i64_field("ts", INDEXED | STORED | FAST),
+        order: builder.add_u64_field("order", INDEXED | FAST),
         attachments: builder.add_u64_field("attachments", INDEXED | STORED),
         deleted: builder.add_u64_field("deleted", INDEXED | STORED),
     };
@@ -537,7 +553,8 @@ impl SearchIndex {
             f.id => entry.id.as_str(), f.tenant => entry.tenant.as_str(),
             f.conversation => entry.conversation.as_str(), f.author => entry.author.as_str(),
             f.body => entry.body.as_str(), f.words => entry.body.as_str(), f.seq => entry.seq,
-            f.state => entry.state, f.ts => entry.ts, f.attachments => u64::from(entry.attachments),
+            f.state => entry.state, f.ts => entry.ts, f.order => order_key(entry.ts, &entry.id),
+            f.attachments => u64::from(entry.attachments),
             f.deleted => u64::from(entry.deleted),
         ))?;
         Ok(())

@@ -166,28 +166,52 @@ impl SearchIndex {
     }
 
     /// The hits of `search`, a page at a time.
+    ///
+    /// Newest-first pages (`Sort::Recent`, or no text) continue from a key, not an offset: the
+    /// cursor is the last hit's order key (time, then a hash of its id), so messages arriving
+    /// between pages (later, hence above the cursor) shift nothing, and a deep page costs no
+    /// more than the first. Relevance pages continue from an offset: scores change as
+    /// documents arrive, so a new match may shift later pages by one.
     pub fn search(&self, search: &Search<'_>) -> Result<Hits> {
         let limit = search.limit.clamp(1, MAX_LIMIT);
-        let offset: usize = match search.cursor {
-            None => 0,
-            Some(cursor) => cursor
-                .parse()
-                .map_err(|_| SearchError::Invalid("a bad cursor".to_owned()))?,
-        };
+        let by_time = search.sort == Sort::Recent || !search.query.has_text();
+        let cursor = search
+            .cursor
+            .map(|text| Cursor::parse(text, by_time))
+            .transpose()?;
         let searcher = self.reader.searcher();
-        let query = self.build(search);
+        let mut query = self.build(search);
+        let offset = match cursor {
+            None => 0,
+            Some(Cursor::Offset(offset)) => offset,
+            Some(Cursor::Before(key)) => {
+                let upper = std::ops::Bound::Excluded(Term::from_field_u64(self.fields.order, key));
+                query = Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, query),
+                    (
+                        Occur::Must,
+                        Box::new(RangeQuery::new(std::ops::Bound::Unbounded, upper)),
+                    ),
+                ]));
+                0
+            }
+        };
         let top = TopDocs::with_limit(limit + 1).and_offset(offset);
-        let addresses: Vec<DocAddress> = match (search.sort, search.query.has_text()) {
-            (Sort::Relevance, true) => searcher
+        let addresses: Vec<DocAddress> = if by_time {
+            searcher
+                .search(
+                    &query,
+                    &top.order_by_fast_field::<u64>("order", Order::Desc),
+                )?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect()
+        } else {
+            searcher
                 .search(&query, &top.order_by_score())?
                 .into_iter()
                 .map(|(_, a)| a)
-                .collect(),
-            _ => searcher
-                .search(&query, &top.order_by_fast_field::<i64>("ts", Order::Desc))?
-                .into_iter()
-                .map(|(_, a)| a)
-                .collect(),
+                .collect()
         };
         let more = addresses.len() > limit;
         let mut analyzers = highlight::Analyzers::new();
@@ -208,10 +232,45 @@ impl SearchIndex {
                 ts: entry.ts,
             });
         }
+        let next_cursor = more.then(|| match hits.last() {
+            Some(last) if by_time => {
+                Cursor::Before(crate::order_key(last.ts, &last.id)).to_string()
+            }
+            _ => Cursor::Offset(offset + limit).to_string(),
+        });
         Ok(Hits {
             hits,
-            next_cursor: more.then(|| (offset + limit).to_string()),
+            next_cursor,
             indexed_seq,
         })
+    }
+}
+
+/// Where the next page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cursor {
+    /// After this many hits (relevance order).
+    Offset(usize),
+    /// At hits of an order key below this (newest first).
+    Before(u64),
+}
+
+impl Cursor {
+    fn parse(text: &str, by_time: bool) -> Result<Cursor> {
+        let bad = || SearchError::Invalid("a bad cursor".to_owned());
+        match text.strip_prefix('k') {
+            Some(key) if by_time => Ok(Cursor::Before(key.parse().map_err(|_| bad())?)),
+            None if !by_time => Ok(Cursor::Offset(text.parse().map_err(|_| bad())?)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cursor::Offset(offset) => write!(f, "{offset}"),
+            Cursor::Before(key) => write!(f, "k{key}"),
+        }
     }
 }

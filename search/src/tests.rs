@@ -67,19 +67,30 @@ fn index_of(events: &[IndexEvent]) -> SearchIndex {
     index
 }
 
-fn ids(index: &SearchIndex, text: &str, conversations: &[&str]) -> Vec<String> {
+/// A newest-first page of `text`'s hits in `conversations`.
+fn page(
+    index: &SearchIndex,
+    text: &str,
+    conversations: &[&str],
+    limit: usize,
+    cursor: Option<&str>,
+) -> Hits {
     let conversations: Vec<String> = conversations.iter().map(|c| (*c).to_owned()).collect();
     let parsed = query::parse(text).expect("parse");
-    let hits = index
+    index
         .search(&Search {
             tenant: TENANT,
             conversations: &conversations,
             query: &parsed,
             sort: Sort::Recent,
-            limit: 50,
-            cursor: None,
+            limit,
+            cursor,
         })
-        .expect("search");
+        .expect("search")
+}
+
+fn ids(index: &SearchIndex, text: &str, conversations: &[&str]) -> Vec<String> {
+    let hits = page(index, text, conversations, 50, None);
     hits.hits.into_iter().map(|hit| hit.id).collect()
 }
 
@@ -350,4 +361,51 @@ fn completions_are_live_words_of_the_callers_conversations() {
     assert_eq!(words("gard", &["c2"], TENANT), [("garden".to_owned(), 1)]);
     assert!(words("gard", &["c2"], "other").is_empty());
     assert!(words("", &["c2"], TENANT).is_empty());
+}
+
+#[test]
+fn newest_first_pages_neither_repeat_nor_skip_while_messages_arrive() {
+    let index = index_of(&history());
+    // Two messages of one time: the cursor counts the ones already returned.
+    index
+        .apply(&[
+            posted("c1", "t1", 7, "ann", "launch twin one"),
+            IndexEvent::Posted {
+                tenant: TENANT.to_owned(),
+                conversation: "c1".to_owned(),
+                id: "t2".to_owned(),
+                seq: 8,
+                author: "ann".to_owned(),
+                body: "launch twin two".to_owned(),
+                ts: 7_000,
+                attachments: false,
+            },
+        ])
+        .expect("apply");
+    index.commit().expect("commit");
+    // One page of all: the two of one millisecond in their order key's order.
+    let before = ids(&index, "launch", &["c1", "c2"]);
+    assert_eq!(before.len(), 5);
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for round in 0..20_u64 {
+        let hits = page(&index, "launch", &["c1", "c2"], 1, cursor.as_deref());
+        seen.extend(hits.hits.into_iter().map(|hit| hit.id));
+        // A newer match arrives between every two pages.
+        index
+            .apply(&[posted(
+                "c1",
+                &format!("new{round}"),
+                100 + round,
+                "bob",
+                "launch news",
+            )])
+            .expect("apply");
+        index.commit().expect("commit");
+        cursor = hits.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, before, "every earlier match once, in order, none new");
 }
