@@ -403,6 +403,44 @@ pub struct PersonHits {
     pub users: Vec<PersonHit>,
 }
 
+/// What a suggestion completes a prefix to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SuggestionKind {
+    /// A word of the caller's messages.
+    Term,
+    /// The title of one of the caller's conversations.
+    Conversation,
+    /// The name of a person of the caller's tenant.
+    Person,
+}
+
+/// One completion of `GET /v1/search/suggestions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Suggestion {
+    /// The completed text: a word as written (lower-cased), a title or a name.
+    pub text: String,
+    pub kind: SuggestionKind,
+    /// For `conversation`: its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    /// For `person`: their user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// For `term`: how many of the caller's messages have the word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+}
+
+/// `GET /v1/search/suggestions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Suggestions {
+    pub suggestions: Vec<Suggestion>,
+}
+
 /// `PATCH /v1/messages/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

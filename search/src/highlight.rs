@@ -37,30 +37,98 @@ fn distance(a: &str, b: &str, max: usize) -> usize {
     previous[b.len()]
 }
 
-/// The terms a query looks for, as the analyzer writes them, with the typo distance each
-/// allows (phrases' words allow none).
-pub fn query_terms(
-    analyzer: &mut TextAnalyzer,
-    words: &[String],
-    phrases: &[String],
-) -> Vec<(String, u8)> {
-    let mut terms = Vec::new();
-    for (text, fuzzy) in words
-        .iter()
-        .map(|w| (w, true))
-        .chain(phrases.iter().map(|p| (p, false)))
-    {
-        let mut stream = analyzer.token_stream(text);
-        while let Some(token) = stream.next() {
-            let allowed = if fuzzy {
-                typo_distance(token.text.chars().count())
-            } else {
-                0
-            };
-            terms.push((token.text.clone(), allowed));
+/// A word a query looks for: its stem, how it was written, and the typo distance it allows
+/// (a phrase's words allow none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryTerm {
+    stem: String,
+    written: String,
+    allowed: u8,
+}
+
+impl QueryTerm {
+    /// Whether a word of a message (its stem and as written) is a match: the same stem, or
+    /// within the allowed typos of the word as written (the index matches the same way).
+    fn matches(&self, stem: &str, written: &str) -> bool {
+        let allowed = usize::from(self.allowed);
+        stem == self.stem || (allowed > 0 && distance(written, &self.written, allowed) <= allowed)
+    }
+}
+
+/// The two analyzers of message text: with stems and without.
+pub struct Analyzers {
+    stems: TextAnalyzer,
+    words: TextAnalyzer,
+}
+
+impl Analyzers {
+    pub fn new() -> Analyzers {
+        Analyzers {
+            stems: crate::analyzer(),
+            words: crate::words_analyzer(),
         }
     }
-    terms
+
+    /// `text`'s tokens: (stem, word as written, byte offsets).
+    fn tokens(&mut self, text: &str) -> Vec<(String, String, usize, usize)> {
+        let mut stems = self.stems.token_stream(text);
+        let mut words = self.words.token_stream(text);
+        let mut tokens = Vec::new();
+        while let (Some(stem), Some(word)) = (stems.next().cloned(), words.next()) {
+            tokens.push((
+                stem.text,
+                word.text.clone(),
+                word.offset_from,
+                word.offset_to,
+            ));
+        }
+        tokens
+    }
+
+    /// The terms a query looks for.
+    pub fn query_terms(&mut self, words: &[String], phrases: &[String]) -> Vec<QueryTerm> {
+        let mut terms = Vec::new();
+        for (text, fuzzy) in words
+            .iter()
+            .map(|w| (w, true))
+            .chain(phrases.iter().map(|p| (p, false)))
+        {
+            for (stem, written, _, _) in self.tokens(text) {
+                let allowed = if fuzzy {
+                    typo_distance(written.chars().count())
+                } else {
+                    0
+                };
+                terms.push(QueryTerm {
+                    stem,
+                    written,
+                    allowed,
+                });
+            }
+        }
+        terms
+    }
+
+    /// The byte ranges of `body`'s words that match `terms`.
+    fn matches(&mut self, body: &str, terms: &[QueryTerm]) -> Vec<(usize, usize)> {
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        for (stem, written, from, to) in self.tokens(body) {
+            if !terms.iter().any(|term| term.matches(&stem, &written)) {
+                continue;
+            }
+            match found.last_mut() {
+                // CJK bigrams overlap: one mark over the run.
+                Some((_, end)) if from <= *end => *end = (*end).max(to),
+                _ => found.push((from, to)),
+            }
+        }
+        found
+    }
+
+    /// The snippet of `body` for `terms`: escaped, matches in `<mark>`, `…` where cut.
+    pub fn snippet(&mut self, body: &str, terms: &[QueryTerm]) -> String {
+        snippet(body, &self.matches(body, terms))
+    }
 }
 
 fn escape(text: &str, out: &mut String) {
@@ -76,26 +144,6 @@ fn escape(text: &str, out: &mut String) {
     }
 }
 
-/// The byte ranges of `body`'s words that match `terms`.
-fn matches(analyzer: &mut TextAnalyzer, body: &str, terms: &[(String, u8)]) -> Vec<(usize, usize)> {
-    let mut found = Vec::new();
-    let mut stream = analyzer.token_stream(body);
-    while let Some(token) = stream.next() {
-        let hit = terms.iter().any(|(term, allowed)| {
-            token.text == *term
-                || distance(&token.text, term, usize::from(*allowed)) <= usize::from(*allowed)
-        });
-        if hit {
-            match found.last_mut() {
-                // CJK bigrams overlap: one mark over the run.
-                Some((_, to)) if token.offset_from <= *to => *to = (*to).max(token.offset_to),
-                _ => found.push((token.offset_from, token.offset_to)),
-            }
-        }
-    }
-    found
-}
-
 /// A char boundary of `text` at or before `at`.
 fn floor(text: &str, mut at: usize) -> usize {
     at = at.min(text.len());
@@ -105,9 +153,8 @@ fn floor(text: &str, mut at: usize) -> usize {
     at
 }
 
-/// The snippet of `body` for `terms`: escaped, matches in `<mark>`, `…` where cut.
-pub fn snippet(analyzer: &mut TextAnalyzer, body: &str, terms: &[(String, u8)]) -> String {
-    let found = matches(analyzer, body, terms);
+/// The snippet of `body` around the first of `found` (byte ranges to mark).
+fn snippet(body: &str, found: &[(usize, usize)]) -> String {
     let first = found.first().map_or(0, |(from, _)| *from);
     let start = floor(body, first.saturating_sub(SNIPPET_CHARS / 3));
     let start = body[..start]
@@ -129,8 +176,8 @@ pub fn snippet(analyzer: &mut TextAnalyzer, body: &str, terms: &[(String, u8)]) 
         out.push('…');
     }
     let mut at = start;
-    for (from, to) in found
-        .into_iter()
+    for &(from, to) in found
+        .iter()
         .filter(|(from, to)| *from >= start && *to <= end)
     {
         escape(&body[at..from], &mut out);
@@ -162,16 +209,16 @@ mod tests {
 
     #[test]
     fn snippets_mark_matches_and_escape_the_rest() {
-        let mut analyzer = crate::analyzer();
-        let terms = query_terms(&mut analyzer, &["helo".to_owned()], &[]);
-        let html = snippet(&mut analyzer, "Hello <b>world</b> & hello again", &terms);
+        let mut analyzers = Analyzers::new();
+        let terms = analyzers.query_terms(&["helo".to_owned()], &[]);
+        let html = analyzers.snippet("Hello <b>world</b> & hello again", &terms);
         assert_eq!(
             html,
             "<mark>Hello</mark> &lt;b&gt;world&lt;/b&gt; &amp; <mark>hello</mark> again"
         );
         let long = format!("{} needle {}", "word ".repeat(100), "tail ".repeat(100));
-        let terms = query_terms(&mut analyzer, &["needle".to_owned()], &[]);
-        let html = snippet(&mut analyzer, &long, &terms);
+        let terms = analyzers.query_terms(&["needle".to_owned()], &[]);
+        let html = analyzers.snippet(&long, &terms);
         assert!(html.starts_with('…') && html.ends_with('…'), "{html}");
         assert!(html.contains("<mark>needle</mark>"), "{html}");
         assert!(html.chars().count() < 200, "{html}");

@@ -7,7 +7,8 @@
 //!   stream, shuffled or twice, gives the same index. [`SearchIndex::search`] answers a query
 //!   within the conversations the caller may read (checked by the caller at query time).
 //! - `query.rs`: the query language; `querying.rs`: a search as a tantivy query and its page of
-//!   hits; `highlight.rs`: snippets with `<mark>`; `tokenizer.rs`: words, CJK as bigrams.
+//!   hits; `highlight.rs`: snippets with `<mark>`; `tokenizer.rs`: words, CJK as bigrams;
+//!   `suggesting.rs`: completions of a prefix from the words a caller may read.
 //!
 //! Every call blocks (tantivy's work is CPU and disk): the server runs them off the async
 //! runtime.
@@ -18,6 +19,7 @@
 mod highlight;
 pub mod query;
 mod querying;
+mod suggesting;
 pub mod tokenizer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,15 +39,20 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
 pub use query::Parsed;
+pub use suggesting::Completion;
 
 /// The analyzer of message text: words (CJK as bigrams), lower-cased, accents folded, English
 /// stems.
 const ANALYZER: &str = "confab_text";
 
+/// The same words unstemmed: typos are measured against what people write ("quartely" is one
+/// letter from "quarterly", but three from its stem "quarter"), and suggestions are real words.
+const WORDS_ANALYZER: &str = "confab_words";
+
 /// The version of what the index holds and how its text is analyzed. An index of another
 /// version (an upgrade changed the analyzer or the schema) is removed when opened, and the
 /// server backfills the new one from storage.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The memory the index writer may use before it flushes a segment.
 const WRITER_MEMORY: usize = 50 * 1024 * 1024;
@@ -81,6 +88,29 @@ pub fn analyzer() -> TextAnalyzer {
         .filter(AsciiFoldingFilter)
         .filter(Stemmer::new(Language::English))
         .build()
+}
+
+/// [`analyzer`] without stems: the words as written, lower-cased and folded. It yields one
+/// token per token of [`analyzer`], at the same offsets (the stemmer drops none).
+pub fn words_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(tokenizer::WordTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// A message's place in newest-first order, unique in practice: its time (Unix ms, 43 bits
+/// last until the year 2248) above 20 bits of a hash of its id, so that two messages of one
+/// millisecond still have an order a cursor can continue from (two of one millisecond and one
+/// hash, about one pair in a million, would share a key: a page boundary between them skips
+/// one).
+fn order_key(ts: i64, id: &str) -> u64 {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (u64::try_from(ts).unwrap_or(0) << 20) | (hash & 0xF_FFFF)
 }
 
 /// A durable event, as the index needs it.
@@ -217,9 +247,13 @@ struct Fields {
     conversation: Field,
     author: Field,
     body: Field,
+    /// The body's words unstemmed (indexed only): typo matches and suggestions.
+    words: Field,
     seq: Field,
     state: Field,
     ts: Field,
+    /// Newest-first order without ties: see [`order_key`].
+    order: Field,
     attachments: Field,
     deleted: Field,
 }
@@ -239,17 +273,27 @@ fn schema() -> (Schema, Fields) {
         conversation: builder.add_text_field("conversation", STRING | STORED),
         author: builder.add_text_field("author", STRING | STORED),
         body: builder.add_text_field("body", text),
+        words: builder.add_text_field(
+            "words",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(WORDS_ANALYZER)
+                    .set_index_option(IndexRecordOption::WithFreqs),
+            ),
+        ),
         seq: builder.add_u64_field("seq", INDEXED | STORED | FAST),
         state: builder.add_u64_field("state", STORED),
         ts: builder.add_i64_field("ts", INDEXED | STORED | FAST),
+        order: builder.add_u64_field("order", INDEXED | FAST),
         attachments: builder.add_u64_field("attachments", INDEXED | STORED),
         deleted: builder.add_u64_field("deleted", INDEXED | STORED),
     };
     (builder.build(), fields)
 }
 
-/// What the writer side holds: the writer, the entries changed since the last commit (the
-/// searcher does not see them yet), and how far each conversation is indexed.
+/// What the writer side holds: the writer, the entries changed since the last commit (already
+/// given to the writer, but the searcher does not see them yet), and how far each conversation
+/// is indexed.
 struct Writing {
     writer: IndexWriter,
     pending: HashMap<String, Entry>,
@@ -373,6 +417,9 @@ impl SearchIndex {
 
     fn with(index: Index, budget: usize) -> Result<SearchIndex> {
         index.tokenizers().register(ANALYZER, analyzer());
+        index
+            .tokenizers()
+            .register(WORDS_ANALYZER, words_analyzer());
         let (_, fields) = schema();
         let reader = index
             .reader_builder()
@@ -402,8 +449,7 @@ impl SearchIndex {
     }
 
     /// The stored entry of message `id`, as last committed.
-    fn committed(&self, id: &str) -> Result<Option<Entry>> {
-        let searcher = self.reader.searcher();
+    fn committed(&self, searcher: &tantivy::Searcher, id: &str) -> Result<Option<Entry>> {
         let query = TermQuery::new(
             Term::from_field_text(self.fields.id, id),
             IndexRecordOption::Basic,
@@ -450,46 +496,79 @@ impl SearchIndex {
 
     /// Applies events (of any conversations, in any order, seen before or not); they are
     /// searchable after the next [`SearchIndex::commit`]. Returns how many changed a message.
+    ///
+    /// A message's current state is in `pending` if an event changed it since the last commit,
+    /// else in the committed index; but a `message` event of a seq above its conversation's
+    /// committed seq concerns a message of which nothing was committed (every event of a message
+    /// has a seq at or above its own), so the common case, a new message, costs no look-up.
     pub fn apply(&self, events: &[IndexEvent]) -> Result<usize> {
         let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the writer's lock: no commit moves it (nor clears `pending`) meanwhile.
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut searcher = None;
         let mut changed = 0;
         for event in events {
             let (conversation, seq) = event.position();
-            let top = writing.indexed.entry(conversation.to_owned()).or_default();
-            *top = (*top).max(seq);
-            let Some(id) = event.message().map(str::to_owned) else {
+            match writing.indexed.get_mut(conversation) {
+                Some(top) => *top = (*top).max(seq),
+                None => {
+                    writing.indexed.insert(conversation.to_owned(), seq);
+                }
+            }
+            let Some(id) = event.message() else {
                 continue;
             };
-            let current = match writing.pending.get(&id) {
-                Some(entry) => entry.clone(),
-                None => self.committed(&id)?.unwrap_or_default(),
+            let (current, known) = match writing.pending.get(id) {
+                Some(entry) => (entry.clone(), true),
+                None if matches!(event, IndexEvent::Posted { .. })
+                    && committed.get(conversation).is_none_or(|top| *top < seq) =>
+                {
+                    (Entry::default(), false)
+                }
+                None => {
+                    let searcher = searcher.get_or_insert_with(|| self.reader.searcher());
+                    match self.committed(searcher, id)? {
+                        Some(entry) => (entry, true),
+                        None => (Entry::default(), false),
+                    }
+                }
             };
             let next = current.clone().apply(event);
-            if next != current {
-                changed += 1;
-                writing.pending.insert(id, next);
+            if next == current {
+                continue;
             }
+            changed += 1;
+            self.write(&mut writing.writer, &next, known)?;
+            writing.pending.insert(id.to_owned(), next);
         }
         Ok(changed)
+    }
+
+    /// Gives `entry` to the writer, replacing the message's document if it may have one.
+    fn write(&self, writer: &mut IndexWriter, entry: &Entry, replaces: bool) -> Result<()> {
+        let f = self.fields;
+        if replaces {
+            writer.delete_term(Term::from_field_text(f.id, &entry.id));
+        }
+        writer.add_document(doc!(
+            f.id => entry.id.as_str(), f.tenant => entry.tenant.as_str(),
+            f.conversation => entry.conversation.as_str(), f.author => entry.author.as_str(),
+            f.body => entry.body.as_str(), f.words => entry.body.as_str(), f.seq => entry.seq,
+            f.state => entry.state, f.ts => entry.ts, f.order => order_key(entry.ts, &entry.id),
+            f.attachments => u64::from(entry.attachments),
+            f.deleted => u64::from(entry.deleted),
+        ))?;
+        Ok(())
     }
 
     /// Makes what was applied searchable (and durable, with how far each conversation is
     /// indexed).
     pub fn commit(&self) -> Result<()> {
         let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-        let f = self.fields;
-        let pending: Vec<Entry> = writing.pending.drain().map(|(_, entry)| entry).collect();
-        for entry in pending {
-            writing
-                .writer
-                .delete_term(Term::from_field_text(f.id, &entry.id));
-            writing.writer.add_document(doc!(
-                f.id => entry.id, f.tenant => entry.tenant, f.conversation => entry.conversation,
-                f.author => entry.author, f.body => entry.body, f.seq => entry.seq,
-                f.state => entry.state, f.ts => entry.ts, f.attachments => u64::from(entry.attachments),
-                f.deleted => u64::from(entry.deleted),
-            ))?;
-        }
         let payload = serde_json::to_string(&Payload {
             v: SCHEMA_VERSION,
             indexed: writing.indexed.clone(),
@@ -498,13 +577,16 @@ impl SearchIndex {
         let mut prepared = writing.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
+        writing.pending.clear();
         let indexed = writing.indexed.clone();
-        drop(writing);
+        // The reader is reloaded before the committed seqs move on, and both under the writer's
+        // lock: `apply` trusts that no document exists past a conversation's committed seq.
         self.reader.reload()?;
         *self
             .committed
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = indexed;
+        drop(writing);
         Ok(())
     }
 

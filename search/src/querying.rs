@@ -11,7 +11,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, Order, Term};
 
 use crate::{Hit, Hits, MAX_LIMIT, Parsed, Result, Search, SearchError, SearchIndex, Sort};
-use crate::{analyzer, highlight};
+use crate::{analyzer, highlight, words_analyzer};
 
 impl SearchIndex {
     fn term(&self, field: Field, text: &str) -> Box<dyn Query> {
@@ -21,17 +21,19 @@ impl SearchIndex {
         ))
     }
 
-    /// The tantivy query of a search: its filters, then its text.
-    fn build(&self, search: &Search<'_>) -> Box<dyn Query> {
+    /// The clauses every query of a caller has: live messages of `conversations` in `tenant`.
+    pub(crate) fn visible(
+        &self,
+        tenant: &str,
+        conversations: &[String],
+    ) -> Vec<(Occur, Box<dyn Query>)> {
         let f = self.fields;
-        let parsed = search.query;
-        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, self.term(f.tenant, search.tenant)),
+        vec![
+            (Occur::Must, self.term(f.tenant, tenant)),
             (
                 Occur::Must,
                 Box::new(TermSetQuery::new(
-                    search
-                        .conversations
+                    conversations
                         .iter()
                         .map(|c| Term::from_field_text(f.conversation, c)),
                 )),
@@ -43,7 +45,14 @@ impl SearchIndex {
                     IndexRecordOption::Basic,
                 )),
             ),
-        ];
+        ]
+    }
+
+    /// The tantivy query of a search: its filters, then its text.
+    fn build(&self, search: &Search<'_>) -> Box<dyn Query> {
+        let f = self.fields;
+        let parsed = search.query;
+        let mut must = self.visible(search.tenant, search.conversations);
         if let Some(conversation) = &parsed.conversation {
             must.push((Occur::Must, self.term(f.conversation, conversation)));
         }
@@ -87,18 +96,29 @@ impl SearchIndex {
             }
             terms
         };
+        let mut words = words_analyzer();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for word in &parsed.words {
-            for token in tokens(word) {
-                let term = Term::from_field_text(f.body, &token);
-                let distance = highlight::typo_distance(token.chars().count());
-                let exact: Box<dyn Query> =
-                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs));
+            let mut plain = words.token_stream(word);
+            for stem in tokens(word) {
+                let Some(written) = plain.next().map(|token| token.text.clone()) else {
+                    break;
+                };
+                let exact: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(f.body, &stem),
+                    IndexRecordOption::WithFreqs,
+                ));
+                let distance = highlight::typo_distance(written.chars().count());
                 let clause: Box<dyn Query> = if distance == 0 {
                     exact
                 } else {
-                    let near: Box<dyn Query> = Box::new(FuzzyTermQuery::new(term, distance, true));
-                    // The exact word ranks above its near misses.
+                    // Near misses of the word as written (not of its stem), among the words
+                    // as written; the same stem ("launches" for "launch") ranks above them.
+                    let near: Box<dyn Query> = Box::new(FuzzyTermQuery::new(
+                        Term::from_field_text(f.words, &written),
+                        distance,
+                        true,
+                    ));
                     Box::new(BooleanQuery::new(vec![
                         (
                             Occur::Should,
@@ -146,35 +166,59 @@ impl SearchIndex {
     }
 
     /// The hits of `search`, a page at a time.
+    ///
+    /// Newest-first pages (`Sort::Recent`, or no text) continue from a key, not an offset: the
+    /// cursor is the last hit's order key (time, then a hash of its id), so messages arriving
+    /// between pages (later, hence above the cursor) shift nothing, and a deep page costs no
+    /// more than the first. Relevance pages continue from an offset: scores change as
+    /// documents arrive, so a new match may shift later pages by one.
     pub fn search(&self, search: &Search<'_>) -> Result<Hits> {
         let limit = search.limit.clamp(1, MAX_LIMIT);
-        let offset: usize = match search.cursor {
-            None => 0,
-            Some(cursor) => cursor
-                .parse()
-                .ok()
-                .filter(|offset| *offset <= crate::MAX_CURSOR)
-                .ok_or_else(|| SearchError::Invalid("a bad cursor".to_owned()))?,
-        };
+        let by_time = search.sort == Sort::Recent || !search.query.has_text();
+        let cursor = search
+            .cursor
+            .map(Cursor::parse)
+            .transpose()?;
         let searcher = self.reader.searcher();
-        let query = self.build(search);
+        let mut query = self.build(search);
+        let offset = match cursor {
+            None => 0,
+            // An offset the engine holds in memory: bounded, so a made-up cursor cannot ask it
+            // for millions of hits.
+            Some(Cursor::Offset(offset)) if offset <= crate::MAX_CURSOR => offset,
+            Some(Cursor::Offset(_)) => return Err(SearchError::Invalid("a bad cursor".to_owned())),
+            Some(Cursor::Before(key)) => {
+                let upper = std::ops::Bound::Excluded(Term::from_field_u64(self.fields.order, key));
+                query = Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, query),
+                    (
+                        Occur::Must,
+                        Box::new(RangeQuery::new(std::ops::Bound::Unbounded, upper)),
+                    ),
+                ]));
+                0
+            }
+        };
         let top = TopDocs::with_limit(limit + 1).and_offset(offset);
-        let addresses: Vec<DocAddress> = match (search.sort, search.query.has_text()) {
-            (Sort::Relevance, true) => searcher
+        let addresses: Vec<DocAddress> = if by_time {
+            searcher
+                .search(
+                    &query,
+                    &top.order_by_fast_field::<u64>("order", Order::Desc),
+                )?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect()
+        } else {
+            searcher
                 .search(&query, &top.order_by_score())?
                 .into_iter()
                 .map(|(_, a)| a)
-                .collect(),
-            _ => searcher
-                .search(&query, &top.order_by_fast_field::<i64>("ts", Order::Desc))?
-                .into_iter()
-                .map(|(_, a)| a)
-                .collect(),
+                .collect()
         };
         let more = addresses.len() > limit;
-        let mut analyzer = analyzer();
-        let terms =
-            highlight::query_terms(&mut analyzer, &search.query.words, &search.query.phrases);
+        let mut analyzers = highlight::Analyzers::new();
+        let terms = analyzers.query_terms(&search.query.words, &search.query.phrases);
         let mut hits = Vec::with_capacity(limit);
         let mut indexed_seq = BTreeMap::new();
         for address in addresses.into_iter().take(limit) {
@@ -183,7 +227,7 @@ impl SearchIndex {
                 .entry(entry.conversation.clone())
                 .or_insert_with(|| self.indexed_seq(&entry.conversation));
             hits.push(Hit {
-                snippet: highlight::snippet(&mut analyzer, &entry.body, &terms),
+                snippet: analyzers.snippet(&entry.body, &terms),
                 conversation: entry.conversation,
                 id: entry.id,
                 seq: entry.seq,
@@ -191,11 +235,50 @@ impl SearchIndex {
                 ts: entry.ts,
             });
         }
+        let next_cursor = match hits.last() {
+            Some(last) if more && by_time => {
+                Some(Cursor::Before(crate::order_key(last.ts, &last.id)).to_string())
+            }
+            // Relevance pages end at the MAX_CURSOR-th hit.
+            _ if more && offset + limit <= crate::MAX_CURSOR => {
+                Some(Cursor::Offset(offset + limit).to_string())
+            }
+            _ => None,
+        };
         Ok(Hits {
             hits,
-            next_cursor: (more && offset + limit <= crate::MAX_CURSOR)
-                .then(|| (offset + limit).to_string()),
+            next_cursor,
             indexed_seq,
         })
+    }
+}
+
+/// Where the next page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cursor {
+    /// After this many hits (relevance order).
+    Offset(usize),
+    /// At hits of an order key below this (newest first).
+    Before(u64),
+}
+
+impl Cursor {
+    /// Either kind whatever the sort (a client that changed `sort` between pages): a key
+    /// keeps the hits older than it, in the order asked; an offset skips that many.
+    fn parse(text: &str) -> Result<Cursor> {
+        let bad = || SearchError::Invalid("a bad cursor".to_owned());
+        match text.strip_prefix('k') {
+            Some(key) => Ok(Cursor::Before(key.parse().map_err(|_| bad())?)),
+            None => Ok(Cursor::Offset(text.parse().map_err(|_| bad())?)),
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cursor::Offset(offset) => write!(f, "{offset}"),
+            Cursor::Before(key) => write!(f, "k{key}"),
+        }
     }
 }

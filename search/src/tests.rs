@@ -67,19 +67,30 @@ fn index_of(events: &[IndexEvent]) -> SearchIndex {
     index
 }
 
-fn ids(index: &SearchIndex, text: &str, conversations: &[&str]) -> Vec<String> {
+/// A newest-first page of `text`'s hits in `conversations`.
+fn page(
+    index: &SearchIndex,
+    text: &str,
+    conversations: &[&str],
+    limit: usize,
+    cursor: Option<&str>,
+) -> Hits {
     let conversations: Vec<String> = conversations.iter().map(|c| (*c).to_owned()).collect();
     let parsed = query::parse(text).expect("parse");
-    let hits = index
+    index
         .search(&Search {
             tenant: TENANT,
             conversations: &conversations,
             query: &parsed,
             sort: Sort::Recent,
-            limit: 50,
-            cursor: None,
+            limit,
+            cursor,
         })
-        .expect("search");
+        .expect("search")
+}
+
+fn ids(index: &SearchIndex, text: &str, conversations: &[&str]) -> Vec<String> {
+    let hits = page(index, text, conversations, 50, None);
     hits.hits.into_iter().map(|hit| hit.id).collect()
 }
 
@@ -172,6 +183,43 @@ fn typos_phrases_exclusions_and_filters_work() {
         4
     );
     assert!(ids(&index, "LAUNCH émoji 👋 日本語", &both).is_empty());
+}
+
+#[test]
+fn typos_are_measured_on_the_words_as_written_not_on_their_stems() {
+    let index = index_of(&history());
+    let both = ["c1", "c2"];
+    // "quartely" stems to something far from "quarter", but is one letter from "quarterly".
+    assert_eq!(ids(&index, "quartely", &both), ["m3-file"]);
+    assert_eq!(ids(&index, "helo wrld", &both), ["m1"]);
+    // Two edits from 8 letters on, one below.
+    assert_eq!(ids(&index, "quortarly", &both), ["m3-file"]);
+    assert!(
+        ids(&index, "mondzz", &both).is_empty(),
+        "two edits of 6 letters"
+    );
+    assert_eq!(ids(&index, "mondy", &both), ["m1"]);
+    // No typo below 4 letters.
+    assert!(ids(&index, "spm", &both).is_empty());
+    assert!(ids(&index, "wrl", &both).is_empty());
+    // Stems still match exactly.
+    assert_eq!(ids(&index, "reports", &both), ["m3-file"]);
+    // The typo's match is highlighted.
+    let parsed = query::parse("quartely").expect("parse");
+    let hits = index
+        .search(&Search {
+            tenant: TENANT,
+            conversations: &["c1".to_owned()],
+            query: &parsed,
+            sort: Sort::Relevance,
+            limit: 5,
+            cursor: None,
+        })
+        .expect("search");
+    assert_eq!(
+        hits.hits[0].snippet,
+        "the <mark>quarterly</mark> report attached, final version"
+    );
 }
 
 #[test]
@@ -282,4 +330,82 @@ fn an_index_of_another_schema_version_is_rebuilt_empty() {
     let reopened = SearchIndex::open(dir.path()).expect("reopen");
     assert_eq!(reopened.indexed_seq("c1"), 1, "the current version is kept");
     assert_eq!(ids(&reopened, "fresh", &["c1"]), ["m1"]);
+}
+
+#[test]
+fn completions_are_live_words_of_the_callers_conversations() {
+    let index = index_of(&history());
+    let words = |prefix: &str, conversations: &[&str], tenant: &str| {
+        let conversations: Vec<String> = conversations.iter().map(|c| (*c).to_owned()).collect();
+        index
+            .complete(tenant, &conversations, prefix, 10)
+            .expect("complete")
+            .into_iter()
+            .map(|c| (c.word, c.messages))
+            .collect::<Vec<_>>()
+    };
+    // Real words, not stems, by how many messages have them.
+    assert_eq!(
+        words("LAU", &["c1", "c2"], TENANT),
+        [("launch".to_owned(), 3)]
+    );
+    assert_eq!(
+        words("the qua", &["c1"], TENANT),
+        [("quarterly".to_owned(), 1)]
+    );
+    // Deleted and edited-away words are not suggested.
+    assert!(words("sword", &["c1", "c2"], TENANT).is_empty());
+    assert!(words("frid", &["c1", "c2"], TENANT).is_empty());
+    // Nor words of conversations the caller cannot read, nor of another tenant.
+    assert!(words("gard", &["c1"], TENANT).is_empty());
+    assert_eq!(words("gard", &["c2"], TENANT), [("garden".to_owned(), 1)]);
+    assert!(words("gard", &["c2"], "other").is_empty());
+    assert!(words("", &["c2"], TENANT).is_empty());
+}
+
+#[test]
+fn newest_first_pages_neither_repeat_nor_skip_while_messages_arrive() {
+    let index = index_of(&history());
+    // Two messages of one time: the cursor counts the ones already returned.
+    index
+        .apply(&[
+            posted("c1", "t1", 7, "ann", "launch twin one"),
+            IndexEvent::Posted {
+                tenant: TENANT.to_owned(),
+                conversation: "c1".to_owned(),
+                id: "t2".to_owned(),
+                seq: 8,
+                author: "ann".to_owned(),
+                body: "launch twin two".to_owned(),
+                ts: 7_000,
+                attachments: false,
+            },
+        ])
+        .expect("apply");
+    index.commit().expect("commit");
+    // One page of all: the two of one millisecond in their order key's order.
+    let before = ids(&index, "launch", &["c1", "c2"]);
+    assert_eq!(before.len(), 5);
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for round in 0..20_u64 {
+        let hits = page(&index, "launch", &["c1", "c2"], 1, cursor.as_deref());
+        seen.extend(hits.hits.into_iter().map(|hit| hit.id));
+        // A newer match arrives between every two pages.
+        index
+            .apply(&[posted(
+                "c1",
+                &format!("new{round}"),
+                100 + round,
+                "bob",
+                "launch news",
+            )])
+            .expect("apply");
+        index.commit().expect("commit");
+        cursor = hits.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, before, "every earlier match once, in order, none new");
 }

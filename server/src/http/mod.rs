@@ -9,6 +9,7 @@ pub mod openapi;
 mod ops;
 mod search;
 mod search_people;
+mod search_suggestions;
 mod web;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media::router())
         .merge(search::router())
         .merge(search_people::router())
+        .merge(search_suggestions::router())
         .merge(web::router())
         .merge(docs::router())
         .route("/v1/openapi.json", get(openapi::serve))

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conversations, media, messages, ops, search, search_people, web};
+use super::{conversations, media, messages, ops, search, search_people, search_suggestions, web};
 
 mod rules;
 
@@ -27,7 +27,7 @@ use rules::{body_constraints, path_parameters, query_parameters};
         media::upload, media::create_upload, media::put_chunk, media::progress, media::complete,
         media::abort, media::download, media::meta, media::thumbnail, media::remove,
         media::sign, media::signed_download,
-        search::messages, search_people::users,
+        search::messages, search_people::users, search_suggestions::suggestions,
         web::dev_token,
     ),
     modifiers(&BearerAuth, &Conventions),
@@ -360,6 +360,7 @@ mod tests {
             ("/metrics", &["get"]),
             ("/v1/dev/token", &["post"]),
             ("/v1/search/users", &["get"]),
+            ("/v1/search/suggestions", &["get"]),
         ] {
             for method in methods {
                 assert!(

@@ -120,10 +120,15 @@ fn page(params: &MessageSearch) -> Result<(Sort, usize), AppError> {
             )));
         }
     };
+    // An offset up to MAX_CURSOR (relevance), or `k` and a key (newest first); the index
+    // checks that the kind matches the sort.
     if let Some(cursor) = &params.cursor
-        && !cursor
-            .parse::<usize>()
-            .is_ok_and(|offset| offset <= confab_search::MAX_CURSOR)
+        && !match cursor.strip_prefix('k') {
+            Some(key) => key.parse::<u64>().is_ok(),
+            None => cursor
+                .parse::<usize>()
+                .is_ok_and(|offset| offset <= confab_search::MAX_CURSOR),
+        }
     {
         return Err(AppError::invalid("a bad cursor"));
     }

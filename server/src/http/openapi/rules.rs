@@ -206,8 +206,8 @@ pub(super) fn query_parameters(path: &str, operation: &mut serde_json::Value) {
         (
             "/v1/search/messages",
             "cursor",
-            // An offset, at most `confab_search::MAX_CURSOR`.
-            serde_json::json!({"type": "string", "pattern": "^[0-9]{1,4}$"}),
+            // An offset, at most `confab_search::MAX_CURSOR`, or `k` and a page key.
+            serde_json::json!({"type": "string", "pattern": "^([0-9]{1,4}|k[0-9]{1,19})$"}),
         ),
         (
             "/v1/search/messages",
