@@ -162,6 +162,12 @@ impl Session {
         match command {
             Command::Auth { .. } => Err(AppError::invalid("already authenticated").into()),
             Command::Ping => Ok(Some(ServerFrame::Pong { reference })),
+            Command::UserResume { since } => {
+                self.outbox.set_user_seq(since);
+                self.feed_user_events(socket, Some(reference)).await?;
+                socket.flush().await.map_err(|_| Failure::Socket)?;
+                Ok(None)
+            }
             Command::Join {
                 conversation,
                 since,
