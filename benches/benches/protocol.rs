@@ -64,6 +64,7 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     messages_per_minute: 60,
                     replay_cap: 1000,
                 },
+                user_seq: 0,
             },
         ),
         (

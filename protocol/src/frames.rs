@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
-use crate::rest::{Attachment, Role};
+use crate::rest::{Attachment, ConversationSummary, Role};
 
 /// A frame sent by a client.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -82,6 +82,9 @@ pub enum Command {
     Read { conversation: String, seq: u64 },
     /// Application-level ping; answered by `pong`.
     Ping,
+    /// Replay this user's own events after `since` (a `user_seq`), then answer `user_sync`.
+    /// Sent after a reconnect with the last `user_seq` the client saw.
+    UserResume { since: u64 },
 }
 
 /// The kinds of durable events, each of which takes the next per-conversation seq.
@@ -165,6 +168,10 @@ pub enum ServerFrame {
         session: String,
         heartbeat_ms: u64,
         limits: Limits,
+        /// The user's last `user_seq`: user events after it arrive on this connection. A client
+        /// that saw a later or earlier one sends `user_resume` (older servers omit it).
+        #[serde(default)]
+        user_seq: u64,
     },
     /// Reply to `join`. With `since`, the replayed events follow it; `recovered` is false when
     /// more than the replay cap were missed and none were replayed (page through REST instead).
@@ -304,6 +311,47 @@ pub enum ServerFrame {
         user: String,
         seq: u64,
     },
+    /// User event: the user became a member of a conversation (created with them, or added).
+    /// `summary` is the conversation as `GET /v1/conversations` lists it, absent when the user
+    /// is no longer a member by the time the event is sent.
+    ConversationAdded {
+        user_seq: u64,
+        conversation: String,
+        role: Role,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<Box<ConversationSummary>>,
+        ts: Millis,
+    },
+    /// User event: the user left or was removed from a conversation.
+    ConversationRemoved {
+        user_seq: u64,
+        conversation: String,
+        ts: Millis,
+    },
+    /// User event: the user's role in a conversation changed.
+    RoleChanged {
+        user_seq: u64,
+        conversation: String,
+        role: Role,
+        ts: Millis,
+    },
+    /// User event: the user's read marker moved (from any of their connections or REST).
+    ReadMoved {
+        user_seq: u64,
+        conversation: String,
+        read_seq: u64,
+        ts: Millis,
+    },
+    /// Reply to `user_resume` (after the replayed user events), or sent unprompted when this
+    /// connection fell behind the retained user events. With `resync`, events after the
+    /// client's point are gone: re-read `GET /v1/conversations`; user events continue after
+    /// `user_seq`.
+    UserSync {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        user_seq: u64,
+        resync: bool,
+    },
     /// Ephemeral: `user` came online (`online: true`: a first connection of theirs, on any
     /// node, joined the conversation) or went offline (their last one left). Sent only to
     /// connections opened with `?presence=true`.
@@ -343,6 +391,17 @@ impl ServerFrame {
             | ServerFrame::ConversationUpdated {
                 conversation, seq, ..
             } => Some((conversation, *seq)),
+            _ => None,
+        }
+    }
+
+    /// The `user_seq` of a user event frame.
+    pub fn user_seq(&self) -> Option<u64> {
+        match self {
+            ServerFrame::ConversationAdded { user_seq, .. }
+            | ServerFrame::ConversationRemoved { user_seq, .. }
+            | ServerFrame::RoleChanged { user_seq, .. }
+            | ServerFrame::ReadMoved { user_seq, .. } => Some(*user_seq),
             _ => None,
         }
     }

@@ -40,6 +40,7 @@ impl Role {
 }
 
 /// Group conversations have any number of members and roles; direct ones exactly two.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +91,7 @@ pub struct UpdateConversation {
 }
 
 /// A conversation.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
@@ -105,6 +107,7 @@ pub struct Conversation {
 }
 
 /// An entry of `GET /v1/conversations`: the conversation as the caller sees it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationSummary {
@@ -230,6 +233,7 @@ impl From<AttachmentRef> for Attachment {
 }
 
 /// Reactions with one emoji on a message.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reaction {
@@ -239,6 +243,7 @@ pub struct Reaction {
 }
 
 /// A message as it is now (edits applied; a deleted message keeps its place with an empty body).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {

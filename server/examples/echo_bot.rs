@@ -193,6 +193,21 @@ async fn session(
             } => {
                 seen.entry(conversation).or_insert(last_seq);
             }
+            // Added to a conversation after the start: serve it too, from the point listed.
+            ServerFrame::ConversationAdded {
+                conversation,
+                summary,
+                ..
+            } if !seen.contains_key(&conversation) => {
+                let since = summary.map(|summary| summary.conversation.last_seq);
+                let join = ClientFrame::new(Command::Join {
+                    conversation,
+                    since,
+                });
+                ws.send(Message::text(encode(&join)?))
+                    .await
+                    .map_err(|e| retry(e.into()))?;
+            }
             ServerFrame::Message(message) if message.author != me => {
                 if let Some(reply) = answer(&message) {
                     ws.send(Message::text(encode(&reply)?))

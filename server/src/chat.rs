@@ -234,6 +234,7 @@ pub async fn mark_read(
             .hub
             .publish_ephemeral(&user.tenant, conversation, encode(&frame)?, None);
         m::ephemeral("read");
+        state.hub.users_changed(&user.tenant, [&*user.user]);
     }
     Ok(moved)
 }

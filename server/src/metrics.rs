@@ -22,6 +22,8 @@ pub const ROOMS_JOINED: &str = "confab_rooms_joined";
 pub const EVENTS_TOTAL: &str = "confab_events_total";
 pub const EPHEMERAL_TOTAL: &str = "confab_ephemeral_total";
 pub const FANOUT_DELIVERIES_TOTAL: &str = "confab_fanout_deliveries_total";
+pub const USER_NUDGES_TOTAL: &str = "confab_user_nudges_total";
+pub const USER_EVENTS_DELIVERED_TOTAL: &str = "confab_user_events_delivered_total";
 pub const WRITE_DELAY_WAKES_TOTAL: &str = "confab_write_delay_wakes_total";
 pub const SLOW_CONSUMERS_TOTAL: &str = "confab_slow_consumers_dropped_total";
 pub const ACK_LATENCY: &str = "confab_ack_latency_seconds";
@@ -104,6 +106,8 @@ pub const ALL: &[Metric] = &[
     metric(EVENTS_TOTAL, Counter, "Durable events committed, by kind."),
     metric(EPHEMERAL_TOTAL, Counter, "Ephemeral events (typing, presence), by kind."),
     metric(FANOUT_DELIVERIES_TOTAL, Counter, "Frames handed to local sessions."),
+    metric(USER_NUDGES_TOTAL, Counter, "Local connections told that their user has new user events."),
+    metric(USER_EVENTS_DELIVERED_TOTAL, Counter, "User events sent to connections (live and resumed)."),
     metric(WRITE_DELAY_WAKES_TOTAL, Counter, "Sessions woken by a write-delay tick."),
     metric(SLOW_CONSUMERS_TOTAL, Counter, "Sessions closed because their queue was full."),
     metric(ACK_LATENCY, Histogram, "Time from a send's arrival to its ack, in seconds."),
@@ -309,6 +313,18 @@ pub fn event_committed(kind: EventKind) {
 
 pub fn ephemeral(kind: &'static str) {
     counter!(EPHEMERAL_TOTAL, "kind" => kind).increment(1);
+}
+
+pub fn user_nudges(count: u64) {
+    if count > 0 {
+        counter!(USER_NUDGES_TOTAL).increment(count);
+    }
+}
+
+pub fn user_events_delivered(count: u64) {
+    if count > 0 {
+        counter!(USER_EVENTS_DELIVERED_TOTAL).increment(count);
+    }
 }
 
 pub fn fanout_deliveries(count: u64) {

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
@@ -58,6 +58,10 @@ pub struct Outbox {
     wake_deferred: AtomicBool,
     /// When a deferring push or a release last woke the session, on the [`WakeBatch`] clock.
     last_wake: AtomicU32,
+    /// The last user event the session sent (`user_seq`). Kept here rather than in the session,
+    /// whose size each idle connection pays in its task (see the session's size test); only the
+    /// session reads and writes it.
+    user_seq: AtomicU64,
 }
 
 impl Outbox {
@@ -71,7 +75,18 @@ impl Outbox {
             presence: AtomicBool::new(false),
             wake_deferred: AtomicBool::new(false),
             last_wake: AtomicU32::new(0),
+            user_seq: AtomicU64::new(0),
         }
+    }
+
+    /// The last `user_seq` the session sent.
+    pub fn user_seq(&self) -> u64 {
+        self.user_seq.load(Ordering::Relaxed)
+    }
+
+    /// Records the last `user_seq` the session sent (or resumes from).
+    pub fn set_user_seq(&self, seq: u64) {
+        self.user_seq.store(seq, Ordering::Relaxed);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

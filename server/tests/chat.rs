@@ -652,9 +652,14 @@ async fn a_removed_member_who_is_added_back_can_rejoin() {
         .await;
     assert_eq!(answer.0, 200, "{}", answer.1);
     assert!(matches!(
-        bob.recv().await,
+        bob.recv_until(|f| matches!(f, ServerFrame::MemberRemoved { .. }))
+            .await,
         ServerFrame::MemberRemoved { seq: 4, .. }
     ));
+    // Bob's own stream says so too (and said when he was added back).
+    bob.recv_until(|f| matches!(f, ServerFrame::ConversationRemoved { user_seq: 4, .. }))
+        .await;
+    bob.drop_user_events();
     server
         .rest_send("alice", &conversation, "m-2", "gone again")
         .await;

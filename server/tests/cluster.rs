@@ -430,3 +430,24 @@ async fn a_killed_nodes_users_go_offline_within_the_expiry() {
     );
     drop(bob);
 }
+
+/// A user's own events cross nodes: a conversation created on node A reaches the user's
+/// connections on both nodes, each once.
+#[tokio::test]
+async fn user_events_reach_the_users_connections_on_every_node() {
+    let c = cluster().await;
+    let mut on_a = c.a.ws("bob").await;
+    let mut on_b = c.b.ws("bob").await;
+    let conversation = c.a.create_group("carol", &["bob"]).await;
+    for ws in [&mut on_a, &mut on_b] {
+        match ws.recv_until(|f| f.user_seq().is_some()).await {
+            ServerFrame::ConversationAdded {
+                user_seq: 1,
+                conversation: id,
+                ..
+            } => assert_eq!(id, conversation),
+            other => panic!("expected conversation_added, got {other:?}"),
+        }
+        ws.expect_silence(Duration::from_millis(300)).await;
+    }
+}

@@ -66,5 +66,15 @@ async fn the_echo_bot_answers_ping_with_pong() {
             .iter()
             .all(|m| m.author != "echo-bot" || m.body == "pong")
     );
+
+    // A conversation created after the bot started: its user events make it join, from the
+    // point it was listed at, so one ping is enough.
+    let later = server.create_group("alice", &["echo-bot"]).await;
+    alice.join(&later).await;
+    alice.send_message(&later, "later-ping", "!ping").await;
+    let pong = alice
+        .recv_until(|f| matches!(f, ServerFrame::Message(m) if m.author == "echo-bot" && m.conversation == later))
+        .await;
+    assert!(matches!(pong, ServerFrame::Message(m) if m.body == "pong"));
     bot.abort();
 }

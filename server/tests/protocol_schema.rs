@@ -249,6 +249,36 @@ async fn every_frame_of_a_session_matches_the_served_schema() {
     }
 }
 
+#[tokio::test]
+async fn user_event_frames_match_the_served_schema() {
+    let server = Server::in_process(&[]).await;
+    let schemas = Schemas::fetch(&server).await;
+    let mut bob = connect(&server, &schemas, "bob").await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let added = bob.until("conversation_added", None).await;
+    assert_eq!(added["summary"]["id"], conversation.as_str());
+    let member = format!("/v1/conversations/{conversation}/members/bob");
+    let role = serde_json::json!({"role": "admin"});
+    assert_eq!(server.patch(&member, &token("alice"), role).await.0, 200);
+    bob.until("role_changed", None).await;
+    let sent = server.rest_send("alice", &conversation, "m-1", "hi").await;
+    let read = Command::Read {
+        conversation: conversation.clone(),
+        seq: sent["seq"].as_u64().expect("seq"),
+    };
+    bob.request(read, "ok").await;
+    bob.until("read_moved", None).await;
+    assert_eq!(server.delete(&member, &token("alice")).await.0, 200);
+    bob.until("conversation_removed", None).await;
+    let synced = bob
+        .request(Command::UserResume { since: 0 }, "user_sync")
+        .await;
+    assert_eq!(synced["resync"], false);
+    assert_eq!(synced["user_seq"], 4);
+    bob.request(Command::UserResume { since: 9 }, "user_sync")
+        .await;
+}
+
 impl Checked<'_> {
     /// The frame answering `reference`, whatever its type.
     async fn until_reply(&mut self, reference: &str) -> Value {

@@ -315,6 +315,9 @@ async fn member_management_enforces_roles() {
         }
         other => unreachable!("{other:?}"),
     }
+    // His own user stream says so too.
+    bob.recv_until(|f| matches!(f, ServerFrame::ConversationRemoved { .. }))
+        .await;
     bob.clear_buffer();
     server
         .rest_send("alice", &conversation, "after-1", "bob is gone")
@@ -611,6 +614,10 @@ async fn read_markers_and_typing_are_relayed() {
             .await,
         ServerFrame::Read { seq: 2, .. }
     ));
+    // And as his own user event.
+    bob.recv_until(|f| matches!(f, ServerFrame::ReadMoved { read_seq: 2, .. }))
+        .await;
+    bob.drop_user_events();
     // A marker that does not move is not relayed.
     bob.expect_ok(Command::Read {
         conversation: conversation.clone(),

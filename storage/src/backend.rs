@@ -8,6 +8,7 @@ use confab_protocol::rest::{
 };
 
 use crate::rules::Creation;
+use crate::user_events::UserEventPage;
 use confab_protocol::Millis;
 
 use crate::{
@@ -178,6 +179,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         id: &str,
         seq: u64,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// `reader.user`'s own events.
+    fn user_events(
+        &self,
+        reader: Reader<'_>,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<UserEventPage>> + Send;
     fn create_media(&self, new: NewMediaFile) -> impl Future<Output = Result<MediaFile>> + Send;
     fn media(&self, reader: Reader<'_>, id: &str)
     -> impl Future<Output = Result<MediaFile>> + Send;
@@ -396,6 +404,16 @@ impl<B: Backend> Store for B {
         seq: u64,
     ) -> Result<bool> {
         Backend::mark_read(self, Reader { tenant, user }, conversation, seq).await
+    }
+
+    async fn user_events(
+        &self,
+        tenant: &str,
+        user: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<UserEventPage> {
+        Backend::user_events(self, Reader { tenant, user }, after, limit).await
     }
 
     async fn create_media(&self, new: NewMediaFile) -> Result<MediaFile> {

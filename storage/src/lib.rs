@@ -16,6 +16,8 @@
 //! - `record`: the durable event each write records, built once for every backend.
 //! - [`event_form`]: the versioned storage form of durable events. Stores keep what happened
 //!   ([`EventBody`]), never the wire frame: the server renders frames from it.
+//! - [`user_events`]: each user's own event stream (added to / removed from a conversation,
+//!   role changed, read marker moved), recorded in the same transaction as its cause.
 //! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
 //! - `mongo` (cargo feature `mongo`): the MongoDB backend, for clusters of nodes.
 //! - [`media`]: the bytes of media files, on the local disk or in S3 (cargo feature `s3`).
@@ -37,6 +39,7 @@ pub mod mongo;
 mod record;
 mod rules;
 pub mod sqlite;
+pub mod user_events;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +54,7 @@ pub use confab_protocol::{EventBody, Posted};
 use confab_protocol::{EventKind, Millis};
 
 pub use error::{Result, StoreError};
+pub use user_events::{USER_EVENTS_RETAINED, UserEvent, UserEventKind, UserEventPage};
 
 /// The outcome of a queued append ([`Store::queue_message`]).
 pub type PendingAppend = Pin<Box<dyn Future<Output = Result<Appended>> + Send + Sync>>;
@@ -355,7 +359,7 @@ pub trait Store: Send + Sync + 'static {
     async fn conversation_positions(&self) -> Result<Vec<(String, String, u64)>>;
 
     /// Moves `user`'s read marker forward to `seq` (past the last seq: `Invalid`). Returns
-    /// whether it moved. Not an event.
+    /// whether it moved. Not a conversation event; a move records the user's `read_moved`.
     async fn mark_read(
         &self,
         tenant: &str,
@@ -363,6 +367,17 @@ pub trait Store: Send + Sync + 'static {
         conversation: &str,
         seq: u64,
     ) -> Result<bool>;
+
+    /// `user`'s own events after `after` (at most `limit`), for live delivery and resume. When
+    /// events after `after` are no longer retained, or `after` is past the user's last seq, the
+    /// page is empty with `resync` set.
+    async fn user_events(
+        &self,
+        tenant: &str,
+        user: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<UserEventPage>;
 
     /// Cheap reachability check for `/ready` (`Unavailable` once closed).
     /// Records a stored file. With a conversation, the uploader must be a member of it

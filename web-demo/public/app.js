@@ -11,8 +11,6 @@ import { UploadTray } from "./uploads.js";
 import { describeError, h, hueFor, initials, joinNames, messagePreview, parseUserList, setError, toast } from "./util.js";
 import { MessageView } from "./view.js";
 
-/** How often the conversation list is refreshed (new conversations have no push event). */
-const LIST_REFRESH_MS = 4000;
 const HISTORY_PAGE = 50;
 /** Pages fetched while paging back to a search hit: the most the server gives at once. */
 const REVEAL_PAGE = 200;
@@ -39,7 +37,6 @@ const state = {
   deleteTarget: null,
   /** message id → message fetched for a reply quote */
   replyCache: new Map(),
-  listTimer: null,
   readTimer: null,
   typingTimer: null,
 };
@@ -97,7 +94,12 @@ function startApp(session) {
 
   const client = state.client;
   client.on("status", renderStatus);
+  // The list is read on each (re)connect, which covers whatever happened while away, and
+  // again on each of this user's own events: no polling.
   client.on("welcome", () => refreshConversations());
+  for (const type of ["conversation_added", "conversation_removed", "role_changed", "read_moved"]) {
+    client.on(type, () => refreshConversations());
+  }
   client.on("event", onDurableEvent);
   client.on("typing", onTyping);
   client.on("read", onRead);
@@ -135,9 +137,6 @@ function startApp(session) {
     const fromHash = decodeURIComponent((location.hash.match(/^#\/c\/(.+)$/) || [])[1] || "");
     if (fromHash && state.conversations.has(fromHash)) openConversation(fromHash);
   });
-  state.listTimer = setInterval(() => {
-    if (client.online && document.visibilityState === "visible") refreshConversations();
-  }, LIST_REFRESH_MS);
   document.addEventListener("visibilitychange", scheduleRead);
   window.addEventListener("focus", scheduleRead);
 }

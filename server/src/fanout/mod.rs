@@ -42,6 +42,8 @@ pub trait Fanout: Send + Sync + 'static {
     /// This node's users in a room; with `ask_back` the other nodes answer with theirs
     /// ([`Inbound::Users`] with `answer` set).
     fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask_back: bool);
+    /// `user` of `tenant` has new user events: the other nodes nudge their connections of them.
+    fn publish_user(&self, tenant: &str, user: &str);
     /// Whether cross-node delivery works now (`/ready` answers 503 while it does not).
     fn is_connected(&self) -> bool;
     /// Stops the background tasks (at the end of shutdown); later publishes are dropped.
@@ -84,6 +86,8 @@ pub enum Inbound {
     /// The fan-out now follows these rooms (tenant, conversation): tell the other nodes who is
     /// here, and ask who is there.
     Followed(Vec<(Arc<str>, Arc<str>)>),
+    /// Another node committed user events for `user`: nudge their connections here.
+    User { tenant: Arc<str>, user: String },
     /// `node` went silent: its users go offline wherever no other node has them.
     NodeGone(String),
     /// Events may have been missed (after an outage): every session catches up from storage.

@@ -11,7 +11,8 @@
 //! (`sync`, carrying its own users) and the others answer with theirs (`snapshot`). Nodes beat on
 //! `confab:nodes` every [`BEAT`]; one silent for [`PEER_EXPIRY`] is dropped and its users go
 //! offline where no other node has them. A resubscription after an outage syncs every open room
-//! again.
+//! again. A user's new user events are announced on `confab:nodes` too (`user`, no payload but
+//! the tenant): their connections may be on any node, and each reads the events from storage.
 //!
 //! Redis loss never stops local rooms: publishes are dropped (counted), the subscriber
 //! reconnects with backoff and resubscribes, and then every local subscriber is told to catch
@@ -124,6 +125,9 @@ enum MessageType {
     Snapshot,
     /// The origin is alive.
     Beat,
+    /// `user` of the tenant in the text has new user events (on [`NODES_CHANNEL`]: a user's
+    /// connections may be on any node).
+    User,
 }
 
 fn channel(tenant: &str, conversation: &str) -> String {
@@ -256,11 +260,20 @@ impl RedisFanout {
             // here only from them, so event deliveries need not touch the peer table.
             self.heard_from(&header.node);
         }
+        if header.message == MessageType::User {
+            let Some(user) = header.user else {
+                return dropped("malformed");
+            };
+            return Some(Inbound::User {
+                tenant: Arc::from(text),
+                user: user.into_owned(),
+            });
+        }
         // Not (or no longer) followed: the nodes' channel, or a room just closed here.
         let (tenant, conversation) = followed.get(channel)?.clone();
         let node = || header.node.clone().into_owned();
         match header.message {
-            MessageType::Beat => None,
+            MessageType::Beat | MessageType::User => None,
             MessageType::Event => {
                 let Some(kind) = header.kind else {
                     return dropped("malformed");
@@ -374,6 +387,14 @@ impl Fanout for RedisFanout {
         };
         let header = Header::new(&self.node, message);
         self.enqueue(channel(tenant, conversation), &header, &text);
+    }
+
+    fn publish_user(&self, tenant: &str, user: &str) {
+        let header = Header {
+            user: Some(Cow::Borrowed(user)),
+            ..Header::new(&self.node, MessageType::User)
+        };
+        self.enqueue(NODES_CHANNEL.to_owned(), &header, tenant);
     }
 
     fn is_connected(&self) -> bool {

@@ -64,6 +64,7 @@ pub async fn create(
             "a direct conversation names exactly one other member",
         ));
     }
+    let members = req.members.clone();
     let (conversation, created) = state
         .store
         .create_conversation(NewConversation {
@@ -74,6 +75,10 @@ pub async fn create(
             members: req.members,
         })
         .await?;
+    if created {
+        let everyone = std::iter::once(&*user.user).chain(members.iter().map(String::as_str));
+        state.hub.users_changed(&user.tenant, everyone);
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -232,6 +237,7 @@ pub async fn add_member(
         .store
         .add_member(&user.tenant, &user.user, &id, &req.user, role)
         .await?;
+    state.hub.users_changed(&user.tenant, [req.user.as_str()]);
     Ok((StatusCode::CREATED, Json(ChangeResult { seq: Some(seq) })))
 }
 
@@ -253,6 +259,9 @@ pub async fn update_member(
         .store
         .set_role(&user.tenant, &user.user, &id, &member, req.role)
         .await?;
+    if seq.is_some() {
+        state.hub.users_changed(&user.tenant, [member.as_str()]);
+    }
     Ok(Json(ChangeResult { seq }))
 }
 
@@ -272,6 +281,7 @@ pub async fn remove_member(
         .store
         .remove_member(&user.tenant, &user.user, &id, &member)
         .await?;
+    state.hub.users_changed(&user.tenant, [member.as_str()]);
     Ok(Json(ChangeResult { seq: Some(seq) }))
 }
 

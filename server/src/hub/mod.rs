@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics as m;
 
 mod room;
+pub mod users;
 
 use room::{Members, Room, RoomId, RoomKey};
 
@@ -74,6 +75,8 @@ pub enum Outbound {
     /// Events of this conversation may have been missed (fan-out outage): catch up from
     /// storage.
     Resync(Arc<str>),
+    /// The user has new user events: read them from storage (see [`users`]).
+    User,
 }
 
 /// A connection's handle, as the hub keeps it.
@@ -100,6 +103,8 @@ impl Subscriber {
 #[derive(Debug)]
 pub struct Hub {
     rooms: DashMap<RoomKey, Arc<Room>, RandomState>,
+    /// Connections by user, for their user events ([`users`]).
+    users: DashMap<String, Vec<Subscriber>, RandomState>,
     next_conn: AtomicU64,
     /// The other nodes, when clustered.
     fanout: Option<Arc<dyn Fanout>>,
@@ -111,6 +116,7 @@ impl Default for Hub {
     fn default() -> Self {
         Hub {
             rooms: DashMap::with_hasher(RandomState::new()),
+            users: DashMap::with_hasher(RandomState::new()),
             next_conn: AtomicU64::new(1),
             fanout: None,
             wakes: OnceLock::new(),
@@ -531,7 +537,11 @@ impl Hub {
                 }
             }
             Inbound::NodeGone(node) => self.remote_node_gone(&node),
-            Inbound::Resync => self.resync_all(),
+            Inbound::User { tenant, user } => self.nudge_user(&tenant, &user),
+            Inbound::Resync => {
+                self.resync_all();
+                self.nudge_all_users();
+            }
         }
     }
 

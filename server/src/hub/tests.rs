@@ -56,6 +56,9 @@ impl Fanout for Recorder {
         ));
     }
     fn publish_ephemeral(&self, _: &str, _: &Ephemeral, _: Option<&str>) {}
+    fn publish_user(&self, tenant: &str, user: &str) {
+        self.record(format!("user {tenant}/{user}"));
+    }
     fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool) {
         self.record(format!("presence {tenant}/{conversation} {user} {online}"));
     }

@@ -173,6 +173,12 @@ impl Session {
                 Ok(ok(None))
             }
             Command::Ping => Ok(Some(ServerFrame::Pong { reference })),
+            Command::UserResume { since } => {
+                self.outbox.set_user_seq(since);
+                self.feed_user_events(socket, Some(reference)).await?;
+                socket.flush().await.map_err(|_| Failure::Socket)?;
+                Ok(None)
+            }
             Command::Join {
                 conversation,
                 since,

@@ -14,6 +14,7 @@
 mod acks;
 mod commands;
 mod outbound;
+mod user_stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -206,6 +207,12 @@ async fn start<S: Socket + 'static>(
     let session = Session::new(state, user, conn);
     if presence {
         session.outbox.enable_presence();
+    }
+    if let Err(err) = Box::pin(session.start_user_stream()).await {
+        // Boxed: rare; a client reconnects after 1011 as after any server error.
+        let _ = Box::pin(session.send(&mut socket, &err.into_frame(None))).await;
+        Box::pin(close(&mut socket, 1011, "storage unavailable")).await;
+        return;
     }
     if Box::pin(session.welcome(&mut socket)).await.is_err() {
         return;
@@ -409,6 +416,8 @@ impl Session {
                 .hub
                 .unsubscribe(&self.user.tenant, &conversation, self.conn);
         }
+        let (tenant, user) = (&self.user.tenant, &self.user.user);
+        self.state.hub.unregister_user(tenant, user, self.conn);
         self.outbox.close();
     }
 
@@ -443,6 +452,7 @@ impl Session {
             session: format!("s{}", self.conn),
             heartbeat_ms: self.state.config.heartbeat.as_millis() as u64,
             limits: self.state.limits(),
+            user_seq: self.outbox.user_seq(),
         };
         self.send(socket, &welcome).await
     }

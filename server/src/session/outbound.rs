@@ -24,6 +24,8 @@ enum Admit {
     Gap(Arc<Delivered>),
     /// Catch up on a conversation from storage.
     Resync(Arc<str>),
+    /// Read the user's new user events from storage.
+    User,
 }
 
 impl Session {
@@ -54,6 +56,7 @@ impl Session {
                 Admit::Resync(conversation) => {
                     pending += Box::pin(self.fill(socket, &conversation, None)).await?;
                 }
+                Admit::User => pending += Box::pin(self.feed_user_nudge(socket)).await?,
             }
             if pending < WRITE_BATCH {
                 next = self.outbox.try_pop();
@@ -74,6 +77,7 @@ impl Session {
                 Admit::Resync(conversation)
             }
             Outbound::Ephemeral(_) | Outbound::Resync(_) => Admit::Skip,
+            Outbound::User => Admit::User,
             Outbound::Event(event) => {
                 let Some(joined) = self.joined.get_mut(&event.conversation) else {
                     return Admit::Skip;

@@ -23,6 +23,7 @@ pub fn frame_ref(frame: &ServerFrame) -> Option<&str> {
         | ServerFrame::Ack { reference, .. }
         | ServerFrame::Ok { reference, .. }
         | ServerFrame::Pong { reference }
+        | ServerFrame::UserSync { reference, .. }
         | ServerFrame::Error { reference, .. } => reference.as_deref(),
         _ => None,
     }
@@ -203,6 +204,12 @@ impl WsClient {
         };
         self.buffered.extend(skipped);
         found
+    }
+
+    /// Forgets the buffered user events (`conversation_added`, `read_moved`, …): for tests about
+    /// conversation frames that then expect silence.
+    pub fn drop_user_events(&mut self) {
+        self.buffered.retain(|frame| frame.user_seq().is_none());
     }
 
     /// Like `try_recv` but bypassing the buffer.

@@ -25,6 +25,7 @@ mod people;
 mod read;
 mod schema;
 mod txn;
+mod user_events;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ use crate::backend::{
     Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader, Sighting,
 };
 use crate::rules::Creation;
+use crate::user_events::UserEventPage;
 use crate::{
     Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, Person, Result, StoreError,
 };
@@ -265,6 +267,18 @@ impl Backend for MongoStore {
     async fn mark_read(&self, reader: Reader<'_>, id: &str, seq: u64) -> Result<bool> {
         self.write(None, &(reader, id, seq), |cx, &(reader, id, seq)| {
             Box::pin(ops::mark_read(cx, reader, id, seq))
+        })
+        .await
+    }
+
+    async fn user_events(
+        &self,
+        reader: Reader<'_>,
+        after: u64,
+        limit: u32,
+    ) -> Result<UserEventPage> {
+        self.read(&(reader, after, limit), |cx, &(reader, after, limit)| {
+            Box::pin(user_events::user_events(cx, reader, after, limit))
         })
         .await
     }

@@ -8,9 +8,11 @@ use mongodb::bson::doc;
 use super::common::{member_counts, next_change, record_event, require_member, role_of, seq_to_db};
 use super::schema::{ConversationDoc, MemberDoc};
 use super::txn::{Ctx, OpResult};
+use super::user_events::record_user_event;
 use crate::backend::{ConversationChange, MemberChange, Reader};
 use crate::record::{new_id, now_ms};
 use crate::rules::{self, Creation};
+use crate::user_events::{NewUserEvent, UserEventKind};
 
 /// Creates the conversation, or returns the existing direct one. A concurrent creation of the
 /// same direct conversation fails on the unique `(tenant, direct_key)` index; the retry then
@@ -61,6 +63,10 @@ pub(super) async fn create_conversation(
         .insert_many(members)
         .session(&mut cx.session)
         .await?;
+    for (user, role) in new.members() {
+        let added = NewUserEvent::added(&new.tenant, user, &conversation.id, role);
+        record_user_event(cx, &added).await?;
+    }
     Ok((conversation, true))
 }
 
@@ -120,6 +126,8 @@ pub(super) async fn add_member(cx: &mut Ctx, request: &MemberChange, role: Role)
         .session(&mut cx.session)
         .await?;
     record_event(cx, tenant, change.member_added(user, role)).await?;
+    let added = NewUserEvent::of_change(request, UserEventKind::ConversationAdded, Some(role));
+    record_user_event(cx, &added).await?;
     Ok(change.seq)
 }
 
@@ -136,6 +144,8 @@ pub(super) async fn remove_member(cx: &mut Ctx, request: &MemberChange) -> OpRes
         .session(&mut cx.session)
         .await?;
     record_event(cx, tenant, change.member_removed(user)).await?;
+    let removed = NewUserEvent::of_change(request, UserEventKind::ConversationRemoved, None);
+    record_user_event(cx, &removed).await?;
     Ok(change.seq)
 }
 
@@ -161,10 +171,12 @@ pub(super) async fn set_role(
         .session(&mut cx.session)
         .await?;
     record_event(cx, tenant, change.member_role_changed(user, role)).await?;
+    let changed = NewUserEvent::of_change(request, UserEventKind::RoleChanged, Some(role));
+    record_user_event(cx, &changed).await?;
     Ok(Some(change.seq))
 }
 
-/// Moves the read marker forward (a single-document update: no transaction, no event).
+/// Moves the read marker forward (no conversation event; a move records the user's own).
 pub(super) async fn mark_read(
     cx: &mut Ctx,
     reader: Reader<'_>,
@@ -174,15 +186,20 @@ pub(super) async fn mark_read(
     let Reader { tenant, user } = reader;
     let (found, _) = require_member(cx, tenant, conversation, user).await?;
     rules::mark_read(seq, found.last_seq)?;
-    let seq = seq_to_db(seq);
+    let db_seq = seq_to_db(seq);
     let moved = cx
         .db
         .members
         .update_one(
-            doc! { "conversation": conversation, "user": user, "read_seq": { "$lt": seq } },
-            doc! { "$set": { "read_seq": seq } },
+            doc! { "conversation": conversation, "user": user, "read_seq": { "$lt": db_seq } },
+            doc! { "$set": { "read_seq": db_seq } },
         )
         .session(&mut cx.session)
         .await?;
-    Ok(moved.modified_count > 0)
+    if moved.modified_count == 0 {
+        return Ok(false);
+    }
+    let read = NewUserEvent::read(tenant, user, conversation, seq);
+    record_user_event(cx, &read).await?;
+    Ok(true)
 }

@@ -117,6 +117,19 @@ pub(super) struct PersonDoc {
     pub last_seen: i64,
 }
 
+/// One of a user's own events (unique on `(tenant, user, seq)`); see `crate::user_events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct UserEventDoc {
+    pub tenant: String,
+    pub user: String,
+    pub seq: i64,
+    pub kind: String,
+    pub conversation: String,
+    pub role: Option<String>,
+    pub read_seq: Option<i64>,
+    pub ts: i64,
+}
+
 /// The store's collections.
 #[derive(Debug, Clone)]
 pub(super) struct Collections {
@@ -127,6 +140,10 @@ pub(super) struct Collections {
     pub events: Collection<EventDoc>,
     pub media: Collection<MediaDoc>,
     pub people: Collection<PersonDoc>,
+    pub user_events: Collection<UserEventDoc>,
+    /// Each user's last user-event seq, `{_id: {tenant, user}, last_seq}`: bumped with `$inc`
+    /// in the transaction that records the event, so per-user seqs are gapless.
+    pub user_streams: Collection<Document>,
     /// Markers of completed data migrations (`migrate_events`).
     pub meta: Collection<Document>,
 }
@@ -141,6 +158,8 @@ impl Collections {
             events: db.collection("events"),
             media: db.collection("media"),
             people: db.collection("people"),
+            user_events: db.collection("user_events"),
+            user_streams: db.collection("user_streams"),
             meta: db.collection("meta"),
         }
     }
@@ -213,6 +232,17 @@ impl Collections {
             .await?;
         self.people
             .create_index(index("tenant_id", doc! { "tenant": 1, "id": 1 }, true))
+            .await?;
+        self.user_events
+            .create_index(index(
+                "tenant_user_seq",
+                doc! { "tenant": 1, "user": 1, "seq": 1 },
+                true,
+            ))
+            .await?;
+        // Created here, not by the first transaction that bumps a counter in it.
+        self.user_streams
+            .create_index(index("last_seq", doc! { "last_seq": 1 }, false))
             .await?;
         Ok(())
     }

@@ -32,6 +32,7 @@ mod people;
 mod pool;
 mod read;
 mod schema;
+mod user_events;
 mod writer;
 
 use std::path::Path;
@@ -45,6 +46,7 @@ use crate::backend::{
     Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader, Sighting,
 };
 use crate::rules::Creation;
+use crate::user_events::UserEventPage;
 use crate::{
     Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, PendingAppend, Person,
     Result, StoreError, StoredEvent,
@@ -266,6 +268,17 @@ impl Backend for SqliteStore {
     async fn mark_read(&self, reader: Reader<'_>, conversation: &str, seq: u64) -> Result<bool> {
         let ((tenant, user), conversation) = (reader.owned(), conversation.to_owned());
         self.write(move |conn, _| ops::mark_read(conn, &tenant, &user, &conversation, seq))
+            .await
+    }
+
+    async fn user_events(
+        &self,
+        reader: Reader<'_>,
+        after: u64,
+        limit: u32,
+    ) -> Result<UserEventPage> {
+        let (tenant, user) = reader.owned();
+        self.read(move |conn| user_events::user_events(conn, &tenant, &user, after, limit))
             .await
     }
 

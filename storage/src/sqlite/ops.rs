@@ -9,9 +9,11 @@ use super::common::{
     load_conversation, member_counts, next_change, record_event, require_member, role_of,
     seq_to_sql,
 };
+use super::user_events::record_user_event;
 use crate::backend::{ConversationChange, MemberChange};
 use crate::record::{new_id, now_ms};
 use crate::rules::{self, Creation};
+use crate::user_events::{NewUserEvent, UserEventKind};
 use crate::{Result, StoredEvent};
 
 pub(super) fn create_conversation(
@@ -42,6 +44,8 @@ pub(super) fn create_conversation(
     )?;
     for (user, role) in new.members() {
         insert.execute((&new.tenant, &id, user, role.as_str(), now))?;
+        let added = NewUserEvent::added(&new.tenant, user, &id, role);
+        record_user_event(conn, &added)?;
     }
     let conversation = Conversation {
         id,
@@ -104,6 +108,8 @@ pub(super) fn add_member(
         seq_to_sql(change.seq),
     ))?;
     record_event(conn, events, tenant, change.member_added(user, role))?;
+    let added = NewUserEvent::of_change(request, UserEventKind::ConversationAdded, Some(role));
+    record_user_event(conn, &added)?;
     Ok(change.seq)
 }
 
@@ -121,6 +127,8 @@ pub(super) fn remove_member(
     conn.prepare_cached("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
         .execute((conversation, user))?;
     record_event(conn, events, tenant, change.member_removed(user))?;
+    let removed = NewUserEvent::of_change(request, UserEventKind::ConversationRemoved, None);
+    record_user_event(conn, &removed)?;
     Ok(change.seq)
 }
 
@@ -143,6 +151,8 @@ pub(super) fn set_role(
     )?
     .execute((role.as_str(), conversation, user))?;
     record_event(conn, events, tenant, change.member_role_changed(user, role))?;
+    let changed = NewUserEvent::of_change(request, UserEventKind::RoleChanged, Some(role));
+    record_user_event(conn, &changed)?;
     Ok(Some(change.seq))
 }
 
@@ -161,5 +171,10 @@ pub(super) fn mark_read(
              WHERE conversation_id = ?2 AND user_id = ?3 AND read_seq < ?1",
         )?
         .execute((seq_to_sql(seq), conversation, user))?;
-    Ok(moved > 0)
+    if moved == 0 {
+        return Ok(false);
+    }
+    let read = NewUserEvent::read(tenant, user, conversation, seq);
+    record_user_event(conn, &read)?;
+    Ok(true)
 }
