@@ -408,6 +408,45 @@ pub struct PersonHits {
     pub users: Vec<PersonHit>,
 }
 
+/// A conversation of the caller that matched a conversation search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationHit {
+    pub id: String,
+    pub kind: ConversationKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The caller's role in it.
+    pub role: Role,
+    /// How many members it has.
+    pub members: u64,
+    pub archived: bool,
+    /// Seq of its newest durable event.
+    pub last_seq: u64,
+    /// What matched: `title`, or `member` (then `member` names who).
+    pub matched: String,
+    /// The member whose name or id matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+}
+
+/// `GET /v1/search/conversations`: best matches first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationHits {
+    pub conversations: Vec<ConversationHit>,
+}
+
+/// `GET /v1/search`: messages, conversations and people at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchResults {
+    /// The first page of `GET /v1/search/messages` (its `next_cursor` continues there).
+    pub messages: MessageHits,
+    pub conversations: Vec<ConversationHit>,
+    pub users: Vec<PersonHit>,
+}
+
 /// What a suggestion completes a prefix to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -175,10 +175,7 @@ impl SearchIndex {
     pub fn search(&self, search: &Search<'_>) -> Result<Hits> {
         let limit = search.limit.clamp(1, MAX_LIMIT);
         let by_time = search.sort == Sort::Recent || !search.query.has_text();
-        let cursor = search
-            .cursor
-            .map(Cursor::parse)
-            .transpose()?;
+        let cursor = search.cursor.map(Cursor::parse).transpose()?;
         let searcher = self.reader.searcher();
         let mut query = self.build(search);
         let offset = match cursor {

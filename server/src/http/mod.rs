@@ -8,6 +8,7 @@ mod messages;
 pub mod openapi;
 mod ops;
 mod search;
+mod search_conversations;
 mod search_people;
 mod search_suggestions;
 mod web;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media::router())
         .merge(search::router())
         .merge(search_people::router())
+        .merge(search_conversations::router())
         .merge(search_suggestions::router())
         .merge(web::router())
         .merge(docs::router())

@@ -8,7 +8,10 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conversations, media, messages, ops, search, search_people, search_suggestions, web};
+use super::{
+    conversations, media, messages, ops, search, search_conversations, search_people,
+    search_suggestions, web,
+};
 
 mod rules;
 
@@ -28,6 +31,7 @@ use rules::{body_constraints, path_parameters, query_parameters};
         media::abort, media::download, media::meta, media::thumbnail, media::remove,
         media::sign, media::signed_download,
         search::messages, search_people::users, search_suggestions::suggestions,
+        search_conversations::conversations, search_conversations::everything,
         web::dev_token,
     ),
     modifiers(&BearerAuth, &Conventions),

@@ -57,6 +57,24 @@ pub struct MessageSearch {
     wait_for: Option<String>,
 }
 
+impl MessageSearch {
+    /// A search of `q` alone, first page (the grouped `GET /v1/search`).
+    pub(super) fn text(q: String, limit: usize) -> MessageSearch {
+        MessageSearch {
+            q,
+            conversation: None,
+            author: None,
+            from: None,
+            to: None,
+            has: None,
+            sort: None,
+            limit: Some(limit),
+            cursor: None,
+            wait_for: None,
+        }
+    }
+}
+
 fn invalid(err: SearchError) -> AppError {
     match err {
         SearchError::Invalid(message) => AppError::invalid(message),
@@ -167,6 +185,17 @@ pub async fn messages(
 ) -> Result<Json<MessageHits>, AppError> {
     let started = Instant::now();
     state.search().check_rate(&user)?;
+    let hits = find(&state, &user, params).await?;
+    metrics::search_query("messages", started.elapsed());
+    Ok(Json(hits))
+}
+
+/// The hits of a message search (the caller's rate limit already taken).
+pub(super) async fn find(
+    state: &AppState,
+    user: &AuthUser,
+    params: MessageSearch,
+) -> Result<MessageHits, AppError> {
     let parsed = parse(&params)?;
     if let Some(id) = &parsed.conversation {
         validate::id("conversation", id)?;
@@ -181,17 +210,17 @@ pub async fn messages(
         .map(|summary| summary.conversation.id)
         .collect();
     if let Some(spec) = &params.wait_for {
-        wait_for(&state, spec, &conversations).await?;
+        wait_for(state, spec, &conversations).await?;
     }
     // Nothing asked (a blank `q`, no filter): nothing found. Not an error, so that a client
     // can send what its search box holds, and so that the schema (which cannot tie `q` to the
     // other parameters) is exact.
     if !parsed.has_text() && parsed == Parsed::default() {
-        return Ok(Json(MessageHits {
+        return Ok(MessageHits {
             hits: Vec::new(),
             next_cursor: None,
             indexed_seq: std::collections::BTreeMap::new(),
-        }));
+        });
     }
     let index = state.search().index.clone();
     let tenant = user.tenant.to_string();
@@ -220,8 +249,7 @@ pub async fn messages(
             state.search().index.indexed_seq(conversation),
         );
     }
-    metrics::search_query("messages", started.elapsed());
-    Ok(Json(MessageHits {
+    Ok(MessageHits {
         hits: found
             .hits
             .into_iter()
@@ -236,5 +264,5 @@ pub async fn messages(
             .collect(),
         next_cursor: found.next_cursor,
         indexed_seq,
-    }))
+    })
 }

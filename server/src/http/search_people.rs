@@ -1,4 +1,5 @@
-//! People search over HTTP: `GET /v1/search/users`, within the caller's tenant.
+//! People search over HTTP: `GET /v1/search/users`, within the caller's tenant (its matcher is
+//! also conversation search's, `search_conversations.rs`).
 //!
 //! Served by a direct store read of the tenant's directory, matched in memory on the blocking
 //! pool: even 10,000 people are a few hundred kilobytes and well under a millisecond to scan,
@@ -40,7 +41,7 @@ pub struct UserSearch {
 
 /// How well `query` (lowercase, trimmed) matches `text`: 3 exact word, 2 word prefix, 1 one
 /// edit away from a word; `None` otherwise.
-fn score(query: &str, text: &str) -> Option<u8> {
+pub(super) fn score(query: &str, text: &str) -> Option<u8> {
     let text = text.to_lowercase();
     let words = std::iter::once(text.as_str()).chain(text.split_whitespace());
     words
@@ -106,23 +107,39 @@ pub async fn users(
 ) -> Result<Json<PersonHits>, AppError> {
     let started = Instant::now();
     state.search().check_rate(&user)?;
-    let query = params.q.trim().to_lowercase();
+    let query = name_query(&params.q)?;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::invalid("`limit` must be between 1 and 100"));
+    }
+    let users = find(&state, &user, query, limit).await?;
+    metrics::search_query("users", started.elapsed());
+    Ok(Json(PersonHits { users }))
+}
+
+/// A name or id query, trimmed and lower-cased; blank or over 200 characters is `invalid`.
+pub(super) fn name_query(q: &str) -> Result<String, AppError> {
+    let query = q.trim().to_lowercase();
     if query.is_empty() {
         return Err(AppError::invalid("`q` is empty: give a name or id"));
     }
     if query.chars().count() > 200 {
         return Err(AppError::invalid("`q` is over 200 characters"));
     }
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(AppError::invalid("`limit` must be between 1 and 100"));
-    }
+    Ok(query)
+}
+
+/// The best `limit` people of the caller's tenant for `query` (from [`name_query`]).
+pub(super) async fn find(
+    state: &AppState,
+    user: &AuthUser,
+    query: String,
+    limit: usize,
+) -> Result<Vec<PersonHit>, AppError> {
     let people = state.store.people(&user.tenant).await?;
-    let users = tokio::task::spawn_blocking(move || rank(people, &query, limit))
+    tokio::task::spawn_blocking(move || rank(people, &query, limit))
         .await
-        .map_err(AppError::internal)?;
-    metrics::search_query("users", started.elapsed());
-    Ok(Json(PersonHits { users }))
+        .map_err(AppError::internal)
 }
 
 #[cfg(test)]

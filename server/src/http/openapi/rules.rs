@@ -215,6 +215,8 @@ pub(super) fn query_parameters(path: &str, operation: &mut serde_json::Value) {
             serde_json::json!({"type": "string", "pattern": "^.+:[0-9]{1,19}$"}),
         ),
         ("/v1/search/users", "q", nonblank(200)),
+        ("/v1/search/conversations", "q", nonblank(200)),
+        ("/v1/search", "q", nonblank(200)),
         (
             "/v1/media/uploads/{upload_id}/chunks/{n}",
             "X-Chunk-SHA256",
