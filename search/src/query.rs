@@ -32,7 +32,8 @@ fn day_start(date: &str) -> Option<i64> {
     let year: i64 = parts.next()?.parse().ok()?;
     let month: i64 = parts.next()?.parse().ok()?;
     let day: i64 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    // Four-digit years only: a longer one overflowed the milliseconds (found by fuzzing).
+    if !(0..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -127,5 +128,23 @@ mod tests {
         assert_eq!(parsed.words, ["-"]);
         assert_eq!(parsed.phrases, ["unclosed phrase 👋"]);
         assert!(parse("").expect("empty").words.is_empty());
+    }
+
+    /// Found by the `search_query` fuzz target: a long year overflowed the milliseconds (a panic
+    /// with overflow checks, a wrapped date without).
+    #[test]
+    fn years_outside_four_digits_are_refused() {
+        assert!(parse("after:2111111111111602-02-30").is_err());
+        assert!(parse(&format!("before:{}-12-31", i64::MAX)).is_err());
+        assert!(parse("before:-1-01-01").is_err());
+        assert!(parse("before:10000-01-01").is_err());
+        assert_eq!(
+            parse("after:9999-12-31").expect("parse").after,
+            Some(253_402_214_400_000)
+        );
+        assert_eq!(
+            parse("after:0000-01-01").expect("parse").after,
+            Some(-62_167_219_200_000)
+        );
     }
 }
