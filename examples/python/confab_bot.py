@@ -193,6 +193,7 @@ class Bot:
         if since is None:
             # Live from here (nothing to replay, or the gap was paged through REST).
             self.seen(conversation, frame["last_seq"])
+        log.info("joined %s at seq %s", conversation, frame["last_seq"])
 
     def seen(self, conversation, seq):
         if seq > self.since.get(conversation, -1):

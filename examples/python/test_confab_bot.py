@@ -159,7 +159,9 @@ class BotTest(unittest.TestCase):
         state = os.path.join(self.dir.name, "bot-state.json")
 
         bot = self.bot("--state", state)
-        wait(lambda: bot.count("connected as ping-bot") == 1, "the bot to connect")
+        # "joined", not "connected": a ping sent between the welcome and the join would be
+        # before the bot's starting point (it has no state yet, so it joins live).
+        wait(lambda: bot.count(f"joined {conversation}") == 1, "the bot to join")
         first = self.ping(conversation)
         wait(lambda: self.pongs(conversation) == [first], "the first pong")
 
