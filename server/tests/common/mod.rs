@@ -375,11 +375,24 @@ impl Server {
         bytes: &[u8],
         conversation: Option<&str>,
     ) -> (u16, Value) {
+        let authorization = format!("Bearer {bearer}");
+        self.upload_raw(Some(&authorization), name, bytes, conversation)
+            .await
+    }
+
+    /// `POST /v1/media` with a raw `Authorization` header value, or none.
+    pub async fn upload_raw(
+        &self,
+        authorization: Option<&str>,
+        name: &str,
+        bytes: &[u8],
+        conversation: Option<&str>,
+    ) -> (u16, Value) {
         let (content_type, body) = form(name, bytes, conversation);
         self.request_raw(
             reqwest::Method::POST,
             "/v1/media",
-            Some(&format!("Bearer {bearer}")),
+            authorization,
             Some(&content_type),
             body,
         )
