@@ -223,6 +223,13 @@ fn rest_rows() -> Vec<RestRow> {
             .marker("{msg}"),
         row(M::GET, search, "/v1/search/messages?q=in:{conv}%20{word}", Token(found))
             .marker("{msg}"),
+        // All three kinds at once, and the caller's conversations by title.
+        row(M::GET, "/v1/search", "/v1/search?q={word}", Token(found)).marker("{msg}"),
+        row(M::GET, "/v1/search/conversations", "/v1/search/conversations?q=test%20group",
+            Token(found)).marker("{conv}"),
+        // Completions come only from what the caller may read.
+        row(M::GET, "/v1/search/suggestions", "/v1/search/suggestions?prefix={word}",
+            Token(found)).marker("{word}"),
         // The people of one's own tenant.
         row(M::GET, "/v1/search/users", "/v1/search/users?q=ann",
             Token(["200+", "200+", "200+", "200+", "200-"])).marker(r#""id":"ann""#),
