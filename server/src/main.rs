@@ -112,6 +112,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let events_flush = config.shutdown_grace;
     let search = SearchService::for_config(&config)?;
     let store = open_store(&config, search.sink(events.sink())).await?;
+    events.start_relay(store.clone());
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;

@@ -44,6 +44,10 @@ pub const FANOUT_INBOUND_WAITS_TOTAL: &str = "confab_fanout_inbound_waits_total"
 pub const EVENTS_PUBLISHED_TOTAL: &str = "confab_events_published_total";
 pub const EVENTS_FAILED_TOTAL: &str = "confab_events_failed_total";
 pub const EVENTS_DROPPED_TOTAL: &str = "confab_events_dropped_total";
+pub const EVENTS_BACKLOG: &str = "confab_events_backlog";
+pub const EVENTS_REPUBLISHED_TOTAL: &str = "confab_events_republished_total";
+pub const EVENTS_IN_FLIGHT: &str = "confab_events_in_flight";
+pub const EVENTS_PRODUCER_RESTARTS_TOTAL: &str = "confab_events_producer_restarts_total";
 pub const MEDIA_UPLOADED_BYTES_TOTAL: &str = "confab_media_uploaded_bytes_total";
 pub const MEDIA_DOWNLOADED_BYTES_TOTAL: &str = "confab_media_downloaded_bytes_total";
 pub const MEDIA_UPLOADS_IN_PROGRESS: &str = "confab_media_uploads_in_progress";
@@ -127,7 +131,11 @@ pub const ALL: &[Metric] = &[
     metric(FANOUT_INBOUND_WAITS_TOTAL, Counter, "Times the fan-out waited for the hub."),
     metric(EVENTS_PUBLISHED_TOTAL, Counter, "Events published to the event stream."),
     metric(EVENTS_FAILED_TOTAL, Counter, "Event stream delivery failures, by reason."),
-    metric(EVENTS_DROPPED_TOTAL, Counter, "Events not sent to the event stream, by reason."),
+    metric(EVENTS_DROPPED_TOTAL, Counter, "Events given up by the event stream, by reason."),
+    metric(EVENTS_BACKLOG, Gauge, "Events waiting to be published to the event stream again."),
+    metric(EVENTS_REPUBLISHED_TOTAL, Counter, "Events handed to the event stream again from its backlog."),
+    metric(EVENTS_IN_FLIGHT, Gauge, "Events in the event stream producer's buffer, not yet delivered."),
+    metric(EVENTS_PRODUCER_RESTARTS_TOTAL, Counter, "Event stream producers replaced after failing for good."),
     metric(MEDIA_UPLOADED_BYTES_TOTAL, Counter, "Bytes of media files stored."),
     metric(MEDIA_DOWNLOADED_BYTES_TOTAL, Counter, "Bytes of media files served."),
     metric(MEDIA_UPLOADS_IN_PROGRESS, Gauge, "Media upload requests streaming into storage."),

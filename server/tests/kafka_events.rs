@@ -402,15 +402,65 @@ async fn every_acked_event_is_published_once_in_order_per_conversation() {
     );
 }
 
+/// Waits until `name` (summed over its series) satisfies `ok`, or panics after `timeout`.
+async fn wait_metric(server: &Server, name: &str, timeout: Duration, ok: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = metric_total(&server.metrics().await, name);
+        if ok(value) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed at {value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The seqs of `conversation` on the topic, sorted and without repeats, once the topic holds
+/// `count` different ones (or after 30 s), and how many records repeated one.
+async fn topic_seqs(
+    kafka: &KafkaServer,
+    conversation: &str,
+    last: u64,
+    count: usize,
+) -> (Vec<u64>, usize) {
+    let expected = BTreeMap::from([(conversation.to_owned(), last)]);
+    let bootstrap = kafka.bootstrap_servers();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = tokio::task::block_in_place(|| consume(&bootstrap, &expected));
+        let mut seqs = records
+            .iter()
+            .filter(|r| r.key == conversation)
+            .map(|r| {
+                serde_json::from_str::<Envelope<'_>>(&r.payload)
+                    .expect("an envelope")
+                    .seq
+            })
+            .collect::<Vec<u64>>();
+        seqs.sort_unstable();
+        let records = seqs.len();
+        seqs.dedup();
+        if seqs.len() >= count || Instant::now() > deadline {
+            let repeated = records - seqs.len();
+            return (seqs, repeated);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Kafka stops under load: chat goes on (acks do not wait for the brokers), every event the
+/// producer cannot take or deliver goes into the backlog (`confab_events_backlog`) and is on
+/// the topic (at least once) soon after the broker is back; a second outage ends in a shutdown,
+/// which saves the backlog, and the next start publishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_goes_on_while_kafka_is_down() {
+async fn chat_goes_on_while_kafka_is_down_and_the_backlog_is_published_after() {
     const BUFFER: usize = 20;
-    const DURING_OUTAGE: usize = 120;
+    const DURING_OUTAGE: u64 = 120;
     let started = Instant::now();
     let kafka = start_kafka().await;
-    // A small buffer and a short delivery timeout, so that both counters move quickly.
+    // A small buffer and a short delivery timeout, so that both ways into the backlog are taken.
     let events_url = format!(
-        "{}?queue.buffering.max.messages={BUFFER}&message.timeout.ms=5000",
+        "{}?queue.buffering.max.messages={BUFFER}&message.timeout.ms=3000",
         kafka.url()
     );
     let mut server = Server::start_with(&[
@@ -428,16 +478,16 @@ async fn chat_goes_on_while_kafka_is_down() {
     alice
         .send_message(&conversation, "before", "kafka is up")
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric_total(&server.metrics().await, "confab_events_published_total") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the first event was not delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_metric(
+        &server,
+        "confab_events_published_total",
+        Duration::from_secs(10),
+        |v| v >= 1.0,
+    )
+    .await;
 
-    tokio::task::block_in_place(|| kafka.stop()).expect("stop tansu");
+    // The broker hangs (frozen: connections open, nothing answers; its topics survive).
+    tokio::task::block_in_place(|| kafka.pause()).expect("pause tansu");
 
     let mut slowest = Duration::ZERO;
     for n in 0..DURING_OUTAGE {
@@ -446,64 +496,124 @@ async fn chat_goes_on_while_kafka_is_down() {
             .send_message(&conversation, &format!("down-{n}"), "kafka is down")
             .await;
         slowest = slowest.max(sent.elapsed());
-        assert_eq!(ack.seq, n as u64 + 2, "acked in order, without gaps");
+        assert_eq!(ack.seq, n + 2, "acked in order, without gaps");
     }
-    // A producer that waited for Kafka would take the delivery timeout (5 s) at least.
+    // A producer that waited for Kafka would take the delivery timeout (3 s) at least.
     assert!(
         slowest < Duration::from_secs(2),
         "an ack took {slowest:?} while kafka was down"
     );
     // Live delivery goes on too.
-    let mut delivered = 0;
-    while delivered < DURING_OUTAGE + 1 {
+    for _ in 0..=DURING_OUTAGE {
         bob.recv_message().await;
-        delivered += 1;
     }
-
-    // Past the buffer, events are dropped at once; the buffered ones fail after the timeout.
-    let text = server.metrics().await;
-    let dropped = metric_total(&text, "confab_events_dropped_total");
+    // Past the buffer at once, the buffered ones after the delivery timeout.
+    wait_metric(
+        &server,
+        "confab_events_backlog",
+        Duration::from_secs(20),
+        |v| v >= (DURING_OUTAGE as usize - BUFFER) as f64,
+    )
+    .await;
+    wait_metric(
+        &server,
+        "confab_events_failed_total",
+        Duration::from_secs(20),
+        |v| v > 0.0,
+    )
+    .await;
     assert!(
-        dropped >= (DURING_OUTAGE - BUFFER) as f64,
-        "dropped {dropped}: {text}"
+        server
+            .log()
+            .contains("kafka buffer full: events go to the backlog")
     );
-    assert!(
-        server.log().contains("dropping events: kafka buffer full"),
-        "the drop is logged"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let failed = metric_total(&server.metrics().await, "confab_events_failed_total");
-        if failed > 0.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no delivery failure counted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
-    // Shutdown flushes for at most the grace period (shorter than the delivery timeout here),
-    // then gives up what is still buffered.
-    for n in 0..3 {
+    // The broker comes back and the backlog drains while the server runs.
+    tokio::task::block_in_place(|| kafka.resume()).expect("resume tansu");
+    wait_metric(
+        &server,
+        "confab_events_backlog",
+        Duration::from_secs(60),
+        |v| v == 0.0,
+    )
+    .await;
+    wait_metric(
+        &server,
+        "confab_events_in_flight",
+        Duration::from_secs(30),
+        |v| v == 0.0,
+    )
+    .await;
+    let last = DURING_OUTAGE + 1;
+    let (seqs, repeated) = topic_seqs(&kafka, &conversation, last, last as usize).await;
+    assert_eq!(
+        seqs,
+        (1..=last).collect::<Vec<u64>>(),
+        "every event before and during the outage"
+    );
+    // At least once: what was in flight when the broker froze timed out ("possibly
+    // persisted") and went through the backlog, and the broker wrote it when it woke up.
+    assert!(repeated <= BUFFER, "{repeated} repeated records");
+    let recovered = started.elapsed();
+
+    // Second outage (the broker stops), ended by a shutdown: it flushes for the grace period,
+    // then saves the backlog.
+    tokio::task::block_in_place(|| kafka.stop()).expect("stop tansu");
+    for n in 0..DURING_OUTAGE {
         alice
-            .send_message(&conversation, &format!("late-{n}"), "still down")
+            .send_message(&conversation, &format!("again-{n}"), "kafka is down again")
             .await;
     }
+    wait_metric(
+        &server,
+        "confab_events_backlog",
+        Duration::from_secs(20),
+        |v| v >= (DURING_OUTAGE as usize - BUFFER) as f64,
+    )
+    .await;
     let stopping = Instant::now();
     server.sigterm();
     let status = server.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
     assert!(
-        server.log().contains("not flushed in time"),
+        server.log().contains("event stream backlog saved"),
         "{}",
         server.log()
     );
-    assert!(
-        stopping.elapsed() < Duration::from_secs(10),
-        "shutdown hung"
+    let shutdown = stopping.elapsed();
+    assert!(shutdown < Duration::from_secs(10), "shutdown hung");
+
+    // The broker comes back (empty: tansu keeps topics in memory), then the server: it loads
+    // the backlog and republishes it from the store, while chat goes on.
+    tokio::task::block_in_place(|| kafka.restart()).expect("restart tansu");
+    server.restart().await;
+    let mut alice = server.ws("alice").await;
+    let last = alice
+        .send_message(&conversation, "after", "kafka is back")
+        .await
+        .seq;
+    assert_eq!(last, 2 * DURING_OUTAGE + 2);
+    wait_metric(
+        &server,
+        "confab_events_backlog",
+        Duration::from_secs(30),
+        |v| v == 0.0,
+    )
+    .await;
+    let first = DURING_OUTAGE + 2;
+    let (seqs, repeated_after_restart) =
+        topic_seqs(&kafka, &conversation, last, (last - first + 1) as usize).await;
+    assert_eq!(
+        seqs,
+        (first..=last).collect::<Vec<u64>>(),
+        "every event of the second outage and after it"
     );
+    // The broker lost everything when it stopped: nothing was written twice.
+    assert_eq!(repeated_after_restart, 0);
     eprintln!(
-        "outage: slowest ack {slowest:?}, dropped {dropped}, shutdown {:?}, total {:?}",
-        stopping.elapsed(),
+        "outage: slowest ack {slowest:?}, first outage recovered after {recovered:?} \
+         ({repeated} records repeated), shutdown {:?}, total {:?}",
+        shutdown,
         started.elapsed()
     );
 }

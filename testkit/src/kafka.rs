@@ -76,6 +76,18 @@ impl KafkaServer {
         self.server.stop()
     }
 
+    /// Freezes the broker (`SIGSTOP`): an unreachable broker whose topics survive. (A
+    /// restart loses the topics, and a topic that comes back with a new id while a client runs
+    /// crashes librdkafka 2.12's metadata cache: confluentinc/librdkafka#4964.)
+    pub fn pause(&self) -> Result<()> {
+        self.server.pause()
+    }
+
+    /// Lets a paused broker go on.
+    pub fn resume(&self) -> Result<()> {
+        self.server.resume()
+    }
+
     /// Starts the broker again on the same port (stopping it first if it runs), empty.
     pub fn restart(&self) -> Result<()> {
         self.server.restart()

@@ -175,6 +175,22 @@ impl ServerProcess {
             .map_err(Error::io("waiting for the killed server"))
     }
 
+    /// Sends `signal` (a name `kill` knows: `STOP`, `CONT`) to the server.
+    pub(crate) fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid.to_string())
+            .status()
+            .map_err(Error::io("running kill"))?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(Error::Io {
+            what: format!("sending SIG{signal} to server pid {}", self.pid),
+            source: std::io::Error::other(format!("kill exited with {status}")),
+        })
+    }
+
     fn terminate(&mut self) -> Result<()> {
         drop(self.stdin.take());
         let deadline = Instant::now() + STOP_GRACE;

@@ -96,6 +96,27 @@ impl Server {
         }
     }
 
+    /// Freezes the server (`SIGSTOP`): its port still accepts connections, nothing answers — a
+    /// hung server or a network partition, with its state kept.
+    pub(crate) fn pause(&self) -> Result<()> {
+        self.running_signal("STOP")
+    }
+
+    /// Lets a paused server go on (`SIGCONT`).
+    pub(crate) fn resume(&self) -> Result<()> {
+        self.running_signal("CONT")
+    }
+
+    fn running_signal(&self, signal: &str) -> Result<()> {
+        match self.process().as_ref() {
+            Some(process) => process.signal(signal),
+            None => Err(Error::Io {
+                what: format!("signalling {}", self.name),
+                source: std::io::Error::other("it is not running"),
+            }),
+        }
+    }
+
     /// Stops the server if it runs, then starts it again on the same port and data.
     pub(crate) fn restart(&self) -> Result<()> {
         self.stop()?;

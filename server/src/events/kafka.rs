@@ -3,14 +3,16 @@
 //! An idempotent rdkafka [`ThreadedProducer`] (`enable.idempotence`, `acks=all`, retries until
 //! `message.timeout.ms`): `send` only appends to librdkafka's bounded local buffer and never
 //! blocks, and the producer's own thread polls for delivery reports, which feed the metrics.
-//! When the buffer is full (a long outage) events are dropped and counted, with a rate-limited
-//! `dropping events: kafka buffer full` warning: chat never waits for Kafka.
+//! An event the buffer cannot take (a long outage), or whose delivery fails, goes into the
+//! [`Backlog`] (with a rate-limited warning) and is published again from the store once the
+//! brokers answer: chat never waits for Kafka, and the stream misses nothing.
 //!
 //! Records are keyed by conversation id with the Java-compatible `murmur2_random` partitioner,
 //! so that a conversation's events land on one partition, in seq order, whichever client
 //! library produces or reads them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics::{Counter, counter};
@@ -23,9 +25,11 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
 
+use super::backlog::{Backlog, Retry};
 use super::{EventStream, KafkaUrl, LogLimiter, Record, WARN_EVERY};
 use crate::metrics::{
     EVENTS_DROPPED_TOTAL as DROPPED_TOTAL, EVENTS_FAILED_TOTAL as FAILED_TOTAL,
+    EVENTS_PRODUCER_RESTARTS_TOTAL as PRODUCER_RESTARTS_TOTAL,
     EVENTS_PUBLISHED_TOTAL as PUBLISHED_TOTAL,
 };
 
@@ -37,10 +41,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
     // Same key → same partition as Java clients (librdkafka's default hashes differently).
     ("partitioner", "murmur2_random"),
-    // The bounded local buffer: past it, events are dropped instead of blocking the writer.
+    // The bounded local buffer: past it, events go to the backlog instead of blocking the writer.
     ("queue.buffering.max.messages", "100000"),
     ("queue.buffering.max.kbytes", "65536"),
-    // How long an event may wait for the brokers (outage included) before it counts as failed.
+    // How long an event may wait for the brokers (outage included) before it counts as failed
+    // (and goes to the backlog).
     ("message.timeout.ms", "120000"),
     ("linger.ms", "5"),
 ];
@@ -51,6 +56,9 @@ const STARTUP_CHECK: Duration = Duration::from_secs(10);
 /// Delivery reports and client errors, on the producer's polling thread.
 struct Reports {
     published: Counter,
+    backlog: Arc<Backlog>,
+    /// Set when the producer failed for good: [`KafkaStream::maintain`] replaces it.
+    fatal: Arc<AtomicBool>,
     failed_log: LogLimiter,
     error_log: LogLimiter,
     log_limit: LogLimiter,
@@ -63,11 +71,14 @@ impl ClientContext for Reports {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            // E.g. an idempotent producer fenced after timeouts: it fails every event from
+            // now on (into the backlog), so it is replaced by a new one.
             tracing::error!(
                 error = %error,
                 reason,
-                "kafka producer failed for good; events are dropped until this node restarts"
+                "kafka producer failed for good; replacing it (its events go to the backlog)"
             );
+            self.fatal.store(true, Ordering::Release);
             return;
         }
         if let Some(suppressed) = self.error_log.check() {
@@ -77,9 +88,9 @@ impl ClientContext for Reports {
 }
 
 impl ProducerContext for Reports {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Box<Retry>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, retry: Box<Retry>) {
         let Err((error, _)) = result else {
             self.published.increment(1);
             return;
@@ -89,11 +100,19 @@ impl ProducerContext for Reports {
             None => "other".to_owned(),
         };
         counter!(FAILED_TOTAL, "reason" => reason).increment(1);
+        self.backlog.add(*retry);
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        ) {
+            // Every later event would fail the same way: the producer must be replaced.
+            self.fatal.store(true, Ordering::Release);
+        }
         if let Some(suppressed) = self.failed_log.check() {
             tracing::warn!(
                 error = %error,
                 suppressed,
-                "kafka event delivery failed; the event is missing from the stream"
+                "kafka event delivery failed; the event goes to the backlog"
             );
         }
     }
@@ -128,10 +147,13 @@ pub(crate) fn forward_log(
 
 /// The event stream's Kafka producer.
 pub(super) struct KafkaStream {
-    producer: ThreadedProducer<Reports>,
+    /// Replaced after a fatal error ([`KafkaStream::maintain`]).
+    producer: RwLock<ThreadedProducer<Reports>>,
+    config: ClientConfig,
+    fatal: Arc<AtomicBool>,
     topic: String,
     closed: AtomicBool,
-    dropped_full: Counter,
+    backlog: Arc<Backlog>,
     full_log: LogLimiter,
     error_log: LogLimiter,
 }
@@ -139,7 +161,11 @@ pub(super) struct KafkaStream {
 impl KafkaStream {
     /// Creates the producer (no network round trip: an unreachable cluster is an outage like
     /// any other) and checks the brokers and the topic in the background.
-    pub(super) fn start(url: &KafkaUrl, topic: &str) -> Result<KafkaStream, KafkaError> {
+    pub(super) fn start(
+        url: &KafkaUrl,
+        topic: &str,
+        backlog: Arc<Backlog>,
+    ) -> Result<KafkaStream, KafkaError> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &url.brokers);
         for (key, value) in DEFAULTS {
@@ -148,26 +174,34 @@ impl KafkaStream {
         for (key, value) in &url.properties {
             config.set(key, value);
         }
-        let reports = Reports {
-            published: counter!(PUBLISHED_TOTAL),
-            failed_log: LogLimiter::new(WARN_EVERY),
-            error_log: LogLimiter::new(WARN_EVERY),
-            log_limit: LogLimiter::new(WARN_EVERY),
-        };
-        let producer: ThreadedProducer<Reports> = config.create_with_context(reports)?;
+        let fatal = Arc::new(AtomicBool::new(false));
+        let producer = create(&config, &backlog, &fatal)?;
         spawn_startup_check(producer.clone(), topic.to_owned(), url.brokers.clone());
         tracing::info!(brokers = %url.brokers, %topic, "kafka event stream started");
         Ok(KafkaStream {
-            producer,
+            producer: RwLock::new(producer),
+            config,
+            fatal,
             topic: topic.to_owned(),
             closed: AtomicBool::new(false),
-            dropped_full: counter!(DROPPED_TOTAL, "reason" => "buffer_full"),
+            backlog,
             full_log: LogLimiter::new(WARN_EVERY),
             error_log: LogLimiter::new(WARN_EVERY),
         })
     }
 
-    fn enqueue(&self, record: &Record) -> Result<(), KafkaError> {
+    fn producer(&self) -> ThreadedProducer<Reports> {
+        self.producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn enqueue(
+        &self,
+        producer: &ThreadedProducer<Reports>,
+        record: &Record,
+    ) -> Result<(), KafkaError> {
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: "type",
@@ -177,31 +211,37 @@ impl KafkaStream {
                 key: "tenant",
                 value: Some(record.tenant.as_str()),
             });
-        let message = BaseRecord::<str, [u8]>::to(&self.topic)
+        let retry = Box::new(Retry::of(record));
+        let message = BaseRecord::<str, [u8], Box<Retry>>::with_opaque_to(&self.topic, retry)
             .key(record.key.as_str())
             .payload(record.payload.as_slice())
             .timestamp(record.ts)
             .headers(headers);
-        self.producer.send(message).map_err(|(error, _)| error)
+        producer.send(message).map_err(|(error, _)| error)
     }
 }
 
 impl EventStream for KafkaStream {
     fn send(&self, records: Vec<Record>) {
         if self.closed.load(Ordering::Acquire) {
-            counter!(DROPPED_TOTAL, "reason" => "closed").increment(records.len() as u64);
+            // Saved with the backlog at shutdown.
+            for record in &records {
+                self.backlog.add(Retry::of(record));
+            }
             return;
         }
+        let producer = self.producer();
         for record in &records {
-            match self.enqueue(record) {
+            match self.enqueue(&producer, record) {
                 Ok(()) => {}
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                    self.dropped_full.increment(1);
+                    self.backlog.add(Retry::of(record));
                     if let Some(suppressed) = self.full_log.check() {
                         tracing::warn!(
-                            buffered = self.producer.in_flight_count(),
+                            buffered = producer.in_flight_count(),
+                            backlog = self.backlog.len(),
                             suppressed,
-                            "dropping events: kafka buffer full"
+                            "kafka buffer full: events go to the backlog"
                         );
                     }
                 }
@@ -215,26 +255,75 @@ impl EventStream for KafkaStream {
         }
     }
 
+    fn in_flight(&self) -> usize {
+        usize::try_from(self.producer().in_flight_count()).unwrap_or(0)
+    }
+
+    fn maintain(&self) {
+        let failed = self.fatal.swap(false, Ordering::AcqRel)
+            || self.producer().client().fatal_error().is_some();
+        if !failed || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let fresh = match create(&self.config, &self.backlog, &self.fatal) {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot create a new kafka producer; retrying");
+                self.fatal.store(true, Ordering::Release);
+                return;
+            }
+        };
+        let old = std::mem::replace(
+            &mut *self
+                .producer
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        // Whatever the old one still holds fails (purged) into the backlog.
+        old.purge(PurgeConfig::default().queue().inflight());
+        let _ = old.flush(Duration::from_secs(1));
+        counter!(PRODUCER_RESTARTS_TOTAL).increment(1);
+        tracing::info!("kafka producer replaced");
+    }
+
     fn close(&self, timeout: Duration) {
         self.closed.store(true, Ordering::Release);
-        let pending = self.producer.in_flight_count();
+        let producer = self.producer();
+        let pending = producer.in_flight_count();
         if pending == 0 {
             return;
         }
         tracing::info!(pending, "flushing the kafka event stream");
-        if let Err(error) = self.producer.flush(timeout) {
-            let left = self.producer.in_flight_count();
+        if let Err(error) = producer.flush(timeout) {
+            let left = producer.in_flight_count();
             tracing::warn!(
                 error = %error,
                 left,
-                "kafka event stream not flushed in time; giving up the undelivered events"
+                "kafka event stream not flushed in time; the undelivered events go to the backlog"
             );
-            // Their delivery reports (purged) count them as failed.
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight());
-            let _ = self.producer.flush(Duration::from_millis(500));
+            // Their delivery reports (purged) count them as failed and put them in the backlog.
+            producer.purge(PurgeConfig::default().queue().inflight());
+            let _ = producer.flush(Duration::from_millis(500));
         }
     }
+}
+
+/// A producer reporting to `backlog` and `fatal`.
+fn create(
+    config: &ClientConfig,
+    backlog: &Arc<Backlog>,
+    fatal: &Arc<AtomicBool>,
+) -> Result<ThreadedProducer<Reports>, KafkaError> {
+    let reports = Reports {
+        published: counter!(PUBLISHED_TOTAL),
+        backlog: backlog.clone(),
+        fatal: fatal.clone(),
+        failed_log: LogLimiter::new(WARN_EVERY),
+        error_log: LogLimiter::new(WARN_EVERY),
+        log_limit: LogLimiter::new(WARN_EVERY),
+    };
+    config.create_with_context(reports)
 }
 
 /// Fetches the topic's metadata once, off the runtime, to tell the operator early whether

@@ -10,17 +10,23 @@
 //!   encodes it, hands the events to the hub (live delivery comes first and never waits for the
 //!   stream), then gives the records to the stream.
 //! - [`EventStream`]: the transport. `kafka` (cargo feature `kafka`) is an idempotent rdkafka
-//!   producer with a bounded local buffer: a full buffer drops (and counts) instead of blocking
-//!   the storage writer.
-//! - [`start`] builds the sink from the configuration; [`Events::close`] flushes on shutdown.
+//!   producer with a bounded local buffer: it never blocks the storage writer; an event it
+//!   cannot take (buffer full) or deliver (timed out) goes into the [`backlog`], from which a
+//!   relay re-reads it from the store and publishes it once the brokers answer again.
+//! - [`start`] builds the sink from the configuration; [`Events::start_relay`] starts the
+//!   backlog's relay once the store is open; [`Events::close`] flushes and saves the backlog on
+//!   shutdown.
 //! - [`decode`](decode::decode): a record read back (the search index of every node follows the
 //!   stream, `search/stream.rs`), the inverse of [`Record::encode`].
 //!
 //! Metrics: `confab_events_published_total` (delivery acknowledged by the brokers),
-//! `confab_events_failed_total{reason}` (delivery failed after retries, e.g. timed out),
-//! `confab_events_dropped_total{reason}` (never enqueued: `buffer_full`, `encode`, `closed`,
-//! `error`).
+//! `confab_events_failed_total{reason}` (delivery failed after retries, e.g. timed out: the
+//! event goes into the backlog), `confab_events_backlog` (events waiting to be published
+//! again), `confab_events_republished_total` (events handed back to the stream from the
+//! backlog), `confab_events_dropped_total{reason}` (given up: `encode`, `gone` (no longer in the
+//! store), `backlog_full` (media events past the backlog's cap)).
 
+pub mod backlog;
 pub mod decode;
 #[cfg(feature = "kafka")]
 pub(crate) mod kafka;
@@ -33,12 +39,13 @@ use std::time::{Duration, Instant};
 
 use confab_protocol::rest::MediaInfo;
 use confab_protocol::{EventKind, Millis};
-use confab_storage::{EventSink, StoredEvent};
+use confab_storage::{DynStore, EventSink, StoredEvent};
 use metrics::counter;
 pub use rendered::{Rendered, RenderedSink, render_all};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use self::backlog::Backlog;
 use crate::config::{Config, EventsBackend};
 use crate::metrics::EVENTS_DROPPED_TOTAL as DROPPED_TOTAL;
 
@@ -120,6 +127,8 @@ pub struct Record {
     pub kind: &'static str,
     pub tenant: String,
     pub ts: Millis,
+    /// A conversation event's seq (none for media events, which are not in the store).
+    pub seq: Option<u64>,
     /// The [`Envelope`] JSON.
     pub payload: Vec<u8>,
 }
@@ -133,6 +142,7 @@ impl Record {
             kind: event.kind.as_str(),
             tenant: event.tenant.clone(),
             ts: event.ts,
+            seq: Some(event.seq),
             payload,
         })
     }
@@ -140,9 +150,18 @@ impl Record {
 
 /// Where encoded events leave the process.
 pub trait EventStream: Send + Sync + 'static {
-    /// Enqueues records, in order. Runs on the storage writer thread: must never block (a full
-    /// buffer drops and counts).
+    /// Enqueues records, in order. Runs on the storage writer thread: must never block (what a
+    /// full buffer cannot take goes into the backlog).
     fn send(&self, records: Vec<Record>);
+
+    /// Records enqueued and not yet delivered (or failed).
+    fn in_flight(&self) -> usize {
+        0
+    }
+
+    /// Periodic upkeep, off the async runtime (may block briefly): e.g. replacing a producer
+    /// that failed for good.
+    fn maintain(&self) {}
 
     /// Stops accepting records and waits up to `timeout` for the enqueued ones to be delivered;
     /// what is left is given up (and counted). Blocks: call it off the async runtime.
@@ -203,6 +222,7 @@ impl Record {
             kind,
             tenant: tenant.to_owned(),
             ts,
+            seq: None,
             payload: serde_json::to_vec(&envelope)?,
         })
     }
@@ -262,6 +282,8 @@ impl RenderedSink for Tee {
 pub struct Events {
     sink: Arc<dyn EventSink>,
     stream: Option<Arc<dyn EventStream>>,
+    /// What the stream could not take or deliver (with a stream).
+    backlog: Option<Arc<Backlog>>,
 }
 
 impl Events {
@@ -280,13 +302,40 @@ impl Events {
         self.stream.is_some()
     }
 
-    /// Flushes the stream (up to `timeout`). Call it after the store has closed, so that every
-    /// committed event has been handed over.
+    /// Starts republishing the backlog (re-read from `store`), when there is a stream.
+    pub fn start_relay(&self, store: DynStore) {
+        if let (Some(stream), Some(backlog)) = (&self.stream, &self.backlog) {
+            backlog::spawn_relay(backlog.clone(), stream.clone(), store);
+        }
+    }
+
+    /// Events waiting in the backlog.
+    pub fn backlog(&self) -> u64 {
+        self.backlog.as_ref().map_or(0, |backlog| backlog.len())
+    }
+
+    /// Flushes the stream (up to `timeout`), then saves the backlog (with what was not
+    /// delivered in time). Call it after the store has closed, so that every committed event
+    /// has been handed over.
     pub async fn close(&self, timeout: Duration) {
         let Some(stream) = self.stream.clone() else {
             return;
         };
-        if let Err(err) = tokio::task::spawn_blocking(move || stream.close(timeout)).await {
+        let backlog = self.backlog.clone();
+        let closing = move || {
+            stream.close(timeout);
+            if let Some(backlog) = backlog {
+                backlog.save();
+                let left = backlog.len();
+                if left > 0 {
+                    tracing::warn!(
+                        events = left,
+                        "event stream backlog saved; it is republished after the next start"
+                    );
+                }
+            }
+        };
+        if let Err(err) = tokio::task::spawn_blocking(closing).await {
             tracing::error!(error = %err, "event stream flush panicked");
         }
     }
@@ -303,24 +352,35 @@ pub fn start<H: EventSink + RenderedSink>(
             return Ok(Events {
                 sink: hub,
                 stream: None,
+                backlog: None,
             });
         }
         EventsBackend::Kafka(url) => KafkaUrl::parse(url)?,
     };
-    let stream = kafka_stream(&url, &config.events_topic)?;
+    let backlog = Arc::new(Backlog::open(&config.data_dir));
+    let stream = kafka_stream(&url, &config.events_topic, backlog.clone())?;
     Ok(Events {
         sink: Arc::new(Tee::new(hub, stream.clone())),
         stream: Some(stream),
+        backlog: Some(backlog),
     })
 }
 
 #[cfg(feature = "kafka")]
-fn kafka_stream(url: &KafkaUrl, topic: &str) -> Result<Arc<dyn EventStream>, EventsError> {
-    Ok(Arc::new(kafka::KafkaStream::start(url, topic)?))
+fn kafka_stream(
+    url: &KafkaUrl,
+    topic: &str,
+    backlog: Arc<Backlog>,
+) -> Result<Arc<dyn EventStream>, EventsError> {
+    Ok(Arc::new(kafka::KafkaStream::start(url, topic, backlog)?))
 }
 
 #[cfg(not(feature = "kafka"))]
-fn kafka_stream(_url: &KafkaUrl, _topic: &str) -> Result<Arc<dyn EventStream>, EventsError> {
+fn kafka_stream(
+    _url: &KafkaUrl,
+    _topic: &str,
+    _backlog: Arc<Backlog>,
+) -> Result<Arc<dyn EventStream>, EventsError> {
     Err(EventsError::KafkaNotBuilt)
 }
 
