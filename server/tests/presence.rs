@@ -109,3 +109,54 @@ async fn a_malformed_presence_flag_is_refused_with_invalid() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid", "{body}");
 }
+
+/// A user joining and leaving in a loop (issue 15: 50,000 join/leave pairs used to send
+/// 100,000 presence frames to each observer): observers get at most three frames per presence
+/// window (`PRESENCE_WINDOW`, 1 s), and the last one they get is the user's final state.
+#[tokio::test]
+async fn a_user_flapping_in_a_loop_is_coalesced_for_observers() {
+    const PAIRS: usize = 200;
+    let server = Server::start().await;
+    let conversation = server.create_group("alice", &["mallory"]).await;
+    let mut alice = server.ws_presence("alice").await;
+    join_online(&mut alice, &conversation).await;
+    let mut mallory = server.ws("mallory").await;
+    let started = std::time::Instant::now();
+    for _ in 0..PAIRS {
+        mallory.join(&conversation).await;
+        let left = mallory
+            .request(Command::Leave {
+                conversation: conversation.clone(),
+            })
+            .await;
+        assert!(matches!(left, ServerFrame::Left { .. }), "{left:?}");
+    }
+    // Ends online.
+    mallory.join(&conversation).await;
+    let looped = started.elapsed();
+    // Everything alice gets until a held flip must have gone out (one window after the loop).
+    let mut frames = Vec::new();
+    while let Some(frame) = alice.try_recv(Duration::from_millis(1500)).await {
+        frames.push(frame);
+    }
+    let windows = looped.as_secs() as usize + 2;
+    assert!(
+        !frames.is_empty() && frames.len() <= 3 * windows,
+        "{} presence frames for {} flips in {looped:?}",
+        frames.len(),
+        2 * PAIRS + 1
+    );
+    assert_eq!(
+        frames.last(),
+        Some(&presence(&conversation, "mallory", true)),
+        "the final state last"
+    );
+    let metrics = server.metrics().await;
+    let coalesced = common::metric_value(&metrics, "confab_presence_coalesced_total");
+    assert!(coalesced.is_some_and(|v| v > 0.0), "{coalesced:?}");
+    eprintln!(
+        "{} flips in {looped:?}: {} presence frames to the observer",
+        2 * PAIRS + 1,
+        frames.len()
+    );
+}

@@ -13,7 +13,11 @@
 //! report each user online (fed by the fan-out). A user is online in a conversation while any
 //! of those says so; `presence` frames go out when that union flips, under the room's lock so
 //! that one user's online/offline frames never overtake each other. The remote state lives in
-//! the room, so it is dropped with it.
+//! the room, so it is dropped with it. A user's local flips in one room are coalesced: the first
+//! two within a [`PRESENCE_WINDOW`] go out at once (a join and a leave), later ones are held and
+//! the state at the window's end goes out once, if it changed (a client joining and leaving in
+//! a loop costs its observers and the other nodes at most three frames per window, not one per
+//! flip).
 //!
 //! Rooms are keyed by tenant and conversation ([`room`]: a room's key, its connections and its
 //! presence), so rooms of two tenants never meet; a session subscribes only after the store said
@@ -27,7 +31,7 @@ use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::fanout::{Fanout, Inbound, Link};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
@@ -247,28 +251,81 @@ impl Hub {
         members.subscribers.push(subscriber);
         m::room_joined(1.0);
         if members.add_local(&user) {
-            self.local_presence(&members, tenant, conversation, &user, true, Some(conn));
+            self.local_presence(
+                &room,
+                &mut members,
+                tenant,
+                conversation,
+                &user,
+                true,
+                Some(conn),
+            );
         }
         true
     }
 
     /// This node's first connection of `user` joined the room, or its last left: tells the
     /// other nodes, and the local connections unless another node already had the user online.
+    ///
+    /// Coalesced: past [`PRESENCE_FLIPS`] flips within one [`PRESENCE_WINDOW`], a flip is held,
+    /// and one timer per room and user publishes the state at the window's end if it changed.
+    #[allow(clippy::too_many_arguments)]
     fn local_presence(
         &self,
-        members: &Members,
+        room: &Arc<Room>,
+        members: &mut Members,
         tenant: &str,
         conversation: &Arc<str>,
-        user: &str,
+        user: &Arc<str>,
         online: bool,
         skip_conn: Option<u64>,
     ) {
-        if let Some(fanout) = self.fanout.as_ref() {
-            fanout.publish_presence(tenant, conversation, user, online);
+        let now = Instant::now();
+        if let Some(gate) = members.presence_gates.get_mut(user)
+            && now.duration_since(gate.at) < PRESENCE_WINDOW
+        {
+            if gate.flips < PRESENCE_FLIPS && !gate.held {
+                gate.flips += 1;
+                gate.online = online;
+                publish_presence(
+                    self.fanout.as_deref(),
+                    members,
+                    tenant,
+                    conversation,
+                    user,
+                    online,
+                    skip_conn,
+                );
+                return;
+            }
+            if gate.held {
+                m::presence_coalesced();
+                return;
+            }
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                gate.held = true;
+                m::presence_coalesced();
+                runtime.spawn(flush_presence(
+                    room.clone(),
+                    self.fanout.clone(),
+                    Arc::from(tenant),
+                    conversation.clone(),
+                    user.clone(),
+                    gate.at + PRESENCE_WINDOW,
+                ));
+                return;
+            }
         }
-        if !members.remote.contains_key(user) {
-            members.announce(conversation, user, online, skip_conn);
-        }
+        members.gate_presence(user, online, now);
+        publish_presence(
+            self.fanout.as_deref(),
+            members,
+            tenant,
+            conversation,
+            user,
+            online,
+            skip_conn,
+        );
     }
 
     /// Removes a connection from a room; drops the room when it empties.
@@ -283,7 +340,16 @@ impl Hub {
                 m::room_joined(-1.0);
                 if members.remove_local(&gone.user) {
                     let conversation = &key.conversation;
-                    self.local_presence(&members, tenant, conversation, &gone.user, false, None);
+                    let user = &gone.user;
+                    self.local_presence(
+                        &room,
+                        &mut members,
+                        tenant,
+                        conversation,
+                        user,
+                        false,
+                        None,
+                    );
                 }
             }
             members.subscribers.is_empty()
@@ -483,6 +549,62 @@ impl RenderedSink for Hub {
 /// Messages handed over at once by the inbound loop: a burst is applied without a wake-up per
 /// message.
 const INBOUND_BATCH: usize = 64;
+
+/// The window over which a user's presence flips in one room are coalesced.
+pub const PRESENCE_WINDOW: Duration = Duration::from_secs(1);
+/// Flips published at once per window; later ones are held until its end.
+pub const PRESENCE_FLIPS: u8 = 2;
+
+/// Tells the other nodes, and the local connections unless another node already had the user
+/// online.
+fn publish_presence(
+    fanout: Option<&dyn Fanout>,
+    members: &Members,
+    tenant: &str,
+    conversation: &Arc<str>,
+    user: &str,
+    online: bool,
+    skip_conn: Option<u64>,
+) {
+    if let Some(fanout) = fanout {
+        fanout.publish_presence(tenant, conversation, user, online);
+    }
+    if !members.remote.contains_key(user) {
+        members.announce(conversation, user, online, skip_conn);
+    }
+}
+
+/// At the end of a presence window: publishes the user's local state in the room if it differs
+/// from what was published last.
+async fn flush_presence(
+    room: Arc<Room>,
+    fanout: Option<Arc<dyn Fanout>>,
+    tenant: Arc<str>,
+    conversation: Arc<str>,
+    user: Arc<str>,
+    due: Instant,
+) {
+    tokio::time::sleep_until(due.into()).await;
+    let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
+    let online = members.local.contains_key(&user);
+    let Some(gate) = members.presence_gates.get_mut(&user) else {
+        return;
+    };
+    gate.held = false;
+    if gate.online == online {
+        return;
+    }
+    members.gate_presence(&user, online, Instant::now());
+    publish_presence(
+        fanout.as_deref(),
+        &members,
+        &tenant,
+        &conversation,
+        &user,
+        online,
+        None,
+    );
+}
 
 /// Applies what the fan-out hands over, in order, until it stops.
 async fn inbound_loop(hub: Arc<Hub>, mut inbound: mpsc::Receiver<Inbound>) {

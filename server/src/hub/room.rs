@@ -5,6 +5,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::ServerFrame;
@@ -87,9 +88,42 @@ pub(super) struct Members {
     pub(super) local: HashMap<Arc<str>, usize>,
     /// Users other nodes report online here, with those nodes (no empty sets).
     pub(super) remote: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// The local presence last published per user, for coalescing (see `Hub::local_presence`).
+    pub(super) presence_gates: HashMap<Arc<str>, PresenceGate>,
+}
+
+/// The local presence of a user last published in a room.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PresenceGate {
+    pub(super) online: bool,
+    /// When the window began (its first flip was published).
+    pub(super) at: Instant,
+    /// Flips published in this window.
+    pub(super) flips: u8,
+    /// A flip is held until the window ends (a timer will look).
+    pub(super) held: bool,
 }
 
 impl Members {
+    /// Records that `user`'s local presence `online` was published at `now`; forgets gates
+    /// that no longer matter when they pile up (users who left long ago).
+    pub(super) fn gate_presence(&mut self, user: &Arc<str>, online: bool, now: Instant) {
+        if self.presence_gates.len() >= 64 && self.presence_gates.len() > 2 * self.local.len() {
+            self.presence_gates.retain(|_, gate| {
+                gate.held || now.duration_since(gate.at) < super::PRESENCE_WINDOW
+            });
+        }
+        self.presence_gates.insert(
+            user.clone(),
+            PresenceGate {
+                online,
+                at: now,
+                flips: 1,
+                held: false,
+            },
+        );
+    }
+
     fn is_online(&self, user: &str) -> bool {
         self.local.contains_key(user) || self.remote.contains_key(user)
     }
@@ -132,8 +166,8 @@ impl Members {
         true
     }
 
-    /// Sends a `presence` frame to the local connections that asked for them (but `skip_conn`).
-    /// A full queue drops it, like any ephemeral frame.
+    /// Sends a `presence` frame to the local connections that asked for them (but `skip_conn`,
+    /// or with no `skip_conn` the user's own). A full queue drops it, like any ephemeral frame.
     pub(super) fn announce(
         &self,
         conversation: &Arc<str>,
@@ -155,7 +189,11 @@ impl Members {
         });
         // Not deferred: presence changes are rare next to messages.
         self.push_ephemeral(&frame, None, |sub| {
-            Some(sub.conn) == skip_conn || !sub.outbox.wants_presence()
+            let own = match skip_conn {
+                Some(conn) => sub.conn == conn,
+                None => *sub.user == *user,
+            };
+            own || !sub.outbox.wants_presence()
         });
     }
 
