@@ -73,6 +73,10 @@ pub enum Scenario {
     Chat(ChatArgs),
     /// The chat load plus connect/join/disconnect churn.
     Storm(StormArgs),
+    /// The chat load alone, then beside one user flooding the server (messages, typing,
+    /// reactions without pause, into a conversation of readers): does one user's flood degrade
+    /// the others' latency? Run the server with its default limits.
+    Flood(FloodArgs),
     /// Seeds a large conversation (durable ack throughput), then pages through it over REST.
     History(HistoryArgs),
     /// The chat load over two nodes joined by Redis (`--url` and `--url2`), each conversation's
@@ -99,6 +103,7 @@ impl Scenario {
             Scenario::Fanout(_) => "fanout",
             Scenario::Chat(_) => "chat",
             Scenario::Storm(_) => "storm",
+            Scenario::Flood(_) => "flood",
             Scenario::History(_) => "history",
             Scenario::Cluster(_) => "cluster",
             Scenario::Media(_) => "media",
@@ -194,6 +199,16 @@ pub struct StormArgs {
     /// Churn cycles in flight at once (past it, cycles are skipped and counted).
     #[arg(long, default_value_t = 512)]
     pub churn_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct FloodArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub chat: ChatArgs,
+    /// Joined connections (other users) reading the flooder's conversation.
+    #[arg(long, default_value_t = 50)]
+    pub flood_observers: usize,
 }
 
 #[derive(Debug, Clone, Args, serde::Serialize)]

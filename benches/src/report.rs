@@ -23,6 +23,30 @@ pub struct Report {
     /// Runs over several nodes: per node and per path (`server` is then node 0's share).
     pub cluster: Option<ClusterReport>,
     pub media: Option<MediaReport>,
+    /// `flood`: the chat load alone against beside a flooding user (the flooder is `churn`).
+    pub flood: Option<FloodReport>,
+}
+
+/// The chat load's latency alone (phase 1) and beside one flooding user (phase 2, `traffic`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FloodReport {
+    /// Delivery latency of the chat load alone.
+    pub baseline_delivery: Percentiles,
+    /// Ack latency of the chat load alone.
+    pub baseline_ack: Percentiles,
+    /// Phase 2's delivery p99 over phase 1's (the goal: at most 2).
+    pub delivery_p99_ratio: f64,
+    pub ack_p99_ratio: f64,
+    /// The server's CPU in phase 1 (phase 2's is `server`).
+    pub baseline_server_cpu_cores: Option<f64>,
+    /// Connections reading the flooder's conversation.
+    pub observers: usize,
+    /// Requests the flooder sent per second (typing not counted).
+    pub flooder_sent_per_sec: f64,
+    /// Requests the server accepted per second (acks and oks).
+    pub flooder_accepted_per_sec: f64,
+    /// Requests refused (`rate_limited`) or failed.
+    pub flooder_refused: u64,
 }
 
 /// Media files up and down, against a raw loopback copy of the same bytes. MB are 10^6 bytes.
@@ -475,8 +499,24 @@ impl Report {
         if let Some(t) = &self.traffic {
             print_traffic(t);
         }
-        if let Some(c) = &self.churn {
+        if let Some(c) = &self.churn
+            && self.flood.is_none()
+        {
             print_churn(c);
+        }
+        if let Some(f) = &self.flood {
+            println!("alone: delivery {}", f.baseline_delivery);
+            println!("alone: ack {}", f.baseline_ack);
+            println!(
+                "flooded/alone p99: delivery {:.2}x, ack {:.2}x (server cpu alone {} cores)",
+                f.delivery_p99_ratio,
+                f.ack_p99_ratio,
+                opt(f.baseline_server_cpu_cores, "")
+            );
+            println!(
+                "flooder: {:.0} requests/s sent, {:.0}/s accepted, {} refused; {} observers",
+                f.flooder_sent_per_sec, f.flooder_accepted_per_sec, f.flooder_refused, f.observers
+            );
         }
         if let Some(h) = &self.history {
             print_history(h);

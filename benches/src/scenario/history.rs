@@ -94,6 +94,7 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
         history: Some(history),
         cluster: None,
         media: None,
+        flood: None,
     })
 }
 

@@ -90,5 +90,6 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         history: None,
         cluster: None,
         media: None,
+        flood: None,
     })
 }

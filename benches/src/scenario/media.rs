@@ -360,5 +360,6 @@ pub async fn run(env: &Env, args: MediaArgs) -> anyhow::Result<Report> {
         history: None,
         cluster: None,
         media: Some(media),
+        flood: None,
     })
 }

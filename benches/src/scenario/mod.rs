@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod cluster;
 pub mod fanout;
+pub mod flood;
 pub mod history;
 pub mod idle;
 pub mod media;
@@ -498,6 +499,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         history: None,
         cluster,
         media: None,
+        flood: None,
     })
 }
 
@@ -520,6 +522,7 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Fanout(args) => fanout::run(&env, args).await,
         Scenario::Chat(args) => chat::run(&env, args).await,
         Scenario::Storm(args) => storm::run(&env, args).await,
+        Scenario::Flood(args) => flood::run(&env, args).await,
         Scenario::History(args) => history::run(&env, args).await,
         Scenario::Cluster(args) => cluster::run(&env, args).await,
         Scenario::Media(args) => media::run(&env, args).await,
