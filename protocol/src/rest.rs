@@ -485,6 +485,23 @@ pub struct Suggestions {
     pub suggestions: Vec<Suggestion>,
 }
 
+/// One of the caller's recent searches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecentSearch {
+    /// The query, trimmed.
+    pub q: String,
+    /// When it was last run (Unix ms).
+    pub at: i64,
+}
+
+/// `GET /v1/search/recent`: newest first, each query once, at most 20.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecentSearches {
+    pub queries: Vec<RecentSearch>,
+}
+
 /// `PATCH /v1/messages/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -61,6 +61,8 @@ struct RestRow {
     marker: Option<&'static str>,
     /// What the row calls, when a route has several rows.
     note: Option<&'static str>,
+    /// The call clears what other rows read (the caller's recent searches): it runs after them.
+    last: bool,
     cells: Cells,
 }
 
@@ -76,6 +78,7 @@ fn row(method: Method, route: &'static str, path: &'static str, cells: Cells) ->
         fresh: false,
         marker: None,
         note: None,
+        last: false,
         cells,
     }
 }
@@ -98,6 +101,11 @@ impl RestRow {
 
     fn note(mut self, note: &'static str) -> RestRow {
         self.note = Some(note);
+        self
+    }
+
+    fn last(mut self) -> RestRow {
+        self.last = true;
         self
     }
 
@@ -230,6 +238,10 @@ fn rest_rows() -> Vec<RestRow> {
         // Completions come only from what the caller may read.
         row(M::GET, "/v1/search/suggestions", "/v1/search/suggestions?prefix={word}",
             Token(found)).marker("{word}"),
+        // Recent searches: each caller's own (only the member searched the marker).
+        row(M::GET, "/v1/search/recent", "/v1/search/recent",
+            Token(["200-", "200-", "200+", "200-", "200-"])).marker("recently {word}"),
+        row(M::DELETE, "/v1/search/recent", "/v1/search/recent", Token(["204"; 5])).last(),
         // The people of one's own tenant.
         row(M::GET, "/v1/search/users", "/v1/search/users?q=ann",
             Token(["200+", "200+", "200+", "200+", "200-"])).marker(r#""id":"ann""#),
@@ -588,7 +600,7 @@ async fn own_expectations(server: &Server, shared: &Fixture) -> Matrix {
 }
 
 /// Waits (up to 10 s) until the member's search finds the shared message and the people search
-/// the owner, so that a search cell that finds nothing means "not allowed", not "not yet".
+/// the owner, and the member's recent searches hold `recently {word}`, so that a search cell that finds nothing means "not allowed", not "not yet".
 async fn wait_for_search(server: &Server, shared: &Fixture) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -599,8 +611,16 @@ async fn wait_for_search(server: &Server, shared: &Fixture) {
             )
             .await;
         let (_, people) = server.get("/v1/search/users?q=ann", &token(MEMBER)).await;
+        // The member's recent search, recorded after the answer.
+        let recently = format!("recently {}", shared.word);
+        let (_, recent) = server.get("/v1/search/recent", &token(MEMBER)).await;
+        if !recent.to_string().contains(&recently) {
+            let path = format!("/v1/search/messages?q={}", recently.replace(' ', "%20"));
+            server.get(&path, &token(MEMBER)).await;
+        }
         if messages.to_string().contains(&shared.msg)
             && people.to_string().contains(r#""id":"ann""#)
+            && recent.to_string().contains(&recently)
         {
             return;
         }
@@ -619,13 +639,20 @@ async fn every_route_and_command_as_every_caller() {
     let shared = Fixture::build(&server).await;
     wait_for_search(&server, &shared).await;
 
-    let rest = rest_rows();
+    let mut rest = rest_rows();
+    // Rows that clear what others read run after all of them.
+    rest.sort_by_key(|row| row.last);
+    let first = rest.partition_point(|row| !row.last);
     let documented = documented_routes(&server).await;
-    let mut rest_matrix = run(&rest, RestRow::label, |row, caller| {
-        let (server, shared) = (&server, &shared);
-        Box::pin(async move { (row.expected(caller), row.call(server, shared, caller).await) })
-    })
-    .await;
+    let mut rest_matrix = Matrix::of_callers();
+    for rows in [&rest[..first], &rest[first..]] {
+        let part = run(rows, RestRow::label, |row, caller| {
+            let (server, shared) = (&server, &shared);
+            Box::pin(async move { (row.expected(caller), row.call(server, shared, caller).await) })
+        })
+        .await;
+        rest_matrix.rows.extend(part.rows);
+    }
     rest_matrix.problems = coverage(&documented, &rest);
 
     let commands = ws_rows();

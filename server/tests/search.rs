@@ -355,3 +355,80 @@ async fn ready_reports_the_index() {
     assert_eq!(ready["search"]["documents"], 1, "{ready}");
     assert_eq!(ready["search"]["conversations_behind"], 0, "{ready}");
 }
+
+/// The queries of `bearer`'s recent searches, newest first.
+async fn recent(server: &Server, bearer: &str) -> Vec<String> {
+    let (status, body) = server.get("/v1/search/recent", bearer).await;
+    assert_eq!(status, 200, "{body}");
+    body["queries"]
+        .as_array()
+        .expect("queries")
+        .iter()
+        .map(|recent| recent["q"].as_str().expect("q").to_owned())
+        .collect()
+}
+
+/// Polls (up to 5 s) until `bearer`'s recent searches are `expected` (they are recorded after
+/// the answer).
+async fn recent_becomes(server: &Server, bearer: &str, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = recent(server, bearer).await;
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recent searches: {got:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn recent_searches_are_recorded_deduplicated_bounded_private_and_durable() {
+    let mut server = Server::start_with(&["--search-per-minute", "0"]).await;
+    let alice = token("alice");
+    // Message and grouped searches record their trimmed `q`; suggestions and blanks do not.
+    search_as(&server, &alice, &[("q", "  rocket  ")]).await;
+    recent_becomes(&server, &alice, &["rocket"]).await;
+    let (status, _) = server.get("/v1/search?q=launch", &alice).await;
+    assert_eq!(status, 200);
+    recent_becomes(&server, &alice, &["launch", "rocket"]).await;
+    server
+        .get("/v1/search/suggestions?prefix=budget", &alice)
+        .await;
+    search_as(&server, &alice, &[("q", "   ")]).await;
+    // A repeat moves to the front, once.
+    search_as(&server, &alice, &[("q", "rocket")]).await;
+    recent_becomes(&server, &alice, &["rocket", "launch"]).await;
+    // Other users and tenants see their own only.
+    assert!(recent(&server, &token("bob")).await.is_empty());
+    assert!(
+        recent(&server, &token_in("alice", "globex"))
+            .await
+            .is_empty()
+    );
+    // At most 20 kept, the newest.
+    for n in 0..22 {
+        let q = format!("query{n}");
+        search_as(&server, &alice, &[("q", &q)]).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while recent(&server, &alice).await.first() != Some(&q) {
+            assert!(Instant::now() < deadline, "{q} was not recorded");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let kept = recent(&server, &alice).await;
+    assert_eq!(kept.len(), 20, "{kept:?}");
+    assert_eq!(kept[0], "query21");
+    // They survive a restart.
+    server.sigterm();
+    server.wait_exit(Duration::from_secs(10)).await;
+    server.restart().await;
+    assert_eq!(recent(&server, &alice).await, kept);
+    // Cleared: 204, then empty.
+    let (status, _) = server.delete("/v1/search/recent", &alice).await;
+    assert_eq!(status, 204);
+    assert!(recent(&server, &alice).await.is_empty());
+}

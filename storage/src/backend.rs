@@ -13,7 +13,7 @@ use confab_protocol::Millis;
 
 use crate::{
     Appended, MediaFile, NewConversation, NewMediaFile, NewMessage, PageQuery, PendingAppend,
-    Person, Result, Store, StoredEvent,
+    Person, RecentQuery, Result, Store, StoredEvent,
 };
 
 /// Who reads (or moves a read marker), in which tenant.
@@ -82,6 +82,15 @@ pub(crate) struct Sighting {
     pub user: String,
     pub name: String,
     pub seen_at: Millis,
+}
+
+/// A search of `query` by `user` of `tenant` at `at` (for their recent queries).
+#[derive(Debug, Clone)]
+pub(crate) struct Searched {
+    pub tenant: String,
+    pub user: String,
+    pub query: String,
+    pub at: Millis,
 }
 
 /// Events and the conversation's last seq, read together.
@@ -210,6 +219,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(String, String, u64)>>> + Send;
     fn record_person(&self, sighting: Sighting) -> impl Future<Output = Result<()>> + Send;
     fn people(&self, tenant: &str) -> impl Future<Output = Result<Vec<Person>>> + Send;
+    fn record_query(&self, searched: Searched) -> impl Future<Output = Result<()>> + Send;
+    fn recent_queries(
+        &self,
+        reader: Reader<'_>,
+    ) -> impl Future<Output = Result<Vec<RecentQuery>>> + Send;
+    fn clear_recent_queries(&self, reader: Reader<'_>) -> impl Future<Output = Result<()>> + Send;
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
     fn close(&self) -> impl Future<Output = Result<()>> + Send;
 }
@@ -473,6 +488,24 @@ impl<B: Backend> Store for B {
 
     async fn people(&self, tenant: &str) -> Result<Vec<Person>> {
         Backend::people(self, tenant).await
+    }
+
+    async fn record_query(&self, tenant: &str, user: &str, query: &str, at: Millis) -> Result<()> {
+        let searched = Searched {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            query: query.to_owned(),
+            at,
+        };
+        Backend::record_query(self, searched).await
+    }
+
+    async fn recent_queries(&self, tenant: &str, user: &str) -> Result<Vec<RecentQuery>> {
+        Backend::recent_queries(self, Reader { tenant, user }).await
+    }
+
+    async fn clear_recent_queries(&self, tenant: &str, user: &str) -> Result<()> {
+        Backend::clear_recent_queries(self, Reader { tenant, user }).await
     }
 
     async fn ping(&self) -> Result<()> {

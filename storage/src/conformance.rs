@@ -57,6 +57,7 @@ mod media_files;
 mod members;
 mod messages;
 mod people;
+mod recent_queries;
 mod user_events;
 
 pub use access::{non_member_is_rejected, tenant_isolation};
@@ -79,6 +80,7 @@ pub use messages::{
     reply_to_must_be_in_conversation, send_is_idempotent,
 };
 pub use people::people_directory;
+pub use recent_queries::recent_queries_are_per_user_and_bounded;
 pub use user_events::{user_events_are_retained_up_to_a_bound, user_events_follow_membership};
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from `$factory`
@@ -115,6 +117,7 @@ macro_rules! store_conformance_suite {
             media_attachment_rules,
             media_quota_usage_and_downloads,
             people_directory,
+            recent_queries_are_per_user_and_bounded,
             user_events_follow_membership,
             user_events_are_retained_up_to_a_bound,
         );

@@ -16,6 +16,7 @@
 //! - `record`: the durable event each write records, built once for every backend.
 //! - [`event_form`]: the versioned storage form of durable events. Stores keep what happened
 //!   ([`EventBody`]), never the wire frame: the server renders frames from it.
+//! - `recent_queries`: each user's recent search queries ([`RecentQuery`]).
 //! - [`user_events`]: each user's own event stream (added to / removed from a conversation,
 //!   role changed, read marker moved), recorded in the same transaction as its cause.
 //! - [`sqlite`]: the embedded default backend (WAL, one writer thread with group commit).
@@ -36,6 +37,7 @@ pub mod media;
 pub mod metrics;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+mod recent_queries;
 mod record;
 mod rules;
 pub mod sqlite;
@@ -54,6 +56,7 @@ pub use confab_protocol::{EventBody, Posted};
 use confab_protocol::{EventKind, Millis};
 
 pub use error::{Result, StoreError};
+pub use recent_queries::{RECENT_QUERIES_RETAINED, RecentQuery};
 pub use user_events::{USER_EVENTS_RETAINED, UserEvent, UserEventKind, UserEventPage};
 
 /// The outcome of a queued append ([`Store::queue_message`]).
@@ -429,6 +432,17 @@ pub trait Store: Send + Sync + 'static {
     /// The tenant's directory of people, by id: for the server's own use (building its people
     /// index), never handed to clients whole.
     async fn people(&self, tenant: &str) -> Result<Vec<Person>>;
+
+    /// Records that `user` of `tenant` searched `query` at `at`: it becomes their newest recent
+    /// query (once: a query seen before moves to the front), and past
+    /// [`RECENT_QUERIES_RETAINED`] the oldest is forgotten. Publishes no event.
+    async fn record_query(&self, tenant: &str, user: &str, query: &str, at: Millis) -> Result<()>;
+
+    /// `user`'s recent queries, newest first (at most [`RECENT_QUERIES_RETAINED`]).
+    async fn recent_queries(&self, tenant: &str, user: &str) -> Result<Vec<RecentQuery>>;
+
+    /// Forgets `user`'s recent queries.
+    async fn clear_recent_queries(&self, tenant: &str, user: &str) -> Result<()>;
 
     async fn ping(&self) -> Result<()>;
 

@@ -10,6 +10,7 @@ mod ops;
 mod search;
 mod search_conversations;
 mod search_people;
+mod search_recent;
 mod search_suggestions;
 mod web;
 
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(search_people::router())
         .merge(search_conversations::router())
         .merge(search_suggestions::router())
+        .merge(search_recent::router())
         .merge(web::router())
         .merge(docs::router())
         .route("/v1/openapi.json", get(openapi::serve))

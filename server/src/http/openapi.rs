@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     conversations, media, messages, ops, search, search_conversations, search_people,
-    search_suggestions, web,
+    search_recent, search_suggestions, web,
 };
 
 mod rules;
@@ -32,6 +32,7 @@ use rules::{body_constraints, path_parameters, query_parameters};
         media::sign, media::signed_download,
         search::messages, search_people::users, search_suggestions::suggestions,
         search_conversations::conversations, search_conversations::everything,
+        search_recent::recent, search_recent::clear,
         web::dev_token,
     ),
     modifiers(&BearerAuth, &Conventions),

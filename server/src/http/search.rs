@@ -185,7 +185,9 @@ pub async fn messages(
 ) -> Result<Json<MessageHits>, AppError> {
     let started = Instant::now();
     state.search().check_rate(&user)?;
+    let q = params.q.clone();
     let hits = find(&state, &user, params).await?;
+    super::search_recent::record(&state, &user, &q);
     metrics::search_query("messages", started.elapsed());
     Ok(Json(hits))
 }

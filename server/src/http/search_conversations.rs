@@ -174,6 +174,7 @@ pub async fn everything(
         find(&state, &user, &query, limit),
         super::search_people::find(&state, &user, query.clone(), limit),
     )?;
+    super::search_recent::record(&state, &user, &params.q);
     metrics::search_query("all", started.elapsed());
     Ok(Json(SearchResults {
         messages,

@@ -5,7 +5,7 @@
 //! - `txn`: the write path: the gate `close` shuts, per-conversation locks, and transactions
 //!   retried on transient errors, publishing to the sink after each commit.
 //! - `ops` and `message_ops`: the write operations (they read state, ask `crate::rules`, and
-//!   write); `media`: media files' metadata; `people`: the directory of people; `read`: the queries; `common`: the lookups both
+//!   write); `media`: media files' metadata; `people`: the directory of people; `recent_queries`: users' recent search queries; `read`: the queries; `common`: the lookups both
 //!   share (tenancy, membership, seqs, events).
 //!
 //! Seqs: each event-creating write bumps its conversation's `last_seq` with `$inc` in the same
@@ -23,6 +23,7 @@ mod migrate_events;
 mod ops;
 mod people;
 mod read;
+mod recent_queries;
 mod schema;
 mod txn;
 mod user_events;
@@ -37,12 +38,14 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
 use crate::backend::{
-    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader, Sighting,
+    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader,
+    Searched, Sighting,
 };
 use crate::rules::Creation;
 use crate::user_events::UserEventPage;
 use crate::{
-    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, Person, Result, StoreError,
+    Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, Person, RecentQuery,
+    Result, StoreError,
 };
 use schema::Collections;
 use txn::{ConversationLocks, Ctx, Gate, OpFuture, internal};
@@ -354,6 +357,27 @@ impl Backend for MongoStore {
     async fn people(&self, tenant: &str) -> Result<Vec<Person>> {
         self.read(tenant, |cx, tenant| Box::pin(people::people(cx, tenant)))
             .await
+    }
+
+    async fn record_query(&self, searched: Searched) -> Result<()> {
+        self.write(None, &searched, |cx, searched| {
+            Box::pin(recent_queries::record_query(cx, searched))
+        })
+        .await
+    }
+
+    async fn recent_queries(&self, reader: Reader<'_>) -> Result<Vec<RecentQuery>> {
+        self.read(&reader, |cx, reader| {
+            Box::pin(recent_queries::recent_queries(cx, *reader))
+        })
+        .await
+    }
+
+    async fn clear_recent_queries(&self, reader: Reader<'_>) -> Result<()> {
+        self.write(None, &reader, |cx, reader| {
+            Box::pin(recent_queries::clear_recent_queries(cx, *reader))
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {

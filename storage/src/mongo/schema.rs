@@ -117,6 +117,17 @@ pub(super) struct PersonDoc {
     pub last_seen: i64,
 }
 
+/// One of a user's recent search queries (unique on `(tenant, user, query)`); the highest
+/// `seq` is the newest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct RecentQueryDoc {
+    pub tenant: String,
+    pub user: String,
+    pub query: String,
+    pub seq: i64,
+    pub at: i64,
+}
+
 /// One of a user's own events (unique on `(tenant, user, seq)`); see `crate::user_events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct UserEventDoc {
@@ -130,6 +141,19 @@ pub(super) struct UserEventDoc {
     pub ts: i64,
 }
 
+/// An index named `name` on `keys`.
+fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(
+            IndexOptions::builder()
+                .name(name.to_owned())
+                .unique(unique)
+                .build(),
+        )
+        .build()
+}
+
 /// The store's collections.
 #[derive(Debug, Clone)]
 pub(super) struct Collections {
@@ -141,6 +165,7 @@ pub(super) struct Collections {
     pub media: Collection<MediaDoc>,
     pub people: Collection<PersonDoc>,
     pub user_events: Collection<UserEventDoc>,
+    pub recent_queries: Collection<RecentQueryDoc>,
     /// Each user's last user-event seq, `{_id: {tenant, user}, last_seq}`: bumped with `$inc`
     /// in the transaction that records the event, so per-user seqs are gapless.
     pub user_streams: Collection<Document>,
@@ -159,6 +184,7 @@ impl Collections {
             media: db.collection("media"),
             people: db.collection("people"),
             user_events: db.collection("user_events"),
+            recent_queries: db.collection("recent_queries"),
             user_streams: db.collection("user_streams"),
             meta: db.collection("meta"),
         }
@@ -167,17 +193,6 @@ impl Collections {
     /// Creates the indexes (and so the collections) if missing. Idempotent: the same names and
     /// options every time.
     pub(super) async fn create_indexes(&self) -> mongodb::error::Result<()> {
-        let index = |name: &str, keys, unique: bool| {
-            IndexModel::builder()
-                .keys(keys)
-                .options(
-                    IndexOptions::builder()
-                        .name(name.to_owned())
-                        .unique(unique)
-                        .build(),
-                )
-                .build()
-        };
         let direct_key = IndexModel::builder()
             .keys(doc! { "tenant": 1, "direct_key": 1 })
             .options(
@@ -240,9 +255,31 @@ impl Collections {
                 true,
             ))
             .await?;
+        self.create_recent_query_indexes().await?;
         // Created here, not by the first transaction that bumps a counter in it.
         self.user_streams
             .create_index(index("last_seq", doc! { "last_seq": 1 }, false))
+            .await?;
+        Ok(())
+    }
+}
+
+impl Collections {
+    /// A user's recent queries: one per query, read newest first.
+    async fn create_recent_query_indexes(&self) -> mongodb::error::Result<()> {
+        self.recent_queries
+            .create_indexes([
+                index(
+                    "tenant_user_query",
+                    doc! { "tenant": 1, "user": 1, "query": 1 },
+                    true,
+                ),
+                index(
+                    "tenant_user_seq",
+                    doc! { "tenant": 1, "user": 1, "seq": 1 },
+                    false,
+                ),
+            ])
             .await?;
         Ok(())
     }

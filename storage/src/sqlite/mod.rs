@@ -8,7 +8,7 @@
 //! - `pool`: read-only WAL connections used from tokio's blocking pool.
 //! - `ops` and `message_ops`: the write transactions (they read state, ask `crate::rules`, and
 //!   write); `media`: media files' metadata, read and written; `people`: the directory of
-//!   people; `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
+//!   people; `recent_queries`: users' recent search queries; `read`: the queries; `common`: the lookups both share (tenancy, membership, seqs,
 //!   events).
 //! - `schema`: connection setup and the `user_version` migrations in `storage/migrations/`;
 //!   `migrate_events`: the Rust half of version 3, which converts events stored as frames by
@@ -31,6 +31,7 @@ mod ops;
 mod people;
 mod pool;
 mod read;
+mod recent_queries;
 mod schema;
 mod user_events;
 mod writer;
@@ -43,13 +44,14 @@ use confab_protocol::rest::{
 };
 
 use crate::backend::{
-    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader, Sighting,
+    Backend, ConversationChange, Events, EventsQuery, MemberChange, MessageChange, Reader,
+    Searched, Sighting,
 };
 use crate::rules::Creation;
 use crate::user_events::UserEventPage;
 use crate::{
     Appended, EventSink, MediaFile, NewMediaFile, NewMessage, PageQuery, PendingAppend, Person,
-    Result, StoreError, StoredEvent,
+    RecentQuery, Result, StoreError, StoredEvent,
 };
 use pool::ReadPool;
 use writer::Writer;
@@ -341,6 +343,23 @@ impl Backend for SqliteStore {
     async fn people(&self, tenant: &str) -> Result<Vec<Person>> {
         let tenant = tenant.to_owned();
         self.read(move |conn| people::people(conn, &tenant)).await
+    }
+
+    async fn record_query(&self, searched: Searched) -> Result<()> {
+        self.write(move |conn, _| recent_queries::record_query(conn, &searched))
+            .await
+    }
+
+    async fn recent_queries(&self, reader: Reader<'_>) -> Result<Vec<RecentQuery>> {
+        let (tenant, user) = reader.owned();
+        self.read(move |conn| recent_queries::recent_queries(conn, &tenant, &user))
+            .await
+    }
+
+    async fn clear_recent_queries(&self, reader: Reader<'_>) -> Result<()> {
+        let (tenant, user) = reader.owned();
+        self.write(move |conn, _| recent_queries::clear_recent_queries(conn, &tenant, &user))
+            .await
     }
 
     /// While the last commit failed (a full disk, a read-only file), commits a probe (a rewrite

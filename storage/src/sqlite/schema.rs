@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     sql(include_str!("../../migrations/0004_media.sql")),
     sql(include_str!("../../migrations/0005_people.sql")),
     sql(include_str!("../../migrations/0006_user_events.sql")),
+    sql(include_str!("../../migrations/0007_recent_queries.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
