@@ -1,7 +1,8 @@
 //! The browser client and its development sign-in.
 //!
-//! `web-demo/public/` is embedded in the binary at compile time (`rust-embed`, in debug builds
-//! too) and served at `/`: one route per file, so every other path still gets the JSON
+//! `web-demo/public/` and the client library it imports (`clients/js/src/`, served as
+//! `/confab.js`) are embedded in the binary at compile time (`rust-embed`, in debug builds too)
+//! and served at `/`: one route per file, so every other path still gets the JSON
 //! `not_found`. Files carry an `ETag` and `Cache-Control: no-cache`: their names are not
 //! versioned, so browsers revalidate and get a cheap 304 until the binary changes.
 //!
@@ -36,6 +37,11 @@ use crate::validate;
 #[folder = "../web-demo/public/"]
 struct Assets;
 
+/// The client library (`clients/js/`'s source), which the pages import as `./confab.js`.
+#[derive(Embed)]
+#[folder = "../clients/js/src/"]
+struct ClientLibrary;
+
 /// Path of the development sign-in.
 pub const DEV_TOKEN_PATH: &str = "/v1/dev/token";
 /// Tenant of development tokens when the request names none.
@@ -58,6 +64,7 @@ pub fn router() -> axum::Router<AppState> {
             get(|headers: HeaderMap| serve_asset("index.html", headers)),
         )
         .route(DEV_TOKEN_PATH, post(dev_token));
+    let router = embedded_routes::<ClientLibrary>(router, "/", CONTENT_SECURITY_POLICY);
     embedded_routes::<Assets>(router, "/", CONTENT_SECURITY_POLICY)
 }
 
@@ -80,7 +87,8 @@ pub(super) fn embedded_routes<E: Embed + 'static>(
 }
 
 async fn serve_asset(path: &str, headers: HeaderMap) -> Response {
-    serve_embedded(path, Assets::get(path), &headers, CONTENT_SECURITY_POLICY)
+    let file = Assets::get(path).or_else(|| ClientLibrary::get(path));
+    serve_embedded(path, file, &headers, CONTENT_SECURITY_POLICY)
 }
 
 /// An embedded file, `path` naming its type: with an `ETag` (a 304 when `If-None-Match`
