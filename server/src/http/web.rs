@@ -87,8 +87,7 @@ pub(super) fn embedded_routes<E: Embed + 'static>(
 }
 
 async fn serve_asset(path: &str, headers: HeaderMap) -> Response {
-    let file = Assets::get(path).or_else(|| ClientLibrary::get(path));
-    serve_embedded(path, file, &headers, CONTENT_SECURITY_POLICY)
+    serve_embedded(path, Assets::get(path), &headers, CONTENT_SECURITY_POLICY)
 }
 
 /// An embedded file, `path` naming its type: with an `ETag` (a 304 when `If-None-Match`
@@ -481,6 +480,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_client_library_is_served_beside_the_page() {
+        use http_body_util::BodyExt;
+        use tower_service::Service;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut app = router().with_state(app_state(dir.path(), "127.0.0.1:8080", true));
+        for path in ["/confab.js", "/app.js"] {
+            let request = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let response = app.call(request).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "text/javascript; charset=utf-8"
+            );
+            if path == "/confab.js" {
+                let body = response.into_body().collect().await.expect("body");
+                let text = String::from_utf8(body.to_bytes().to_vec()).expect("utf-8");
+                assert!(
+                    text.contains("export class ConfabClient"),
+                    "clients/js/src/confab.js"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn absent_with_a_configured_key_or_off_loopback() {
         let dir = tempfile::tempdir().expect("tempdir");
         let configured = app_state(dir.path(), "127.0.0.1:8080", false);
@@ -598,7 +625,6 @@ mod tests {
 
         for (file, mime) in [
             ("app.js", "text/javascript; charset=utf-8"),
-            ("confab.js", "text/javascript; charset=utf-8"),
             ("style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve_asset(file, HeaderMap::new()).await;
