@@ -53,11 +53,23 @@ export function splitRefSiblings(node) {
   return { ...named, allOf: [{ $ref }, rest] };
 }
 
+/**
+ * The schema with every object's keys sorted: the binary writes them in declaration order or
+ * sorted, depending on whether a feature of its build turned on serde_json's `preserve_order`
+ * (`cargo test --all-features` does), and protocol.d.ts must not depend on that.
+ */
+export function sortKeys(node) {
+  if (Array.isArray(node)) return node.map(sortKeys);
+  if (node === null || typeof node !== "object") return node;
+  const keys = Object.keys(node).sort();
+  return Object.fromEntries(keys.map((key) => [key, sortKeys(node[key])]));
+}
+
 /** protocol.d.ts's text: one exported type per definition, `Frame` for the root. */
 export async function generate(schema) {
   // Every definition is its own named type (the root refers to ClientFrame and ServerFrame,
   // which refer to the rest), so that the client's declarations can import them by name.
-  const root = { ...splitRefSiblings(schema), title: "Frame" };
+  const root = { ...splitRefSiblings(sortKeys(schema)), title: "Frame" };
   return compile(root, "Frame", {
     bannerComment: BANNER,
     additionalProperties: false,
