@@ -1,5 +1,7 @@
 //! The `confab` binary: parses the command line, sets up logging and metrics, opens storage,
-//! binds and serves (`confab serve`), or mints a development token (`confab token`).
+//! binds and serves (`confab serve`), mints a development token (`confab token`), or prints
+//! the configuration's documentation (`confab config`) or the frames' JSON Schema
+//! (`confab protocol-schema`).
 
 // Functions stay short enough to read at once (threshold in clippy.toml); tests may not.
 #![warn(clippy::too_many_lines)]
@@ -47,6 +49,11 @@ fn main() -> anyhow::Result<()> {
         CliCommand::Token(args) => token(args),
         CliCommand::Config(args) => {
             print_config_docs(&args);
+            Ok(())
+        }
+        CliCommand::ProtocolSchema => {
+            let schema = confab_protocol::schema::frames_schema();
+            println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(())
         }
     }

@@ -150,6 +150,7 @@ function renderStatus({ status, delayMs }) {
     online: "Online",
     reconnecting: "Reconnecting…",
     closed: "Offline",
+    failed: "Cannot connect",
   };
   badge.className = `status status-${status}`;
   badge.dataset.status = status;

@@ -1,5 +1,5 @@
 // End-to-end test of the web demo in a real browser: Debian's chromium driven by playwright-core,
-// against the real server binary (tests/server.mjs). Two browser contexts are two people: alice
+// against the real server binary (clients/js/test/server.mjs). Two browser contexts are two people: alice
 // on a desktop viewport, bob on a phone viewport. They also share files: picked, dropped and
 // pasted, small and chunked, refused, shown as thumbnails and downloaded through signed links.
 // Run with `npm test` (after
@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
-import { Server } from "./server.mjs";
+import { Server } from "../../clients/js/test/server.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // Never the committed folder unless asked: a test run must not rewrite tracked files.
@@ -42,6 +42,14 @@ const PHONE = { width: 390, height: 844 };
 const WAIT = 10_000;
 const HISTORY_SIZE = 500;
 const PUBLIC = path.resolve(here, "..", "public");
+/** The client library, which the server serves beside the page as /confab.js. */
+const CLIENT_SRC = path.resolve(here, "..", "..", "clients", "js", "src");
+
+/** The working tree's copy of a served file name. */
+function sourceOf(name) {
+  const inPublic = path.join(PUBLIC, name);
+  return fs.existsSync(inPublic) ? inPublic : path.join(CLIENT_SRC, name);
+}
 const CONTENT_TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml" };
 
 let server;
@@ -84,20 +92,20 @@ async function openPerson(name, viewport, { phone = false } = {}) {
   return { name, context, page };
 }
 
-/** The file of web-demo/public/ that a page path names, or null. */
+/** The file of web-demo/public/ (or the client library) that a page path names, or null. */
 function publicFile(pathname) {
   const name = pathname === "/" ? "index.html" : decodeURIComponent(pathname.slice(1));
-  if (name.includes("/") || !fs.existsSync(path.join(PUBLIC, name))) return null;
+  if (name.includes("/") || !fs.existsSync(sourceOf(name))) return null;
   return name;
 }
 
 /** The files the server serves otherwise than the working tree has them. */
 async function findStaleFiles() {
   const stale = [];
-  for (const name of fs.readdirSync(PUBLIC)) {
+  for (const name of [...fs.readdirSync(PUBLIC), ...fs.readdirSync(CLIENT_SRC)]) {
     const response = await fetch(`${server.baseUrl}/${name}`);
     const served = Buffer.from(await response.arrayBuffer());
-    if (response.status !== 200 || !served.equals(fs.readFileSync(path.join(PUBLIC, name)))) stale.push(name);
+    if (response.status !== 200 || !served.equals(fs.readFileSync(sourceOf(name)))) stale.push(name);
   }
   return stale;
 }
@@ -105,11 +113,18 @@ async function findStaleFiles() {
 /** Answers with the working tree's file and the server's headers for it (its own, if it has none). */
 async function servePublicFile(route) {
   const name = publicFile(new URL(route.request().url()).pathname);
-  const response = await route.fetch();
+  let response;
+  try {
+    response = await route.fetch();
+  } catch {
+    // The server is down (the restart test): the browser sees what it would see without us.
+    await route.abort("connectionreset").catch(() => {});
+    return;
+  }
   const headers = response.status() === 200 ? { ...response.headers() } : { "cache-control": "no-cache" };
   for (const header of ["etag", "content-length", "content-encoding"]) delete headers[header];
   headers["content-type"] = CONTENT_TYPES[path.extname(name)] || "application/octet-stream";
-  await route.fulfill({ status: 200, headers, body: fs.readFileSync(path.join(PUBLIC, name)) });
+  await route.fulfill({ status: 200, headers, body: fs.readFileSync(sourceOf(name)) });
 }
 
 async function shot(page, file) {
@@ -281,7 +296,7 @@ after(async () => {
 describe("web demo in chromium", { timeout: 120_000 }, () => {
   test("the server serves the page and its assets with types and caching headers", async (t) => {
     if (staleFiles.length) {
-      t.diagnostic(`the server binary embeds an older page (${staleFiles.join(", ")}): the browser gets web-demo/public/ from disk`);
+      t.diagnostic(`the server binary embeds an older page (${staleFiles.join(", ")}): the browser gets web-demo/public/ and clients/js/src/ from disk`);
     }
     for (const [file, type] of [
       ["/", "text/html"],

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ConfabApi, ConfabError } from "../public/confab.js";
+import { ConfabApi, ConfabError } from "../../clients/js/src/confab.js";
 import { relativeTime, searchErrorText, snippetParts, suggestionTexts } from "../public/search.js";
 
 const text = (t) => ({ text: t, mark: false });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ConfabError } from "../public/confab.js";
+import { ConfabError } from "../../clients/js/src/confab.js";
 import { uploadErrorText } from "../public/uploads.js";
 import { humanSize, messagePreview } from "../public/util.js";
 

@@ -1,4 +1,4 @@
-//! The `confab` command line: `serve`, `token` and `config`.
+//! The `confab` command line: `serve`, `token`, `config` and `protocol-schema`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub enum CliCommand {
     Token(TokenArgs),
     /// Print the configuration's documentation, rendered from its one declaration.
     Config(ConfigCommand),
+    /// Print the JSON Schema of every WebSocket frame (what `/v1/protocol.schema.json` serves).
+    ProtocolSchema,
 }
 
 /// Flags of `confab config`: what to print.

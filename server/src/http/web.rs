@@ -1,7 +1,8 @@
 //! The browser client and its development sign-in.
 //!
-//! `web-demo/public/` is embedded in the binary at compile time (`rust-embed`, in debug builds
-//! too) and served at `/`: one route per file, so every other path still gets the JSON
+//! `web-demo/public/` and the client library it imports (`clients/js/src/`, served as
+//! `/confab.js`) are embedded in the binary at compile time (`rust-embed`, in debug builds too)
+//! and served at `/`: one route per file, so every other path still gets the JSON
 //! `not_found`. Files carry an `ETag` and `Cache-Control: no-cache`: their names are not
 //! versioned, so browsers revalidate and get a cheap 304 until the binary changes.
 //!
@@ -36,6 +37,11 @@ use crate::validate;
 #[folder = "../web-demo/public/"]
 struct Assets;
 
+/// The client library (`clients/js/`'s source), which the pages import as `./confab.js`.
+#[derive(Embed)]
+#[folder = "../clients/js/src/"]
+struct ClientLibrary;
+
 /// Path of the development sign-in.
 pub const DEV_TOKEN_PATH: &str = "/v1/dev/token";
 /// Tenant of development tokens when the request names none.
@@ -58,6 +64,7 @@ pub fn router() -> axum::Router<AppState> {
             get(|headers: HeaderMap| serve_asset("index.html", headers)),
         )
         .route(DEV_TOKEN_PATH, post(dev_token));
+    let router = embedded_routes::<ClientLibrary>(router, "/", CONTENT_SECURITY_POLICY);
     embedded_routes::<Assets>(router, "/", CONTENT_SECURITY_POLICY)
 }
 
@@ -473,6 +480,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_client_library_is_served_beside_the_page() {
+        use http_body_util::BodyExt;
+        use tower_service::Service;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut app = router().with_state(app_state(dir.path(), "127.0.0.1:8080", true));
+        for path in ["/confab.js", "/app.js"] {
+            let request = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let response = app.call(request).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "text/javascript; charset=utf-8"
+            );
+            if path == "/confab.js" {
+                let body = response.into_body().collect().await.expect("body");
+                let text = String::from_utf8(body.to_bytes().to_vec()).expect("utf-8");
+                assert!(
+                    text.contains("export class ConfabClient"),
+                    "clients/js/src/confab.js"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn absent_with_a_configured_key_or_off_loopback() {
         let dir = tempfile::tempdir().expect("tempdir");
         let configured = app_state(dir.path(), "127.0.0.1:8080", false);
@@ -590,7 +625,6 @@ mod tests {
 
         for (file, mime) in [
             ("app.js", "text/javascript; charset=utf-8"),
-            ("confab.js", "text/javascript; charset=utf-8"),
             ("style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve_asset(file, HeaderMap::new()).await;

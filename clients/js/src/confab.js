@@ -1,7 +1,12 @@
 /**
- * confab.js: a small browser client library for the Confab chat server. No dependencies, no
- * build step: `import { ConfabClient } from "./confab.js"`. The protocol it speaks is
- * docs/protocol.md.
+ * confab.js: a small client library for the Confab chat server, for browsers and Node.js 20+
+ * (the `@confab/client` package in clients/js; the server also serves this file as
+ * `/confab.js`). No dependencies, no build step: `import { ConfabClient } from "./confab.js"`.
+ * Types: confab.d.ts beside it (frames from protocol.d.ts, generated from the server's schema).
+ * The protocol it speaks is docs/protocol.md.
+ *
+ * In Node.js (no global `WebSocket` before Node 22), pass an implementation and the server:
+ * `new ConfabClient({ token, baseUrl: "https://chat.example", WebSocket: (await import("ws")).WebSocket })`.
  *
  * ```js
  * import { ConfabClient, devSignIn } from "./confab.js";
@@ -38,6 +43,11 @@
  *   client saw, so missed events are replayed in order. Durable events at or below that seq are
  *   dropped, so the app never sees one twice. When the server missed more than its replay cap
  *   (`joined.recovered: false`) the client emits `gap`: reload that conversation's history.
+ * - **User events** (`conversation_added`, `conversation_removed`, `role_changed`,
+ *   `read_moved`) arrive without joining anything. The client keeps the last `user_seq` it saw
+ *   (from `welcome.user_seq` on); after a reconnect it sends `user_resume {since}` with it, so
+ *   none is lost, and drops any it already saw, so none comes twice. `user_sync {resync: true}`
+ *   means the server no longer had them all: re-read `api.listConversations()`.
  * - **Sends reliably**: `send()` gives each message a `client_msg_id` (`crypto.randomUUID()`)
  *   and keeps it in an outbox until its `ack`, resending after reconnects and on timeout; the
  *   server deduplicates by that id, so a retry never creates a second message.
@@ -58,11 +68,17 @@
  *
  * Events (an `EventTarget`; `client.on(type, fn)` passes `event.detail` and returns an
  * unsubscribe function):
- * - `status` `{status, attempt?, delayMs?}`: `connecting`, `online`, `reconnecting`, `closed`.
+ * - `status` `{status, attempt?, delayMs?, reason?}`: `connecting`, `online`, `reconnecting`,
+ *   `closed`, or `failed` (a connection could not even be attempted: the WebSocket
+ *   implementation threw on a bad URL, say; an `error` `{code: "connect_failed"}` comes first,
+ *   and the client does not retry).
  * - `welcome`, `joined`, `ack`, `typing`, `read`, `pong`: the server frames.
  * - one per durable event type (`message`, `message_edited`, `message_deleted`,
  *   `reaction_added`, `reaction_removed`, `member_added`, `member_removed`,
  *   `member_role_changed`, `conversation_updated`), plus `event` for each of them.
+ * - one per user event type (`conversation_added`, `conversation_removed`, `role_changed`,
+ *   `read_moved`), plus `user_event` for each of them; `user_sync` `{user_seq, resync}` after
+ *   each `user_resume`.
  * - `gap` `{conversation, since, last_seq}`, `send_failed` `{clientMsgId, conversation, error}`,
  *   `join_failed` `{conversation, error}`, `error` (an `error` frame answering no command),
  *   `unauthorized`.
@@ -81,6 +97,9 @@ export const DURABLE_EVENTS = Object.freeze([
   "conversation_updated",
 ]);
 
+/** The user's own events (docs/protocol.md, "User events"): each carries `user_seq`. */
+export const USER_EVENTS = Object.freeze(["conversation_added", "conversation_removed", "role_changed", "read_moved"]);
+
 /** Error codes after which a send is worth retrying with the same `client_msg_id`. */
 const RETRYABLE = new Set(["rate_limited", "internal", "unavailable", "timeout"]);
 
@@ -98,8 +117,27 @@ function trimSlash(url) {
   return String(url).replace(/\/+$/, "");
 }
 
-function defaultBaseUrl() {
-  return typeof location === "undefined" ? "http://127.0.0.1:8080" : location.origin;
+/**
+ * The server's origin: `baseUrl`, or in a page the page's own. Outside a browser there is no
+ * default: a clear error rather than requests to a guessed address.
+ */
+function resolveBaseUrl(baseUrl) {
+  if (baseUrl === undefined || baseUrl === null || baseUrl === "") {
+    if (typeof location === "undefined" || !location.origin || location.origin === "null") {
+      throw new TypeError("confab: `baseUrl` is required outside a browser (the server's http(s) origin)");
+    }
+    return location.origin;
+  }
+  let url;
+  try {
+    url = new URL(String(baseUrl));
+  } catch {
+    throw new TypeError(`confab: \`baseUrl\` ${JSON.stringify(String(baseUrl))} is not an absolute URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new TypeError(`confab: \`baseUrl\` must be http: or https:, not ${url.protocol}`);
+  }
+  return trimSlash(url.href);
 }
 
 async function request(baseUrl, method, path, { token, body, signal } = {}) {
@@ -159,18 +197,18 @@ function parseAnswer(status, text, headers) {
  * exists only on a server running with its generated dev key on loopback (404 otherwise).
  * @returns {Promise<{token: string}>}
  */
-export function devSignIn({ user, name, tenant, baseUrl = defaultBaseUrl() }) {
+export function devSignIn({ user, name, tenant, baseUrl }) {
   const body = { user };
   if (name) body.name = name;
   if (tenant) body.tenant = tenant;
-  return request(baseUrl, "POST", "/v1/dev/token", { body });
+  return request(resolveBaseUrl(baseUrl), "POST", "/v1/dev/token", { body });
 }
 
 /** The REST API under `/v1` (every method returns the parsed JSON answer). */
 export class ConfabApi {
   /** @param {{baseUrl?: string, token: string | (() => string | Promise<string>)}} options */
-  constructor({ baseUrl = defaultBaseUrl(), token }) {
-    this.baseUrl = trimSlash(baseUrl);
+  constructor({ baseUrl, token }) {
+    this.baseUrl = resolveBaseUrl(baseUrl);
     this.token = token;
     /** media id → {promise, link}: signed links, reused until shortly before they expire */
     this.links = new Map();
@@ -653,7 +691,12 @@ export class ConfabClient extends EventTarget {
    * @param {object} options
    * @param {string | (() => string | Promise<string>)} options.token the JWT, or a function
    *   called before each connection attempt (to refresh it).
-   * @param {string} [options.baseUrl] the server's http(s) origin [default: this page's].
+   * @param {string} [options.baseUrl] the server's http(s) origin [default: this page's;
+   *   required outside a browser].
+   * @param {typeof WebSocket} [options.WebSocket] the WebSocket implementation [default:
+   *   `globalThis.WebSocket`]; in Node.js 20, `ws`'s. Without either the constructor throws.
+   * @param {number} [options.userSince] the last `user_seq` an earlier run saw: the first
+   *   connection resumes the user events after it too [default: start from `welcome.user_seq`].
    * @param {number} [options.initialBackoffMs] first reconnect delay cap [500].
    * @param {number} [options.maxBackoffMs] largest reconnect delay [30000].
    * @param {number} [options.pingIntervalMs] application ping period [20000].
@@ -666,7 +709,14 @@ export class ConfabClient extends EventTarget {
   constructor(options) {
     super();
     this.options = { ...DEFAULTS, ...options };
-    this.baseUrl = trimSlash(this.options.baseUrl || defaultBaseUrl());
+    this.WebSocket = this.options.WebSocket || globalThis.WebSocket;
+    if (typeof this.WebSocket !== "function") {
+      throw new TypeError(
+        "confab: no WebSocket implementation: pass one as the `WebSocket` option " +
+          "(in Node.js 20: `WebSocket` from the `ws` package)",
+      );
+    }
+    this.baseUrl = resolveBaseUrl(this.options.baseUrl);
     this.api = new ConfabApi({ baseUrl: this.baseUrl, token: () => this.#token() });
     /** `idle`, `connecting`, `online`, `reconnecting` or `closed`. */
     this.status = "idle";
@@ -684,6 +734,10 @@ export class ConfabClient extends EventTarget {
     this.pending = new Map();
     this.lastTyping = new Map();
     this.timers = { reconnect: null, ping: null, pong: null, connect: null, refresh: null };
+    /** The last `user_seq` seen (null before the first welcome). */
+    this.userSeq = Number.isInteger(this.options.userSince) ? this.options.userSince : null;
+    /** Whether a `user_resume` awaits its `user_sync` (events past a gap wait for it). */
+    this.userResuming = false;
     /** The token the current connection was opened or last refreshed with. */
     this.connectionToken = null;
     this.stopped = false;
@@ -743,14 +797,18 @@ export class ConfabClient extends EventTarget {
       }
       this.ws = null;
     }
-    const closed = new ConfabError("closed", "the client was closed");
-    for (const entry of this.outbox.values()) entry.reject(closed);
-    this.outbox.clear();
-    for (const entry of this.pending.values()) entry.reject(closed);
-    this.pending.clear();
-    for (const room of this.rooms.values()) room.waiters.forEach((w) => w.reject(closed));
-    this.rooms.clear();
+    this.#rejectAll(new ConfabError("closed", "the client was closed"));
     this.#setStatus("closed");
+  }
+
+  /** Settles every unacked send, pending command and join with `error` (nothing will send them). */
+  #rejectAll(error) {
+    for (const entry of this.outbox.values()) entry.reject(error);
+    this.outbox.clear();
+    for (const entry of this.pending.values()) entry.reject(error);
+    this.pending.clear();
+    for (const room of this.rooms.values()) room.waiters.forEach((w) => w.reject(error));
+    this.rooms.clear();
   }
 
   /** Whether the socket is open and welcomed. */
@@ -775,9 +833,10 @@ export class ConfabClient extends EventTarget {
     url.searchParams.set("token", token);
     let ws;
     try {
-      ws = new WebSocket(url);
-    } catch {
-      this.#scheduleReconnect();
+      ws = new this.WebSocket(url.href);
+    } catch (err) {
+      // Not a network failure (those close the socket later): the same call would throw again.
+      this.#fail("connect_failed", `cannot open a WebSocket to ${url.origin}: ${err?.message ?? err}`);
       return;
     }
     this.ws = ws;
@@ -859,6 +918,16 @@ export class ConfabClient extends EventTarget {
     this.#emit("unauthorized", {});
   }
 
+  /** Gives up for good on an error that retrying cannot fix: `error`, then status `failed`. */
+  #fail(code, message) {
+    this.stopped = true;
+    this.#clearTimers();
+    this.ws = null;
+    this.#rejectAll(new ConfabError(code, message));
+    this.#emit("error", { type: "error", code, message });
+    this.#setStatus("failed", { reason: code, message });
+  }
+
   #scheduleReconnect() {
     if (this.stopped || this.timers.reconnect) return;
     const delayMs = backoffDelay(
@@ -891,7 +960,8 @@ export class ConfabClient extends EventTarget {
   }
 
   #write(frame) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    // 1 is OPEN in every implementation (the browser's, `ws`, undici's).
+    if (!this.ws || this.ws.readyState !== 1) return false;
     this.ws.send(JSON.stringify(frame));
     return true;
   }
@@ -943,6 +1013,14 @@ export class ConfabClient extends EventTarget {
       this.#onDurable(frame);
       return;
     }
+    if (USER_EVENTS.includes(frame.type)) {
+      this.#onUserEvent(frame);
+      return;
+    }
+    if (frame.type === "user_sync") {
+      this.#onUserSync(frame);
+      return;
+    }
     // Ephemeral frames (`typing`, `read`) and anything newer than this library.
     this.#emit(frame.type, frame);
   }
@@ -956,6 +1034,7 @@ export class ConfabClient extends EventTarget {
     this.#setStatus("online");
     this.#emit("welcome", frame);
     this.#scheduleRefresh();
+    this.#startUserStream(frame);
     for (const [conversation, room] of this.rooms) this.#sendJoin(conversation, room);
     for (const entry of this.outbox.values()) this.#transmit(entry);
     for (const entry of this.pending.values()) {
@@ -1006,6 +1085,52 @@ export class ConfabClient extends EventTarget {
     }
     this.#emit(frame.type, frame);
     this.#emit("event", frame);
+  }
+
+  /**
+   * The user stream of a new connection: it starts after `welcome.user_seq`; when this client
+   * saw another one (an earlier connection, or `userSince`), `user_resume` asks for the events
+   * after that instead.
+   */
+  #startUserStream(welcome) {
+    this.userResuming = false;
+    if (!Number.isInteger(welcome.user_seq)) return; // a server without user events
+    if (this.userSeq === null) {
+      this.userSeq = welcome.user_seq;
+      return;
+    }
+    this.#sendUserResume();
+  }
+
+  #sendUserResume() {
+    this.userResuming = true;
+    this.#write({ type: "user_resume", ref: this.#ref("u"), since: this.userSeq });
+  }
+
+  #onUserEvent(frame) {
+    if (this.userSeq === null) this.userSeq = frame.user_seq - 1;
+    if (frame.user_seq <= this.userSeq) return; // already seen
+    if (frame.user_seq > this.userSeq + 1) {
+      // Live events overtook a resume (they are sent again after it), or an unexpected gap.
+      if (!this.userResuming) this.#sendUserResume();
+      return;
+    }
+    this.userSeq = frame.user_seq;
+    this.#emit(frame.type, frame);
+    this.#emit("user_event", frame);
+  }
+
+  #onUserSync(frame) {
+    this.userResuming = false;
+    if (frame.resync || this.userSeq === null || frame.user_seq > this.userSeq) {
+      this.userSeq = frame.user_seq;
+    }
+    this.#emit("user_sync", frame);
+  }
+
+  /** The last `user_seq` this client saw (keep it to resume a later run: `userSince`). */
+  lastUserSeq() {
+    return this.userSeq;
   }
 
   /**

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { afterEach, beforeEach, test } from "node:test";
 
-import { ConfabApi, ConfabClient, backoffDelay, hasThumbnail, planChunks, tokenExpiry } from "../public/confab.js";
+import { ConfabApi, ConfabClient, backoffDelay, hasThumbnail, planChunks, tokenExpiry } from "../src/confab.js";
 
 class FakeSocket {
   static OPEN = 1;
@@ -31,9 +31,9 @@ class FakeSocket {
   }
 
   /** The server accepts the connection and greets. */
-  accept(user = "alice") {
+  accept(user = "alice", extra = {}) {
     this.readyState = 1;
-    this.push({ type: "welcome", user, tenant: "t", session: "s1", heartbeat_ms: 25000, limits: {} });
+    this.push({ type: "welcome", user, tenant: "t", session: "s1", heartbeat_ms: 25000, limits: {}, ...extra });
   }
 
   push(frame) {
@@ -130,6 +130,91 @@ test("connects with ?token=, resumes joined conversations with since, and drops 
   assert.equal(client.lastSeq("c1"), 6);
   assert.deepEqual(statuses.slice(0, 4), ["connecting", "online", "reconnecting", "reconnecting"]);
   assert.equal(statuses.at(-1), "online");
+});
+
+test("user events: resumed after a reconnect with the last user_seq, none lost or twice", async () => {
+  newClient();
+  await waitFor(() => FakeSocket.all.length === 1, "a socket");
+  const first = latest();
+  first.accept("alice", { user_seq: 3 });
+  assert.deepEqual(first.sentOf("user_resume"), [], "a first connection starts at welcome.user_seq");
+  const seen = [];
+  client.on("user_event", (e) => seen.push([e.type, e.user_seq]));
+  const syncs = [];
+  client.on("user_sync", (f) => syncs.push(f));
+  const added = (userSeq) => ({ type: "conversation_added", user_seq: userSeq, conversation: `c${userSeq}`, role: "member", ts: 1 });
+  first.push(added(4));
+  first.push(added(4));
+  first.drop();
+
+  await waitFor(() => FakeSocket.all.length === 2, "a reconnect");
+  const second = latest();
+  second.accept("alice", { user_seq: 6 });
+  const resume = second.sentOf("user_resume");
+  assert.deepEqual(resume.map((f) => f.since), [4]);
+  // A live event that overtook the replay waits for it (the server sends it again after 6).
+  second.push({ type: "read_moved", user_seq: 7, conversation: "c4", read_seq: 2, ts: 1 });
+  second.push(added(5));
+  second.push({ type: "role_changed", user_seq: 6, conversation: "c4", role: "admin", ts: 1 });
+  second.push({ type: "read_moved", user_seq: 7, conversation: "c4", read_seq: 2, ts: 1 });
+  second.push({ type: "user_sync", ref: resume[0].ref, user_seq: 7, resync: false });
+  second.push({ type: "read_moved", user_seq: 7, conversation: "c4", read_seq: 2, ts: 1 });
+  assert.deepEqual(seen, [
+    ["conversation_added", 4],
+    ["conversation_added", 5],
+    ["role_changed", 6],
+    ["read_moved", 7],
+  ]);
+  assert.deepEqual(syncs.map((f) => [f.user_seq, f.resync]), [[7, false]]);
+  assert.equal(client.lastUserSeq(), 7);
+
+  // Too far behind: the server says resync, and the client goes on from its user_seq.
+  second.push({ type: "user_sync", user_seq: 2000, resync: true });
+  second.push(added(2001));
+  assert.equal(client.lastUserSeq(), 2001);
+  assert.deepEqual(seen.at(-1), ["conversation_added", 2001]);
+});
+
+test("userSince resumes the user events of an earlier run on the first connection", async () => {
+  newClient({ userSince: 9 });
+  await waitFor(() => FakeSocket.all.length === 1, "a socket");
+  latest().accept("alice", { user_seq: 12 });
+  assert.deepEqual(latest().sentOf("user_resume").map((f) => f.since), [9]);
+});
+
+test("construction needs a WebSocket implementation and, outside a browser, a baseUrl", () => {
+  delete globalThis.WebSocket;
+  assert.throws(() => new ConfabClient({ baseUrl: "http://127.0.0.1:9", token: "t" }), /no WebSocket implementation/);
+  assert.throws(
+    () => new ConfabClient({ token: "t", WebSocket: FakeSocket }),
+    /`baseUrl` is required outside a browser/,
+  );
+  assert.throws(() => new ConfabClient({ baseUrl: "not a url", token: "t", WebSocket: FakeSocket }), /not an absolute URL/);
+  assert.throws(() => new ConfabApi({ token: "t" }), /`baseUrl` is required/);
+  const injected = new ConfabClient({ baseUrl: "http://127.0.0.1:9", token: "t", WebSocket: FakeSocket });
+  assert.equal(injected.WebSocket, FakeSocket);
+});
+
+test("a WebSocket constructor that throws fails the client once, with no reconnect loop", async () => {
+  let attempts = 0;
+  class Throwing {
+    constructor() {
+      attempts += 1;
+      throw new SyntaxError("bad url");
+    }
+  }
+  const statuses = newClient({ WebSocket: Throwing, initialBackoffMs: 1 });
+  const errors = [];
+  client.on("error", (e) => errors.push(e));
+  const { acked } = client.send("c1", "hi");
+  await assert.rejects(acked, { code: "connect_failed" });
+  await tick(50);
+  assert.equal(attempts, 1);
+  assert.equal(client.status, "failed");
+  assert.deepEqual(statuses, ["connecting", "failed"]);
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].code, "connect_failed");
+  assert.match(errors[0].message, /bad url/);
 });
 
 test("a send is retried with the same client_msg_id until acknowledged", async () => {

@@ -1,8 +1,9 @@
-// Runs the real `confab` binary for the end-to-end test: a free loopback port, a temporary data
-// dir (so the server generates its development key and the dev sign-in exists), no message rate
-// limit. `restart()` kills it and starts it again on the same port and data dir.
+// Runs the real `confab` binary for the end-to-end tests (this package's, and the web demo's in
+// Chromium): a free loopback port, a temporary data dir (so the server generates its development
+// key and the dev sign-in exists), no message rate limit. `restart()` kills it and starts it
+// again on the same port and data dir.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -10,7 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, "../..");
+const repoRoot = path.resolve(here, "../../..");
 
 /** The server binary: $CONFAB_BIN, or target/debug/confab as `cargo test` builds it. */
 export function serverBinary() {
@@ -124,6 +125,12 @@ export class Server {
     });
     if (!response.ok) throw new Error(`dev token: HTTP ${response.status} ${await response.text()}`);
     return (await response.json()).token;
+  }
+
+  /** A token from `confab token`, signed with the key of the server's data dir. */
+  cliToken(user, tenant) {
+    const args = ["token", "--user", user, "--tenant", tenant, "--data-dir", this.dataDir];
+    return execFileSync(this.bin, args, { encoding: "utf8" }).trim();
   }
 
   /** A REST call with a token; returns the parsed JSON body. */
