@@ -136,6 +136,11 @@ impl Outbox {
         Ok(())
     }
 
+    /// How many items are queued.
+    pub fn queued(&self) -> usize {
+        self.state().queue.len()
+    }
+
     /// The next queued item, if any, without waiting.
     pub fn try_pop(&self) -> Option<Outbound> {
         let mut state = self.state();

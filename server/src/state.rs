@@ -46,6 +46,8 @@ pub struct Services {
     pub sightings: crate::people::Sightings,
     /// Per-user rate limits and caps.
     pub limits: crate::limits::UserLimits,
+    /// Frames and bytes of the sessions' sockets, and the fan-out latency.
+    pub wire: crate::metrics::WireStats,
 }
 
 impl AppState {
@@ -57,6 +59,11 @@ impl AppState {
     /// The search index of this node.
     pub fn search(&self) -> &SearchService {
         &self.services.search
+    }
+
+    /// Frames and bytes of the sessions' sockets, and the fan-out latency.
+    pub fn wire(&self) -> &crate::metrics::WireStats {
+        &self.services.wire
     }
 
     /// When each user was last written to the directory of people.
@@ -78,6 +85,7 @@ impl AppState {
             search,
             sightings: crate::people::Sightings::default(),
             limits: crate::limits::UserLimits::new(&config),
+            wire: crate::metrics::WireStats::new(),
         });
         AppState {
             config: Arc::new(config),

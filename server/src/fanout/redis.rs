@@ -280,13 +280,13 @@ impl RedisFanout {
                 };
                 Some(Inbound::Event {
                     tenant,
-                    event: Delivered {
+                    event: Delivered::remote(
                         conversation,
-                        seq: header.seq,
+                        header.seq,
                         kind,
-                        subject: header.user.map(Cow::into_owned),
-                        text: Utf8Bytes::from(text),
-                    },
+                        header.user.map(Cow::into_owned),
+                        Utf8Bytes::from(text),
+                    ),
                 })
             }
             MessageType::Ephemeral => Some(Inbound::Ephemeral {

@@ -74,10 +74,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     crate::metrics::collect_process_metrics();
+    let (queued, deepest) = state.hub.outbound_queues();
+    crate::metrics::outbound_queues(queued, deepest);
     let body = state
         .metrics
         .as_ref()
-        .map(|h| h.render())
+        .map(|h| {
+            let mut body = h.render();
+            state.wire().render(&mut body);
+            body
+        })
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

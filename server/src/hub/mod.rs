@@ -59,6 +59,29 @@ pub struct Delivered {
     pub kind: EventKind,
     pub subject: Option<String>,
     pub text: Utf8Bytes,
+    /// When the event was committed on this node (`None` for events from other nodes, whose
+    /// clocks are not this one's): the start of `confab_fanout_latency_seconds`.
+    pub committed: Option<Instant>,
+}
+
+impl Delivered {
+    /// An event committed on another node: not timed here (its clock is not this one's).
+    pub fn remote(
+        conversation: Arc<str>,
+        seq: u64,
+        kind: EventKind,
+        subject: Option<String>,
+        text: Utf8Bytes,
+    ) -> Delivered {
+        Delivered {
+            conversation,
+            seq,
+            kind,
+            subject,
+            text,
+            committed: None,
+        }
+    }
 }
 
 /// An ephemeral frame (typing, read) for a conversation.
@@ -522,6 +545,7 @@ impl Hub {
             kind: event.kind,
             subject: event.subject,
             text: Utf8Bytes::from(event.frame),
+            committed: Some(Instant::now()),
         });
         if let Some(fanout) = self.fanout.as_ref() {
             fanout.publish_event(&event.tenant, &delivered);

@@ -101,6 +101,7 @@ async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
                 kind: EventKind::Message,
                 subject: None,
                 text: Utf8Bytes::from("{}"),
+                committed: None,
             },
         },
         Inbound::Users {

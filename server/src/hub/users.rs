@@ -67,6 +67,20 @@ impl Hub {
         m::user_nudges(count);
     }
 
+    /// Items queued to this node's connections: in all, and to the most backed-up one. Every
+    /// session registers here, so this sees every connection (at scrape, off the hot path).
+    pub fn outbound_queues(&self) -> (usize, usize) {
+        let (mut total, mut deepest) = (0, 0);
+        for entry in self.users.iter() {
+            for subscriber in entry.value() {
+                let queued = subscriber.outbox.queued();
+                total += queued;
+                deepest = deepest.max(queued);
+            }
+        }
+        (total, deepest)
+    }
+
     /// After a fan-out outage: every local connection re-reads its user events.
     pub(super) fn nudge_all_users(&self) {
         let all: Vec<Arc<crate::outbox::Outbox>> = self

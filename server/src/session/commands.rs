@@ -12,7 +12,7 @@ use super::acks::PendingAck;
 use super::{Joined, Session, Socket};
 use crate::chat::{self, Outgoing, encode, encode_event};
 use crate::error::AppError;
-use crate::metrics as m;
+use crate::metrics::{self as m, WireStats};
 use crate::validate;
 use confab_protocol::limits::MAX_REF_LEN;
 
@@ -136,6 +136,7 @@ impl Session {
                 }
             };
             let text = encode(&frame).map_err(|_| ())?;
+            self.state.wire().sent(1, text.len() as u64);
             socket.feed(Message::Text(text)).await.map_err(|_| ())?;
             wrote = true;
         }
@@ -281,7 +282,7 @@ impl Session {
             online: self.state.hub.online(&tenant, &key),
         };
         let replay = if recovered { events } else { Vec::new() };
-        write_joined(socket, &joined, replay).await?;
+        write_joined(socket, self.state.wire(), &joined, replay).await?;
         let last_typing = self.joined.get(&key).and_then(|j| j.last_typing);
         self.joined.insert(
             key,
@@ -377,17 +378,21 @@ impl From<AppError> for Failure {
 /// Writes `joined`, then the replayed events, with one flush.
 async fn write_joined<S: Socket>(
     socket: &mut S,
+    wire: &WireStats,
     joined: &ServerFrame,
     replay: Vec<StoredEvent>,
 ) -> Result<(), Failure> {
     let text = encode(joined)?;
+    wire.sent(1, text.len() as u64);
     socket
         .feed(Message::Text(text))
         .await
         .map_err(|_| Failure::Socket)?;
     for event in replay {
+        let text = encode_event(&event)?;
+        wire.sent(1, text.len() as u64);
         socket
-            .feed(Message::Text(encode_event(&event)?))
+            .feed(Message::Text(text))
             .await
             .map_err(|_| Failure::Socket)?;
     }

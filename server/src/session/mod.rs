@@ -347,7 +347,8 @@ impl Exit {
 /// What the client's stream yielded, as the loop acts on it.
 enum Incoming {
     Text(Utf8Bytes),
-    Binary,
+    /// A binary frame of this many bytes (refused).
+    Binary(usize),
     /// Ping or pong (tungstenite answers pings itself).
     Control,
     End(Exit),
@@ -357,7 +358,7 @@ impl Incoming {
     fn of(received: Option<Result<Message, axum::Error>>) -> Incoming {
         match received {
             Some(Ok(Message::Text(text))) => Incoming::Text(text),
-            Some(Ok(Message::Binary(_))) => Incoming::Binary,
+            Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes.len()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
             Some(Ok(Message::Close(_))) | None => Incoming::End(Exit::ClientClosed),
             Some(Err(err)) => {
@@ -537,13 +538,15 @@ impl Session {
                     self.last_seen = tokio::time::Instant::now();
                     match Incoming::of(received) {
                         Incoming::Text(text) => {
+                            self.state.wire().received(text.len());
                             // Boxed: command handling is large and rare next to deliveries, so it
                             // stays out of the idle session's future.
                             if Box::pin(self.handle_text(socket, &text)).await.is_err() {
                                 return Exit::SocketError;
                             }
                         }
-                        Incoming::Binary => {
+                        Incoming::Binary(bytes) => {
+                            self.state.wire().received(bytes);
                             let err = AppError::invalid("binary frames are not supported; send JSON text frames");
                             // Boxed: rare, and its future is larger than the loop's others.
                             if Box::pin(self.send_error(socket, None, err)).await.is_err() {
@@ -607,6 +610,7 @@ impl Session {
 
     async fn send<S: Socket>(&self, socket: &mut S, frame: &ServerFrame) -> Result<(), ()> {
         let text = encode(frame).map_err(|_| ())?;
+        self.state.wire().sent(1, text.len() as u64);
         socket.send(Message::Text(text)).await.map_err(|_| ())
     }
 

@@ -36,10 +36,15 @@ impl Session {
         first: Outbound,
     ) -> Result<(), Exit> {
         let mut pending = 0usize;
+        // Frames and bytes of the fast path, counted once per batch (the rare paths count
+        // their own).
+        let (mut sent, mut bytes) = (0u64, 0u64);
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match self.admit(item) {
                 Admit::Send(text) => {
+                    bytes += text.len() as u64;
+                    sent += 1;
                     feed(socket, text).await?;
                     pending += 1;
                 }
@@ -49,6 +54,7 @@ impl Session {
                     pending +=
                         Box::pin(self.fill(socket, &event.conversation, Some(event.seq))).await?;
                     if let Admit::Send(text) = self.admit(Outbound::Event(event)) {
+                        self.state.wire().sent(1, text.len() as u64);
                         feed(socket, text).await?;
                         pending += 1;
                     }
@@ -62,6 +68,7 @@ impl Session {
                 next = self.outbox.try_pop();
             }
         }
+        self.state.wire().sent(sent, bytes);
         if pending > 0 {
             socket.flush().await.map_err(|_| Exit::SocketError)?;
         }
@@ -89,6 +96,9 @@ impl Session {
                     return Admit::Gap(event);
                 }
                 joined.last_seq = event.seq;
+                if let Some(committed) = event.committed {
+                    self.state.wire().delivered_after(committed.elapsed());
+                }
                 let text = event.text.clone();
                 self.note_removal(&event.conversation, event.kind, event.subject.as_deref());
                 Admit::Send(text)
@@ -164,6 +174,7 @@ impl Session {
                 debug!(error = %err, "cannot render a stored event");
                 resume_required()
             })?;
+            self.state.wire().sent(1, text.len() as u64);
             feed(socket, text).await?;
             fed += 1;
         }

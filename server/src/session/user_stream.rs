@@ -14,7 +14,7 @@ use super::commands::Failure;
 use super::{Exit, Session, Socket};
 use crate::chat::encode;
 use crate::error::{AppError, ErrorChain};
-use crate::metrics as m;
+use crate::metrics::{self as m, WireStats};
 
 /// User events read from the store at once.
 const USER_PAGE: u32 = 100;
@@ -58,7 +58,7 @@ impl Session {
                     user_seq: page.last_seq,
                     resync: true,
                 };
-                feed(socket, &sync).await?;
+                feed(socket, self.state.wire(), &sync).await?;
                 return Ok(fed + 1);
             }
             let full = page.events.len() == USER_PAGE as usize;
@@ -69,7 +69,7 @@ impl Session {
                 }
                 self.outbox.set_user_seq(event.user_seq);
                 let frame = user_frame(event, &summaries);
-                feed(socket, &frame).await?;
+                feed(socket, self.state.wire(), &frame).await?;
                 fed += 1;
             }
             if !full {
@@ -83,7 +83,7 @@ impl Session {
                 user_seq: self.outbox.user_seq(),
                 resync: false,
             };
-            feed(socket, &sync).await?;
+            feed(socket, self.state.wire(), &sync).await?;
             fed += 1;
         }
         Ok(fed)
@@ -168,9 +168,15 @@ fn user_frame(event: UserEvent, summaries: &[ConversationSummary]) -> ServerFram
     }
 }
 
-async fn feed<S: Socket>(socket: &mut S, frame: &ServerFrame) -> Result<(), Failure> {
+async fn feed<S: Socket>(
+    socket: &mut S,
+    wire: &WireStats,
+    frame: &ServerFrame,
+) -> Result<(), Failure> {
+    let text = encode(frame)?;
+    wire.sent(1, text.len() as u64);
     socket
-        .feed(Message::Text(encode(frame)?))
+        .feed(Message::Text(text))
         .await
         .map_err(|_| Failure::Socket)
 }

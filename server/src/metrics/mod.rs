@@ -16,6 +16,10 @@ use confab_protocol::EventKind;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
+mod wire;
+
+pub use wire::WireStats;
+
 pub const CONNECTIONS_ACTIVE: &str = "confab_connections_active";
 pub const CONNECTIONS_TOTAL: &str = "confab_connections_total";
 pub const ROOMS_JOINED: &str = "confab_rooms_joined";
@@ -77,6 +81,16 @@ pub const STORE_BATCH_JOBS: &str = confab_storage::metrics::BATCH_JOBS;
 pub const PROCESS_THREADS: &str = "process_threads";
 pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
 pub const PROCESS_VIRTUAL_MEMORY_MAX: &str = "process_virtual_memory_max_bytes";
+pub const WS_FRAMES_TOTAL: &str = "confab_ws_frames_total";
+pub const WS_BYTES_TOTAL: &str = "confab_ws_bytes_total";
+pub const FANOUT_LATENCY: &str = "confab_fanout_latency_seconds";
+pub const OUTBOUND_QUEUED: &str = "confab_outbound_queued_frames";
+pub const OUTBOUND_QUEUE_MAX: &str = "confab_outbound_queue_max_frames";
+
+/// The buckets of every latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 /// What kind of series a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +180,11 @@ pub const ALL: &[Metric] = &[
     metric(PROCESS_THREADS, Gauge, "Threads of the process."),
     metric(PROCESS_VIRTUAL_MEMORY, Gauge, "Virtual memory size in bytes."),
     metric(PROCESS_VIRTUAL_MEMORY_MAX, Gauge, "Largest virtual memory size allowed, in bytes."),
+    metric(WS_FRAMES_TOTAL, Counter, "WebSocket data frames of sessions, by direction (in: from clients)."),
+    metric(WS_BYTES_TOTAL, Counter, "Payload bytes of WebSocket data frames of sessions, by direction."),
+    metric(FANOUT_LATENCY, Histogram, "Time from a durable event's commit on this node to its write to a subscriber's socket, in seconds."),
+    metric(OUTBOUND_QUEUED, Gauge, "Items queued to sessions for writing, all connections together (at scrape)."),
+    metric(OUTBOUND_QUEUE_MAX, Gauge, "Items queued to the most backed-up connection (at scrape)."),
 ];
 
 /// The series of labelled counters that exist from start (at 0), so that a rate over them is
@@ -184,6 +203,8 @@ fn labelled_series() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     series.extend(one(EVENTS_TOTAL, "kind", &kinds));
     series.extend(one(EPHEMERAL_TOTAL, "kind", &["typing", "read"]));
     series.extend(one(REPLAYS_TOTAL, "outcome", &["recovered", "too_many"]));
+    series.extend(one(WS_FRAMES_TOTAL, "direction", &["in", "out"]));
+    series.extend(one(WS_BYTES_TOTAL, "direction", &["in", "out"]));
     series.extend(one(
         HTTP_TIMEOUTS_TOTAL,
         "phase",
@@ -253,9 +274,7 @@ fn describe() {
 
 /// Installs the global Prometheus recorder; the handle renders `/metrics`.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    let latency_buckets = [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    ];
+    let latency_buckets = LATENCY_BUCKETS;
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), &latency_buckets)?
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency_buckets)?
@@ -272,6 +291,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     register_counters();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!(WS_UNAUTHENTICATED).set(0.0);
+    outbound_queues(0, 0);
     Ok(handle)
 }
 
@@ -353,6 +373,13 @@ pub fn write_delay_wakes(count: usize) {
     if count > 0 {
         counter!(WRITE_DELAY_WAKES_TOTAL).increment(count as u64);
     }
+}
+
+/// The outbound queues at scrape: items queued to every connection together, and to the most
+/// backed-up one.
+pub fn outbound_queues(total: usize, deepest: usize) {
+    gauge!(OUTBOUND_QUEUED).set(total as f64);
+    gauge!(OUTBOUND_QUEUE_MAX).set(deepest as f64);
 }
 
 pub fn slow_consumer() {
