@@ -50,6 +50,7 @@ pub const EVENTS_FAILED_TOTAL: &str = "confab_events_failed_total";
 pub const EVENTS_DROPPED_TOTAL: &str = "confab_events_dropped_total";
 pub const EVENTS_BACKLOG: &str = "confab_events_backlog";
 pub const PRESENCE_COALESCED_TOTAL: &str = "confab_presence_coalesced_total";
+pub const WS_THROTTLED_TOTAL: &str = "confab_ws_throttled_total";
 pub const EVENTS_REPUBLISHED_TOTAL: &str = "confab_events_republished_total";
 pub const EVENTS_IN_FLIGHT: &str = "confab_events_in_flight";
 pub const EVENTS_PRODUCER_RESTARTS_TOTAL: &str = "confab_events_producer_restarts_total";
@@ -148,6 +149,7 @@ pub const ALL: &[Metric] = &[
     metric(EVENTS_FAILED_TOTAL, Counter, "Event stream delivery failures, by reason."),
     metric(EVENTS_DROPPED_TOTAL, Counter, "Events given up by the event stream, by reason."),
     metric(PRESENCE_COALESCED_TOTAL, Counter, "Presence flips held back to coalesce a user joining and leaving quickly."),
+    metric(WS_THROTTLED_TOTAL, Counter, "Times a WebSocket client told rate_limited was not read for its wait."),
     metric(EVENTS_BACKLOG, Gauge, "Events waiting to be published to the event stream again."),
     metric(EVENTS_REPUBLISHED_TOTAL, Counter, "Events handed to the event stream again from its backlog."),
     metric(EVENTS_IN_FLIGHT, Gauge, "Events in the event stream producer's buffer, not yet delivered."),
@@ -331,6 +333,11 @@ pub fn connection_refused() {
 /// An HTTP connection or request timed out (`phase`: `header`, `idle` or `body`).
 pub fn http_timeout(phase: &'static str) {
     counter!(HTTP_TIMEOUTS_TOTAL, "phase" => phase).increment(1);
+}
+
+/// A WebSocket client told `rate_limited` goes unread for its wait.
+pub fn ws_throttled() {
+    counter!(WS_THROTTLED_TOTAL).increment(1);
 }
 
 /// A presence flip held back to coalesce.

@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
-use confab_protocol::{ClientFrame, Command, ServerFrame};
+use confab_protocol::{ClientFrame, Command, ErrorCode, ServerFrame};
 use confab_storage::{StoreError, StoredEvent};
 use futures_util::SinkExt;
 use serde::Deserialize;
 
 use super::acks::PendingAck;
-use super::{Joined, Session, Socket};
+use super::{Exit, Joined, Session, Socket};
 use crate::chat::{self, Outgoing, encode, encode_event};
 use crate::error::AppError;
 use crate::metrics::{self as m, WireStats};
@@ -27,18 +27,36 @@ struct RefOnly {
 }
 
 impl Session {
-    /// Handles one text frame. `Err` only when the socket failed.
-    pub(super) async fn handle_text<S: Socket>(
+    /// Handles one text frame; after a `rate_limited` answer, stops reading the client for the
+    /// wait it was told (see `Session::throttled`).
+    pub(super) async fn handle_frame<S: Socket>(
         &mut self,
         socket: &mut S,
         text: &str,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Exit> {
+        let throttle = self
+            .handle_text(socket, text)
+            .await
+            .map_err(|()| Exit::SocketError)?;
+        if let Some(wait) = throttle {
+            self.throttled(socket, wait).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles one text frame: `Ok(Some(wait))` when the answer was `rate_limited`, `Err` only
+    /// when the socket failed.
+    async fn handle_text<S: Socket>(
+        &mut self,
+        socket: &mut S,
+        text: &str,
+    ) -> Result<Option<Duration>, ()> {
         if text.len() > self.state.config.max_frame_bytes {
             let err = AppError::too_large(format!(
                 "frame larger than {} bytes",
                 self.state.config.max_frame_bytes
             ));
-            return self.send_error(socket, None, err).await;
+            return self.send_error(socket, None, err).await.map(|()| None);
         }
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
@@ -48,21 +66,20 @@ impl Session {
                     .and_then(|r| r.reference)
                     .filter(|r| r.len() <= MAX_REF_LEN);
                 let err = AppError::invalid(format!("malformed frame: {parse_error}"));
-                return self.send_error(socket, reference, err).await;
+                return self.send_error(socket, reference, err).await.map(|()| None);
             }
         };
         let ClientFrame { reference, command } = frame;
         if reference.as_ref().is_some_and(|r| r.len() > MAX_REF_LEN) {
             let err = AppError::too_large(format!("`ref` is longer than {MAX_REF_LEN} bytes"));
-            return self.send_error(socket, None, err).await;
+            return self.send_error(socket, None, err).await.map(|()| None);
         }
         let command = match Outgoing::from_send(command) {
             Ok(outgoing) => {
                 // Boxed: this future is allocated for every frame, and a larger short-lived
                 // allocation at connect time (the `join`) left holes in the heap that idle
                 // connections then paid for (700 B each in the idle bench).
-                Box::pin(self.queue_send(reference, outgoing)).await;
-                return Ok(());
+                return Ok(Box::pin(self.queue_send(reference, outgoing)).await);
             }
             Err(other) => other,
         };
@@ -80,39 +97,54 @@ impl Session {
         socket: &mut S,
         reference: Option<String>,
         command: Command,
-    ) -> Result<(), ()> {
+    ) -> Result<Option<Duration>, ()> {
         self.drain_acks(socket).await?;
         self.answer(socket, reference, command).await
     }
 
-    /// Runs a command other than `send` and writes its reply.
+    /// Runs a command other than `send` and writes its reply (`Some(wait)`: `rate_limited`).
     async fn answer<S: Socket>(
         &mut self,
         socket: &mut S,
         reference: Option<String>,
         command: Command,
-    ) -> Result<(), ()> {
+    ) -> Result<Option<Duration>, ()> {
         match self.dispatch(socket, reference.clone(), command).await {
-            Ok(Some(reply)) => self.send(socket, &reply).await,
-            Ok(None) => Ok(()),
-            Err(Failure::App(err)) => self.send_error(socket, reference, err).await,
+            Ok(Some(reply)) => self.send(socket, &reply).await.map(|()| None),
+            Ok(None) => Ok(None),
+            Err(Failure::App(err)) => {
+                let throttle = throttle_for(&err);
+                self.send_error(socket, reference, err)
+                    .await
+                    .map(|()| throttle)
+            }
             Err(Failure::Socket) => Err(()),
         }
     }
 
     /// Queues a send in the store and keeps reading: its ack is written when it commits, in
-    /// order with the connection's other sends (see `acks`).
-    async fn queue_send(&mut self, reference: Option<String>, outgoing: Outgoing) {
+    /// order with the connection's other sends (see `acks`). `Some(wait)`: refused as
+    /// `rate_limited`.
+    async fn queue_send(
+        &mut self,
+        reference: Option<String>,
+        outgoing: Outgoing,
+    ) -> Option<Duration> {
         let started = Instant::now();
         let conversation = outgoing.conversation.clone();
         let client_msg_id = outgoing.client_msg_id.clone();
+        let mut throttle = None;
         let ack = match chat::queue_send(&self.state, &self.user, outgoing).await {
             Ok(append) => {
                 PendingAck::queued(reference, conversation, client_msg_id, started, append)
             }
-            Err(err) => PendingAck::refused(reference, err),
+            Err(err) => {
+                throttle = throttle_for(&err);
+                PendingAck::refused(reference, err)
+            }
         };
         self.acks.push(ack);
+        throttle
     }
 
     /// Writes the answers of every send in flight, waiting for them as needed.
@@ -397,4 +429,10 @@ async fn write_joined<S: Socket>(
             .map_err(|_| Failure::Socket)?;
     }
     socket.flush().await.map_err(|_| Failure::Socket)
+}
+
+/// How long a client told `err` goes unread: its wait when `err` is `rate_limited`.
+fn throttle_for(err: &AppError) -> Option<Duration> {
+    (err.code == ErrorCode::RateLimited)
+        .then(|| err.retry_after.unwrap_or(Duration::from_millis(100)))
 }

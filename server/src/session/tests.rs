@@ -478,3 +478,59 @@ async fn a_connection_without_a_token_is_closed_when_no_auth_frame_comes_in_time
     assert_eq!(expect_close(&mut client).await, close_code::UNAUTHORIZED);
     session.await.expect("the upgrade task");
 }
+
+// Real clock: sends commit to SQLite. The only timing asserted is a lower bound (a sleep is
+// never shorter), so a slow machine cannot fail it.
+#[tokio::test]
+async fn a_client_told_rate_limited_is_not_read_for_its_wait_but_still_gets_its_deliveries() {
+    let server = Server::new(Config {
+        message_rate_per_minute: 2,
+        ..Config::default()
+    });
+    let (conversation, _) = server.conversation().await;
+    let mut alice = server.connect("alice").await;
+    alice.join(&conversation, None).await;
+
+    let send = |n: u32| {
+        json!({"type": "send", "ref": format!("s{n}"), "conversation": conversation,
+               "client_msg_id": format!("c{n}"), "body": format!("m{n}")})
+    };
+    // Two within the budget, the third refused, then a ping that must wait for the refusal's
+    // wait (capped at MAX_THROTTLE).
+    for n in 1..=3 {
+        alice.send(send(n));
+    }
+    alice.send(json!({"type": "ping", "ref": "after"}));
+    let mut acks = 0;
+    let refused_at = loop {
+        let frame = alice.frame().await;
+        match frame["type"].as_str() {
+            Some("ack") => acks += 1,
+            Some("message") => {}
+            Some("error") => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                assert!(frame["retry_after_ms"].as_u64().is_some(), "{frame}");
+                break Instant::now();
+            }
+            _ => panic!("unexpected frame {frame}"),
+        }
+    };
+    assert_eq!(acks, 2);
+    // While unread, the client still receives the conversation's events.
+    let seq = server.post(&conversation, "from bob").await;
+    loop {
+        let frame = alice.frame().await;
+        match frame["type"].as_str() {
+            Some("message") if frame["seq"] == seq => break,
+            Some("message") => {}
+            _ => panic!("expected bob's message before the pong, got {frame}"),
+        }
+    }
+    let pong = alice.expect("pong").await;
+    assert_eq!(pong["ref"], "after");
+    assert!(
+        refused_at.elapsed() >= super::MAX_THROTTLE - Duration::from_millis(50),
+        "the ping was read {:?} after the refusal",
+        refused_at.elapsed()
+    );
+}
