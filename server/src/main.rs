@@ -1,7 +1,7 @@
 //! The `confab` binary: parses the command line, sets up logging and metrics, opens storage,
 //! binds and serves (`confab serve`), mints a development token (`confab token`), or prints
-//! the configuration's documentation (`confab config`) or the frames' JSON Schema
-//! (`confab protocol-schema`).
+//! the configuration's documentation (`confab config`), the frames' JSON Schema
+//! (`confab protocol-schema`) or the REST API's OpenAPI document (`confab openapi`).
 
 // Functions stay short enough to read at once (threshold in clippy.toml); tests may not.
 #![warn(clippy::too_many_lines)]
@@ -54,6 +54,11 @@ fn main() -> anyhow::Result<()> {
         CliCommand::ProtocolSchema => {
             let schema = confab_protocol::schema::frames_schema();
             println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(())
+        }
+        CliCommand::Openapi => {
+            let document = confab_server::http::openapi::document();
+            println!("{}", serde_json::to_string_pretty(&document)?);
             Ok(())
         }
     }

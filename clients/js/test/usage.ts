@@ -7,6 +7,7 @@ import {
   ConfabClient,
   ConfabError,
   type ConversationSummary,
+  type Rest,
   type ServerFrame,
   type UserEvent,
 } from "@confab/client";
@@ -38,6 +39,12 @@ async function main(): Promise<void> {
   console.log(clientMsgId === ack.client_msg_id, ack.seq, ack.duplicate);
   const page = await client.api.history(first.id, { before: ack.seq, limit: 20 });
   for (const message of page.messages) console.log(message.id, message.body);
+  // REST bodies are the OpenAPI document's schemas (rest.d.ts, generated).
+  const created: Rest.Conversation = await client.api.createConversation({ title: "t", members: ["bob"] });
+  const hits: Rest.MessageHits = await client.api.searchMessages("hello", { conversation: created.id });
+  for (const hit of hits.hits) console.log(hit.snippet, hits.indexed_seq[hit.conversation]);
+  const body: Rest.SendMessage = { body: "hi", client_msg_id: "c1" };
+  console.log((await client.api.listMembers(created.id)).members.map((m) => m.role), body.body);
   try {
     await client.edit(ack.id, "hello again");
   } catch (err) {

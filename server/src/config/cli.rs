@@ -26,6 +26,8 @@ pub enum CliCommand {
     Config(ConfigCommand),
     /// Print the JSON Schema of every WebSocket frame (what `/v1/protocol.schema.json` serves).
     ProtocolSchema,
+    /// Print the OpenAPI document of the REST API (what `/v1/openapi.json` serves).
+    Openapi,
 }
 
 /// Flags of `confab config`: what to print.
