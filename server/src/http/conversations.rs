@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, patch, put};
 use confab_protocol::limits::MAX_INITIAL_MEMBERS;
 use confab_protocol::rest::{
     AddMember, ChangeResult, Conversation, ConversationKind, ConversationList, CreateConversation,
@@ -11,6 +10,8 @@ use confab_protocol::rest::{
 };
 use confab_protocol::{ErrorBody, rest::Role};
 use confab_storage::NewConversation;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
@@ -19,19 +20,13 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::validate;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/v1/conversations", get(list).post(create))
-        .route("/v1/conversations/{id}", get(fetch).patch(update))
-        .route(
-            "/v1/conversations/{id}/members",
-            get(members).post(add_member),
-        )
-        .route(
-            "/v1/conversations/{id}/members/{user}",
-            patch(update_member).delete(remove_member),
-        )
-        .route("/v1/conversations/{id}/read", put(mark_read))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch, update))
+        .routes(routes!(members, add_member))
+        .routes(routes!(update_member, remove_member))
+        .routes(routes!(mark_read))
 }
 
 /// Creates a conversation; the caller becomes its owner. A direct conversation with the same

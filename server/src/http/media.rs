@@ -8,7 +8,6 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{CreateUpload, MediaInfo, UploadCreated, UploadProgress};
 use confab_storage::MediaFile;
@@ -17,6 +16,8 @@ use confab_storage::media::{MediaError, Upload};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
@@ -26,22 +27,19 @@ use crate::media::{self as server_media, LinkError, Received};
 use crate::state::AppState;
 use crate::{metrics, validate};
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
         // Bodies past the REST limit: their own caps apply (the file size, the chunk size).
-        .route("/v1/media", post(upload).layer(DefaultBodyLimit::disable()))
-        .route("/v1/media/uploads", post(create_upload))
-        .route("/v1/media/uploads/{upload_id}", get(progress).delete(abort))
-        .route(
-            "/v1/media/uploads/{upload_id}/chunks/{n}",
-            put(put_chunk).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/v1/media/uploads/{upload_id}/complete", post(complete))
-        .route("/v1/media/{id}", get(download).delete(remove))
-        .route("/v1/media/{id}/meta", get(meta))
-        .route("/v1/media/{id}/signed", post(sign))
-        .route("/v1/signed/media/{id}", get(signed_download))
-        .route("/v1/media/{id}/thumbnail", get(thumbnail))
+        .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(create_upload))
+        .routes(routes!(progress, abort))
+        .routes(routes!(put_chunk).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(complete))
+        .routes(routes!(download, remove))
+        .routes(routes!(meta))
+        .routes(routes!(sign))
+        .routes(routes!(signed_download))
+        .routes(routes!(thumbnail))
 }
 
 /// The form of `POST /v1/media`.

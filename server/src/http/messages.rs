@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{
     AddReaction, ChangeResult, EditMessage, Message, MessagePage, SendMessage, SendResult,
@@ -11,6 +10,8 @@ use confab_protocol::rest::{
 use confab_storage::PageQuery;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
@@ -23,12 +24,12 @@ use crate::validate;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/v1/conversations/{id}/messages", get(list).post(send))
-        .route("/v1/messages/{id}", get(fetch).patch(edit).delete(remove))
-        .route("/v1/messages/{id}/reactions", post(react))
-        .route("/v1/messages/{id}/reactions/{emoji}", delete(unreact))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list, send))
+        .routes(routes!(fetch, edit, remove))
+        .routes(routes!(react))
+        .routes(routes!(unreact))
 }
 
 /// Cursor paging by seq: `after` pages forward (up to `before` when both are given: the

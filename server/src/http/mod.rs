@@ -1,5 +1,23 @@
 //! The REST API under `/v1` plus the ops endpoints. Each module has a `router()`; they are
 //! merged here. Extractor rejections are turned into the one JSON error shape.
+//!
+//! # How to add a route
+//!
+//! A REST route's method and path are written once, in its handler's `#[utoipa::path(...)]`
+//! attribute, next to what the OpenAPI document says of it (every status it can answer, with
+//! the error body; [`openapi`] adds the 400, 401 and 413 every operation may give).
+//!
+//! 1. Register the handler in its module's `router()` with `.routes(routes!(handler))`: that
+//!    mounts it at the attribute's method and path and adds its operation to the document.
+//!    Handlers of one path share one `routes!(a, b)`; one `routes!` naming handlers of
+//!    different paths would mount each of them on all those paths. A layer for one route goes
+//!    on its `routes!(...)` (`media.rs` lifts the body limit of the uploads that way).
+//! 2. A new module: merge its `router()` in [`api`].
+//! 3. Give the route its rows in `server/tests/authz_matrix.rs` (the test fails without them),
+//!    and run `scripts/api-contract`.
+//!
+//! A route deliberately left out of the document (a WebSocket upgrade, static files) goes on
+//! the plain axum router in [`router`], with the reason.
 
 mod conversations;
 mod docs;
@@ -21,14 +39,17 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.max_http_body_bytes;
-    Router::new()
+/// Every documented REST route, each mounted by `routes!` from its handler's
+/// `#[utoipa::path]`, together with the OpenAPI document they make up (before
+/// [`openapi::finish`]).
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router())
         .merge(conversations::router())
         .merge(messages::router())
@@ -39,10 +60,23 @@ pub fn router(state: AppState) -> Router {
         .merge(search_suggestions::router())
         .merge(search_recent::router())
         .merge(web::router())
-        .merge(docs::router())
-        .route("/v1/openapi.json", get(openapi::serve))
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_http_body_bytes;
+    let (documented, openapi) = api().split_for_parts();
+    let document = openapi::with_limits(openapi::finish(openapi), &state.config);
+    documented
+        // Deliberately not in the OpenAPI document: the document itself and the JSON Schema
+        // of the frames (descriptions of the API, not operations of it), the WebSocket upgrade
+        // (OpenAPI cannot describe what follows it: docs/protocol.md and the frames' schema
+        // do), the API docs UI and the browser client's files (pages, not API).
+        .route("/v1/openapi.json", openapi::serve(&document))
         .route("/v1/protocol.schema.json", get(openapi::protocol_schema))
         .route("/v1/ws", get(crate::session::ws_handler))
+        .merge(docs::router())
+        .merge(web::files())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -201,5 +235,75 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
             .await
             .map(|p| ApiPath(p.0))
             .map_err(|r: PathRejection| AppError::invalid(r.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower_service::Service as _;
+
+    use super::*;
+
+    /// The routes and the document cannot drift apart: `routes!` mounts each handler at the
+    /// method and path of its `#[utoipa::path]` and adds that very operation to the document,
+    /// and nothing lists them again. What is left to check is that nothing adds to one side
+    /// only: an operation in the document that no route serves, a plain `.route` adding a
+    /// method to a documented path, or one `routes!` naming handlers of different paths (which
+    /// mounts each on all of them). So every documented operation, called without a token,
+    /// reaches its handler (whatever it answers, neither 405 nor the fallback's `no such
+    /// route`), and every other method of a documented path is 405.
+    #[tokio::test]
+    async fn the_routes_are_the_documented_operations() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The generated key on loopback: the development sign-in is on (off, it answers
+        // exactly as an unknown route does).
+        let state = web::tests::app_state(dir.path(), "127.0.0.1:0", true);
+        let document = openapi::served(&state.config);
+        let mut app = router(state);
+        let paths = document["paths"].as_object().expect("paths");
+        // Not vacuous: the 29 paths of December 2026, or more.
+        assert!(paths.len() >= 29, "only {} paths", paths.len());
+        for (path, item) in paths {
+            let uri: Vec<&str> = path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "1"
+                    } else {
+                        segment
+                    }
+                })
+                .collect();
+            let uri = uri.join("/");
+            for method in [
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ] {
+                let documented = item.get(method.as_str().to_lowercase()).is_some();
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(&uri)
+                    .header(header::HOST, "localhost")
+                    .body(Body::empty())
+                    .expect("request");
+                let Ok(response) = app.call(request).await;
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let unrouted = status == StatusCode::METHOD_NOT_ALLOWED
+                    || body["error"]["message"] == "no such route";
+                assert_eq!(
+                    unrouted, !documented,
+                    "{method} {uri} ({path}): {status} {body}"
+                );
+            }
+        }
     }
 }

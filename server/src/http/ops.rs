@@ -4,19 +4,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use confab_protocol::rest::Health;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 /// Longest a readiness probe waits for the store.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
 }
 
 /// Liveness: the process serves HTTP.

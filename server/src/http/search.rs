@@ -5,13 +5,14 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{MessageHit, MessageHits};
 use confab_search::query::{self, Parsed};
 use confab_search::{Search, SearchError, Sort};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiQuery;
 use crate::auth::AuthUser;
@@ -22,8 +23,8 @@ use crate::{metrics, validate};
 /// How long `wait_for` waits at most.
 const WAIT_FOR_MAX: Duration = Duration::from_secs(2);
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/v1/search/messages", get(messages))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(messages))
 }
 
 /// The parameters of a message search. `q` takes the query language; the other filters may

@@ -11,12 +11,13 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{ConversationHit, ConversationHits, SearchResults};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiQuery;
 use super::search_people::{name_query, score};
@@ -28,10 +29,10 @@ use crate::state::AppState;
 /// Member lists read at once for one search.
 const MEMBER_READS: usize = 8;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/v1/search/conversations", get(conversations))
-        .route("/v1/search", get(everything))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(conversations))
+        .routes(routes!(everything))
 }
 
 /// A search by name: conversations, or everything.

@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{PersonHit, PersonHits};
 use confab_storage::Person;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiQuery;
 use crate::auth::AuthUser;
@@ -23,8 +24,8 @@ use crate::error::AppError;
 use crate::metrics;
 use crate::state::AppState;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/v1/search/users", get(users))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(users))
 }
 
 /// The parameters of a people search.

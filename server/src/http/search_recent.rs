@@ -6,9 +6,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{RecentSearch, RecentSearches};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::AuthUser;
 use crate::error::{AppError, ErrorChain};
@@ -17,8 +18,8 @@ use crate::state::AppState;
 /// The longest query recorded, in characters (a longer one is cut).
 const MAX_RECORDED_CHARS: usize = 200;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/v1/search/recent", get(recent).delete(clear))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(recent, clear))
 }
 
 /// Records `q` (trimmed, cut to [`MAX_RECORDED_CHARS`]) as `user`'s newest search, in a task

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
 use confab_protocol::ErrorBody;
 use confab_protocol::rest::{Suggestion, SuggestionKind, Suggestions};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiQuery;
 use crate::auth::AuthUser;
@@ -24,8 +25,8 @@ use crate::state::AppState;
 /// The most suggestions of one answer.
 const MAX_LIMIT: usize = 20;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/v1/search/suggestions", get(suggestions))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(suggestions))
 }
 
 /// The parameters of a completion.

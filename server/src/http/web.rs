@@ -21,11 +21,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use confab_protocol::ErrorBody;
 use rust_embed::Embed;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiJson;
 use crate::error::AppError;
@@ -42,8 +44,6 @@ struct Assets;
 #[folder = "../clients/js/src/"]
 struct ClientLibrary;
 
-/// Path of the development sign-in.
-pub const DEV_TOKEN_PATH: &str = "/v1/dev/token";
 /// Tenant of development tokens when the request names none.
 pub const DEV_TENANT: &str = "dev";
 /// Lifetime of development tokens.
@@ -56,14 +56,18 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
     img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     frame-ancestors 'none'; form-action 'self'";
 
-/// `GET /` and one `GET /<file>` per embedded file, plus the development sign-in.
-pub fn router() -> axum::Router<AppState> {
-    let router = axum::Router::new()
-        .route(
-            "/",
-            get(|headers: HeaderMap| serve_asset("index.html", headers)),
-        )
-        .route(DEV_TOKEN_PATH, post(dev_token));
+/// The development sign-in, a documented REST route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(dev_token))
+}
+
+/// `GET /` and one `GET /<file>` per embedded file: the browser client, not part of the API,
+/// so not in the OpenAPI document.
+pub fn files() -> axum::Router<AppState> {
+    let router = axum::Router::new().route(
+        "/",
+        get(|headers: HeaderMap| serve_asset("index.html", headers)),
+    );
     let router = embedded_routes::<ClientLibrary>(router, "/", CONTENT_SECURITY_POLICY);
     embedded_routes::<Assets>(router, "/", CONTENT_SECURITY_POLICY)
 }
@@ -339,7 +343,7 @@ pub async fn dev_token(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::SocketAddr;
     use std::sync::Arc;
 
@@ -352,7 +356,11 @@ mod tests {
     use crate::hub::Hub;
 
     /// A state listening on `listen`, with the generated key or a configured secret.
-    fn app_state(dir: &std::path::Path, listen: &str, generated: bool) -> AppState {
+    pub(in crate::http) fn app_state(
+        dir: &std::path::Path,
+        listen: &str,
+        generated: bool,
+    ) -> AppState {
         let listen: SocketAddr = listen.parse().expect("listen address");
         let jwt = if generated {
             JwtSource::Generated
@@ -485,7 +493,7 @@ mod tests {
         use tower_service::Service;
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut app = router().with_state(app_state(dir.path(), "127.0.0.1:8080", true));
+        let mut app = files().with_state(app_state(dir.path(), "127.0.0.1:8080", true));
         for path in ["/confab.js", "/app.js"] {
             let request = axum::http::Request::get(path)
                 .body(axum::body::Body::empty())

@@ -174,6 +174,24 @@ fn whole_schema_rules(schemas: &mut serde_json::Map<String, serde_json::Value>) 
 
 /// The checks of the handlers on their string query and header parameters, as schema keywords.
 pub(super) fn query_parameters(path: &str, operation: &mut serde_json::Value) {
+    let rules = query_rules();
+    for parameter in parameters_mut(operation) {
+        if parameter["in"] != "query" && parameter["in"] != "header" {
+            continue;
+        }
+        if let Some((_, _, schema)) = rules
+            .iter()
+            .find(|(p, name, _)| *p == path && parameter["name"] == *name)
+        {
+            parameter["schema"] = schema.clone();
+        }
+    }
+}
+
+/// The rules of [`query_parameters`]: the route as the document names it, the parameter, and
+/// its schema. (A rule whose route or parameter is gone would apply to nothing: a test of
+/// `openapi` checks that each one finds its parameter.)
+pub(super) fn query_rules() -> Vec<(&'static str, &'static str, serde_json::Value)> {
     use crate::validate::MAX_ID_LEN;
     use confab_protocol::limits::MAX_USER_ID_LEN;
     let nonblank = |max: usize| {
@@ -182,7 +200,7 @@ pub(super) fn query_parameters(path: &str, operation: &mut serde_json::Value) {
     };
     let day = serde_json::json!({"type": "string", "format": "date",
         "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"});
-    let rules: &[(&str, &str, serde_json::Value)] = &[
+    vec![
         ("/v1/conversations", "cursor", token(MAX_ID_LEN)),
         (
             "/v1/search/messages",
@@ -222,16 +240,5 @@ pub(super) fn query_parameters(path: &str, operation: &mut serde_json::Value) {
             "X-Chunk-SHA256",
             serde_json::json!({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
         ),
-    ];
-    for parameter in parameters_mut(operation) {
-        if parameter["in"] != "query" && parameter["in"] != "header" {
-            continue;
-        }
-        if let Some((_, _, schema)) = rules
-            .iter()
-            .find(|(p, name, _)| *p == path && parameter["name"] == *name)
-        {
-            parameter["schema"] = schema.clone();
-        }
-    }
+    ]
 }
