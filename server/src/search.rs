@@ -40,8 +40,11 @@ const FEED_QUEUE: usize = 4096;
 pub struct SearchService {
     pub index: Arc<SearchIndex>,
     feed: SyncSender<Vec<IndexEvent>>,
-    /// Searches per user; `None` when the limit is off.
+    /// Searches per user.
     limiter: crate::limits::Limit,
+    /// Completions per user: a budget of their own, as a search box asks for them per
+    /// keystroke.
+    suggestions: crate::limits::Limit,
     /// Conversations whose events the feed dropped, to replay from storage.
     behind: Mutex<BTreeSet<(String, String)>>,
     /// Whether the backfill from storage at start has finished.
@@ -149,6 +152,7 @@ impl SearchService {
             index,
             feed,
             limiter: crate::limits::Limit::per_minute(0, "searches"),
+            suggestions: crate::limits::Limit::per_minute(0, "suggestions"),
             behind: Mutex::new(BTreeSet::new()),
             backfilled: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "kafka")]
@@ -168,6 +172,8 @@ impl SearchService {
                 |err| err.context(format!("cannot open the search index in {}", dir.display())),
             )?;
         service.limiter = crate::limits::Limit::per_minute(config.search_per_minute, "searches");
+        service.suggestions =
+            crate::limits::Limit::per_minute(config.search_suggestions_per_minute, "suggestions");
         #[cfg(feature = "kafka")]
         service.follow_stream(config, &dir)?;
         Ok(Arc::new(service))
@@ -216,6 +222,18 @@ impl SearchService {
     /// retry.
     pub fn check_rate(&self, user: &AuthUser) -> Result<(), AppError> {
         self.limiter.check(user)
+    }
+
+    /// Takes one completion from the user's budget of suggestions (apart from searches), or
+    /// refuses with `rate_limited` and when to retry.
+    pub fn check_suggestion_rate(&self, user: &AuthUser) -> Result<(), AppError> {
+        self.suggestions.check(user)
+    }
+
+    /// Forgets the budgets of users idle for a while (called every minute).
+    pub fn forget_idle(&self) {
+        self.limiter.forget_idle();
+        self.suggestions.forget_idle();
     }
 
     /// Hands `events`' message events to the indexer; never waits (a full queue drops them,

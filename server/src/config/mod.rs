@@ -469,6 +469,16 @@ pub struct Config {
         help_heading = "Search"
     )]
     pub search_per_minute: u32,
+    /// Search-box completions (`/v1/search/suggestions`) one user may ask for per minute, a
+    /// budget apart from `search_per_minute` (a search box asks once per keystroke); 0 turns
+    /// the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_SEARCH_SUGGESTIONS_PER_MINUTE",
+        default_value = "600",
+        help_heading = "Search"
+    )]
+    pub search_suggestions_per_minute: u32,
     /// Memory the search index writer may fill before it writes a segment, in bytes (at least
     /// 16 MiB; each indexing thread takes 25 MiB of it). Larger speeds up bulk indexing (a
     /// backfill); smaller makes each commit cheaper.
