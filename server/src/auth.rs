@@ -1,6 +1,6 @@
 //! Token authentication: JWT verification (HS256 secret, an RS256/ES256 public key, or the keys
 //! an identity provider publishes at a JWKS URL: `jwks.rs`), minting of development tokens, the
-//! key generated under the data dir, and the REST extractor.
+//! key generated under the data dir, and the REST extractors (any caller, a tenant admin).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +42,10 @@ pub struct Claims {
     /// Audience: must be `jwt_audience` when that is set; refused otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// The user is an admin of the tenant (`"admin": true`): may call `/v1/admin/…` for it.
+    /// Absent is false; any value other than a boolean makes the token invalid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl Claims {
@@ -56,6 +60,7 @@ impl Claims {
             nbf: None,
             iss: None,
             aud: None,
+            admin: false,
         }
     }
 }
@@ -69,6 +74,8 @@ pub struct AuthUser {
     /// When the token stops being valid (`exp`, seconds since the epoch): an open WebSocket is
     /// closed then unless the client sent a `refresh` with a newer token.
     pub expires_at: u64,
+    /// The token's `admin` claim: an admin of the tenant.
+    pub admin: bool,
 }
 
 /// Why key material could not be loaded or created.
@@ -294,6 +301,7 @@ impl JwtKeys {
         }
         Ok(AuthUser {
             expires_at: claims.exp,
+            admin: claims.admin,
             user: claims.sub.into(),
             tenant: claims.tid.into(),
             name: claims
@@ -317,6 +325,28 @@ impl JwtKeys {
         name: Option<&str>,
         ttl: Duration,
     ) -> Result<String, KeyError> {
+        self.mint_claims(user, tenant, name, false, ttl)
+    }
+
+    /// Mints a token of an admin of `tenant` (claim `"admin": true`), valid for `ttl`.
+    pub fn mint_admin(
+        &self,
+        user: &str,
+        tenant: &str,
+        name: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, KeyError> {
+        self.mint_claims(user, tenant, name, true, ttl)
+    }
+
+    fn mint_claims(
+        &self,
+        user: &str,
+        tenant: &str,
+        name: Option<&str>,
+        admin: bool,
+        ttl: Duration,
+    ) -> Result<String, KeyError> {
         let encoding = self.encoding.as_ref().ok_or(KeyError::CannotMint)?;
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
@@ -324,6 +354,7 @@ impl JwtKeys {
             iat: Some(now),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            admin,
             ..Claims::new(user, tenant, now.saturating_add(ttl.as_secs()))
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding)
@@ -415,6 +446,28 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// A caller whose token carries the tenant-admin claim (`"admin": true`); anyone else is
+/// refused with 403 `forbidden` (without a valid token, 401 first).
+#[derive(Debug, Clone)]
+pub struct TenantAdmin(pub AuthUser);
+
+impl FromRequestParts<AppState> for TenantAdmin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !user.admin {
+            return Err(AppError::forbidden(
+                "this needs a tenant admin's token (claim `\"admin\": true`)",
+            ));
+        }
+        Ok(TenantAdmin(user))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +487,32 @@ mod tests {
         assert_eq!(&*user.user, "alice");
         assert_eq!(&*user.tenant, "acme");
         assert_eq!(user.name.as_deref(), Some("Alice"));
+        assert!(!user.admin, "no admin claim unless asked for");
+        let admin = keys
+            .mint_admin("ada", "acme", None, Duration::from_secs(60))
+            .expect("mint");
+        assert!(keys.verify(&admin).expect("verify").admin);
+    }
+
+    #[test]
+    fn an_admin_claim_that_is_not_a_boolean_is_refused() {
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(&[7u8; 32]).expect("key"),
+            )
+            .expect("encode")
+        };
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let keys = keys();
+        for admin in [serde_json::json!("true"), serde_json::json!(1)] {
+            let token =
+                sign(serde_json::json!({"sub": "a", "tid": "t", "exp": exp, "admin": admin}));
+            assert!(keys.verify(&token).is_err(), "admin: {admin}");
+        }
+        let token = sign(serde_json::json!({"sub": "a", "tid": "t", "exp": exp, "admin": false}));
+        assert!(!keys.verify(&token).expect("a boolean").admin);
     }
 
     #[test]

@@ -243,6 +243,7 @@ mod tests {
             tenant: "t".into(),
             name: None,
             expires_at: u64::MAX,
+            admin: false,
         }
     }
 

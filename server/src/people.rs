@@ -68,6 +68,7 @@ mod tests {
             user: Arc::from("alice"),
             tenant: Arc::from("acme"),
             name: Some(Arc::from(name)),
+            admin: false,
         }
     }
 

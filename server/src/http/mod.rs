@@ -1,6 +1,7 @@
 //! The REST API under `/v1` plus the ops endpoints. Each module has a `router()`; they are
 //! merged here. Extractor rejections are turned into the one JSON error shape.
 
+mod admin;
 mod conversations;
 mod docs;
 mod media;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(search_conversations::router())
         .merge(search_suggestions::router())
         .merge(search_recent::router())
+        .merge(admin::router())
         .merge(web::router())
         .merge(docs::router())
         .route("/v1/openapi.json", get(openapi::serve))

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    conversations, media, messages, ops, search, search_conversations, search_people,
+    admin, conversations, media, messages, ops, search, search_conversations, search_people,
     search_recent, search_suggestions, web,
 };
 
@@ -33,6 +33,7 @@ use rules::{body_constraints, path_parameters, query_parameters};
         search::messages, search_people::users, search_suggestions::suggestions,
         search_conversations::conversations, search_conversations::everything,
         search_recent::recent, search_recent::clear,
+        admin::start, admin::list, admin::fetch,
         web::dev_token,
     ),
     modifiers(&BearerAuth, &Conventions),
@@ -42,6 +43,7 @@ use rules::{body_constraints, path_parameters, query_parameters};
         (name = "messages", description = "History, sending, edits, deletes, reactions"),
         (name = "media", description = "Files: uploads (single and resumable), downloads with ranges"),
         (name = "search", description = "Full-text search over the caller's conversations"),
+        (name = "admin", description = "A tenant admin's operations (tokens with `\"admin\": true`)"),
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "dev", description = "Development sign-in (generated key on loopback only)"),
     )
@@ -113,6 +115,7 @@ fn status_description(status: &str) -> &'static str {
     match status {
         "200" => "OK",
         "201" => "Created (`Location` names it)",
+        "202" => "Accepted: started in the background (`Location` names it)",
         "204" => "Done, nothing to return",
         "206" => "The requested byte range",
         "304" => "Not modified",
@@ -366,6 +369,8 @@ mod tests {
             ("/v1/dev/token", &["post"]),
             ("/v1/search/users", &["get"]),
             ("/v1/search/suggestions", &["get"]),
+            ("/v1/admin/reindex", &["get", "post"]),
+            ("/v1/admin/reindex/{id}", &["get"]),
         ] {
             for method in methods {
                 assert!(
