@@ -283,11 +283,15 @@ async fn swap(
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Swapped> {
         let swap = search.index.begin_swap();
+        let held = Instant::now();
         // Storage I/O while the writer is held: the feed waits, searches do not.
         let caught_up = runtime.block_on(catch_up(&rebuilt, &store, &job, &read))?;
-        tracing::debug!(events = caught_up, "reindex caught up under the writer");
         rebuilt.commit()?;
-        Ok(swap.replace_tenant(&job.tenant, &rebuilt)?)
+        let swapped = swap.replace_tenant(&job.tenant, &rebuilt)?;
+        // How long new events waited to be indexed.
+        tracing::info!(tenant = %job.tenant, caught_up, seconds = held.elapsed().as_secs_f64(),
+            "reindex swapped under the index writer");
+        Ok(swapped)
     })
     .await
     .map_err(anyhow::Error::from)?
