@@ -74,7 +74,13 @@ pub struct AuthUser {
     /// When the token stops being valid (`exp`, seconds since the epoch): an open WebSocket is
     /// closed then unless the client sent a `refresh` with a newer token.
     pub expires_at: u64,
-    /// The token's `admin` claim: an admin of the tenant.
+}
+
+/// A verified token: its caller, and whether it is an admin of the tenant (`admin` claim; kept
+/// apart from [`AuthUser`], which every WebSocket session holds and whose size is watched).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub user: AuthUser,
     pub admin: bool,
 }
 
@@ -241,7 +247,14 @@ impl JwtKeys {
     /// Verifies a token and returns its caller; with a JWKS, a token naming a key the cached
     /// set does not hold has the set fetched again (at most every [`crate::jwks::MIN_REFETCH`]).
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, AppError> {
-        let verified = self.verify(token);
+        self.authenticate_token(token)
+            .await
+            .map(|verified| verified.user)
+    }
+
+    /// [`JwtKeys::authenticate`], with the token's admin claim.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Verified, AppError> {
+        let verified = self.verify_token(token);
         let Verifier::Jwks(jwks) = &self.verifier else {
             return verified;
         };
@@ -253,13 +266,18 @@ impl JwtKeys {
             Lookup::Found(_) => verified,
             Lookup::NotLoaded | Lookup::Unknown => {
                 jwks.refresh_for_unknown_key().await;
-                self.verify(token)
+                self.verify_token(token)
             }
         }
     }
 
     /// Verifies a token against the keys at hand and returns its caller.
     pub fn verify(&self, token: &str) -> Result<AuthUser, AppError> {
+        self.verify_token(token).map(|verified| verified.user)
+    }
+
+    /// [`JwtKeys::verify`], with the token's admin claim.
+    pub fn verify_token(&self, token: &str) -> Result<Verified, AppError> {
         let invalid =
             |e: jsonwebtoken::errors::Error| AppError::unauthorized(format!("invalid token: {e}"));
         let data = match &self.verifier {
@@ -299,9 +317,8 @@ impl JwtKeys {
                 )));
             }
         }
-        Ok(AuthUser {
+        let user = AuthUser {
             expires_at: claims.exp,
-            admin: claims.admin,
             user: claims.sub.into(),
             tenant: claims.tid.into(),
             name: claims
@@ -314,6 +331,10 @@ impl JwtKeys {
                 })
                 .filter(|n| !n.trim().is_empty())
                 .map(Into::into),
+        };
+        Ok(Verified {
+            user,
+            admin: claims.admin,
         })
     }
 
@@ -430,6 +451,17 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        Ok(Verified::from_request_parts(parts, state).await?.user)
+    }
+}
+
+impl FromRequestParts<AppState> for Verified {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -439,10 +471,10 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok()
             .and_then(bearer)
             .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
-        let user = state.keys.authenticate(token).await?;
-        state.user_limits().rest.check(&user)?;
-        state.sightings().seen(&state.store, &user);
-        Ok(user)
+        let verified = state.keys.authenticate_token(token).await?;
+        state.user_limits().rest.check(&verified.user)?;
+        state.sightings().seen(&state.store, &verified.user);
+        Ok(verified)
     }
 }
 
@@ -458,13 +490,13 @@ impl FromRequestParts<AppState> for TenantAdmin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        if !user.admin {
+        let verified = Verified::from_request_parts(parts, state).await?;
+        if !verified.admin {
             return Err(AppError::forbidden(
                 "this needs a tenant admin's token (claim `\"admin\": true`)",
             ));
         }
-        Ok(TenantAdmin(user))
+        Ok(TenantAdmin(verified.user))
     }
 }
 
@@ -487,11 +519,14 @@ mod tests {
         assert_eq!(&*user.user, "alice");
         assert_eq!(&*user.tenant, "acme");
         assert_eq!(user.name.as_deref(), Some("Alice"));
-        assert!(!user.admin, "no admin claim unless asked for");
+        assert!(
+            !keys.verify_token(&token).expect("verify").admin,
+            "no admin claim unless asked for"
+        );
         let admin = keys
             .mint_admin("ada", "acme", None, Duration::from_secs(60))
             .expect("mint");
-        assert!(keys.verify(&admin).expect("verify").admin);
+        assert!(keys.verify_token(&admin).expect("verify").admin);
     }
 
     #[test]
@@ -512,7 +547,7 @@ mod tests {
             assert!(keys.verify(&token).is_err(), "admin: {admin}");
         }
         let token = sign(serde_json::json!({"sub": "a", "tid": "t", "exp": exp, "admin": false}));
-        assert!(!keys.verify(&token).expect("a boolean").admin);
+        assert!(!keys.verify_token(&token).expect("a boolean").admin);
     }
 
     #[test]

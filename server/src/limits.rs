@@ -243,7 +243,6 @@ mod tests {
             tenant: "t".into(),
             name: None,
             expires_at: u64::MAX,
-            admin: false,
         }
     }
 

@@ -68,7 +68,6 @@ mod tests {
             user: Arc::from("alice"),
             tenant: Arc::from("acme"),
             name: Some(Arc::from(name)),
-            admin: false,
         }
     }
 

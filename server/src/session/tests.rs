@@ -214,7 +214,6 @@ impl Server {
             tenant: TENANT.into(),
             name: None,
             expires_at: u64::MAX,
-            admin: false,
         };
         // Returns once the session task is spawned.
         let (mut client, socket) = Client::pair();
