@@ -37,6 +37,8 @@ export type RestBody =
   | Reaction
   | RecentSearch
   | RecentSearches
+  | ReindexJob
+  | ReindexJobs
   | Role
   | SearchHealth
   | SearchResults
@@ -458,6 +460,47 @@ export interface RecentSearch {
  */
 export interface RecentSearches {
   queries: RecentSearch[];
+}
+/**
+ * A rebuild of the search index's documents of the caller's tenant from storage
+ * (`POST /v1/admin/reindex`).
+ */
+export interface ReindexJob {
+  /**
+   * Documents the swap wrote anew or removed because they differed from storage (set when
+   * done).
+   */
+  changed: number;
+  /**
+   * Messages in the rebuilt documents so far (deleted ones included).
+   */
+  documents: number;
+  /**
+   * Why it failed (`failed` only).
+   */
+  error?: string | null;
+  /**
+   * Events read from storage and indexed so far.
+   */
+  events: number;
+  /**
+   * Events the tenant's conversations held when the job started (those that arrive while
+   * it runs are read too).
+   */
+  events_total: number;
+  finished_at?: number | null;
+  id: string;
+  started_at: number;
+  /**
+   * `running`, then `done` or `failed`.
+   */
+  state: string;
+}
+/**
+ * The caller's tenant's reindex jobs on this node, newest first.
+ */
+export interface ReindexJobs {
+  jobs: ReindexJob[];
 }
 /**
  * `GET /v1/search`: messages, conversations and people at once.

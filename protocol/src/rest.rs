@@ -573,6 +573,39 @@ pub struct SearchHealth {
     pub conversations_behind: u64,
 }
 
+/// A rebuild of the search index's documents of the caller's tenant from storage
+/// (`POST /v1/admin/reindex`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReindexJob {
+    pub id: String,
+    /// `running`, then `done` or `failed`.
+    pub state: String,
+    /// Events read from storage and indexed so far.
+    pub events: u64,
+    /// Events the tenant's conversations held when the job started (those that arrive while
+    /// it runs are read too).
+    pub events_total: u64,
+    /// Messages in the rebuilt documents so far (deleted ones included).
+    pub documents: u64,
+    /// Documents the swap wrote anew or removed because they differed from storage (set when
+    /// done).
+    pub changed: u64,
+    pub started_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Millis>,
+    /// Why it failed (`failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The caller's tenant's reindex jobs on this node, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReindexJobs {
+    pub jobs: Vec<ReindexJob>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

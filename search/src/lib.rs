@@ -8,7 +8,8 @@
 //!   within the conversations the caller may read (checked by the caller at query time).
 //! - `query.rs`: the query language; `querying.rs`: a search as a tantivy query and its page of
 //!   hits; `highlight.rs`: snippets with `<mark>`; `tokenizer.rs`: words, CJK as bigrams;
-//!   `suggesting.rs`: completions of a prefix from the words a caller may read.
+//!   `suggesting.rs`: completions of a prefix from the words a caller may read;
+//!   `rebuilding.rs`: one tenant's documents rebuilt beside the index and swapped in.
 //!
 //! Every call blocks (tantivy's work is CPU and disk): the server runs them off the async
 //! runtime.
@@ -19,6 +20,7 @@
 mod highlight;
 pub mod query;
 mod querying;
+mod rebuilding;
 mod suggesting;
 pub mod tokenizer;
 
@@ -39,6 +41,7 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
 pub use query::Parsed;
+pub use rebuilding::{Swap, Swapped};
 pub use suggesting::Completion;
 
 /// The analyzer of message text: words (CJK as bigrams), lower-cased, accents folded, English
@@ -569,6 +572,11 @@ impl SearchIndex {
     /// indexed).
     pub fn commit(&self) -> Result<()> {
         let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.commit_locked(&mut writing)
+    }
+
+    /// [`SearchIndex::commit`], under the writer's lock held by the caller.
+    fn commit_locked(&self, writing: &mut Writing) -> Result<()> {
         let payload = serde_json::to_string(&Payload {
             v: SCHEMA_VERSION,
             indexed: writing.indexed.clone(),
@@ -586,7 +594,6 @@ impl SearchIndex {
             .committed
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = indexed;
-        drop(writing);
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Token authentication: JWT verification (HS256 secret, an RS256/ES256 public key, or the keys
 //! an identity provider publishes at a JWKS URL: `jwks.rs`), minting of development tokens, the
-//! key generated under the data dir, and the REST extractor.
+//! key generated under the data dir, and the REST extractors (any caller, a tenant admin).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +42,10 @@ pub struct Claims {
     /// Audience: must be `jwt_audience` when that is set; refused otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// The user is an admin of the tenant (`"admin": true`): may call `/v1/admin/…` for it.
+    /// Absent is false; any value other than a boolean makes the token invalid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl Claims {
@@ -56,6 +60,7 @@ impl Claims {
             nbf: None,
             iss: None,
             aud: None,
+            admin: false,
         }
     }
 }
@@ -69,6 +74,14 @@ pub struct AuthUser {
     /// When the token stops being valid (`exp`, seconds since the epoch): an open WebSocket is
     /// closed then unless the client sent a `refresh` with a newer token.
     pub expires_at: u64,
+}
+
+/// A verified token: its caller, and whether it is an admin of the tenant (`admin` claim; kept
+/// apart from [`AuthUser`], which every WebSocket session holds and whose size is watched).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub user: AuthUser,
+    pub admin: bool,
 }
 
 /// Why key material could not be loaded or created.
@@ -234,7 +247,14 @@ impl JwtKeys {
     /// Verifies a token and returns its caller; with a JWKS, a token naming a key the cached
     /// set does not hold has the set fetched again (at most every [`crate::jwks::MIN_REFETCH`]).
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, AppError> {
-        let verified = self.verify(token);
+        self.authenticate_token(token)
+            .await
+            .map(|verified| verified.user)
+    }
+
+    /// [`JwtKeys::authenticate`], with the token's admin claim.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Verified, AppError> {
+        let verified = self.verify_token(token);
         let Verifier::Jwks(jwks) = &self.verifier else {
             return verified;
         };
@@ -246,13 +266,18 @@ impl JwtKeys {
             Lookup::Found(_) => verified,
             Lookup::NotLoaded | Lookup::Unknown => {
                 jwks.refresh_for_unknown_key().await;
-                self.verify(token)
+                self.verify_token(token)
             }
         }
     }
 
     /// Verifies a token against the keys at hand and returns its caller.
     pub fn verify(&self, token: &str) -> Result<AuthUser, AppError> {
+        self.verify_token(token).map(|verified| verified.user)
+    }
+
+    /// [`JwtKeys::verify`], with the token's admin claim.
+    pub fn verify_token(&self, token: &str) -> Result<Verified, AppError> {
         let invalid =
             |e: jsonwebtoken::errors::Error| AppError::unauthorized(format!("invalid token: {e}"));
         let data = match &self.verifier {
@@ -292,7 +317,7 @@ impl JwtKeys {
                 )));
             }
         }
-        Ok(AuthUser {
+        let user = AuthUser {
             expires_at: claims.exp,
             user: claims.sub.into(),
             tenant: claims.tid.into(),
@@ -306,6 +331,10 @@ impl JwtKeys {
                 })
                 .filter(|n| !n.trim().is_empty())
                 .map(Into::into),
+        };
+        Ok(Verified {
+            user,
+            admin: claims.admin,
         })
     }
 
@@ -317,6 +346,28 @@ impl JwtKeys {
         name: Option<&str>,
         ttl: Duration,
     ) -> Result<String, KeyError> {
+        self.mint_claims(user, tenant, name, false, ttl)
+    }
+
+    /// Mints a token of an admin of `tenant` (claim `"admin": true`), valid for `ttl`.
+    pub fn mint_admin(
+        &self,
+        user: &str,
+        tenant: &str,
+        name: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, KeyError> {
+        self.mint_claims(user, tenant, name, true, ttl)
+    }
+
+    fn mint_claims(
+        &self,
+        user: &str,
+        tenant: &str,
+        name: Option<&str>,
+        admin: bool,
+        ttl: Duration,
+    ) -> Result<String, KeyError> {
         let encoding = self.encoding.as_ref().ok_or(KeyError::CannotMint)?;
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
@@ -324,6 +375,7 @@ impl JwtKeys {
             iat: Some(now),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            admin,
             ..Claims::new(user, tenant, now.saturating_add(ttl.as_secs()))
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding)
@@ -399,6 +451,17 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        Ok(Verified::from_request_parts(parts, state).await?.user)
+    }
+}
+
+impl FromRequestParts<AppState> for Verified {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -408,10 +471,32 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok()
             .and_then(bearer)
             .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
-        let user = state.keys.authenticate(token).await?;
-        state.user_limits().rest.check(&user)?;
-        state.sightings().seen(&state.store, &user);
-        Ok(user)
+        let verified = state.keys.authenticate_token(token).await?;
+        state.user_limits().rest.check(&verified.user)?;
+        state.sightings().seen(&state.store, &verified.user);
+        Ok(verified)
+    }
+}
+
+/// A caller whose token carries the tenant-admin claim (`"admin": true`); anyone else is
+/// refused with 403 `forbidden` (without a valid token, 401 first).
+#[derive(Debug, Clone)]
+pub struct TenantAdmin(pub AuthUser);
+
+impl FromRequestParts<AppState> for TenantAdmin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let verified = Verified::from_request_parts(parts, state).await?;
+        if !verified.admin {
+            return Err(AppError::forbidden(
+                "this needs a tenant admin's token (claim `\"admin\": true`)",
+            ));
+        }
+        Ok(TenantAdmin(verified.user))
     }
 }
 
@@ -434,6 +519,35 @@ mod tests {
         assert_eq!(&*user.user, "alice");
         assert_eq!(&*user.tenant, "acme");
         assert_eq!(user.name.as_deref(), Some("Alice"));
+        assert!(
+            !keys.verify_token(&token).expect("verify").admin,
+            "no admin claim unless asked for"
+        );
+        let admin = keys
+            .mint_admin("ada", "acme", None, Duration::from_secs(60))
+            .expect("mint");
+        assert!(keys.verify_token(&admin).expect("verify").admin);
+    }
+
+    #[test]
+    fn an_admin_claim_that_is_not_a_boolean_is_refused() {
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(&[7u8; 32]).expect("key"),
+            )
+            .expect("encode")
+        };
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let keys = keys();
+        for admin in [serde_json::json!("true"), serde_json::json!(1)] {
+            let token =
+                sign(serde_json::json!({"sub": "a", "tid": "t", "exp": exp, "admin": admin}));
+            assert!(keys.verify(&token).is_err(), "admin: {admin}");
+        }
+        let token = sign(serde_json::json!({"sub": "a", "tid": "t", "exp": exp, "admin": false}));
+        assert!(!keys.verify_token(&token).expect("a boolean").admin);
     }
 
     #[test]

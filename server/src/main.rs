@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
                     .context("the server task failed")?
             })
         }
-        CliCommand::Token(args) => token(args),
+        CliCommand::Token(args) => token(*args),
         CliCommand::Config(args) => {
             print_config_docs(&args);
             Ok(())
@@ -230,7 +230,11 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     };
     let keys = JwtKeys::load(&source, &data_dir)?
         .with_claims(args.issuer.as_deref(), args.audience.as_deref());
-    let token = keys.mint(&args.user, &args.tenant, args.name.as_deref(), args.ttl)?;
+    let token = if args.admin {
+        keys.mint_admin(&args.user, &args.tenant, args.name.as_deref(), args.ttl)?
+    } else {
+        keys.mint(&args.user, &args.tenant, args.name.as_deref(), args.ttl)?
+    };
     println!("{token}");
     Ok(())
 }

@@ -14,7 +14,7 @@
 //! paths apply the same events; [`SearchIndex::apply`] keeps each message at the state of its
 //! highest seq, so which path delivers first, or twice, does not matter.
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::events::decode::StreamEvent;
 
+pub mod reindex;
 #[cfg(feature = "kafka")]
 pub mod stream;
 
@@ -39,9 +40,18 @@ const FEED_QUEUE: usize = 4096;
 /// The search index of this node and its feed.
 pub struct SearchService {
     pub index: Arc<SearchIndex>,
+    /// Where the index lives; reindexes build theirs beside it, in `reindex-<job>`.
+    dir: PathBuf,
+    /// The index writer's memory budget, in bytes (a reindex's writer gets the same).
+    budget: usize,
+    /// Reindexes of tenants, running and finished.
+    pub reindexes: reindex::Reindexes,
     feed: SyncSender<Vec<IndexEvent>>,
-    /// Searches per user; `None` when the limit is off.
+    /// Searches per user.
     limiter: crate::limits::Limit,
+    /// Completions per user: a budget of their own, as a search box asks for them per
+    /// keystroke.
+    suggestions: crate::limits::Limit,
     /// Conversations whose events the feed dropped, to replay from storage.
     behind: Mutex<BTreeSet<(String, String)>>,
     /// Whether the backfill from storage at start has finished.
@@ -140,6 +150,7 @@ impl SearchService {
         budget: usize,
     ) -> anyhow::Result<SearchService> {
         let index = Arc::new(SearchIndex::open_with_budget(dir, budget)?);
+        reindex::remove_leftovers(dir);
         let (feed, events) = std::sync::mpsc::sync_channel(FEED_QUEUE);
         let indexer = index.clone();
         std::thread::Builder::new()
@@ -147,8 +158,12 @@ impl SearchService {
             .spawn(move || run_indexer(&indexer, &events, commit_interval))?;
         Ok(SearchService {
             index,
+            dir: dir.to_owned(),
+            budget,
+            reindexes: reindex::Reindexes::default(),
             feed,
             limiter: crate::limits::Limit::per_minute(0, "searches"),
+            suggestions: crate::limits::Limit::per_minute(0, "suggestions"),
             behind: Mutex::new(BTreeSet::new()),
             backfilled: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "kafka")]
@@ -168,6 +183,8 @@ impl SearchService {
                 |err| err.context(format!("cannot open the search index in {}", dir.display())),
             )?;
         service.limiter = crate::limits::Limit::per_minute(config.search_per_minute, "searches");
+        service.suggestions =
+            crate::limits::Limit::per_minute(config.search_suggestions_per_minute, "suggestions");
         #[cfg(feature = "kafka")]
         service.follow_stream(config, &dir)?;
         Ok(Arc::new(service))
@@ -216,6 +233,18 @@ impl SearchService {
     /// retry.
     pub fn check_rate(&self, user: &AuthUser) -> Result<(), AppError> {
         self.limiter.check(user)
+    }
+
+    /// Takes one completion from the user's budget of suggestions (apart from searches), or
+    /// refuses with `rate_limited` and when to retry.
+    pub fn check_suggestion_rate(&self, user: &AuthUser) -> Result<(), AppError> {
+        self.suggestions.check(user)
+    }
+
+    /// Forgets the budgets of users idle for a while (called every minute).
+    pub fn forget_idle(&self) {
+        self.limiter.forget_idle();
+        self.suggestions.forget_idle();
     }
 
     /// Hands `events`' message events to the indexer; never waits (a full queue drops them,
@@ -278,17 +307,20 @@ impl SearchService {
             };
             let (tenant, conversation) = key;
             while after < last_seq {
-                let (events, _) = store
-                    .conversation_events(&tenant, &conversation, after, BACKFILL_PAGE)
-                    .await?;
-                let Some(last) = events.last().map(|event| event.seq) else {
+                let Some(page) = replay_page(
+                    &self.index,
+                    store,
+                    &tenant,
+                    &conversation,
+                    after,
+                    BACKFILL_PAGE,
+                )
+                .await?
+                else {
                     break;
                 };
-                let batch: Vec<IndexEvent> = events.iter().map(index_event).collect();
-                replayed += batch.len() as u64;
-                let index = self.index.clone();
-                tokio::task::spawn_blocking(move || index.apply(&batch)).await??;
-                after = last;
+                replayed += page.events;
+                after = page.last;
             }
         }
         if replayed > 0 {
@@ -297,6 +329,48 @@ impl SearchService {
         }
         Ok(replayed)
     }
+}
+
+/// What one page of a replay from storage applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// The seq of the page's last event.
+    pub last: u64,
+    pub events: u64,
+    /// `message` events among them: messages.
+    pub messages: u64,
+}
+
+/// Reads the next page (at most `limit` events) of `conversation`'s events after `after` from
+/// storage and applies it to `index` off the async runtime; `None` when there are none. The
+/// one way events are replayed from storage: the backfill at start, the replay of what the
+/// feed dropped, and a tenant's reindex.
+pub async fn replay_page(
+    index: &Arc<SearchIndex>,
+    store: &DynStore,
+    tenant: &str,
+    conversation: &str,
+    after: u64,
+    limit: u32,
+) -> anyhow::Result<Option<Page>> {
+    let (events, _) = store
+        .conversation_events(tenant, conversation, after, limit)
+        .await?;
+    let Some(last) = events.last().map(|event| event.seq) else {
+        return Ok(None);
+    };
+    let batch: Vec<IndexEvent> = events.iter().map(index_event).collect();
+    let page = Page {
+        last,
+        events: batch.len() as u64,
+        messages: batch
+            .iter()
+            .filter(|event| matches!(event, IndexEvent::Posted { .. }))
+            .count() as u64,
+    };
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || index.apply(&batch)).await??;
+    Ok(Some(page))
 }
 
 /// How often conversations the feed dropped events of are replayed from storage.

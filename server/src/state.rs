@@ -118,7 +118,10 @@ impl AppState {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => services.limits.forget_idle(),
+                    _ = tick.tick() => {
+                        services.limits.forget_idle();
+                        services.search.forget_idle();
+                    }
                 }
             }
         });

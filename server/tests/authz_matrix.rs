@@ -1,8 +1,9 @@
 //! The authorization matrix (issue 15): every REST route of the served OpenAPI document and
 //! every WebSocket command, called as each kind of caller, each cell asserting the status (and
 //! error code) it must get. The callers: the conversation's owner, an admin, a member, a user
-//! of the same tenant who is no member, the member's user id in another tenant, and four
-//! token failures (none, expired, `alg: none`, signed with another key), each of which would
+//! of the same tenant who is no member, the member's user id in another tenant, an admin of
+//! the tenant (token claim `"admin": true`, no member of the fixtures), and four token
+//! failures (none, expired, `alg: none`, signed with another key), each of which would
 //! otherwise be the member.
 //!
 //! The routes come from `/v1/openapi.json` at test time: a documented route without a row here
@@ -17,10 +18,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use authz::{
-    Caller, Fixture, MEMBER, Matrix, OTHER_TENANT, OWNER, chunk, connect, describe_answer,
-    describe_frame, id_of, png, run, unauthenticated,
+    Caller, Fixture, MEMBER, Matrix, OTHER_TENANT, OWNER, TENANT_ADMIN, chunk, connect,
+    describe_answer, describe_frame, id_of, png, run, unauthenticated,
 };
-use common::{Server, TENANT, UNSET, token};
+use common::{Server, TENANT, UNSET, admin_token_in, token};
 use confab_protocol::{ClientFrame, Command};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -39,7 +40,8 @@ enum Body {
 
 /// What each caller gets.
 enum Cells {
-    /// A route behind a token: the five identities' answers; each token failure is `401
+    /// A route behind a token: the answers of the five identities but the tenant admin, who
+    /// gets the non-member's unless the row says otherwise; each token failure is `401
     /// unauthorized`.
     Token([&'static str; 5]),
     /// A route that takes no token: every caller (its token, if any, ignored) gets this.
@@ -64,6 +66,8 @@ struct RestRow {
     /// The call clears what other rows read (the caller's recent searches): it runs after them.
     last: bool,
     cells: Cells,
+    /// What the tenant admin gets, when not the non-member's answer.
+    tenant_admin: Option<&'static str>,
 }
 
 /// Routes served without a token that the OpenAPI document does not list.
@@ -80,6 +84,7 @@ fn row(method: Method, route: &'static str, path: &'static str, cells: Cells) ->
         note: None,
         last: false,
         cells,
+        tenant_admin: None,
     }
 }
 
@@ -111,6 +116,11 @@ impl RestRow {
 
     fn marker(mut self, marker: &'static str) -> RestRow {
         self.marker = Some(marker);
+        self
+    }
+
+    fn tenant_admin(mut self, cell: &'static str) -> RestRow {
+        self.tenant_admin = Some(cell);
         self
     }
 }
@@ -245,6 +255,16 @@ fn rest_rows() -> Vec<RestRow> {
         // The people of one's own tenant.
         row(M::GET, "/v1/search/users", "/v1/search/users?q=ann",
             Token(["200+", "200+", "200+", "200+", "200-"])).marker(r#""id":"ann""#),
+        // A tenant admin's routes: only a token with `"admin": true` (the other tenant's
+        // admin is in `own_expectations`).
+        row(M::POST, "/v1/admin/reindex", "/v1/admin/reindex", Token(["403 forbidden"; 5]))
+            .tenant_admin("202"),
+        row(M::GET, "/v1/admin/reindex", "/v1/admin/reindex", Token(["403 forbidden"; 5]))
+            .tenant_admin("200+").marker("{job}"),
+        row(M::GET, "/v1/admin/reindex/{id}", "/v1/admin/reindex/{job}",
+            Token(["403 forbidden"; 5])).tenant_admin("200"),
+        row(M::GET, "/v1/admin/reindex/{id}", "/v1/admin/reindex/nope",
+            Token(["403 forbidden"; 5])).tenant_admin("404 not_found").note("unknown job"),
     ]
 }
 
@@ -261,6 +281,9 @@ impl RestRow {
     fn expected(&self, caller: Caller) -> &'static str {
         match &self.cells {
             Cells::Public(cell) => cell,
+            Cells::Token(cells) if caller == Caller::TenantAdmin => self
+                .tenant_admin
+                .unwrap_or(cells[Caller::NonMember.index()]),
             Cells::Token(cells) => cells.get(caller.index()).unwrap_or(&"401 unauthorized"),
         }
     }
@@ -314,7 +337,7 @@ async fn own_conversation(
         || matches!(row.body, Body::Json(body) if body.contains("{own_conv}"));
     let Some(token) = caller
         .token()
-        .filter(|_| named && Caller::ALL[..5].contains(&caller))
+        .filter(|_| named && Caller::ALL[..6].contains(&caller))
     else {
         return fixture.conv.clone();
     };
@@ -389,6 +412,8 @@ impl WsRow {
                 "error unauthorized"
             }
             Caller::Expired | Caller::AlgNone | Caller::WrongKey => "http 401 unauthorized",
+            // No member of the fixtures, like the non-member.
+            Caller::TenantAdmin => self.cells[Caller::NonMember.index()],
             identity => self.cells[identity.index()],
         }
     }
@@ -522,7 +547,7 @@ fn coverage(documented: &[(Method, String, bool)], rows: &[RestRow]) -> Vec<Stri
 }
 
 /// The cells with expectations of their own: the development sign-in on a server that has it
-/// (generated key, loopback), and signed links that were changed.
+/// (generated key, loopback), signed links that were changed, and another tenant's admin.
 async fn own_expectations(server: &Server, shared: &Fixture) -> Matrix {
     let dev = Server::in_process(&["--jwt-secret", UNSET]).await;
     let mut cells: Vec<(String, &'static str, String)> = Vec::new();
@@ -589,6 +614,41 @@ async fn own_expectations(server: &Server, shared: &Fixture) -> Matrix {
             describe_answer(status, &answer, None),
         ));
     }
+    // Another tenant's admin neither sees this tenant's reindexes nor starts one of it.
+    let globex_admin = admin_token_in(TENANT_ADMIN, OTHER_TENANT);
+    let job_path = format!("/v1/admin/reindex/{}", shared.job);
+    for (label, method, path, marker, expected) in [
+        (
+            "GET this tenant's reindex as another tenant's admin",
+            Method::GET,
+            job_path.as_str(),
+            None,
+            "404 not_found",
+        ),
+        (
+            "GET /v1/admin/reindex as another tenant's admin",
+            Method::GET,
+            "/v1/admin/reindex",
+            Some(shared.job.as_str()),
+            "200-",
+        ),
+        (
+            "POST /v1/admin/reindex as another tenant's admin (of its tenant)",
+            Method::POST,
+            "/v1/admin/reindex",
+            None,
+            "202",
+        ),
+    ] {
+        let (status, answer) = server
+            .request(method, path, Some(&globex_admin), None)
+            .await;
+        cells.push((
+            label.to_owned(),
+            expected,
+            describe_answer(status, &answer, marker),
+        ));
+    }
     Matrix {
         columns: vec!["answer"],
         rows: cells
@@ -632,12 +692,36 @@ async fn wait_for_search(server: &Server, shared: &Fixture) {
     }
 }
 
+/// Runs a reindex of the tenant to its end (so that the rows find one, and that the row that
+/// starts one finds none running) and returns its id.
+async fn finished_reindex(server: &Server) -> String {
+    let admin = common::admin_token(TENANT_ADMIN);
+    let (status, job) = server
+        .request(Method::POST, "/v1/admin/reindex", Some(&admin), None)
+        .await;
+    assert_eq!(status, 202, "start a reindex: {job}");
+    let id = id_of(&job, "id");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, job) = server.get(&format!("/v1/admin/reindex/{id}"), &admin).await;
+        if job["state"] == "done" {
+            return id;
+        }
+        assert!(
+            job["state"] == "running" && std::time::Instant::now() < deadline,
+            "the reindex did not finish: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_and_command_as_every_caller() {
     let started = std::time::Instant::now();
     let server = Server::in_process(&["--media-uploads-per-minute", "0"]).await;
-    let shared = Fixture::build(&server).await;
+    let mut shared = Fixture::build(&server).await;
     wait_for_search(&server, &shared).await;
+    shared.job = finished_reindex(&server).await;
 
     let mut rest = rest_rows();
     // Rows that clear what others read run after all of them.
@@ -672,7 +756,7 @@ async fn every_route_and_command_as_every_caller() {
         "{}\n{}\n{}",
         rest_matrix.render("REST"),
         ws_matrix.render("WebSocket"),
-        own.render("Own expectations (no token)")
+        own.render("Own expectations")
     );
     println!("{tables}");
     let mismatches: Vec<String> = [rest_matrix, ws_matrix, own]

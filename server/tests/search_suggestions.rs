@@ -141,3 +141,40 @@ async fn people_are_suggested_and_bad_input_is_refused() {
     let unknown = suggest(&server, &token("bob"), &[("prefix", "a"), ("q", "a")]).await;
     assert_eq!(unknown.0, 400, "{}", unknown.1);
 }
+
+/// Completions have a budget of their own (a search box asks per keystroke): using it up
+/// refuses no search, and using up the searches refuses no completion.
+#[tokio::test]
+async fn suggestions_and_searches_have_separate_budgets() {
+    let server = Server::in_process(&[
+        "--search-per-minute",
+        "2",
+        "--search-suggestions-per-minute",
+        "3",
+    ])
+    .await;
+    let alice = token("alice");
+    for _ in 0..3 {
+        let (status, body) = suggest(&server, &alice, &[("prefix", "ro")]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let refused = suggest(&server, &alice, &[("prefix", "ro")]).await;
+    assert_rest_error(&refused, 429, ErrorCode::RateLimited);
+    for _ in 0..2 {
+        let (status, body) = server.get("/v1/search/messages?q=rocket", &alice).await;
+        assert_eq!(status, 200, "searches are not refused: {body}");
+    }
+    let refused = server.get("/v1/search/messages?q=rocket", &alice).await;
+    assert_rest_error(&refused, 429, ErrorCode::RateLimited);
+
+    // And the other way round, for another user: searches used up first.
+    let bob = token("bob");
+    for _ in 0..2 {
+        let (status, body) = server.get("/v1/search?q=rocket", &bob).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let refused = server.get("/v1/search?q=rocket", &bob).await;
+    assert_rest_error(&refused, 429, ErrorCode::RateLimited);
+    let (status, body) = suggest(&server, &bob, &[("prefix", "ro")]).await;
+    assert_eq!(status, 200, "completions are not refused: {body}");
+}

@@ -21,7 +21,7 @@ pub enum CliCommand {
     /// Run the server.
     Serve(Box<ServeArgs>),
     /// Print a JWT signed with the key the server in this data dir uses.
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
     /// Print the configuration's documentation, rendered from its one declaration.
     Config(ConfigCommand),
     /// Print the JSON Schema of every WebSocket frame (what `/v1/protocol.schema.json` serves).
@@ -54,6 +54,10 @@ pub struct TokenArgs {
     /// Display name.
     #[arg(long)]
     pub name: Option<String>,
+    /// An admin of the tenant (claim `"admin": true`): may call `/v1/admin/…` for it, such as
+    /// `POST /v1/admin/reindex`.
+    #[arg(long)]
+    pub admin: bool,
     /// Lifetime, e.g. `30m`, `1h`, `7d`.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,

@@ -540,6 +540,7 @@ mod tests {
             user: "alice".into(),
             tenant: "acme".into(),
             name: None,
+            admin: false,
             ttl: Duration::from_secs(60),
             data_dir: data_dir.map(PathBuf::from),
             jwt_secret: None,

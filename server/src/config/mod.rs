@@ -469,6 +469,16 @@ pub struct Config {
         help_heading = "Search"
     )]
     pub search_per_minute: u32,
+    /// Search-box completions (`/v1/search/suggestions`) one user may ask for per minute, a
+    /// budget apart from `search_per_minute` (a search box asks once per keystroke); 0 turns
+    /// the limit off.
+    #[arg(
+        long,
+        env = "CONFAB_SEARCH_SUGGESTIONS_PER_MINUTE",
+        default_value = "600",
+        help_heading = "Search"
+    )]
+    pub search_suggestions_per_minute: u32,
     /// Memory the search index writer may fill before it writes a segment, in bytes (at least
     /// 16 MiB; each indexing thread takes 25 MiB of it). Larger speeds up bulk indexing (a
     /// backfill); smaller makes each commit cheaper.
@@ -479,6 +489,16 @@ pub struct Config {
         help_heading = "Search"
     )]
     pub search_memory_budget: u64,
+    /// Events per second a tenant's reindex (`POST /v1/admin/reindex`) reads from storage at
+    /// most, so that a rebuild leaves the disk and the cores to live traffic; 0: as fast as it
+    /// goes.
+    #[arg(
+        long,
+        env = "CONFAB_SEARCH_REINDEX_EVENTS_PER_SECOND",
+        default_value = "0",
+        help_heading = "Search"
+    )]
+    pub search_reindex_events_per_second: u32,
     /// Kafka consumer group with which this node's search index follows the event stream (with
     /// `events = "kafka://…"`). Default: `confab-search-` and an id generated once and kept in
     /// the search dir, so each node reads every event and resumes where its index stopped.

@@ -19,6 +19,7 @@
 //! A route deliberately left out of the document (a WebSocket upgrade, static files) goes on
 //! the plain axum router in [`router`], with the reason.
 
+mod admin;
 mod conversations;
 mod docs;
 mod media;
@@ -59,6 +60,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(search_conversations::router())
         .merge(search_suggestions::router())
         .merge(search_recent::router())
+        .merge(admin::router())
         .merge(web::router())
 }
 

@@ -31,6 +31,7 @@ use rules::{body_constraints, path_parameters, query_parameters};
         (name = "messages", description = "History, sending, edits, deletes, reactions"),
         (name = "media", description = "Files: uploads (single and resumable), downloads with ranges"),
         (name = "search", description = "Full-text search over the caller's conversations"),
+        (name = "admin", description = "A tenant admin's operations (tokens with `\"admin\": true`)"),
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "dev", description = "Development sign-in (generated key on loopback only)"),
     )
@@ -102,6 +103,7 @@ fn status_description(status: &str) -> &'static str {
     match status {
         "200" => "OK",
         "201" => "Created (`Location` names it)",
+        "202" => "Accepted: started in the background (`Location` names it)",
         "204" => "Done, nothing to return",
         "206" => "The requested byte range",
         "304" => "Not modified",

@@ -53,14 +53,14 @@ fn starts(text: &str, prefix: &str) -> bool {
     params(SuggestionQuery),
     responses((status = 200, body = Suggestions), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 429, description = "too many searches (`Retry-After` says when to retry)", body = ErrorBody)))]
+        (status = 429, description = "too many completions (`search_suggestions_per_minute`; `Retry-After` says when to retry)", body = ErrorBody)))]
 pub async fn suggestions(
     State(state): State<AppState>,
     user: AuthUser,
     ApiQuery(params): ApiQuery<SuggestionQuery>,
 ) -> Result<Json<Suggestions>, AppError> {
     let started = Instant::now();
-    state.search().check_rate(&user)?;
+    state.search().check_suggestion_rate(&user)?;
     let prefix = params.prefix.trim().to_lowercase();
     if prefix.is_empty() {
         return Err(AppError::invalid("`prefix` is empty"));

@@ -67,6 +67,9 @@ pub const SEARCH_QUERY_DURATION: &str = "confab_search_query_duration_seconds";
 pub const SEARCH_CONSUMER_LAG_EVENTS: &str = "confab_search_consumer_lag_events";
 pub const SEARCH_CONSUMER_LAG_SECONDS: &str = "confab_search_consumer_lag_seconds";
 pub const SEARCH_DEAD_LETTERED_TOTAL: &str = "confab_search_dead_lettered_total";
+pub const SEARCH_REINDEX_TOTAL: &str = "confab_search_reindex_total";
+pub const SEARCH_REINDEX_DURATION: &str = "confab_search_reindex_duration_seconds";
+pub const SEARCH_REINDEX_CHANGED_TOTAL: &str = "confab_search_reindex_changed_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
@@ -167,6 +170,9 @@ pub const ALL: &[Metric] = &[
     metric(SEARCH_CONSUMER_LAG_EVENTS, Gauge, "Events on the stream the search index has not read."),
     metric(SEARCH_CONSUMER_LAG_SECONDS, Gauge, "Age of the newest stream event read, while behind."),
     metric(SEARCH_DEAD_LETTERED_TOTAL, Counter, "Stream records the index could not read, by reason."),
+    metric(SEARCH_REINDEX_TOTAL, Counter, "Tenant reindexes (POST /v1/admin/reindex) finished, by outcome (done or failed)."),
+    metric(SEARCH_REINDEX_DURATION, Histogram, "Tenant reindex duration in seconds, from start to swap (or failure)."),
+    metric(SEARCH_REINDEX_CHANGED_TOTAL, Counter, "Search documents reindexes rewrote or removed because they differed from storage."),
     metric(PROCESS_RESIDENT_MEMORY, Gauge, "Resident memory size in bytes."),
     metric(PROCESS_CPU_SECONDS, Counter, "User and system CPU time in seconds."),
     metric(PROCESS_OPEN_FDS, Gauge, "Open file descriptors."),
@@ -205,6 +211,7 @@ fn labelled_series() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     series.extend(one(EVENTS_TOTAL, "kind", &kinds));
     series.extend(one(EPHEMERAL_TOTAL, "kind", &["typing", "read"]));
     series.extend(one(REPLAYS_TOTAL, "outcome", &["recovered", "too_many"]));
+    series.extend(one(SEARCH_REINDEX_TOTAL, "outcome", &["done", "failed"]));
     series.extend(one(WS_FRAMES_TOTAL, "direction", &["in", "out"]));
     series.extend(one(WS_BYTES_TOTAL, "direction", &["in", "out"]));
     series.extend(one(
@@ -447,6 +454,14 @@ pub fn search_consumer_lag(events: u64, seconds: f64) {
 /// A stream record sent to the dead-letter topic (`reason`: see `events::decode`).
 pub fn search_dead_lettered(reason: &'static str) {
     counter!(SEARCH_DEAD_LETTERED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// A tenant's reindex finished with `outcome` (`done` or `failed`) after `elapsed`, having
+/// rewritten or removed `changed` documents.
+pub fn search_reindex(outcome: &'static str, elapsed: Duration, changed: u64) {
+    counter!(SEARCH_REINDEX_TOTAL, "outcome" => outcome).increment(1);
+    histogram!(SEARCH_REINDEX_DURATION).record(elapsed.as_secs_f64());
+    counter!(SEARCH_REINDEX_CHANGED_TOTAL).increment(changed);
 }
 
 pub fn search_query(endpoint: &'static str, elapsed: Duration) {

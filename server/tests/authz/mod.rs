@@ -11,7 +11,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
-use crate::common::{self, RECV_TIMEOUT, SECRET, Server, TENANT, WsClient, token, token_in};
+use crate::common::{
+    self, RECV_TIMEOUT, SECRET, Server, TENANT, WsClient, admin_token, token, token_in,
+};
 
 pub const OWNER: &str = "ann";
 pub const ADMIN: &str = "ada";
@@ -19,6 +21,8 @@ pub const MEMBER: &str = "meg";
 /// A second plain member, whom the role and removal rows act on.
 pub const OTHER_MEMBER: &str = "mo";
 pub const NON_MEMBER: &str = "nick";
+/// An admin of the tenant (token claim `"admin": true`), no member of the fixtures.
+pub const TENANT_ADMIN: &str = "tad";
 /// The tenant of the other-tenant caller, who has the member's user id there.
 pub const OTHER_TENANT: &str = "globex";
 /// The bytes of the resumable upload (one chunk).
@@ -33,6 +37,7 @@ pub enum Caller {
     Member,
     NonMember,
     OtherTenant,
+    TenantAdmin,
     NoToken,
     Expired,
     AlgNone,
@@ -40,12 +45,13 @@ pub enum Caller {
 }
 
 impl Caller {
-    pub const ALL: [Caller; 9] = [
+    pub const ALL: [Caller; 10] = [
         Caller::Owner,
         Caller::Admin,
         Caller::Member,
         Caller::NonMember,
         Caller::OtherTenant,
+        Caller::TenantAdmin,
         Caller::NoToken,
         Caller::Expired,
         Caller::AlgNone,
@@ -64,6 +70,7 @@ impl Caller {
             Caller::Member => "member",
             Caller::NonMember => "non-member",
             Caller::OtherTenant => "other-tenant",
+            Caller::TenantAdmin => "tenant-admin",
             Caller::NoToken => "no-token",
             Caller::Expired => "expired",
             Caller::AlgNone => "alg-none",
@@ -77,6 +84,7 @@ impl Caller {
             Caller::Owner => OWNER,
             Caller::Admin => ADMIN,
             Caller::NonMember => NON_MEMBER,
+            Caller::TenantAdmin => TENANT_ADMIN,
             _ => MEMBER,
         }
     }
@@ -88,6 +96,7 @@ impl Caller {
                 Some(token(self.user()))
             }
             Caller::OtherTenant => Some(token_in(MEMBER, OTHER_TENANT)),
+            Caller::TenantAdmin => Some(admin_token(TENANT_ADMIN)),
             Caller::NoToken => None,
             Caller::Expired => Some(expired_token()),
             Caller::AlgNone => Some(alg_none_token()),
@@ -136,6 +145,9 @@ pub struct Fixture {
     pub owner_media: String,
     pub upload: String,
     pub link: String,
+    /// A finished reindex of the tenant (set by the matrix on the shared fixtures; empty in
+    /// fresh ones).
+    pub job: String,
 }
 
 impl Fixture {
@@ -197,6 +209,7 @@ impl Fixture {
             owner_media,
             upload,
             link,
+            job: String::new(),
         }
     }
 
@@ -224,6 +237,7 @@ impl Fixture {
             .replace("{media}", &self.media)
             .replace("{upload}", &self.upload)
             .replace("{link}", &self.link)
+            .replace("{job}", &self.job)
             .replace("{caller}", caller.user())
             .replace("{nonce}", &uuid::Uuid::new_v4().to_string())
     }

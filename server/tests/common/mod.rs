@@ -57,6 +57,18 @@ pub fn token_in(user: &str, tenant: &str) -> String {
         .expect("mint token")
 }
 
+/// A one-hour token of an admin of [`TENANT`] (claim `"admin": true`), user `user`.
+pub fn admin_token(user: &str) -> String {
+    admin_token_in(user, TENANT)
+}
+
+/// A one-hour token of an admin of `tenant`, user `user`.
+pub fn admin_token_in(user: &str, tenant: &str) -> String {
+    keys()
+        .mint_admin(user, tenant, None, Duration::from_secs(3600))
+        .expect("mint token")
+}
+
 /// A running Confab server and an HTTP client for it.
 pub struct Server {
     backend: Backend,
