@@ -13,9 +13,9 @@ use confab_protocol::rest::{CreateUpload, MediaInfo, UploadCreated, UploadProgre
 use confab_storage::MediaFile;
 use confab_storage::media::sniff::is_thumbnailable;
 use confab_storage::media::{MediaError, Upload};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
@@ -23,7 +23,9 @@ use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::events::Record;
-use crate::media::{self as server_media, LinkError, Received};
+use crate::media::{
+    self as server_media, ChunkHeaders, LinkError, LinkParams, Received, ReceivedForm,
+};
 use crate::state::AppState;
 use crate::{metrics, validate};
 
@@ -57,10 +59,6 @@ pub struct UploadForm {
     conversation: Option<String>,
 }
 
-fn broke_off(err: impl std::fmt::Display) -> MediaError {
-    MediaError::Invalid(format!("the upload broke off: {err}"))
-}
-
 /// Uploads one file, streamed to storage as it arrives. Its type is sniffed from its bytes.
 #[utoipa::path(post, path = "/v1/media", tag = "media", security(("bearer" = [])),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
@@ -73,41 +71,18 @@ pub async fn upload(
     user: AuthUser,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<super::Located<MediaInfo>, AppError> {
-    let mut form = form.map_err(|rejection| AppError::invalid(rejection.body_text()))?;
+    let form = form.map_err(|rejection| AppError::invalid(rejection.body_text()))?;
     state.media().check_upload_rate(&user)?;
-    let mut conversation = None;
-    let mut received: Option<Received> = None;
-    while let Some(field) = form.next_field().await.map_err(|err| broke_off(&err))? {
-        match field.name() {
-            Some("conversation") => {
-                let id = field.text().await.map_err(|err| broke_off(&err))?;
-                validate::id("conversation", &id)?;
-                conversation = Some(id);
-            }
-            Some("file") if received.is_none() => {
-                let name = field.file_name().unwrap_or_default().to_owned();
-                let id = server_media::new_id();
-                let _uploading = server_media::Uploading::start();
-                let body = field.map_err(broke_off);
-                let stored = state
-                    .media()
-                    .put(&user.tenant, &id, body, state.config.media_max_file_bytes)
-                    .await
-                    .inspect_err(|err| server_media::upload_failed("single", err))?;
-                received = Some(Received { id, name, stored });
-            }
-            Some("file") => return Err(AppError::invalid("one file per upload")),
-            other => {
-                return Err(AppError::invalid(format!(
-                    "unknown form field {:?}: expected `file` and `conversation`",
-                    other.unwrap_or_default()
-                )));
-            }
-        }
-    }
-    let Some(received) = received else {
-        return Err(AppError::invalid("the form has no `file` field"));
-    };
+    let ReceivedForm {
+        received,
+        conversation,
+    } = server_media::receive_form(
+        state.media(),
+        &user.tenant,
+        form,
+        state.config.media_max_file_bytes,
+    )
+    .await?;
     let file = server_media::register(&state, &user, received, conversation, "single").await?;
     let location = format!("/v1/media/{}", file.id);
     Ok(super::located(StatusCode::CREATED, location, file))
@@ -155,9 +130,6 @@ async fn own_upload(state: &AppState, user: &AuthUser, id: &str) -> Result<Uploa
     Ok(upload)
 }
 
-/// The header carrying a chunk's SHA-256 (hex).
-pub const CHUNK_SHA256: &str = "x-chunk-sha256";
-
 /// Stores chunk `n` (from 0). Sending a chunk again replaces it; with `X-Chunk-SHA256` the bytes
 /// must match it.
 #[utoipa::path(put, path = "/v1/media/uploads/{upload_id}/chunks/{n}", tag = "media",
@@ -176,14 +148,8 @@ pub async fn put_chunk(
     body: Body,
 ) -> Result<StatusCode, AppError> {
     let upload = own_upload(&state, &user, &id).await?;
-    let sha256 = match headers.get(CHUNK_SHA256) {
-        Some(value) => Some(server_media::sha256_header(value)?),
-        None => None,
-    };
+    let ChunkHeaders { sha256, announced } = ChunkHeaders::from_headers(&headers)?;
     let _uploading = server_media::Uploading::start();
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse().ok());
     let bytes = server_media::read_chunk(body, upload.chunk_size, announced).await?;
     let len = bytes.len() as u64;
     state
@@ -492,15 +458,6 @@ pub async fn sign(
             .signer
             .sign(&user.tenant, &file.id, std::time::Duration::from_secs(ttl));
     Ok(Json(SignedLink { url, expires_at }))
-}
-
-/// The query of a signed link.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct LinkParams {
-    tenant: String,
-    expires: u64,
-    sig: String,
 }
 
 /// The file of a signed link, without a token (also `HEAD`, `Range`, `If-None-Match`); 403 when

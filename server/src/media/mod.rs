@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use confab_protocol::ErrorCode;
 use confab_protocol::rest::{CreateUpload, MediaInfo};
 use confab_storage::media::names::{content_disposition, safe_name};
@@ -18,7 +18,6 @@ use confab_storage::media::sniff::{is_thumbnailable, sniff};
 use confab_storage::media::thumbnail::{ThumbnailError, ThumbnailLimits, thumbnail};
 use confab_storage::media::{ByteRange, Media, MediaError, NewUpload, Stored};
 use confab_storage::{MediaFile, NewMediaFile, StoreError};
-use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthUser;
@@ -28,9 +27,13 @@ use crate::events::{EventStream, Record};
 use crate::state::AppState;
 use crate::validate;
 
+mod chunk;
+mod form;
 mod url;
 
-pub use url::{LinkError, SIGNED_PATH, UrlSigner, derive_url_key};
+pub use chunk::{CHUNK_SHA256, ChunkHeaders, broken_body, read_chunk, sha256_text};
+pub use form::{ReceivedForm, receive_form};
+pub use url::{LinkError, LinkParams, SIGNED_PATH, UrlSigner, derive_url_key};
 
 /// The media store with what the server adds to it: the signer of links. Derefs to the store.
 pub struct MediaService {
@@ -378,57 +381,6 @@ pub async fn check_new_upload(
     })
 }
 
-/// A SHA-256 as clients write it: 64 hex digits.
-fn sha256_text(text: &str) -> Result<String, AppError> {
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(AppError::invalid("a SHA-256 is 64 hex digits"));
-    }
-    Ok(text.to_ascii_lowercase())
-}
-
-/// The SHA-256 of an `X-Chunk-SHA256` header.
-pub fn sha256_header(value: &HeaderValue) -> Result<String, AppError> {
-    sha256_text(
-        value
-            .to_str()
-            .map_err(|_| AppError::invalid("a SHA-256 is 64 hex digits"))?,
-    )
-}
-
-/// A body that broke off: the body-read timeout (`timeout`), or anything else (`invalid`).
-pub fn broken_body(err: &axum::Error) -> AppError {
-    if crate::accept::is_body_timeout(err) {
-        crate::metrics::http_timeout("body");
-        AppError::new(ErrorCode::Timeout, "the upload did not arrive in time")
-    } else {
-        AppError::invalid(format!("the upload broke off: {err}"))
-    }
-}
-
-/// A chunk's bytes, at most `limit` of them (`too_large` past it).
-/// The buffer is sized once from the announced length (`Content-Length`, at most `limit`), not
-/// grown by doubling (which held up to twice a chunk per request).
-pub async fn read_chunk(body: Body, limit: u64, announced: Option<u64>) -> Result<Bytes, AppError> {
-    if announced.is_some_and(|len| len > limit) {
-        return Err(AppError::too_large(format!(
-            "a chunk is at most {limit} bytes"
-        )));
-    }
-    let mut stream = body.into_data_stream();
-    let capacity = usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0);
-    let mut chunk = BytesMut::with_capacity(capacity);
-    while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|err| broken_body(&err))?;
-        if (chunk.len() + piece.len()) as u64 > limit {
-            return Err(AppError::too_large(format!(
-                "a chunk is at most {limit} bytes"
-            )));
-        }
-        chunk.extend_from_slice(&piece);
-    }
-    Ok(chunk.freeze())
-}
-
 /// The wire form of a file's metadata.
 pub fn info(file: MediaFile) -> MediaInfo {
     MediaInfo {
@@ -556,13 +508,6 @@ mod tests {
         for (header, expected) in cases {
             assert_eq!(parse_range(header), expected, "{header}");
         }
-    }
-
-    #[test]
-    fn checksums_are_64_hex_digits() {
-        assert_eq!(sha256_text(&"AB".repeat(32)).ok(), Some("ab".repeat(32)));
-        assert!(sha256_text("abc").is_err());
-        assert!(sha256_text(&"zz".repeat(32)).is_err());
     }
 
     #[test]

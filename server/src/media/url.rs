@@ -43,6 +43,15 @@ impl std::fmt::Debug for UrlSigner {
     }
 }
 
+/// The query of a signed link, as [`UrlSigner::sign`] writes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkParams {
+    pub tenant: String,
+    pub expires: u64,
+    pub sig: String,
+}
+
 /// Why a link is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkError {
