@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{
-    BooleanQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
+    BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery,
+    TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocAddress, Order, Term};
+use tantivy::{DocAddress, Order, Searcher, Term};
 
 use crate::{Hit, Hits, MAX_LIMIT, Parsed, Result, Search, SearchError, SearchIndex, Sort};
 use crate::{analyzer, highlight, words_analyzer};
+
+/// The most near words one word of a query expands to.
+const MAX_NEAR_TERMS: usize = 64;
 
 impl SearchIndex {
     fn term(&self, field: Field, text: &str) -> Box<dyn Query> {
@@ -49,7 +53,7 @@ impl SearchIndex {
     }
 
     /// The tantivy query of a search: its filters, then its text.
-    fn build(&self, search: &Search<'_>) -> Box<dyn Query> {
+    fn build(&self, searcher: &Searcher, search: &Search<'_>) -> Result<Box<dyn Query>> {
         let f = self.fields;
         let parsed = search.query;
         let mut must = self.visible(search.tenant, search.conversations);
@@ -77,15 +81,49 @@ impl SearchIndex {
             });
             must.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
         }
-        must.extend(self.text_clauses(parsed));
+        must.extend(self.text_clauses(searcher, parsed)?);
         if !parsed.has_text() {
             must.push((Occur::Must, Box::new(tantivy::query::AllQuery)));
         }
-        Box::new(BooleanQuery::new(must))
+        Ok(Box::new(BooleanQuery::new(must)))
+    }
+
+    /// The words of the index's `words` field within `distance` edits of `word` (at most
+    /// [`MAX_NEAR_TERMS`], in term order), read from each segment's term dictionary.
+    ///
+    /// tantivy's `FuzzyTermQuery` would give the same matches, but its scorer first reads every
+    /// document of every such word in the whole index into a bit set: for a common word, a tenth
+    /// of the index on each query, the largest cost of a search (profile in
+    /// `benches/RESULTS.md`). Term queries of the near words read their documents lazily,
+    /// skipping to those the conversation filter lets through.
+    fn near_terms(&self, searcher: &Searcher, word: &str, distance: u8) -> Result<Vec<Term>> {
+        let field = self.fields.words;
+        let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, word), distance, true);
+        let mut near = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let index = segment.inverted_index(field)?;
+            let mut stream = index
+                .terms()
+                .search(fuzzy.automaton()?)
+                .into_stream()
+                .map_err(tantivy::TantivyError::from)?;
+            while stream.advance() && near.len() < MAX_NEAR_TERMS {
+                near.insert(stream.key().to_vec());
+            }
+        }
+        Ok(near
+            .into_iter()
+            .filter_map(|bytes| String::from_utf8(bytes).ok())
+            .map(|text| Term::from_field_text(field, &text))
+            .collect())
     }
 
     /// One clause per word (the word or its near misses), phrase and excluded word.
-    fn text_clauses(&self, parsed: &Parsed) -> Vec<(Occur, Box<dyn Query>)> {
+    fn text_clauses(
+        &self,
+        searcher: &Searcher,
+        parsed: &Parsed,
+    ) -> Result<Vec<(Occur, Box<dyn Query>)>> {
         let f = self.fields;
         let mut analyzer = analyzer();
         let mut tokens = |text: &str| {
@@ -114,10 +152,12 @@ impl SearchIndex {
                 } else {
                     // Near misses of the word as written (not of its stem), among the words
                     // as written; the same stem ("launches" for "launch") ranks above them.
-                    let near: Box<dyn Query> = Box::new(FuzzyTermQuery::new(
-                        Term::from_field_text(f.words, &written),
-                        distance,
-                        true,
+                    // Each near word scores 1, as a match of tantivy's fuzzy query would.
+                    let near: Box<dyn Query> = Box::new(ConstScoreQuery::new(
+                        Box::new(BooleanQuery::new_multiterms_query(
+                            self.near_terms(searcher, &written, distance)?,
+                        )),
+                        1.0,
                     ));
                     Box::new(BooleanQuery::new(vec![
                         (
@@ -162,7 +202,7 @@ impl SearchIndex {
                 ));
             }
         }
-        clauses
+        Ok(clauses)
     }
 
     /// The hits of `search`, a page at a time.
@@ -177,7 +217,7 @@ impl SearchIndex {
         let by_time = search.sort == Sort::Recent || !search.query.has_text();
         let cursor = search.cursor.map(Cursor::parse).transpose()?;
         let searcher = self.reader.searcher();
-        let mut query = self.build(search);
+        let mut query = self.build(&searcher, search)?;
         let offset = match cursor {
             None => 0,
             // An offset the engine holds in memory: bounded, so a made-up cursor cannot ask it
