@@ -319,6 +319,8 @@ pub struct SearchIndex {
     fields: Fields,
     writing: Mutex<Writing>,
     committed: Mutex<Committed>,
+    /// Near words of query words, for the searcher generation they were read from.
+    near: Mutex<querying::NearWords>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -443,6 +445,7 @@ impl SearchIndex {
             committed,
             reader,
             fields,
+            near: Mutex::default(),
             writing: Mutex::new(Writing {
                 writer,
                 pending: HashMap::new(),

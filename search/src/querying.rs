@@ -2,6 +2,7 @@
 //! snippets.
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{
@@ -16,6 +17,16 @@ use crate::{analyzer, highlight, words_analyzer};
 
 /// The most near words one word of a query expands to.
 const MAX_NEAR_TERMS: usize = 64;
+
+/// The most query words whose near words are kept (then the cache starts again).
+const MAX_NEAR_CACHED: usize = 10_000;
+
+/// Near words of query words (word as written, distance) read from one searcher generation.
+#[derive(Debug, Default)]
+pub(crate) struct NearWords {
+    generation: u64,
+    words: std::collections::HashMap<(String, u8), Vec<Term>>,
+}
 
 impl SearchIndex {
     fn term(&self, field: Field, text: &str) -> Box<dyn Query> {
@@ -96,10 +107,23 @@ impl SearchIndex {
     /// of the index on each query, the largest cost of a search (profile in
     /// `benches/RESULTS.md`). Term queries of the near words read their documents lazily,
     /// skipping to those the conversation filter lets through.
+    ///
+    /// The words are kept per searcher generation (the term dictionaries change only when a
+    /// commit is loaded): a search box asks for the same words again and again.
     fn near_terms(&self, searcher: &Searcher, word: &str, distance: u8) -> Result<Vec<Term>> {
+        let generation = searcher.generation().generation_id();
+        let key = (word.to_owned(), distance);
+        {
+            let near = self.near.lock().unwrap_or_else(PoisonError::into_inner);
+            if near.generation == generation
+                && let Some(terms) = near.words.get(&key)
+            {
+                return Ok(terms.clone());
+            }
+        }
         let field = self.fields.words;
         let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, word), distance, true);
-        let mut near = std::collections::BTreeSet::new();
+        let mut found = std::collections::BTreeSet::new();
         for segment in searcher.segment_readers() {
             let index = segment.inverted_index(field)?;
             let mut stream = index
@@ -107,15 +131,22 @@ impl SearchIndex {
                 .search(fuzzy.automaton()?)
                 .into_stream()
                 .map_err(tantivy::TantivyError::from)?;
-            while stream.advance() && near.len() < MAX_NEAR_TERMS {
-                near.insert(stream.key().to_vec());
+            while stream.advance() && found.len() < MAX_NEAR_TERMS {
+                found.insert(stream.key().to_vec());
             }
         }
-        Ok(near
+        let terms: Vec<Term> = found
             .into_iter()
             .filter_map(|bytes| String::from_utf8(bytes).ok())
             .map(|text| Term::from_field_text(field, &text))
-            .collect())
+            .collect();
+        let mut near = self.near.lock().unwrap_or_else(PoisonError::into_inner);
+        if near.generation != generation || near.words.len() >= MAX_NEAR_CACHED {
+            near.generation = generation;
+            near.words.clear();
+        }
+        near.words.insert(key, terms.clone());
+        Ok(terms)
     }
 
     /// One clause per word (the word or its near misses), phrase and excluded word.
