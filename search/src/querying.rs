@@ -6,8 +6,7 @@ use std::sync::PoisonError;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery,
-    TermQuery, TermSetQuery,
+    BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, Order, Searcher, Term};
@@ -45,12 +44,18 @@ impl SearchIndex {
         let f = self.fields;
         vec![
             (Occur::Must, self.term(f.tenant, tenant)),
+            // Term queries of the conversations, read lazily and skipped through, not a
+            // `TermSetQuery`, which reads every document of them into a bit set per query.
             (
                 Occur::Must,
-                Box::new(TermSetQuery::new(
-                    conversations
-                        .iter()
-                        .map(|c| Term::from_field_text(f.conversation, c)),
+                Box::new(ConstScoreQuery::new(
+                    Box::new(BooleanQuery::new(
+                        conversations
+                            .iter()
+                            .map(|c| (Occur::Should, self.term(f.conversation, c)))
+                            .collect(),
+                    )),
+                    0.0,
                 )),
             ),
             (
