@@ -310,6 +310,10 @@ pub struct SearchArgs {
     /// Most seconds per engine and concurrency.
     #[arg(long, default_value_t = 15.0)]
     pub max_secs: f64,
+    /// Also runs each kind of the compared mix alone (confab, one searcher): where a mix's
+    /// time goes.
+    #[arg(long)]
+    pub by_kind: bool,
     #[arg(long, default_value_t = 13)]
     pub seed: u64,
     /// Where the temp dir of both indexes goes [default: the system's temp dir].

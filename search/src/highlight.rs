@@ -18,10 +18,51 @@ pub fn typo_distance(chars: usize) -> u8 {
 
 /// Levenshtein distance, stopping early past `max` (returns `max + 1`).
 fn distance(a: &str, b: &str, max: usize) -> usize {
+    if a.len().abs_diff(b.len()) > max * 4 {
+        // A char is 1–4 bytes: more than `max` chars apart in any case.
+        return max + 1;
+    }
+    if a.is_ascii() && b.is_ascii() {
+        return distance_of(a.as_bytes(), b.as_bytes(), max);
+    }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    distance_of(&a, &b, max)
+}
+
+/// Levenshtein distance of two sequences, stopping early past `max` (returns `max + 1`).
+fn distance_of<T: PartialEq>(a: &[T], b: &[T], max: usize) -> usize {
     if a.len().abs_diff(b.len()) > max {
         return max + 1;
     }
+    // Two rows; words are at most 64 bytes (the analyzers' `RemoveLongFilter`), so they fit on
+    // the stack.
+    const ROW: usize = 65;
+    if b.len() >= ROW {
+        return distance_long(a, b, max);
+    }
+    let mut previous = [0usize; ROW];
+    let mut current = [0usize; ROW];
+    for (j, cell) in previous.iter_mut().enumerate().take(b.len() + 1) {
+        *cell = j;
+    }
+    for (i, ca) in a.iter().enumerate() {
+        current[0] = i + 1;
+        let mut least = current[0];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+            least = least.min(current[j + 1]);
+        }
+        if least > max {
+            return max + 1;
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// [`distance_of`] for sequences too long for its rows.
+fn distance_long<T: PartialEq>(a: &[T], b: &[T], max: usize) -> usize {
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut current = vec![i + 1; b.len() + 1];
@@ -47,42 +88,54 @@ pub struct QueryTerm {
 }
 
 impl QueryTerm {
-    /// Whether a word of a message (its stem and as written) is a match: the same stem, or
-    /// within the allowed typos of the word as written (the index matches the same way).
-    fn matches(&self, stem: &str, written: &str) -> bool {
+    /// Whether a word of a message, as written (lower-cased and folded), is a match: the same
+    /// stem, or within the allowed typos of the query word as written (the index matches the
+    /// same way). `stem` gives the word's stem, computed at most once per word.
+    fn matches(&self, written: &str, stem: &mut impl FnMut() -> String) -> bool {
         let allowed = usize::from(self.allowed);
-        stem == self.stem || (allowed > 0 && distance(written, &self.written, allowed) <= allowed)
+        if written == self.written
+            || (allowed > 0 && distance(written, &self.written, allowed) <= allowed)
+        {
+            return true;
+        }
+        // English stems keep a word's first letter ("dying" → "die", "skies" → "sky"): a word
+        // that starts otherwise than the stem cannot have it, and is not stemmed (stemming
+        // every word of every hit was a quarter of a search's time).
+        if written.starts_with(|c: char| c.is_alphanumeric())
+            && written.chars().next() != self.stem.chars().next()
+        {
+            return false;
+        }
+        stem() == self.stem
     }
 }
 
-/// The two analyzers of message text: with stems and without.
+/// The analyzers of message text: words as written, and their stems.
 pub struct Analyzers {
-    stems: TextAnalyzer,
+    /// The whole text's words as written (lower-cased, folded).
     words: TextAnalyzer,
+    /// The stems of text already through `words` (so the same as `crate::analyzer`'s).
+    stemmer: TextAnalyzer,
 }
 
 impl Analyzers {
     pub fn new() -> Analyzers {
         Analyzers {
-            stems: crate::analyzer(),
             words: crate::words_analyzer(),
+            stemmer: TextAnalyzer::builder(tantivy::tokenizer::RawTokenizer::default())
+                .filter(tantivy::tokenizer::Stemmer::new(
+                    tantivy::tokenizer::Language::English,
+                ))
+                .build(),
         }
     }
 
-    /// `text`'s tokens: (stem, word as written, byte offsets).
-    fn tokens(&mut self, text: &str) -> Vec<(String, String, usize, usize)> {
-        let mut stems = self.stems.token_stream(text);
-        let mut words = self.words.token_stream(text);
-        let mut tokens = Vec::new();
-        while let (Some(stem), Some(word)) = (stems.next().cloned(), words.next()) {
-            tokens.push((
-                stem.text,
-                word.text.clone(),
-                word.offset_from,
-                word.offset_to,
-            ));
-        }
-        tokens
+    /// The stem of one word as written.
+    fn stem(&mut self, written: &str) -> String {
+        self.stemmer
+            .token_stream(written)
+            .next()
+            .map_or_else(String::new, |token| token.text.clone())
     }
 
     /// The terms a query looks for.
@@ -93,14 +146,21 @@ impl Analyzers {
             .map(|w| (w, true))
             .chain(phrases.iter().map(|p| (p, false)))
         {
-            for (stem, written, _, _) in self.tokens(text) {
+            let mut written = Vec::new();
+            {
+                let mut stream = self.words.token_stream(text);
+                while let Some(token) = stream.next() {
+                    written.push(token.text.clone());
+                }
+            }
+            for written in written {
                 let allowed = if fuzzy {
                     typo_distance(written.chars().count())
                 } else {
                     0
                 };
                 terms.push(QueryTerm {
-                    stem,
+                    stem: self.stem(&written),
                     written,
                     allowed,
                 });
@@ -112,10 +172,26 @@ impl Analyzers {
     /// The byte ranges of `body`'s words that match `terms`.
     fn matches(&mut self, body: &str, terms: &[QueryTerm]) -> Vec<(usize, usize)> {
         let mut found: Vec<(usize, usize)> = Vec::new();
-        for (stem, written, from, to) in self.tokens(body) {
-            if !terms.iter().any(|term| term.matches(&stem, &written)) {
+        let Analyzers { words, stemmer } = self;
+        let mut stream = words.token_stream(body);
+        while let Some(token) = stream.next() {
+            let mut stem: Option<String> = None;
+            let mut stem_of = || {
+                stem.get_or_insert_with(|| {
+                    stemmer
+                        .token_stream(&token.text)
+                        .next()
+                        .map_or_else(String::new, |stemmed| stemmed.text.clone())
+                })
+                .clone()
+            };
+            if !terms
+                .iter()
+                .any(|term| term.matches(&token.text, &mut stem_of))
+            {
                 continue;
             }
+            let (from, to) = (token.offset_from, token.offset_to);
             match found.last_mut() {
                 // CJK bigrams overlap: one mark over the run.
                 Some((_, end)) if from <= *end => *end = (*end).max(to),
@@ -205,6 +281,89 @@ mod tests {
         assert_eq!(distance("abc", "xyzxyz", 1), 2);
         assert_eq!(typo_distance(3), 0);
         assert_eq!(typo_distance(8), 2);
+        assert_eq!(distance("naïve", "naive", 1), 1);
+        assert_eq!(distance("東京都", "東京", 1), 1);
+        let long = "a".repeat(80);
+        assert_eq!(distance(&long, &format!("{long}b"), 2), 1);
+        assert_eq!(distance(&long, &"b".repeat(80), 2), 3);
+    }
+
+    /// Words are only stemmed when their first letter is the query stem's: right only if
+    /// stemming never changes a word's first letter.
+    #[test]
+    fn stems_keep_the_first_letter() {
+        let mut analyzers = Analyzers::new();
+        for word in [
+            "dying",
+            "lying",
+            "tying",
+            "skies",
+            "sky",
+            "yelling",
+            "yes",
+            "ugly",
+            "early",
+            "only",
+            "idly",
+            "gently",
+            "news",
+            "hoping",
+            "generously",
+            "running",
+            "agreed",
+            "ies",
+            "y",
+            "yy",
+            "ay",
+            "e",
+            "ed",
+            "ing",
+            "ling",
+            "sses",
+            "ied",
+            "bye",
+            "eyes",
+            "abilities",
+            "1st",
+            "2nd",
+            "naïve",
+            "東京",
+        ] {
+            let written = analyzers
+                .words
+                .token_stream(word)
+                .next()
+                .unwrap()
+                .text
+                .clone();
+            let stem = analyzers.stem(&written);
+            assert_eq!(
+                stem.chars().next(),
+                written.chars().next(),
+                "{word} → {stem}"
+            );
+        }
+    }
+
+    /// The stem of a word through the words analyzer then the stemmer is the text analyzer's.
+    #[test]
+    fn stems_are_the_index_stems() {
+        let mut analyzers = Analyzers::new();
+        let text =
+            "Running runners ran quickly; the SKIES were generously dying, naïve Café 東京都";
+        let mut index = crate::analyzer();
+        let mut stream = index.token_stream(text);
+        let mut pairs = Vec::new();
+        {
+            let mut words = analyzers.words.token_stream(text);
+            while let (Some(stem), Some(word)) = (stream.next(), words.next()) {
+                pairs.push((stem.text.clone(), word.text.clone()));
+            }
+        }
+        assert!(pairs.len() > 10);
+        for (stem, written) in pairs {
+            assert_eq!(analyzers.stem(&written), stem, "{written}");
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@
 // Functions stay short enough to read at once (threshold in clippy.toml); tests may not.
 #![warn(clippy::too_many_lines)]
 
+mod gate;
 mod highlight;
+mod membership;
 pub mod query;
 mod querying;
 mod rebuilding;
@@ -40,6 +42,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
+pub use gate::{Admitted, Gate};
 pub use query::Parsed;
 pub use rebuilding::{Swap, Swapped};
 pub use suggesting::Completion;
@@ -55,7 +58,13 @@ const WORDS_ANALYZER: &str = "confab_words";
 /// The version of what the index holds and how its text is analyzed. An index of another
 /// version (an upgrade changed the analyzer or the schema) is removed when opened, and the
 /// server backfills the new one from storage.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// The doc store's compressed block size. A page of hits reads 20 stored messages from
+/// anywhere in the index, each decompressing its whole block: at tantivy's default 16 KiB that
+/// was a tenth of a search's time; 4 KiB blocks (a few dozen messages) cost a few percent of
+/// disk.
+const STORE_BLOCK: usize = 4096;
 
 /// The memory the index writer may use before it flushes a segment.
 const WRITER_MEMORY: usize = 50 * 1024 * 1024;
@@ -248,6 +257,9 @@ struct Fields {
     id: Field,
     tenant: Field,
     conversation: Field,
+    /// Tenant and conversation in one value ([`scope`]), indexed and a fast column: the
+    /// filter of every query (membership.rs).
+    scope: Field,
     author: Field,
     body: Field,
     /// The body's words unstemmed (indexed only): typo matches and suggestions.
@@ -259,6 +271,23 @@ struct Fields {
     order: Field,
     attachments: Field,
     deleted: Field,
+}
+
+/// The name of the scope field.
+const SCOPE: &str = "scope";
+
+/// A conversation of a tenant as one value: the two apart by a control character, which ids
+/// never hold (the server refuses them), so no two pairs give the same value.
+fn scope(tenant: &str, conversation: &str) -> String {
+    format!("{tenant}\u{1f}{conversation}")
+}
+
+/// The settings of a new index: the doc store in blocks of [`STORE_BLOCK`] bytes.
+fn settings() -> tantivy::IndexSettings {
+    tantivy::IndexSettings {
+        docstore_blocksize: STORE_BLOCK,
+        ..tantivy::IndexSettings::default()
+    }
 }
 
 fn schema() -> (Schema, Fields) {
@@ -274,6 +303,7 @@ fn schema() -> (Schema, Fields) {
         id: builder.add_text_field("id", STRING | STORED),
         tenant: builder.add_text_field("tenant", STRING | STORED),
         conversation: builder.add_text_field("conversation", STRING | STORED),
+        scope: builder.add_text_field(SCOPE, STRING | FAST),
         author: builder.add_text_field("author", STRING | STORED),
         body: builder.add_text_field("body", text),
         words: builder.add_text_field(
@@ -319,8 +349,13 @@ pub struct SearchIndex {
     fields: Fields,
     writing: Mutex<Writing>,
     committed: Mutex<Committed>,
-    /// Near words of query words, for the searcher generation they were read from.
+    /// Near words of query words, per segment.
     near: Mutex<querying::NearWords>,
+    /// The conversation filter's ordinals, per segment.
+    ordinals: std::sync::Arc<Mutex<membership::Ordinals>>,
+    /// Queries ([`SearchIndex::search`], [`SearchIndex::complete`]) running at once: one per
+    /// core unless set, the rest wait their turn in order of arrival.
+    gate: Gate,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -403,16 +438,30 @@ impl SearchIndex {
                 std::fs::remove_dir_all(dir).map_err(io)?;
                 std::fs::create_dir_all(dir).map_err(io)?;
                 let directory = tantivy::directory::MmapDirectory::open(dir)?;
-                let index = Index::create(directory, schema().0, Default::default())?;
+                let index = Index::create(directory, schema().0, settings())?;
                 return SearchIndex::with(index, budget);
             }
         }
-        SearchIndex::with(Index::open_or_create(directory, schema().0)?, budget)
+        let index = Index::builder()
+            .schema(schema().0)
+            .settings(settings())
+            .open_or_create(directory)?;
+        SearchIndex::with(index, budget)
     }
 
     /// An index in memory (tests).
     pub fn in_memory() -> Result<SearchIndex> {
-        SearchIndex::with(Index::create_in_ram(schema().0), WRITER_MEMORY)
+        let index = Index::builder()
+            .schema(schema().0)
+            .settings(settings())
+            .create_in_ram()?;
+        SearchIndex::with(index, WRITER_MEMORY)
+    }
+
+    /// Lets `queries` searches and completions run at once (0: one per core); later ones
+    /// wait their turn, first come, first served (why: `gate.rs`).
+    pub fn set_query_concurrency(&self, queries: usize) {
+        self.gate.set_permits(queries);
     }
 
     /// Messages in the index as last committed (deleted ones' tombstones included).
@@ -446,6 +495,8 @@ impl SearchIndex {
             reader,
             fields,
             near: Mutex::default(),
+            ordinals: std::sync::Arc::default(),
+            gate: Gate::per_core(),
             writing: Mutex::new(Writing {
                 writer,
                 pending: HashMap::new(),
@@ -563,6 +614,7 @@ impl SearchIndex {
         writer.add_document(doc!(
             f.id => entry.id.as_str(), f.tenant => entry.tenant.as_str(),
             f.conversation => entry.conversation.as_str(), f.author => entry.author.as_str(),
+            f.scope => scope(&entry.tenant, &entry.conversation),
             f.body => entry.body.as_str(), f.words => entry.body.as_str(), f.seq => entry.seq,
             f.state => entry.state, f.ts => entry.ts, f.order => order_key(entry.ts, &entry.id),
             f.attachments => u64::from(entry.attachments),

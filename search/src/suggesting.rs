@@ -45,6 +45,7 @@ impl SearchIndex {
         if conversations.is_empty() {
             return Ok(Vec::new());
         }
+        let _turn = self.gate.enter();
         let searcher = self.reader.searcher();
         let mut frequency: HashMap<Vec<u8>, u64> = HashMap::new();
         for segment in searcher.segment_readers() {

@@ -409,3 +409,77 @@ fn newest_first_pages_neither_repeat_nor_skip_while_messages_arrive() {
     }
     assert_eq!(seen, before, "every earlier match once, in order, none new");
 }
+
+/// Relevance pages of a word that allows typos: every hit with the word itself (by its stem)
+/// comes before every near miss, and pages of any size walk both tiers once, the page that
+/// starts at the boundary included.
+#[test]
+fn exact_matches_rank_before_near_misses_across_pages() {
+    let mut events = Vec::new();
+    for i in 0..5 {
+        events.push(posted(
+            "c1",
+            &format!("exact{i}"),
+            i + 1,
+            "alice",
+            "the launch is today",
+        ));
+    }
+    for i in 0..4 {
+        events.push(posted(
+            "c1",
+            &format!("near{i}"),
+            i + 10,
+            "bob",
+            "lunch lunch lunch at noon",
+        ));
+    }
+    for i in 0..2 {
+        events.push(posted(
+            "c2",
+            &format!("far{i}"),
+            i + 1,
+            "carol",
+            "a paunch, launches later",
+        ));
+    }
+    let index = index_of(&events);
+    let conversations = ["c1".to_owned(), "c2".to_owned()];
+    let parsed = query::parse("launch").expect("parse");
+    let search = |limit: usize, cursor: Option<&str>| {
+        index
+            .search(&Search {
+                tenant: TENANT,
+                conversations: &conversations,
+                query: &parsed,
+                sort: Sort::Relevance,
+                limit,
+                cursor,
+            })
+            .expect("search")
+    };
+    let all: Vec<String> = search(50, None).hits.into_iter().map(|h| h.id).collect();
+    assert_eq!(all.len(), 11, "{all:?}");
+    // "launches" has the stem: the first tier is the five exact ones and the two "far" ones.
+    let (first, second) = all.split_at(7);
+    assert!(
+        first
+            .iter()
+            .all(|id| id.starts_with("exact") || id.starts_with("far")),
+        "{all:?}"
+    );
+    assert!(second.iter().all(|id| id.starts_with("near")), "{all:?}");
+    for size in [1, 2, 3, 7, 8] {
+        let mut walked = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let hits = search(size, cursor.as_deref());
+            walked.extend(hits.hits.into_iter().map(|h| h.id));
+            match hits.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(walked, all, "pages of {size}");
+    }
+}

@@ -182,6 +182,9 @@ impl SearchService {
             SearchService::start_with_budget(&dir, config.search_commit_interval, budget).map_err(
                 |err| err.context(format!("cannot open the search index in {}", dir.display())),
             )?;
+        service
+            .index
+            .set_query_concurrency(usize::from(config.search_query_concurrency));
         service.limiter = crate::limits::Limit::per_minute(config.search_per_minute, "searches");
         service.suggestions =
             crate::limits::Limit::per_minute(config.search_suggestions_per_minute, "suggestions");

@@ -24,6 +24,11 @@ pub trait Engine: Sync {
     fn index(&mut self, batch: &[Message]) -> anyhow::Result<()>;
     /// Commits what was indexed.
     fn finish(&mut self) -> anyhow::Result<()>;
+    /// Waits for work the engine does after its commit (merges) and makes its result
+    /// searchable, so that queries measure the index as it stays.
+    fn settle(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
     fn worker(&self) -> anyhow::Result<Self::Worker>;
     /// The first page of hits of `text` within `conversations`: how many.
     fn query(
@@ -44,6 +49,7 @@ pub fn conversation_name(c: usize) -> String {
 /// Confab's index on disk, fed through `apply` and committed every `commit_every` messages.
 pub struct Confab {
     index: SearchIndex,
+    dir: std::path::PathBuf,
     commit_every: u64,
     uncommitted: u64,
 }
@@ -52,6 +58,7 @@ impl Confab {
     pub fn open(dir: &Path, commit_every: u64) -> anyhow::Result<Confab> {
         Ok(Confab {
             index: SearchIndex::open(dir).context("open the confab index")?,
+            dir: dir.to_owned(),
             commit_every: commit_every.max(1),
             uncommitted: 0,
         })
@@ -117,6 +124,32 @@ impl Engine for Confab {
         Ok(())
     }
 
+    /// tantivy merges segments on background threads after a commit, and a searcher sees the
+    /// merged ones after the next commit: wait until the committed segment list has not
+    /// changed for two seconds (at most a minute), then commit.
+    fn settle(&mut self) -> anyhow::Result<()> {
+        let segments = || -> String {
+            std::fs::read_to_string(self.dir.join("meta.json"))
+                .ok()
+                .and_then(|meta| serde_json::from_str::<serde_json::Value>(&meta).ok())
+                .map(|meta| meta["segments"].to_string())
+                .unwrap_or_default()
+        };
+        let started = std::time::Instant::now();
+        let (mut last, mut since) = (segments(), std::time::Instant::now());
+        while since.elapsed() < std::time::Duration::from_secs(2)
+            && started.elapsed() < std::time::Duration::from_secs(60)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = segments();
+            if now != last {
+                (last, since) = (now, std::time::Instant::now());
+            }
+        }
+        self.index.commit()?;
+        Ok(())
+    }
+
     fn worker(&self) -> anyhow::Result<()> {
         Ok(())
     }
@@ -145,6 +178,10 @@ pub struct Fts5 {
     path: Arc<Path>,
     /// The writer's connection (searchers open their own; a connection is not `Sync`).
     conn: Mutex<Connection>,
+    /// Queries at once: the same first-come, first-served gate of one query per core that
+    /// confab's index puts in front of its queries, so that both engines are compared as a
+    /// server would run them.
+    gate: confab_search::Gate,
 }
 
 const FTS5_SCHEMA: &str = "
@@ -165,6 +202,7 @@ impl Fts5 {
         Ok(Fts5 {
             path: Arc::from(path),
             conn: Mutex::new(conn),
+            gate: confab_search::Gate::per_core(),
         })
     }
 
@@ -242,6 +280,7 @@ impl Engine for Fts5 {
             "SELECT m.id {} ORDER BY bm25(messages_fts) LIMIT {PAGE}",
             Fts5::from_where(conversations.len())
         );
+        let _turn = self.gate.enter();
         let mut statement = conn.prepare_cached(&sql)?;
         let params = std::iter::once(rusqlite::types::Value::Text(text.to_owned())).chain(
             conversations

@@ -78,16 +78,27 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<SearchReport> {
             levels.push(level);
         }
     }
+    let mut kinds = Vec::new();
+    if args.by_kind {
+        for kind in COMPARED {
+            let level = measure(&confab, 1, args, &corpus, &[kind])?;
+            eprintln!("search: confab x1 {kind:?} alone: {}", level.latency);
+            kinds.push(level);
+        }
+    }
     let typo = measure(&confab, 1, args, &corpus, &[Kind::Typo])?;
-    Ok(SearchReport::new(
-        args.clone(),
-        corpus_report,
-        vec![confab_indexing, fts5_indexing],
-        levels,
-        typo,
-        sanity,
-        started.elapsed(),
-    ))
+    Ok(SearchReport {
+        kinds,
+        ..SearchReport::new(
+            args.clone(),
+            corpus_report,
+            vec![confab_indexing, fts5_indexing],
+            levels,
+            typo,
+            sanity,
+            started.elapsed(),
+        )
+    })
 }
 
 /// The whole corpus in memory, so that generating it is outside every timed phase.
@@ -116,12 +127,16 @@ fn index<E: Engine>(
     let before_commit = started.elapsed();
     engine.finish()?;
     let wall = started.elapsed();
+    engine.settle()?;
+    // Less the two seconds of quiet that tell merges are over.
+    let settled = (started.elapsed() - wall).saturating_sub(std::time::Duration::from_secs(2));
     let report = IndexingReport {
         engine: engine.name(),
         messages: messages as u64,
         wall_secs: wall.as_secs_f64(),
         final_commit_secs: (wall - before_commit).as_secs_f64(),
         messages_per_sec: messages as f64 / wall.as_secs_f64().max(1e-9),
+        merges_settled_secs: settled.as_secs_f64(),
         disk_bytes: disk_bytes(path.as_ref()),
     };
     eprintln!(

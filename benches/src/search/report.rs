@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::corpus::{Corpus, Message};
 use super::engine::Engine;
-use super::queries::LevelReport;
+use super::queries::{Kind, LevelReport};
 use crate::cli::SearchArgs;
 
 /// Issue 13's goals for confab.
@@ -59,6 +59,9 @@ pub struct IndexingReport {
     pub wall_secs: f64,
     pub final_commit_secs: f64,
     pub messages_per_sec: f64,
+    /// After the final commit, until background merges were done and loaded (confab; FTS5
+    /// merges inside its commits). Queries run after this.
+    pub merges_settled_secs: f64,
     pub disk_bytes: u64,
 }
 
@@ -145,6 +148,8 @@ pub struct SearchReport {
     pub indexing: Vec<IndexingReport>,
     /// The compared mix, each concurrency, confab then FTS5.
     pub queries: Vec<LevelReport>,
+    /// With `--by-kind`: confab, one searcher, each kind of the mix alone.
+    pub kinds: Vec<LevelReport>,
     /// Confab alone: a word with one letter changed (FTS5 has no fuzzy match).
     pub typo: LevelReport,
     pub sanity: Vec<SanityCheck>,
@@ -169,6 +174,7 @@ impl SearchReport {
             corpus,
             indexing,
             queries,
+            kinds: Vec::new(),
             typo,
             sanity,
             goals: Vec::new(),
@@ -285,16 +291,17 @@ impl SearchReport {
         );
         for r in &self.indexing {
             println!(
-                "indexing {:<12} {:>9.0} messages/s ({:.1} s, final commit {:.2} s, {:.0} MiB on disk)",
+                "indexing {:<12} {:>9.0} messages/s ({:.1} s, final commit {:.2} s, merges done {:.1} s later, {:.0} MiB on disk)",
                 r.engine,
                 r.messages_per_sec,
                 r.wall_secs,
                 r.final_commit_secs,
+                r.merges_settled_secs,
                 r.disk_bytes as f64 / 1_048_576.0
             );
         }
         println!("queries (compared mix): engine, searchers, queries/s, p50/p99/max ms, hits");
-        for l in self.queries.iter().chain([&self.typo]) {
+        for l in self.queries.iter().chain(&self.kinds).chain([&self.typo]) {
             println!(
                 "  {:<12} x{:<3} {:>8.0}/s  {:>7.2} {:>7.2} {:>8.2}  {:>5.1}{}",
                 l.engine,
@@ -304,10 +311,10 @@ impl SearchReport {
                 l.latency.p99_ms,
                 l.latency.max_ms,
                 l.mean_hits,
-                if l.kinds.len() == 1 {
-                    "  (typo query, confab only)"
-                } else {
-                    ""
+                match l.kinds.as_slice() {
+                    [Kind::Typo] => "  (typo query, confab only)".to_owned(),
+                    [kind] => format!("  ({kind:?} alone)"),
+                    _ => String::new(),
                 }
             );
         }

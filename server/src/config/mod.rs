@@ -479,6 +479,16 @@ pub struct Config {
         help_heading = "Search"
     )]
     pub search_suggestions_per_minute: u32,
+    /// Searches and completions the index runs at once; later ones wait their turn, first
+    /// come, first served (a query runs at full speed instead of sharing the cores with all
+    /// the others, and the cores left free keep serving chat). 0: one per core.
+    #[arg(
+        long,
+        env = "CONFAB_SEARCH_QUERY_CONCURRENCY",
+        default_value = "0",
+        help_heading = "Search"
+    )]
+    pub search_query_concurrency: u16,
     /// Memory the search index writer may fill before it writes a segment, in bytes (at least
     /// 16 MiB; each indexing thread takes 25 MiB of it). Larger speeds up bulk indexing (a
     /// backfill); smaller makes each commit cheaper.
