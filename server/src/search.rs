@@ -28,6 +28,9 @@ use crate::error::AppError;
 use crate::events::decode::StreamEvent;
 
 pub mod reindex;
+
+/// The nice value of the search indexer and of tantivy's threads (the server's own are 0).
+const INDEXING_NICE: i32 = 10;
 #[cfg(feature = "kafka")]
 pub mod stream;
 
@@ -149,13 +152,35 @@ impl SearchService {
         commit_interval: Duration,
         budget: usize,
     ) -> anyhow::Result<SearchService> {
-        let index = Arc::new(SearchIndex::open_with_budget(dir, budget)?);
-        reindex::remove_leftovers(dir);
         let (feed, events) = std::sync::mpsc::sync_channel(FEED_QUEUE);
-        let indexer = index.clone();
+        let (opened, index) = std::sync::mpsc::sync_channel(1);
+        let owned = dir.to_owned();
         std::thread::Builder::new()
             .name("confab-indexer".to_owned())
-            .spawn(move || run_indexer(&indexer, &events, commit_interval))?;
+            .spawn(move || {
+                // Indexing yields to chat: this thread, and every thread tantivy starts from
+                // it (its indexing, merge and doc store threads inherit the nice value), runs
+                // below the sessions and the store's writer, so a merge no longer takes a core
+                // from message delivery (a message is still searchable within a second or so
+                // of its ack; the cores are idle far more often than not).
+                if let Err(err) = rustix::process::setpriority_process(None, INDEXING_NICE) {
+                    tracing::warn!(%err, "cannot lower the search indexer's priority");
+                }
+                let index = match SearchIndex::open_with_budget(&owned, budget) {
+                    Ok(index) => Arc::new(index),
+                    Err(err) => {
+                        let _ = opened.send(Err(err));
+                        return;
+                    }
+                };
+                if opened.send(Ok(Arc::clone(&index))).is_ok() {
+                    run_indexer(&index, &events, commit_interval);
+                }
+            })?;
+        let index = index
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the search indexer thread stopped"))??;
+        reindex::remove_leftovers(dir);
         Ok(SearchService {
             index,
             dir: dir.to_owned(),
