@@ -37,9 +37,7 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
     TextOptions, Value,
 };
-use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer,
-};
+use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, TextAnalyzer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
 pub use gate::{Admitted, Gate};
@@ -58,7 +56,7 @@ const WORDS_ANALYZER: &str = "confab_words";
 /// The version of what the index holds and how its text is analyzed. An index of another
 /// version (an upgrade changed the analyzer or the schema) is removed when opened, and the
 /// server backfills the new one from storage.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The doc store's compressed block size. A page of hits reads 20 stored messages from
 /// anywhere in the index, each decompressing its whole block: at tantivy's default 16 KiB that
@@ -98,7 +96,7 @@ pub fn analyzer() -> TextAnalyzer {
         .filter(RemoveLongFilter::limit(64))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
-        .filter(Stemmer::new(Language::English))
+        .filter(tokenizer::CachedStemmer)
         .build()
 }
 
@@ -258,11 +256,14 @@ struct Fields {
     tenant: Field,
     conversation: Field,
     /// Tenant and conversation in one value ([`scope`]), indexed and a fast column: the
-    /// filter of every query (membership.rs).
+    /// filter of every query (membership.rs) and of `in:`. (`conversation` is only stored,
+    /// and `seq`, `ts` and `order` are not indexed: ranges read the fast columns; each field
+    /// indexed is work per message for the indexer.)
     scope: Field,
     author: Field,
     body: Field,
-    /// The body's words unstemmed (indexed only): typo matches and suggestions.
+    /// The body's words unstemmed (indexed only, without frequencies: a near word scores 1
+    /// however often it occurs): typo matches and suggestions.
     words: Field,
     seq: Field,
     state: Field,
@@ -302,7 +303,7 @@ fn schema() -> (Schema, Fields) {
     let fields = Fields {
         id: builder.add_text_field("id", STRING | STORED),
         tenant: builder.add_text_field("tenant", STRING | STORED),
-        conversation: builder.add_text_field("conversation", STRING | STORED),
+        conversation: builder.add_text_field("conversation", STORED),
         scope: builder.add_text_field(SCOPE, STRING | FAST),
         author: builder.add_text_field("author", STRING | STORED),
         body: builder.add_text_field("body", text),
@@ -311,13 +312,13 @@ fn schema() -> (Schema, Fields) {
             TextOptions::default().set_indexing_options(
                 TextFieldIndexing::default()
                     .set_tokenizer(WORDS_ANALYZER)
-                    .set_index_option(IndexRecordOption::WithFreqs),
+                    .set_index_option(IndexRecordOption::Basic),
             ),
         ),
-        seq: builder.add_u64_field("seq", INDEXED | STORED | FAST),
+        seq: builder.add_u64_field("seq", STORED),
         state: builder.add_u64_field("state", STORED),
-        ts: builder.add_i64_field("ts", INDEXED | STORED | FAST),
-        order: builder.add_u64_field("order", INDEXED | FAST),
+        ts: builder.add_i64_field("ts", STORED | FAST),
+        order: builder.add_u64_field("order", FAST),
         attachments: builder.add_u64_field("attachments", INDEXED | STORED),
         deleted: builder.add_u64_field("deleted", INDEXED | STORED),
     };

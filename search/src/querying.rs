@@ -98,7 +98,10 @@ impl SearchIndex {
         let parsed = search.query;
         let mut must = self.visible(search.tenant, search.conversations);
         if let Some(conversation) = &parsed.conversation {
-            must.push((Occur::Must, self.term(f.conversation, conversation)));
+            must.push((
+                Occur::Must,
+                self.term(f.scope, &crate::scope(search.tenant, conversation)),
+            ));
         }
         if let Some(author) = &parsed.from {
             must.push((Occur::Must, self.term(f.author, author)));

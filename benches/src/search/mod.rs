@@ -120,6 +120,7 @@ fn index<E: Engine>(
     path: impl AsRef<Path>,
 ) -> anyhow::Result<IndexingReport> {
     let messages: usize = batches.iter().map(Vec::len).sum();
+    let cpu_before = crate::probe::own();
     let started = Instant::now();
     for batch in batches {
         engine.index(batch)?;
@@ -127,6 +128,9 @@ fn index<E: Engine>(
     let before_commit = started.elapsed();
     engine.finish()?;
     let wall = started.elapsed();
+    let cpu_secs = cpu_before
+        .zip(crate::probe::own())
+        .map(|(before, after)| after.cpu_seconds - before.cpu_seconds);
     engine.settle()?;
     // Less the two seconds of quiet that tell merges are over.
     let settled = (started.elapsed() - wall).saturating_sub(std::time::Duration::from_secs(2));
@@ -136,12 +140,18 @@ fn index<E: Engine>(
         wall_secs: wall.as_secs_f64(),
         final_commit_secs: (wall - before_commit).as_secs_f64(),
         messages_per_sec: messages as f64 / wall.as_secs_f64().max(1e-9),
+        cpu_secs,
+        messages_per_cpu_sec: cpu_secs.map(|cpu| messages as f64 / cpu.max(1e-9)),
         merges_settled_secs: settled.as_secs_f64(),
         disk_bytes: disk_bytes(path.as_ref()),
     };
     eprintln!(
-        "search: {} indexed {} messages in {:.1} s ({:.0}/s)",
-        report.engine, report.messages, report.wall_secs, report.messages_per_sec
+        "search: {} indexed {} messages in {:.1} s ({:.0}/s; {:.0}/s of CPU)",
+        report.engine,
+        report.messages,
+        report.wall_secs,
+        report.messages_per_sec,
+        report.messages_per_cpu_sec.unwrap_or(f64::NAN)
     );
     Ok(report)
 }
