@@ -53,6 +53,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.spawn_limiter_cleanup();
+    // Sessions wait for the shutdown on their outbox (see `Outbox::ended`), told here.
+    let (hub, token) = (state.hub.clone(), state.shutdown.clone());
+    tokio::spawn(async move {
+        token.cancelled().await;
+        let told = hub.shut_down_sessions();
+        tracing::debug!(sessions = told, "sessions told of the shutdown");
+    });
     search::spawn_backfill(
         state.services.clone(),
         state.store.clone(),

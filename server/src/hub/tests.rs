@@ -387,3 +387,23 @@ async fn without_a_write_delay_nothing_is_held_back() {
     hub.publish_rendered(vec![event("c", 1)]);
     assert_eq!(woken(waiter).await.1, Some(1));
 }
+
+#[tokio::test]
+async fn shutdown_reaches_every_registered_session_and_no_other() {
+    let hub = Hub::new();
+    let (a1, out_a1) = subscriber(&hub, "a", 4);
+    let (a2, out_a2) = subscriber(&hub, "a", 4);
+    let (b, out_b) = subscriber(&hub, "b", 4);
+    let (gone, out_gone) = subscriber(&hub, "c", 4);
+    let gone_conn = gone.conn;
+    for sub in [a1, a2, b, gone] {
+        hub.register_user("t", sub);
+    }
+    hub.unregister_user("t", "c", gone_conn);
+    assert_eq!(hub.shut_down_sessions(), 3);
+    for outbox in [&out_a1, &out_a2, &out_b] {
+        assert_eq!(outbox.ended().await, crate::outbox::Ended::Shutdown);
+    }
+    let unregistered = tokio::time::timeout(std::time::Duration::from_millis(50), out_gone.ended());
+    assert!(unregistered.await.is_err(), "a session gone is not told");
+}

@@ -29,6 +29,20 @@ impl Hub {
             .push(subscriber);
     }
 
+    /// Tells every registered connection (every session registers) that the server is shutting
+    /// down; returns how many. Called once the shutdown token is cancelled: a session that
+    /// registers after this sees the token cancelled when its loop starts.
+    pub fn shut_down_sessions(&self) -> usize {
+        let mut told = 0;
+        for subscribers in &self.users {
+            for subscriber in subscribers.iter() {
+                subscriber.outbox.shut_down();
+                told += 1;
+            }
+        }
+        told
+    }
+
     /// Forgets a connection of `user` (idempotent).
     pub fn unregister_user(&self, tenant: &str, user: &str, conn: u64) {
         let key = user_key(tenant, user);

@@ -36,7 +36,7 @@ use crate::http::ApiQuery;
 use crate::hub::Subscriber;
 use crate::limits::ConnectionSlot;
 use crate::metrics as m;
-use crate::outbox::Outbox;
+use crate::outbox::{Ended, Outbox};
 use crate::state::AppState;
 
 /// Close codes Confab uses besides the standard ones (1000 normal, 1001 going away, 1009 too
@@ -344,6 +344,13 @@ impl Exit {
         code: close_code::TOKEN_EXPIRED,
         reason: "token expired",
     };
+
+    fn ended(why: Ended) -> Exit {
+        match why {
+            Ended::Shutdown => Exit::SHUTDOWN,
+            Ended::Kicked => Exit::SLOW_CONSUMER,
+        }
+    }
 }
 
 /// What the client's stream yielded, as the loop acts on it.
@@ -516,19 +523,22 @@ impl Session {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = self.state.shutdown.clone();
         let outbox = self.outbox.clone();
+        // The hub tells a registered session of the shutdown (`Hub::shut_down_sessions`, once
+        // the token is cancelled); the session registered before this look, so either the
+        // hub tells it or it sees the token cancelled here.
+        if self.state.shutdown.is_cancelled() {
+            return Exit::SHUTDOWN;
+        }
         // Created once and polled by reference: building these futures on every iteration of
         // the loop showed up as ~25% of the server's CPU per delivery.
-        let cancelled = shutdown.cancelled();
-        let kicked = outbox.kicked();
+        let ended = outbox.ended();
         let idle = tokio::time::sleep_until(self.idle_deadline());
-        tokio::pin!(cancelled, kicked, idle);
+        tokio::pin!(ended, idle);
         loop {
             tokio::select! {
                 biased;
-                _ = &mut cancelled => return Exit::SHUTDOWN,
-                _ = &mut kicked => return Exit::SLOW_CONSUMER,
+                why = &mut ended => return Exit::ended(why),
                 _ = self.acks.ready(), if !self.acks.is_empty() => {
                     // Boxed: rare next to deliveries, like command handling.
                     if Box::pin(self.write_acks(socket)).await.is_err() {
@@ -572,8 +582,7 @@ impl Session {
                                 return exit;
                             }
                         }
-                        _ = &mut kicked => return Exit::SLOW_CONSUMER,
-                        _ = &mut cancelled => return Exit::SHUTDOWN,
+                        why = &mut ended => return Exit::ended(why),
                         _ = &mut idle => return Exit::IDLE,
                     }
                 }
@@ -599,14 +608,12 @@ impl Session {
     ) -> Result<(), Exit> {
         m::ws_throttled();
         let until = tokio::time::sleep(wait.min(MAX_THROTTLE));
-        let cancelled = self.state.shutdown.clone();
         let outbox = self.outbox.clone();
         tokio::pin!(until);
         loop {
             tokio::select! {
                 biased;
-                _ = cancelled.cancelled() => return Err(Exit::SHUTDOWN),
-                _ = outbox.kicked() => return Err(Exit::SLOW_CONSUMER),
+                why = outbox.ended() => return Err(Exit::ended(why)),
                 _ = self.acks.ready(), if !self.acks.is_empty() => {
                     self.write_acks(socket).await.map_err(|()| Exit::SocketError)?;
                 }
