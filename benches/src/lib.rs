@@ -27,6 +27,7 @@ pub mod report;
 pub mod rest;
 pub mod scenario;
 pub mod search;
+pub mod stages;
 pub mod stats;
 pub mod tokens;
 

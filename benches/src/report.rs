@@ -200,6 +200,10 @@ pub struct TrafficReport {
     pub close_codes: BTreeMap<String, u64>,
     /// Time spent waiting for the last deliveries after the schedule ended.
     pub drain_secs: f64,
+    /// The server's own stages over the window (`stages.rs`; none for a server without
+    /// Confab's metrics).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::stages::Stage>,
 }
 
 impl TrafficReport {
@@ -229,6 +233,7 @@ impl TrafficReport {
             disconnects: Counters::get(&run.counters.disconnects),
             close_codes: run.close_codes(),
             drain_secs,
+            stages: Vec::new(),
         }
     }
 }
@@ -367,6 +372,12 @@ fn print_traffic(t: &TrafficReport) {
         t.window_secs
     );
     println!("  latency: {}", t.latency);
+    for s in &t.stages {
+        println!(
+            "  server stage {:<16} p50 {:.2} ms, p99 {:.2} ms (n={}, {})",
+            s.stage, s.p50_ms, s.p99_ms, s.count, s.metric
+        );
+    }
     println!(
         "  errors {}, disconnects {} {:?}, drain {:.2} s",
         t.errors, t.disconnects, t.close_codes, t.drain_secs

@@ -189,6 +189,8 @@ struct Snapshot {
     delivered_by_node: Vec<u64>,
     /// Same-node and cross-node deliveries (runs over several nodes).
     paths: (u64, u64),
+    /// Node 0's `/metrics` (from [`Snapshot::take_nodes`]), for the server's stages.
+    metrics: Option<String>,
 }
 
 impl Snapshot {
@@ -199,7 +201,17 @@ impl Snapshot {
 
     /// A snapshot of every node of `env`.
     async fn take_nodes(env: &Env, run: &Run) -> Snapshot {
-        Snapshot::of(env.sample_nodes().await, Some(run))
+        let mut snapshot = Snapshot::of(env.sample_nodes().await, Some(run));
+        snapshot.metrics = env.rest.metrics().await.ok();
+        snapshot
+    }
+
+    /// The server's stages from this snapshot to `later` (`stages.rs`).
+    fn stages_until(&self, later: &Snapshot) -> Vec<crate::stages::Stage> {
+        match (&self.metrics, &later.metrics) {
+            (Some(before), Some(after)) => crate::stages::between(before, after),
+            _ => Vec::new(),
+        }
     }
 
     fn of(servers: Vec<Option<ProcessStats>>, run: Option<&Run>) -> Snapshot {
@@ -214,6 +226,7 @@ impl Snapshot {
             paths: split.map_or((0, 0), |s| {
                 (Counters::get(&s.same_node), Counters::get(&s.cross_node))
             }),
+            metrics: None,
         }
     }
 
@@ -461,7 +474,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
     load::close_fleet(&run, fleet.tasks).await;
 
     let window_secs = (stop.at - start.at).as_secs_f64();
-    let traffic = TrafficReport::gather(
+    let mut traffic = TrafficReport::gather(
         &run,
         &fanout,
         spec.rate,
@@ -469,6 +482,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         (stop.delivered - start.delivered, stop.acked - start.acked),
         drained.as_secs_f64(),
     );
+    traffic.stages = start.stages_until(&stop);
     let (mut server, client) = process_reports(
         &env.probe,
         before[0],

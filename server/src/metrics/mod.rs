@@ -92,8 +92,8 @@ pub const OUTBOUND_QUEUED: &str = "confab_outbound_queued_frames";
 pub const OUTBOUND_QUEUE_MAX: &str = "confab_outbound_queue_max_frames";
 
 /// The buckets of every latency histogram, in seconds.
-const LATENCY_BUCKETS: [f64; 13] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// What kind of series a metric is.
