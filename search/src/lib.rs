@@ -330,7 +330,7 @@ fn schema() -> (Schema, Fields) {
 /// is indexed.
 struct Writing {
     writer: IndexWriter,
-    pending: HashMap<String, Entry>,
+    pending: HashMap<String, Entry, foldhash::fast::RandomState>,
     indexed: BTreeMap<String, u64>,
 }
 
@@ -500,7 +500,7 @@ impl SearchIndex {
             gate: Gate::per_core(),
             writing: Mutex::new(Writing {
                 writer,
-                pending: HashMap::new(),
+                pending: HashMap::default(),
                 indexed: payload.indexed,
             }),
         })
@@ -564,13 +564,13 @@ impl SearchIndex {
         // How far a conversation is committed, read under the writer's lock: no commit moves
         // it (nor clears `pending`) meanwhile. Looked up per event, not copied: the map holds
         // every conversation, and its copy per batch was most of the indexer's time.
-        let committed_past = |conversation: &str, seq: u64| {
-            self.committed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(conversation)
-                .is_none_or(|top| *top < seq)
-        };
+        // (Locked once for the batch, in the order `commit_locked` takes both locks.)
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let committed_past =
+            |conversation: &str, seq: u64| committed.get(conversation).is_none_or(|top| *top < seq);
         let mut searcher = None;
         let mut changed = 0;
         for event in events {
