@@ -3,7 +3,10 @@
 # against a fresh Confab server and then a fresh µWebSockets.js reference peer, with the same
 # arguments, each on a free loopback port and read through --server-pid, and prints both
 # reports and one side-by-side summary. Run from the repository root; CONFAB and CONFAB_BENCH
-# name the binaries (default target/release/confab and target/release/confab-bench).
+# name the binaries (default target/release/confab and target/release/confab-bench). With
+# COMPARE_SAVE_DIR set, the two JSON reports are kept as $COMPARE_SAVE_DIR/confab/NAME.json and
+# $COMPARE_SAVE_DIR/uws/NAME.json (NAME: $COMPARE_SAVE_NAME, default the scenario), for
+# `confab-bench plot` (benches/sweep.sh does this).
 set -euo pipefail
 scenario=${1:?usage: compare.sh idle|fanout|chat [bench args...]}
 shift
@@ -40,6 +43,10 @@ run_bench() {
     "$bench" "$scenario" --url "http://$1" --server-pid "$2" "${@:4}" >"$work/$3.out"
     grep -v '^{' "$work/$3.out" || true
     grep '^{' "$work/$3.out" >"$work/$3.json"
+    if [[ -n ${COMPARE_SAVE_DIR:-} ]]; then
+        mkdir -p "$COMPARE_SAVE_DIR/$3"
+        cp "$work/$3.json" "$COMPARE_SAVE_DIR/$3/${COMPARE_SAVE_NAME:-$scenario}.json"
+    fi
 }
 
 # Confab as benches/bench-one.sh starts it: no rate limits, warnings only.

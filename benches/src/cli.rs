@@ -94,6 +94,10 @@ pub enum Scenario {
     /// messages: indexing throughput, then query latency and throughput at several
     /// concurrencies, each query within a random person's conversations.
     Search(SearchArgs),
+    /// No server (issue 16): draws saved reports as SVG curves: latency CDFs, deliveries/s and
+    /// p99 against the offered rate, CPU per delivery against the rate with the `floor`, idle
+    /// memory per connection against connections. `benches/sweep.sh` makes the reports.
+    Plot(PlotArgs),
 }
 
 impl Scenario {
@@ -109,6 +113,7 @@ impl Scenario {
             Scenario::Media(_) => "media",
             Scenario::Floor(_) => "floor",
             Scenario::Search(_) => "search",
+            Scenario::Plot(_) => "plot",
         }
     }
 }
@@ -127,6 +132,20 @@ pub struct FloorArgs {
     /// Bytes per write (a message frame of the fan-out scenario is about 200).
     #[arg(long, default_value_t = 200)]
     pub bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Saved reports, each `[LABEL=]PATH`: a file holding a report's JSON line (or a whole run's
+    /// stdout, whose last JSON line is taken), or a directory of such `*.json` files. LABEL names
+    /// the server in the legends [default: the name of the directory the file is in]; `floor`
+    /// reports draw the floor line.
+    #[arg(required = true)]
+    pub reports: Vec<String>,
+    /// Directory the SVG files are written to (created if missing; files of the same name are
+    /// replaced).
+    #[arg(long, default_value = "benches/plots")]
+    pub out_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args, serde::Serialize)]

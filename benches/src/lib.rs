@@ -7,7 +7,8 @@
 //! Layout:
 //! - [`cli`]: the command line; [`scenario`]: `idle`, `fanout`, `chat`, `storm`, `history`,
 //!   `cluster`, `media`; [`floor`]: the kernel's price of one loopback write, no server;
-//!   [`search`]: confab's search index against SQLite FTS5, in process, no server.
+//!   [`search`]: confab's search index against SQLite FTS5, in process, no server; [`plot`]:
+//!   saved reports drawn as SVG curves, no server.
 //! - [`conn`]: opening WebSocket connections; [`load`]: the live connections, the pacer and the
 //!   wire format of generated messages.
 //! - [`stats`]: HDR histograms and the per-message ledger (loss, duplicates); [`report`]: the
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod conn;
 pub mod floor;
 pub mod load;
+pub mod plot;
 pub mod probe;
 pub mod report;
 pub mod rest;

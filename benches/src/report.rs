@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::load::{ConnectReport, Run};
-use crate::stats::{Counters, LedgerTotals, Percentiles};
+use crate::stats::{self, CdfPoint, Counters, LedgerTotals, Percentiles};
 
 /// Everything a run measured. Sections that a scenario does not exercise are `null`.
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +191,8 @@ pub struct TrafficReport {
     pub deliveries_per_sec: f64,
     /// Send to receipt, for messages sent inside the window.
     pub latency: Percentiles,
+    /// The same distribution at fixed quantiles, for `confab-bench plot` (not in the summary).
+    pub latency_cdf: Vec<CdfPoint>,
     pub out_of_order: u64,
     pub foreign: u64,
     pub errors: u64,
@@ -218,6 +220,7 @@ impl TrafficReport {
         drain_secs: f64,
     ) -> TrafficReport {
         let (window_deliveries, window_acks) = window;
+        let latency = run.latency.merged();
         TrafficReport {
             window_secs,
             target_rate_per_sec: target_rate,
@@ -225,7 +228,8 @@ impl TrafficReport {
             acks_per_sec: window_acks as f64 / window_secs,
             ack_latency: Percentiles::of(&run.ack_latency.merged()),
             deliveries_per_sec: window_deliveries as f64 / window_secs,
-            latency: Percentiles::of(&run.latency.merged()),
+            latency: Percentiles::of(&latency),
+            latency_cdf: stats::cdf(&latency),
             out_of_order: Counters::get(&run.counters.out_of_order),
             foreign: Counters::get(&run.counters.foreign),
             errors: Counters::get(&run.counters.errors),

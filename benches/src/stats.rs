@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Highest latency the histograms track, in microseconds (larger values are clamped).
 const MAX_LATENCY_US: u64 = 120_000_000;
@@ -63,6 +63,35 @@ impl std::fmt::Display for Percentiles {
             self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms, self.count
         )
     }
+}
+
+/// Quantiles of [`cdf`]: every 5 % through the body, then ever closer to the maximum, so
+/// that a curve drawn through them shows the tail as well as the median.
+const CDF_QUANTILES: [f64; 31] = [
+    0.0, 0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65,
+    0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0,
+];
+
+/// One point of a latency distribution: the fraction `q` of samples took at most `ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CdfPoint {
+    pub q: f64,
+    pub ms: f64,
+}
+
+/// A latency histogram's cumulative distribution at fixed quantiles (what `confab-bench plot`
+/// draws); empty for an empty histogram. Neither `q` nor `ms` decreases along it.
+pub fn cdf(histogram: &Histogram<u64>) -> Vec<CdfPoint> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    CDF_QUANTILES
+        .iter()
+        .map(|&q| CdfPoint {
+            q,
+            ms: histogram.value_at_quantile(q) as f64 / 1000.0,
+        })
+        .collect()
 }
 
 /// A histogram split into shards so that thousands of connection tasks on a few threads rarely
@@ -275,9 +304,37 @@ mod tests {
         assert_eq!(p.count, 100);
         assert!((p.p50_ms - 50.0).abs() < 0.1, "{p:?}");
         assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
+        assert!(cdf(&new_histogram()).is_empty());
         let sharded = ShardedHistogram::new(4);
         sharded.record(1, Duration::from_millis(2));
         sharded.record(6, Duration::from_millis(4));
         assert_eq!(sharded.merged().len(), 2);
+    }
+
+    #[test]
+    fn cdf_rises_from_the_minimum_to_the_maximum() {
+        let mut h = new_histogram();
+        for micros in [50u64, 80, 120, 400, 900, 2_500, 7_000, 40_000] {
+            for _ in 0..(100_000 / micros) {
+                record(&mut h, Duration::from_micros(micros));
+            }
+        }
+        let points = cdf(&h);
+        assert_eq!(points.len(), CDF_QUANTILES.len());
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0].q < w[1].q && w[0].ms <= w[1].ms),
+            "{points:?}"
+        );
+        let (first, last) = (points[0], points[points.len() - 1]);
+        assert!((first.ms - 0.05).abs() < 0.001, "{first:?}");
+        assert!((last.ms - 40.0).abs() < 0.1, "{last:?}");
+        let p99 = points.iter().find(|p| p.q == 0.99).map(|p| p.ms);
+        assert_eq!(
+            p99,
+            Some(Percentiles::of(&h).p99_ms),
+            "the CDF agrees with p99"
+        );
     }
 }

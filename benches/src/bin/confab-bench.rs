@@ -21,6 +21,12 @@ fn main() -> anyhow::Result<()> {
         confab_benches::floor::run(args)?.print();
         return Ok(());
     }
+    if let Scenario::Plot(args) = &cli.scenario {
+        for file in confab_benches::plot::run(args)? {
+            println!("wrote {}", file.display());
+        }
+        return Ok(());
+    }
     if let Scenario::Search(args) = &cli.scenario {
         confab_benches::search::run(args)?.print();
         return Ok(());

@@ -521,6 +521,7 @@ const FLOOR_HAS_NO_SERVER: &str =
     "`floor` needs no server: run it with `confab_benches::floor::run`";
 const SEARCH_HAS_NO_SERVER: &str =
     "`search` needs no server: run it with `confab_benches::search::run`";
+const PLOT_HAS_NO_SERVER: &str = "`plot` needs no server: run it with `confab_benches::plot::run`";
 
 /// Runs the scenario the command line names (`floor`, with no server and no [`Report`], is
 /// [`crate::floor::run`]).
@@ -528,6 +529,7 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
     match scenario {
         Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
         Scenario::Search(_) => bail!(SEARCH_HAS_NO_SERVER),
+        Scenario::Plot(_) => bail!(PLOT_HAS_NO_SERVER),
         _ => {}
     }
     let env = Env::new(common, &scenario).await?;
@@ -542,5 +544,6 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Media(args) => media::run(&env, args).await,
         Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
         Scenario::Search(_) => bail!(SEARCH_HAS_NO_SERVER),
+        Scenario::Plot(_) => bail!(PLOT_HAS_NO_SERVER),
     }
 }
