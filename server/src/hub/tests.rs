@@ -65,8 +65,8 @@ impl Fanout for Recorder {
     fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask: bool) {
         self.record(format!("users {tenant}/{conversation} {users:?} {ask}"));
     }
-    fn is_connected(&self) -> bool {
-        true
+    fn links(&self) -> Vec<bool> {
+        vec![true]
     }
     fn close(&self) {}
 }
