@@ -74,8 +74,17 @@ fn print_topologies(steps: &[TopologyStep]) {
             .iter()
             .map(|c| format!("{c:.2}"))
             .collect();
+        let redis = if by_server.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} ({})",
+                opt(s.redis_cpu_seconds, ""),
+                by_server.join(" + ")
+            )
+        };
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} / {:.1} | {} | {} | {} | {} ({}) | {} |",
+            "| {} | {:.0} | {:.0} | {:.2} / {:.1} | {} | {} | {} | {} | {} |",
             s.topology,
             s.target_rate_per_sec,
             s.deliveries_per_sec,
@@ -85,9 +94,9 @@ fn print_topologies(steps: &[TopologyStep]) {
                 .map_or("-".to_owned(), |l| format!("{:.1}", l.p99_ms)),
             s.loss,
             opt(s.nodes_cpu_us_per_delivery, ""),
-            opt(s.redis_cpu_seconds, ""),
-            by_server.join(" + "),
-            opt(s.redis_cpu_us_per_delivery, ""),
+            redis,
+            s.redis_cpu_us_per_delivery
+                .map_or("-".to_owned(), |c| format!("{c:.2}")),
         );
     }
     let mut names: Vec<&str> = steps.iter().map(|s| s.topology.as_str()).collect();
@@ -608,7 +617,10 @@ impl Report {
             print_media(m);
         }
         if let Some(steps) = &self.topologies {
+            // Each step has its own servers: the per-process lines below would be empty.
             print_topologies(steps);
+            print_json(self);
+            return;
         }
         if let Some(c) = &self.cluster {
             for (name, path) in [("same-node", &c.same_node), ("cross-node", &c.cross_node)] {
@@ -636,9 +648,14 @@ impl Report {
             opt(self.client.cpu_cores, ""),
             mib(self.client.rss_bytes)
         );
-        match serde_json::to_string(self) {
-            Ok(json) => println!("{json}"),
-            Err(err) => eprintln!("cannot serialize the report: {err}"),
-        }
+        print_json(self);
+    }
+}
+
+/// The report as the one JSON line that ends the output.
+fn print_json(report: &Report) {
+    match serde_json::to_string(report) {
+        Ok(json) => println!("{json}"),
+        Err(err) => eprintln!("cannot serialize the report: {err}"),
     }
 }

@@ -387,3 +387,31 @@ async fn without_a_write_delay_nothing_is_held_back() {
     hub.publish_rendered(vec![event("c", 1)]);
     assert_eq!(woken(waiter).await.1, Some(1));
 }
+
+/// After an outage of one fan-out shard, only the rooms that shard carries catch up.
+#[tokio::test]
+async fn a_resync_reaches_only_the_rooms_it_names() {
+    let hub = Hub::start(None);
+    let (a, rx_a) = subscriber(&hub, "a", 8);
+    let (b, rx_b) = subscriber(&hub, "b", 8);
+    hub.subscribe(&tenant(), &"c".into(), a);
+    hub.subscribe(&tenant(), &"d".into(), b);
+    let drain = |outbox: &Outbox| std::iter::from_fn(|| outbox.try_pop()).collect::<Vec<_>>();
+    drain(&rx_a);
+    drain(&rx_b);
+    hub.apply(Inbound::Resync(vec![
+        (tenant(), "c".into()),
+        (tenant(), "not-open-here".into()),
+    ]));
+    let resyncs = |items: Vec<Outbound>| -> Vec<String> {
+        items
+            .into_iter()
+            .filter_map(|item| match item {
+                Outbound::Resync(conversation) => Some(conversation.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(resyncs(drain(&rx_a)), ["c"]);
+    assert!(resyncs(drain(&rx_b)).is_empty());
+}
