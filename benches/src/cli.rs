@@ -80,7 +80,9 @@ pub enum Scenario {
     /// Seeds a large conversation (durable ack throughput), then pages through it over REST.
     History(HistoryArgs),
     /// The chat load over two nodes joined by Redis (`--url` and `--url2`), each conversation's
-    /// members alternating between them: same-node and cross-node latency.
+    /// members alternating between them: same-node and cross-node latency. With `--spawn`, starts
+    /// its own servers and compares one node, two nodes on one Redis and two nodes on Redis
+    /// shards (issue 17 part 2).
     Cluster(ClusterArgs),
     /// Media files over HTTP: one large file up (single multipart and resumable chunked) and
     /// down, against a raw loopback copy of the same bytes; the server's RSS during a 100 MiB
@@ -271,6 +273,19 @@ pub struct ClusterArgs {
     /// The second node's pid (RSS and CPU from /proc/<pid>; else from its /metrics).
     #[arg(long)]
     pub server_pid2: Option<u32>,
+    /// Start the servers instead, with this `confab` binary (a release build), and measure in
+    /// one run, each at every `--rates`: one node; two nodes on one Redis; two nodes on
+    /// `--shards` Redis shards (each topology on fresh redis-servers and a fresh data dir; the
+    /// two nodes share its SQLite file). `--url`, `--url2`, the pids and the secret are then
+    /// ignored.
+    #[arg(long)]
+    pub spawn: Option<PathBuf>,
+    /// With `--spawn`: message rates (msg/s) each topology runs at, in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,4000")]
+    pub rates: Vec<f64>,
+    /// With `--spawn`: Redis servers of the sharded topology.
+    #[arg(long, default_value_t = 3)]
+    pub shards: usize,
 }
 
 #[derive(Debug, Clone, Args, serde::Serialize)]

@@ -25,7 +25,99 @@ pub struct Report {
     pub media: Option<MediaReport>,
     /// `flood`: the chat load alone against beside a flooding user (the flooder is `churn`).
     pub flood: Option<FloodReport>,
+    /// `cluster --spawn`: each topology at each rate (the other sections are then `null`).
+    pub topologies: Option<Vec<TopologyStep>>,
 }
+
+/// One topology of `cluster --spawn` (one node, two on one Redis, two on several shards) at one
+/// message rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopologyStep {
+    pub topology: String,
+    pub nodes: u8,
+    /// Redis servers (0: one node, no fan-out).
+    pub redis_servers: usize,
+    pub target_rate_per_sec: f64,
+    pub deliveries_per_sec: f64,
+    pub latency: Percentiles,
+    /// Cross-node deliveries' latency (two nodes only).
+    pub cross_node_latency: Option<Percentiles>,
+    pub loss: u64,
+    pub duplicates: u64,
+    /// Every node's CPU per delivery over the window (sum of nodes).
+    pub nodes_cpu_us_per_delivery: Option<f64>,
+    /// All redis-servers' CPU (`INFO cpu`: used_cpu_sys + used_cpu_user) over the whole step
+    /// (connect, warm-up, window and drain), and per delivered event of the step.
+    pub redis_cpu_seconds: Option<f64>,
+    pub redis_cpu_us_per_delivery: Option<f64>,
+    /// Each redis-server's share of that CPU, in seconds (how even the shards are).
+    pub redis_cpu_by_server: Vec<f64>,
+}
+
+impl TopologyStep {
+    /// Whether the step kept delivery p99 under `limit_ms` without loss.
+    pub fn within(&self, limit_ms: f64) -> bool {
+        self.loss == 0 && self.latency.count > 0 && self.latency.p99_ms < limit_ms
+    }
+}
+
+/// Prints the steps of `cluster --spawn` as a table, then each topology's best rate within the
+/// p99 limit.
+fn print_topologies(steps: &[TopologyStep]) {
+    println!(
+        "| topology | msg/s | deliveries/s | p50 / p99 ms | cross-node p99 ms | loss | nodes CPU µs/delivery | Redis CPU s (by server) | Redis CPU µs/delivery |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for s in steps {
+        let by_server: Vec<String> = s
+            .redis_cpu_by_server
+            .iter()
+            .map(|c| format!("{c:.2}"))
+            .collect();
+        let redis = if by_server.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} ({})",
+                opt(s.redis_cpu_seconds, ""),
+                by_server.join(" + ")
+            )
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} / {:.1} | {} | {} | {} | {} | {} |",
+            s.topology,
+            s.target_rate_per_sec,
+            s.deliveries_per_sec,
+            s.latency.p50_ms,
+            s.latency.p99_ms,
+            s.cross_node_latency
+                .map_or("-".to_owned(), |l| format!("{:.1}", l.p99_ms)),
+            s.loss,
+            opt(s.nodes_cpu_us_per_delivery, ""),
+            redis,
+            s.redis_cpu_us_per_delivery
+                .map_or("-".to_owned(), |c| format!("{c:.2}")),
+        );
+    }
+    let mut names: Vec<&str> = steps.iter().map(|s| s.topology.as_str()).collect();
+    names.dedup();
+    for name in names {
+        let best = steps
+            .iter()
+            .filter(|s| s.topology == name && s.within(TOPOLOGY_P99_LIMIT_MS))
+            .max_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec));
+        match best {
+            Some(s) => println!(
+                "{name}: {:.0} deliveries/s at p99 {:.1} ms < {TOPOLOGY_P99_LIMIT_MS} ms (at {:.0} msg/s)",
+                s.deliveries_per_sec, s.latency.p99_ms, s.target_rate_per_sec
+            ),
+            None => println!("{name}: no rate kept p99 under {TOPOLOGY_P99_LIMIT_MS} ms"),
+        }
+    }
+}
+
+/// The delivery p99 under which a `cluster --spawn` step counts as sustained.
+pub const TOPOLOGY_P99_LIMIT_MS: f64 = 100.0;
 
 /// The chat load's latency alone (phase 1) and beside one flooding user (phase 2, `traffic`).
 #[derive(Debug, Clone, Serialize)]
@@ -539,6 +631,12 @@ impl Report {
         if let Some(m) = &self.media {
             print_media(m);
         }
+        if let Some(steps) = &self.topologies {
+            // Each step has its own servers: the per-process lines below would be empty.
+            print_topologies(steps);
+            print_json(self);
+            return;
+        }
         if let Some(c) = &self.cluster {
             for (name, path) in [("same-node", &c.same_node), ("cross-node", &c.cross_node)] {
                 println!(
@@ -565,9 +663,14 @@ impl Report {
             opt(self.client.cpu_cores, ""),
             mib(self.client.rss_bytes)
         );
-        match serde_json::to_string(self) {
-            Ok(json) => println!("{json}"),
-            Err(err) => eprintln!("cannot serialize the report: {err}"),
-        }
+        print_json(self);
+    }
+}
+
+/// The report as the one JSON line that ends the output.
+fn print_json(report: &Report) {
+    match serde_json::to_string(report) {
+        Ok(json) => println!("{json}"),
+        Err(err) => eprintln!("cannot serialize the report: {err}"),
     }
 }

@@ -297,6 +297,72 @@ fn cluster_runs_at_tiny_size() {
     );
 }
 
+/// `cluster --spawn` starts its own servers: one node, two on one Redis, two on three shards,
+/// each at two rates, all clean, with each topology's Redis CPU read from its servers.
+#[test]
+fn cluster_spawn_compares_the_topologies_at_tiny_size() {
+    let started = Instant::now();
+    let binary = server_binary();
+    let output = Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+        .args(["cluster", "--spawn"])
+        .arg(&binary)
+        .args(["--rates", "40,80", "--shards", "3"])
+        .args(["--connections", "20", "--conversations", "6"])
+        .args([
+            "--warmup-secs",
+            "0.5",
+            "--duration-secs",
+            "1",
+            "--drain-secs",
+            "5",
+        ])
+        .output()
+        .expect("run confab-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "confab-bench cluster --spawn failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}"));
+    let steps = report["topologies"].as_array().expect("topologies");
+    let servers: Vec<(u64, u64)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["nodes"].as_u64().unwrap_or(0),
+                s["redis_servers"].as_u64().unwrap_or(9),
+            )
+        })
+        .collect();
+    assert_eq!(
+        servers,
+        [(1, 0), (1, 0), (2, 1), (2, 1), (2, 3), (2, 3)],
+        "{report}"
+    );
+    for step in steps {
+        assert_eq!(step["loss"], 0, "{step}");
+        assert_eq!(step["duplicates"], 0, "{step}");
+        assert!(number(step, "/deliveries_per_sec") > 0.0, "{step}");
+        let redis = step["redis_servers"].as_u64().unwrap_or(0);
+        let by_server = step["redis_cpu_by_server"].as_array().expect("by server");
+        assert_eq!(by_server.len() as u64, redis, "{step}");
+        if redis == 0 {
+            assert!(step["redis_cpu_seconds"].is_null(), "{step}");
+        } else {
+            assert!(number(step, "/redis_cpu_seconds") >= 0.0, "{step}");
+            assert!(number(step, "/cross_node_latency/count") > 0.0, "{step}");
+        }
+    }
+    assert!(stdout.contains("two nodes, 3 Redis shards"), "{stdout}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the spawned cluster run took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn media_runs_at_tiny_size() {
     let started = Instant::now();

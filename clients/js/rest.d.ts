@@ -23,6 +23,7 @@ export type RestBody =
   | ErrorBody
   | ErrorCode
   | ErrorDetail
+  | FanoutHealth
   | Health
   | MarkRead
   | MediaInfo
@@ -300,9 +301,26 @@ export interface ErrorDetail {
   message: string;
 }
 /**
+ * The fan-out's Redis shards while some are down. All down: `/ready` answers 503
+ * `fanout_unavailable`. Only some: the node stays ready (the conversations on the other
+ * shards still cross nodes; those on the lost ones are served locally and catch up from
+ * storage once their shard is back).
+ */
+export interface FanoutHealth {
+  /**
+   * The shards down, by position in `hub` (from 0).
+   */
+  down: number[];
+  /**
+   * Shards configured (`hub`'s URLs).
+   */
+  shards: number;
+}
+/**
  * `GET /health` and `GET /ready`.
  */
 export interface Health {
+  fanout?: FanoutHealth | null;
   /**
    * `/ready` answering 503 `storage_unavailable` because commits fail: why, in a word
    * (`disk_full`, `read_only`, `io_error`, `corrupt`, `commit_failed`).

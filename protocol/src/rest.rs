@@ -548,6 +548,9 @@ pub struct Health {
     /// (`disk_full`, `read_only`, `io_error`, `corrupt`, `commit_failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `/ready` only, in a cluster while some of its fan-out's Redis shards are down: which.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutHealth>,
 }
 
 impl Health {
@@ -557,8 +560,22 @@ impl Health {
             status: status.to_owned(),
             search: None,
             reason: None,
+            fanout: None,
         }
     }
+}
+
+/// The fan-out's Redis shards while some are down. All down: `/ready` answers 503
+/// `fanout_unavailable`. Only some: the node stays ready (the conversations on the other
+/// shards still cross nodes; those on the lost ones are served locally and catch up from
+/// storage once their shard is back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FanoutHealth {
+    /// Shards configured (`hub`'s URLs).
+    pub shards: u32,
+    /// The shards down, by position in `hub` (from 0).
+    pub down: Vec<u32>,
 }
 
 /// How far this node's search index is.

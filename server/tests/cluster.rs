@@ -30,10 +30,7 @@ async fn cluster() -> Cluster {
 
 /// Two nodes on one Redis, sharing storage; `store` flags replace the shared SQLite file.
 async fn cluster_with(store: &[&str]) -> Cluster {
-    let redis = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .expect("join")
-        .expect("redis-server starts (run scripts/install-test-services)");
+    let redis = common::redis_servers(1).await.remove(0);
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().display().to_string();
     let url = redis.url();
@@ -272,8 +269,14 @@ async fn redis_restart_mid_run_is_recovered() {
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, _) = c.b.get("/ready", "").await;
+        let (status, body) = c.b.get("/ready", "").await;
         if status == 503 {
+            assert_eq!(body["status"], "fanout_unavailable", "{body}");
+            assert_eq!(
+                body["fanout"],
+                serde_json::json!({"shards": 1, "down": [0]}),
+                "{body}"
+            );
             break;
         }
         assert!(
@@ -282,7 +285,11 @@ async fn redis_restart_mid_run_is_recovered() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(c.b.metrics().await.contains("confab_fanout_connected 0"));
+    assert!(
+        c.b.metrics()
+            .await
+            .contains("confab_fanout_connected{shard=\"0\"} 0")
+    );
 
     tokio::task::block_in_place(|| redis.restart()).expect("restart redis");
     // Node b resubscribes and its sessions catch up from storage, without reconnecting.

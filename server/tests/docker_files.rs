@@ -280,12 +280,8 @@ fn the_nodes_resolve_to_a_valid_cluster_configuration() {
             .find(|(key, _)| key == "endpoint")
             .map(|(_, endpoint)| endpoint.into_owned())
             .expect("an S3 endpoint");
-        for url in [
-            hub.as_str(),
-            store.as_str(),
-            events.as_str(),
-            endpoint.as_str(),
-        ] {
+        let urls = hub.urls().iter().map(String::as_str);
+        for url in urls.chain([store.as_str(), events.as_str(), endpoint.as_str()]) {
             let url = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
             let host = url.host_str().expect("a host");
             assert!(

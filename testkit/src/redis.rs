@@ -51,6 +51,12 @@ impl RedisServer {
         Ok(RedisServer { server })
     }
 
+    /// Starts `count` servers, each on a free port of its own (the shards of a sharded
+    /// fan-out), in order; stops those already started if one fails.
+    pub fn start_many(count: usize) -> Result<Vec<RedisServer>> {
+        (0..count).map(|_| RedisServer::start()).collect()
+    }
+
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.server.port()

@@ -95,6 +95,7 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
         cluster: None,
         media: None,
         flood: None,
+        topologies: None,
     })
 }
 

@@ -91,5 +91,6 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         cluster: None,
         media: None,
         flood: None,
+        topologies: None,
     })
 }

@@ -361,5 +361,6 @@ pub async fn run(env: &Env, args: MediaArgs) -> anyhow::Result<Report> {
         cluster: None,
         media: Some(media),
         flood: None,
+        topologies: None,
     })
 }

@@ -69,40 +69,47 @@ impl Peer {
 
 impl Env {
     pub async fn new(common: Common, scenario: &Scenario) -> anyhow::Result<Env> {
+        let peers = match scenario {
+            Scenario::Cluster(args) => vec![(args.url2.clone(), args.server_pid2)],
+            _ => Vec::new(),
+        };
+        let tenant = match scenario {
+            Scenario::History(_) => "bench-history".to_owned(),
+            other => fresh_tenant(other.name()),
+        };
+        Env::with_peers(common, &tenant, &peers).await
+    }
+
+    /// An environment of node 0 (`common.url`) and further nodes `peers` (URL and pid), with
+    /// minted tokens in `common.tenant` or else `tenant`.
+    pub async fn with_peers(
+        common: Common,
+        tenant: &str,
+        peers: &[(String, Option<u32>)],
+    ) -> anyhow::Result<Env> {
         let rest = Rest::new(&common.url)?;
         let endpoint = Arc::new(Endpoint::new(&common.url, common.source_ips)?);
         let ids = match (&common.secret, &common.token_file) {
             (Some(secret), _) => {
-                let tenant = common.tenant.clone().unwrap_or_else(|| match scenario {
-                    Scenario::History(_) => "bench-history".to_owned(),
-                    other => {
-                        let secs = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0);
-                        format!("bench-{}-{secs}", other.name())
-                    }
-                });
-                Identities::from_secret(secret, &tenant)?
+                let tenant = common.tenant.as_deref().unwrap_or(tenant);
+                Identities::from_secret(secret, tenant)?
             }
             (None, Some(path)) => Identities::from_file(path)?,
             (None, None) => bail!("give --secret (or CONFAB_JWT_SECRET) or --token-file"),
         };
         rest.wait_healthy(Duration::from_secs(10)).await?;
         let probe = Probe::new(common.server_pid, &rest);
-        let peers = match scenario {
-            Scenario::Cluster(args) => {
-                vec![Peer::new(&args.url2, args.server_pid2, common.source_ips).await?]
-            }
-            _ => Vec::new(),
-        };
+        let mut nodes = Vec::with_capacity(peers.len());
+        for (url, pid) in peers {
+            nodes.push(Peer::new(url, *pid, common.source_ips).await?);
+        }
         Ok(Env {
             rest,
             ids,
             endpoint,
             probe,
             common,
-            peers,
+            peers: nodes,
         })
     }
 
@@ -174,6 +181,15 @@ impl Env {
             concurrency: self.common.connect_concurrency,
         }
     }
+}
+
+/// `bench-<scenario>-<unix seconds>`: a tenant of its own for each run.
+fn fresh_tenant(scenario: &str) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("bench-{scenario}-{secs}")
 }
 
 /// Server and generator figures at one instant.
@@ -514,6 +530,7 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
         cluster,
         media: None,
         flood: None,
+        topologies: None,
     })
 }
 
@@ -531,6 +548,11 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Search(_) => bail!(SEARCH_HAS_NO_SERVER),
         Scenario::Plot(_) => bail!(PLOT_HAS_NO_SERVER),
         _ => {}
+    }
+    if let Scenario::Cluster(args) = &scenario
+        && args.spawn.is_some()
+    {
+        return cluster::run_topologies(common, args.clone()).await;
     }
     let env = Env::new(common, &scenario).await?;
     match scenario {

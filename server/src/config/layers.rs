@@ -505,10 +505,41 @@ mod tests {
         assert!(refused(&["--store-database", "a.b"]));
         assert!(refused(&["--hub", "mqtt://x"]));
         let config = resolve(&["--hub", "redis://127.0.0.1:6379"]).expect("redis hub");
-        assert_eq!(
-            config.hub,
-            HubBackend::Redis("redis://127.0.0.1:6379".into())
-        );
+        assert_eq!(config.hub, "redis://127.0.0.1:6379".parse().expect("url"));
+        let HubBackend::Redis(one) = &config.hub else {
+            panic!("a redis hub")
+        };
+        assert_eq!(one.urls(), ["redis://127.0.0.1:6379"]);
+        // A list of shards, from the file and from a flag; a bad or repeated entry is refused
+        // with the key and the entry named.
+        let shards = "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003";
+        let (config, _) =
+            resolve_with_file(&format!("hub = \"{shards}\"\n"), &[]).expect("three shards");
+        let HubBackend::Redis(three) = &config.hub else {
+            panic!("a redis hub")
+        };
+        assert_eq!(three.len(), 3);
+        assert_eq!(three.to_string(), shards);
+        let config = resolve(&["--hub", shards]).expect("three shards from a flag");
+        assert!(matches!(&config.hub, HubBackend::Redis(list) if list.to_string() == shards));
+        for (text, says) in [
+            (
+                "hub = \"redis://127.0.0.1:7001,redis://127.0.0.1:7001\"\n",
+                "same Redis server as entry 1",
+            ),
+            ("hub = \"redis://127.0.0.1:7001,redis:/x\"\n", "entry 2"),
+        ] {
+            match resolve_with_file(text, &[]) {
+                Err(ConfigError::Invalid(message)) => {
+                    assert!(message.contains("`hub` in"), "{text}: {message}");
+                    assert!(message.contains(says), "{text}: {message}");
+                }
+                other => panic!("{text}: expected a refusal, got {other:?}"),
+            }
+        }
+        let err = ServeArgs::try_parse_from(["--hub", "redis://a:1,redis://a:1"])
+            .expect_err("duplicate shard");
+        assert!(err.to_string().contains("same Redis server"), "{err}");
         for events in ["kafka:/x", "kafka://", "kafka://host", "nats://x:1"] {
             assert!(refused(&["--events", events]), "{events}");
         }

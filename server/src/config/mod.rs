@@ -42,7 +42,7 @@ pub use docs::{example_toml, readme_table};
 pub use layers::ServeArgs;
 pub use values::{
     EventsBackend, HubBackend, JwtSource, LogFormat, MediaBackend, Origins, PublicKeyAlg,
-    StoreBackend,
+    RedisShards, StoreBackend,
 };
 
 /// Secrets that were ever published in this repository (defaults, examples, benches): a server
@@ -357,7 +357,10 @@ pub struct Config {
     #[arg(long, env = "CONFAB_STORE_DATABASE", default_value = "confab",
         value_parser = values::parse_database_name, help_heading = "Backends")]
     pub store_database: String,
-    /// Fan-out between nodes: `local` for one node, or `redis://host:port` for a cluster.
+    /// Fan-out between nodes: `local` for one node, or `redis://host:port` for a cluster. Several
+    /// comma-separated URLs (`redis://a:6379,redis://b:6379`) shard the fan-out over independent
+    /// Redis servers, each conversation on one of them; every node lists the same servers in the
+    /// same order.
     #[arg(
         long,
         env = "CONFAB_HUB",

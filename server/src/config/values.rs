@@ -85,23 +85,96 @@ impl FromStr for MediaBackend {
 pub enum HubBackend {
     /// One node: the in-process hub only.
     Local,
-    /// Redis pub/sub at this URL.
-    Redis(String),
+    /// Redis pub/sub on these servers (one or more shards, see [`RedisShards`]).
+    Redis(RedisShards),
 }
 
 impl FromStr for HubBackend {
     type Err = String;
 
     fn from_str(value: &str) -> Result<HubBackend, String> {
-        match value {
-            "local" => Ok(HubBackend::Local),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Ok(HubBackend::Redis(url.to_owned()))
-            }
-            _ => Err("expected `local` or a redis:// URL".to_owned()),
+        if value == "local" {
+            return Ok(HubBackend::Local);
         }
+        RedisShards::parse(value).map(HubBackend::Redis)
     }
 }
+
+/// The Redis servers of a cluster's fan-out, in order: `redis://a:6379,redis://b:6379,…`. Each
+/// conversation's channel lives on one of them (`crate::fanout::redis::shard_of`), so every
+/// node must list the same servers in the same order. One URL is the unsharded fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisShards(Vec<String>);
+
+impl RedisShards {
+    /// Parses a comma-separated list of `redis://` or `rediss://` URLs, each with a host; an
+    /// empty entry, a bad URL or the same server twice is refused, naming it.
+    pub fn parse(list: &str) -> Result<RedisShards, String> {
+        let mut urls: Vec<String> = Vec::new();
+        let mut servers: Vec<(String, u16, String)> = Vec::new();
+        for (position, text) in list.split(',').map(str::trim).enumerate() {
+            let nth = position + 1;
+            if text.is_empty() {
+                return Err(format!(
+                    "expected `local` or redis:// URLs separated by commas; entry {nth} is empty"
+                ));
+            }
+            let bad = |why: &str| format!("entry {nth}, {text:?}, is not a redis:// URL: {why}");
+            let url = url::Url::parse(text).map_err(|err| bad(&err.to_string()))?;
+            if !matches!(url.scheme(), "redis" | "rediss") {
+                return Err(bad("the scheme must be redis or rediss"));
+            }
+            let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
+                return Err(bad("no host"));
+            };
+            // The same server spelled twice (`redis://a` and `redis://A:6379/0`) would carry
+            // two shards' channels and count twice: refuse it.
+            let database = match url.path().trim_matches('/') {
+                "" => "0".to_owned(),
+                db => db.to_owned(),
+            };
+            let server = (
+                host.to_ascii_lowercase(),
+                url.port().unwrap_or(DEFAULT_REDIS_PORT),
+                database,
+            );
+            if let Some(first) = servers.iter().position(|known| *known == server) {
+                return Err(format!(
+                    "entry {nth}, {text:?}, names the same Redis server as entry {}: \
+                     each shard must be its own server",
+                    first + 1
+                ));
+            }
+            servers.push(server);
+            urls.push(text.to_owned());
+        }
+        Ok(RedisShards(urls))
+    }
+
+    /// The URLs, in the configured order (shard 0 first).
+    pub fn urls(&self) -> &[String] {
+        &self.0
+    }
+
+    /// How many shards.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true for a parsed list; here for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for RedisShards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+/// The port of a `redis://` URL that names none.
+const DEFAULT_REDIS_PORT: u16 = 6379;
 
 /// Where committed durable events are published (see `docs/events.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +276,55 @@ pub(super) fn parse_consumer_group(value: &str) -> Result<String, String> {
         return Err("expected 1 to 255 printable ASCII characters, no spaces".to_owned());
     }
     Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod redis_shards_tests {
+    use super::{HubBackend, RedisShards};
+
+    #[test]
+    fn one_url_or_a_list_of_distinct_servers() {
+        let one: HubBackend = "redis://127.0.0.1:6379".parse().expect("one url");
+        assert_eq!(
+            one,
+            HubBackend::Redis(RedisShards(vec!["redis://127.0.0.1:6379".into()]))
+        );
+        let HubBackend::Redis(three) = "redis://a:1, redis://b:2 ,rediss://c:3/2"
+            .parse()
+            .expect("three urls")
+        else {
+            panic!("a redis hub")
+        };
+        assert_eq!(
+            three.urls(),
+            ["redis://a:1", "redis://b:2", "rediss://c:3/2"]
+        );
+        assert_eq!(three.to_string(), "redis://a:1,redis://b:2,rediss://c:3/2");
+        // The same host on another port or database is another server.
+        assert!(RedisShards::parse("redis://a:1,redis://a:2,redis://a:1/1").is_ok());
+    }
+
+    #[test]
+    fn bad_entries_and_duplicates_are_refused_naming_them() {
+        for (list, says) in [
+            ("redis://a:1,", "entry 2 is empty"),
+            ("redis://a:1,,redis://b:2", "entry 2 is empty"),
+            ("redis://a:1,http://b:2", "entry 2, \"http://b:2\""),
+            ("redis://a:1,redis://b:x", "entry 2, \"redis://b:x\""),
+            ("redis://a:1,not a url", "entry 2"),
+            (
+                "redis://a:1,redis://b:2,redis://A:1",
+                "same Redis server as entry 1",
+            ),
+            ("redis://a,redis://a:6379/0", "same Redis server as entry 1"),
+            ("mqtt://x", "entry 1"),
+        ] {
+            match list.parse::<HubBackend>() {
+                Err(message) => assert!(message.contains(says), "{list}: {message}"),
+                Ok(hub) => panic!("{list}: accepted as {hub:?}"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

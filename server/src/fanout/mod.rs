@@ -8,8 +8,9 @@
 //!   (backpressure: Redis buffers meanwhile and, past its pub/sub output limit, drops the
 //!   connection, after which the reconnect resyncs every session from storage); each wait is
 //!   counted in `confab_fanout_inbound_waits_total`.
-//! - [`redis`]: the Redis pub/sub implementation. [`start`] builds it from the configuration;
-//!   a single node has none.
+//! - [`redis`]: the Redis pub/sub implementation, on one Redis or sharded over several (each
+//!   conversation on one; see its module docs for what is spread how). [`start`] builds it from
+//!   the configuration; a single node has none.
 //!
 //! Build order, with no cycle: the fan-out first, then the hub that owns it (and drains its
 //! inbound channel), then the application state that owns the hub.
@@ -44,8 +45,13 @@ pub trait Fanout: Send + Sync + 'static {
     fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask_back: bool);
     /// `user` of `tenant` has new user events: the other nodes nudge their connections of them.
     fn publish_user(&self, tenant: &str, user: &str);
-    /// Whether cross-node delivery works now (`/ready` answers 503 while it does not).
-    fn is_connected(&self) -> bool;
+    /// Whether each link to the other nodes is up now, in order: one per Redis shard. `/ready`
+    /// answers 503 while none is, and names the ones down while only some are.
+    fn links(&self) -> Vec<bool>;
+    /// Whether cross-node delivery works now for every conversation (every link is up).
+    fn is_connected(&self) -> bool {
+        self.links().iter().all(|up| *up)
+    }
     /// Stops the background tasks (at the end of shutdown); later publishes are dropped.
     fn close(&self);
 }
@@ -90,8 +96,10 @@ pub enum Inbound {
     User { tenant: Arc<str>, user: String },
     /// `node` went silent: its users go offline wherever no other node has them.
     NodeGone(String),
-    /// Events may have been missed (after an outage): every session catches up from storage.
-    Resync,
+    /// Events of these rooms (tenant, conversation) may have been missed (after an outage of
+    /// their shard): their sessions catch up from storage, and every user's connections read
+    /// their user events again (the nudges of the outage are lost too).
+    Resync(Vec<(Arc<str>, Arc<str>)>),
 }
 
 /// A started fan-out and the receiving end of its inbound channel, for
@@ -102,11 +110,12 @@ pub struct Link {
     pub inbound: mpsc::Receiver<Inbound>,
 }
 
-/// Starts the configured fan-out: none for a single node, Redis pub/sub for a cluster. Fails if
-/// Redis cannot be reached at start; later outages are survived.
+/// Starts the configured fan-out: none for a single node, Redis pub/sub (on one Redis or
+/// sharded over several) for a cluster. Fails if a Redis cannot be reached at start; later
+/// outages are survived.
 pub async fn start(backend: &HubBackend) -> Result<Option<Link>, FanoutError> {
     match backend {
         HubBackend::Local => Ok(None),
-        HubBackend::Redis(url) => RedisFanout::start(url).await.map(Some),
+        HubBackend::Redis(shards) => RedisFanout::start(shards.urls()).await.map(Some),
     }
 }

@@ -1,213 +1,167 @@
-//! Fan-out between nodes over Redis pub/sub.
+//! Fan-out between nodes over Redis pub/sub, on one Redis server or sharded over several.
 //!
 //! Each node subscribes only to the channels of rooms with local members
 //! (`confab:{tenant}:{conversation}`) and publishes each locally originated event once. A message
-//! is one header line (JSON, [`Header`]) and the frame text, which other nodes deliver as is; a
-//! node ignores its own publications. Order per conversation comes from the seq: a session that
-//! sees a hole fills it from storage.
+//! is one header line (JSON, [`wire::Header`]) and the frame text, which other nodes deliver as
+//! is; a node ignores its own publications. Order per conversation comes from the seq: a session
+//! that sees a hole fills it from storage.
 //!
-//! Presence crosses nodes as control messages on the same room channels: each node publishes its
+//! Shards: with several Redis URLs, each room's channel lives on one server,
+//! [`shard::shard_of`] its tenant and conversation, and the node keeps one publisher and one
+//! subscriber connection per server. Everything about a room (its events, ephemeral frames,
+//! presence, snapshots) is on the room's channel, so it follows the room's shard. What is not
+//! about one room is spread deliberately: heartbeats go to `confab:nodes` on every shard (a
+//! peer is alive while it is heard on any of them, so losing one shard expires nobody), and a
+//! user's nudge goes to `confab:nodes` on the shard of that user, which every node subscribes
+//! to. Losing a shard therefore stops only its rooms' cross-node traffic and its users' nudges.
+//!
+//! Presence crosses nodes as control messages on the room channels: each node publishes its
 //! own per-room transitions (`presence`); a node that subscribes to a room asks it for a snapshot
 //! (`sync`, carrying its own users) and the others answer with theirs (`snapshot`). Nodes beat on
 //! `confab:nodes` every [`BEAT`]; one silent for [`PEER_EXPIRY`] is dropped and its users go
-//! offline where no other node has them. A resubscription after an outage syncs every open room
-//! again. A user's new user events are announced on `confab:nodes` too (`user`, no payload but
-//! the tenant): their connections may be on any node, and each reads the events from storage.
+//! offline where no other node has them. A resubscription after an outage syncs that shard's
+//! open rooms again.
 //!
-//! Redis loss never stops local rooms: publishes are dropped (counted), the subscriber
-//! reconnects with backoff and resubscribes, and then every local subscriber is told to catch
-//! up from storage ([`Inbound::Resync`]). `/ready` and `confab_fanout_connected` report outages.
+//! Redis loss never stops local rooms: publishes to a lost shard are dropped (counted), its
+//! subscriber reconnects with backoff and resubscribes, and then the local subscribers of its
+//! rooms are told to catch up from storage ([`Inbound::Resync`]). `/ready` and
+//! `confab_fanout_connected{shard}` report outages per shard.
+
+mod shard;
+mod wire;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use confab_protocol::EventKind;
 use futures_util::StreamExt;
-use metrics::{counter, gauge};
+use metrics::counter;
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Fanout, INBOUND_QUEUE, Inbound, Link};
 use crate::hub::{Delivered, Ephemeral};
-use crate::metrics::{
-    FANOUT_CONNECTED as CONNECTED, FANOUT_DROPPED_TOTAL as DROPPED_TOTAL,
-    FANOUT_INBOUND_WAITS_TOTAL as INBOUND_WAITS_TOTAL, FANOUT_PUBLISHED_TOTAL as PUBLISHED_TOTAL,
-    FANOUT_RECEIVED_TOTAL as RECEIVED_TOTAL, FANOUT_RECONNECTS_TOTAL as RECONNECTS_TOTAL,
-};
+use crate::metrics::FANOUT_INBOUND_WAITS_TOTAL as INBOUND_WAITS_TOTAL;
 
-/// Messages waiting to be published before new ones are dropped.
-const PUBLISH_QUEUE: usize = 16 * 1024;
+pub use shard::shard_of;
+use shard::{PUBLISH_QUEUE, Shard};
+pub use wire::WIRE_VERSION;
+use wire::{Header, MessageType, NODES_CHANNEL, channel, room_of};
+
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often a node says it is alive.
 pub const BEAT: Duration = Duration::from_secs(2);
 /// How long a silent node counts as alive (three beats).
 pub const PEER_EXPIRY: Duration = Duration::from_secs(6);
-/// The channel every node subscribes to for heartbeats.
-const NODES_CHANNEL: &str = "confab:nodes";
-/// The wire format of [`Header`]. The nodes of a cluster run one version: a message of another
-/// is dropped and counted (`confab_fanout_dropped_total{reason="version"}`).
-pub const WIRE_VERSION: u32 = 1;
 
-/// Why the fan-out could not start.
+/// Why the fan-out could not start: a shard's Redis could not be reached (its position in
+/// `hub` and its address; a password in the URL is never shown).
 #[derive(Debug, thiserror::Error)]
-#[error("redis fan-out: {0}")]
-pub struct FanoutError(#[from] redis::RedisError);
-
-/// The header line of a published message, e.g.
-/// `{"v":1,"type":"event","node":"…","kind":"message","seq":7}`.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct Header<'a> {
-    /// [`WIRE_VERSION`].
-    v: u32,
-    #[serde(rename = "type")]
-    message: MessageType,
-    /// The node that published it.
-    #[serde(borrow)]
-    node: Cow<'a, str>,
-    /// `event`: the durable event's kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    kind: Option<EventKind>,
-    /// `event`: its seq.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    seq: u64,
-    /// `event`: the member it concerns (member events); `presence`: whose presence changed.
-    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
-    user: Option<Cow<'a, str>>,
-    /// `ephemeral`: the user whose connections skip the frame (its sender).
-    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
-    skip_user: Option<Cow<'a, str>>,
-    /// `presence`: whether `user` is now online on `node`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    online: bool,
+#[error("redis fan-out, shard {shard} ({address}): {source}")]
+pub struct FanoutError {
+    shard: usize,
+    address: String,
+    #[source]
+    source: redis::RedisError,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl<'a> Header<'a> {
-    fn new(node: &'a str, message: MessageType) -> Header<'a> {
-        Header {
-            v: WIRE_VERSION,
-            message,
-            node: Cow::Borrowed(node),
-            kind: None,
-            seq: 0,
-            user: None,
-            skip_user: None,
-            online: false,
-        }
-    }
-}
-
-/// What a message is; `sync` and `snapshot` carry a JSON array of user ids as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum MessageType {
-    /// A durable event: deliver the text to the room's subscribers.
-    Event,
-    /// An ephemeral frame (typing, read): deliver, never replayed.
-    Ephemeral,
-    /// The origin's first connection of `user` joined the room (`online`) or its last left.
-    Presence,
-    /// The origin opened the room: here are its users; answer with yours.
-    Sync,
-    /// Answer to `sync`: the origin's users in the room.
-    Snapshot,
-    /// The origin is alive.
-    Beat,
-    /// `user` of the tenant in the text has new user events (on [`NODES_CHANNEL`]: a user's
-    /// connections may be on any node).
-    User,
-}
-
-fn channel(tenant: &str, conversation: &str) -> String {
-    format!("confab:{tenant}:{conversation}")
-}
-
-/// The tenant and conversation of a room's channel name.
-fn room_of(channel: &str) -> Option<(Arc<str>, Arc<str>)> {
-    let rest = channel.strip_prefix("confab:")?;
-    let (tenant, conversation) = rest.rsplit_once(':')?;
-    Some((tenant.into(), conversation.into()))
-}
-
-/// The rooms a subscriber connection follows: channel name → (tenant, conversation), shared
-/// with every message received on it.
+/// The tenant and conversation of the rooms a subscriber connection follows: channel name →
+/// (tenant, conversation), shared with every message received on it.
 type Followed = HashMap<String, (Arc<str>, Arc<str>)>;
 
 /// The Redis fan-out of one node.
 pub struct RedisFanout {
     node: String,
-    publish_tx: mpsc::Sender<(String, Vec<u8>)>,
-    /// Desired subscriptions: channel → number of opens not yet closed.
-    wanted: Mutex<HashMap<String, usize>>,
-    changed: Notify,
-    connected: AtomicBool,
-    /// Other nodes heard from, and when last.
+    /// One per Redis server, in the configured order.
+    shards: Vec<Shard>,
+    /// Other nodes heard from (on any shard), and when last.
     peers: Mutex<HashMap<String, Instant>>,
     /// Stops the background tasks ([`Fanout::close`]).
     stop: CancellationToken,
 }
 
 impl RedisFanout {
-    /// Connects to Redis and starts the publisher, subscriber and heartbeat tasks. Fails if
-    /// Redis cannot be reached at start; later outages are survived. The tasks stop on
-    /// [`Fanout::close`], or when the link's inbound receiver is dropped.
-    pub async fn start(url: &str) -> Result<Link, FanoutError> {
-        let client = redis::Client::open(url)?;
-        let publisher = client.get_connection_manager().await?;
-        // Fail fast on a bad address or credentials for the subscriber too.
-        drop(client.get_async_pubsub().await?);
-        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+    /// Connects to every shard's Redis and starts the publisher and subscriber tasks of each,
+    /// and the heartbeat. Fails if any shard cannot be reached at start (a typo in one URL
+    /// would otherwise silently cut its conversations off); later outages are survived. The
+    /// tasks stop on [`Fanout::close`], or when the link's inbound receiver is dropped.
+    pub async fn start(urls: &[String]) -> Result<Link, FanoutError> {
+        let mut connections = Vec::with_capacity(urls.len());
+        for (index, url) in urls.iter().enumerate() {
+            let failed = |source: redis::RedisError, address: String| FanoutError {
+                shard: index,
+                address,
+                source,
+            };
+            let client = redis::Client::open(url.as_str())
+                .map_err(|err| failed(err, "an invalid URL".to_owned()))?;
+            let address = client.get_connection_info().addr().to_string();
+            let publisher = client
+                .get_connection_manager()
+                .await
+                .map_err(|err| failed(err, address.clone()))?;
+            // Fail fast on a bad address or credentials for the subscriber too.
+            drop(
+                client
+                    .get_async_pubsub()
+                    .await
+                    .map_err(|err| failed(err, address.clone()))?,
+            );
+            connections.push((client, publisher));
+        }
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let mut shards = Vec::with_capacity(connections.len());
+        let mut publish_rxs = Vec::with_capacity(connections.len());
+        for index in 0..connections.len() {
+            let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+            shards.push(Shard::new(index, publish_tx));
+            publish_rxs.push(publish_rx);
+        }
         let fanout = Arc::new(RedisFanout {
             node: uuid::Uuid::new_v4().simple().to_string(),
-            publish_tx,
-            wanted: Mutex::new(HashMap::new()),
-            changed: Notify::new(),
-            connected: AtomicBool::new(false),
+            shards,
             peers: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
         });
-        tokio::spawn(publish_loop(publisher, publish_rx, fanout.stop.clone()));
-        tokio::spawn(beat_loop(fanout.clone(), inbound_tx.clone()));
-        tokio::spawn(subscribe_loop(client, fanout.clone(), inbound_tx));
-        tracing::info!(node = %fanout.node, "redis fan-out started");
+        for (index, ((client, publisher), publish_rx)) in
+            connections.into_iter().zip(publish_rxs).enumerate()
+        {
+            tokio::spawn(publish_loop(fanout.clone(), index, publisher, publish_rx));
+            tokio::spawn(subscribe_loop(
+                client,
+                fanout.clone(),
+                index,
+                inbound_tx.clone(),
+            ));
+        }
+        tokio::spawn(beat_loop(fanout.clone(), inbound_tx));
+        tracing::info!(node = %fanout.node, shards = fanout.shards.len(), "redis fan-out started");
         Ok(Link {
             fanout,
             inbound: inbound_rx,
         })
     }
 
-    fn set_connected(&self, connected: bool) {
-        self.connected.store(connected, Ordering::Release);
-        gauge!(CONNECTED).set(if connected { 1.0 } else { 0.0 });
+    /// The shard of a room (or, for nudges, of a user) of `tenant`.
+    fn shard(&self, tenant: &str, key: &str) -> &Shard {
+        &self.shards[shard_of(tenant, key, self.shards.len())]
     }
 
-    fn enqueue(&self, channel: String, header: &Header<'_>, text: &str) {
+    fn enqueue(&self, shard: &Shard, channel: String, header: &Header<'_>, text: &str) {
         let Ok(mut payload) = serde_json::to_vec(header) else {
             return;
         };
         payload.push(b'\n');
         payload.extend_from_slice(text.as_bytes());
-        if self.publish_tx.try_send((channel, payload)).is_err() {
-            counter!(DROPPED_TOTAL, "reason" => "queue_full").increment(1);
+        if shard.publish_tx.try_send((channel, payload)).is_err() {
+            shard.dropped("queue_full");
         }
-    }
-
-    fn wanted_channels(&self) -> HashSet<String> {
-        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
-        wanted.keys().cloned().collect()
     }
 
     /// Notes that `node` is alive.
@@ -237,28 +191,32 @@ impl RedisFanout {
         expired
     }
 
-    /// Reads a message from another node: what the hub must do with it, if anything.
-    fn receive(&self, followed: &Followed, channel: &str, payload: &[u8]) -> Option<Inbound> {
-        let Some(split) = payload.iter().position(|b| *b == b'\n') else {
-            return dropped("malformed");
+    /// Reads a message from another node, received on `shard`: what the hub must do with it,
+    /// if anything.
+    fn receive(
+        &self,
+        shard: &Shard,
+        followed: &Followed,
+        channel: &str,
+        payload: &[u8],
+    ) -> Option<Inbound> {
+        let dropped = |reason| {
+            shard.dropped(reason);
+            None
         };
-        let (Ok(header), Ok(text)) = (
-            serde_json::from_slice::<Header<'_>>(&payload[..split]),
-            std::str::from_utf8(&payload[split + 1..]),
-        ) else {
-            return dropped("malformed");
-        };
-        if header.v != WIRE_VERSION {
-            return dropped("version");
-        }
+        let (header, text) = parse(shard, payload)?;
         if header.node == self.node {
             return None;
         }
-        counter!(RECEIVED_TOTAL).increment(1);
+        shard.metrics.received.increment(1);
         if !matches!(header.message, MessageType::Event | MessageType::Ephemeral) {
             // Control messages (beats, presence) keep a peer alive: a node's users are recorded
             // here only from them, so event deliveries need not touch the peer table.
             self.heard_from(&header.node);
+        }
+        if header.message == MessageType::Beat {
+            shard.check_beat(&header.node, header.shard, header.shards, self.shards.len());
+            return None;
         }
         if header.message == MessageType::User {
             let Some(user) = header.user else {
@@ -327,17 +285,19 @@ impl RedisFanout {
 
 impl Fanout for RedisFanout {
     fn open_room(&self, tenant: &str, conversation: &str) {
-        *self
+        let shard = self.shard(tenant, conversation);
+        *shard
             .wanted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(channel(tenant, conversation))
             .or_default() += 1;
-        self.changed.notify_one();
+        shard.changed.notify_one();
     }
 
     fn close_room(&self, tenant: &str, conversation: &str) {
-        let mut wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        let shard = self.shard(tenant, conversation);
+        let mut wanted = shard.wanted.lock().unwrap_or_else(|e| e.into_inner());
         let key = channel(tenant, conversation);
         if let Some(count) = wanted.get_mut(&key) {
             *count -= 1;
@@ -346,7 +306,7 @@ impl Fanout for RedisFanout {
             }
         }
         drop(wanted);
-        self.changed.notify_one();
+        shard.changed.notify_one();
     }
 
     fn publish_event(&self, tenant: &str, event: &Delivered) {
@@ -356,7 +316,9 @@ impl Fanout for RedisFanout {
             user: event.subject.as_deref().map(Cow::Borrowed),
             ..Header::new(&self.node, MessageType::Event)
         };
-        self.enqueue(channel(tenant, &event.conversation), &header, &event.text);
+        let shard = self.shard(tenant, &event.conversation);
+        let channel = channel(tenant, &event.conversation);
+        self.enqueue(shard, channel, &header, &event.text);
     }
 
     fn publish_ephemeral(&self, tenant: &str, frame: &Ephemeral, skip_user: Option<&str>) {
@@ -364,7 +326,9 @@ impl Fanout for RedisFanout {
             skip_user: skip_user.map(Cow::Borrowed),
             ..Header::new(&self.node, MessageType::Ephemeral)
         };
-        self.enqueue(channel(tenant, &frame.conversation), &header, &frame.text);
+        let shard = self.shard(tenant, &frame.conversation);
+        let channel = channel(tenant, &frame.conversation);
+        self.enqueue(shard, channel, &header, &frame.text);
     }
 
     fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool) {
@@ -373,7 +337,8 @@ impl Fanout for RedisFanout {
             online,
             ..Header::new(&self.node, MessageType::Presence)
         };
-        self.enqueue(channel(tenant, conversation), &header, "");
+        let shard = self.shard(tenant, conversation);
+        self.enqueue(shard, channel(tenant, conversation), &header, "");
     }
 
     fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask_back: bool) {
@@ -386,7 +351,8 @@ impl Fanout for RedisFanout {
             MessageType::Snapshot
         };
         let header = Header::new(&self.node, message);
-        self.enqueue(channel(tenant, conversation), &header, &text);
+        let shard = self.shard(tenant, conversation);
+        self.enqueue(shard, channel(tenant, conversation), &header, &text);
     }
 
     fn publish_user(&self, tenant: &str, user: &str) {
@@ -394,16 +360,40 @@ impl Fanout for RedisFanout {
             user: Some(Cow::Borrowed(user)),
             ..Header::new(&self.node, MessageType::User)
         };
-        self.enqueue(NODES_CHANNEL.to_owned(), &header, tenant);
+        // Every node follows the nodes' channel of every shard: the user's shard spreads the
+        // nudges, and losing it delays only its users' (the resync after it returns nudges all).
+        let shard = self.shard(tenant, user);
+        self.enqueue(shard, NODES_CHANNEL.to_owned(), &header, tenant);
     }
 
-    fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
+    fn links(&self) -> Vec<bool> {
+        self.shards.iter().map(Shard::is_connected).collect()
     }
 
     fn close(&self) {
         self.stop.cancel();
     }
+}
+
+/// The header and text of a message received on `shard`; `None` (counted) when it is malformed
+/// or of another wire version.
+fn parse<'p>(shard: &Shard, payload: &'p [u8]) -> Option<(Header<'p>, &'p str)> {
+    let Some(split) = payload.iter().position(|b| *b == b'\n') else {
+        shard.dropped("malformed");
+        return None;
+    };
+    let (Ok(header), Ok(text)) = (
+        serde_json::from_slice::<Header<'_>>(&payload[..split]),
+        std::str::from_utf8(&payload[split + 1..]),
+    ) else {
+        shard.dropped("malformed");
+        return None;
+    };
+    if header.v != WIRE_VERSION {
+        shard.dropped("version");
+        return None;
+    }
+    Some((header, text))
 }
 
 /// Hands a message to the hub. A full channel is waited on (and counted): the subscriber stops
@@ -419,18 +409,25 @@ async fn hand_over(inbound: &mpsc::Sender<Inbound>, item: Inbound) -> bool {
     }
 }
 
-/// Beats on [`NODES_CHANNEL`] and expires silent peers.
+/// Beats on [`NODES_CHANNEL`] of every shard and expires silent peers.
 async fn beat_loop(fanout: Arc<RedisFanout>, inbound: mpsc::Sender<Inbound>) {
     let mut ticker = tokio::time::interval(BEAT);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let count = u32::try_from(fanout.shards.len()).ok();
     loop {
         tokio::select! {
             _ = fanout.stop.cancelled() => return,
             _ = inbound.closed() => return,
             _ = ticker.tick() => {}
         }
-        let beat = Header::new(&fanout.node, MessageType::Beat);
-        fanout.enqueue(NODES_CHANNEL.to_owned(), &beat, "");
+        for shard in &fanout.shards {
+            let beat = Header {
+                shard: u32::try_from(shard.index).ok(),
+                shards: count,
+                ..Header::new(&fanout.node, MessageType::Beat)
+            };
+            fanout.enqueue(shard, NODES_CHANNEL.to_owned(), &beat, "");
+        }
         for node in fanout.expire_peers() {
             tracing::warn!(peer = %node, "fan-out peer silent; its users go offline");
             if !hand_over(&inbound, Inbound::NodeGone(node)).await {
@@ -441,23 +438,25 @@ async fn beat_loop(fanout: Arc<RedisFanout>, inbound: mpsc::Sender<Inbound>) {
 }
 
 async fn publish_loop(
+    fanout: Arc<RedisFanout>,
+    index: usize,
     mut conn: redis::aio::ConnectionManager,
     mut rx: mpsc::Receiver<(String, Vec<u8>)>,
-    stop: CancellationToken,
 ) {
+    let shard = &fanout.shards[index];
     loop {
         let (channel, payload) = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = fanout.stop.cancelled() => return,
             next = rx.recv() => match next {
                 Some(item) => item,
                 None => return,
             },
         };
         match conn.publish::<_, _, i64>(&channel, payload).await {
-            Ok(_) => counter!(PUBLISHED_TOTAL).increment(1),
+            Ok(_) => shard.metrics.published.increment(1),
             Err(err) => {
-                counter!(DROPPED_TOTAL, "reason" => "redis_error").increment(1);
-                tracing::warn!(error = %err, "redis publish failed; receivers will fill the gap from storage");
+                shard.dropped("redis_error");
+                tracing::warn!(shard = index, error = %err, "redis publish failed; receivers will fill the gap from storage");
             }
         }
     }
@@ -466,8 +465,10 @@ async fn publish_loop(
 async fn subscribe_loop(
     client: redis::Client,
     fanout: Arc<RedisFanout>,
+    index: usize,
     inbound: mpsc::Sender<Inbound>,
 ) {
+    let shard = &fanout.shards[index];
     let policy = reconnect_policy();
     let mut delays = policy.build();
     let mut first = true;
@@ -475,17 +476,17 @@ async fn subscribe_loop(
         let session = tokio::select! {
             _ = fanout.stop.cancelled() => return,
             _ = inbound.closed() => return,
-            session = run_subscriber(&client, &fanout, &inbound, first) => session,
+            session = run_subscriber(&client, &fanout, shard, &inbound, first) => session,
         };
         match session {
             Ok(Ended::Shutdown) => return,
             // It was up: the next outage starts again from the shortest delay.
             Ok(Ended::Lost) => delays = policy.build(),
-            Err(err) => tracing::warn!(error = %err, "redis subscriber unavailable"),
+            Err(err) => tracing::warn!(shard = index, error = %err, "redis subscriber unavailable"),
         }
-        fanout.set_connected(false);
+        shard.set_connected(false);
         first = false;
-        counter!(RECONNECTS_TOTAL).increment(1);
+        shard.metrics.reconnects.increment(1);
         tokio::select! {
             _ = fanout.stop.cancelled() => return,
             _ = tokio::time::sleep(delays.next().unwrap_or(MAX_BACKOFF)) => {}
@@ -503,12 +504,6 @@ fn reconnect_policy() -> ExponentialBuilder {
         .without_max_times()
 }
 
-/// Counts a message from another node that is dropped, and drops it.
-fn dropped(reason: &'static str) -> Option<Inbound> {
-    counter!(DROPPED_TOTAL, "reason" => reason).increment(1);
-    None
-}
-
 enum Ended {
     /// The hub is gone.
     Shutdown,
@@ -516,24 +511,32 @@ enum Ended {
     Lost,
 }
 
-/// One subscriber connection: subscribe to the wanted channels, then hand messages to the hub
-/// and follow changes of the wanted set until the connection drops.
+/// One subscriber connection to one shard: subscribe to the shard's wanted channels, then hand
+/// messages to the hub and follow changes of the wanted set until the connection drops.
 async fn run_subscriber(
     client: &redis::Client,
     fanout: &RedisFanout,
+    shard: &Shard,
     inbound: &mpsc::Sender<Inbound>,
     first: bool,
 ) -> Result<Ended, redis::RedisError> {
     let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
     sink.subscribe(NODES_CHANNEL).await?;
     let mut followed = Followed::new();
-    if !follow(&mut sink, fanout, inbound, &mut followed).await? {
+    if !follow(&mut sink, shard, inbound, &mut followed).await? {
         return Ok(Ended::Shutdown);
     }
-    fanout.set_connected(true);
+    shard.set_connected(true);
     if !first {
-        tracing::info!("redis fan-out reconnected; local sessions catch up from storage");
-        if !hand_over(inbound, Inbound::Resync).await {
+        tracing::info!(
+            shard = shard.index,
+            rooms = followed.len(),
+            "redis fan-out reconnected; the shard's local sessions catch up from storage"
+        );
+        // Only this shard's rooms can have missed events; they are the rooms it follows now
+        // (including those opened during the outage, whose joins read storage before it).
+        let rooms = followed.values().cloned().collect();
+        if !hand_over(inbound, Inbound::Resync(rooms)).await {
             return Ok(Ended::Shutdown);
         }
     }
@@ -541,10 +544,11 @@ async fn run_subscriber(
         tokio::select! {
             message = stream.next() => {
                 let Some(message) = message else {
-                    tracing::warn!("redis fan-out connection lost");
+                    tracing::warn!(shard = shard.index, "redis fan-out connection lost");
                     return Ok(Ended::Lost);
                 };
                 let received = fanout.receive(
+                    shard,
                     &followed,
                     message.get_channel_name(),
                     message.get_payload_bytes(),
@@ -555,8 +559,8 @@ async fn run_subscriber(
                     return Ok(Ended::Shutdown);
                 }
             }
-            _ = fanout.changed.notified() => {
-                if !follow(&mut sink, fanout, inbound, &mut followed).await? {
+            _ = shard.changed.notified() => {
+                if !follow(&mut sink, shard, inbound, &mut followed).await? {
                     return Ok(Ended::Shutdown);
                 }
             }
@@ -564,17 +568,17 @@ async fn run_subscriber(
     }
 }
 
-/// Subscribes to the wanted rooms not followed yet and unsubscribes from the followed rooms no
-/// longer wanted (two set differences); then asks the hub to sync the new rooms with the other
-/// nodes (on a fresh connection that is every room, which recovers presence after an outage).
-/// False when the hub is gone.
+/// Subscribes to the shard's wanted rooms not followed yet and unsubscribes from the followed
+/// rooms no longer wanted (two set differences); then asks the hub to sync the new rooms with
+/// the other nodes (on a fresh connection that is every room of the shard, which recovers
+/// presence after an outage). False when the hub is gone.
 async fn follow(
     sink: &mut redis::aio::PubSubSink,
-    fanout: &RedisFanout,
+    shard: &Shard,
     inbound: &mpsc::Sender<Inbound>,
     followed: &mut Followed,
 ) -> Result<bool, redis::RedisError> {
-    let wanted = fanout.wanted_channels();
+    let wanted: std::collections::HashSet<String> = shard.wanted_channels().into_iter().collect();
     let remove: Vec<String> = followed
         .keys()
         .filter(|c| !wanted.contains(*c))

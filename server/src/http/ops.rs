@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use confab_protocol::rest::Health;
+use confab_protocol::rest::{FanoutHealth, Health};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -26,8 +26,9 @@ pub async fn health() -> Json<Health> {
     Json(Health::status("ok"))
 }
 
-/// Readiness: storage answers and can commit, the fan-out is connected, the identity
-/// provider's keys are loaded (with `jwt_jwks_url`), and the server is not shutting down. While
+/// Readiness: storage answers and can commit, the fan-out is connected (to at least one of its
+/// Redis shards; `fanout` names the shards down while only some are), the identity provider's
+/// keys are loaded (with `jwt_jwks_url`), and the server is not shutting down. While
 /// commits fail (a full disk, a read-only database) the answer is 503 `storage_unavailable` with
 /// the `reason`; each probe then tries a small commit, so readiness returns once commits work.
 #[utoipa::path(get, path = "/ready", tag = "ops",
@@ -40,8 +41,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    if state.hub.fanout().is_some_and(|f| !f.is_connected()) {
-        let body = Json(Health::status("fanout_unavailable"));
+    let fanout = state.hub.fanout().and_then(|f| fanout_health(&f.links()));
+    if let Some(health) = fanout.as_ref().filter(|h| h.down.len() as u32 == h.shards) {
+        let body = Json(Health {
+            fanout: Some(health.clone()),
+            ..Health::status("fanout_unavailable")
+        });
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     if state.keys.jwks().is_some_and(|jwks| !jwks.is_loaded()) {
@@ -53,6 +58,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     match ping.unwrap_or(Err(confab_storage::StoreError::Unavailable)) {
         Ok(()) => Json(Health {
             search: Some(state.search().health()),
+            fanout,
             ..Health::status("ready")
         })
         .into_response(),
@@ -69,6 +75,22 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
+}
+
+/// The shards down, if any, of a fan-out whose links are `links` (one per shard, in order).
+fn fanout_health(links: &[bool]) -> Option<FanoutHealth> {
+    let down: Vec<u32> = (0u32..)
+        .zip(links)
+        .filter(|(_, up)| !**up)
+        .map(|(shard, _)| shard)
+        .collect();
+    if down.is_empty() {
+        return None;
+    }
+    Some(FanoutHealth {
+        shards: u32::try_from(links.len()).unwrap_or(u32::MAX),
+        down,
+    })
 }
 
 /// Prometheus text exposition: Confab's metrics and the standard process metrics.

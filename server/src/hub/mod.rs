@@ -517,10 +517,13 @@ impl Hub {
         m::fanout_deliveries(count);
     }
 
-    /// Tells every local subscriber to catch up from storage (after a fan-out outage, when
-    /// events from other nodes may have been missed).
-    fn resync_all(&self) {
-        for (key, room) in self.room_entries() {
+    /// Tells the local subscribers of `rooms` to catch up from storage (after an outage of
+    /// their fan-out shard, when events from other nodes may have been missed).
+    fn resync(&self, rooms: &[(Arc<str>, Arc<str>)]) {
+        for (tenant, conversation) in rooms {
+            let Some((key, room)) = self.room(tenant, conversation) else {
+                continue;
+            };
             let members = room.members.read().unwrap_or_else(|e| e.into_inner());
             for sub in members.subscribers.iter() {
                 let resync = Outbound::Resync(key.conversation.clone());
@@ -684,8 +687,8 @@ impl Hub {
             }
             Inbound::NodeGone(node) => self.remote_node_gone(&node),
             Inbound::User { tenant, user } => self.nudge_user(&tenant, &user),
-            Inbound::Resync => {
-                self.resync_all();
+            Inbound::Resync(rooms) => {
+                self.resync(&rooms);
                 self.nudge_all_users();
             }
         }

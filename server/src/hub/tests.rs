@@ -65,8 +65,8 @@ impl Fanout for Recorder {
     fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask: bool) {
         self.record(format!("users {tenant}/{conversation} {users:?} {ask}"));
     }
-    fn is_connected(&self) -> bool {
-        true
+    fn links(&self) -> Vec<bool> {
+        vec![true]
     }
     fn close(&self) {}
 }
@@ -406,4 +406,32 @@ async fn shutdown_reaches_every_registered_session_and_no_other() {
     }
     let unregistered = tokio::time::timeout(std::time::Duration::from_millis(50), out_gone.ended());
     assert!(unregistered.await.is_err(), "a session gone is not told");
+}
+
+/// After an outage of one fan-out shard, only the rooms that shard carries catch up.
+#[tokio::test]
+async fn a_resync_reaches_only_the_rooms_it_names() {
+    let hub = Hub::start(None);
+    let (a, rx_a) = subscriber(&hub, "a", 8);
+    let (b, rx_b) = subscriber(&hub, "b", 8);
+    hub.subscribe(&tenant(), &"c".into(), a);
+    hub.subscribe(&tenant(), &"d".into(), b);
+    let drain = |outbox: &Outbox| std::iter::from_fn(|| outbox.try_pop()).collect::<Vec<_>>();
+    drain(&rx_a);
+    drain(&rx_b);
+    hub.apply(Inbound::Resync(vec![
+        (tenant(), "c".into()),
+        (tenant(), "not-open-here".into()),
+    ]));
+    let resyncs = |items: Vec<Outbound>| -> Vec<String> {
+        items
+            .into_iter()
+            .filter_map(|item| match item {
+                Outbound::Resync(conversation) => Some(conversation.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(resyncs(drain(&rx_a)), ["c"]);
+    assert!(resyncs(drain(&rx_b)).is_empty());
 }

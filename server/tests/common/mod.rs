@@ -25,7 +25,7 @@ use confab_server::config::{Config, ServeArgs};
 use confab_server::hub::Hub;
 use confab_server::{AppState, Running, fanout};
 use confab_storage::sqlite::{SqliteOptions, SqliteStore};
-use confab_testkit::ConfabServer;
+use confab_testkit::{ConfabServer, RedisServer};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -607,6 +607,46 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
         *found.get_or_insert(0.0) += value;
     }
     found
+}
+
+/// Starts `count` redis-servers on free loopback ports, for a cluster's hub (one, or the shards
+/// of a sharded fan-out); fails loudly when one cannot start.
+pub async fn redis_servers(count: usize) -> Vec<RedisServer> {
+    tokio::task::spawn_blocking(move || RedisServer::start_many(count))
+        .await
+        .expect("join")
+        .expect("redis-server starts (run scripts/install-test-services)")
+}
+
+/// The `--hub` value naming `servers` in order: `redis://…,redis://…`.
+pub fn hub_of(servers: &[RedisServer]) -> String {
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    urls.join(",")
+}
+
+/// The position, among `shards` servers, of the one carrying the room of `conversation` in
+/// [`TENANT`] (the fan-out's own placement).
+pub fn shard_of(conversation: &str, shards: usize) -> usize {
+    fanout::redis::shard_of(TENANT, conversation, shards)
+}
+
+/// The fan-out's room channels (`confab:…`, not the nodes' channel) that have subscribers on
+/// the Redis at `redis_url`.
+pub async fn room_channels(redis_url: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg("confab:*")
+        .query_async(&mut conn)
+        .await
+        .expect("PUBSUB CHANNELS");
+    channels.retain(|c| c != "confab:nodes");
+    channels.sort();
+    channels
 }
 
 /// Waits (up to 10 s) until `nodes` servers subscribe on the Redis at `redis_url` to the room of

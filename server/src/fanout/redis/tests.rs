@@ -1,4 +1,5 @@
 use super::*;
+use confab_protocol::EventKind;
 
 #[test]
 fn reconnect_delays_grow_with_jitter_up_to_the_cap_and_never_run_out() {
@@ -15,13 +16,12 @@ fn reconnect_delays_grow_with_jitter_up_to_the_cap_and_never_run_out() {
 }
 
 fn fanout() -> RedisFanout {
-    let (publish_tx, _) = mpsc::channel(1);
+    let shards = (0..3)
+        .map(|index| Shard::new(index, mpsc::channel(1).0))
+        .collect();
     RedisFanout {
         node: "me".into(),
-        publish_tx,
-        wanted: Mutex::new(HashMap::new()),
-        changed: Notify::new(),
-        connected: AtomicBool::new(false),
+        shards,
         peers: Mutex::new(HashMap::new()),
         stop: CancellationToken::new(),
     }
@@ -63,7 +63,7 @@ fn messages_of_other_nodes_become_inbound_items() {
     let rooms = followed();
     let event = br#"{"v":1,"type":"event","node":"n1","kind":"message","seq":3}
 {"seq":3}"#;
-    match fanout.receive(&rooms, "confab:t:c", event) {
+    match fanout.receive(&fanout.shards[0], &rooms, "confab:t:c", event) {
         Some(Inbound::Event { tenant, event }) => {
             assert_eq!((&*tenant, &*event.conversation, event.seq), ("t", "c", 3));
             assert_eq!(event.text.as_str(), r#"{"seq":3}"#);
@@ -72,15 +72,27 @@ fn messages_of_other_nodes_become_inbound_items() {
     }
     let sync = b"{\"v\":1,\"type\":\"sync\",\"node\":\"n1\"}\n[\"bob\"]";
     assert!(matches!(
-        fanout.receive(&rooms, "confab:t:c", sync),
+        fanout.receive(&fanout.shards[0], &rooms, "confab:t:c", sync),
         Some(Inbound::Users { answer: true, ref users, .. }) if users == &["bob"]
     ));
     // Its own publications, other versions and unfollowed rooms are ignored.
     let own = b"{\"v\":1,\"type\":\"beat\",\"node\":\"me\"}\n";
-    assert!(fanout.receive(&rooms, "confab:nodes", own).is_none());
+    assert!(
+        fanout
+            .receive(&fanout.shards[0], &rooms, "confab:nodes", own)
+            .is_none()
+    );
     let future = b"{\"v\":2,\"type\":\"event\",\"node\":\"n1\"}\n";
-    assert!(fanout.receive(&rooms, "confab:t:c", future).is_none());
-    assert!(fanout.receive(&rooms, "confab:t:other", event).is_none());
+    assert!(
+        fanout
+            .receive(&fanout.shards[0], &rooms, "confab:t:c", future)
+            .is_none()
+    );
+    assert!(
+        fanout
+            .receive(&fanout.shards[0], &rooms, "confab:t:other", event)
+            .is_none()
+    );
     assert!(fanout.peers.lock().expect("peers").contains_key("n1"));
 }
 
@@ -95,6 +107,74 @@ fn malformed_payloads_are_dropped() {
         b"{\"v\":1,\"type\":\"sync\",\"node\":\"x\"}\nnot json",
         b"{\"v\":1,\"type\":\"event\",\"node\":\"x\"}\nno kind",
     ] {
-        assert!(fanout.receive(&rooms, "confab:t:c", payload).is_none());
+        assert!(
+            fanout
+                .receive(&fanout.shards[0], &rooms, "confab:t:c", payload)
+                .is_none()
+        );
     }
+}
+
+#[test]
+fn rooms_and_users_are_spread_over_the_shards() {
+    let fanout = fanout();
+    for conversation in ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"] {
+        fanout.open_room("t", conversation);
+    }
+    fanout.open_room("t", "c1");
+    let wanted: Vec<Vec<String>> = fanout
+        .shards
+        .iter()
+        .map(|shard| {
+            let mut channels = shard.wanted_channels();
+            channels.sort();
+            channels
+        })
+        .collect();
+    for (index, channels) in wanted.iter().enumerate() {
+        for channel in channels {
+            let (tenant, conversation) = room_of(channel).expect("a room");
+            assert_eq!(shard_of(&tenant, &conversation, 3), index, "{channel}");
+        }
+    }
+    assert_eq!(wanted.iter().map(Vec::len).sum::<usize>(), 9);
+    assert!(wanted.iter().all(|c| !c.is_empty()), "{wanted:?}");
+    // Closing one of two opens keeps the room followed; the second close drops it.
+    let home = &fanout.shards[shard_of("t", "c1", 3)];
+    fanout.close_room("t", "c1");
+    assert!(home.wanted_channels().contains(&channel("t", "c1")));
+    fanout.close_room("t", "c1");
+    assert!(!home.wanted_channels().contains(&channel("t", "c1")));
+}
+
+#[test]
+fn beats_from_a_node_with_other_shards_are_counted_not_fatal() {
+    let fanout = fanout();
+    let rooms = followed();
+    let beat = |shard: u32, shards: u32| {
+        format!(
+            "{{\"v\":1,\"type\":\"beat\",\"node\":\"n{shards}\",\"shard\":{shard},\"shards\":{shards}}}\n"
+        )
+    };
+    // Ours (3 shards, received on shard 1), another count, another order, and a node from
+    // before sharding: each keeps its peer alive and hands the hub nothing.
+    for payload in [
+        beat(1, 3),
+        beat(1, 2),
+        beat(0, 3),
+        "{\"v\":1,\"type\":\"beat\",\"node\":\"old\"}\n".to_owned(),
+    ] {
+        assert!(
+            fanout
+                .receive(
+                    &fanout.shards[1],
+                    &rooms,
+                    "confab:nodes",
+                    payload.as_bytes()
+                )
+                .is_none()
+        );
+    }
+    let peers = fanout.peers.lock().expect("peers");
+    assert!(["n3", "n2", "old"].iter().all(|n| peers.contains_key(*n)));
 }

@@ -1,0 +1,237 @@
+//! The shards of the fan-out: which Redis server carries a conversation's channel, and what a
+//! node keeps per server (its publish queue, the channels it wants there, whether its
+//! subscriber is up, its metric series).
+//!
+//! A conversation's shard is [`shard_of`] its tenant and id: FNV-1a (64 bits) of both, mixed
+//! by MurmurHash3's finalizer, then jump consistent hashing (Lamping and Veach, 2014) onto the shards. Both are fixed
+//! arithmetic, the same on every node, build and platform (std's hasher is randomly keyed per
+//! process, so two nodes would disagree), and jump hashing moves only about 1/n of the
+//! conversations when an n-th shard is added. Every node must list the same servers in the
+//! same order: beats carry the sender's shard count and the shard they were published on, and
+//! a mismatch is logged and counted (`confab_fanout_dropped_total{reason="shard_mismatch"}`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use metrics::{Counter, Gauge, counter, gauge};
+use tokio::sync::{Notify, mpsc};
+
+use crate::metrics::{
+    FANOUT_CONNECTED as CONNECTED, FANOUT_DROPPED_TOTAL as DROPPED_TOTAL,
+    FANOUT_PUBLISHED_TOTAL as PUBLISHED_TOTAL, FANOUT_RECEIVED_TOTAL as RECEIVED_TOTAL,
+    FANOUT_RECONNECTS_TOTAL as RECONNECTS_TOTAL,
+};
+
+/// Messages waiting to be published on one shard before new ones are dropped.
+pub(super) const PUBLISH_QUEUE: usize = 16 * 1024;
+
+/// The shard, of `shards`, whose Redis carries the channel of `conversation` of `tenant` (and,
+/// for user nudges, of `user` of `tenant`).
+pub fn shard_of(tenant: &str, key: &str, shards: usize) -> usize {
+    let mut hash = Fnv1a::new();
+    hash.write(tenant.as_bytes());
+    // 0xff never occurs in UTF-8: ("ab", "c") and ("a", "bc") hash apart.
+    hash.write(&[0xff]);
+    hash.write(key.as_bytes());
+    jump_consistent_hash(fmix64(hash.0), shards)
+}
+
+/// MurmurHash3's 64-bit finalizer: FNV-1a leaves the high bits, which jump hashing reads
+/// first, little changed by the last bytes, and ids that differ only there (time-ordered ids
+/// of one moment) would crowd one shard.
+fn fmix64(mut key: u64) -> u64 {
+    key ^= key >> 33;
+    key = key.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    key ^= key >> 33;
+    key = key.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    key ^ (key >> 33)
+}
+
+/// FNV-1a, 64 bits.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Jump consistent hash: a bucket in `0..buckets` for `key` (0 when `buckets` is 0 or 1).
+fn jump_consistent_hash(mut key: u64, buckets: usize) -> usize {
+    let buckets = i64::try_from(buckets).unwrap_or(i64::MAX);
+    let (mut bucket, mut next) = (-1i64, 0i64);
+    while next < buckets {
+        bucket = next;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        let scale = (1u64 << 31) as f64 / ((key >> 33) + 1) as f64;
+        next = ((bucket + 1) as f64 * scale) as i64;
+    }
+    usize::try_from(bucket).unwrap_or(0)
+}
+
+/// One Redis server of the fan-out, as this node uses it.
+pub(super) struct Shard {
+    pub index: usize,
+    pub publish_tx: mpsc::Sender<(String, Vec<u8>)>,
+    /// Desired subscriptions on this shard: channel → number of opens not yet closed.
+    pub wanted: Mutex<HashMap<String, usize>>,
+    pub changed: Notify,
+    connected: AtomicBool,
+    /// A beat from a node with another list of shards was logged already.
+    mismatch_logged: AtomicBool,
+    pub metrics: ShardMetrics,
+}
+
+/// The metric series of one shard (label `shard`, its position in `hub`), made once.
+pub(super) struct ShardMetrics {
+    label: String,
+    connected: Gauge,
+    pub published: Counter,
+    pub received: Counter,
+    pub reconnects: Counter,
+}
+
+impl Shard {
+    pub fn new(index: usize, publish_tx: mpsc::Sender<(String, Vec<u8>)>) -> Shard {
+        let label = index.to_string();
+        let metrics = ShardMetrics {
+            connected: gauge!(CONNECTED, "shard" => label.clone()),
+            published: counter!(PUBLISHED_TOTAL, "shard" => label.clone()),
+            received: counter!(RECEIVED_TOTAL, "shard" => label.clone()),
+            reconnects: counter!(RECONNECTS_TOTAL, "shard" => label.clone()),
+            label,
+        };
+        // Every series exists from the start, at 0.
+        metrics.connected.set(0.0);
+        for counter in [&metrics.published, &metrics.received, &metrics.reconnects] {
+            counter.absolute(0);
+        }
+        Shard {
+            index,
+            publish_tx,
+            wanted: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            connected: AtomicBool::new(false),
+            mismatch_logged: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Release);
+        self.metrics
+            .connected
+            .set(if connected { 1.0 } else { 0.0 });
+    }
+
+    /// Counts a message dropped on this shard.
+    pub fn dropped(&self, reason: &'static str) {
+        counter!(DROPPED_TOTAL, "reason" => reason, "shard" => self.metrics.label.clone())
+            .increment(1);
+    }
+
+    /// The channels wanted on this shard now.
+    pub fn wanted_channels(&self) -> Vec<String> {
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        wanted.keys().cloned().collect()
+    }
+
+    /// A beat said it was published on shard `theirs` of `count`: counts (and logs once) a
+    /// node whose list of shards differs from ours, whose conversations would then meet ours
+    /// on no server.
+    pub fn check_beat(&self, node: &str, theirs: Option<u32>, count: Option<u32>, ours: usize) {
+        let (Some(theirs), Some(count)) = (theirs, count) else {
+            return;
+        };
+        let matches = usize::try_from(theirs).is_ok_and(|t| t == self.index)
+            && usize::try_from(count).is_ok_and(|c| c == ours);
+        if matches {
+            return;
+        }
+        self.dropped("shard_mismatch");
+        if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                peer = node,
+                shard = self.index,
+                shards = ours,
+                peer_shard = theirs,
+                peer_shards = count,
+                "a node lists other redis shards, or in another order: every node's `hub` must \
+                 list the same servers in the same order"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_fixed_arithmetic() {
+        // Pinned: nodes of different builds must agree, so these never change.
+        assert_eq!(Fnv1a::new().0, 0xcbf2_9ce4_8422_2325);
+        let mut empty = Fnv1a::new();
+        empty.write(b"a");
+        assert_eq!(empty.0, 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(jump_consistent_hash(0, 1), 0);
+        assert_eq!(jump_consistent_hash(u64::MAX, 0), 0);
+        let pinned: Vec<usize> = ["c1", "c2", "c3", "c4", "c5", "c6"]
+            .iter()
+            .map(|c| shard_of("acme", c, 3))
+            .collect();
+        assert_eq!(pinned, PINNED);
+        assert_ne!(shard_of("ab", "c", 1000), shard_of("a", "bc", 1000));
+    }
+
+    /// `shard_of("acme", "c1".."c6", 3)`.
+    const PINNED: [usize; 6] = [2, 1, 1, 0, 2, 1];
+
+    #[test]
+    fn conversations_spread_evenly_and_few_move_when_a_shard_is_added() {
+        let keys: Vec<String> = (0..30_000).map(|i| format!("conv-{i}")).collect();
+        let mut counts = [0usize; 3];
+        for key in &keys {
+            counts[shard_of("t", key, 3)] += 1;
+        }
+        for count in counts {
+            assert!((9_000..11_000).contains(&count), "{counts:?}");
+        }
+        let moved = keys
+            .iter()
+            .filter(|key| shard_of("t", key, 3) != shard_of("t", key, 4))
+            .count();
+        // Ideally a quarter move, all of them to the new shard.
+        assert!((6_500..8_500).contains(&moved), "{moved}");
+        assert!(
+            keys.iter()
+                .filter(|key| shard_of("t", key, 3) != shard_of("t", key, 4))
+                .all(|key| shard_of("t", key, 4) == 3)
+        );
+        assert!(keys.iter().all(|key| shard_of("t", key, 1) == 0));
+    }
+
+    #[test]
+    fn ids_that_differ_only_at_the_end_spread_too() {
+        // Time-ordered ids made in one moment share their first characters.
+        let mut counts = [0usize; 3];
+        for i in 0..3_000u32 {
+            counts[shard_of("acme", &format!("01a248b743d2746fb3228531{i:08x}"), 3)] += 1;
+        }
+        for count in counts {
+            assert!((850..1_150).contains(&count), "{counts:?}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! What crosses Redis: the channel names and the header line of each message.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use confab_protocol::EventKind;
+use serde::{Deserialize, Serialize};
+
+/// The channel every node subscribes to, on every shard, for heartbeats and user nudges.
+pub(super) const NODES_CHANNEL: &str = "confab:nodes";
+/// The wire format of [`Header`]. The nodes of a cluster run one version: a message of another
+/// is dropped and counted (`confab_fanout_dropped_total{reason="version"}`).
+pub const WIRE_VERSION: u32 = 1;
+
+/// The header line of a published message, e.g.
+/// `{"v":1,"type":"event","node":"…","kind":"message","seq":7}`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct Header<'a> {
+    /// [`WIRE_VERSION`].
+    pub v: u32,
+    #[serde(rename = "type")]
+    pub message: MessageType,
+    /// The node that published it.
+    #[serde(borrow)]
+    pub node: Cow<'a, str>,
+    /// `event`: the durable event's kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<EventKind>,
+    /// `event`: its seq.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+    /// `event`: the member it concerns (member events); `presence`: whose presence changed.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Cow<'a, str>>,
+    /// `ephemeral`: the user whose connections skip the frame (its sender).
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub skip_user: Option<Cow<'a, str>>,
+    /// `presence`: whether `user` is now online on `node`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub online: bool,
+    /// `beat`: the shard it was published on and how many the sender has, so that a node
+    /// configured with another list of shards is noticed (nodes that predate sharding send
+    /// neither, and unknown fields are ignored, so the wire version stays 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl<'a> Header<'a> {
+    pub fn new(node: &'a str, message: MessageType) -> Header<'a> {
+        Header {
+            v: WIRE_VERSION,
+            message,
+            node: Cow::Borrowed(node),
+            kind: None,
+            seq: 0,
+            user: None,
+            skip_user: None,
+            online: false,
+            shard: None,
+            shards: None,
+        }
+    }
+}
+
+/// What a message is; `sync` and `snapshot` carry a JSON array of user ids as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum MessageType {
+    /// A durable event: deliver the text to the room's subscribers.
+    Event,
+    /// An ephemeral frame (typing, read): deliver, never replayed.
+    Ephemeral,
+    /// The origin's first connection of `user` joined the room (`online`) or its last left.
+    Presence,
+    /// The origin opened the room: here are its users; answer with yours.
+    Sync,
+    /// Answer to `sync`: the origin's users in the room.
+    Snapshot,
+    /// The origin is alive (on [`NODES_CHANNEL`] of every shard).
+    Beat,
+    /// `user` of the tenant in the text has new user events (on [`NODES_CHANNEL`] of the
+    /// user's shard: a user's connections may be on any node).
+    User,
+}
+
+pub(super) fn channel(tenant: &str, conversation: &str) -> String {
+    format!("confab:{tenant}:{conversation}")
+}
+
+/// The tenant and conversation of a room's channel name.
+pub(super) fn room_of(channel: &str) -> Option<(Arc<str>, Arc<str>)> {
+    let rest = channel.strip_prefix("confab:")?;
+    let (tenant, conversation) = rest.rsplit_once(':')?;
+    Some((tenant.into(), conversation.into()))
+}
