@@ -489,12 +489,11 @@ pub async fn run_traffic(env: &Env, spec: TrafficSpec) -> anyhow::Result<Report>
     let end = env.sample_nodes().await;
     load::close_fleet(&run, fleet.tasks).await;
 
-    let window_secs = (stop.at - start.at).as_secs_f64();
     let mut traffic = TrafficReport::gather(
         &run,
         &fanout,
         spec.rate,
-        window_secs,
+        (stop.at - start.at).as_secs_f64(),
         (stop.delivered - start.delivered, stop.acked - start.acked),
         drained.as_secs_f64(),
     );
