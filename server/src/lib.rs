@@ -70,9 +70,11 @@ pub async fn run(
         state.config.media_upload_expiry,
         state.shutdown.clone(),
     );
-    state
-        .hub
-        .start_write_delay(state.config.write_delay, state.shutdown.clone());
+    state.hub.start_write_delay(
+        state.config.write_delay,
+        state.config.write_delay_target,
+        state.shutdown.clone(),
+    );
     let app = http::router(state.clone());
     let token = state.shutdown.clone();
     tokio::spawn(async move {

@@ -811,3 +811,86 @@ async fn a_write_delay_batches_deliveries_and_loses_nothing() {
         "{wakes} tick wakes for {deliveries} deliveries"
     );
 }
+
+/// With `--write-delay auto`, a busy conversation is held back (by the target) once that
+/// shares wake-ups, and a quiet one is not: the server's choice shows in
+/// `confab_write_delay_seconds`, and nothing is lost or reordered either way.
+#[tokio::test]
+async fn an_automatic_write_delay_holds_back_only_busy_traffic() {
+    let server =
+        Server::start_with(&["--write-delay", "auto", "--write-delay-target", "50ms"]).await;
+    let conversation = server.create_group("alice", &["bob", "carol"]).await;
+    let mut alice = server.ws("alice").await;
+    let mut bob = server.ws("bob").await;
+    let mut carol = server.ws("carol").await;
+    for client in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(client.join(&conversation).await, 0);
+    }
+    let held = || async {
+        let metrics = server.metrics().await;
+        common::metric_value(&metrics, "confab_write_delay_seconds")
+    };
+    assert_eq!(held().await, Some(0.0), "nothing held back at rest");
+
+    // Bursts of pipelined messages: every reader gets many per 50 ms, so holding back pays.
+    // Bounded: until the server holds back, or 20 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut sent = 0u64;
+    while held().await != Some(0.05) {
+        assert!(std::time::Instant::now() < deadline, "never held back");
+        for _ in 0..16 {
+            sent += 1;
+            alice
+                .send(ClientFrame::with_ref(
+                    format!("a{sent}"),
+                    send_command(
+                        &conversation,
+                        &format!("auto-{sent}"),
+                        &format!("busy {sent}"),
+                    ),
+                ))
+                .await;
+        }
+        for n in sent - 15..=sent {
+            match alice.reply_to(&format!("a{n}")).await {
+                ServerFrame::Ack { seq, .. } => assert_eq!(seq, n),
+                other => panic!("expected ack, got {other:?}"),
+            }
+        }
+    }
+    let per_wake = common::metric_value(
+        &server.metrics().await,
+        "confab_write_delay_deliveries_per_wakeup",
+    )
+    .expect("the measure it chose on");
+    assert!(
+        per_wake >= 2.0,
+        "held back at {per_wake} deliveries per wake-up"
+    );
+    for client in [&mut bob, &mut carol] {
+        for n in 1..=sent {
+            assert_eq!(client.recv_message().await.seq, n);
+        }
+    }
+
+    // Quiet again: after a second or two the server stops holding back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held().await != Some(0.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still holding back when quiet"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    alice
+        .send(ClientFrame::with_ref(
+            "last",
+            send_command(&conversation, "auto-last", "quiet"),
+        ))
+        .await;
+    assert!(matches!(
+        alice.reply_to("last").await,
+        ServerFrame::Ack { .. }
+    ));
+    assert_eq!(bob.recv_message().await.seq, sent + 1);
+}

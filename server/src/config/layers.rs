@@ -359,7 +359,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{EventsBackend, HubBackend, StoreBackend};
+    use crate::config::{EventsBackend, HubBackend, StoreBackend, WriteDelay};
 
     /// A TOML file in a temporary directory (kept alive by the returned guard).
     fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -427,13 +427,19 @@ mod tests {
             "--shutdown-grace-secs=4",
         ])
         .expect("old flags");
-        assert_eq!(config.write_delay, Duration::from_millis(100));
+        assert_eq!(
+            config.write_delay,
+            WriteDelay::Fixed(Duration::from_millis(100))
+        );
         assert_eq!(config.auth_timeout, Duration::from_secs(3));
         assert_eq!(config.shutdown_grace, Duration::from_secs(4));
 
         let (config, deprecations) =
             resolve_with_file("write_delay_ms = 250\nheartbeat_secs = 5\n", &[]).expect("old keys");
-        assert_eq!(config.write_delay, Duration::from_millis(250));
+        assert_eq!(
+            config.write_delay,
+            WriteDelay::Fixed(Duration::from_millis(250))
+        );
         assert_eq!(config.heartbeat, Duration::from_secs(5));
         assert_eq!(deprecations.len(), 2, "{deprecations:?}");
         assert!(
@@ -466,6 +472,24 @@ mod tests {
     }
 
     #[test]
+    fn the_write_delay_is_a_duration_or_auto() {
+        let config = resolve(&["--write-delay", "auto", "--write-delay-target", "50ms"])
+            .expect("auto from a flag");
+        assert_eq!(config.write_delay, WriteDelay::Auto);
+        assert_eq!(config.write_delay_target, Duration::from_millis(50));
+        let (config, _) =
+            resolve_with_file("write_delay = \"auto\"\n", &[]).expect("auto in a file");
+        assert_eq!(config.write_delay, WriteDelay::Auto);
+        let config = resolve(&["--write-delay", "30ms"]).expect("a duration");
+        assert_eq!(
+            config.write_delay,
+            WriteDelay::Fixed(Duration::from_millis(30))
+        );
+        let err = ServeArgs::try_parse_from(["--write-delay", "sometimes"]).expect_err("neither");
+        assert!(err.to_string().contains("auto"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_with_their_spelling() {
         let err = resolve_with_file("listne = \"127.0.0.1:9000\"\n", &[]).err();
         assert!(
@@ -478,6 +502,7 @@ mod tests {
             ("log_format = \"xml\"\n", "`log_format` in"),
             ("store = \"postgres://x\"\n", "`store` in"),
             ("max_joined = -1\n", "`max_joined` in"),
+            ("write_delay = \"often\"\n", "`write_delay` in"),
         ] {
             match resolve_with_file(text, &[]) {
                 Err(ConfigError::Invalid(message)) => {

@@ -42,7 +42,7 @@ pub use docs::{example_toml, readme_table};
 pub use layers::ServeArgs;
 pub use values::{
     EventsBackend, HubBackend, JwtSource, LogFormat, MediaBackend, Origins, PublicKeyAlg,
-    RedisShards, StoreBackend,
+    RedisShards, StoreBackend, WriteDelay,
 };
 
 /// Secrets that were ever published in this repository (defaults, examples, benches): a server
@@ -302,16 +302,29 @@ pub struct Config {
         value_parser = humantime::parse_duration, help_heading = "Timing")]
     pub auth_timeout: Duration,
     /// Longest a live delivery to a busy connection waits to share one socket write; 0ms
-    /// writes each at once (at most 1s).
+    /// writes each at once (at most 1s); `auto` lets the server choose.
     ///
     /// A connection written to less than this long ago gets its next live deliveries at the
     /// next tick (every this long), in one socket write (one wake-up, one `send()`); one quiet
     /// for longer gets them at once. In busy rooms this cuts server CPU per delivery, for up to
     /// this much added latency (size `outbound_queue` for what a connection is sent in that
-    /// window). Replies, acks, presence and kicks are never delayed.
-    #[arg(long, env = "CONFAB_WRITE_DELAY", default_value = "0ms", value_name = "DURATION",
+    /// window). Replies, acks, presence and kicks are never delayed. With `auto`, the server
+    /// holds deliveries back by `write_delay_target` only while that pays (busy connections
+    /// would get two or more deliveries per wake-up, measured every second) and writes each at
+    /// once otherwise; `confab_write_delay_seconds` shows what it chose.
+    #[arg(
+        long,
+        env = "CONFAB_WRITE_DELAY",
+        default_value = "0ms",
+        value_name = "DURATION|auto",
+        help_heading = "Timing"
+    )]
+    pub write_delay: WriteDelay,
+    /// With `write_delay = "auto"`: the delay used while holding back pays, so the most latency
+    /// it adds to a delivery (at most 1s).
+    #[arg(long, env = "CONFAB_WRITE_DELAY_TARGET", default_value = "20ms", value_name = "DURATION",
         value_parser = humantime::parse_duration, help_heading = "Timing")]
-    pub write_delay: Duration,
+    pub write_delay_target: Duration,
     /// Time for sessions to close on SIGTERM or SIGINT.
     #[arg(long, env = "CONFAB_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
         value_parser = humantime::parse_duration, help_heading = "Timing")]
@@ -624,10 +637,42 @@ impl Config {
         Ok(())
     }
 
+    /// The bounds of the timing keys.
+    fn validate_timing(&self) -> Result<(), ConfigError> {
+        let invalid = |text: &str| Err(ConfigError::Invalid(text.to_owned()));
+        if self.heartbeat.is_zero() || self.idle_timeout <= self.heartbeat {
+            return invalid("heartbeat must be positive and below idle_timeout");
+        }
+        if self.auth_timeout.is_zero() {
+            return invalid("auth_timeout must be positive");
+        }
+        if self
+            .write_delay
+            .fixed()
+            .is_some_and(|delay| delay > MAX_WRITE_DELAY)
+        {
+            return invalid("write_delay must be at most 1s");
+        }
+        if self.write_delay_target.is_zero() || self.write_delay_target > MAX_WRITE_DELAY {
+            return invalid("write_delay_target must be positive and at most 1s");
+        }
+        for (key, timeout) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("keep_alive_timeout", self.keep_alive_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(ConfigError::Invalid(format!("{key} must be positive")));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the bounds and the rules between keys that single values cannot break alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |text: &str| Err(ConfigError::Invalid(text.to_owned()));
         self.validate_token_keys()?;
+        self.validate_timing()?;
         if self.max_reactions_per_message == 0 || self.max_reactions_per_user == 0 {
             return invalid(
                 "max_reactions_per_message and max_reactions_per_user must be at least 1",
@@ -639,29 +684,11 @@ impl Config {
         if self.max_body_bytes == 0 || self.max_body_bytes > self.max_frame_bytes {
             return invalid("max_body_bytes must be between 1 and max_frame_bytes");
         }
-        if self.heartbeat.is_zero() || self.idle_timeout <= self.heartbeat {
-            return invalid("heartbeat must be positive and below idle_timeout");
-        }
-        if self.auth_timeout.is_zero() {
-            return invalid("auth_timeout must be positive");
-        }
         if self.outbound_queue < 16 {
             return invalid("outbound_queue must be at least 16");
         }
         if self.max_joined == 0 {
             return invalid("max_joined must be positive");
-        }
-        if self.write_delay > MAX_WRITE_DELAY {
-            return invalid("write_delay must be at most 1s");
-        }
-        for (key, timeout) in [
-            ("header_read_timeout", self.header_read_timeout),
-            ("body_read_timeout", self.body_read_timeout),
-            ("keep_alive_timeout", self.keep_alive_timeout),
-        ] {
-            if timeout.is_zero() {
-                return Err(ConfigError::Invalid(format!("{key} must be positive")));
-            }
         }
         if self.max_connections == 0 {
             return invalid("max_connections must be positive");
@@ -739,7 +766,8 @@ mod tests {
         let config = Config::default();
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert_eq!(config.heartbeat, Duration::from_secs(25));
-        assert_eq!(config.write_delay, Duration::ZERO);
+        assert_eq!(config.write_delay, WriteDelay::Fixed(Duration::ZERO));
+        assert_eq!(config.write_delay_target, Duration::from_millis(20));
         assert_eq!(config.store, StoreBackend::Sqlite);
         assert_eq!(config.events_topic, "confab.events");
         assert_eq!(config.dead_letter_topic(), "confab.events.dlq");
@@ -769,7 +797,7 @@ mod tests {
     #[test]
     fn bounds_are_checked() {
         type Change = fn(&mut Config);
-        let refused: [(&str, Change); 13] = [
+        let refused: [(&str, Change); 15] = [
             ("max_frame_bytes", |c| c.max_frame_bytes = 1023),
             ("max_body_bytes", |c| c.max_body_bytes = 0),
             ("max_body_bytes", |c| {
@@ -781,7 +809,13 @@ mod tests {
             ("outbound_queue", |c| c.outbound_queue = 15),
             ("max_joined", |c| c.max_joined = 0),
             ("write_delay", |c| {
-                c.write_delay = Duration::from_millis(1001)
+                c.write_delay = WriteDelay::Fixed(Duration::from_millis(1001))
+            }),
+            ("write_delay_target", |c| {
+                c.write_delay_target = Duration::ZERO
+            }),
+            ("write_delay_target", |c| {
+                c.write_delay_target = Duration::from_millis(1001)
             }),
             ("header_read_timeout", |c| {
                 c.header_read_timeout = Duration::ZERO
@@ -800,7 +834,9 @@ mod tests {
                 other => panic!("{key}: expected a refusal, got {other:?}"),
             }
         }
-        with(|c| c.write_delay = Duration::from_secs(1)).expect("the longest write delay");
+        with(|c| c.write_delay = WriteDelay::Fixed(Duration::from_secs(1)))
+            .expect("the longest write delay");
+        with(|c| c.write_delay = WriteDelay::Auto).expect("the server chooses");
         with(|c| {
             c.max_frame_bytes = 1024;
             c.max_body_bytes = 1024;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::ValueEnum;
 
@@ -12,6 +13,41 @@ pub enum PublicKeyAlg {
     Rs256,
     #[value(name = "ES256")]
     Es256,
+}
+
+/// How live deliveries to busy connections are held back to share socket writes
+/// (`write_delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteDelay {
+    /// Busy connections wait up to this long; zero: never.
+    Fixed(Duration),
+    /// The server holds back only while that pays (a busy connection would get at least two
+    /// deliveries per wake-up), for at most `write_delay_target`; otherwise it writes each
+    /// delivery at once.
+    Auto,
+}
+
+impl WriteDelay {
+    /// The fixed delay, or `None` for `auto`.
+    pub fn fixed(self) -> Option<Duration> {
+        match self {
+            WriteDelay::Fixed(delay) => Some(delay),
+            WriteDelay::Auto => None,
+        }
+    }
+}
+
+impl FromStr for WriteDelay {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<WriteDelay, String> {
+        if value == "auto" {
+            return Ok(WriteDelay::Auto);
+        }
+        humantime::parse_duration(value)
+            .map(WriteDelay::Fixed)
+            .map_err(|err| format!("expected `auto` or a duration such as `20ms`: {err}"))
+    }
 }
 
 /// Log output format.

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::config::WriteDelay;
 use crate::fanout::{Fanout, Inbound, Link};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use axum::extract::ws::Utf8Bytes;
@@ -118,7 +119,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// Queues an item, waking the session now, or (with `defer`, for a busy connection) at the
     /// write delay's next tick.
-    fn push(&self, item: Outbound, defer: Option<Defer<'_>>) -> Result<(), PushError> {
+    fn push(&self, item: Outbound, defer: Option<&mut Defer<'_>>) -> Result<(), PushError> {
         match defer {
             Some(defer) => self.outbox.push_deferred(item, defer),
             None => self.outbox.push(item),
@@ -184,34 +185,22 @@ impl Hub {
         }
     }
 
-    /// Holds back the wake of a busy session (one woken less than `delay` ago) until the next
-    /// tick, every `delay`, so that a connection's deliveries of that window go out in one
-    /// write: far fewer writes (and wake-ups) when each connection gets several messages per
-    /// `delay`, for up to `delay` of latency. A delivery to a connection quiet for `delay` goes
-    /// out at once; presence frames, resyncs, kicks and a session's replies are never delayed.
-    /// Starts the tick task, which releases the last batch and stops on `shutdown`. Set once,
-    /// before serving; a zero delay changes nothing.
-    pub fn start_write_delay(&self, delay: Duration, shutdown: CancellationToken) {
-        if delay.is_zero() {
+    /// Starts the write delay ([`WakeBatch::start`]): the wake of a busy session may be held
+    /// back until the next tick, so that a connection's deliveries of that window go out in one
+    /// write. Presence frames, resyncs, kicks and a session's replies are never delayed. Set
+    /// once, before serving; a zero delay changes nothing.
+    pub fn start_write_delay(
+        &self,
+        delay: WriteDelay,
+        target: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let Some(wakes) = WakeBatch::start(delay, target, shutdown) else {
             return;
-        }
-        let wakes = Arc::new(WakeBatch::new(delay));
-        if self.wakes.set(wakes.clone()).is_err() {
+        };
+        if self.wakes.set(wakes).is_err() {
             tracing::warn!("write delay already started; ignoring the second one");
-            return;
         }
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => m::write_delay_wakes(wakes.release()),
-                }
-            }
-            // No more ticks: pushes from now on wake their session at once.
-            m::write_delay_wakes(wakes.close());
-        });
     }
 
     fn wakes(&self) -> Option<&WakeBatch> {
@@ -506,9 +495,9 @@ impl Hub {
     fn deliver_event(&self, room: &Room, event: Arc<Delivered>) {
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
         let mut count = 0u64;
-        let defer = self.defer();
+        let mut defer = self.defer();
         for sub in members.subscribers.iter() {
-            match sub.push(Outbound::Event(event.clone()), defer) {
+            match sub.push(Outbound::Event(event.clone()), defer.as_mut()) {
                 Ok(()) => count += 1,
                 Err(PushError::Full) => sub.outbox.kick(),
                 Err(PushError::Closed) => {}

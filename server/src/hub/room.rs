@@ -134,12 +134,16 @@ impl Members {
     pub(super) fn push_ephemeral(
         &self,
         frame: &Arc<Ephemeral>,
-        defer: Option<Defer<'_>>,
+        mut defer: Option<Defer<'_>>,
         skip: impl Fn(&Subscriber) -> bool,
     ) {
         let mut delivered = 0u64;
         for sub in &self.subscribers {
-            if !skip(sub) && sub.push(Outbound::Ephemeral(frame.clone()), defer).is_ok() {
+            if !skip(sub)
+                && sub
+                    .push(Outbound::Ephemeral(frame.clone()), defer.as_mut())
+                    .is_ok()
+            {
                 delivered += 1;
             }
         }

@@ -329,7 +329,7 @@ async fn a_write_delay_holds_busy_sessions_until_the_tick() {
     let hub = Hub::new();
     let shutdown = CancellationToken::new();
     let delay = Duration::from_millis(100);
-    hub.start_write_delay(delay, shutdown.clone());
+    hub.start_write_delay(WriteDelay::Fixed(delay), TARGET, shutdown.clone());
     let room: Arc<str> = "c".into();
     let (a, rx_a) = subscriber(&hub, "a", 16);
     let (b, rx_b) = subscriber(&hub, "b", 16);
@@ -375,10 +375,82 @@ async fn a_write_delay_holds_busy_sessions_until_the_tick() {
     assert_eq!(woken(waiter).await, (at(350), Some(6)));
 }
 
+/// `write_delay_target` in these tests.
+const TARGET: Duration = Duration::from_millis(20);
+
+#[tokio::test(start_paused = true)]
+async fn auto_write_delay_holds_back_a_busy_room_and_lets_a_quiet_one_be() {
+    let hub = Hub::new();
+    let shutdown = CancellationToken::new();
+    hub.start_write_delay(WriteDelay::Auto, TARGET, shutdown.clone());
+    let delay = || hub.wakes().map(WakeBatch::delay);
+    assert_eq!(delay(), Some(Duration::ZERO));
+    let room: Arc<str> = "c".into();
+    // Eight connections: enough pushes every second for the batch to judge.
+    let subscribers: Vec<_> = (0..8)
+        .map(|n| {
+            let (sub, rx) = subscriber(&hub, &format!("u{n}"), 1024);
+            hub.subscribe(&tenant(), &room, sub);
+            rx
+        })
+        .collect();
+    let mut seq = 0;
+    let mut send = |count: usize| {
+        let events: Vec<_> = (0..count)
+            .map(|_| {
+                seq += 1;
+                event("c", seq)
+            })
+            .collect();
+        hub.publish_rendered(events);
+    };
+    // A message every 4 ms: a 20 ms delay shares each wake-up five ways. After a second the
+    // batch holds back.
+    for _ in 0..300 {
+        send(1);
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    assert_eq!(delay(), Some(TARGET));
+    let mut received: Vec<Vec<u64>> = vec![Vec::new(); subscribers.len()];
+    let drain = |received: &mut Vec<Vec<u64>>| {
+        for (rx, seqs) in subscribers.iter().zip(received.iter_mut()) {
+            seqs.extend(std::iter::from_fn(|| rx.try_pop()).filter_map(|item| seq_of(Some(item))));
+        }
+    };
+    drain(&mut received);
+    // Held back: the next delivery (to a connection woken a moment ago) waits for a tick,
+    // at most the target.
+    send(1);
+    drain(&mut received);
+    let waiter = wait_on(&subscribers[0]).await;
+    let sent = tokio::time::Instant::now();
+    send(1);
+    let (at, got) = woken(waiter).await;
+    assert!(at - sent <= TARGET, "held {:?}", at - sent);
+    received[0].extend(got);
+    // One message every 100 ms: nothing to share, so it stops holding back.
+    for _ in 0..25 {
+        send(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delay(), Some(Duration::ZERO));
+    // Every delivery arrived, once and in order.
+    drain(&mut received);
+    let all: Vec<u64> = (1..=seq).collect();
+    for seqs in &received {
+        assert_eq!(seqs, &all);
+    }
+    shutdown.cancel();
+}
+
 #[tokio::test]
 async fn without_a_write_delay_nothing_is_held_back() {
     let hub = Hub::new();
-    hub.start_write_delay(Duration::ZERO, CancellationToken::new());
+    hub.start_write_delay(
+        WriteDelay::Fixed(Duration::ZERO),
+        TARGET,
+        CancellationToken::new(),
+    );
     assert!(hub.wakes().is_none());
     let room: Arc<str> = "c".into();
     let (a, rx_a) = subscriber(&hub, "a", 4);

@@ -29,6 +29,8 @@ pub const FANOUT_DELIVERIES_TOTAL: &str = "confab_fanout_deliveries_total";
 pub const USER_NUDGES_TOTAL: &str = "confab_user_nudges_total";
 pub const USER_EVENTS_DELIVERED_TOTAL: &str = "confab_user_events_delivered_total";
 pub const WRITE_DELAY_WAKES_TOTAL: &str = "confab_write_delay_wakes_total";
+pub const WRITE_DELAY_SECONDS: &str = "confab_write_delay_seconds";
+pub const WRITE_DELAY_PER_WAKE: &str = "confab_write_delay_deliveries_per_wakeup";
 pub const SLOW_CONSUMERS_TOTAL: &str = "confab_slow_consumers_dropped_total";
 pub const ACK_LATENCY: &str = "confab_ack_latency_seconds";
 pub const WS_ERRORS_TOTAL: &str = "confab_ws_errors_total";
@@ -132,6 +134,17 @@ pub const ALL: &[Metric] = &[
     metric(USER_NUDGES_TOTAL, Counter, "Local connections told that their user has new user events."),
     metric(USER_EVENTS_DELIVERED_TOTAL, Counter, "User events sent to connections (live and resumed)."),
     metric(WRITE_DELAY_WAKES_TOTAL, Counter, "Sessions woken by a write-delay tick."),
+    metric(
+        WRITE_DELAY_SECONDS,
+        Gauge,
+        "The write delay in force, in seconds (chosen every second under `auto`).",
+    ),
+    metric(
+        WRITE_DELAY_PER_WAKE,
+        Gauge,
+        "Under `auto`: deliveries per session wake-up in the last second (or what holding back \
+         would have made them, while not holding back).",
+    ),
     metric(SLOW_CONSUMERS_TOTAL, Counter, "Sessions closed because their queue was full."),
     metric(ACK_LATENCY, Histogram, "Time from a send's arrival to its ack, in seconds."),
     metric(WS_ERRORS_TOTAL, Counter, "Error frames sent on WebSockets, by code."),
@@ -390,6 +403,14 @@ pub fn fanout_deliveries(count: u64) {
 pub fn write_delay_wakes(count: usize) {
     if count > 0 {
         counter!(WRITE_DELAY_WAKES_TOTAL).increment(count as u64);
+    }
+}
+
+/// The write delay in force, and under `auto` the deliveries per wake-up it was chosen on.
+pub fn write_delay_chosen(delay: Duration, per_wake: Option<f64>) {
+    gauge!(WRITE_DELAY_SECONDS).set(delay.as_secs_f64());
+    if let Some(per_wake) = per_wake {
+        gauge!(WRITE_DELAY_PER_WAKE).set(per_wake);
     }
 }
 

@@ -9,21 +9,19 @@
 //! short `Mutex` section each, and one `AtomicWaker` for the session's task (every future that
 //! waits on the outbox is polled by that one task).
 //!
-//! With a write delay (`--write-delay-ms` D), a push to a connection woken within the last D
-//! does not wake the session: the outbox is listed in a [`WakeBatch`] (once, however many
-//! pushes follow) and the batch wakes every listed session on the next tick, so what was queued
-//! in between goes out in one write. A push to a connection not woken for D wakes it at once:
-//! only connections busier than one delivery per D wait (for at most D).
+//! With a write delay, pushes may wait for the write delay's next tick ([`wake`]).
+
+mod wake;
+
+pub use wake::{Defer, WakeBatch};
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
-use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use tokio::time::Instant;
 
 use crate::hub::Outbound;
 use crate::metrics as m;
@@ -109,29 +107,6 @@ impl Outbox {
     pub fn push(&self, item: Outbound) -> Result<(), PushError> {
         self.enqueue(item)?;
         self.waker.wake();
-        Ok(())
-    }
-
-    /// Queues an item. A session woken within the batch's delay before `defer.now` is woken by
-    /// the batch's next [`WakeBatch::release`]; one quiet for longer is woken now.
-    pub fn push_deferred(
-        self: &Arc<Self>,
-        item: Outbound,
-        defer: Defer<'_>,
-    ) -> Result<(), PushError> {
-        self.enqueue(item)?;
-        if self.wake_deferred.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let since = defer
-            .now
-            .wrapping_sub(self.last_wake.load(Ordering::Relaxed));
-        if since >= defer.batch.delay_ms {
-            self.last_wake.store(defer.now, Ordering::Relaxed);
-            self.waker.wake();
-        } else if !self.wake_deferred.swap(true, Ordering::AcqRel) {
-            defer.batch.list(self.clone());
-        }
         Ok(())
     }
 
@@ -245,113 +220,6 @@ impl Outbox {
     }
 }
 
-/// Sessions whose wake is held back until the next tick of the write delay. The hub lists an
-/// outbox on its first deferred push; [`WakeBatch::release`] wakes every listed session once.
-#[derive(Debug)]
-pub struct WakeBatch {
-    /// The write delay, in milliseconds.
-    delay_ms: u32,
-    /// Zero of the batch's millisecond clock (tokio's, so that tests can pause it).
-    epoch: Instant,
-    listed: Mutex<Listed>,
-    /// The list of the previous release, kept for its capacity.
-    spare: Mutex<Vec<Arc<Outbox>>>,
-}
-
-#[derive(Debug, Default)]
-struct Listed {
-    outboxes: Vec<Arc<Outbox>>,
-    /// Closed: nothing is listed any more, every push wakes its session at once.
-    closed: bool,
-}
-
-/// A deferring push: the batch and the time of the push on its clock (read once per fan-out).
-#[derive(Debug, Clone, Copy)]
-pub struct Defer<'a> {
-    batch: &'a WakeBatch,
-    now: u32,
-}
-
-/// Where the batch's clock starts, so that an outbox never woken (`last_wake` 0) counts as
-/// quiet for longer than any delay.
-const CLOCK_START_MS: u32 = 1 << 20;
-
-impl WakeBatch {
-    /// A batch for a write delay of `delay`, capped below [`CLOCK_START_MS`] (17 minutes, so
-    /// that a never-woken outbox still counts as quiet; Confab allows 1 s).
-    pub fn new(delay: Duration) -> WakeBatch {
-        WakeBatch {
-            delay_ms: u32::try_from(delay.as_millis())
-                .unwrap_or(u32::MAX)
-                .min(CLOCK_START_MS - 1),
-            epoch: Instant::now(),
-            listed: Mutex::default(),
-            spare: Mutex::default(),
-        }
-    }
-
-    /// Milliseconds on the batch's clock (wrapping after 49 days; only differences of less
-    /// than 24 days are compared, and a wrong one delays a wake by one tick at most).
-    fn now(&self) -> u32 {
-        (self.epoch.elapsed().as_millis() as u32).wrapping_add(CLOCK_START_MS)
-    }
-
-    /// A deferring push at this moment.
-    pub fn defer_now(&self) -> Defer<'_> {
-        Defer {
-            batch: self,
-            now: self.now(),
-        }
-    }
-
-    fn listed(&self) -> MutexGuard<'_, Listed> {
-        self.listed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn list(&self, outbox: Arc<Outbox>) {
-        let mut listed = self.listed();
-        if !listed.closed {
-            listed.outboxes.push(outbox);
-            return;
-        }
-        drop(listed);
-        outbox.wake_deferred.store(false, Ordering::Release);
-        outbox.waker.wake();
-    }
-
-    /// How many sessions wait for the next release.
-    pub fn len(&self) -> usize {
-        self.listed().outboxes.len()
-    }
-
-    /// Whether no session waits for the next release.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Wakes every listed session; returns how many. An outbox pushed to after this takes it
-    /// off the list is listed again (its flag is cleared before its session is woken).
-    pub fn release(&self) -> usize {
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *spare, &mut self.listed().outboxes);
-        let woken = spare.len();
-        let now = self.now();
-        for outbox in spare.drain(..) {
-            outbox.last_wake.store(now, Ordering::Relaxed);
-            outbox.wake_deferred.store(false, Ordering::Release);
-            outbox.waker.wake();
-        }
-        woken
-    }
-
-    /// Wakes every listed session, and from now on every push wakes its session at once (the
-    /// tick has stopped).
-    pub fn close(&self) -> usize {
-        self.listed().closed = true;
-        self.release()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -359,11 +227,11 @@ mod tests {
 
     use super::*;
 
-    fn item(name: &str) -> Outbound {
+    pub(super) fn item(name: &str) -> Outbound {
         Outbound::Resync(Arc::from(name))
     }
 
-    fn name(item: Outbound) -> String {
+    pub(super) fn name(item: Outbound) -> String {
         match item {
             Outbound::Resync(name) => name.to_string(),
             other => panic!("unexpected {other:?}"),
@@ -466,94 +334,5 @@ mod tests {
         let kicked = Outbox::new(4);
         kicked.kick();
         assert_eq!(kicked.ended().await, Ended::Kicked);
-    }
-
-    /// A batch whose delay no test outlasts.
-    fn slow_batch() -> WakeBatch {
-        WakeBatch::new(Duration::from_secs(60))
-    }
-
-    /// A deferring push of `name`, now.
-    fn defer(outbox: &Arc<Outbox>, batch: &WakeBatch, name: &str) -> Result<(), PushError> {
-        outbox.push_deferred(item(name), batch.defer_now())
-    }
-
-    #[test]
-    fn a_busy_outbox_is_listed_once_until_released() {
-        let batch = slow_batch();
-        let outbox = Arc::new(Outbox::new(8));
-        // Never woken before: quiet, so woken at once and not listed.
-        defer(&outbox, &batch, "a").expect("room");
-        assert!(batch.is_empty());
-        // Woken a moment ago: busy, listed once however many pushes follow.
-        defer(&outbox, &batch, "b").expect("room");
-        defer(&outbox, &batch, "c").expect("room");
-        assert_eq!(batch.len(), 1, "listed once");
-        assert_eq!(batch.release(), 1);
-        assert!(batch.is_empty());
-        assert_eq!(batch.release(), 0);
-        // The release woke it: the next push is listed again.
-        defer(&outbox, &batch, "d").expect("room");
-        assert_eq!(batch.len(), 1);
-        let names: Vec<String> = std::iter::from_fn(|| outbox.try_pop()).map(name).collect();
-        assert_eq!(names, ["a", "b", "c", "d"]);
-        // A full or closed outbox refuses as with `push`, and is not listed.
-        assert_eq!(batch.release(), 1);
-        let small = Arc::new(Outbox::new(1));
-        defer(&small, &batch, "x").expect("room");
-        assert_eq!(defer(&small, &batch, "y"), Err(PushError::Full));
-        small.close();
-        assert_eq!(defer(&small, &batch, "z"), Err(PushError::Closed));
-        assert!(batch.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_busy_session_is_woken_only_on_release_a_quiet_one_at_once() {
-        let batch = slow_batch();
-        let outbox = Arc::new(Outbox::new(8));
-        let waiting = outbox.clone();
-        let popped = tokio::spawn(async move { waiting.pop().await });
-        tokio::task::yield_now().await;
-        defer(&outbox, &batch, "quiet").expect("room");
-        let popped = tokio::time::timeout(Duration::from_secs(5), popped)
-            .await
-            .expect("a quiet session is woken at once")
-            .expect("task");
-        assert_eq!(name(popped), "quiet");
-
-        let waiting = outbox.clone();
-        let popped = tokio::spawn(async move { waiting.pop().await });
-        tokio::task::yield_now().await;
-        defer(&outbox, &batch, "held").expect("room");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(!popped.is_finished(), "woken before the release");
-        batch.release();
-        let popped = tokio::time::timeout(Duration::from_secs(5), popped)
-            .await
-            .expect("woken by the release")
-            .expect("task");
-        assert_eq!(name(popped), "held");
-    }
-
-    #[tokio::test]
-    async fn a_closed_batch_wakes_at_once() {
-        let batch = slow_batch();
-        let outbox = Arc::new(Outbox::new(8));
-        defer(&outbox, &batch, "a").expect("room");
-        defer(&outbox, &batch, "b").expect("room");
-        assert_eq!(batch.close(), 1);
-        assert!(outbox.try_pop().is_some());
-        assert!(outbox.try_pop().is_some());
-        let waiting = outbox.clone();
-        let popped = tokio::spawn(async move { waiting.pop().await });
-        tokio::task::yield_now().await;
-        // Busy (the close just woke it), but the batch is closed.
-        defer(&outbox, &batch, "c").expect("room");
-        assert!(batch.is_empty(), "nothing listed once closed");
-        let popped = tokio::time::timeout(Duration::from_secs(5), popped)
-            .await
-            .expect("woken at once")
-            .expect("task");
-        assert_eq!(name(popped), "c");
     }
 }
