@@ -1,5 +1,6 @@
 //! Two Confab nodes (separate processes) joined by a real Redis: cross-node chat, reactions,
-//! typing, ordering without gaps or duplicates, a Redis restart mid-run, and a node killed.
+//! typing, ordering without gaps or duplicates, a Redis restart mid-run, a node started while
+//! Redis is down, and a node killed.
 //!
 //! The nodes share one SQLite database file (SQLite serializes the two writers, so seqs stay
 //! gapless) or, with the `mongo` feature, a real MongoDB-protocol server; what crosses between
@@ -306,6 +307,31 @@ async fn redis_restart_mid_run_is_recovered() {
     c.subscribed(&conversation, 2).await;
     alice.send_message(&conversation, "after", "after").await;
     assert_eq!(bob.recv_message().await.seq, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_while_redis_is_down_and_turns_ready_when_it_comes() {
+    let redis = common::redis_servers(1).await.remove(0);
+    tokio::task::block_in_place(|| redis.stop()).expect("stop redis");
+    let url = redis.url();
+    // The start returns once `/ready` answers 200, which needs Redis. Redis comes 8 s after
+    // the node starts: later than the Redis client's own connection retries (~6 s), so a node
+    // that gave up on an unreachable Redis at start would have exited by then.
+    let comes = async {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        tokio::task::block_in_place(|| redis.restart()).expect("start redis");
+    };
+    let flags = ["--hub", url.as_str()];
+    let (node, ()) = tokio::join!(Server::start_with(&flags), comes);
+    let log = node.log();
+    assert!(log.contains("unreachable at start"), "{log}");
+    let (status, body) = node.get("/ready", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        node.metrics()
+            .await
+            .contains("confab_fanout_connected{shard=\"0\"} 1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

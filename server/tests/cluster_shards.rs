@@ -1,7 +1,8 @@
 //! Two Confab nodes whose fan-out is sharded over three real `redis-server`s: conversations
 //! spread over the shards and cross nodes on each, presence crosses nodes, and losing one shard
 //! stops cross-node delivery only for its conversations, which catch up (live sessions and
-//! `since` resumes alike, nothing lost or doubled) once it is back on the same port.
+//! `since` resumes alike, nothing lost or doubled) once it is back on the same port. Nodes start
+//! while a shard is down, and take it up when it comes, with the same catch-up.
 //!
 //! The nodes share one SQLite file; what crosses between them live is only Redis pub/sub.
 
@@ -26,7 +27,11 @@ struct Cluster {
 
 /// Two nodes on three Redis shards, sharing storage.
 async fn cluster() -> Cluster {
-    let shards = common::redis_servers(SHARDS).await;
+    cluster_on(common::redis_servers(SHARDS).await).await
+}
+
+/// Two nodes on `shards` (running or not), sharing storage.
+async fn cluster_on(shards: Vec<RedisServer>) -> Cluster {
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().display().to_string();
     let hub = common::hub_of(&shards);
@@ -270,30 +275,110 @@ async fn a_lost_shard_stops_only_its_conversations_and_they_catch_up_when_it_ret
     .await;
 
     tokio::task::block_in_place(|| shard.restart()).expect("restart the shard on its port");
+    heals_once_in_order(&c, &mut alice, &mut bob, &lost, acked, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_start_while_a_shard_is_down_and_take_it_up_when_it_comes() {
+    let shards = common::redis_servers(SHARDS).await;
+    let down = 1;
+    tokio::task::block_in_place(|| shards[down].stop()).expect("stop one shard");
+    // Both nodes start (and are ready: the other shards cross nodes) with the shard down.
+    let c = cluster_on(shards).await;
+    for node in [&c.a, &c.b] {
+        ready_is(node, 200, json!({"shards": 3, "down": [down]})).await;
+        let metrics = node.metrics().await;
+        let gauge =
+            |shard: usize, up: u8| format!("confab_fanout_connected{{shard=\"{shard}\"}} {up}");
+        assert!(metrics.contains(&gauge(down, 0)), "{metrics}");
+        assert!(
+            metrics.contains(&gauge(0, 1)) && metrics.contains(&gauge(2, 1)),
+            "{metrics}"
+        );
+    }
+    let by_shard = c.conversations(1).await;
+    let lost = by_shard[&down][0].clone();
+    let kept: Vec<String> = [0, 2].iter().map(|s| by_shard[s][0].clone()).collect();
+    let patience = Duration::from_secs(15);
+    let mut alice = c.a.ws("alice").await.patient(patience);
+    let mut bob = c.b.ws("bob").await.patient(patience);
+    for conversation in kept.iter().chain([&lost]) {
+        alice.join(conversation).await;
+        bob.join(conversation).await;
+    }
+    // The other shards' conversations cross nodes, both ways.
+    for (n, conversation) in kept.iter().enumerate() {
+        c.subscribed(conversation).await;
+        let from_a = alice
+            .send_message(conversation, &format!("a-{n}"), "a")
+            .await;
+        assert_eq!(seqs_in(&mut bob, conversation, 1).await, [from_a.seq]);
+        let from_b = bob.send_message(conversation, &format!("b-{n}"), "b").await;
+        assert_eq!(
+            seqs_in(&mut alice, conversation, 2).await,
+            [from_a.seq, from_b.seq]
+        );
+    }
+    // The down shard's conversation takes messages (stored, acked, delivered on node a) that
+    // do not reach node b yet.
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        acked.push(
+            alice
+                .send_message(&lost, &format!("early-{n}"), "early")
+                .await
+                .seq,
+        );
+    }
+    no_frame_matching(
+        &mut bob,
+        Duration::from_millis(300),
+        |frame| matches!(frame, ServerFrame::Message(m) if m.conversation == lost),
+    )
+    .await;
+
+    let shard = &c.shards[down];
+    tokio::task::block_in_place(|| shard.restart()).expect("start the shard");
+    // Bob's live session gets the three early messages, then the conversation crosses nodes.
+    heals_once_in_order(&c, &mut alice, &mut bob, &lost, acked, 0).await;
+}
+
+/// After `lost`'s shard is back: both nodes turn ready with every shard up; bob's live session
+/// (on node b), which has seen the first `bob_has` of alice's `acked` messages, catches up from
+/// storage with the others, once and in order; new messages cross both ways; alice saw
+/// everything once, in order; a `since` resume on node b replays everything after the first
+/// message, once.
+async fn heals_once_in_order(
+    c: &Cluster,
+    alice: &mut WsClient,
+    bob: &mut WsClient,
+    lost: &str,
+    mut acked: Vec<u64>,
+    bob_has: usize,
+) {
     for node in [&c.a, &c.b] {
         ready_is(node, 200, serde_json::Value::Null).await;
     }
-    // Bob's live session catches up from storage without reconnecting: the three messages
-    // of the outage, each once, in order.
-    assert_eq!(seqs_in(&mut bob, &lost, 3).await, acked[1..4]);
-    c.subscribed(&lost).await;
-    let after = alice.send_message(&lost, "after-a", "after").await;
+    let missed = &acked[bob_has..];
+    assert_eq!(seqs_in(bob, lost, missed.len()).await, missed);
+    c.subscribed(lost).await;
+    let after = alice.send_message(lost, "after-a", "after").await;
     acked.push(after.seq);
-    assert_eq!(seqs_in(&mut bob, &lost, 1).await, [after.seq]);
-    let after = bob.send_message(&lost, "after-b", "after").await;
+    assert_eq!(seqs_in(bob, lost, 1).await, [after.seq]);
+    let after = bob.send_message(lost, "after-b", "after").await;
     acked.push(after.seq);
     // Alice saw every message of the conversation once, in order, her own included.
-    assert_eq!(seqs_in(&mut alice, &lost, acked.len()).await, acked);
+    assert_eq!(seqs_in(alice, lost, acked.len()).await, acked);
     let mut expected: Vec<u64> = (1..=acked.len() as u64).collect();
     assert_eq!(acked, expected, "acked seqs are gapless");
 
     // A client resuming with `since` on node b sees everything acked after it, once.
     let mut resumed = c.b.ws("bob").await;
-    let (last_seq, recovered) = resumed.join_since(&lost, 1).await;
+    let (last_seq, recovered) = resumed.join_since(lost, 1).await;
     assert!(recovered);
     assert_eq!(Some(&last_seq), acked.last());
     expected.remove(0);
-    assert_eq!(seqs_in(&mut resumed, &lost, expected.len()).await, expected);
+    assert_eq!(seqs_in(&mut resumed, lost, expected.len()).await, expected);
     no_frame_matching(&mut resumed, Duration::from_millis(300), |frame| {
         matches!(frame, ServerFrame::Message(_))
     })

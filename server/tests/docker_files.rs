@@ -5,7 +5,8 @@
 //!   waited for until healthy, and the files it mounts exist;
 //! - every `CONFAB_*` variable the nodes and the image set is one `confab serve` declares (read
 //!   from clap's definition of the command), and together they resolve to a valid configuration
-//!   of a Redis + MongoDB + Kafka node whose backends are services of the file;
+//!   of a Redis + MongoDB + Kafka node whose backends are services of the file (the fan-out
+//!   sharded over three Redis, listed alike by every node);
 //! - the Dockerfile builds with the workspace's toolchain and copies files that exist;
 //! - Prometheus and nginx reach exactly the nodes; the Grafana dashboard queries only metrics
 //!   of the server's one list (`confab_server::metrics::ALL`);
@@ -235,6 +236,7 @@ fn the_nodes_resolve_to_a_valid_cluster_configuration() {
     let image = image_env();
     let nodes = nodes(&compose);
     assert!(nodes.len() >= 2, "two Confab nodes: {nodes:?}");
+    let mut hubs = BTreeSet::new();
     for (name, node_env) in &nodes {
         let mut env = image.clone();
         env.extend(node_env.clone());
@@ -265,6 +267,12 @@ fn the_nodes_resolve_to_a_valid_cluster_configuration() {
         let HubBackend::Redis(hub) = &config.hub else {
             panic!("{name} fans out over Redis")
         };
+        assert_eq!(
+            hub.urls().len(),
+            3,
+            "{name} shards its fan-out over three Redis"
+        );
+        hubs.insert(hub.urls().to_vec());
         let StoreBackend::Mongo(store) = &config.store else {
             panic!("{name} stores in MongoDB")
         };
@@ -294,6 +302,13 @@ fn the_nodes_resolve_to_a_valid_cluster_configuration() {
             );
         }
     }
+    // The position in the list is the shard number: every node must list the same servers in
+    // the same order.
+    assert_eq!(
+        hubs.len(),
+        1,
+        "every node lists the same Redis shards: {hubs:?}"
+    );
 }
 
 #[test]

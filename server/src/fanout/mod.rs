@@ -111,8 +111,9 @@ pub struct Link {
 }
 
 /// Starts the configured fan-out: none for a single node, Redis pub/sub (on one Redis or
-/// sharded over several) for a cluster. Fails if a Redis cannot be reached at start; later
-/// outages are survived.
+/// sharded over several) for a cluster. A Redis that cannot be reached at start is connected in
+/// the background (its conversations degraded meanwhile, as in a later outage); fails only on a
+/// server that refuses the node.
 pub async fn start(backend: &HubBackend) -> Result<Option<Link>, FanoutError> {
     match backend {
         HubBackend::Local => Ok(None),

@@ -25,12 +25,15 @@
 //! Redis loss never stops local rooms: publishes to a lost shard are dropped (counted), its
 //! subscriber reconnects with backoff and resubscribes, and then the local subscribers of its
 //! rooms are told to catch up from storage ([`Inbound::Resync`]). `/ready` and
-//! `confab_fanout_connected{shard}` report outages per shard.
+//! `confab_fanout_connected{shard}` report outages per shard. A shard unreachable at start is
+//! the same outage from the first moment: the node starts, and connects it in the background
+//! ([`connect`]).
 
+mod connect;
 mod shard;
 mod wire;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,7 +42,6 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use metrics::counter;
-use redis::AsyncCommands;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
@@ -60,8 +62,9 @@ pub const BEAT: Duration = Duration::from_secs(2);
 /// How long a silent node counts as alive (three beats).
 pub const PEER_EXPIRY: Duration = Duration::from_secs(6);
 
-/// Why the fan-out could not start: a shard's Redis could not be reached (its position in
-/// `hub` and its address; a password in the URL is never shown).
+/// Why the fan-out could not start: a shard's URL is unusable or its Redis refused the node (its
+/// position in `hub` and its address; a password in the URL is never shown). An unreachable
+/// shard is no error: it is connected in the background.
 #[derive(Debug, thiserror::Error)]
 #[error("redis fan-out, shard {shard} ({address}): {source}")]
 pub struct FanoutError {
@@ -87,38 +90,25 @@ pub struct RedisFanout {
 }
 
 impl RedisFanout {
-    /// Connects to every shard's Redis and starts the publisher and subscriber tasks of each,
-    /// and the heartbeat. Fails if any shard cannot be reached at start (a typo in one URL
-    /// would otherwise silently cut its conversations off); later outages are survived. The
-    /// tasks stop on [`Fanout::close`], or when the link's inbound receiver is dropped.
+    /// Tries every shard's Redis (at once) and starts the publisher and subscriber tasks of
+    /// each, and the heartbeat. A shard that cannot be reached is connected in the background,
+    /// its conversations degraded meanwhile as after a loss at runtime (`/ready` names it; with
+    /// every shard down it answers 503); fails only on an unusable URL or a server that refuses
+    /// the node ([`connect`]). The tasks stop on [`Fanout::close`], or when the link's inbound
+    /// receiver is dropped.
     pub async fn start(urls: &[String]) -> Result<Link, FanoutError> {
-        let mut connections = Vec::with_capacity(urls.len());
-        for (index, url) in urls.iter().enumerate() {
-            let failed = |source: redis::RedisError, address: String| FanoutError {
-                shard: index,
-                address,
-                source,
-            };
-            let client = redis::Client::open(url.as_str())
-                .map_err(|err| failed(err, "an invalid URL".to_owned()))?;
-            let address = client.get_connection_info().addr().to_string();
-            let publisher = client
-                .get_connection_manager()
-                .await
-                .map_err(|err| failed(err, address.clone()))?;
-            // Fail fast on a bad address or credentials for the subscriber too.
-            drop(
-                client
-                    .get_async_pubsub()
-                    .await
-                    .map_err(|err| failed(err, address.clone()))?,
-            );
-            connections.push((client, publisher));
-        }
+        let contacts = futures_util::future::join_all(
+            urls.iter()
+                .enumerate()
+                .map(|(index, url)| connect::first_contact(index, url)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        let mut shards = Vec::with_capacity(connections.len());
-        let mut publish_rxs = Vec::with_capacity(connections.len());
-        for index in 0..connections.len() {
+        let mut shards = Vec::with_capacity(contacts.len());
+        let mut publish_rxs = Vec::with_capacity(contacts.len());
+        for index in 0..contacts.len() {
             let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
             shards.push(Shard::new(index, publish_tx));
             publish_rxs.push(publish_rx);
@@ -129,10 +119,16 @@ impl RedisFanout {
             peers: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
         });
-        for (index, ((client, publisher), publish_rx)) in
-            connections.into_iter().zip(publish_rxs).enumerate()
-        {
-            tokio::spawn(publish_loop(fanout.clone(), index, publisher, publish_rx));
+        let reachable = contacts.iter().filter(|c| c.publisher.is_some()).count();
+        for (index, (contact, publish_rx)) in contacts.into_iter().zip(publish_rxs).enumerate() {
+            let connect::FirstContact { client, publisher } = contact;
+            tokio::spawn(connect::publish_loop(
+                fanout.clone(),
+                index,
+                client.clone(),
+                publisher,
+                publish_rx,
+            ));
             tokio::spawn(subscribe_loop(
                 client,
                 fanout.clone(),
@@ -141,7 +137,12 @@ impl RedisFanout {
             ));
         }
         tokio::spawn(beat_loop(fanout.clone(), inbound_tx));
-        tracing::info!(node = %fanout.node, shards = fanout.shards.len(), "redis fan-out started");
+        tracing::info!(
+            node = %fanout.node,
+            shards = fanout.shards.len(),
+            reachable,
+            "redis fan-out started"
+        );
         Ok(Link {
             fanout,
             inbound: inbound_rx,
@@ -437,31 +438,6 @@ async fn beat_loop(fanout: Arc<RedisFanout>, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-async fn publish_loop(
-    fanout: Arc<RedisFanout>,
-    index: usize,
-    mut conn: redis::aio::ConnectionManager,
-    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
-) {
-    let shard = &fanout.shards[index];
-    loop {
-        let (channel, payload) = tokio::select! {
-            _ = fanout.stop.cancelled() => return,
-            next = rx.recv() => match next {
-                Some(item) => item,
-                None => return,
-            },
-        };
-        match conn.publish::<_, _, i64>(&channel, payload).await {
-            Ok(_) => shard.metrics.published.increment(1),
-            Err(err) => {
-                shard.dropped("redis_error");
-                tracing::warn!(shard = index, error = %err, "redis publish failed; receivers will fill the gap from storage");
-            }
-        }
-    }
-}
-
 async fn subscribe_loop(
     client: redis::Client,
     fanout: Arc<RedisFanout>,
@@ -469,7 +445,7 @@ async fn subscribe_loop(
     inbound: mpsc::Sender<Inbound>,
 ) {
     let shard = &fanout.shards[index];
-    let policy = reconnect_policy();
+    let policy = connect::reconnect_policy();
     let mut delays = policy.build();
     let mut first = true;
     loop {
@@ -492,16 +468,6 @@ async fn subscribe_loop(
             _ = tokio::time::sleep(delays.next().unwrap_or(MAX_BACKOFF)) => {}
         }
     }
-}
-
-/// Reconnect delays, without end: doubling from 100 ms, each plus a random part of up to
-/// itself (backon's jitter), so at most [`MAX_BACKOFF`].
-fn reconnect_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(MAX_BACKOFF / 2)
-        .with_jitter()
-        .without_max_times()
 }
 
 enum Ended {

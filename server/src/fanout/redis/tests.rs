@@ -1,3 +1,4 @@
+use super::connect::reconnect_policy;
 use super::*;
 use confab_protocol::EventKind;
 
