@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::load::{ConnectReport, Run};
+use crate::probe::Sockstat;
 use crate::stats::{self, CdfPoint, Counters, LedgerTotals, Percentiles};
 
 /// Everything a run measured. Sections that a scenario does not exercise are `null`.
@@ -349,6 +350,12 @@ pub struct ServerReport {
     /// `cpu_seconds` / window: 1.0 is one core busy.
     pub cpu_cores: Option<f64>,
     pub cpu_us_per_delivery: Option<f64>,
+    /// The kernel's sockets before connecting and while idle (the `idle` scenario; see
+    /// [`Sockstat`]: machine-wide, so both ends of loopback connections count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sockstat_before: Option<Sockstat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sockstat_idle: Option<Sockstat>,
 }
 
 /// The generator's own cost over the measurement window (it shares the machine).
@@ -424,6 +431,24 @@ fn server_line(s: &ServerReport) -> String {
         opt(s.cpu_cores, ""),
         opt(s.cpu_us_per_delivery, "")
     )
+}
+
+/// The kernel's side of the connections: sockets and TCP buffer memory, before and idle.
+fn print_sockstat(before: Sockstat, idle: Sockstat, connections: usize) {
+    let mem = |s: Sockstat| s.tcp_mem_pages * Sockstat::PAGE;
+    let per_connection = (mem(idle) as f64 - mem(before) as f64) / connections.max(1) as f64;
+    println!(
+        "kernel (/proc/net/sockstat, both ends): sockets {} -> {}, tcp inuse {} -> {}, tcp mem {} -> {} pages ({} -> {}; {:.0} B per connection)",
+        before.sockets_used,
+        idle.sockets_used,
+        before.tcp_inuse,
+        idle.tcp_inuse,
+        before.tcp_mem_pages,
+        idle.tcp_mem_pages,
+        mib(Some(mem(before))),
+        mib(Some(mem(idle))),
+        per_connection
+    );
 }
 
 /// Prints the `connections` section of the summary.
@@ -656,6 +681,10 @@ impl Report {
             }
         } else {
             println!("{}", server_line(&self.server));
+        }
+        if let (Some(before), Some(idle)) = (self.server.sockstat_before, self.server.sockstat_idle)
+        {
+            print_sockstat(before, idle, self.connections.as_ref().map_or(0, |c| c.ok));
         }
         println!(
             "generator: cpu {} s ({} cores), rss {}",

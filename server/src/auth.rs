@@ -122,6 +122,26 @@ pub struct JwtKeys {
     /// The `iss` and `aud` tokens must carry, and minted tokens carry.
     issuer: Option<String>,
     audience: Option<String>,
+    tenants: Tenants,
+}
+
+/// Tenant ids, one `Arc` per tenant shared by all of its callers: every connection keeps its
+/// tenant (in its session, the hub's maps and the per-user limits), and one allocation per
+/// connection became one per tenant. Only tenants of verified tokens get here, so the set is
+/// as bounded as the tenants the trusted issuer signs for.
+#[derive(Debug, Default)]
+struct Tenants(std::sync::Mutex<std::collections::HashSet<Arc<str>>>);
+
+impl Tenants {
+    fn get(&self, tid: String) -> Arc<str> {
+        let mut tenants = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tenant) = tenants.get(tid.as_str()) {
+            return tenant.clone();
+        }
+        let tenant: Arc<str> = tid.into();
+        tenants.insert(tenant.clone());
+        tenant
+    }
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -147,6 +167,7 @@ impl JwtKeys {
             url_key: Some(crate::media::derive_url_key(secret)),
             issuer: None,
             audience: None,
+            tenants: Tenants::default(),
         })
     }
 
@@ -178,6 +199,7 @@ impl JwtKeys {
             url_key: None,
             issuer: None,
             audience: None,
+            tenants: Tenants::default(),
         })
     }
 
@@ -193,6 +215,7 @@ impl JwtKeys {
             url_key: None,
             issuer: None,
             audience: None,
+            tenants: Tenants::default(),
         }
     }
 
@@ -320,7 +343,7 @@ impl JwtKeys {
         let user = AuthUser {
             expires_at: claims.exp,
             user: claims.sub.into(),
-            tenant: claims.tid.into(),
+            tenant: self.tenants.get(claims.tid),
             name: claims
                 .name
                 .map(|n| {
@@ -527,6 +550,25 @@ mod tests {
             .mint_admin("ada", "acme", None, Duration::from_secs(60))
             .expect("mint");
         assert!(keys.verify_token(&admin).expect("verify").admin);
+    }
+
+    /// Every connection keeps its tenant id: one `Arc` per tenant, not per token (issue 17).
+    #[test]
+    fn callers_of_one_tenant_share_its_id() {
+        let keys = keys();
+        let verify = |user: &str, tenant: &str| {
+            let token = keys
+                .mint(user, tenant, None, Duration::from_secs(60))
+                .expect("mint");
+            keys.verify(&token).expect("verify").tenant
+        };
+        let (a, b, other) = (
+            verify("a", "acme"),
+            verify("b", "acme"),
+            verify("c", "umbrella"),
+        );
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!((&*a, &*other), ("acme", "umbrella"));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! `idle`: many connections (10,000 in 1,000 conversations by default), each authenticated and
 //! joined to one conversation, no traffic. Measures the connect rate and the server's resident
-//! memory per idle connection.
+//! memory per idle connection, with the kernel's socket figures (`/proc/net/sockstat`) beside
+//! it.
 
 use std::time::Duration;
 
-use crate::probe::ProcessStats;
+use crate::probe::{ProcessStats, Sockstat};
 
 use crate::cli::IdleArgs;
 use crate::load::{self, ConnPlan, Run};
@@ -30,6 +31,7 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
     // Let the setup's allocations settle before the baseline.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = env.probe.sample().await;
+    let sockstat_before = Sockstat::read();
     let own_before = probe::own();
     let run = Run::new(0, 0);
     let mut fleet = load::open_fleet(&env.fleet_spec(tokens, conversations), &plans, &run).await;
@@ -49,19 +51,9 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         args.hold_secs
     );
     let start = Snapshot::take(&env.probe, Some(&run)).await;
-    let hold = Duration::from_secs_f64(args.hold_secs);
-    while start.at.elapsed() + Duration::from_secs(1) < hold {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let rss = env.probe.sample().await.map(|s| s.resident_bytes >> 20);
-        eprintln!(
-            "[{:>6.1}s] idle: {} open, server rss {} MiB",
-            start.at.elapsed().as_secs_f64(),
-            fleet.report.ok as u64 - crate::stats::Counters::get(&run.counters.disconnects),
-            rss.map_or_else(|| "n/a".to_owned(), |r| r.to_string())
-        );
-    }
-    tokio::time::sleep(hold.saturating_sub(start.at.elapsed())).await;
+    hold(env, &run, fleet.report.ok, &start, args.hold_secs).await;
     let stop = Snapshot::take(&env.probe, Some(&run)).await;
+    let sockstat_idle = Sockstat::read();
     let idle = stop.server();
     let disconnects = crate::stats::Counters::get(&run.counters.disconnects);
     if disconnects > 0 {
@@ -71,7 +63,7 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         );
     }
     load::close_fleet(&run, fleet.tasks).await;
-    let (server, client) = process_reports(
+    let (mut server, client) = process_reports(
         &env.probe,
         before,
         idle,
@@ -79,6 +71,8 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         fleet.report.ok,
         (&start, &stop),
     );
+    server.sockstat_before = sockstat_before;
+    server.sockstat_idle = sockstat_idle;
     Ok(Report {
         scenario: "idle",
         params: serde_json::to_value(&args)?,
@@ -93,4 +87,21 @@ pub async fn run(env: &Env, args: IdleArgs) -> anyhow::Result<Report> {
         flood: None,
         topologies: None,
     })
+}
+
+/// Holds the `opened` connections idle for `secs` from `start`, printing the server's RSS each
+/// second.
+async fn hold(env: &Env, run: &Run, opened: usize, start: &Snapshot, secs: f64) {
+    let hold = Duration::from_secs_f64(secs);
+    while start.at.elapsed() + Duration::from_secs(1) < hold {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = env.probe.sample().await.map(|s| s.resident_bytes >> 20);
+        eprintln!(
+            "[{:>6.1}s] idle: {} open, server rss {} MiB",
+            start.at.elapsed().as_secs_f64(),
+            opened as u64 - crate::stats::Counters::get(&run.counters.disconnects),
+            rss.map_or_else(|| "n/a".to_owned(), |r| r.to_string())
+        );
+    }
+    tokio::time::sleep(hold.saturating_sub(start.at.elapsed())).await;
 }

@@ -312,6 +312,8 @@ fn server_report(
         cpu_us_per_delivery: cpu
             .filter(|_| deliveries > 0)
             .map(|c| c * 1e6 / deliveries as f64),
+        sockstat_before: None,
+        sockstat_idle: None,
     }
 }
 

@@ -138,7 +138,11 @@ impl Outbox {
     }
 
     /// Waits for the next queued item.
-    pub async fn pop(&self) -> Outbound {
+    ///
+    /// Here and in [`ended`](Self::ended), the `poll_fn` itself rather than an `async fn`
+    /// around it: the session loop holds both futures (twice over, in its `select!`), and each
+    /// `async fn` layer adds to the future that every idle connection keeps.
+    pub fn pop(&self) -> impl Future<Output = Outbound> + '_ {
         poll_fn(|cx| {
             // Register before looking, so that a push after the look wakes this task.
             self.waker.register(cx.waker());
@@ -147,7 +151,6 @@ impl Outbox {
                 None => Poll::Pending,
             }
         })
-        .await
     }
 
     /// Marks the connection as a slow consumer and wakes its session (counted once).
@@ -188,7 +191,7 @@ impl Outbox {
     /// atomic loads and the waker's registration: waiting on the server's shutdown token
     /// instead took two of the token's shared locks per wake-up, from every session on every
     /// core (5.7 % of the fan-out's CPU in the profile in `benches/RESULTS.md`).
-    pub async fn ended(&self) -> Ended {
+    pub fn ended(&self) -> impl Future<Output = Ended> + '_ {
         poll_fn(|cx| {
             self.waker.register(cx.waker());
             if self.shutdown.load(Ordering::Acquire) {
@@ -199,7 +202,6 @@ impl Outbox {
                 Poll::Pending
             }
         })
-        .await
     }
 
     /// The session ended: what is queued is dropped and later pushes are refused.

@@ -13,12 +13,14 @@
 
 mod acks;
 mod commands;
+mod joined;
 mod outbound;
 mod user_stream;
 
-use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
@@ -38,6 +40,7 @@ use crate::limits::ConnectionSlot;
 use crate::metrics as m;
 use crate::outbox::{Ended, Outbox};
 use crate::state::AppState;
+use joined::{Joined, JoinedSet};
 
 /// Close codes Confab uses besides the standard ones (1000 normal, 1001 going away, 1009 too
 /// big). Documented in docs/protocol.md.
@@ -220,7 +223,13 @@ async fn start<S: Socket + 'static>(
         return;
     }
     // Tracked like this future, which stays tracked until the spawn: shutdown cannot miss it.
-    tracker.spawn(session.run(socket).instrument(span));
+    // Without a subscriber for the span, no `Instrumented` wrapper: 40 bytes less in every
+    // idle connection's task.
+    if span.is_disabled() {
+        tracker.spawn(session.run(socket));
+    } else {
+        tracker.spawn(session.run(socket).instrument(span));
+    }
 }
 
 /// Waits for `{"type":"auth","token":...}` within the auth timeout.
@@ -297,29 +306,6 @@ async fn close<S: Socket>(socket: &mut S, code: u16, reason: &'static str) {
     let _ = tokio::time::timeout(CLOSE_LINGER, linger).await;
 }
 
-/// The hasher of a session's joined conversations, looked up for every delivery: foldhash with
-/// a fixed seed (SipHash was 3–4% of the server's CPU in a fan-out), and zero-sized, so the map
-/// costs 16 bytes less in every idle connection than with `RandomState`. Flooding it is no
-/// threat: it holds at most `max_joined` entries of conversations the user is a member of.
-#[derive(Debug, Clone, Copy, Default)]
-struct JoinedHasher;
-
-impl std::hash::BuildHasher for JoinedHasher {
-    type Hasher = foldhash::fast::FoldHasher<'static>;
-
-    fn build_hasher(&self) -> Self::Hasher {
-        foldhash::fast::FixedState::default().build_hasher()
-    }
-}
-
-/// A joined conversation, as the session tracks it.
-#[derive(Debug)]
-struct Joined {
-    /// Highest durable seq written to the client (older queued events are dropped).
-    last_seq: u64,
-    last_typing: Option<Instant>,
-}
-
 /// Why the loop ended.
 pub(super) enum Exit {
     ClientClosed,
@@ -386,7 +372,7 @@ struct Session {
     user: AuthUser,
     conn: u64,
     outbox: Arc<Outbox>,
-    joined: HashMap<Arc<str>, Joined, JoinedHasher>,
+    joined: JoinedSet,
     /// Sends waiting for their commit, oldest first.
     acks: acks::Acks,
     /// When the client last sent anything. On tokio's clock (the same size as std's), so that
@@ -438,7 +424,7 @@ impl Session {
             user,
             conn,
             outbox,
-            joined: HashMap::default(),
+            joined: JoinedSet::default(),
             acks: acks::Acks::default(),
             last_seen: tokio::time::Instant::now(),
         }
@@ -533,8 +519,7 @@ impl Session {
         // Created once and polled by reference: building these futures on every iteration of
         // the loop showed up as ~25% of the server's CPU per delivery.
         let ended = outbox.ended();
-        let idle = tokio::time::sleep_until(self.idle_deadline());
-        tokio::pin!(ended, idle);
+        tokio::pin!(ended);
         loop {
             tokio::select! {
                 biased;
@@ -571,22 +556,22 @@ impl Session {
                 }
                 item = outbox.pop() => {
                     // A client that stops reading blocks the write; the hub's kick, shutdown and
-                    // the idle timeout must still end the session.
+                    // the idle timeout must still end the session. Most writes finish at once:
+                    // only one that does not gets the idle deadline's timer, boxed, so that an
+                    // idle session's future holds no timer for it.
                     let deadline = self.idle_deadline();
-                    if idle.deadline() != deadline {
-                        idle.as_mut().reset(deadline);
-                    }
-                    tokio::select! {
-                        written = self.write_queued(socket, item) => {
-                            if let Err(exit) = written {
-                                return exit;
-                            }
-                        }
-                        why = &mut ended => return Exit::ended(why),
-                        _ = &mut idle => return Exit::IDLE,
+                    let write = self.write_queued(socket, Some(item));
+                    tokio::pin!(write);
+                    let written = match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                        Poll::Ready(written) => written,
+                        Poll::Pending => Box::pin(blocked_write(write, ended.as_mut(), deadline)).await,
+                    };
+                    if let Err(exit) = written {
+                        return exit;
                     }
                 }
-                _ = ticker.tick() => {
+                // `poll_tick` rather than `tick()`, whose `async fn` layer the loop would hold.
+                _ = std::future::poll_fn(|cx| ticker.poll_tick(cx)) => {
                     // Boxed: a timer and a write, once per heartbeat, out of the idle state.
                     if let Err(exit) = Box::pin(self.heartbeat(socket)).await {
                         return exit;
@@ -617,7 +602,7 @@ impl Session {
                 _ = self.acks.ready(), if !self.acks.is_empty() => {
                     self.write_acks(socket).await.map_err(|()| Exit::SocketError)?;
                 }
-                item = outbox.pop() => self.write_queued(socket, item).await?,
+                item = outbox.pop() => self.write_queued(socket, Some(item)).await?,
                 _ = &mut until => return Ok(()),
             }
         }
@@ -660,6 +645,20 @@ impl Session {
     ) -> Result<(), ()> {
         m::ws_error(err.code.as_str());
         self.send(socket, &err.into_frame(reference)).await
+    }
+}
+
+/// A write the client holds up: done when it completes, when the hub ends the session (a kick
+/// or shutdown), or at the idle deadline, whichever comes first.
+async fn blocked_write(
+    write: Pin<&mut impl Future<Output = Result<(), Exit>>>,
+    ended: Pin<&mut impl Future<Output = Ended>>,
+    deadline: tokio::time::Instant,
+) -> Result<(), Exit> {
+    tokio::select! {
+        written = write => written,
+        why = ended => Err(Exit::ended(why)),
+        () = tokio::time::sleep_until(deadline) => Err(Exit::IDLE),
     }
 }
 

@@ -29,36 +29,34 @@ enum Admit {
 }
 
 impl Session {
-    /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
+    /// Writes `next` and whatever else is queued (up to a batch), then flushes once.
+    ///
+    /// The socket is made ready before each item is admitted, and the frame then handed over
+    /// without waiting: no frame is held across an await, which keeps this future (part of
+    /// every idle connection's task) small. The rare paths are boxed for the same reason.
     pub(super) async fn write_queued<S: Socket>(
         &mut self,
         socket: &mut S,
-        first: Outbound,
+        mut next: Option<Outbound>,
     ) -> Result<(), Exit> {
         let mut pending = 0usize;
         // Frames and bytes of the fast path, counted once per batch (the rare paths count
         // their own).
         let (mut sent, mut bytes) = (0u64, 0u64);
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
+        while next.is_some() {
+            ready(socket).await?;
+            let Some(item) = next.take() else {
+                break;
+            };
             match self.admit(item) {
                 Admit::Send(text) => {
                     bytes += text.len() as u64;
                     sent += 1;
-                    feed(socket, text).await?;
+                    start_send(socket, text)?;
                     pending += 1;
                 }
                 Admit::Skip => {}
-                Admit::Gap(event) => {
-                    // Boxed: filling is rare and its future large (see `event_loop`).
-                    pending +=
-                        Box::pin(self.fill(socket, &event.conversation, Some(event.seq))).await?;
-                    if let Admit::Send(text) = self.admit(Outbound::Event(event)) {
-                        self.state.wire().sent(1, text.len() as u64);
-                        feed(socket, text).await?;
-                        pending += 1;
-                    }
-                }
+                Admit::Gap(event) => pending += Box::pin(self.fill_gap(socket, event)).await?,
                 Admit::Resync(conversation) => {
                     pending += Box::pin(self.fill(socket, &conversation, None)).await?;
                 }
@@ -73,6 +71,23 @@ impl Session {
             socket.flush().await.map_err(|_| Exit::SocketError)?;
         }
         Ok(())
+    }
+
+    /// A durable event past a hole: fills the hole from storage, then feeds the event.
+    async fn fill_gap<S: Socket>(
+        &mut self,
+        socket: &mut S,
+        event: Arc<Delivered>,
+    ) -> Result<usize, Exit> {
+        let mut fed = self
+            .fill(socket, &event.conversation, Some(event.seq))
+            .await?;
+        if let Admit::Send(text) = self.admit(Outbound::Event(event)) {
+            self.state.wire().sent(1, text.len() as u64);
+            feed(socket, text).await?;
+            fed += 1;
+        }
+        Ok(fed)
     }
 
     fn admit(&mut self, item: Outbound) -> Admit {
@@ -187,6 +202,21 @@ fn resume_required() -> Exit {
         code: close_code::RESUME_REQUIRED,
         reason: "too far behind: reconnect and resume with since",
     }
+}
+
+/// Waits until the socket takes a frame (at once, unless its buffer is full and the client
+/// is not reading).
+async fn ready<S: Socket>(socket: &mut S) -> Result<(), Exit> {
+    std::future::poll_fn(|cx| socket.poll_ready_unpin(cx))
+        .await
+        .map_err(|_| Exit::SocketError)
+}
+
+/// Hands a frame to a socket made [`ready`].
+fn start_send<S: Socket>(socket: &mut S, text: Utf8Bytes) -> Result<(), Exit> {
+    socket
+        .start_send_unpin(Message::Text(text))
+        .map_err(|_| Exit::SocketError)
 }
 
 async fn feed<S: Socket>(socket: &mut S, text: Utf8Bytes) -> Result<(), Exit> {
