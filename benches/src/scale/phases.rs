@@ -35,13 +35,16 @@ pub async fn run(
     rest(Duration::from_secs(1)).await;
     let (storm, settled) = storm(workers, cluster, args, layout).await?;
     eprintln!(
-        "storm: {} resumed ({} not) in {:.2} s, {} failed attempts, lost {} dup {}",
+        "storm: {} resumed ({} not) in {:.2} s, {} failed attempts, lost {} dup {} (gaps {}, behind {}, frames before joined {})",
         storm.resumed,
         storm.not_resumed,
         storm.secs_to_all_resumed,
         storm.failed_attempts,
         storm.lost,
-        storm.duplicates
+        storm.duplicates,
+        settled.gaps,
+        storm.behind,
+        settled.before_joined
     );
     Ok((connect, chat, storm, settled.unexpected_disconnects))
 }
@@ -127,6 +130,7 @@ async fn chat(
         redis_cpu_cores: redis_cores,
         nodes_rss_bytes: after.nodes.rss_bytes,
         lost: settled.lost,
+        gaps: settled.gaps,
         duplicates: settled.duplicates,
         behind: settled.behind,
         error_samples: outcomes
@@ -175,6 +179,7 @@ async fn storm(
         nodes_rss_bytes: after.nodes.rss_bytes,
         nodes_cpu_cores: after.cores_since(&before)[0],
         lost: settled.lost,
+        gaps: settled.gaps,
         duplicates: settled.duplicates,
         behind: settled.behind,
         error_samples: outcomes
@@ -213,6 +218,8 @@ async fn check(workers: &mut Workers, wait_secs: f64) -> anyhow::Result<SettleOu
         .fold(SettleOutcome::default(), |total, s| SettleOutcome {
             behind: total.behind + s.behind,
             lost: total.lost + s.lost,
+            gaps: total.gaps + s.gaps,
+            before_joined: total.before_joined + s.before_joined,
             duplicates: total.duplicates + s.duplicates,
             unexpected_disconnects: total.unexpected_disconnects + s.unexpected_disconnects,
         }))

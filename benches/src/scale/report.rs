@@ -88,6 +88,8 @@ pub struct ChatFigures {
     /// Checked by seq per conversation after the phase: events missing, events twice, and
     /// connections short of their conversation's head.
     pub lost: u64,
+    /// The part of `lost` skipped within a stream (a seq past the next one).
+    pub gaps: u64,
     pub duplicates: u64,
     pub behind: usize,
     pub error_samples: Vec<String>,
@@ -114,6 +116,8 @@ pub struct StormFigures {
     pub nodes_cpu_cores: f64,
     /// Checked by seq per conversation over the whole step (chat and storm).
     pub lost: u64,
+    /// The part of `lost` skipped within a stream (a seq past the next one).
+    pub gaps: u64,
     pub duplicates: u64,
     pub behind: usize,
     pub error_samples: Vec<String>,

@@ -141,7 +141,7 @@ impl Client {
                 None => format!(r#"{{"type":"join","conversation":"{conversation}"}}"#),
             };
             ws.send(Message::Text(frame.into())).await?;
-            let joined = conn::expect(&mut ws, prefix::JOINED).await?;
+            let joined = self.expect_joined(&mut ws).await?;
             let last_seq = number_after(&joined, r#""last_seq":"#).context("joined: last_seq")?;
             let recovered = !joined.contains(r#""recovered":false"#);
             anyhow::Ok((
@@ -154,6 +154,21 @@ impl Client {
         })
         .await;
         opened.unwrap_or_else(|_| Err(anyhow::anyhow!("open timed out")))
+    }
+
+    /// Reads frames until `joined`, counting any `message` that comes before it (the
+    /// protocol sends none: the replay and live events follow `joined`).
+    async fn expect_joined(&self, ws: &mut Ws) -> anyhow::Result<String> {
+        loop {
+            let text = conn::expect(ws, "{").await?;
+            if text.starts_with(prefix::JOINED) {
+                return Ok(text);
+            }
+            if text.starts_with(prefix::MESSAGE) {
+                let counters = &self.shared.counters;
+                counters.before_joined.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Runs one connected session until the storm, the end of the run, or a failure.

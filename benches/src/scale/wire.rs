@@ -139,6 +139,10 @@ pub struct SettleOutcome {
     pub behind: usize,
     /// Events missing: short of the head, plus gaps skipped within a stream.
     pub lost: u64,
+    /// The part of `lost` that was skipped within a stream (a seq past the next one).
+    pub gaps: u64,
+    /// Message frames that came before `joined` (skipped while opening).
+    pub before_joined: u64,
     /// Events received twice (a seq not above the last one seen).
     pub duplicates: u64,
     /// Connections that ended without being asked to (close or reset), over the whole run.

@@ -45,6 +45,7 @@ pub struct Counters {
     pub unexpected: AtomicU64,
     pub not_recovered: AtomicU64,
     pub failed_attempts: AtomicU64,
+    pub before_joined: AtomicU64,
 }
 
 fn get(counter: &AtomicU64) -> u64 {
@@ -518,6 +519,8 @@ impl Worker {
         SettleOutcome {
             behind,
             lost: missing + get(&c.gaps),
+            gaps: get(&c.gaps),
+            before_joined: get(&c.before_joined),
             duplicates: get(&c.duplicates),
             unexpected_disconnects: get(&c.unexpected),
         }
