@@ -100,6 +100,15 @@ pub enum Scenario {
     /// p99 against the offered rate, CPU per delivery against the rate with the `floor`, idle
     /// memory per connection against connections. `benches/sweep.sh` makes the reports.
     Plot(PlotArgs),
+    /// Issue 17 part 1, C200K on one host: starts Redis and as many nodes as the connections
+    /// need (one shared SQLite data dir), and generator processes of its own (this binary, each
+    /// holding `--per-worker` connections from its own 127.x.0.y addresses), then at each of
+    /// `--steps`: connect, chat at `--rate`, and a reconnect storm with `since` resume, checked
+    /// for loss and duplicates by seq. Needs no `--url`/`--secret`.
+    Scale(ScaleArgs),
+    /// A generator process of `scale` (started by it; plan and commands on stdin).
+    #[command(name = "scale-worker", hide = true)]
+    ScaleWorker,
 }
 
 impl Scenario {
@@ -116,6 +125,8 @@ impl Scenario {
             Scenario::Floor(_) => "floor",
             Scenario::Search(_) => "search",
             Scenario::Plot(_) => "plot",
+            Scenario::Scale(_) => "scale",
+            Scenario::ScaleWorker => "scale-worker",
         }
     }
 }
@@ -353,4 +364,55 @@ pub struct SearchArgs {
     /// Where the temp dir of both indexes goes [default: the system's temp dir].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct ScaleArgs {
+    /// The `confab` binary the nodes run (a release build).
+    #[arg(long)]
+    pub spawn: PathBuf,
+    /// Connection counts, one step each, each on fresh nodes.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000,50000,100000,200000"
+    )]
+    pub steps: Vec<usize>,
+    /// Most connections per node (a process may hold 20,000 open files here).
+    #[arg(long, default_value_t = 18_000)]
+    pub per_node: usize,
+    /// Fewest nodes, so that conversations always span nodes.
+    #[arg(long, default_value_t = 2)]
+    pub min_nodes: usize,
+    /// Most connections per generator process.
+    #[arg(long, default_value_t = 18_000)]
+    pub per_worker: usize,
+    /// Members per conversation (conversations = connections / members), spread over nodes.
+    #[arg(long, default_value_t = 10)]
+    pub members: usize,
+    /// Redis servers the fan-out is sharded over.
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// Messages per second in total during the chat phase (and the storm).
+    #[arg(long, default_value_t = 2_000.0)]
+    pub rate: f64,
+    /// Seconds of chat before latency counts.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_secs: f64,
+    /// Seconds of measured chat.
+    #[arg(long, default_value_t = 10.0)]
+    pub chat_secs: f64,
+    /// Most seconds to wait for acks and for deliveries after each traffic phase.
+    #[arg(long, default_value_t = 15.0)]
+    pub drain_secs: f64,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// After the storm drops every connection, each client waits a random pause of up to this
+    /// before reconnecting (as real clients back off with jitter); 0: all at once.
+    #[arg(long, default_value_t = 1_000)]
+    pub reconnect_jitter_ms: u64,
+    /// Most seconds for every client to resume after the storm.
+    #[arg(long, default_value_t = 120.0)]
+    pub storm_timeout_secs: f64,
 }

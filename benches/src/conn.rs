@@ -43,6 +43,16 @@ impl Endpoint {
     /// `base_url` is `http://host:port` and must be a loopback address: load is only ever sent
     /// to this machine. With `source_ips > 1`, connection `i` binds to `127.0.0.(1 + i % n)`.
     pub fn new(base_url: &str, source_ips: u8) -> anyhow::Result<Endpoint> {
+        let sources = (1..=source_ips)
+            .filter(|_| source_ips > 1)
+            .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+            .collect();
+        Endpoint::with_sources(base_url, sources)
+    }
+
+    /// Like [`Endpoint::new`], with connection `i` bound to `sources[i % n]` (none: the
+    /// kernel's choice). The scale workers each take their own range of 127.0.0.0/8.
+    pub fn with_sources(base_url: &str, sources: Vec<IpAddr>) -> anyhow::Result<Endpoint> {
         let authority = base_url
             .strip_prefix("http://")
             .context("--url must start with http://")?
@@ -55,16 +65,12 @@ impl Endpoint {
         if !server.ip().is_loopback() {
             bail!("refusing to load {server}: the generator only targets loopback addresses");
         }
-        let sources = if source_ips > 1 {
-            if !server.is_ipv4() {
-                bail!("--source-ips needs an IPv4 loopback server address");
-            }
-            (1..=source_ips)
-                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        if !sources.is_empty() && !server.is_ipv4() {
+            bail!("source addresses need an IPv4 loopback server address");
+        }
+        if let Some(source) = sources.iter().find(|s| !s.is_loopback()) {
+            bail!("source address {source} is not a loopback address");
+        }
         let config = WebSocketConfig::default()
             .read_buffer_size(4 * 1024)
             .write_buffer_size(0)

@@ -8,7 +8,8 @@
 //! - [`cli`]: the command line; [`scenario`]: `idle`, `fanout`, `chat`, `storm`, `history`,
 //!   `cluster`, `media`; [`floor`]: the kernel's price of one loopback write, no server;
 //!   [`search`]: confab's search index against SQLite FTS5, in process, no server; [`plot`]:
-//!   saved reports drawn as SVG curves, no server.
+//!   saved reports drawn as SVG curves, no server; [`scale`]: C200K on one host, its own nodes
+//!   and generator processes (issue 17 part 1).
 //! - [`conn`]: opening WebSocket connections; [`load`]: the live connections, the pacer and the
 //!   wire format of generated messages.
 //! - [`stats`]: HDR histograms and the per-message ledger (loss, duplicates); [`report`]: the
@@ -27,6 +28,7 @@ pub mod plot;
 pub mod probe;
 pub mod report;
 pub mod rest;
+pub mod scale;
 pub mod scenario;
 pub mod search;
 pub mod stages;

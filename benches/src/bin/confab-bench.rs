@@ -32,6 +32,17 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let runtime = tokio::runtime::Runtime::new()?;
+    if let Scenario::ScaleWorker = &cli.scenario {
+        runtime.block_on(confab_benches::scale::worker::run())?;
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        return Ok(());
+    }
+    if let Scenario::Scale(args) = cli.scenario {
+        let report = runtime.block_on(confab_benches::scale::run(cli.common, args))?;
+        report.print();
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        return Ok(());
+    }
     let report = runtime.block_on(confab_benches::scenario::run(cli.common, cli.scenario))?;
     report.print();
     // Tasks still closing sockets must not hold the exit.

@@ -24,6 +24,46 @@ pub struct SavedReport {
     /// `floor` reports: the kernel's CPU per loopback write.
     #[serde(default)]
     pub cpu_us_per_write: Option<f64>,
+    /// `scale` reports: one entry per connection count.
+    #[serde(default)]
+    pub steps: Vec<SavedScaleStep>,
+}
+
+/// The figures of one `scale` step that its plot uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SavedScaleStep {
+    pub connections: u64,
+    pub connect: SavedScaleConnect,
+    pub chat: SavedScaleChat,
+    pub storm: SavedScaleStorm,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SavedScaleConnect {
+    pub nodes_rss_idle_bytes: u64,
+    pub bytes_per_connection: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SavedScaleChat {
+    pub latency: SavedP99,
+    pub ack_latency: SavedP99,
+    pub nodes_cpu_cores: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SavedP99 {
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SavedScaleStorm {
+    pub secs_to_all_resumed: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,12 +6,14 @@
 //! per report), `<scenario>-rate.svg` (deliveries/s and p99 against the offered rate) and
 //! `<scenario>-cpu.svg` (server CPU per delivery against the rate, `floor` reports as
 //! horizontal lines); for `idle`, `idle-memory.svg` (bytes per connection and RSS against
-//! connections). Reports of one label and size make one curve of a sweep.
+//! connections); for `scale`, `scale.svg` (the nodes' RSS and CPU, chat p99 and the reconnect
+//! storm's time against connections). Reports of one label and size make one curve of a sweep.
 //!
 //! [`input`] reads the reports, [`figures`] decides what each plot shows, [`chart`] draws.
 
 pub mod chart;
 pub mod input;
+mod scale;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -28,7 +30,7 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<Vec<PathBuf>> {
     let figures = figures(&inputs);
     if figures.is_empty() {
         bail!(
-            "nothing to plot in {} report(s): plots need idle reports or traffic reports \
+            "nothing to plot in {} report(s): plots need idle, scale or traffic reports \
              (fanout, chat, …)",
             inputs.len()
         );
@@ -69,6 +71,13 @@ pub fn figures(inputs: &[Input]) -> Vec<Figure> {
         .collect();
     if !idle.is_empty() {
         figures.push(idle_memory(&idle, &labels));
+    }
+    let scale: Vec<&Input> = inputs
+        .iter()
+        .filter(|i| i.report.scenario == "scale" && !i.report.steps.is_empty())
+        .collect();
+    if !scale.is_empty() {
+        figures.push(scale::figure(&scale, &labels));
     }
     figures
 }

@@ -24,7 +24,7 @@ use super::{Env, TrafficSpec, chat, fresh_tenant, run_traffic};
 const NODES: u8 = 2;
 
 /// The secret the spawned servers and the generator share (loopback only, never reachable).
-const SPAWN_SECRET: &str = "benchsecretbenchsecretbenchsecret00";
+pub(crate) const SPAWN_SECRET: &str = "benchsecretbenchsecretbenchsecret00";
 
 pub async fn run(env: &Env, args: ClusterArgs) -> anyhow::Result<Report> {
     let params = serde_json::to_value(&args)?;
@@ -143,7 +143,7 @@ async fn run_topology(
 
 /// Starts `count` release nodes on one data dir (sharing its SQLite file), on the hub of
 /// `redis` (none: a single node with the in-process hub).
-async fn start_nodes(
+pub(crate) async fn start_nodes(
     binary: &Path,
     data: &Path,
     count: u8,
@@ -187,7 +187,7 @@ async fn start_nodes(
 }
 
 /// Each redis-server's CPU seconds so far (`INFO cpu`: `used_cpu_sys` + `used_cpu_user`).
-async fn redis_cpu(servers: &[RedisServer]) -> anyhow::Result<Vec<f64>> {
+pub(crate) async fn redis_cpu(servers: &[RedisServer]) -> anyhow::Result<Vec<f64>> {
     let mut seconds = Vec::with_capacity(servers.len());
     for server in servers {
         let client = redis::Client::open(server.url())?;

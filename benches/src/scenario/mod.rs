@@ -184,7 +184,7 @@ impl Env {
 }
 
 /// `bench-<scenario>-<unix seconds>`: a tenant of its own for each run.
-fn fresh_tenant(scenario: &str) -> String {
+pub(crate) fn fresh_tenant(scenario: &str) -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -540,6 +540,8 @@ const FLOOR_HAS_NO_SERVER: &str =
 const SEARCH_HAS_NO_SERVER: &str =
     "`search` needs no server: run it with `confab_benches::search::run`";
 const PLOT_HAS_NO_SERVER: &str = "`plot` needs no server: run it with `confab_benches::plot::run`";
+const SCALE_HAS_ITS_OWN_REPORT: &str =
+    "`scale` starts its own servers: run it with `confab_benches::scale::run`";
 
 /// Runs the scenario the command line names (`floor`, with no server and no [`Report`], is
 /// [`crate::floor::run`]).
@@ -548,6 +550,7 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
         Scenario::Search(_) => bail!(SEARCH_HAS_NO_SERVER),
         Scenario::Plot(_) => bail!(PLOT_HAS_NO_SERVER),
+        Scenario::Scale(_) | Scenario::ScaleWorker => bail!(SCALE_HAS_ITS_OWN_REPORT),
         _ => {}
     }
     if let Scenario::Cluster(args) = &scenario
@@ -568,5 +571,6 @@ pub async fn run(common: Common, scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Floor(_) => bail!(FLOOR_HAS_NO_SERVER),
         Scenario::Search(_) => bail!(SEARCH_HAS_NO_SERVER),
         Scenario::Plot(_) => bail!(PLOT_HAS_NO_SERVER),
+        Scenario::Scale(_) | Scenario::ScaleWorker => bail!(SCALE_HAS_ITS_OWN_REPORT),
     }
 }
