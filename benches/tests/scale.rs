@@ -1,12 +1,12 @@
-//! The bounded `confab-bench scale` run (issue 17 part 1) in the test suite: 6,000 connections
+//! The bounded `confab-bench scale` run (issue 17 part 1) in the test suite: 20,000 connections
 //! over two nodes on one Redis and one shared SQLite data dir, from two generator processes,
 //! through connect, chat and a reconnect storm with `since` resume. It asserts only what must
 //! hold at any speed: every connection opened, every client resumed, nothing lost or
-//! duplicated. The figures of the real run are in RESULTS.md.
+//! duplicated, every client at its conversation's last event after the storm. The figures of the real run are in RESULTS.md.
 //!
-//! 6,000 rather than 20,000: the test runs debug builds, whose nodes spend ~1.1 ms of CPU per
-//! connection opened (15× a release build), and the run opens every connection twice (connect,
-//! then the storm); 20,000 took 3 minutes on the shared 2-core host, past the test budget.
+//! Debug builds spend ~0.9 ms of node CPU per connection opened (a release build ~0.13 ms), and
+//! the run opens every connection twice (connect, then the storm): ~45 s on the shared 2-core
+//! host.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,8 +43,8 @@ fn number(value: &Value, path: &str) -> u64 {
 }
 
 #[test]
-fn six_thousand_connections_survive_a_reconnect_storm() {
-    let connections = 6_000u64;
+fn twenty_thousand_connections_survive_a_reconnect_storm() {
+    let connections = 20_000u64;
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_confab-bench"))
         .args(["--connect-concurrency", "200", "scale", "--spawn"])
@@ -52,9 +52,9 @@ fn six_thousand_connections_survive_a_reconnect_storm() {
         .args(["--steps", &connections.to_string()])
         .args([
             "--per-node",
-            "3000",
+            "10000",
             "--per-worker",
-            "3000",
+            "10000",
             "--members",
             "10",
         ])
@@ -90,24 +90,18 @@ fn six_thousand_connections_survive_a_reconnect_storm() {
             "chat {zero}: {step}"
         );
     }
-    // After the storm: nothing twice and no hole inside any client's stream. Not asserted yet:
-    // `storm/lost` and `storm/behind`. With members on two nodes, a few percent of the clients
-    // stay one event short of their conversation's last message (on one node, none): a
-    // server bug this scenario found, open (RESULTS.md, "Scale: C200K on one box").
-    for zero in ["duplicates", "gaps", "errors"] {
+    // After the storm: every client at its conversation's last event, nothing twice, no hole.
+    // (Members sit on both nodes: the events of the storm cross Redis while rooms close and
+    // reopen there.)
+    for zero in ["lost", "behind", "duplicates", "gaps", "errors"] {
         assert_eq!(
             number(step, &format!("/storm/{zero}")),
             0,
             "storm {zero}: {step}"
         );
     }
-    eprintln!(
-        "storm: {} event(s) missing at {} client(s) after the wait",
-        number(step, "/storm/lost"),
-        number(step, "/storm/behind")
-    );
     assert!(
-        started.elapsed() < Duration::from_secs(120),
+        started.elapsed() < Duration::from_secs(240),
         "the bounded scale run took {:?}",
         started.elapsed()
     );

@@ -309,6 +309,81 @@ async fn redis_restart_mid_run_is_recovered() {
     assert_eq!(bob.recv_message().await.seq, 4);
 }
 
+/// Runs one command on the Redis at `url` (here, to change what it allows).
+async fn redis_command(url: &str, args: &[&str]) {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    let () = command.query_async(&mut conn).await.expect("redis command");
+}
+
+/// The sum of a node's series of `metric` whose labels include `label`.
+async fn counter_value(server: &Server, metric: &str, label: &str) -> f64 {
+    server
+        .metrics()
+        .await
+        .lines()
+        .filter(|line| line.starts_with(metric) && line.contains(label))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// A publish that Redis fails (here refused for a moment; a failover or a full queue alike)
+/// loses nothing: the event is committed and acked, and once publishing works again the other
+/// node is told to catch the room up from storage, so the conversation's last event arrives
+/// without a later one to reveal the hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_publish_failed_still_reaches_the_other_node() {
+    let c = cluster().await;
+    let conversation = c.a.create_group("alice", &["bob"]).await;
+    let mut alice = c.a.ws("alice").await;
+    let mut bob = c.b.ws("bob").await;
+    alice.join(&conversation).await;
+    bob.join(&conversation).await;
+    c.subscribed(&conversation, 2).await;
+    alice.send_message(&conversation, "first", "first").await;
+    assert_eq!(bob.recv_message().await.seq, 1);
+
+    let url = c.redis.url();
+    redis_command(&url, &["ACL", "SETUSER", "default", "-publish"]).await;
+    let lost = alice.send_message(&conversation, "lost", "lost").await;
+    assert_eq!(lost.seq, 2, "committed and acked while Redis refuses it");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while counter_value(
+        &c.a,
+        "confab_fanout_dropped_total",
+        "reason=\"redis_error\"",
+    )
+    .await
+        < 1.0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the publish never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        bob.try_recv(Duration::from_millis(300))
+            .await
+            .is_none_or(|f| !matches!(f, ServerFrame::Message(_))),
+        "the refused publish did not cross"
+    );
+    redis_command(&url, &["ACL", "SETUSER", "default", "+publish"]).await;
+
+    let got = bob.recv_message().await;
+    assert_eq!((got.seq, got.id.as_str()), (2, lost.id.as_str()));
+    assert!(counter_value(&c.a, "confab_fanout_repairs_total", "shard=").await >= 1.0);
+    alice.send_message(&conversation, "after", "after").await;
+    assert_eq!(bob.recv_message().await.seq, 3, "once, in order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_starts_while_redis_is_down_and_turns_ready_when_it_comes() {
     let redis = common::redis_servers(1).await.remove(0);

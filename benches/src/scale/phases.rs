@@ -46,6 +46,7 @@ pub async fn run(
         storm.behind,
         settled.before_joined
     );
+    eprintln!("nodes' counters after the storm: {:?}", storm.node_counters);
     Ok((connect, chat, storm, settled.unexpected_disconnects))
 }
 
@@ -161,6 +162,7 @@ async fn storm(
     .await?;
     let after = sample(cluster, workers);
     let settled = check(workers, args.drain_secs).await?;
+    let node_counters = node_counters(cluster).await;
     let sum = |f: fn(&super::wire::StormOutcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     let figures = StormFigures {
         jitter_ms: args.reconnect_jitter_ms,
@@ -187,6 +189,7 @@ async fn storm(
             .flat_map(|o| o.sent.error_samples)
             .take(5)
             .collect(),
+        node_counters,
     };
     Ok((figures, settled))
 }
@@ -223,4 +226,35 @@ async fn check(workers: &mut Workers, wait_secs: f64) -> anyhow::Result<SettleOu
             duplicates: total.duplicates + s.duplicates,
             unexpected_disconnects: total.unexpected_disconnects + s.unexpected_disconnects,
         }))
+}
+
+/// The counters that explain a delivery missed: events the fan-out dropped (by reason), waits
+/// for the hub, sessions dropped as slow consumers; summed over the nodes that answered.
+async fn node_counters(cluster: &Cluster) -> std::collections::BTreeMap<String, f64> {
+    const NAMES: [&str; 3] = [
+        confab_server::metrics::FANOUT_DROPPED_TOTAL,
+        confab_server::metrics::FANOUT_INBOUND_WAITS_TOTAL,
+        confab_server::metrics::SLOW_CONSUMERS_TOTAL,
+    ];
+    let mut sums = std::collections::BTreeMap::new();
+    for url in cluster.urls() {
+        let Ok(rest) = crate::rest::Rest::new(&url) else {
+            continue;
+        };
+        let Ok(text) = rest.metrics().await else {
+            continue;
+        };
+        for line in text.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            if !NAMES.iter().any(|n| name.starts_with(n)) {
+                continue;
+            }
+            if let Ok(value) = value.parse::<f64>() {
+                *sums.entry(name.to_owned()).or_insert(0.0) += value;
+            }
+        }
+    }
+    sums
 }

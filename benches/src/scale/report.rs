@@ -121,6 +121,9 @@ pub struct StormFigures {
     pub duplicates: u64,
     pub behind: usize,
     pub error_samples: Vec<String>,
+    /// The nodes' loss-related counters after the storm, summed over nodes (name with labels →
+    /// value): what a client behind should be traced to.
+    pub node_counters: std::collections::BTreeMap<String, f64>,
 }
 
 fn mib(bytes: u64) -> f64 {

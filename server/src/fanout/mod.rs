@@ -90,7 +90,9 @@ pub enum Inbound {
         answer: bool,
     },
     /// The fan-out now follows these rooms (tenant, conversation): tell the other nodes who is
-    /// here, and ask who is there.
+    /// here, and ask who is there; and the rooms' sessions catch up from storage, for events
+    /// committed elsewhere between their join's read and the subscription taking effect. (Also
+    /// handed over to repair the rooms' lost presence messages.)
     Followed(Vec<(Arc<str>, Arc<str>)>),
     /// Another node committed user events for `user`: nudge their connections here.
     User { tenant: Arc<str>, user: String },
@@ -100,6 +102,9 @@ pub enum Inbound {
     /// their shard): their sessions catch up from storage, and every user's connections read
     /// their user events again (the nudges of the outage are lost too).
     Resync(Vec<(Arc<str>, Arc<str>)>),
+    /// Another node could not publish some durable events of these rooms: their sessions catch
+    /// up from storage (a later event would reveal the hole, but not after a room's last one).
+    Missed(Vec<(Arc<str>, Arc<str>)>),
 }
 
 /// A started fan-out and the receiving end of its inbound channel, for

@@ -54,7 +54,7 @@ use crate::metrics::FANOUT_INBOUND_WAITS_TOTAL as INBOUND_WAITS_TOTAL;
 pub use shard::shard_of;
 use shard::{PUBLISH_QUEUE, Shard};
 pub use wire::WIRE_VERSION;
-use wire::{Header, MessageType, NODES_CHANNEL, channel, room_of};
+use wire::{Header, MessageType, NODES_CHANNEL, channel, message, room_of, split};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often a node says it is alive.
@@ -128,6 +128,7 @@ impl RedisFanout {
                 client.clone(),
                 publisher,
                 publish_rx,
+                inbound_tx.clone(),
             ));
             tokio::spawn(subscribe_loop(
                 client,
@@ -155,13 +156,12 @@ impl RedisFanout {
     }
 
     fn enqueue(&self, shard: &Shard, channel: String, header: &Header<'_>, text: &str) {
-        let Ok(mut payload) = serde_json::to_vec(header) else {
-            return;
-        };
-        payload.push(b'\n');
-        payload.extend_from_slice(text.as_bytes());
-        if shard.publish_tx.try_send((channel, payload)).is_err() {
-            shard.dropped("queue_full");
+        let payload = message(header, text);
+        if let Err(err) = shard.publish_tx.try_send((channel, payload)) {
+            let (channel, payload) = match err {
+                TrySendError::Full(item) | TrySendError::Closed(item) => item,
+            };
+            shard.lost("queue_full", [(channel.as_str(), payload.as_slice())]);
         }
     }
 
@@ -233,6 +233,7 @@ impl RedisFanout {
         let node = || header.node.clone().into_owned();
         match header.message {
             MessageType::Beat | MessageType::User => None,
+            MessageType::Resync => Some(Inbound::Missed(vec![(tenant, conversation)])),
             MessageType::Event => {
                 let Some(kind) = header.kind else {
                     return dropped("malformed");
@@ -379,14 +380,7 @@ impl Fanout for RedisFanout {
 /// The header and text of a message received on `shard`; `None` (counted) when it is malformed
 /// or of another wire version.
 fn parse<'p>(shard: &Shard, payload: &'p [u8]) -> Option<(Header<'p>, &'p str)> {
-    let Some(split) = payload.iter().position(|b| *b == b'\n') else {
-        shard.dropped("malformed");
-        return None;
-    };
-    let (Ok(header), Ok(text)) = (
-        serde_json::from_slice::<Header<'_>>(&payload[..split]),
-        std::str::from_utf8(&payload[split + 1..]),
-    ) else {
+    let Some((header, text)) = split(payload) else {
         shard.dropped("malformed");
         return None;
     };

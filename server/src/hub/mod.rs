@@ -670,10 +670,12 @@ impl Hub {
                 }
             }
             Inbound::Followed(rooms) => {
-                for (tenant, conversation) in rooms {
-                    self.send_users(&tenant, &conversation, true);
+                for (tenant, conversation) in &rooms {
+                    self.send_users(tenant, conversation, true);
                 }
+                self.resync(&rooms);
             }
+            Inbound::Missed(rooms) => self.resync(&rooms),
             Inbound::NodeGone(node) => self.remote_node_gone(&node),
             Inbound::User { tenant, user } => self.nudge_user(&tenant, &user),
             Inbound::Resync(rooms) => {

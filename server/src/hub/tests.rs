@@ -506,4 +506,12 @@ async fn a_resync_reaches_only_the_rooms_it_names() {
     };
     assert_eq!(resyncs(drain(&rx_a)), ["c"]);
     assert!(resyncs(drain(&rx_b)).is_empty());
+    // Another node's lost events of one room, and a room just followed (whose joins read
+    // storage before the subscription took effect): only that room's sessions catch up.
+    hub.apply(Inbound::Missed(vec![(tenant(), "d".into())]));
+    assert!(resyncs(drain(&rx_a)).is_empty());
+    assert_eq!(resyncs(drain(&rx_b)), ["d"]);
+    hub.apply(Inbound::Followed(vec![(tenant(), "c".into())]));
+    assert_eq!(resyncs(drain(&rx_a)), ["c"]);
+    assert!(resyncs(drain(&rx_b)).is_empty());
 }

@@ -47,6 +47,7 @@ pub const FANOUT_RECEIVED_TOTAL: &str = "confab_fanout_received_total";
 pub const FANOUT_DROPPED_TOTAL: &str = "confab_fanout_dropped_total";
 pub const FANOUT_RECONNECTS_TOTAL: &str = "confab_fanout_reconnects_total";
 pub const FANOUT_INBOUND_WAITS_TOTAL: &str = "confab_fanout_inbound_waits_total";
+pub const FANOUT_REPAIRS_TOTAL: &str = "confab_fanout_repairs_total";
 pub const EVENTS_PUBLISHED_TOTAL: &str = "confab_events_published_total";
 pub const EVENTS_FAILED_TOTAL: &str = "confab_events_failed_total";
 pub const EVENTS_DROPPED_TOTAL: &str = "confab_events_dropped_total";
@@ -161,6 +162,12 @@ pub const ALL: &[Metric] = &[
     metric(FANOUT_DROPPED_TOTAL, Counter, "Fan-out messages dropped, by reason and shard."),
     metric(FANOUT_RECONNECTS_TOTAL, Counter, "Reconnections of the fan-out, by shard."),
     metric(FANOUT_INBOUND_WAITS_TOTAL, Counter, "Times the fan-out waited for the hub."),
+    metric(
+        FANOUT_REPAIRS_TOTAL,
+        Counter,
+        "Repairs of dropped fan-out messages (a room resync, a user nudge or a presence sync \
+         published again), by shard.",
+    ),
     metric(EVENTS_PUBLISHED_TOTAL, Counter, "Events published to the event stream."),
     metric(EVENTS_FAILED_TOTAL, Counter, "Event stream delivery failures, by reason."),
     metric(EVENTS_DROPPED_TOTAL, Counter, "Events given up by the event stream, by reason."),

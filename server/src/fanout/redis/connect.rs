@@ -12,11 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
-use super::{FanoutError, MAX_BACKOFF, RedisFanout};
+use std::borrow::Cow;
+
+use super::shard::Shard;
+use super::wire::{Header, MessageType, NODES_CHANNEL, message};
+use super::{FanoutError, Inbound, MAX_BACKOFF, RedisFanout, hand_over};
 
 /// Longest the first contact with one shard may take at start (the shards are tried at once):
 /// a server that has not answered by then is connected in the background.
@@ -125,7 +128,7 @@ async fn connect_publisher(
                     None => break,
                 },
                 next = rx.recv() => match next {
-                    Some(_) => shard.dropped("redis_error"),
+                    Some((channel, payload)) => shard.lost("redis_error", [(channel.as_str(), payload.as_slice())]),
                     None => return None,
                 },
             }
@@ -133,14 +136,21 @@ async fn connect_publisher(
     }
 }
 
-/// Publishes shard `index`'s queue; connects its publisher first when the shard was
-/// unreachable at start (the connection manager reconnects by itself after that).
+/// Most messages published in one pipeline (one round trip to Redis).
+const PIPELINE: usize = 512;
+
+/// Publishes shard `index`'s queue, whatever has accumulated in one pipeline, so a burst (a
+/// reconnect storm's presence, a busy room) costs one round trip per batch rather than per
+/// message; connects its publisher first when the shard was unreachable at start (the
+/// connection manager reconnects by itself after that). What was dropped before (full queue,
+/// Redis error) is repaired after the next batch that goes through ([`repair`]).
 pub(super) async fn publish_loop(
     fanout: Arc<RedisFanout>,
     index: usize,
     client: redis::Client,
     publisher: Option<ConnectionManager>,
     mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+    inbound: mpsc::Sender<Inbound>,
 ) {
     let shard = &fanout.shards[index];
     let connected = match publisher {
@@ -150,20 +160,78 @@ pub(super) async fn publish_loop(
     let Some(mut conn) = connected else {
         return;
     };
+    let mut batch = Vec::with_capacity(PIPELINE);
     loop {
-        let (channel, payload) = tokio::select! {
+        let received = tokio::select! {
             _ = fanout.stop.cancelled() => return,
-            next = rx.recv() => match next {
-                Some(item) => item,
-                None => return,
-            },
+            received = rx.recv_many(&mut batch, PIPELINE) => received,
         };
-        match conn.publish::<_, _, i64>(&channel, payload).await {
-            Ok(_) => shard.metrics.published.increment(1),
+        if received == 0 {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.publish(channel, payload).ignore();
+        }
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                shard.metrics.published.increment(batch.len() as u64);
+                if !repair(&fanout, shard, &mut conn, &inbound).await {
+                    return;
+                }
+            }
             Err(err) => {
-                shard.dropped("redis_error");
-                tracing::warn!(shard = index, error = %err, "redis publish failed; receivers will fill the gap from storage");
+                shard.lost(
+                    "redis_error",
+                    batch.iter().map(|(c, p)| (c.as_str(), p.as_slice())),
+                );
+                tracing::warn!(shard = index, error = %err, "redis publish failed; receivers will catch up from storage");
             }
         }
+        batch.clear();
     }
+}
+
+/// Repairs what the shard's dropped messages left the other nodes missing, now that a publish
+/// went through: a `resync` per room with lost events, the lost user nudges again, and the
+/// presence of rooms with lost presence messages synced again (through the hub, which knows the
+/// users). A repair that fails is kept for the next batch. False when the hub is gone.
+async fn repair(
+    fanout: &RedisFanout,
+    shard: &Shard,
+    conn: &mut ConnectionManager,
+    inbound: &mpsc::Sender<Inbound>,
+) -> bool {
+    let Some(mut lost) = shard.take_lost() else {
+        return true;
+    };
+    let mut pipe = redis::pipe();
+    let resync = message(&Header::new(&fanout.node, MessageType::Resync), "");
+    for channel in &lost.events {
+        pipe.publish(channel, &resync).ignore();
+    }
+    for (tenant, user) in &lost.users {
+        let header = Header {
+            user: Some(Cow::Borrowed(user)),
+            ..Header::new(&fanout.node, MessageType::User)
+        };
+        pipe.publish(NODES_CHANNEL, message(&header, tenant))
+            .ignore();
+    }
+    let sent = lost.events.len() + lost.users.len();
+    if sent > 0 {
+        if let Err(err) = pipe.query_async::<()>(conn).await {
+            tracing::warn!(shard = shard.index, error = %err, "redis fan-out repair failed; retried after the next publish");
+            shard.restore_lost(lost);
+            return true;
+        }
+        shard.metrics.published.increment(sent as u64);
+        shard.metrics.repairs.increment(sent as u64);
+    }
+    let presence: Vec<_> = lost.presence.drain().collect();
+    if presence.is_empty() {
+        return true;
+    }
+    shard.metrics.repairs.increment(presence.len() as u64);
+    hand_over(inbound, Inbound::Followed(presence)).await
 }

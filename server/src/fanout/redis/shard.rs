@@ -10,17 +10,19 @@
 //! same order: beats carry the sender's shard count and the shard they were published on, and
 //! a mismatch is logged and counted (`confab_fanout_dropped_total{reason="shard_mismatch"}`).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, counter, gauge};
 use tokio::sync::{Notify, mpsc};
 
+use super::wire::{MessageType, room_of, split};
+
 use crate::metrics::{
     FANOUT_CONNECTED as CONNECTED, FANOUT_DROPPED_TOTAL as DROPPED_TOTAL,
     FANOUT_PUBLISHED_TOTAL as PUBLISHED_TOTAL, FANOUT_RECEIVED_TOTAL as RECEIVED_TOTAL,
-    FANOUT_RECONNECTS_TOTAL as RECONNECTS_TOTAL,
+    FANOUT_RECONNECTS_TOTAL as RECONNECTS_TOTAL, FANOUT_REPAIRS_TOTAL as REPAIRS_TOTAL,
 };
 
 /// Messages waiting to be published on one shard before new ones are dropped.
@@ -87,7 +89,60 @@ pub(super) struct Shard {
     connected: AtomicBool,
     /// A beat from a node with another list of shards was logged already.
     mismatch_logged: AtomicBool,
+    /// What dropped messages left the other nodes missing, to repair once publishing works.
+    lost: Mutex<Lost>,
+    /// Whether `lost` has anything (checked after every published batch without the lock).
+    any_lost: AtomicBool,
     pub metrics: ShardMetrics,
+}
+
+/// What the messages a shard dropped (full queue, Redis error) left the other nodes missing,
+/// merged per room and user: a repair covers any number of losses.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Lost {
+    /// Channels of rooms with a durable event lost: the receivers catch up from storage.
+    pub events: HashSet<String>,
+    /// Rooms (tenant, conversation) with presence lost: this node syncs them again.
+    pub presence: HashSet<(Arc<str>, Arc<str>)>,
+    /// User nudges lost (tenant, user): sent again.
+    pub users: HashSet<(String, String)>,
+}
+
+impl Lost {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.presence.is_empty() && self.users.is_empty()
+    }
+
+    /// Notes what losing the message `payload` on `channel` costs (nothing, for ephemeral
+    /// frames and beats, which no one needs later).
+    pub fn note(&mut self, channel: &str, payload: &[u8]) {
+        let Some((header, text)) = split(payload) else {
+            return;
+        };
+        match header.message {
+            MessageType::Event | MessageType::Resync => {
+                self.events.insert(channel.to_owned());
+            }
+            MessageType::Presence | MessageType::Sync | MessageType::Snapshot => {
+                if let Some(room) = room_of(channel) {
+                    self.presence.insert(room);
+                }
+            }
+            MessageType::User => {
+                if let Some(user) = header.user {
+                    self.users.insert((text.to_owned(), user.into_owned()));
+                }
+            }
+            MessageType::Ephemeral | MessageType::Beat => {}
+        }
+    }
+
+    /// Adds `other`'s losses (a repair that failed in turn).
+    pub fn merge(&mut self, other: Lost) {
+        self.events.extend(other.events);
+        self.presence.extend(other.presence);
+        self.users.extend(other.users);
+    }
 }
 
 /// The metric series of one shard (label `shard`, its position in `hub`), made once.
@@ -97,6 +152,8 @@ pub(super) struct ShardMetrics {
     pub published: Counter,
     pub received: Counter,
     pub reconnects: Counter,
+    /// Repairs published after drops ([`Shard::take_lost`]).
+    pub repairs: Counter,
 }
 
 impl Shard {
@@ -107,11 +164,17 @@ impl Shard {
             published: counter!(PUBLISHED_TOTAL, "shard" => label.clone()),
             received: counter!(RECEIVED_TOTAL, "shard" => label.clone()),
             reconnects: counter!(RECONNECTS_TOTAL, "shard" => label.clone()),
+            repairs: counter!(REPAIRS_TOTAL, "shard" => label.clone()),
             label,
         };
         // Every series exists from the start, at 0.
         metrics.connected.set(0.0);
-        for counter in [&metrics.published, &metrics.received, &metrics.reconnects] {
+        for counter in [
+            &metrics.published,
+            &metrics.received,
+            &metrics.reconnects,
+            &metrics.repairs,
+        ] {
             counter.absolute(0);
         }
         Shard {
@@ -121,7 +184,50 @@ impl Shard {
             changed: Notify::new(),
             connected: AtomicBool::new(false),
             mismatch_logged: AtomicBool::new(false),
+            lost: Mutex::new(Lost::default()),
+            any_lost: AtomicBool::new(false),
             metrics,
+        }
+    }
+
+    /// Counts `count` messages dropped for `reason`, and notes what their loss costs the other
+    /// nodes, to repair with [`Shard::take_lost`] once publishing works again.
+    pub fn lost<'m>(
+        &self,
+        reason: &'static str,
+        messages: impl IntoIterator<Item = (&'m str, &'m [u8])>,
+    ) {
+        let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        let mut count = 0;
+        for (channel, payload) in messages {
+            lost.note(channel, payload);
+            count += 1;
+        }
+        if !lost.is_empty() {
+            self.any_lost.store(true, Ordering::Release);
+        }
+        drop(lost);
+        counter!(DROPPED_TOTAL, "reason" => reason, "shard" => self.metrics.label.clone())
+            .increment(count);
+    }
+
+    /// Takes what is to be repaired, if anything.
+    pub fn take_lost(&self) -> Option<Lost> {
+        if !self.any_lost.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        self.any_lost.store(false, Ordering::Release);
+        let taken = std::mem::take(&mut *lost);
+        (!taken.is_empty()).then_some(taken)
+    }
+
+    /// Puts back a repair that could not be published.
+    pub fn restore_lost(&self, again: Lost) {
+        let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        lost.merge(again);
+        if !lost.is_empty() {
+            self.any_lost.store(true, Ordering::Release);
         }
     }
 

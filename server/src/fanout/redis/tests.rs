@@ -179,3 +179,104 @@ fn beats_from_a_node_with_other_shards_are_counted_not_fatal() {
     let peers = fanout.peers.lock().expect("peers");
     assert!(["n3", "n2", "old"].iter().all(|n| peers.contains_key(*n)));
 }
+
+#[test]
+fn a_resync_message_asks_the_rooms_sessions_to_catch_up() {
+    let fanout = fanout();
+    let resync = b"{\"v\":1,\"type\":\"resync\",\"node\":\"n1\"}\n";
+    match fanout.receive(&fanout.shards[0], &followed(), "confab:t:c", resync) {
+        Some(Inbound::Missed(rooms)) => {
+            assert_eq!(rooms, vec![(Arc::from("t"), Arc::from("c"))]);
+        }
+        other => panic!("expected missed rooms, got {other:?}"),
+    }
+    let line = message(&Header::new("n1", MessageType::Resync), "");
+    assert_eq!(line, resync.to_vec());
+}
+
+#[test]
+fn a_loss_is_noted_per_room_and_user_by_what_it_costs() {
+    let mut lost = shard::Lost::default();
+    let event = message(
+        &Header {
+            kind: Some(EventKind::Message),
+            seq: 4,
+            ..Header::new("me", MessageType::Event)
+        },
+        "{}",
+    );
+    lost.note("confab:t:c", &event);
+    lost.note("confab:t:c", &event);
+    let presence = message(
+        &Header {
+            user: Some(Cow::Borrowed("bob")),
+            online: true,
+            ..Header::new("me", MessageType::Presence)
+        },
+        "",
+    );
+    lost.note("confab:t:d", &presence);
+    lost.note(
+        "confab:t:e",
+        &message(&Header::new("me", MessageType::Sync), "[]"),
+    );
+    let nudge = message(
+        &Header {
+            user: Some(Cow::Borrowed("carol")),
+            ..Header::new("me", MessageType::User)
+        },
+        "t",
+    );
+    lost.note(NODES_CHANNEL, &nudge);
+    // Typing, beats and garbage cost nothing later.
+    lost.note(
+        "confab:t:f",
+        &message(&Header::new("me", MessageType::Ephemeral), "{}"),
+    );
+    lost.note(
+        NODES_CHANNEL,
+        &message(&Header::new("me", MessageType::Beat), ""),
+    );
+    lost.note("confab:t:g", b"no header");
+    assert_eq!(
+        lost.events.iter().collect::<Vec<_>>(),
+        [&"confab:t:c".to_owned()]
+    );
+    let mut presence: Vec<_> = lost.presence.iter().map(|(_, c)| c.to_string()).collect();
+    presence.sort();
+    assert_eq!(presence, ["d", "e"]);
+    assert_eq!(
+        lost.users.iter().collect::<Vec<_>>(),
+        [&("t".to_owned(), "carol".to_owned())]
+    );
+}
+
+#[test]
+fn a_full_publish_queue_is_counted_and_remembered_for_repair() {
+    let fanout = fanout();
+    let event = |seq| {
+        Delivered::remote(
+            "c".into(),
+            seq,
+            EventKind::Message,
+            None,
+            Utf8Bytes::from("{}"),
+        )
+    };
+    let shard = &fanout.shards[shard_of("t", "c", 3)];
+    assert!(shard.take_lost().is_none(), "nothing lost yet");
+    // The queue holds one: the first waits, the second is dropped.
+    fanout.publish_event("t", &event(1));
+    fanout.publish_event("t", &event(2));
+    let lost = shard.take_lost().expect("the dropped event is remembered");
+    assert_eq!(
+        lost.events.iter().collect::<Vec<_>>(),
+        [&"confab:t:c".to_owned()]
+    );
+    assert!(shard.take_lost().is_none(), "taken once");
+    // A repair that fails is kept for the next try, merged with what was lost since.
+    fanout.publish_event("t", &event(3));
+    shard.restore_lost(lost);
+    let again = shard.take_lost().expect("restored");
+    assert_eq!(again.events.len(), 1);
+}

@@ -87,6 +87,27 @@ pub(super) enum MessageType {
     /// `user` of the tenant in the text has new user events (on [`NODES_CHANNEL`] of the
     /// user's shard: a user's connections may be on any node).
     User,
+    /// The origin could not publish some of the room's durable events (its publish queue was
+    /// full, or Redis failed it): the receivers' sessions catch up from storage. Without it, a
+    /// lost event would be noticed only when a later one arrives, and the room's last event
+    /// never. Nodes older than this message drop it as malformed (counted).
+    Resync,
+}
+
+/// A message: the header line, then `text`.
+pub(super) fn message(header: &Header<'_>, text: &str) -> Vec<u8> {
+    let mut payload = serde_json::to_vec(header).unwrap_or_default();
+    payload.push(b'\n');
+    payload.extend_from_slice(text.as_bytes());
+    payload
+}
+
+/// The header and text of a message; `None` when it is malformed.
+pub(super) fn split(payload: &[u8]) -> Option<(Header<'_>, &str)> {
+    let at = payload.iter().position(|b| *b == b'\n')?;
+    let header = serde_json::from_slice::<Header<'_>>(&payload[..at]).ok()?;
+    let text = std::str::from_utf8(&payload[at + 1..]).ok()?;
+    Some((header, text))
 }
 
 pub(super) fn channel(tenant: &str, conversation: &str) -> String {
