@@ -475,6 +475,52 @@ async fn next_presence(client: &mut WsClient, user: &str, timeout: Duration) -> 
     }
 }
 
+/// A node that opens a room asks who is there, and each node answers to it alone (on its own
+/// channel): a third node learns the users of both others, and the others see its user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_node_learns_who_is_online_on_the_other_two() {
+    let c = cluster().await;
+    let data_dir = c._data.path().display().to_string();
+    let url = c.redis.url();
+    let third = Server::start_with(&[
+        "--data-dir",
+        data_dir.as_str(),
+        "--shared-data-dir",
+        "true",
+        "--hub",
+        url.as_str(),
+    ])
+    .await;
+    let conversation = c.a.create_group("alice", &["bob", "carol"]).await;
+    let mut alice = c.a.ws_presence("alice").await;
+    let mut bob = c.b.ws_presence("bob").await;
+    alice.join(&conversation).await;
+    bob.join(&conversation).await;
+    c.subscribed(&conversation, 2).await;
+    assert!(next_presence(&mut alice, "bob", Duration::from_secs(10)).await);
+
+    let mut carol = third.ws_presence("carol").await;
+    carol.join(&conversation).await;
+    c.subscribed(&conversation, 3).await;
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match carol.try_recv(left).await {
+            Some(ServerFrame::Presence {
+                user, online: true, ..
+            }) => {
+                seen.insert(user);
+            }
+            Some(_) => {}
+            None => panic!("carol saw only {seen:?} online"),
+        }
+    }
+    assert_eq!(seen, BTreeSet::from(["alice".to_owned(), "bob".to_owned()]));
+    assert!(next_presence(&mut alice, "carol", Duration::from_secs(10)).await);
+    assert!(next_presence(&mut bob, "carol", Duration::from_secs(10)).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_on_different_nodes_see_each_other_online_and_offline() {
     let c = cluster().await;

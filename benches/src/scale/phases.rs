@@ -228,10 +228,14 @@ async fn check(workers: &mut Workers, wait_secs: f64) -> anyhow::Result<SettleOu
         }))
 }
 
-/// The counters that explain a delivery missed: events the fan-out dropped (by reason), waits
-/// for the hub, sessions dropped as slow consumers; summed over the nodes that answered.
+/// The counters that explain a delivery missed or a phase's cost: Redis messages published and
+/// received, and dropped (by reason) and repaired, waits for the hub, sessions dropped as slow
+/// consumers; over the whole step, summed over the nodes that answered.
 async fn node_counters(cluster: &Cluster) -> std::collections::BTreeMap<String, f64> {
-    const NAMES: [&str; 3] = [
+    const NAMES: [&str; 6] = [
+        confab_server::metrics::FANOUT_PUBLISHED_TOTAL,
+        confab_server::metrics::FANOUT_RECEIVED_TOTAL,
+        confab_server::metrics::FANOUT_REPAIRS_TOTAL,
         confab_server::metrics::FANOUT_DROPPED_TOTAL,
         confab_server::metrics::FANOUT_INBOUND_WAITS_TOTAL,
         confab_server::metrics::SLOW_CONSUMERS_TOTAL,

@@ -121,8 +121,8 @@ pub struct StormFigures {
     pub duplicates: u64,
     pub behind: usize,
     pub error_samples: Vec<String>,
-    /// The nodes' loss-related counters after the storm, summed over nodes (name with labels →
-    /// value): what a client behind should be traced to.
+    /// The nodes' fan-out counters after the storm, over the step, summed over nodes (name with
+    /// labels → value): the Redis traffic, and what a client behind should be traced to.
     pub node_counters: std::collections::BTreeMap<String, f64>,
 }
 

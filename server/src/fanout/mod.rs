@@ -26,6 +26,17 @@ use crate::hub::{Delivered, Ephemeral};
 
 pub use self::redis::{FanoutError, RedisFanout};
 
+/// Who a list of this node's users in a room is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersTo<'a> {
+    /// Every node following the room, each of which answers with its own (this node just
+    /// started following it).
+    All,
+    /// Only the node that asked: an answer goes to the asker alone, so a room followed by n
+    /// nodes costs each node n deliveries to learn the others, not n².
+    Node(&'a str),
+}
+
 /// Inbound messages waiting for the hub before the fan-out waits (see the module docs).
 pub const INBOUND_QUEUE: usize = 4096;
 
@@ -40,9 +51,9 @@ pub trait Fanout: Send + Sync + 'static {
     fn publish_ephemeral(&self, tenant: &str, frame: &Ephemeral, skip_user: Option<&str>);
     /// This node's first connection of `user` joined the room (`online`), or its last left.
     fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool);
-    /// This node's users in a room; with `ask_back` the other nodes answer with theirs
-    /// ([`Inbound::Users`] with `answer` set).
-    fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask_back: bool);
+    /// This node's users in a room: to every node following it, which answer with theirs
+    /// ([`Inbound::Users`] with `answer` set), or as that answer to the node that asked.
+    fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], to: UsersTo<'_>);
     /// `user` of `tenant` has new user events: the other nodes nudge their connections of them.
     fn publish_user(&self, tenant: &str, user: &str);
     /// Whether each link to the other nodes is up now, in order: one per Redis shard. `/ready`

@@ -17,7 +17,8 @@
 //!
 //! Presence crosses nodes as control messages on the room channels: each node publishes its
 //! own per-room transitions (`presence`); a node that subscribes to a room asks it for a snapshot
-//! (`sync`, carrying its own users) and the others answer with theirs (`snapshot`). Nodes beat on
+//! (`sync`, carrying its own users) and the others answer with theirs (`snapshot`) to the asker
+//! alone, on its own channel ([`wire::inbox`], on the room's shard so that order holds). Nodes beat on
 //! `confab:nodes` every [`BEAT`]; one silent for [`PEER_EXPIRY`] is dropped and its users go
 //! offline where no other node has them. A resubscription after an outage syncs that shard's
 //! open rooms again.
@@ -47,14 +48,14 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fanout, INBOUND_QUEUE, Inbound, Link};
+use super::{Fanout, INBOUND_QUEUE, Inbound, Link, UsersTo};
 use crate::hub::{Delivered, Ephemeral};
 use crate::metrics::FANOUT_INBOUND_WAITS_TOTAL as INBOUND_WAITS_TOTAL;
 
 pub use shard::shard_of;
 use shard::{PUBLISH_QUEUE, Shard};
 pub use wire::WIRE_VERSION;
-use wire::{Header, MessageType, NODES_CHANNEL, channel, message, room_of, split};
+use wire::{Header, MessageType, NODES_CHANNEL, channel, inbox, message, room_of, split};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often a node says it is alive.
@@ -81,6 +82,8 @@ type Followed = HashMap<String, (Arc<str>, Arc<str>)>;
 /// The Redis fan-out of one node.
 pub struct RedisFanout {
     node: String,
+    /// This node's own channel ([`wire::inbox`]): answers to its `sync`s.
+    inbox: String,
     /// One per Redis server, in the configured order.
     shards: Vec<Shard>,
     /// Other nodes heard from (on any shard), and when last.
@@ -113,8 +116,10 @@ impl RedisFanout {
             shards.push(Shard::new(index, publish_tx));
             publish_rxs.push(publish_rx);
         }
+        let node = uuid::Uuid::new_v4().simple().to_string();
         let fanout = Arc::new(RedisFanout {
-            node: uuid::Uuid::new_v4().simple().to_string(),
+            inbox: inbox(&node),
+            node,
             shards,
             peers: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
@@ -192,6 +197,18 @@ impl RedisFanout {
         expired
     }
 
+    /// The channel of the room a message is about: the channel it came on, or for an answer on
+    /// this node's own channel, the room it names. `None` for anything else on the own channel.
+    fn room_channel<'m>(&self, header: &'m Header<'_>, channel: &'m str) -> Option<&'m str> {
+        if channel != self.inbox {
+            return Some(channel);
+        }
+        match &header.room {
+            Some(room) if header.message == MessageType::Snapshot => Some(room.as_ref()),
+            _ => None,
+        }
+    }
+
     /// Reads a message from another node, received on `shard`: what the hub must do with it,
     /// if anything.
     fn receive(
@@ -220,16 +237,18 @@ impl RedisFanout {
             return None;
         }
         if header.message == MessageType::User {
-            let Some(user) = header.user else {
-                return dropped("malformed");
-            };
-            return Some(Inbound::User {
-                tenant: Arc::from(text),
+            let tenant = Arc::from(text);
+            let nudge = |user: Cow<'_, str>| Inbound::User {
+                tenant,
                 user: user.into_owned(),
-            });
+            };
+            return header.user.map(nudge).or_else(|| dropped("malformed"));
         }
+        let Some(room) = self.room_channel(&header, channel) else {
+            return dropped("malformed");
+        };
         // Not (or no longer) followed: the nodes' channel, or a room just closed here.
-        let (tenant, conversation) = followed.get(channel)?.clone();
+        let (tenant, conversation) = followed.get(room)?.clone();
         let node = || header.node.clone().into_owned();
         match header.message {
             MessageType::Beat | MessageType::User => None,
@@ -343,18 +362,27 @@ impl Fanout for RedisFanout {
         self.enqueue(shard, channel(tenant, conversation), &header, "");
     }
 
-    fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask_back: bool) {
+    fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], to: UsersTo<'_>) {
         let Ok(text) = serde_json::to_string(users) else {
             return;
         };
-        let message = if ask_back {
-            MessageType::Sync
-        } else {
-            MessageType::Snapshot
-        };
-        let header = Header::new(&self.node, message);
+        // Both on the room's shard: an answer cannot overtake this node's presence changes of
+        // the room published after it (one publisher connection, one subscriber connection).
         let shard = self.shard(tenant, conversation);
-        self.enqueue(shard, channel(tenant, conversation), &header, &text);
+        let room = channel(tenant, conversation);
+        match to {
+            UsersTo::All => {
+                let header = Header::new(&self.node, MessageType::Sync);
+                self.enqueue(shard, room, &header, &text);
+            }
+            UsersTo::Node(node) => {
+                let header = Header {
+                    room: Some(Cow::Owned(room)),
+                    ..Header::new(&self.node, MessageType::Snapshot)
+                };
+                self.enqueue(shard, inbox(node), &header, &text);
+            }
+        }
     }
 
     fn publish_user(&self, tenant: &str, user: &str) {
@@ -481,7 +509,8 @@ async fn run_subscriber(
     first: bool,
 ) -> Result<Ended, redis::RedisError> {
     let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
-    sink.subscribe(NODES_CHANNEL).await?;
+    sink.subscribe(&[NODES_CHANNEL, fanout.inbox.as_str()])
+        .await?;
     let mut followed = Followed::new();
     if !follow(&mut sink, shard, inbound, &mut followed).await? {
         return Ok(Ended::Shutdown);

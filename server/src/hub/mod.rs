@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::WriteDelay;
-use crate::fanout::{Fanout, Inbound, Link};
+use crate::fanout::{Fanout, Inbound, Link, UsersTo};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::EventKind;
@@ -666,12 +666,12 @@ impl Hub {
             } => {
                 self.remote_snapshot(&tenant, &conversation, &node, &users);
                 if answer {
-                    self.send_users(&tenant, &conversation, false);
+                    self.send_users(&tenant, &conversation, UsersTo::Node(&node));
                 }
             }
             Inbound::Followed(rooms) => {
                 for (tenant, conversation) in &rooms {
-                    self.send_users(tenant, conversation, true);
+                    self.send_users(tenant, conversation, UsersTo::All);
                 }
                 self.resync(&rooms);
             }
@@ -688,12 +688,12 @@ impl Hub {
     /// Tells the other nodes this node's users in a room open here (asking back for theirs
     /// with `ask_back`), under the room's lock: a presence change published after it cannot
     /// overtake it.
-    fn send_users(&self, tenant: &str, conversation: &str, ask_back: bool) {
+    fn send_users(&self, tenant: &str, conversation: &str, to: UsersTo<'_>) {
         let Some(fanout) = &self.fanout else {
             return;
         };
         self.with_local_online(tenant, conversation, |users| {
-            fanout.publish_users(tenant, conversation, &users, ask_back);
+            fanout.publish_users(tenant, conversation, &users, to);
         });
     }
 }

@@ -62,8 +62,8 @@ impl Fanout for Recorder {
     fn publish_presence(&self, tenant: &str, conversation: &str, user: &str, online: bool) {
         self.record(format!("presence {tenant}/{conversation} {user} {online}"));
     }
-    fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], ask: bool) {
-        self.record(format!("users {tenant}/{conversation} {users:?} {ask}"));
+    fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], to: UsersTo<'_>) {
+        self.record(format!("users {tenant}/{conversation} {users:?} {to:?}"));
     }
     fn links(&self) -> Vec<bool> {
         vec![true]
@@ -129,7 +129,7 @@ async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
     .expect("the hub answers");
     assert_eq!(
         recorder.take(),
-        [r#"users t/c ["a"] false"#, r#"users t/c ["a"] true"#]
+        [r#"users t/c ["a"] Node("n1")"#, r#"users t/c ["a"] All"#]
     );
     assert_eq!(hub.online("t", "c"), ["a", "bob"]);
 

@@ -48,7 +48,7 @@ pub(super) async fn first_contact(index: usize, url: &str) -> Result<FirstContac
         // The subscriber first: one plain connection attempt, which fails fast on a bad address
         // or credentials (the connection manager would retry for seconds).
         drop(client.get_async_pubsub().await?);
-        client.get_connection_manager().await
+        publisher(&client).await
     };
     let reason = match tokio::time::timeout(START_TIMEOUT, attempt).await {
         Ok(Ok(publisher)) => {
@@ -72,6 +72,19 @@ pub(super) async fn first_contact(index: usize, url: &str) -> Result<FirstContac
         client,
         publisher: None,
     })
+}
+
+/// Longest a publish pipeline may wait for Redis's answer. redis-rs's default (500 ms) is
+/// shorter than a busy moment of a Redis that is also taking a reconnect storm's `SUBSCRIBE`s
+/// with its node starved of CPU; a pipeline timed out there is counted as lost and repaired,
+/// although Redis most likely ran it.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A shard's publisher connection (reconnecting by itself once made).
+async fn publisher(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config =
+        redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(PUBLISH_TIMEOUT));
+    client.get_connection_manager_with_config(config).await
 }
 
 /// Whether `err` says the server could not be reached (worth retrying), rather than that it
@@ -107,7 +120,7 @@ async fn connect_publisher(
     let mut delays = reconnect_policy().build();
     loop {
         let attempt = async {
-            match client.get_connection_manager().await {
+            match publisher(client).await {
                 Ok(publisher) => Some(publisher),
                 Err(err) => {
                     tracing::debug!(shard = index, error = %err, "redis publisher unavailable");

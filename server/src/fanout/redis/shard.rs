@@ -124,7 +124,8 @@ impl Lost {
                 self.events.insert(channel.to_owned());
             }
             MessageType::Presence | MessageType::Sync | MessageType::Snapshot => {
-                if let Some(room) = room_of(channel) {
+                // An answer went to the asker's own channel and names its room.
+                if let Some(room) = room_of(header.room.as_deref().unwrap_or(channel)) {
                     self.presence.insert(room);
                 }
             }

@@ -22,6 +22,7 @@ fn fanout() -> RedisFanout {
         .collect();
     RedisFanout {
         node: "me".into(),
+        inbox: inbox("me"),
         shards,
         peers: Mutex::new(HashMap::new()),
         stop: CancellationToken::new(),
@@ -279,4 +280,80 @@ fn a_full_publish_queue_is_counted_and_remembered_for_repair() {
     shard.restore_lost(lost);
     let again = shard.take_lost().expect("restored");
     assert_eq!(again.events.len(), 1);
+}
+
+#[test]
+fn an_answer_goes_to_the_asker_alone_on_the_rooms_shard() {
+    let mut receivers = Vec::new();
+    let shards = (0..3)
+        .map(|index| {
+            let (tx, rx) = mpsc::channel(8);
+            receivers.push(rx);
+            Shard::new(index, tx)
+        })
+        .collect();
+    let fanout = RedisFanout {
+        node: "me".into(),
+        inbox: inbox("me"),
+        shards,
+        peers: Mutex::new(HashMap::new()),
+        stop: CancellationToken::new(),
+    };
+    let users = ["alice".to_owned()];
+    fanout.publish_users("t", "c", &users, UsersTo::Node("n1"));
+    fanout.publish_users("t", "c", &users, UsersTo::All);
+    let shard = shard_of("t", "c", 3);
+    let (to, payload) = receivers[shard]
+        .try_recv()
+        .expect("the answer, on the room's shard");
+    assert_eq!(to, "confab!node:n1");
+    let (header, text) = split(&payload).expect("well formed");
+    assert_eq!(header.message, MessageType::Snapshot);
+    assert_eq!(header.room.as_deref(), Some("confab:t:c"));
+    assert_eq!(text, r#"["alice"]"#);
+    let (to, payload) = receivers[shard].try_recv().expect("the sync");
+    assert_eq!(to, "confab:t:c");
+    let (header, _) = split(&payload).expect("well formed");
+    assert_eq!((header.message, header.room), (MessageType::Sync, None));
+}
+
+#[test]
+fn an_answer_on_the_own_channel_is_read_for_the_room_it_names() {
+    let fanout = fanout();
+    let rooms = followed();
+    let answer = br#"{"v":1,"type":"snapshot","node":"n1","room":"confab:t:c"}
+["bob"]"#;
+    match fanout.receive(&fanout.shards[0], &rooms, "confab!node:me", answer) {
+        Some(Inbound::Users {
+            tenant,
+            conversation,
+            users,
+            answer: false,
+            ..
+        }) => assert_eq!(
+            (&*tenant, &*conversation, &users[..]),
+            ("t", "c", &["bob".to_owned()][..])
+        ),
+        other => panic!("expected users, got {other:?}"),
+    }
+    // A room not followed (any more), a snapshot without its room, another type: nothing.
+    let elsewhere = br#"{"v":1,"type":"snapshot","node":"n1","room":"confab:t:gone"}
+[]"#;
+    let roomless = b"{\"v\":1,\"type\":\"snapshot\",\"node\":\"n1\"}\n[]";
+    let event = b"{\"v\":1,\"type\":\"event\",\"node\":\"n1\",\"kind\":\"message\",\"seq\":1,\"room\":\"confab:t:c\"}\n{}";
+    for payload in [&elsewhere[..], roomless, event] {
+        assert!(
+            fanout
+                .receive(&fanout.shards[0], &rooms, "confab!node:me", payload)
+                .is_none()
+        );
+    }
+    // A lost answer is remembered as its room's presence.
+    let mut lost = shard::Lost::default();
+    lost.note("confab!node:n1", answer);
+    assert_eq!(
+        lost.presence.len(),
+        1,
+        "a lost answer is repaired by syncing its room"
+    );
 }

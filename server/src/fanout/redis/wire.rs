@@ -45,6 +45,10 @@ pub(super) struct Header<'a> {
     pub shard: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    /// `snapshot` sent to one node's own channel ([`inbox`]): the channel of the room it is
+    /// about.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub room: Option<Cow<'a, str>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -64,6 +68,7 @@ impl<'a> Header<'a> {
             online: false,
             shard: None,
             shards: None,
+            room: None,
         }
     }
 }
@@ -80,7 +85,9 @@ pub(super) enum MessageType {
     Presence,
     /// The origin opened the room: here are its users; answer with yours.
     Sync,
-    /// Answer to `sync`: the origin's users in the room.
+    /// Answer to `sync`: the origin's users in the room, sent to the asker's own channel
+    /// ([`inbox`]) with the room's channel in `room` (on the room's shard, so it cannot
+    /// overtake the origin's presence changes published after it).
     Snapshot,
     /// The origin is alive (on [`NODES_CHANNEL`] of every shard).
     Beat,
@@ -108,6 +115,12 @@ pub(super) fn split(payload: &[u8]) -> Option<(Header<'_>, &str)> {
     let header = serde_json::from_slice::<Header<'_>>(&payload[..at]).ok()?;
     let text = std::str::from_utf8(&payload[at + 1..]).ok()?;
     Some((header, text))
+}
+
+/// A node's own channel, on every shard: answers meant for it alone. `!` keeps it apart from
+/// every room channel (`confab:…`).
+pub(super) fn inbox(node: &str) -> String {
+    format!("confab!node:{node}")
 }
 
 pub(super) fn channel(tenant: &str, conversation: &str) -> String {
