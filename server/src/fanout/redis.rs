@@ -1,7 +1,7 @@
 //! Fan-out between nodes over Redis pub/sub, on one Redis server or sharded over several.
 //!
-//! Each node subscribes only to the channels of rooms with local members
-//! (`confab:{tenant}:{conversation}`) and publishes each locally originated event once. A message
+//! Each node subscribes only to the channels of rooms with local members (or that had some
+//! until [`crate::hub::ROOM_LINGER`] ago) (`confab:{tenant}:{conversation}`) and publishes each locally originated event once. A message
 //! is one header line (JSON, [`wire::Header`]) and the frame text, which other nodes deliver as
 //! is; a node ignores its own publications. Order per conversation comes from the seq: a session
 //! that sees a hole fills it from storage.

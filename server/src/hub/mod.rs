@@ -27,10 +27,10 @@
 //! it about rooms, events and presence, and applies what it hands back (events of other nodes,
 //! their presence, resyncs) in one task, in order.
 
-use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::WriteDelay;
@@ -138,6 +138,9 @@ pub struct Hub {
     fanout: Option<Arc<dyn Fanout>>,
     /// With a write delay: the sessions to wake on its next tick.
     wakes: OnceLock<Arc<WakeBatch>>,
+    /// Clustered: rooms whose last local subscriber left, oldest first, and when
+    /// ([`ROOM_LINGER`]).
+    lingering: Mutex<VecDeque<(RoomKey, Instant)>>,
 }
 
 impl Default for Hub {
@@ -148,6 +151,7 @@ impl Default for Hub {
             next_conn: AtomicU64::new(1),
             fanout: None,
             wakes: OnceLock::new(),
+            lingering: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -340,7 +344,8 @@ impl Hub {
         );
     }
 
-    /// Removes a connection from a room; drops the room when it empties.
+    /// Removes a connection from a room; drops the room when it empties, or when clustered,
+    /// [`ROOM_LINGER`] later if it is still empty then.
     pub fn unsubscribe(&self, tenant: &str, conversation: &str, conn: u64) {
         let Some((key, room)) = self.room(tenant, conversation) else {
             return;
@@ -364,23 +369,57 @@ impl Hub {
                     );
                 }
             }
-            members.subscribers.is_empty()
+            let empty = members.subscribers.is_empty();
+            if empty && self.fanout.is_some() {
+                // Queued under the room's lock, so the queue is in the order of `emptied`.
+                let now = Instant::now();
+                members.emptied = Some(now);
+                let mut lingering = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+                lingering.push_back((key.clone(), now));
+                return;
+            }
+            empty
         };
         if now_empty {
-            // Re-check under the map's entry lock: a join may have raced in.
-            let removed = self.rooms.remove_if(&key as &dyn RoomId, |_, room| {
-                room.members
-                    .read()
-                    .map(|m| m.subscribers.is_empty())
-                    .unwrap_or(false)
-            });
-            if let (Some((key, _)), Some(fanout)) = (removed, self.fanout.as_ref()) {
-                fanout.close_room(&key.tenant, &key.conversation);
-            }
+            self.remove_if_empty(&key, None);
         }
     }
 
-    /// Number of rooms with at least one local subscriber.
+    /// Removes a room if it has no subscriber (re-checked under the map's entry lock: a join
+    /// may have raced in) and, with `lingered`, has had none for [`ROOM_LINGER`] by then; then
+    /// stops following it on the other nodes.
+    fn remove_if_empty(&self, key: &RoomKey, lingered: Option<Instant>) {
+        let removed = self.rooms.remove_if(key as &dyn RoomId, |_, room| {
+            let members = room.members.read().unwrap_or_else(|e| e.into_inner());
+            let long_enough = match (lingered, members.emptied) {
+                (Some(now), Some(emptied)) => now.saturating_duration_since(emptied) >= ROOM_LINGER,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            members.subscribers.is_empty() && long_enough
+        });
+        if let (Some((key, _)), Some(fanout)) = (removed, self.fanout.as_ref()) {
+            fanout.close_room(&key.tenant, &key.conversation);
+        }
+    }
+
+    /// Closes the rooms that have lingered empty for [`ROOM_LINGER`] by `now`.
+    fn close_lingering(&self, now: Instant) {
+        let due: Vec<RoomKey> = {
+            let mut lingering = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+            let count = lingering
+                .iter()
+                .take_while(|(_, at)| now.saturating_duration_since(*at) >= ROOM_LINGER)
+                .count();
+            lingering.drain(..count).map(|(key, _)| key).collect()
+        };
+        for key in &due {
+            self.remove_if_empty(key, Some(now));
+        }
+    }
+
+    /// Number of rooms open here: with a local subscriber, or clustered, lingering after the
+    /// last one left ([`ROOM_LINGER`]).
     pub fn room_count(&self) -> usize {
         self.rooms.len()
     }
@@ -566,6 +605,15 @@ impl RenderedSink for Hub {
 /// message.
 const INBOUND_BATCH: usize = 64;
 
+/// How long a clustered node keeps a room open after its last local subscriber left. A member
+/// who comes back meanwhile (a reconnect, an app brought back, a reconnect storm after a deploy
+/// or a network blip) finds the room as it was: still followed on Redis, with the other nodes'
+/// presence known, so rejoining costs no `SUBSCRIBE`, no presence sync with every node of the
+/// room and no catch-up read; and a room left for good costs its Redis traffic this long.
+pub const ROOM_LINGER: Duration = Duration::from_secs(10);
+/// How often lingering rooms are looked at.
+const LINGER_SWEEP: Duration = Duration::from_secs(1);
+
 /// The window over which a user's presence flips in one room are coalesced.
 pub const PRESENCE_WINDOW: Duration = Duration::from_secs(1);
 /// Flips published at once per window; later ones are held until its end.
@@ -625,9 +673,19 @@ async fn flush_presence(
 /// Applies what the fan-out hands over, in order, until it stops.
 async fn inbound_loop(hub: Arc<Hub>, mut inbound: mpsc::Receiver<Inbound>) {
     let mut batch = Vec::with_capacity(INBOUND_BATCH);
-    while inbound.recv_many(&mut batch, INBOUND_BATCH).await > 0 {
-        for item in batch.drain(..) {
-            hub.apply(item);
+    let mut sweep = tokio::time::interval(LINGER_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            received = inbound.recv_many(&mut batch, INBOUND_BATCH) => {
+                if received == 0 {
+                    return;
+                }
+                for item in batch.drain(..) {
+                    hub.apply(item);
+                }
+            }
+            _ = sweep.tick() => hub.close_lingering(Instant::now()),
         }
     }
 }

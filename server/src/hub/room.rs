@@ -90,6 +90,8 @@ pub(super) struct Members {
     pub(super) remote: HashMap<Arc<str>, HashSet<Arc<str>>>,
     /// The local presence last published per user, for coalescing (see `Hub::local_presence`).
     pub(super) presence_gates: HashMap<Arc<str>, PresenceGate>,
+    /// Clustered: when the last subscriber left (the room lingers, see `ROOM_LINGER`).
+    pub(super) emptied: Option<Instant>,
 }
 
 /// The local presence of a user last published in a room.

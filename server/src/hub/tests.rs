@@ -136,7 +136,9 @@ async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
     // When the fan-out stops (its sender dropped), the hub's task lets the hub go.
     drop(inbound);
     hub.unsubscribe("t", "c", a_conn);
-    assert_eq!(recorder.take()[..], ["presence t/c a false", "close t/c"]);
+    assert_eq!(recorder.take()[..], ["presence t/c a false"]);
+    hub.close_lingering(Instant::now() + ROOM_LINGER);
+    assert_eq!(recorder.take()[..], ["close t/c"]);
     let weak = Arc::downgrade(&hub);
     drop(hub);
     tokio::time::timeout(Duration::from_secs(5), async {
@@ -514,4 +516,77 @@ async fn a_resync_reaches_only_the_rooms_it_names() {
     hub.apply(Inbound::Followed(vec![(tenant(), "c".into())]));
     assert_eq!(resyncs(drain(&rx_a)), ["c"]);
     assert!(resyncs(drain(&rx_b)).is_empty());
+}
+
+/// Clustered, a room outlives its last local subscriber by [`ROOM_LINGER`]: a member back
+/// within it finds the room still followed and the other nodes' users still known (no new
+/// subscription, no sync); one left alone that long is closed.
+#[tokio::test]
+async fn a_clustered_room_lingers_after_its_last_member_leaves() {
+    let recorder = Arc::new(Recorder::default());
+    let (inbound, rx) = mpsc::channel(8);
+    let hub = Hub::start(Some(Link {
+        fanout: recorder.clone(),
+        inbound: rx,
+    }));
+    let (a, _rx_a) = subscriber(&hub, "a", 8);
+    let a_conn = a.conn;
+    hub.subscribe(&tenant(), &"c".into(), a.clone());
+    inbound
+        .send(Inbound::Users {
+            tenant: tenant(),
+            conversation: "c".into(),
+            node: "n1".into(),
+            users: vec!["bob".into()],
+            answer: false,
+        })
+        .await
+        .expect("hub listens");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while hub.online("t", "c").len() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("bob's node reported him");
+    recorder.take();
+
+    let left = Instant::now();
+    hub.unsubscribe("t", "c", a_conn);
+    assert_eq!(recorder.take(), ["presence t/c a false"]);
+    hub.close_lingering(left + ROOM_LINGER / 2);
+    assert_eq!(hub.room_count(), 1, "still lingering");
+    hub.subscribe(&tenant(), &"c".into(), a.clone());
+    // (Its presence flip may be coalesced: three within a second.)
+    let calls = recorder.take();
+    assert!(
+        calls.iter().all(|c| c.starts_with("presence t/c a")),
+        "no new open, no sync: {calls:?}"
+    );
+    assert_eq!(hub.online("t", "c"), ["a", "bob"]);
+    // Its old lingering entry does not close the room it is back in.
+    hub.close_lingering(left + ROOM_LINGER * 2);
+    assert_eq!(hub.room_count(), 1);
+    assert!(recorder.take().is_empty());
+
+    // Left again: closed once it has lingered its full time since this leave.
+    hub.unsubscribe("t", "c", a_conn);
+    let left = Instant::now();
+    recorder.take();
+    hub.close_lingering(left + ROOM_LINGER / 2);
+    assert_eq!(hub.room_count(), 1);
+    hub.close_lingering(left + ROOM_LINGER);
+    assert!(recorder.take().contains(&"close t/c".to_owned()));
+    assert_eq!(hub.room_count(), 0);
+}
+
+/// A single node has no subscription to keep: its rooms close as they empty.
+#[test]
+fn a_single_nodes_room_closes_at_once() {
+    let hub = Hub::new();
+    let (a, _rx) = subscriber(&hub, "a", 8);
+    let conn = a.conn;
+    hub.subscribe(&tenant(), &"c".into(), a);
+    hub.unsubscribe("t", "c", conn);
+    assert_eq!(hub.room_count(), 0);
 }
