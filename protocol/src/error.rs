@@ -40,8 +40,8 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// The file's type, sniffed from its bytes, is not one this server accepts (HTTP 415).
     UnsupportedMediaType,
-    /// The server cannot serve this now (shutting down, or its store is unreachable); retry,
-    /// possibly on another node.
+    /// The server cannot serve this now (shutting down, or its store is unreachable or busy);
+    /// retry, possibly on another node.
     Unavailable,
     /// The server failed; details are logged, never sent.
     Internal,

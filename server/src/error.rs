@@ -94,6 +94,7 @@ impl From<StoreError> for AppError {
             StoreError::Unavailable | StoreError::CannotCommit(_) => {
                 AppError::unavailable("storage is unavailable; retry")
             }
+            StoreError::Busy => AppError::unavailable("storage is busy; retry"),
             StoreError::Internal { .. } => AppError::internal(ErrorChain(&err)),
             other => AppError::new(other.code(), other.to_string()),
         }
@@ -175,6 +176,11 @@ mod tests {
         assert_eq!(err.message, "internal error");
         let err = AppError::from(StoreError::Unavailable);
         assert_eq!(err.code, ErrorCode::Unavailable);
+        let err = AppError::from(StoreError::Busy);
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (ErrorCode::Unavailable, "storage is busy; retry")
+        );
     }
 
     #[test]

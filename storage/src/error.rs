@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The store is shutting down or its writer has stopped.
     #[error("store unavailable")]
     Unavailable,
+    /// Another process held the database past the busy timeout (several nodes writing one
+    /// shared SQLite file under load): nothing was written; retry.
+    #[error("the store is busy: another writer held it past the busy timeout")]
+    Busy,
     /// The last commit failed and a probe commit too; the cause in a word (`disk_full`,
     /// `read_only`, `io_error`, `corrupt`, `commit_failed`). Only `ping` returns it.
     #[error("the store cannot commit: {0}")]
@@ -76,7 +80,9 @@ impl StoreError {
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Invalid(_) => ErrorCode::Invalid,
             StoreError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
-            StoreError::Unavailable | StoreError::CannotCommit(_) => ErrorCode::Unavailable,
+            StoreError::Unavailable | StoreError::Busy | StoreError::CannotCommit(_) => {
+                ErrorCode::Unavailable
+            }
             StoreError::Internal { .. } => ErrorCode::Internal,
         }
     }

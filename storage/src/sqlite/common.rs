@@ -11,8 +11,20 @@ use crate::record::{Change, NewEvent, json_error};
 use crate::rules::{self, MemberCounts, MessageState};
 use crate::{Result, StoreError, StoredEvent};
 
+/// Whether SQLite gave up on a lock another connection (or process) held past the busy timeout.
+pub(crate) fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
+        if is_busy(&err) {
+            tracing::debug!(error = %err, "sqlite busy past the busy timeout");
+            return StoreError::Busy;
+        }
         if let rusqlite::Error::SqliteFailure(code, _) = &err
             && matches!(
                 code.extended_code,
@@ -268,6 +280,27 @@ mod tests {
             .downcast_ref::<rusqlite::Error>()
             .expect("sqlite's error");
         assert!(sqlite.to_string().contains("nowhere"), "{sqlite}");
+    }
+
+    #[test]
+    fn a_database_held_by_another_writer_is_busy_and_retryable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("busy.db");
+        let holder = Connection::open(&path).expect("open");
+        holder
+            .execute_batch("CREATE TABLE t (v INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .expect("hold the write lock");
+        let other = Connection::open(&path).expect("open");
+        let failure = other
+            .execute("INSERT INTO t VALUES (2)", [])
+            .expect_err("the write lock is held");
+        let err = StoreError::from(failure);
+        assert!(matches!(err, StoreError::Busy), "{err:?}");
+        assert_eq!(err.code(), confab_protocol::ErrorCode::Unavailable);
+        holder.execute_batch("COMMIT").expect("release");
+        other
+            .execute("INSERT INTO t VALUES (2)", [])
+            .expect("free again");
     }
 
     #[test]

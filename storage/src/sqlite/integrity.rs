@@ -180,8 +180,12 @@ fn is_damage(err: &rusqlite::Error) -> bool {
 pub(super) struct CommitHealth(Arc<Mutex<Option<&'static str>>>);
 
 impl CommitHealth {
-    /// Records the outcome of a commit.
+    /// Records the outcome of a commit. A commit that found the database busy (another process
+    /// sharing the file held it past the timeout) says nothing about whether commits work.
     pub(super) fn record(&self, outcome: std::result::Result<(), &rusqlite::Error>) {
+        if outcome.is_err_and(super::common::is_busy) {
+            return;
+        }
         let fault = outcome.err().map(fault_of);
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = fault;
     }

@@ -62,7 +62,11 @@ pub(super) fn run(
             Err(err) => {
                 // It may hold what the batch read of its own, rolled-back changes.
                 cache.clear();
-                tracing::error!(error = %err, jobs = batch.len(), "write batch failed");
+                if crate::sqlite::common::is_busy(&err) {
+                    tracing::warn!(error = %err, jobs = batch.len(), "write batch found the database busy past the timeout");
+                } else {
+                    tracing::error!(error = %err, jobs = batch.len(), "write batch failed");
+                }
                 // Every job of the batch fails with the same cause.
                 let cause = Arc::new(err);
                 for job in batch.drain(..) {

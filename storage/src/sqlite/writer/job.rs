@@ -68,6 +68,7 @@ where
             // A failed job was rolled back whatever became of the batch: its own error stands.
             (Some(Err(err)), _) => Err(err),
             (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(cause)) if crate::sqlite::common::is_busy(cause) => Err(StoreError::Busy),
             (_, Err(cause)) => Err(StoreError::internal("write batch failed", cause.clone())),
             (None, Ok(())) => Err(StoreError::internal_bare("write job never ran")),
         };

@@ -317,3 +317,42 @@ fn a_failed_commit_fails_every_job_and_publishes_nothing() {
     ));
     assert!(sink.events().is_empty());
 }
+
+/// Several processes on one shared file (`--shared-data-dir`): a write that finds the file
+/// held past the busy timeout fails as `Busy` (retryable, `unavailable` on the wire), writes
+/// nothing, and does not count as a failing commit (`/ready` stays up); once the lock is
+/// released, writes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_held_by_another_process_is_busy_not_broken() {
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+    use crate::{NullSink, Store};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("confab.db");
+    let store =
+        SqliteStore::open(&path, Arc::new(NullSink), SqliteOptions::default()).expect("open");
+    let holder = Connection::open(&path).expect("a second connection, as another node's");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the write lock");
+    let write = || {
+        store.write(|conn, _| {
+            conn.execute("PRAGMA user_version = user_version", [])?;
+            Ok(())
+        })
+    };
+    let busy = write().await;
+    assert!(matches!(busy, Err(StoreError::Busy)), "{busy:?}");
+    assert_eq!(
+        StoreError::Busy.code(),
+        confab_protocol::ErrorCode::Unavailable
+    );
+    assert!(
+        store.writer.commit_fault().is_none(),
+        "busy is not a broken disk"
+    );
+    holder.execute_batch("COMMIT").expect("release");
+    write().await.expect("writes work again");
+    store.ping().await.expect("healthy");
+    store.close().await.expect("close");
+}
