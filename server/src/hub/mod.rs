@@ -141,6 +141,8 @@ pub struct Hub {
     /// Clustered: rooms whose last local subscriber left, oldest first, and when
     /// ([`ROOM_LINGER`]).
     lingering: Mutex<VecDeque<(RoomKey, Instant)>>,
+    /// The other nodes' ids, shared by every room's presence entries.
+    nodes: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 impl Default for Hub {
@@ -152,6 +154,7 @@ impl Default for Hub {
             fanout: None,
             wakes: OnceLock::new(),
             lingering: Mutex::new(VecDeque::new()),
+            nodes: Mutex::new(std::collections::HashSet::new()),
         }
     }
 }
@@ -433,7 +436,7 @@ impl Hub {
         let users: BTreeSet<&str> = members
             .local
             .keys()
-            .chain(members.remote.keys())
+            .chain(members.remote.users())
             .map(|u| &**u)
             .collect();
         users.into_iter().map(str::to_owned).collect()
@@ -458,8 +461,9 @@ impl Hub {
         let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
+        let node = self.node_id(node);
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-        members.set_remote(&key.conversation, node, user, on);
+        members.set_remote(&key.conversation, &node, user, on);
     }
 
     /// Another node's complete list of local users in a conversation open here.
@@ -467,16 +471,29 @@ impl Hub {
         let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
+        let node = self.node_id(node);
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-        members.replace_remote(&key.conversation, node, users);
+        members.replace_remote(&key.conversation, &node, users);
     }
 
     /// A node went silent: its users go offline wherever no one else has them.
     fn remote_node_gone(&self, node: &str) {
+        let node = self.node_id(node);
         for (key, room) in self.room_entries() {
             let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-            members.replace_remote(&key.conversation, node, &[]);
+            members.replace_remote(&key.conversation, &node, &[]);
         }
+    }
+
+    /// Another node's id, one `Arc` per node for every room's presence entries.
+    fn node_id(&self, node: &str) -> Arc<str> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = nodes.get(node) {
+            return id.clone();
+        }
+        let id: Arc<str> = Arc::from(node);
+        nodes.insert(id.clone());
+        id
     }
 
     /// The room of a tenant's conversation, with its key, when it is open here.
@@ -633,7 +650,7 @@ fn publish_presence(
     if let Some(fanout) = fanout {
         fanout.publish_presence(tenant, conversation, user, online);
     }
-    if !members.remote.contains_key(user) {
+    if !members.remote.contains(user) {
         members.announce(conversation, user, online, skip_conn);
     }
 }

@@ -86,8 +86,8 @@ pub(super) struct Members {
     pub(super) subscribers: Vec<Subscriber>,
     /// Local connections per user (no zero entries).
     pub(super) local: HashMap<Arc<str>, usize>,
-    /// Users other nodes report online here, with those nodes (no empty sets).
-    pub(super) remote: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Users other nodes report online here, with those nodes.
+    pub(super) remote: Remote,
     /// The local presence last published per user, for coalescing (see `Hub::local_presence`).
     pub(super) presence_gates: HashMap<Arc<str>, PresenceGate>,
     /// Clustered: when the last subscriber left (the room lingers, see `ROOM_LINGER`).
@@ -127,7 +127,7 @@ impl Members {
     }
 
     fn is_online(&self, user: &str) -> bool {
-        self.local.contains_key(user) || self.remote.contains_key(user)
+        self.local.contains_key(user) || self.remote.contains(user)
     }
 
     /// Queues an ephemeral frame for every subscriber but those `skip` picks; a full queue
@@ -207,21 +207,15 @@ impl Members {
     pub(super) fn set_remote(
         &mut self,
         conversation: &Arc<str>,
-        node: &str,
+        node: &Arc<str>,
         user: &str,
         online: bool,
     ) {
         let before = self.is_online(user);
         if online {
-            self.remote
-                .entry(Arc::from(user))
-                .or_default()
-                .insert(Arc::from(node));
-        } else if let Some(nodes) = self.remote.get_mut(user) {
-            nodes.remove(node);
-            if nodes.is_empty() {
-                self.remote.remove(user);
-            }
+            self.remote.insert(user, node);
+        } else {
+            self.remote.remove(user, node);
         }
         if self.is_online(user) != before {
             self.announce(conversation, user, !before, None);
@@ -229,13 +223,18 @@ impl Members {
     }
 
     /// Replaces everything `node` reports for this room with `users`.
-    pub(super) fn replace_remote(&mut self, conversation: &Arc<str>, node: &str, users: &[String]) {
+    pub(super) fn replace_remote(
+        &mut self,
+        conversation: &Arc<str>,
+        node: &Arc<str>,
+        users: &[String],
+    ) {
         let reported: HashSet<&str> = users.iter().map(String::as_str).collect();
         let gone: Vec<Arc<str>> = self
             .remote
-            .iter()
-            .filter(|(user, nodes)| nodes.contains(node) && !reported.contains(&***user))
-            .map(|(user, _)| user.clone())
+            .users_of(node)
+            .filter(|user| !reported.contains(&***user))
+            .cloned()
             .collect();
         for user in gone {
             self.set_remote(conversation, node, &user, false);
@@ -243,5 +242,106 @@ impl Members {
         for user in users {
             self.set_remote(conversation, node, user, true);
         }
+    }
+}
+
+/// Users other nodes report online in a room: (user, node) pairs, sorted, each once. A sorted
+/// `Vec` rather than a map of sets, because a room spread over many nodes keeps an entry per
+/// remote user on every node: here 32 bytes per pair, the user's name once per room and the
+/// node's id once per node (interned by the hub), where a map of sets cost ~290 bytes per user.
+/// Lookups are binary searches; a change moves at most the room's entries.
+#[derive(Debug, Default)]
+pub(super) struct Remote(Vec<(Arc<str>, Arc<str>)>);
+
+impl Remote {
+    fn find(&self, user: &str, node: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|(u, n)| (&**u, &**n).cmp(&(user, node)))
+    }
+
+    /// Whether some node reports `user` online.
+    pub(super) fn contains(&self, user: &str) -> bool {
+        let at = self.0.partition_point(|(u, _)| &**u < user);
+        self.0.get(at).is_some_and(|(u, _)| &**u == user)
+    }
+
+    /// The users reported online, each once, in order.
+    pub(super) fn users(&self) -> impl Iterator<Item = &Arc<str>> {
+        let mut last: Option<&Arc<str>> = None;
+        self.0.iter().filter_map(move |(user, _)| {
+            let new = last.is_none_or(|l| l != user);
+            last = Some(user);
+            new.then_some(user)
+        })
+    }
+
+    /// The users `node` reports online.
+    fn users_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Arc<str>> {
+        self.0
+            .iter()
+            .filter(move |(_, n)| &**n == node)
+            .map(|(user, _)| user)
+    }
+
+    /// Notes that `node` reports `user` online (sharing the user's name with its other nodes'
+    /// entries).
+    fn insert(&mut self, user: &str, node: &Arc<str>) {
+        let Err(at) = self.find(user, node) else {
+            return;
+        };
+        let same_user = |i: usize| self.0.get(i).filter(|(u, _)| &**u == user);
+        let name = same_user(at)
+            .or_else(|| at.checked_sub(1).and_then(same_user))
+            .map_or_else(|| Arc::from(user), |(u, _)| u.clone());
+        self.0.insert(at, (name, node.clone()));
+    }
+
+    /// Notes that `node` no longer reports `user` online.
+    fn remove(&mut self, user: &str, node: &str) {
+        if let Ok(at) = self.find(user, node) {
+            self.0.remove(at);
+            if self.0.is_empty() {
+                self.0 = Vec::new();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod remote_tests {
+    use super::*;
+
+    #[test]
+    fn remote_users_are_kept_per_node_sorted_and_named_once() {
+        let (n1, n2): (Arc<str>, Arc<str>) = ("n1".into(), "n2".into());
+        let mut remote = Remote::default();
+        remote.insert("bob", &n2);
+        remote.insert("alice", &n1);
+        remote.insert("bob", &n1);
+        remote.insert("bob", &n1);
+        assert_eq!(remote.0.len(), 3, "each pair once");
+        assert!(
+            Arc::ptr_eq(&remote.0[1].0, &remote.0[2].0),
+            "bob's name is shared"
+        );
+        assert!(Arc::ptr_eq(&remote.0[0].1, &n1), "the node id is the hub's");
+        let users: Vec<&str> = remote.users().map(|u| &**u).collect();
+        assert_eq!(users, ["alice", "bob"]);
+        let of_n1: Vec<&str> = remote.users_of("n1").map(|u| &**u).collect();
+        assert_eq!(of_n1, ["alice", "bob"]);
+        remote.remove("bob", "n1");
+        assert!(remote.contains("bob"), "still on n2");
+        remote.remove("bob", "n2");
+        remote.remove("carol", "n2");
+        assert!(!remote.contains("bob"));
+        assert!(remote.contains("alice"));
+        assert!(!remote.contains("al"));
+        remote.remove("alice", "n1");
+        assert_eq!(remote.0.capacity(), 0, "an empty room keeps no buffer");
+    }
+
+    #[test]
+    fn a_remote_pair_is_small() {
+        assert_eq!(std::mem::size_of::<(Arc<str>, Arc<str>)>(), 32);
     }
 }
