@@ -48,6 +48,8 @@ pub struct Services {
     pub limits: crate::limits::UserLimits,
     /// Frames and bytes of the sessions' sockets, and the fan-out latency.
     pub wire: crate::metrics::WireStats,
+    /// Every session's heartbeat, on one timer.
+    pub heartbeats: Arc<crate::heartbeat::Heartbeats>,
 }
 
 impl AppState {
@@ -80,12 +82,17 @@ impl AppState {
         keys: JwtKeys,
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
+        let shutdown = CancellationToken::new();
         let services = Arc::new(Services {
             media,
             search,
             sightings: crate::people::Sightings::default(),
             limits: crate::limits::UserLimits::new(&config),
             wire: crate::metrics::WireStats::new(),
+            heartbeats: Arc::new(crate::heartbeat::Heartbeats::new(
+                config.heartbeat,
+                shutdown.clone(),
+            )),
         });
         AppState {
             config: Arc::new(config),
@@ -94,7 +101,7 @@ impl AppState {
             hub,
             keys: Arc::new(keys),
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown,
             sessions: TaskTracker::new(),
         }
     }
