@@ -41,9 +41,10 @@ pub struct AppState {
 pub struct Services {
     pub media: MediaService,
     pub search: Arc<SearchService>,
-    /// When each user was last written to the directory of people (here rather than in
-    /// `AppState`, which every session holds a copy of: its size is guarded).
-    pub sightings: crate::people::Sightings,
+    /// One record per user: when they were last written to the directory of people, their
+    /// open connections and their sessions here; the hub's (here rather than in `AppState`,
+    /// which every session holds a copy of: its size is guarded).
+    pub people: Arc<crate::people::People>,
     /// Per-user rate limits and caps.
     pub limits: crate::limits::UserLimits,
     /// Frames and bytes of the sessions' sockets, and the fan-out latency.
@@ -68,9 +69,9 @@ impl AppState {
         &self.services.wire
     }
 
-    /// When each user was last written to the directory of people.
-    pub fn sightings(&self) -> &crate::people::Sightings {
-        &self.services.sightings
+    /// Every user seen: when they were last written to the directory of people.
+    pub fn people(&self) -> &crate::people::People {
+        &self.services.people
     }
 
     pub fn new(
@@ -83,11 +84,12 @@ impl AppState {
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
         let shutdown = CancellationToken::new();
+        let people = hub.people().clone();
         let services = Arc::new(Services {
             media,
             search,
-            sightings: crate::people::Sightings::default(),
-            limits: crate::limits::UserLimits::new(&config),
+            limits: crate::limits::UserLimits::new(&config, people.clone()),
+            people,
             wire: crate::metrics::WireStats::new(),
             heartbeats: Arc::new(crate::heartbeat::Heartbeats::new(
                 config.heartbeat,

@@ -135,7 +135,7 @@ pub async fn ws_handler(
     let auth = match header_token.or(params.token.as_deref()) {
         Some(token) => match state.keys.authenticate(token).await {
             Ok(user) => {
-                state.sightings().seen(&state.store, &user);
+                state.people().seen(&state.store, &user);
                 Some(user)
             }
             Err(err) => return err.into_response(),
@@ -269,7 +269,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
         };
         match result {
             Ok(user) => {
-                state.sightings().seen(&state.store, &user);
+                state.people().seen(&state.store, &user);
                 return Some(user);
             }
             Err(err) => {
