@@ -496,7 +496,7 @@ impl FromRequestParts<AppState> for Verified {
             .ok_or_else(|| AppError::unauthorized("malformed Authorization header"))?;
         let verified = state.keys.authenticate_token(token).await?;
         state.user_limits().rest.check(&verified.user)?;
-        state.sightings().seen(&state.store, &verified.user);
+        state.people().seen(&state.store, &verified.user);
         Ok(verified)
     }
 }

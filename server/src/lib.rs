@@ -23,6 +23,7 @@ pub mod datadir;
 pub mod error;
 pub mod events;
 pub mod fanout;
+pub mod heartbeat;
 pub mod http;
 pub mod hub;
 pub mod jwks;

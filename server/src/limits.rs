@@ -6,9 +6,8 @@
 //! burst; a refusal is `rate_limited` with the time until the next allowed action
 //! (`retry_after_ms` on the WebSocket, `Retry-After` in REST). A limit of 0 is off.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use confab_protocol::ErrorCode;
 use governor::clock::{Clock, DefaultClock};
@@ -18,13 +17,9 @@ use governor::{Quota, RateLimiter};
 use crate::auth::AuthUser;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::people::{People, UserKey, key};
 
-type UserKey = (Arc<str>, Arc<str>);
 type KeyedLimiter = RateLimiter<UserKey, DefaultKeyedStateStore<UserKey>, DefaultClock>;
-
-fn key(user: &AuthUser) -> UserKey {
-    (user.tenant.clone(), user.user.clone())
-}
 
 /// One kind of action's budget per user.
 pub struct Limit {
@@ -93,7 +88,8 @@ pub struct UserLimits {
 }
 
 impl UserLimits {
-    pub fn new(config: &Config) -> UserLimits {
+    /// The limits of `config`; the connection counts are kept in `people`.
+    pub fn new(config: &Config, people: Arc<People>) -> UserLimits {
         UserLimits {
             messages: Limit::per_minute(config.message_rate_per_minute, "messages"),
             reactions: Limit::per_minute(config.reaction_rate_per_minute, "reactions"),
@@ -103,7 +99,7 @@ impl UserLimits {
             rest: Limit::per_minute(config.rest_rate_per_minute, "API requests"),
             max_reactions_per_message: config.max_reactions_per_message,
             max_reactions_per_user: config.max_reactions_per_user,
-            connections: Connections::new(config.max_connections_per_user),
+            connections: Connections::new(config.max_connections_per_user, people),
         }
     }
 
@@ -156,11 +152,11 @@ impl UserLimits {
     }
 }
 
-/// Each user's open WebSocket connections, capped.
+/// Each user's open WebSocket connections, capped; counted in the user's record in [`People`].
 #[derive(Debug)]
 pub struct Connections {
     max: usize,
-    open: Arc<Mutex<HashMap<UserKey, usize>>>,
+    people: Arc<People>,
 }
 
 /// One open connection, counted until dropped, or until [`ConnectionSlot::keep`] hands it to
@@ -169,7 +165,7 @@ pub struct Connections {
 #[derive(Debug)]
 pub struct ConnectionSlot {
     key: Option<UserKey>,
-    open: Arc<Mutex<HashMap<UserKey, usize>>>,
+    people: Arc<People>,
 }
 
 impl ConnectionSlot {
@@ -180,19 +176,14 @@ impl ConnectionSlot {
 }
 
 impl Connections {
-    fn new(max: usize) -> Connections {
-        Connections {
-            max,
-            open: Arc::default(),
-        }
+    fn new(max: usize, people: Arc<People>) -> Connections {
+        Connections { max, people }
     }
 
     /// A slot for one more connection of `user`, or `rate_limited` at the cap (0: no cap).
     pub fn open(&self, user: &AuthUser) -> Result<ConnectionSlot, AppError> {
         let key = key(user);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(key.clone()).or_insert(0);
-        if self.max != 0 && *count >= self.max {
+        if !self.people.open_connection(&key, self.max) {
             return Err(AppError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -201,33 +192,22 @@ impl Connections {
                 ),
             ));
         }
-        *count += 1;
         Ok(ConnectionSlot {
             key: Some(key),
-            open: self.open.clone(),
+            people: self.people.clone(),
         })
     }
 
     /// Gives back a kept slot of `user`.
     pub fn close(&self, user: &AuthUser) {
-        release(&self.open, &key(user));
-    }
-}
-
-fn release(open: &Mutex<HashMap<UserKey, usize>>, key: &UserKey) {
-    let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(count) = open.get_mut(key) {
-        *count -= 1;
-        if *count == 0 {
-            open.remove(key);
-        }
+        self.people.close_connection(&key(user));
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         if let Some(key) = &self.key {
-            release(&self.open, key);
+            self.people.close_connection(key);
         }
     }
 }
@@ -261,7 +241,7 @@ mod tests {
 
     #[test]
     fn connections_are_capped_per_user_and_freed_on_drop() {
-        let connections = Connections::new(2);
+        let connections = Connections::new(2, Arc::default());
         let first = connections.open(&user("a")).expect("1");
         let _second = connections.open(&user("a")).expect("2");
         assert!(connections.open(&user("a")).is_err());
@@ -279,7 +259,7 @@ mod tests {
         let limits = UserLimits {
             max_reactions_per_message: 3,
             max_reactions_per_user: 2,
-            ..UserLimits::new(&Config::default())
+            ..UserLimits::new(&Config::default(), Arc::default())
         };
         let reaction = |emoji: &str, users: &[&str]| Reaction {
             emoji: emoji.into(),

@@ -1,9 +1,17 @@
-//! The directory of people: who of a tenant has connected or called the API, under which name.
+//! The directory of people: who of a tenant has connected or called the API, under which name;
+//! and, in the same record per user, how many WebSocket connections the user has open here.
 //!
-//! Every authenticated request would be a store write if recorded blindly; [`Sightings`]
+//! Every authenticated request would be a store write if recorded blindly; [`People`]
 //! remembers, per (tenant, user), the name and time of the last write and writes again only
 //! when the name changed or [`REFRESH`] has passed. The write runs in a spawned task, so a
 //! request never waits for it.
+//!
+//! One record per user, not a map per purpose: every connected user is in the directory (the
+//! connection was sighted when it authenticated), so the per-user connection count (the cap in
+//! [`crate::limits::Connections`]) and the user's sessions on this node (for user events, see
+//! [`crate::hub::users`]) live in the same entry. Each idle connection of the `idle` bench paid
+//! for three maps' entries, keys and table slack before (394 B with one user per connection).
+//! The hub owns the map (it is built first) and hands it to the state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,33 +20,76 @@ use confab_storage::DynStore;
 use dashmap::DashMap;
 
 use crate::auth::AuthUser;
+use crate::outbox::Outbox;
 
 /// How often a user's last-seen time is written at most (unless their name changes).
 pub const REFRESH: Duration = Duration::from_secs(60);
 
 /// A user: (tenant, user id).
-type UserKey = (Arc<str>, Arc<str>);
+pub type UserKey = (Arc<str>, Arc<str>);
 
-/// The last write per (tenant, user): the name written and when.
-#[derive(Debug, Default)]
-pub struct Sightings {
-    written: DashMap<UserKey, (Arc<str>, Instant)>,
+/// The user's key, sharing the token's strings.
+pub fn key(user: &AuthUser) -> UserKey {
+    (user.tenant.clone(), user.user.clone())
 }
 
-impl Sightings {
+/// What this node keeps per user. Small: an entry per user ever seen.
+#[derive(Debug, Default)]
+struct Person {
+    /// The name last written to the directory, and when (whole seconds on the map's clock: a
+    /// refresh may come up to a second early).
+    written: Option<(Arc<str>, u32)>,
+    /// Open WebSocket connections here, upgrades in progress included.
+    connections: u32,
+    /// The user's sessions here, registered for user events: most users have one.
+    sessions: Vec<Registered>,
+}
+
+/// A session registered for its user's events: its connection and its queue.
+#[derive(Debug)]
+struct Registered {
+    conn: u64,
+    outbox: Arc<Outbox>,
+}
+
+/// Every user this node has seen: the last directory write, and the open connections.
+#[derive(Debug)]
+pub struct People {
+    users: DashMap<UserKey, Person>,
+    /// Zero of the sighting times.
+    epoch: Instant,
+}
+
+impl Default for People {
+    fn default() -> Self {
+        People {
+            users: DashMap::new(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl People {
+    fn seconds(&self, at: Instant) -> u32 {
+        u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
     /// Whether `user`, seen under `name` at `now`, is due a write; if so, notes it as written.
     fn due(&self, user: &AuthUser, name: &Arc<str>, now: Instant) -> bool {
-        let key = (user.tenant.clone(), user.user.clone());
-        // The guard is dropped before the insert below (same shard: it would deadlock). Two
-        // requests racing here both write, which is harmless.
-        let fresh = self.written.get(&key).is_some_and(|last| {
-            let (last_name, last_at) = last.value();
-            last_name == name && now.saturating_duration_since(*last_at) < REFRESH
-        });
-        if fresh {
+        let now = self.seconds(now);
+        let key = key(user);
+        let fresh = |person: &Person| {
+            person.written.as_ref().is_some_and(|(last_name, last_at)| {
+                last_name == name && u64::from(now.saturating_sub(*last_at)) < REFRESH.as_secs()
+            })
+        };
+        // A shared look first: most calls find a fresh sighting. Its guard is dropped before
+        // the entry below (same shard: it would deadlock). Two requests racing past the look
+        // both write, which is harmless.
+        if self.users.get(&key).is_some_and(|person| fresh(&person)) {
             return false;
         }
-        self.written.insert(key, (name.clone(), now));
+        self.users.entry(key).or_default().written = Some((name.clone(), now));
         true
     }
 
@@ -55,6 +106,65 @@ impl Sightings {
                 tracing::warn!(%tenant, user = %id, error = %err, "cannot record a sighting");
             }
         });
+    }
+
+    /// Counts one more open connection of the user of `key`, unless that makes more than
+    /// `max` (0: no cap). Returns whether it was counted.
+    pub fn open_connection(&self, key: &UserKey, max: usize) -> bool {
+        let mut person = self.users.entry(key.clone()).or_default();
+        if max != 0 && person.connections as usize >= max {
+            return false;
+        }
+        person.connections = person.connections.saturating_add(1);
+        true
+    }
+
+    /// Gives back a connection counted by [`People::open_connection`].
+    pub fn close_connection(&self, key: &UserKey) {
+        if let Some(mut person) = self.users.get_mut(key) {
+            person.connections = person.connections.saturating_sub(1);
+        }
+    }
+
+    /// The user's open connections here.
+    pub fn connections(&self, key: &UserKey) -> usize {
+        self.users
+            .get(key)
+            .map_or(0, |person| person.connections as usize)
+    }
+
+    /// Registers a session of the user of `key` for user events.
+    pub fn register(&self, key: UserKey, conn: u64, outbox: Arc<Outbox>) {
+        let mut person = self.users.entry(key).or_default();
+        // A block of one session, not `Vec`'s first four (every idle connection keeps this).
+        person.sessions.reserve_exact(1);
+        person.sessions.push(Registered { conn, outbox });
+    }
+
+    /// Forgets a session of the user of `key` (idempotent).
+    pub fn unregister(&self, key: &UserKey, conn: u64) {
+        if let Some(mut person) = self.users.get_mut(key) {
+            person.sessions.retain(|session| session.conn != conn);
+            if person.sessions.is_empty() {
+                person.sessions = Vec::new();
+            }
+        }
+    }
+
+    /// Calls `each` with the queue of every session of the user of `key` (under the map's
+    /// shard lock: `each` must not call back into this map).
+    pub fn sessions_of(&self, key: &UserKey, mut each: impl FnMut(&Arc<Outbox>)) {
+        if let Some(person) = self.users.get(key) {
+            person.sessions.iter().for_each(|s| each(&s.outbox));
+        }
+    }
+
+    /// Calls `each` with the queue of every registered session (same rule as
+    /// [`People::sessions_of`]). Visits every user seen, connected or not.
+    pub fn each_session(&self, mut each: impl FnMut(&Arc<Outbox>)) {
+        for person in &self.users {
+            person.sessions.iter().for_each(|s| each(&s.outbox));
+        }
     }
 }
 
@@ -73,7 +183,7 @@ mod tests {
 
     #[test]
     fn writes_on_first_sight_on_rename_and_once_per_interval() {
-        let sightings = Sightings::default();
+        let sightings = People::default();
         let (alice, start) = (user("Alice"), Instant::now());
         let name: Arc<str> = Arc::from("Alice");
         assert!(sightings.due(&alice, &name, start));
@@ -82,5 +192,24 @@ mod tests {
         assert!(sightings.due(&alice, &renamed, start + Duration::from_secs(2)));
         assert!(!sightings.due(&alice, &renamed, start + Duration::from_secs(61)));
         assert!(sightings.due(&alice, &renamed, start + Duration::from_secs(63)));
+    }
+
+    #[test]
+    fn a_user_has_one_record_for_sightings_and_connections() {
+        let people = People::default();
+        let alice = user("Alice");
+        let key = key(&alice);
+        assert!(people.open_connection(&key, 2));
+        assert!(people.due(&alice, &Arc::from("Alice"), Instant::now()));
+        assert!(people.open_connection(&key, 2));
+        assert!(!people.open_connection(&key, 2), "at the cap");
+        assert!(people.due(&alice, &Arc::from("Alice L."), Instant::now()));
+        assert_eq!(people.connections(&key), 2, "a sighting keeps the count");
+        assert_eq!(people.users.len(), 1);
+        people.close_connection(&key);
+        people.close_connection(&key);
+        people.close_connection(&key);
+        assert_eq!(people.connections(&key), 0);
+        assert!(!people.due(&alice, &Arc::from("Alice L."), Instant::now()));
     }
 }

@@ -41,13 +41,16 @@ pub struct AppState {
 pub struct Services {
     pub media: MediaService,
     pub search: Arc<SearchService>,
-    /// When each user was last written to the directory of people (here rather than in
-    /// `AppState`, which every session holds a copy of: its size is guarded).
-    pub sightings: crate::people::Sightings,
+    /// One record per user: when they were last written to the directory of people, their
+    /// open connections and their sessions here; the hub's (here rather than in `AppState`,
+    /// which every session holds a copy of: its size is guarded).
+    pub people: Arc<crate::people::People>,
     /// Per-user rate limits and caps.
     pub limits: crate::limits::UserLimits,
     /// Frames and bytes of the sessions' sockets, and the fan-out latency.
     pub wire: crate::metrics::WireStats,
+    /// Every session's heartbeat, on one timer.
+    pub heartbeats: Arc<crate::heartbeat::Heartbeats>,
 }
 
 impl AppState {
@@ -66,9 +69,9 @@ impl AppState {
         &self.services.wire
     }
 
-    /// When each user was last written to the directory of people.
-    pub fn sightings(&self) -> &crate::people::Sightings {
-        &self.services.sightings
+    /// Every user seen: when they were last written to the directory of people.
+    pub fn people(&self) -> &crate::people::People {
+        &self.services.people
     }
 
     pub fn new(
@@ -80,12 +83,18 @@ impl AppState {
         keys: JwtKeys,
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
+        let shutdown = CancellationToken::new();
+        let people = hub.people().clone();
         let services = Arc::new(Services {
             media,
             search,
-            sightings: crate::people::Sightings::default(),
-            limits: crate::limits::UserLimits::new(&config),
+            limits: crate::limits::UserLimits::new(&config, people.clone()),
+            people,
             wire: crate::metrics::WireStats::new(),
+            heartbeats: Arc::new(crate::heartbeat::Heartbeats::new(
+                config.heartbeat,
+                shutdown.clone(),
+            )),
         });
         AppState {
             config: Arc::new(config),
@@ -94,7 +103,7 @@ impl AppState {
             hub,
             keys: Arc::new(keys),
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown,
             sessions: TaskTracker::new(),
         }
     }

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use crate::config::WriteDelay;
 use crate::fanout::{Fanout, Inbound, Link, UsersTo};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
+use crate::people::People;
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::EventKind;
 use confab_storage::{EventSink, StoredEvent};
@@ -131,8 +132,9 @@ impl Subscriber {
 #[derive(Debug)]
 pub struct Hub {
     rooms: DashMap<RoomKey, Arc<Room>, RandomState>,
-    /// Connections by user, for their user events ([`users`]).
-    users: DashMap<String, Vec<Subscriber>, RandomState>,
+    /// One record per user seen, with the user's connections here, for their user events
+    /// ([`users`]); shared with the state (sightings, connection caps).
+    people: Arc<People>,
     next_conn: AtomicU64,
     /// The other nodes, when clustered.
     fanout: Option<Arc<dyn Fanout>>,
@@ -149,7 +151,7 @@ impl Default for Hub {
     fn default() -> Self {
         Hub {
             rooms: DashMap::with_hasher(RandomState::new()),
-            users: DashMap::with_hasher(RandomState::new()),
+            people: Arc::default(),
             next_conn: AtomicU64::new(1),
             fanout: None,
             wakes: OnceLock::new(),
@@ -178,6 +180,11 @@ impl Hub {
         });
         tokio::spawn(inbound_loop(hub.clone(), inbound));
         hub
+    }
+
+    /// Every user seen, one record each (see [`crate::people`]).
+    pub fn people(&self) -> &Arc<People> {
+        &self.people
     }
 
     /// The fan-out to other nodes, when clustered (its health is part of `/ready`).

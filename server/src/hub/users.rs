@@ -13,22 +13,23 @@ use std::sync::Arc;
 use super::{Hub, Outbound, Subscriber};
 use crate::metrics as m;
 use crate::outbox::PushError;
+use crate::people::UserKey;
 
-/// The key of a user's connections: tenant and user id, apart.
-pub(super) fn user_key(tenant: &str, user: &str) -> String {
-    format!("{tenant}\u{1f}{user}")
+/// The key of a user's record in [`crate::people::People`]. The strings are copied (a short
+/// allocation each, on connect, disconnect and user events); the record, made when the user
+/// was first seen, keeps the token's shared ones.
+fn user_key(tenant: &str, user: &str) -> UserKey {
+    (Arc::from(tenant), Arc::from(user))
 }
 
 impl Hub {
     /// Registers a connection for its user's events (before the session reads its starting
-    /// `user_seq`, so that no event falls between the read and the registration).
+    /// `user_seq`, so that no event falls between the read and the registration). Kept in the
+    /// user's one record ([`crate::people`]).
     pub fn register_user(&self, tenant: &str, subscriber: Subscriber) {
-        // Most users have one connection: a block of one subscriber, not `Vec`'s first four
-        // (every idle connection keeps this).
-        self.users
-            .entry(user_key(tenant, &subscriber.user))
-            .or_insert_with(|| Vec::with_capacity(1))
-            .push(subscriber);
+        let key = (Arc::from(tenant), subscriber.user);
+        self.people
+            .register(key, subscriber.conn, subscriber.outbox);
     }
 
     /// Tells every registered connection (every session registers) that the server is shutting
@@ -36,23 +37,16 @@ impl Hub {
     /// registers after this sees the token cancelled when its loop starts.
     pub fn shut_down_sessions(&self) -> usize {
         let mut told = 0;
-        for subscribers in &self.users {
-            for subscriber in subscribers.iter() {
-                subscriber.outbox.shut_down();
-                told += 1;
-            }
-        }
+        self.people.each_session(|outbox| {
+            outbox.shut_down();
+            told += 1;
+        });
         told
     }
 
     /// Forgets a connection of `user` (idempotent).
     pub fn unregister_user(&self, tenant: &str, user: &str, conn: u64) {
-        let key = user_key(tenant, user);
-        if let Some(mut subscribers) = self.users.get_mut(&key) {
-            subscribers.retain(|s| s.conn != conn);
-        }
-        self.users
-            .remove_if(&key, |_, subscribers| subscribers.is_empty());
+        self.people.unregister(&user_key(tenant, user), conn);
     }
 
     /// Committed user events for `users` of `tenant`: nudges their connections here and on the
@@ -69,17 +63,14 @@ impl Hub {
     /// Nudges this node's connections of `user` (a full queue cuts that connection off as a
     /// slow consumer, as for conversation events; it resumes with `user_resume`).
     pub(super) fn nudge_user(&self, tenant: &str, user: &str) {
-        let Some(subscribers) = self.users.get(&user_key(tenant, user)) else {
-            return;
-        };
         let mut count = 0;
-        for sub in subscribers.iter() {
-            match sub.outbox.push(Outbound::User) {
+        self.people.sessions_of(&user_key(tenant, user), |outbox| {
+            match outbox.push(Outbound::User) {
                 Ok(()) => count += 1,
-                Err(PushError::Full) => sub.outbox.kick(),
+                Err(PushError::Full) => outbox.kick(),
                 Err(PushError::Closed) => {}
             }
-        }
+        });
         m::user_nudges(count);
     }
 
@@ -87,29 +78,18 @@ impl Hub {
     /// session registers here, so this sees every connection (at scrape, off the hot path).
     pub fn outbound_queues(&self) -> (usize, usize) {
         let (mut total, mut deepest) = (0, 0);
-        for entry in self.users.iter() {
-            for subscriber in entry.value() {
-                let queued = subscriber.outbox.queued();
-                total += queued;
-                deepest = deepest.max(queued);
-            }
-        }
+        self.people.each_session(|outbox| {
+            let queued = outbox.queued();
+            total += queued;
+            deepest = deepest.max(queued);
+        });
         (total, deepest)
     }
 
     /// After a fan-out outage: every local connection re-reads its user events.
     pub(super) fn nudge_all_users(&self) {
-        let all: Vec<Arc<crate::outbox::Outbox>> = self
-            .users
-            .iter()
-            .flat_map(|entry| {
-                entry
-                    .value()
-                    .iter()
-                    .map(|s| s.outbox.clone())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut all = Vec::new();
+        self.people.each_session(|outbox| all.push(outbox.clone()));
         for outbox in all {
             if let Err(PushError::Full) = outbox.push(Outbound::User) {
                 outbox.kick();
@@ -119,6 +99,8 @@ impl Hub {
 
     /// Connections registered for user events here.
     pub fn user_connections(&self) -> usize {
-        self.users.iter().map(|entry| entry.value().len()).sum()
+        let mut count = 0;
+        self.people.each_session(|_| count += 1);
+        count
     }
 }

@@ -70,6 +70,8 @@ pub struct Outbox {
     /// whose size each idle connection pays in its task (see the session's size test); only the
     /// session reads and writes it.
     user_seq: AtomicU64,
+    /// The session's heartbeat ([`crate::heartbeat`]): its due time, and whether it has come.
+    pub(crate) heartbeat: crate::heartbeat::Slot,
 }
 
 impl Outbox {
@@ -85,7 +87,18 @@ impl Outbox {
             wake_deferred: AtomicBool::new(false),
             last_wake: AtomicU32::new(0),
             user_seq: AtomicU64::new(0),
+            heartbeat: crate::heartbeat::Slot::default(),
         }
+    }
+
+    /// Registers the session's task to be woken by the next push or signal.
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.waker.register(waker);
+    }
+
+    /// Wakes the session's task (its heartbeat is due).
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
     }
 
     /// The last `user_seq` the session sent.

@@ -135,7 +135,7 @@ pub async fn ws_handler(
     let auth = match header_token.or(params.token.as_deref()) {
         Some(token) => match state.keys.authenticate(token).await {
             Ok(user) => {
-                state.sightings().seen(&state.store, &user);
+                state.people().seen(&state.store, &user);
                 Some(user)
             }
             Err(err) => return err.into_response(),
@@ -269,7 +269,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
         };
         match result {
             Ok(user) => {
-                state.sightings().seen(&state.store, &user);
+                state.people().seen(&state.store, &user);
                 return Some(user);
             }
             Err(err) => {
@@ -414,6 +414,7 @@ impl Session {
         }
         let (tenant, user) = (&self.user.tenant, &self.user.user);
         self.state.hub.unregister_user(tenant, user, self.conn);
+        self.state.services.heartbeats.stop(&self.outbox);
         self.outbox.close();
     }
 
@@ -505,10 +506,6 @@ impl Session {
     }
 
     async fn event_loop<S: Socket>(&mut self, socket: &mut S) -> Exit {
-        let heartbeat = self.state.config.heartbeat;
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outbox = self.outbox.clone();
         // The hub tells a registered session of the shutdown (`Hub::shut_down_sessions`, once
         // the token is cancelled); the session registered before this look, so either the
@@ -516,6 +513,9 @@ impl Session {
         if self.state.shutdown.is_cancelled() {
             return Exit::SHUTDOWN;
         }
+        // One timer for every session's heartbeat (`crate::heartbeat`), not one each.
+        let heartbeats = self.state.services.heartbeats.clone();
+        heartbeats.start(&outbox);
         // Created once and polled by reference: building these futures on every iteration of
         // the loop showed up as ~25% of the server's CPU per delivery.
         let ended = outbox.ended();
@@ -570,8 +570,7 @@ impl Session {
                         return exit;
                     }
                 }
-                // `poll_tick` rather than `tick()`, whose `async fn` layer the loop would hold.
-                _ = std::future::poll_fn(|cx| ticker.poll_tick(cx)) => {
+                () = heartbeats.tick(&outbox) => {
                     // Boxed: a timer and a write, once per heartbeat, out of the idle state.
                     if let Err(exit) = Box::pin(self.heartbeat(socket)).await {
                         return exit;
