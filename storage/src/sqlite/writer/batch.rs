@@ -4,7 +4,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::job::BoxedJob;
@@ -83,27 +83,49 @@ pub(super) fn run(
 
 /// Runs every job of the batch in one transaction, each in its own savepoint unless it is
 /// unguarded, and commits. Events of jobs that failed are dropped with their changes; an
-/// unguarded job that fails after writing fails the batch.
+/// unguarded job that fails after writing fails the batch (rolled back whole).
+///
+/// The transaction and savepoints are driven by cached statements (`BEGIN IMMEDIATE`,
+/// `SAVEPOINT job`, …): rusqlite's `Transaction` and `Savepoint` run theirs through
+/// `execute_batch`, which parses the SQL again on every batch and every job (about 3 % of a
+/// node's CPU under chat load, `sqlite3RunParser` in `perf`).
 fn commit_batch(
     conn: &mut Connection,
     cache: &mut WriteCache,
     batch: &mut [BoxedJob],
     events: &mut Vec<StoredEvent>,
 ) -> rusqlite::Result<()> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Err(err) = cache.revalidate(&tx) {
+    run_cached(conn, "BEGIN IMMEDIATE")?;
+    let outcome = run_jobs(conn, cache, batch, events).and_then(|()| run_cached(conn, "COMMIT"));
+    if outcome.is_err() && !conn.is_autocommit() {
+        // A failed statement may have ended the transaction already; else it ends here.
+        if let Err(err) = run_cached(conn, "ROLLBACK") {
+            tracing::error!(error = %err, "cannot roll back a failed write batch");
+        }
+    }
+    outcome
+}
+
+/// The body of [`commit_batch`], inside its transaction.
+fn run_jobs(
+    conn: &Connection,
+    cache: &mut WriteCache,
+    batch: &mut [BoxedJob],
+    events: &mut Vec<StoredEvent>,
+) -> rusqlite::Result<()> {
+    if let Err(err) = cache.revalidate(conn) {
         tracing::warn!(error = %err, "cannot tell whether the write cache is current; clearing it");
         cache.clear();
     }
     for job in batch.iter_mut() {
         let mark = events.len();
         if !job.guarded() {
-            let changes = tx.total_changes();
-            if !job.run(&tx, cache, events) {
+            let changes = conn.total_changes();
+            if !job.run(conn, cache, events) {
                 events.truncate(mark);
                 // Its changes cannot be told apart from the batch's: roll everything back. A
                 // failed statement (I/O, memory) may also have ended the transaction already.
-                if tx.total_changes() != changes || tx.is_autocommit() {
+                if conn.total_changes() != changes || conn.is_autocommit() {
                     return Err(batch_aborted(
                         "a write failed halfway; the batch was rolled back".to_owned(),
                     ));
@@ -113,19 +135,24 @@ fn commit_batch(
         }
         // It may change what the cache remembers (members, archiving).
         cache.forget_members();
-        let savepoint = tx.savepoint()?;
-        if job.run(&savepoint, cache, events) {
-            savepoint.commit()?;
+        run_cached(conn, "SAVEPOINT job")?;
+        if job.run(conn, cache, events) {
+            run_cached(conn, "RELEASE job")?;
         } else {
             events.truncate(mark);
-            // The default drop behavior: roll back to the savepoint, then release it.
-            savepoint.finish()?;
+            run_cached(conn, "ROLLBACK TO job")?;
+            run_cached(conn, "RELEASE job")?;
         }
     }
     cache
-        .before_commit(&tx)
-        .map_err(|err| batch_aborted(format!("merging client ids: {err}")))?;
-    tx.commit()
+        .before_commit(conn)
+        .map_err(|err| batch_aborted(format!("merging client ids: {err}")))
+}
+
+/// Runs a statement without parameters or rows through the statement cache.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// Why a batch is rolled back though SQLite itself reported nothing wrong.
