@@ -43,8 +43,7 @@ impl Ports {
     /// A free port `p` such that `p + offset` is free too (servers that derive a second port).
     pub(crate) fn take_with_offset(&mut self, offset: u16) -> Result<u16> {
         for _ in 0..200 {
-            let listener =
-                bind_reserved().map_err(Error::io("reserving a free loopback port"))?;
+            let listener = bind_reserved().map_err(Error::io("reserving a free loopback port"))?;
             let port = listener
                 .local_addr()
                 .map_err(Error::io("reserving a free loopback port"))?
