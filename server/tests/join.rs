@@ -19,7 +19,8 @@ use confab_storage::{DynStore, EventSink, NewConversation, NewMessage, StoredEve
 use confab_testkit::RedisServer;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// The channels Redis has subscribers for, sorted.
+/// The channels Redis has subscribers for, sorted, but for the node's own channel
+/// (`confab!node:{id}`, for answers to its presence syncs), which it always follows.
 async fn pubsub_channels(url: &str) -> Vec<String> {
     let client = redis::Client::open(url).expect("redis url");
     let mut conn = client
@@ -31,6 +32,7 @@ async fn pubsub_channels(url: &str) -> Vec<String> {
         .query_async(&mut conn)
         .await
         .expect("PUBSUB CHANNELS");
+    channels.retain(|channel| !channel.starts_with("confab!node:"));
     channels.sort();
     channels
 }
