@@ -145,6 +145,21 @@ pub struct FloorArgs {
     /// Bytes per write (a message frame of the fan-out scenario is about 200).
     #[arg(long, default_value_t = 200)]
     pub bytes: usize,
+    /// Directory on the disk whose sync floor to measure: put it where the server's data
+    /// directory lives [default: the system's temporary directory].
+    #[arg(long)]
+    pub sync_dir: Option<std::path::PathBuf>,
+    /// Commits of the sync floor: each writes `sync_bytes` and waits for `fdatasync` (0: skip
+    /// it).
+    #[arg(long, default_value_t = 2_000)]
+    pub syncs: u32,
+    /// Bytes each commit writes: 20 KiB is five 4 KiB log frames, what one chat message's
+    /// commit appends to SQLite's log.
+    #[arg(long, default_value_t = 20 * 1024)]
+    pub sync_bytes: usize,
+    /// Microseconds between commits (1,000: the chat scenario's 1,000 messages per second).
+    #[arg(long, default_value_t = 1_000)]
+    pub sync_gap_us: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,13 +7,21 @@
 //! repeats `rounds` times, like a server fanning one message out to every member of a
 //! conversation; the other ends are read by a tokio runtime on another thread (epoll, as a
 //! client's event loop reads). The writing thread's CPU time comes from `/proc/thread-self`.
+//!
+//! It then measures the disk's own floor under a durable ack: `syncs` commits, each writing
+//! `sync_bytes` at the next offset of a file laid out beforehand (SQLite's log is rewritten in
+//! place once a checkpoint has restarted it) and waiting for `fdatasync`, `sync_gap_us` apart.
+//! No server acknowledges a message it has synced faster than that wait.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::FileExt;
+
 use crate::probe::ProcessStats;
+use crate::stats::{Percentiles, new_histogram, record};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
@@ -32,6 +40,8 @@ pub struct FloorReport {
     /// CPU time of the writing thread over all rounds (user + system).
     pub writer_cpu_seconds: f64,
     pub cpu_us_per_write: f64,
+    /// Time of each commit's `fdatasync` (`None` with `--syncs 0`).
+    pub sync: Option<Percentiles>,
 }
 
 impl FloorReport {
@@ -50,6 +60,12 @@ impl FloorReport {
             "writer thread: cpu {:.2} s, {:.2} µs per write",
             self.writer_cpu_seconds, self.cpu_us_per_write
         );
+        if let Some(sync) = &self.sync {
+            println!(
+                "disk: write {} B + fdatasync, every {} µs: {sync}",
+                self.params.sync_bytes, self.params.sync_gap_us
+            );
+        }
         match serde_json::to_string(self) {
             Ok(line) => println!("{line}"),
             Err(err) => eprintln!("cannot encode the report: {err}"),
@@ -99,6 +115,7 @@ pub fn run(args: &FloorArgs) -> anyhow::Result<FloorReport> {
     }
     let writes = u64::from(args.rounds) * args.connections as u64;
     let cpu = after.cpu_seconds - before.cpu_seconds;
+    let sync = (args.syncs > 0).then(|| sync_floor(args)).transpose()?;
     Ok(FloorReport {
         scenario: "floor",
         params: args.clone(),
@@ -106,7 +123,31 @@ pub fn run(args: &FloorArgs) -> anyhow::Result<FloorReport> {
         wall_secs: wall.as_secs_f64(),
         writer_cpu_seconds: cpu,
         cpu_us_per_write: cpu * 1e6 / writes as f64,
+        sync,
     })
+}
+
+/// The disk's commit floor: see the module's documentation.
+fn sync_floor(args: &FloorArgs) -> anyhow::Result<Percentiles> {
+    let dir = args.sync_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let file = tempfile::tempfile_in(&dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let block = vec![b'x'; args.sync_bytes.max(1)];
+    // Laid out and synced first: the commits then rewrite blocks the file already has.
+    for i in 0..u64::from(args.syncs) {
+        file.write_all_at(&block, i * block.len() as u64)?;
+    }
+    file.sync_all()?;
+    let gap = Duration::from_micros(args.sync_gap_us);
+    let mut histogram = new_histogram();
+    for i in 0..u64::from(args.syncs) {
+        file.write_all_at(&block, i * block.len() as u64)?;
+        let started = Instant::now();
+        file.sync_data()?;
+        record(&mut histogram, started.elapsed());
+        std::thread::sleep(gap);
+    }
+    Ok(Percentiles::of(&histogram))
 }
 
 /// Reads `expected` bytes from every socket within `limit`, on a runtime of its own.
