@@ -325,6 +325,32 @@ fn schema() -> (Schema, Fields) {
     (builder.build(), fields)
 }
 
+/// How many threads index documents. Each thread writes a segment of its own at every commit
+/// (its files, term dictionaries and columns, merged again later), and that work is the same
+/// for a hundred documents as for a thousand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// One thread: for an index that follows live traffic and commits every second or so,
+    /// where a second thread only doubles the segments (measured: `benches/RESULTS.md`, "Search
+    /// indexing on the live path").
+    Live,
+    /// One thread per core, as far as the budget gives each 25 MiB: for building an index from
+    /// storage in bulk (a reindex).
+    Bulk,
+}
+
+impl Writers {
+    fn threads(self, budget: usize) -> usize {
+        match self {
+            Writers::Live => 1,
+            Writers::Bulk => std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(budget / (25 * 1024 * 1024))
+                .max(1),
+        }
+    }
+}
+
 /// What the writer side holds: the writer, the entries changed since the last commit (already
 /// given to the writer, but the searcher does not see them yet), and how far each conversation
 /// is indexed.
@@ -410,15 +436,14 @@ pub struct Search<'a> {
 
 impl SearchIndex {
     /// The index in `dir` (created if missing, and recreated empty if it is of another
-    /// [`SCHEMA_VERSION`]).
+    /// [`SCHEMA_VERSION`]), written by one indexing thread: see [`Writers::Live`].
     pub fn open(dir: &Path) -> Result<SearchIndex> {
-        SearchIndex::open_with_budget(dir, WRITER_MEMORY)
+        SearchIndex::open_with_budget(dir, WRITER_MEMORY, Writers::Live)
     }
 
     /// [`SearchIndex::open`], with the index writer's memory budget in bytes (past it a segment
-    /// is flushed; each indexing thread gets at least 25 MiB of it, and there is one thread at
-    /// least).
-    pub fn open_with_budget(dir: &Path, budget: usize) -> Result<SearchIndex> {
+    /// is flushed) and its indexing threads.
+    pub fn open_with_budget(dir: &Path, budget: usize, writers: Writers) -> Result<SearchIndex> {
         let io = |err: std::io::Error| SearchError::Index(err.into());
         std::fs::create_dir_all(dir).map_err(io)?;
         let directory = tantivy::directory::MmapDirectory::open(dir)?;
@@ -440,14 +465,14 @@ impl SearchIndex {
                 std::fs::create_dir_all(dir).map_err(io)?;
                 let directory = tantivy::directory::MmapDirectory::open(dir)?;
                 let index = Index::create(directory, schema().0, settings())?;
-                return SearchIndex::with(index, budget);
+                return SearchIndex::with(index, budget, writers);
             }
         }
         let index = Index::builder()
             .schema(schema().0)
             .settings(settings())
             .open_or_create(directory)?;
-        SearchIndex::with(index, budget)
+        SearchIndex::with(index, budget, writers)
     }
 
     /// An index in memory (tests).
@@ -456,7 +481,7 @@ impl SearchIndex {
             .schema(schema().0)
             .settings(settings())
             .create_in_ram()?;
-        SearchIndex::with(index, WRITER_MEMORY)
+        SearchIndex::with(index, WRITER_MEMORY, Writers::Live)
     }
 
     /// Lets `queries` searches and completions run at once (0: one per core); later ones
@@ -470,7 +495,7 @@ impl SearchIndex {
         self.reader.searcher().num_docs()
     }
 
-    fn with(index: Index, budget: usize) -> Result<SearchIndex> {
+    fn with(index: Index, budget: usize, writers: Writers) -> Result<SearchIndex> {
         index.tokenizers().register(ANALYZER, analyzer());
         index
             .tokenizers()
@@ -485,11 +510,7 @@ impl SearchIndex {
             .payload
             .and_then(|payload| serde_json::from_str(&payload).ok())
             .unwrap_or_default();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(budget / (25 * 1024 * 1024))
-            .max(1);
-        let writer = index.writer_with_num_threads(threads, budget)?;
+        let writer = index.writer_with_num_threads(writers.threads(budget), budget)?;
         let committed = Mutex::new(payload.indexed.clone());
         Ok(SearchIndex {
             committed,

@@ -4,7 +4,8 @@
 //!
 //! The feed: [`SearchService::sink`] wraps the store's event sink; each committed batch's
 //! message events are handed (never blocking the store's writer) to the indexer thread, which
-//! applies them and commits the index every `search_commit_interval`. Tantivy's work stays off
+//! applies them and commits the index every `search_commit_interval` while it is searched, less
+//! often while nobody searches it (`freshness.rs`). Tantivy's work stays off
 //! the async runtime: the indexer has its own thread, queries run on the blocking pool.
 //!
 //! With `--events kafka://…` (cargo feature `kafka`), `stream.rs` also reads the whole event
@@ -20,14 +21,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use confab_protocol::{EventBody, ServerFrame};
-use confab_search::{IndexEvent, SearchIndex};
+use confab_search::{IndexEvent, SearchIndex, Writers};
 use confab_storage::{DynStore, EventSink, StoredEvent};
 
 use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::events::decode::StreamEvent;
 
+pub mod freshness;
 pub mod reindex;
+
+pub use freshness::{Ask, Freshness};
 
 /// The nice value of the search indexer and of tantivy's threads (the server's own are 0).
 const INDEXING_NICE: i32 = 10;
@@ -50,6 +54,8 @@ pub struct SearchService {
     /// Reindexes of tenants, running and finished.
     pub reindexes: reindex::Reindexes,
     feed: SyncSender<Vec<IndexEvent>>,
+    /// When the indexer commits, and what a search waits for.
+    freshness: Arc<Freshness>,
     /// Searches per user.
     limiter: crate::limits::Limit,
     /// Completions per user: a budget of their own, as a search box asks for them per
@@ -141,17 +147,21 @@ pub fn stream_index_event(event: StreamEvent) -> IndexEvent {
 
 impl SearchService {
     /// Opens (or creates) the index in `dir` and starts its indexer thread, which commits every
-    /// `commit_interval` while there is something to commit.
+    /// `commit_interval` while there is something to commit (never idle: see [`Freshness`]).
     pub fn start(dir: &Path, commit_interval: Duration) -> anyhow::Result<SearchService> {
-        SearchService::start_with_budget(dir, commit_interval, 50 * 1024 * 1024)
+        let freshness = Freshness::new(commit_interval, Duration::ZERO);
+        SearchService::start_with_budget(dir, freshness, 50 * 1024 * 1024)
     }
 
-    /// [`SearchService::start`] with the index writer's memory budget in bytes.
+    /// [`SearchService::start`] with its commit policy and the index writer's memory budget in
+    /// bytes.
     pub fn start_with_budget(
         dir: &Path,
-        commit_interval: Duration,
+        freshness: Freshness,
         budget: usize,
     ) -> anyhow::Result<SearchService> {
+        let freshness = Arc::new(freshness);
+        let policy = freshness.clone();
         let (feed, events) = std::sync::mpsc::sync_channel(FEED_QUEUE);
         let (opened, index) = std::sync::mpsc::sync_channel(1);
         let owned = dir.to_owned();
@@ -166,7 +176,7 @@ impl SearchService {
                 if let Err(err) = rustix::process::setpriority_process(None, INDEXING_NICE) {
                     tracing::warn!(%err, "cannot lower the search indexer's priority");
                 }
-                let index = match SearchIndex::open_with_budget(&owned, budget) {
+                let index = match SearchIndex::open_with_budget(&owned, budget, Writers::Live) {
                     Ok(index) => Arc::new(index),
                     Err(err) => {
                         let _ = opened.send(Err(err));
@@ -174,7 +184,7 @@ impl SearchService {
                     }
                 };
                 if opened.send(Ok(Arc::clone(&index))).is_ok() {
-                    run_indexer(&index, &events, commit_interval);
+                    run_indexer(&index, &events, &policy);
                 }
             })?;
         let index = index
@@ -187,6 +197,7 @@ impl SearchService {
             budget,
             reindexes: reindex::Reindexes::default(),
             feed,
+            freshness,
             limiter: crate::limits::Limit::per_minute(0, "searches"),
             suggestions: crate::limits::Limit::per_minute(0, "suggestions"),
             behind: Mutex::new(BTreeSet::new()),
@@ -203,10 +214,11 @@ impl SearchService {
             .clone()
             .unwrap_or_else(|| config.data_dir.join(SEARCH_DIR));
         let budget = usize::try_from(config.search_memory_budget).unwrap_or(usize::MAX);
+        let freshness = Freshness::new(config.search_commit_interval, config.search_idle_after);
         let mut service =
-            SearchService::start_with_budget(&dir, config.search_commit_interval, budget).map_err(
-                |err| err.context(format!("cannot open the search index in {}", dir.display())),
-            )?;
+            SearchService::start_with_budget(&dir, freshness, budget).map_err(|err| {
+                err.context(format!("cannot open the search index in {}", dir.display()))
+            })?;
         service
             .index
             .set_query_concurrency(usize::from(config.search_query_concurrency));
@@ -254,6 +266,24 @@ impl SearchService {
             .take()
         {
             follower.stop();
+        }
+    }
+
+    /// Called by every search and completion before it reads the index: keeps the index
+    /// committing every `search_commit_interval`, and, when it was idle with events waiting
+    /// longer than that, wakes the indexer and waits for its commit (see [`Freshness`]).
+    pub async fn fresh(&self) {
+        let ask = self.freshness.searching(Instant::now());
+        if ask == Ask::Nothing {
+            return;
+        }
+        // An empty batch wakes the indexer to look at the policy again; a full queue means it
+        // is awake anyway.
+        let _ = self.feed.try_send(Vec::new());
+        if let Ask::WaitFor(commits) = ask {
+            self.freshness
+                .until_committed(commits, self.freshness.wait_limit())
+                .await;
         }
     }
 
@@ -475,39 +505,48 @@ impl EventSink for Indexed {
 }
 
 /// The indexer: applies batches as they come, commits at most every `interval`.
-fn run_indexer(index: &SearchIndex, events: &Receiver<Vec<IndexEvent>>, interval: Duration) {
+/// Applies what the feed brings and commits as `freshness` says. An empty batch only wakes
+/// it (a search asking for a commit).
+fn run_indexer(index: &SearchIndex, events: &Receiver<Vec<IndexEvent>>, freshness: &Freshness) {
     let mut dirty_since: Option<Instant> = None;
     loop {
         let wait = dirty_since.map_or(Duration::from_secs(3600), |since| {
-            interval.saturating_sub(since.elapsed())
+            freshness
+                .period(Instant::now())
+                .saturating_sub(since.elapsed())
         });
         match events.recv_timeout(wait) {
+            Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
                 match index.apply(&batch) {
                     Ok(changed) => crate::metrics::search_indexed(changed),
                     Err(err) => tracing::error!(error = %err, "cannot index events"),
                 }
-                dirty_since.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                dirty_since.get_or_insert(now);
+                freshness.applied(now);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                commit(index);
+                commit(index, freshness);
                 return;
             }
         }
-        if dirty_since.is_some_and(|since| since.elapsed() >= interval) {
-            commit(index);
+        if dirty_since.is_some_and(|since| since.elapsed() >= freshness.period(Instant::now())) {
+            commit(index, freshness);
             dirty_since = None;
         }
     }
 }
 
-fn commit(index: &SearchIndex) {
+fn commit(index: &SearchIndex, freshness: &Freshness) {
     let started = Instant::now();
     match index.commit() {
         Ok(()) => crate::metrics::search_commit(started.elapsed()),
         Err(err) => tracing::error!(error = %err, "cannot commit the search index"),
     }
+    // A failed commit counts too: the searches waiting for it go on with what is committed.
+    freshness.committed(started);
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_rest_error, token, token_in};
+use common::{Server, assert_rest_error, metric_value, token, token_in};
 use confab_protocol::ErrorCode;
 use serde_json::{Value, json};
 
@@ -59,6 +59,68 @@ async fn findable_within(server: &Server, user: &str, q: &str, id: &str, within:
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Commits of the index by its indexer, from `/metrics`.
+async fn index_commits(server: &Server) -> f64 {
+    let metrics = server.metrics().await;
+    metric_value(&metrics, "confab_search_commit_duration_seconds_count").unwrap_or(0.0)
+}
+
+/// An index nobody searches commits only every `search_idle_after`; the first search wakes it
+/// and waits for the commit, so it still finds what was acked more than
+/// `search_commit_interval` before it; searched, the index commits every interval again.
+#[tokio::test]
+async fn an_index_nobody_searches_commits_when_a_search_comes() {
+    let server = Server::start_with(&[
+        "--search-commit-interval",
+        "200ms",
+        "--search-idle-after",
+        "60s",
+    ])
+    .await;
+    let conversation = server.create_group("alice", &["bob"]).await;
+    let sent = server
+        .rest_send(
+            "alice",
+            &conversation,
+            "s1",
+            "the rocket launch is on Friday",
+        )
+        .await;
+    let first = sent["id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        index_commits(&server).await,
+        0.0,
+        "idle: five intervals, no commit"
+    );
+
+    let started = Instant::now();
+    assert_eq!(
+        found(&server, "bob", &[("q", "launch")]).await,
+        std::slice::from_ref(&first)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(index_commits(&server).await, 1.0, "the search's commit");
+
+    let sent = server
+        .rest_send("alice", &conversation, "s2", "the launch moved to Monday")
+        .await;
+    let second = sent["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while index_commits(&server).await < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "searched: the next commit comes on its own"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut hits = found(&server, "bob", &[("q", "launch")]).await;
+    hits.sort();
+    let mut both = vec![first, second];
+    both.sort();
+    assert_eq!(hits, both);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
-use confab_search::{IndexEvent, Search, SearchIndex, Sort};
+use confab_search::{IndexEvent, Search, SearchIndex, Sort, Writers};
 use rusqlite::{Connection, params_from_iter};
 
 use super::corpus::Message;
@@ -57,7 +57,9 @@ pub struct Confab {
 impl Confab {
     pub fn open(dir: &Path, commit_every: u64) -> anyhow::Result<Confab> {
         Ok(Confab {
-            index: SearchIndex::open(dir).context("open the confab index")?,
+            // Bulk loading, as a reindex does (the live path commits every second with one thread).
+            index: SearchIndex::open_with_budget(dir, 50 * 1024 * 1024, Writers::Bulk)
+                .context("open the confab index")?,
             dir: dir.to_owned(),
             commit_every: commit_every.max(1),
             uncommitted: 0,

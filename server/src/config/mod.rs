@@ -477,6 +477,13 @@ pub struct Config {
     #[arg(long, env = "CONFAB_SEARCH_COMMIT_INTERVAL", default_value = "1s", value_name = "DURATION",
         value_parser = humantime::parse_duration, help_heading = "Search")]
     pub search_commit_interval: Duration,
+    /// How long without a search before the index commits only this often instead of every
+    /// `search_commit_interval` (each commit writes a segment, and merges rewrite it); the
+    /// first search after that waits for a commit, so it still sees every message acked more
+    /// than `search_commit_interval` before it. 0 turns this off.
+    #[arg(long, env = "CONFAB_SEARCH_IDLE_AFTER", default_value = "30s", value_name = "DURATION",
+        value_parser = humantime::parse_duration, help_heading = "Search")]
+    pub search_idle_after: Duration,
     /// Searches one user may make per minute; 0 turns the limit off.
     #[arg(
         long,
@@ -506,8 +513,8 @@ pub struct Config {
     )]
     pub search_query_concurrency: u16,
     /// Memory the search index writer may fill before it writes a segment, in bytes (at least
-    /// 16 MiB; each indexing thread takes 25 MiB of it). Larger speeds up bulk indexing (a
-    /// backfill); smaller makes each commit cheaper.
+    /// 16 MiB). The live index has one indexing thread; a reindex takes one per core, 25 MiB of
+    /// this each, so larger speeds it up.
     #[arg(
         long,
         env = "CONFAB_SEARCH_MEMORY_BUDGET",

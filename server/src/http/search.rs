@@ -212,6 +212,7 @@ pub(super) async fn find(
         .into_iter()
         .map(|summary| summary.conversation.id)
         .collect();
+    state.search().fresh().await;
     if let Some(spec) = &params.wait_for {
         wait_for(state, spec, &conversations).await?;
     }

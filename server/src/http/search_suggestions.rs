@@ -108,6 +108,7 @@ pub async fn suggestions(
             messages: None,
         })
         .collect();
+    state.search().fresh().await;
     let index = state.search().index.clone();
     let tenant = user.tenant.to_string();
     let typed = prefix.clone();

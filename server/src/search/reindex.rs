@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use confab_protocol::ErrorCode;
 use confab_protocol::rest::ReindexJob;
-use confab_search::{SearchIndex, Swapped};
+use confab_search::{SearchIndex, Swapped, Writers};
 use confab_storage::DynStore;
 use tokio_util::sync::CancellationToken;
 
@@ -224,7 +224,11 @@ async fn rebuild(context: &Context, job: &Arc<Job>, dir: &Path) -> Result<Swappe
         if owned.exists() {
             std::fs::remove_dir_all(&owned)?;
         }
-        Ok(SearchIndex::open_with_budget(&owned, budget)?)
+        Ok(SearchIndex::open_with_budget(
+            &owned,
+            budget,
+            Writers::Bulk,
+        )?)
     })
     .await
     .map_err(anyhow::Error::from)??;
