@@ -550,3 +550,45 @@ async fn a_client_told_rate_limited_is_not_read_for_its_wait_but_still_gets_its_
         refused_at.elapsed()
     );
 }
+
+// Real clock: commits to SQLite. Deliveries come before the client's side of the socket (see
+// `READ_EVERY`), but a queue that never empties must not keep the client unread: with a full
+// queue and a ping waiting, the pong comes after `READ_EVERY` batches, not after the queue.
+#[tokio::test]
+async fn a_client_whose_queue_never_empties_is_still_read() {
+    let server = Server::new(Config::default());
+    let queued = server.state.config.outbound_queue;
+    let (conversation, _) = server.conversation().await;
+    let mut alice = server.connect("alice").await;
+    alice.join(&conversation, None).await;
+
+    // The session waits; both arrive before it runs again (one thread: this test's).
+    alice.send(json!({"type": "ping", "ref": "busy"}));
+    for n in 0..queued {
+        let text = json!({"type": "typing", "conversation": conversation, "n": n});
+        server
+            .state
+            .hub
+            .publish_ephemeral(TENANT, &conversation, text.to_string().into(), None);
+    }
+    let mut before_pong = 0;
+    loop {
+        let frame = alice.frame().await;
+        match frame["type"].as_str() {
+            Some("typing") => before_pong += 1,
+            Some("pong") => {
+                assert_eq!(frame["ref"], "busy");
+                break;
+            }
+            _ => panic!("unexpected frame {frame}"),
+        }
+    }
+    let bound = usize::from(super::READ_EVERY) * super::WRITE_BATCH;
+    assert!(
+        before_pong <= bound && bound < queued,
+        "{before_pong} deliveries before the pong, of {queued} queued"
+    );
+    for _ in before_pong..queued {
+        assert_eq!(alice.frame().await["type"], "typing");
+    }
+}
