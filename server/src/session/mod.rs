@@ -410,7 +410,7 @@ impl Session {
         for (conversation, _) in self.joined.drain() {
             self.state
                 .hub
-                .unsubscribe(&self.user.tenant, &conversation, self.conn);
+                .unsubscribe(&self.user.tenant, &conversation, &self.outbox);
         }
         let (tenant, user) = (&self.user.tenant, &self.user.user);
         self.state.hub.unregister_user(tenant, user, self.conn);
