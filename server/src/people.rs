@@ -33,16 +33,21 @@ pub fn key(user: &AuthUser) -> UserKey {
     (user.tenant.clone(), user.user.clone())
 }
 
-/// What this node keeps per user. Small: an entry per user ever seen.
+/// What this node keeps per user. Small: an entry per user ever seen, 40 bytes (72 with its
+/// key; the map's slack comes on top).
 #[derive(Debug, Default)]
 struct Person {
-    /// The name last written to the directory, and when (whole seconds on the map's clock: a
-    /// refresh may come up to a second early).
-    written: Option<(Arc<str>, u32)>,
+    /// The name last written to the directory (`None`: not written yet).
+    written_name: Option<Arc<str>>,
+    /// When `written_name` was written, in whole seconds on the map's clock (a refresh may come
+    /// up to a second early). Beside the name rather than paired with it in an `Option`, so
+    /// that it and `connections` share a word.
+    written_at: u32,
     /// Open WebSocket connections here, upgrades in progress included.
     connections: u32,
-    /// The user's sessions here, registered for user events: most users have one.
-    sessions: Vec<Registered>,
+    /// The user's sessions here, registered for user events: most users have one. A boxed
+    /// slice of exactly its sessions: no capacity word, no spare slots.
+    sessions: Box<[Registered]>,
 }
 
 /// A session registered for its user's events: its connection and its queue.
@@ -79,8 +84,9 @@ impl People {
         let now = self.seconds(now);
         let key = key(user);
         let fresh = |person: &Person| {
-            person.written.as_ref().is_some_and(|(last_name, last_at)| {
-                last_name == name && u64::from(now.saturating_sub(*last_at)) < REFRESH.as_secs()
+            person.written_name.as_ref().is_some_and(|last_name| {
+                last_name == name
+                    && u64::from(now.saturating_sub(person.written_at)) < REFRESH.as_secs()
             })
         };
         // A shared look first: most calls find a fresh sighting. Its guard is dropped before
@@ -89,7 +95,9 @@ impl People {
         if self.users.get(&key).is_some_and(|person| fresh(&person)) {
             return false;
         }
-        self.users.entry(key).or_default().written = Some((name.clone(), now));
+        let mut person = self.users.entry(key).or_default();
+        person.written_name = Some(name.clone());
+        person.written_at = now;
         true
     }
 
@@ -136,18 +144,22 @@ impl People {
     /// Registers a session of the user of `key` for user events.
     pub fn register(&self, key: UserKey, conn: u64, outbox: Arc<Outbox>) {
         let mut person = self.users.entry(key).or_default();
-        // A block of one session, not `Vec`'s first four (every idle connection keeps this).
-        person.sessions.reserve_exact(1);
-        person.sessions.push(Registered { conn, outbox });
+        // A block of exactly the user's sessions (every idle connection keeps this); a user's
+        // sessions come and go rarely, so each change reallocates.
+        let mut sessions = std::mem::take(&mut person.sessions).into_vec();
+        sessions.reserve_exact(1);
+        sessions.push(Registered { conn, outbox });
+        person.sessions = sessions.into_boxed_slice();
     }
 
     /// Forgets a session of the user of `key` (idempotent).
     pub fn unregister(&self, key: &UserKey, conn: u64) {
-        if let Some(mut person) = self.users.get_mut(key) {
-            person.sessions.retain(|session| session.conn != conn);
-            if person.sessions.is_empty() {
-                person.sessions = Vec::new();
-            }
+        if let Some(mut person) = self.users.get_mut(key)
+            && person.sessions.iter().any(|session| session.conn == conn)
+        {
+            let mut sessions = std::mem::take(&mut person.sessions).into_vec();
+            sessions.retain(|session| session.conn != conn);
+            person.sessions = sessions.into_boxed_slice();
         }
     }
 
@@ -192,6 +204,34 @@ mod tests {
         assert!(sightings.due(&alice, &renamed, start + Duration::from_secs(2)));
         assert!(!sightings.due(&alice, &renamed, start + Duration::from_secs(61)));
         assert!(sightings.due(&alice, &renamed, start + Duration::from_secs(63)));
+    }
+
+    #[test]
+    fn a_person_is_small() {
+        assert_eq!(std::mem::size_of::<Person>(), 40);
+        assert_eq!(std::mem::size_of::<(UserKey, Person)>(), 72);
+    }
+
+    #[test]
+    fn sessions_are_kept_exactly() {
+        let people = People::default();
+        let key = key(&user("Alice"));
+        let (one, two) = (Arc::new(Outbox::new(4)), Arc::new(Outbox::new(4)));
+        people.register(key.clone(), 1, one.clone());
+        people.register(key.clone(), 2, two.clone());
+        let mut seen = Vec::new();
+        people.sessions_of(&key, |outbox| seen.push(outbox.clone()));
+        assert!(seen.len() == 2 && Arc::ptr_eq(&seen[0], &one) && Arc::ptr_eq(&seen[1], &two));
+        people.unregister(&key, 1);
+        people.unregister(&key, 1);
+        let mut left = 0;
+        people.sessions_of(&key, |outbox| {
+            assert!(Arc::ptr_eq(outbox, &two));
+            left += 1;
+        });
+        assert_eq!(left, 1);
+        people.unregister(&key, 2);
+        people.each_session(|_| panic!("no session left"));
     }
 
     #[test]

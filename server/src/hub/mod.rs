@@ -9,7 +9,7 @@
 //! it every committed durable event in seq order, so live delivery order equals seq order per
 //! conversation.
 //!
-//! Presence: each room counts its local connections per user and remembers which other nodes
+//! Presence: each room knows its local connections' users and remembers which other nodes
 //! report each user online (fed by the fan-out). A user is online in a conversation while any
 //! of those says so; `presence` frames go out when that union flips, under the room's lock so
 //! that one user's online/offline frames never overtake each other. The remote state lives in
@@ -27,8 +27,8 @@
 //! it about rooms, events and presence, and applies what it hands back (events of other nodes,
 //! their presence, resyncs) in one task, in order.
 
+use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ use crate::metrics as m;
 mod room;
 pub mod users;
 
-use room::{Members, Room, RoomId, RoomKey};
+use room::{Member, Members, Room, RoomId, RoomKey};
 
 /// A durable event ready to send: its position and its shared frame text.
 #[derive(Debug)]
@@ -108,24 +108,14 @@ pub enum Outbound {
     User,
 }
 
-/// A connection's handle, as the hub keeps it.
+/// A connection's handle, as a session hands it to the hub. A room keeps its user and outbox
+/// (the outbox names the connection there); the user's record keeps its id and outbox.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     pub conn: u64,
     pub user: Arc<str>,
     /// The connection's queue and signals.
     pub outbox: Arc<Outbox>,
-}
-
-impl Subscriber {
-    /// Queues an item, waking the session now, or (with `defer`, for a busy connection) at the
-    /// write delay's next tick.
-    fn push(&self, item: Outbound, defer: Option<&mut Defer<'_>>) -> Result<(), PushError> {
-        match defer {
-            Some(defer) => self.outbox.push_deferred(item, defer),
-            None => self.outbox.push(item),
-        }
-    }
 }
 
 /// The room hub.
@@ -264,19 +254,16 @@ impl Hub {
             })
             .clone();
         let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = members
-            .subscribers
-            .iter_mut()
-            .find(|s| s.conn == subscriber.conn)
-        {
-            *existing = subscriber;
+        let (user, outbox) = (subscriber.user.clone(), subscriber.outbox.clone());
+        let member = Member {
+            user: subscriber.user,
+            outbox: subscriber.outbox,
+        };
+        let Some(first) = members.join(member) else {
             return false;
-        }
-        let user = subscriber.user.clone();
-        let conn = subscriber.conn;
-        members.subscribers.push(subscriber);
+        };
         m::room_joined(1.0);
-        if members.add_local(&user) {
+        if first {
             self.local_presence(
                 &room,
                 &mut members,
@@ -284,7 +271,7 @@ impl Hub {
                 conversation,
                 &user,
                 true,
-                Some(conn),
+                Some(&outbox),
             );
         }
         true
@@ -304,10 +291,10 @@ impl Hub {
         conversation: &Arc<str>,
         user: &Arc<str>,
         online: bool,
-        skip_conn: Option<u64>,
+        skip: Option<&Arc<Outbox>>,
     ) {
         let now = Instant::now();
-        if let Some(gate) = members.presence_gates.get_mut(user)
+        if let Some(gate) = members.gate_mut(user)
             && now.duration_since(gate.at) < PRESENCE_WINDOW
         {
             if gate.flips < PRESENCE_FLIPS && !gate.held {
@@ -320,7 +307,7 @@ impl Hub {
                     conversation,
                     user,
                     online,
-                    skip_conn,
+                    skip,
                 );
                 return;
             }
@@ -350,24 +337,23 @@ impl Hub {
             conversation,
             user,
             online,
-            skip_conn,
+            skip,
         );
     }
 
-    /// Removes a connection from a room; drops the room when it empties, or when clustered,
+    /// Removes a connection (named by its outbox) from a room; drops the room when it empties, or when clustered,
     /// [`ROOM_LINGER`] later if it is still empty then.
-    pub fn unsubscribe(&self, tenant: &str, conversation: &str, conn: u64) {
+    pub fn unsubscribe(&self, tenant: &str, conversation: &str, outbox: &Arc<Outbox>) {
         let Some((key, room)) = self.room(tenant, conversation) else {
             return;
         };
         let now_empty = {
             let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(index) = members.subscribers.iter().position(|s| s.conn == conn) {
-                let gone = members.subscribers.remove(index);
+            if let Some((user, last)) = members.leave(outbox) {
                 m::room_joined(-1.0);
-                if members.remove_local(&gone.user) {
+                if last {
                     let conversation = &key.conversation;
-                    let user = &gone.user;
+                    let user = &user;
                     self.local_presence(
                         &room,
                         &mut members,
@@ -440,12 +426,8 @@ impl Hub {
             return Vec::new();
         };
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
-        let users: BTreeSet<&str> = members
-            .local
-            .keys()
-            .chain(members.remote.users())
-            .map(|u| &**u)
-            .collect();
+        let mut users = members.local_users();
+        users.extend(members.remote.users().map(|u| &**u));
         users.into_iter().map(str::to_owned).collect()
     }
 
@@ -460,7 +442,8 @@ impl Hub {
     ) -> Option<R> {
         let (_, room) = self.room(tenant, conversation)?;
         let members = room.members.read().unwrap_or_else(|e| e.into_inner());
-        Some(then(members.local.keys().map(|u| u.to_string()).collect()))
+        let users = members.local_users();
+        Some(then(users.into_iter().map(str::to_owned).collect()))
     }
 
     /// Another node reports a presence change in a conversation open here.
@@ -652,13 +635,13 @@ fn publish_presence(
     conversation: &Arc<str>,
     user: &str,
     online: bool,
-    skip_conn: Option<u64>,
+    skip: Option<&Arc<Outbox>>,
 ) {
     if let Some(fanout) = fanout {
         fanout.publish_presence(tenant, conversation, user, online);
     }
     if !members.remote.contains(user) {
-        members.announce(conversation, user, online, skip_conn);
+        members.announce(conversation, user, online, skip);
     }
 }
 
@@ -674,8 +657,8 @@ async fn flush_presence(
 ) {
     tokio::time::sleep_until(due.into()).await;
     let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
-    let online = members.local.contains_key(&user);
-    let Some(gate) = members.presence_gates.get_mut(&user) else {
+    let online = members.has_local(&user);
+    let Some(gate) = members.gate_mut(&user) else {
         return;
     };
     gate.held = false;

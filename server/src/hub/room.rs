@@ -2,7 +2,7 @@
 //! here and on other nodes.
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -10,9 +10,9 @@ use std::time::Instant;
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::ServerFrame;
 
-use super::{Ephemeral, Outbound, Subscriber};
+use super::{Ephemeral, Outbound};
 use crate::metrics as m;
-use crate::outbox::Defer;
+use crate::outbox::{Defer, Outbox, PushError};
 
 /// A room's identity: a conversation of a tenant. Rooms of two tenants never meet, even under
 /// one conversation id, so no request of another tenant can create or touch a room.
@@ -80,16 +80,49 @@ pub(super) struct Room {
     pub(super) members: RwLock<Members>,
 }
 
+/// A connection in a room: its user and its queue, 24 bytes. No connection id: a connection
+/// has one outbox, which the room holds, so the outbox's address names the connection here.
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) user: Arc<str>,
+    pub(super) outbox: Arc<Outbox>,
+}
+
+impl Member {
+    /// Whether this is the connection of `outbox`.
+    fn is(&self, outbox: &Arc<Outbox>) -> bool {
+        Arc::ptr_eq(&self.outbox, outbox)
+    }
+
+    /// Queues an item, waking the session now, or (with `defer`, for a busy connection) at the
+    /// write delay's next tick.
+    pub(super) fn push(
+        &self,
+        item: Outbound,
+        defer: Option<&mut Defer<'_>>,
+    ) -> Result<(), PushError> {
+        match defer {
+            Some(defer) => self.outbox.push_deferred(item, defer),
+            None => self.outbox.push(item),
+        }
+    }
+}
+
 /// A room's connections and who is online in it.
+///
+/// Every idle joined connection pays for its room's share of this, so it holds no map: the
+/// local users are the users of `subscribers` (a join or a leave already walks them to find
+/// the connection), and presence gates are kept only while they gate.
 #[derive(Debug, Default)]
 pub(super) struct Members {
-    pub(super) subscribers: Vec<Subscriber>,
-    /// Local connections per user (no zero entries).
-    pub(super) local: HashMap<Arc<str>, usize>,
+    /// The local connections, in the order they joined (the fan-out's order). Grown by an
+    /// eighth rather than doubled, and given back as the room empties ([`grow`], [`shrink`]).
+    pub(super) subscribers: Vec<Member>,
     /// Users other nodes report online here, with those nodes.
     pub(super) remote: Remote,
-    /// The local presence last published per user, for coalescing (see `Hub::local_presence`).
-    pub(super) presence_gates: HashMap<Arc<str>, PresenceGate>,
+    /// The local presence last published per user, while it still gates (see
+    /// `Hub::local_presence`): within its window, or held.
+    presence_gates: Vec<(Arc<str>, PresenceGate)>,
     /// Clustered: when the last subscriber left (the room lingers, see `ROOM_LINGER`).
     pub(super) emptied: Option<Instant>,
 }
@@ -106,28 +139,94 @@ pub(super) struct PresenceGate {
     pub(super) held: bool,
 }
 
+impl PresenceGate {
+    /// Whether the gate still matters at `now`: its window is open, or a flip is held.
+    fn gates(&self, now: Instant) -> bool {
+        self.held || now.duration_since(self.at) < super::PRESENCE_WINDOW
+    }
+}
+
+/// Makes room for one more entry: an eighth more (at least one), not `Vec`'s doubling, which
+/// leaves a room of 9 connections paying for 16. Joins pay a copy of the room's entries at
+/// most every eighth of its size; deliveries never.
+fn grow<T>(entries: &mut Vec<T>) {
+    if entries.len() == entries.capacity() {
+        entries.reserve_exact(entries.len() / 8 + 1);
+    }
+}
+
+/// After a removal: gives back the slack once it is more than the entries themselves (all of
+/// it when none is left).
+fn shrink<T>(entries: &mut Vec<T>) {
+    if entries.capacity() > 2 * entries.len() {
+        entries.shrink_to(entries.len() + entries.len() / 8);
+    }
+}
+
 impl Members {
-    /// Records that `user`'s local presence `online` was published at `now`; forgets gates
-    /// that no longer matter when they pile up (users who left long ago).
-    pub(super) fn gate_presence(&mut self, user: &Arc<str>, online: bool, now: Instant) {
-        if self.presence_gates.len() >= 64 && self.presence_gates.len() > 2 * self.local.len() {
-            self.presence_gates.retain(|_, gate| {
-                gate.held || now.duration_since(gate.at) < super::PRESENCE_WINDOW
-            });
+    /// Adds a connection (replacing an earlier entry of the same one). `None` when it was
+    /// already here, else whether it is its user's first connection here.
+    pub(super) fn join(&mut self, member: Member) -> Option<bool> {
+        if let Some(existing) = self.subscribers.iter_mut().find(|m| m.is(&member.outbox)) {
+            *existing = member;
+            return None;
         }
-        self.presence_gates.insert(
-            user.clone(),
-            PresenceGate {
-                online,
-                at: now,
-                flips: 1,
-                held: false,
-            },
-        );
+        let first = !self.has_local(&member.user);
+        grow(&mut self.subscribers);
+        self.subscribers.push(member);
+        Some(first)
+    }
+
+    /// Removes the connection of `outbox`: its user, and whether it was the user's last
+    /// connection here; `None` when it was not here.
+    pub(super) fn leave(&mut self, outbox: &Arc<Outbox>) -> Option<(Arc<str>, bool)> {
+        let index = self.subscribers.iter().position(|m| m.is(outbox))?;
+        let gone = self.subscribers.remove(index);
+        shrink(&mut self.subscribers);
+        let last = !self.has_local(&gone.user);
+        Some((gone.user, last))
+    }
+
+    /// Whether `user` has a connection here.
+    pub(super) fn has_local(&self, user: &str) -> bool {
+        self.subscribers.iter().any(|m| *m.user == *user)
+    }
+
+    /// The users with a connection here, each once, sorted.
+    pub(super) fn local_users(&self) -> BTreeSet<&str> {
+        self.subscribers.iter().map(|m| &*m.user).collect()
+    }
+
+    /// The presence gate of `user`, if one is kept.
+    pub(super) fn gate_mut(&mut self, user: &str) -> Option<&mut PresenceGate> {
+        self.presence_gates
+            .iter_mut()
+            .find(|(u, _)| **u == *user)
+            .map(|(_, gate)| gate)
+    }
+
+    /// Records that `user`'s local presence `online` was published at `now`; forgets the gates
+    /// that no longer gate (a gate past its window with nothing held is the same as none), so
+    /// an idle room keeps at most its last window's.
+    pub(super) fn gate_presence(&mut self, user: &Arc<str>, online: bool, now: Instant) {
+        self.presence_gates.retain(|(_, gate)| gate.gates(now));
+        let gate = PresenceGate {
+            online,
+            at: now,
+            flips: 1,
+            held: false,
+        };
+        if let Some(kept) = self.gate_mut(user) {
+            *kept = gate;
+        } else {
+            shrink(&mut self.presence_gates);
+            grow(&mut self.presence_gates);
+            self.presence_gates.push((user.clone(), gate));
+        }
     }
 
     fn is_online(&self, user: &str) -> bool {
-        self.local.contains_key(user) || self.remote.contains(user)
+        self.has_local(user) || self.remote.contains(user)
     }
 
     /// Queues an ephemeral frame for every subscriber but those `skip` picks; a full queue
@@ -137,7 +236,7 @@ impl Members {
         &self,
         frame: &Arc<Ephemeral>,
         mut defer: Option<Defer<'_>>,
-        skip: impl Fn(&Subscriber) -> bool,
+        skip: impl Fn(&Member) -> bool,
     ) {
         let mut delivered = 0u64;
         for sub in &self.subscribers {
@@ -152,34 +251,15 @@ impl Members {
         m::fanout_deliveries(delivered);
     }
 
-    /// Counts one more local connection of `user`; true when it is their first here.
-    pub(super) fn add_local(&mut self, user: &Arc<str>) -> bool {
-        let count = self.local.entry(user.clone()).or_insert(0);
-        *count += 1;
-        *count == 1
-    }
-
-    /// Counts one local connection of `user` less; true when it was their last here.
-    pub(super) fn remove_local(&mut self, user: &str) -> bool {
-        let Some(count) = self.local.get_mut(user) else {
-            return false;
-        };
-        *count -= 1;
-        if *count > 0 {
-            return false;
-        }
-        self.local.remove(user);
-        true
-    }
-
-    /// Sends a `presence` frame to the local connections that asked for them (but `skip_conn`,
-    /// or with no `skip_conn` the user's own). A full queue drops it, like any ephemeral frame.
+    /// Sends a `presence` frame to the local connections that asked for them (but the
+    /// connection of `skip`, or with no `skip` the user's own). A full queue drops it, like any
+    /// ephemeral frame.
     pub(super) fn announce(
         &self,
         conversation: &Arc<str>,
         user: &str,
         online: bool,
-        skip_conn: Option<u64>,
+        skip: Option<&Arc<Outbox>>,
     ) {
         let frame = ServerFrame::Presence {
             conversation: conversation.to_string(),
@@ -195,8 +275,8 @@ impl Members {
         });
         // Not deferred: presence changes are rare next to messages.
         self.push_ephemeral(&frame, None, |sub| {
-            let own = match skip_conn {
-                Some(conn) => sub.conn == conn,
+            let own = match skip {
+                Some(outbox) => sub.is(outbox),
                 None => *sub.user == *user,
             };
             own || !sub.outbox.wants_presence()
@@ -343,5 +423,121 @@ mod remote_tests {
     #[test]
     fn a_remote_pair_is_small() {
         assert_eq!(std::mem::size_of::<(Arc<str>, Arc<str>)>(), 32);
+    }
+}
+
+#[cfg(test)]
+mod members_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn member(user: &str) -> (Member, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(4));
+        let member = Member {
+            user: Arc::from(user),
+            outbox: outbox.clone(),
+        };
+        (member, outbox)
+    }
+
+    #[test]
+    fn a_member_is_small() {
+        assert_eq!(std::mem::size_of::<Member>(), 24);
+    }
+
+    #[test]
+    fn a_user_is_here_while_any_of_their_connections_is() {
+        let mut members = Members::default();
+        let (a1, out_a1) = member("alice");
+        let (a2, out_a2) = member("alice");
+        let (b, out_b) = member("bob");
+        assert_eq!(members.join(a1), Some(true), "alice's first");
+        assert_eq!(members.join(b), Some(true));
+        assert_eq!(members.join(a2), Some(false), "alice's second");
+        let again = Member {
+            user: Arc::from("alice"),
+            outbox: out_a1.clone(),
+        };
+        assert_eq!(members.join(again), None, "the same connection again");
+        let order: Vec<bool> = members.subscribers.iter().map(|m| m.is(&out_a1)).collect();
+        assert_eq!(order, [true, false, false], "join order kept");
+        assert_eq!(
+            members.local_users().into_iter().collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        let left = members
+            .leave(&out_a1)
+            .map(|(u, last)| (u.to_string(), last));
+        assert_eq!(
+            left,
+            Some(("alice".to_owned(), false)),
+            "alice is still here"
+        );
+        assert!(members.has_local("alice"));
+        assert!(members.leave(&out_a1).is_none(), "left already");
+        let left = members
+            .leave(&out_a2)
+            .map(|(u, last)| (u.to_string(), last));
+        assert_eq!(left, Some(("alice".to_owned(), true)), "alice's last");
+        assert!(!members.has_local("alice"));
+        assert!(members.leave(&out_b).is_some());
+        assert_eq!(
+            members.subscribers.capacity(),
+            0,
+            "an empty room keeps no buffer"
+        );
+    }
+
+    #[test]
+    fn a_room_grows_by_an_eighth_not_double() {
+        let mut members = Members::default();
+        let outboxes: Vec<_> = (0..100)
+            .map(|n| {
+                let (m, outbox) = member(&format!("u{n}"));
+                members.join(m);
+                outbox
+            })
+            .collect();
+        let capacity = members.subscribers.capacity();
+        assert!(
+            (100..=113).contains(&capacity),
+            "capacity {capacity} for 100"
+        );
+        for outbox in &outboxes[..80] {
+            members.leave(outbox);
+        }
+        let capacity = members.subscribers.capacity();
+        assert!((20..=40).contains(&capacity), "capacity {capacity} for 20");
+    }
+
+    #[test]
+    fn gates_are_kept_while_they_gate() {
+        let mut members = Members::default();
+        let start = Instant::now();
+        let (alice, bob, carol): (Arc<str>, Arc<str>, Arc<str>) =
+            ("alice".into(), "bob".into(), "carol".into());
+        members.gate_presence(&alice, true, start);
+        members.gate_presence(&bob, true, start);
+        if let Some(gate) = members.gate_mut(&bob) {
+            gate.held = true;
+        }
+        members.gate_presence(&carol, true, start + Duration::from_millis(500));
+        assert_eq!(members.presence_gates.len(), 3, "all within the window");
+        members.gate_presence(&carol, false, start + Duration::from_secs(2));
+        let kept: Vec<&str> = members.presence_gates.iter().map(|(u, _)| &**u).collect();
+        assert_eq!(
+            kept,
+            ["bob", "carol"],
+            "alice's gate ended; bob's holds a flip"
+        );
+        let carol_gate = members
+            .gate_mut(&carol)
+            .map(|gate| (gate.online, gate.flips));
+        assert_eq!(
+            carol_gate,
+            Some((false, 1)),
+            "carol's replaced, a new window"
+        );
     }
 }

@@ -81,7 +81,6 @@ async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
     }));
     assert!(hub.fanout().is_some_and(|f| f.is_connected()));
     let (a, rx_a) = subscriber(&hub, "a", 8);
-    let a_conn = a.conn;
     hub.subscribe(&tenant(), &"c".into(), a);
     hub.publish_rendered(vec![event("c", 1)]);
     assert_eq!(
@@ -135,7 +134,7 @@ async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
 
     // When the fan-out stops (its sender dropped), the hub's task lets the hub go.
     drop(inbound);
-    hub.unsubscribe("t", "c", a_conn);
+    hub.unsubscribe("t", "c", &rx_a);
     assert_eq!(recorder.take()[..], ["presence t/c a false"]);
     hub.close_lingering(Instant::now() + ROOM_LINGER);
     assert_eq!(recorder.take()[..], ["close t/c"]);
@@ -199,7 +198,6 @@ async fn rooms_of_two_tenants_never_meet_under_one_conversation_id() {
     let (a, rx_a) = subscriber(&hub, "a", 8);
     let (b, rx_b) = subscriber(&hub, "b", 8);
     a.outbox.enable_presence();
-    let b_conn = b.conn;
     hub.subscribe(&tenant(), &room, a);
     hub.subscribe(&"other".into(), &room, b);
     assert_eq!(hub.room_count(), 2);
@@ -214,9 +212,9 @@ async fn rooms_of_two_tenants_never_meet_under_one_conversation_id() {
     assert_eq!(hub.online("t", "c"), ["a"]);
     assert_eq!(hub.online("other", "c"), ["b"]);
     // Leaving one tenant's room does not touch the other's.
-    hub.unsubscribe("t", "c", b_conn);
+    hub.unsubscribe("t", "c", &rx_b);
     assert_eq!(hub.room_count(), 2);
-    hub.unsubscribe("other", "c", b_conn);
+    hub.unsubscribe("other", "c", &rx_b);
     assert_eq!(hub.room_count(), 1);
     assert_eq!(hub.online("other", "c"), Vec::<String>::new());
 }
@@ -235,8 +233,7 @@ async fn presence_is_the_union_of_local_connections_and_remote_nodes() {
     let room: Arc<str> = "c".into();
     let (watcher, rx) = subscriber(&hub, "w", 16);
     watcher.outbox.enable_presence();
-    let (bob, _rx_bob) = subscriber(&hub, "bob", 16);
-    let bob_conn = bob.conn;
+    let (bob, rx_bob) = subscriber(&hub, "bob", 16);
     hub.subscribe(&tenant(), &room, watcher);
     hub.subscribe(&tenant(), &room, bob);
     let online = presence_of(&rx).expect("bob online");
@@ -244,7 +241,7 @@ async fn presence_is_the_union_of_local_connections_and_remote_nodes() {
 
     // Bob is also on node n1: leaving here keeps him online.
     hub.remote_presence("t", "c", "n1", "bob", true);
-    hub.unsubscribe("t", "c", bob_conn);
+    hub.unsubscribe("t", "c", &rx_bob);
     assert_eq!(presence_of(&rx), None);
     assert_eq!(hub.online("t", "c"), vec!["bob", "w"]);
 
@@ -282,16 +279,14 @@ async fn ephemeral_frames_skip_the_sender_and_rooms_empty_out() {
     let room: Arc<str> = "c".into();
     let (a, rx_a) = subscriber(&hub, "a", 4);
     let (b, rx_b) = subscriber(&hub, "b", 4);
-    let a_conn = a.conn;
-    let b_conn = b.conn;
     hub.subscribe(&tenant(), &room, a);
     hub.subscribe(&tenant(), &room, b);
     hub.publish_ephemeral("t", "c", Utf8Bytes::from("typing"), Some("a"));
     assert!(rx_a.try_pop().is_none());
     assert!(matches!(rx_b.try_pop(), Some(Outbound::Ephemeral(_))));
-    hub.unsubscribe("t", "c", a_conn);
+    hub.unsubscribe("t", "c", &rx_a);
     assert_eq!(hub.room_count(), 1);
-    hub.unsubscribe("t", "c", b_conn);
+    hub.unsubscribe("t", "c", &rx_b);
     assert_eq!(hub.room_count(), 0);
 }
 
@@ -529,8 +524,7 @@ async fn a_clustered_room_lingers_after_its_last_member_leaves() {
         fanout: recorder.clone(),
         inbound: rx,
     }));
-    let (a, _rx_a) = subscriber(&hub, "a", 8);
-    let a_conn = a.conn;
+    let (a, rx_a) = subscriber(&hub, "a", 8);
     hub.subscribe(&tenant(), &"c".into(), a.clone());
     inbound
         .send(Inbound::Users {
@@ -552,7 +546,7 @@ async fn a_clustered_room_lingers_after_its_last_member_leaves() {
     recorder.take();
 
     let left = Instant::now();
-    hub.unsubscribe("t", "c", a_conn);
+    hub.unsubscribe("t", "c", &rx_a);
     assert_eq!(recorder.take(), ["presence t/c a false"]);
     hub.close_lingering(left + ROOM_LINGER / 2);
     assert_eq!(hub.room_count(), 1, "still lingering");
@@ -570,7 +564,7 @@ async fn a_clustered_room_lingers_after_its_last_member_leaves() {
     assert!(recorder.take().is_empty());
 
     // Left again: closed once it has lingered its full time since this leave.
-    hub.unsubscribe("t", "c", a_conn);
+    hub.unsubscribe("t", "c", &rx_a);
     let left = Instant::now();
     recorder.take();
     hub.close_lingering(left + ROOM_LINGER / 2);
@@ -584,9 +578,8 @@ async fn a_clustered_room_lingers_after_its_last_member_leaves() {
 #[test]
 fn a_single_nodes_room_closes_at_once() {
     let hub = Hub::new();
-    let (a, _rx) = subscriber(&hub, "a", 8);
-    let conn = a.conn;
+    let (a, rx) = subscriber(&hub, "a", 8);
     hub.subscribe(&tenant(), &"c".into(), a);
-    hub.unsubscribe("t", "c", conn);
+    hub.unsubscribe("t", "c", &rx);
     assert_eq!(hub.room_count(), 0);
 }

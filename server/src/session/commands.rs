@@ -227,7 +227,7 @@ impl Session {
                 if self.joined.remove(conversation.as_str()).is_some() {
                     state
                         .hub
-                        .unsubscribe(&user.tenant, &conversation, self.conn);
+                        .unsubscribe(&user.tenant, &conversation, &self.outbox);
                 }
                 Ok(Some(ServerFrame::Left {
                     reference,
@@ -294,7 +294,7 @@ impl Session {
                 if !already {
                     self.state
                         .hub
-                        .unsubscribe(&tenant, &conversation, self.conn);
+                        .unsubscribe(&tenant, &conversation, &self.outbox);
                 }
                 return Err(AppError::from(err).into());
             }

@@ -126,7 +126,9 @@ impl Session {
         if kind == EventKind::MemberRemoved && subject == Some(&*self.user.user) {
             self.joined.remove(conversation);
             let tenant = &self.user.tenant;
-            self.state.hub.unsubscribe(tenant, conversation, self.conn);
+            self.state
+                .hub
+                .unsubscribe(tenant, conversation, &self.outbox);
         }
     }
 
@@ -164,7 +166,9 @@ impl Session {
             Err(StoreError::NotMember | StoreError::NotFound(_)) => {
                 self.joined.remove(conversation);
                 let tenant = &self.user.tenant;
-                self.state.hub.unsubscribe(tenant, conversation, self.conn);
+                self.state
+                    .hub
+                    .unsubscribe(tenant, conversation, &self.outbox);
                 return Ok(0);
             }
             Err(err) => {
