@@ -52,7 +52,9 @@ done
 kill "$pid"; wait "$pid" 2>/dev/null || true
 rm -rf "$work"
 trap - EXIT
-# The kernel's price of one small loopback write: the floor of CPU per delivery.
+# The kernel's price of one small loopback write: the floor of CPU per delivery; and the disk's
+# price of a commit (write + fdatasync, in the temporary directory the servers' data went to):
+# the floor under a durable ack.
 "$bench" floor 2>"$out/floor.log" | grep '^{' >"$out/floor.json"
 
 node - "$out" <<'JS'
@@ -77,6 +79,10 @@ x = chat.traffic.latency.p99_ms; y = uchat.traffic.latency.p99_ms;
 row('chat delivery p99 (ms)', x, y, r(x, y), '≤ 2×', r(x, y) <= 2);
 x = chat.traffic.ack_latency.p99_ms;
 row('chat ack p99 (ms, durable)', x, uchat.traffic.ack_latency.p99_ms, null, '≤ 1 ms', x <= 1);
+const sync = read('floor.json').sync;
+if (sync) {
+  row("  … against the disk's sync floor (20 KiB + fdatasync, p99 ms)", x, sync.p99_ms, r(x, sync.p99_ms), '', null);
+}
 x = f600.traffic.deliveries_per_sec; y = u600.traffic.deliveries_per_sec;
 const p99ok = f600.traffic.latency.p99_ms < 100;
 row(`fan-out at 600k/s offered: deliveries/s (p99 ${f600.traffic.latency.p99_ms.toFixed(1)} / ${u600.traffic.latency.p99_ms.toFixed(1)} ms)`,
