@@ -473,7 +473,8 @@ pub struct Config {
         help_heading = "Search"
     )]
     pub search_dir: Option<PathBuf>,
-    /// How often new messages become searchable (the search index's commit interval).
+    /// How often new messages become searchable (the search index's commit interval, while
+    /// the index is searched: see `search_idle_after`).
     #[arg(long, env = "CONFAB_SEARCH_COMMIT_INTERVAL", default_value = "1s", value_name = "DURATION",
         value_parser = humantime::parse_duration, help_heading = "Search")]
     pub search_commit_interval: Duration,
