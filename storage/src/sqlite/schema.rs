@@ -40,7 +40,7 @@ const MIGRATIONS: &[Migration] = &[
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// How long a connection waits on a lock (a checkpoint, another process) before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// The first wait for a lock; each retry doubles it up to [`BUSY_MAX_SLEEP`].
 const BUSY_FIRST_SLEEP: Duration = Duration::from_micros(50);
 const BUSY_MAX_SLEEP: Duration = Duration::from_millis(1);

@@ -8,15 +8,23 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::job::BoxedJob;
+use super::turns::Turns;
 use crate::sqlite::cache::WriteCache;
 use crate::sqlite::checkpoint::{self, Checkpointer};
 use crate::sqlite::integrity::CommitHealth;
+use crate::sqlite::schema;
 use crate::{EventSink, StoredEvent};
+
+/// The write connection, and this process's turns at writing its file (`None` in memory).
+pub(super) struct Db {
+    pub(super) conn: Connection,
+    pub(super) turns: Option<Turns>,
+}
 
 /// The writer thread's loop; returns when the queue is closed and drained (stopping the
 /// checkpointer on the way out).
 pub(super) fn run(
-    mut conn: Connection,
+    db: Db,
     sink: &dyn EventSink,
     checkpointer: Option<Checkpointer>,
     mut cache: WriteCache,
@@ -24,6 +32,7 @@ pub(super) fn run(
     max_batch: usize,
     health: &CommitHealth,
 ) {
+    let Db { mut conn, turns } = db;
     let mut batch: Vec<BoxedJob> = Vec::with_capacity(max_batch);
     let commit_duration =
         metrics::histogram!(crate::metrics::COMMIT_DURATION, "backend" => "sqlite");
@@ -38,7 +47,15 @@ pub(super) fn run(
         }
         let mut events = Vec::new();
         let started = std::time::Instant::now();
-        let committed = commit_batch(&mut conn, &mut cache, &mut batch, &mut events);
+        // Held until the batch is committed or rolled back, not while it is published.
+        let turn = turns
+            .as_ref()
+            .map(|turns| turns.take(schema::BUSY_TIMEOUT))
+            .transpose();
+        let committed = match turn {
+            Ok(_turn) => commit_batch(&mut conn, &mut cache, &mut batch, &mut events),
+            Err(_) => Err(turn_timed_out()),
+        };
         commit_duration.record(started.elapsed().as_secs_f64());
         batch_jobs.record(batch.len() as f64);
         health.record(committed.as_ref().map(|_| ()));
@@ -160,6 +177,15 @@ fn batch_aborted(reason: String) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
         Some(reason),
+    )
+}
+
+/// Another process held the turn at writing the file past the busy timeout: the batch fails
+/// as SQLite's own lock would have it (`Busy`, retryable).
+fn turn_timed_out() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("another process held the database's write lock past the busy timeout".to_owned()),
     )
 }
 

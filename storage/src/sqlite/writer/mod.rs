@@ -14,11 +14,13 @@
 //!
 //! - `job`: a queued write, type-erased, and how its caller is answered.
 //! - `batch`: the thread's loop: a batch, its savepoints, the commit, the publication.
+//! - `turns`: turns at writing a file that other processes write too.
 
 mod batch;
 mod job;
 #[cfg(test)]
 mod tests;
+mod turns;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -192,11 +194,15 @@ fn spawn_thread(
     max_batch: usize,
     health: CommitHealth,
 ) -> Result<JoinHandle<()>> {
+    let turns = match conn.path() {
+        Some(path) if !path.is_empty() => Some(turns::Turns::open(std::path::Path::new(path))?),
+        _ => None,
+    };
     std::thread::Builder::new()
         .name("confab-sqlite-writer".to_owned())
         .spawn(move || {
             batch::run(
-                conn,
+                batch::Db { conn, turns },
                 sink.as_ref(),
                 checkpointer,
                 cache,
