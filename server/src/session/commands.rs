@@ -159,16 +159,7 @@ impl Session {
     /// Writes every answer already there, oldest first, then flushes once.
     pub(super) async fn write_acks<S: Socket>(&mut self, socket: &mut S) -> Result<(), ()> {
         let mut wrote = false;
-        while let Some(settled) = self.acks.take_ready() {
-            let frame = match settled {
-                Ok(ack) => ack,
-                Err((reference, err)) => {
-                    m::ws_error(err.code.as_str());
-                    err.into_frame(reference)
-                }
-            };
-            let text = encode(&frame).map_err(|_| ())?;
-            self.state.wire().sent(1, text.len() as u64);
+        while let Some(text) = self.next_ack()? {
             socket.feed(Message::Text(text)).await.map_err(|_| ())?;
             wrote = true;
         }
@@ -176,6 +167,23 @@ impl Session {
             socket.flush().await.map_err(|_| ())?;
         }
         Ok(())
+    }
+
+    /// The oldest send's answer as a frame to write, if it has one now (counted as sent).
+    pub(super) fn next_ack(&mut self) -> Result<Option<axum::extract::ws::Utf8Bytes>, ()> {
+        let Some(settled) = self.acks.take_ready() else {
+            return Ok(None);
+        };
+        let frame = match settled {
+            Ok(ack) => ack,
+            Err((reference, err)) => {
+                m::ws_error(err.code.as_str());
+                err.into_frame(reference)
+            }
+        };
+        let text = encode(&frame).map_err(|_| ())?;
+        self.state.wire().sent(1, text.len() as u64);
+        Ok(Some(text))
     }
 
     async fn dispatch<S: Socket>(

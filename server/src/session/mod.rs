@@ -530,11 +530,16 @@ impl Session {
                 biased;
                 why = &mut ended => return Exit::ended(why),
                 _ = self.acks.ready(), if !self.acks.is_empty() => {
-                    // Boxed: rare next to deliveries, like command handling.
-                    if Box::pin(self.write_acks(socket)).await.is_err() {
-                        return Exit::SocketError;
+                    // A queued delivery goes out with the answer, in one flush.
+                    if let Some(item) = outbox.try_pop() {
+                        item
+                    } else {
+                        // Boxed: rare next to deliveries, like command handling.
+                        if Box::pin(self.write_acks(socket)).await.is_err() {
+                            return Exit::SocketError;
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 // Deliveries before the client's side: polling a socket with nothing to read
                 // still registers its waker (tokio's lock on the socket's waiters, the

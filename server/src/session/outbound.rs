@@ -67,6 +67,19 @@ impl Session {
             }
         }
         self.state.wire().sent(sent, bytes);
+        // Answers that came meanwhile go out with the same flush: a sender's ack and the echo
+        // of its message are usually ready together (one system call rather than two).
+        while !self.acks.is_empty() {
+            ready(socket).await?;
+            match self.next_ack() {
+                Ok(Some(text)) => {
+                    start_send(socket, text)?;
+                    pending += 1;
+                }
+                Ok(None) => break,
+                Err(()) => return Err(Exit::SocketError),
+            }
+        }
         if pending > 0 {
             socket.flush().await.map_err(|_| Exit::SocketError)?;
         }

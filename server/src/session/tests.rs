@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -82,6 +82,8 @@ fn the_write_path_stays_small() {
 struct MemorySocket {
     incoming: mpsc::UnboundedReceiver<Message>,
     outgoing: mpsc::UnboundedSender<Message>,
+    /// Flushes so far (a real socket's system calls).
+    flushes: Arc<AtomicUsize>,
 }
 
 impl Stream for MemorySocket {
@@ -104,6 +106,7 @@ impl Sink<Message> for MemorySocket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
         Poll::Ready(Ok(()))
     }
 
@@ -116,17 +119,25 @@ impl Sink<Message> for MemorySocket {
 struct Client {
     to_server: mpsc::UnboundedSender<Message>,
     from_server: mpsc::UnboundedReceiver<Message>,
+    flushes: Arc<AtomicUsize>,
 }
 
 impl Client {
     fn pair() -> (Client, MemorySocket) {
         let (to_server, incoming) = mpsc::unbounded_channel();
         let (outgoing, from_server) = mpsc::unbounded_channel();
+        let flushes = Arc::new(AtomicUsize::new(0));
         let client = Client {
             to_server,
             from_server,
+            flushes: Arc::clone(&flushes),
         };
-        (client, MemorySocket { incoming, outgoing })
+        let socket = MemorySocket {
+            incoming,
+            outgoing,
+            flushes,
+        };
+        (client, socket)
     }
 
     fn send(&self, frame: Value) {
@@ -177,10 +188,13 @@ impl Client {
 struct LossySink {
     hub: Arc<Hub>,
     lose: AtomicU64,
+    /// Batches of events committed so far.
+    batches: AtomicU64,
 }
 
 impl EventSink for LossySink {
     fn publish(&self, mut events: Vec<StoredEvent>) {
+        self.batches.fetch_add(1, Ordering::SeqCst);
         let lose = self.lose.load(Ordering::SeqCst);
         events.retain(|event| event.seq != lose);
         self.hub.publish(events);
@@ -202,6 +216,7 @@ impl Server {
         let sink = Arc::new(LossySink {
             hub: hub.clone(),
             lose: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         });
         let store = SqliteStore::open(
             &dir.path().join("confab.db"),
@@ -593,4 +608,48 @@ async fn a_client_whose_queue_never_empties_is_still_read() {
     for _ in before_pong..queued {
         assert_eq!(alice.frame().await["type"], "typing");
     }
+}
+
+// Real clock: commits to SQLite. A sender's ack and the echo of its message are ready at about
+// the same time (the writer publishes, then answers); whichever wakes the session, both go out
+// in one flush. Made deterministic by holding the store's write turn (`confab.db-writer`, as
+// another node would) until the session has queued the send, then keeping this test's one
+// runtime thread busy until the commit is done, so that the session runs once with both ready.
+#[tokio::test]
+async fn an_ack_and_the_echo_of_its_message_go_out_in_one_flush() {
+    let server = Server::new(Config::default());
+    let (conversation, _) = server.conversation().await;
+    let mut alice = server.connect("alice").await;
+    alice.join(&conversation, None).await;
+    let turn = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(server._dir.path().join("confab.db-writer"))
+        .expect("the store's write lock file");
+    turn.lock().expect("another node's turn");
+
+    alice.send(
+        json!({"type": "send", "ref": "s1", "conversation": conversation,
+                      "client_msg_id": "s1", "body": "hello"}),
+    );
+    // The session reads the send and queues it; the writer waits for the turn.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = alice.flushes.load(Ordering::SeqCst);
+    let committed = server.sink.batches.load(Ordering::SeqCst);
+    turn.unlock().expect("the turn ends");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while server.sink.batches.load(Ordering::SeqCst) == committed {
+        assert!(std::time::Instant::now() < deadline, "no commit in time");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Published and answered right after the commit, on the writer's thread.
+    std::thread::sleep(Duration::from_millis(100));
+
+    let mut kinds = vec![
+        alice.frame().await["type"].as_str().map(str::to_owned),
+        alice.frame().await["type"].as_str().map(str::to_owned),
+    ];
+    kinds.sort();
+    assert_eq!(kinds, [Some("ack".to_owned()), Some("message".to_owned())]);
+    assert_eq!(alice.flushes.load(Ordering::SeqCst) - before, 1);
 }
