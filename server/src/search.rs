@@ -16,7 +16,7 @@
 //! highest seq, so which path delivers first, or twice, does not matter.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -518,13 +518,21 @@ fn run_indexer(index: &SearchIndex, events: &Receiver<Vec<IndexEvent>>, freshnes
         match events.recv_timeout(wait) {
             Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
+                // Dirty from when the events came, not from when they are applied: a commit
+                // stays due `period` after the first of them.
+                let received = Instant::now();
+                let since = *dirty_since.get_or_insert(received);
+                let due = freshness.period(received).saturating_sub(since.elapsed());
+                let (batch, ended) = gather(batch, events, GATHER.min(due));
                 match index.apply(&batch) {
                     Ok(changed) => crate::metrics::search_indexed(changed),
                     Err(err) => tracing::error!(error = %err, "cannot index events"),
                 }
-                let now = Instant::now();
-                dirty_since.get_or_insert(now);
-                freshness.applied(now);
+                freshness.applied(received);
+                if ended {
+                    commit(index, freshness);
+                    return;
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -537,6 +545,38 @@ fn run_indexer(index: &SearchIndex, events: &Receiver<Vec<IndexEvent>>, freshnes
             dirty_since = None;
         }
     }
+}
+
+/// How long the indexer lets events gather after the first of a batch before it applies them
+/// (less when a commit is due sooner). At 1,000 messages/s over many conversations the store
+/// commits them one or two at a time, and the indexer and tantivy's indexing thread each woke
+/// for every one: about 2 % of the node's CPU in wake-ups and scheduling alone. Gathered,
+/// they wake about 100 times a second at any rate. Searches see nothing later: a commit is
+/// due an interval after the events came, whenever they are applied.
+const GATHER: Duration = Duration::from_millis(10);
+/// Events past which a gathered batch is applied without taking more (a backlog is applied in
+/// pieces, not copied into one).
+const GATHER_MOST: usize = 4096;
+
+/// `first` and whatever else the feed brought after `wait` (a sleep: waking for each batch
+/// is what this saves), in order; and whether the feed has ended (the store closed). A
+/// search's wake-up (an empty batch) meanwhile waits for the end of the sleep.
+fn gather(
+    mut first: Vec<IndexEvent>,
+    events: &Receiver<Vec<IndexEvent>>,
+    wait: Duration,
+) -> (Vec<IndexEvent>, bool) {
+    if !wait.is_zero() {
+        std::thread::sleep(wait);
+    }
+    while first.len() < GATHER_MOST {
+        match events.try_recv() {
+            Ok(more) => first.extend(more),
+            Err(TryRecvError::Empty) => return (first, false),
+            Err(TryRecvError::Disconnected) => return (first, true),
+        }
+    }
+    (first, false)
 }
 
 fn commit(index: &SearchIndex, freshness: &Freshness) {
@@ -611,5 +651,54 @@ mod tests {
             };
             assert_eq!(stream_index_event(*read), index_event(&event), "seq {seq}");
         }
+    }
+
+    fn other(seq: u64) -> IndexEvent {
+        IndexEvent::Other {
+            conversation: "c".to_owned(),
+            seq,
+        }
+    }
+
+    fn seqs(batch: &[IndexEvent]) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|event| match event {
+                IndexEvent::Other { seq, .. } => *seq,
+                _ => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_indexer_takes_what_came_during_its_wait_in_one_batch_in_order() {
+        let (feed, events) = std::sync::mpsc::sync_channel(16);
+        let sending = std::thread::spawn(move || {
+            for seq in 2..=4 {
+                feed.send(vec![other(seq)]).expect("send");
+            }
+            feed
+        });
+        let feed = sending.join().expect("no panic");
+        let (batch, ended) = gather(vec![other(1)], &events, Duration::from_millis(1));
+        assert_eq!(seqs(&batch), [1, 2, 3, 4]);
+        assert!(!ended);
+        drop(feed);
+        let (batch, ended) = gather(vec![other(5)], &events, Duration::ZERO);
+        assert_eq!(seqs(&batch), [5]);
+        assert!(ended, "a closed feed ends the indexer");
+    }
+
+    #[test]
+    fn a_backlog_is_gathered_in_pieces() {
+        let (feed, events) = std::sync::mpsc::sync_channel(GATHER_MOST + 2);
+        for seq in 0..GATHER_MOST as u64 + 2 {
+            feed.send(vec![other(seq)]).expect("send");
+        }
+        let (batch, _) = gather(Vec::new(), &events, Duration::ZERO);
+        assert_eq!(batch.len(), GATHER_MOST);
+        let (rest, ended) = gather(Vec::new(), &events, Duration::ZERO);
+        assert_eq!(seqs(&rest), [GATHER_MOST as u64, GATHER_MOST as u64 + 1]);
+        assert!(!ended);
     }
 }
