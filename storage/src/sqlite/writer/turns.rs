@@ -167,6 +167,11 @@ fn wait_for_turns(shared: &Shared) {
             return;
         }
         served = state.asked;
+        if state.given_up >= served {
+            // Given up before this thread came to it: the writer may hold the lock by now
+            // (taken at once), and a turn taken here would be released under it.
+            continue;
+        }
         state.waiting = true;
         drop(state);
         let locked = shared.file.lock();
