@@ -2,7 +2,7 @@
 //!
 //! - `writer`: one thread owns the write connection and commits queued jobs in batches, each
 //!   job in its own savepoint (group commit: one fsync per batch, `synchronous=FULL`).
-//! - `cache`: what the writer remembers of conversations and members between appends.
+//! - `cache`: what the writer remembers of conversations (members, last seq) between appends.
 //! - `checkpoint`: a thread that copies the WAL back into the database file, so that the writer
 //!   does not.
 //! - `pool`: read-only WAL connections used from tokio's blocking pool.
