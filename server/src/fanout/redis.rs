@@ -642,6 +642,13 @@ async fn follow(
     let mut seen = std::collections::HashSet::new();
     if let Some(wanted) = changes.all {
         let wanted: std::collections::HashSet<String> = wanted.into_iter().collect();
+        // After the change log overflowed, any room still followed may have been closed and
+        // opened again unseen: sync them all, as after a reconnect. (On a fresh connection
+        // nothing is followed yet.)
+        for (channel, room) in followed.iter().filter(|(c, _)| wanted.contains(*c)) {
+            seen.insert(channel.clone());
+            rooms.push(room.clone());
+        }
         remove = followed
             .keys()
             .filter(|c| !wanted.contains(*c))
