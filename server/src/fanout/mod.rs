@@ -37,6 +37,14 @@ pub enum UsersTo<'a> {
     Node(&'a str),
 }
 
+/// This node's users in one room, for [`Fanout::publish_answers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomUsers<'a> {
+    pub tenant: &'a str,
+    pub conversation: &'a str,
+    pub users: Vec<String>,
+}
+
 /// Inbound messages waiting for the hub before the fan-out waits (see the module docs).
 pub const INBOUND_QUEUE: usize = 4096;
 
@@ -54,6 +62,19 @@ pub trait Fanout: Send + Sync + 'static {
     /// This node's users in a room: to every node following it, which answer with theirs
     /// ([`Inbound::Users`] with `answer` set), or as that answer to the node that asked.
     fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], to: UsersTo<'_>);
+    /// This node's users in several rooms, answering `node`'s syncs of them: one message per
+    /// shard rather than one per room (a node that opens many rooms at once, as in a reconnect
+    /// storm, would otherwise take one message per room from every other node of each).
+    fn publish_answers(&self, node: &str, answers: &[RoomUsers<'_>]) {
+        for answer in answers {
+            self.publish_users(
+                answer.tenant,
+                answer.conversation,
+                &answer.users,
+                UsersTo::Node(node),
+            );
+        }
+    }
     /// `user` of `tenant` has new user events: the other nodes nudge their connections of them.
     fn publish_user(&self, tenant: &str, user: &str);
     /// Whether each link to the other nodes is up now, in order: one per Redis shard. `/ready`
@@ -99,6 +120,12 @@ pub enum Inbound {
         node: String,
         users: Vec<String>,
         answer: bool,
+    },
+    /// `node`'s complete lists of users in several rooms (tenant, conversation, users): its
+    /// answers to this node's syncs.
+    Answers {
+        node: String,
+        rooms: Vec<(Arc<str>, Arc<str>, Vec<String>)>,
     },
     /// The fan-out now follows these rooms (tenant, conversation): tell the other nodes who is
     /// here, and ask who is there; and the rooms' sessions catch up from storage, for events

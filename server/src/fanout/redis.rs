@@ -15,10 +15,11 @@
 //! user's nudge goes to `confab:nodes` on the shard of that user, which every node subscribes
 //! to. Losing a shard therefore stops only its rooms' cross-node traffic and its users' nudges.
 //!
-//! Presence crosses nodes as control messages on the room channels: each node publishes its
-//! own per-room transitions (`presence`); a node that subscribes to a room asks it for a snapshot
-//! (`sync`, carrying its own users) and the others answer with theirs (`snapshot`) to the asker
-//! alone, on its own channel ([`wire::inbox`], on the room's shard so that order holds). Nodes beat on
+//! Presence crosses nodes as control messages on the room channels: a node that subscribes to a
+//! room asks it for a snapshot (`sync`, carrying its own users), and from then on publishes its
+//! own per-room transitions (`presence`); the others answer with theirs to the asker alone, on
+//! its own channel ([`wire::inbox`], on the room's shard so that order holds), all the syncs of
+//! one asker read together in one `snapshots` message per shard. Nodes beat on
 //! `confab:nodes` every [`BEAT`]; one silent for [`PEER_EXPIRY`] is dropped and its users go
 //! offline where no other node has them. A resubscription after an outage syncs that shard's
 //! open rooms again.
@@ -48,7 +49,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fanout, INBOUND_QUEUE, Inbound, Link, UsersTo};
+use super::{Fanout, INBOUND_QUEUE, Inbound, Link, RoomUsers, UsersTo};
 use crate::hub::{Delivered, Ephemeral};
 use crate::metrics::FANOUT_INBOUND_WAITS_TOTAL as INBOUND_WAITS_TOTAL;
 
@@ -237,12 +238,10 @@ impl RedisFanout {
             return None;
         }
         if header.message == MessageType::User {
-            let tenant = Arc::from(text);
-            let nudge = |user: Cow<'_, str>| Inbound::User {
-                tenant,
-                user: user.into_owned(),
-            };
-            return header.user.map(nudge).or_else(|| dropped("malformed"));
+            return nudge(shard, header, text);
+        }
+        if header.message == MessageType::Snapshots {
+            return self.receive_answers(shard, followed, &header, channel, text);
         }
         let Some(room) = self.room_channel(&header, channel) else {
             return dropped("malformed");
@@ -251,7 +250,7 @@ impl RedisFanout {
         let (tenant, conversation) = followed.get(room)?.clone();
         let node = || header.node.clone().into_owned();
         match header.message {
-            MessageType::Beat | MessageType::User => None,
+            MessageType::Beat | MessageType::User | MessageType::Snapshots => None,
             MessageType::Resync => Some(Inbound::Missed(vec![(tenant, conversation)])),
             MessageType::Event => {
                 let Some(kind) = header.kind else {
@@ -304,29 +303,57 @@ impl RedisFanout {
     }
 }
 
+impl RedisFanout {
+    /// Another node's answers to this node's syncs, on this node's own channel: the rooms
+    /// still followed, each with its users.
+    fn receive_answers(
+        &self,
+        shard: &Shard,
+        followed: &Followed,
+        header: &Header<'_>,
+        channel: &str,
+        text: &str,
+    ) -> Option<Inbound> {
+        let rooms = match wire::read_snapshots(text) {
+            Some(rooms) if channel == self.inbox => rooms,
+            _ => {
+                shard.dropped("malformed");
+                return None;
+            }
+        };
+        let rooms: Vec<_> = rooms
+            .into_iter()
+            .filter_map(|(room, users)| {
+                // Rooms closed here since the sync are left out.
+                let (tenant, conversation) = followed.get(&room)?.clone();
+                Some((tenant, conversation, users))
+            })
+            .collect();
+        (!rooms.is_empty()).then(|| Inbound::Answers {
+            node: header.node.clone().into_owned(),
+            rooms,
+        })
+    }
+}
+
 impl Fanout for RedisFanout {
     fn open_room(&self, tenant: &str, conversation: &str) {
         let shard = self.shard(tenant, conversation);
-        *shard
+        shard
             .wanted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(channel(tenant, conversation))
-            .or_default() += 1;
+            .open(channel(tenant, conversation));
         shard.changed.notify_one();
     }
 
     fn close_room(&self, tenant: &str, conversation: &str) {
         let shard = self.shard(tenant, conversation);
-        let mut wanted = shard.wanted.lock().unwrap_or_else(|e| e.into_inner());
-        let key = channel(tenant, conversation);
-        if let Some(count) = wanted.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                wanted.remove(&key);
-            }
-        }
-        drop(wanted);
+        shard
+            .wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .close(&channel(tenant, conversation));
         shard.changed.notify_one();
     }
 
@@ -385,6 +412,27 @@ impl Fanout for RedisFanout {
         }
     }
 
+    fn publish_answers(&self, node: &str, answers: &[RoomUsers<'_>]) {
+        // One message per shard, on the shard of every room it names: none of them can
+        // overtake this node's presence changes of its rooms published after it (the hub holds
+        // the rooms' locks meanwhile).
+        let mut by_shard: Vec<Vec<(String, &[String])>> = vec![Vec::new(); self.shards.len()];
+        for answer in answers {
+            let index = shard_of(answer.tenant, answer.conversation, self.shards.len());
+            if let Some(rooms) = by_shard.get_mut(index) {
+                rooms.push((channel(answer.tenant, answer.conversation), &answer.users));
+            }
+        }
+        let to = inbox(node);
+        let header = Header::new(&self.node, MessageType::Snapshots);
+        for (shard, rooms) in self.shards.iter().zip(by_shard) {
+            if rooms.is_empty() {
+                continue;
+            }
+            self.enqueue(shard, to.clone(), &header, &wire::snapshots_text(&rooms));
+        }
+    }
+
     fn publish_user(&self, tenant: &str, user: &str) {
         let header = Header {
             user: Some(Cow::Borrowed(user)),
@@ -403,6 +451,18 @@ impl Fanout for RedisFanout {
     fn close(&self) {
         self.stop.cancel();
     }
+}
+
+/// A user nudge received on `shard` (the tenant in `text`); `None` (counted) without its user.
+fn nudge(shard: &Shard, header: Header<'_>, text: &str) -> Option<Inbound> {
+    let Some(user) = header.user else {
+        shard.dropped("malformed");
+        return None;
+    };
+    Some(Inbound::User {
+        tenant: Arc::from(text),
+        user: user.into_owned(),
+    })
 }
 
 /// The header and text of a message received on `shard`; `None` (counted) when it is malformed
@@ -512,7 +572,7 @@ async fn run_subscriber(
     sink.subscribe(&[NODES_CHANNEL, fanout.inbox.as_str()])
         .await?;
     let mut followed = Followed::new();
-    if !follow(&mut sink, shard, inbound, &mut followed).await? {
+    if !follow(&mut sink, shard, inbound, &mut followed, true).await? {
         return Ok(Ended::Shutdown);
     }
     shard.set_connected(true);
@@ -549,7 +609,7 @@ async fn run_subscriber(
                 }
             }
             _ = shard.changed.notified() => {
-                if !follow(&mut sink, shard, inbound, &mut followed).await? {
+                if !follow(&mut sink, shard, inbound, &mut followed, false).await? {
                     return Ok(Ended::Shutdown);
                 }
             }
@@ -557,37 +617,73 @@ async fn run_subscriber(
     }
 }
 
-/// Subscribes to the shard's wanted rooms not followed yet and unsubscribes from the followed
-/// rooms no longer wanted (two set differences); then asks the hub to sync the new rooms with
-/// the other nodes (on a fresh connection that is every room of the shard, which recovers
-/// presence after an outage). False when the hub is gone.
+/// Subscribes to the rooms opened on the shard and not followed yet, and unsubscribes from the
+/// followed rooms no longer wanted; on a fresh connection (`all`) compares the whole wanted set
+/// instead. Then asks the hub to sync the new rooms with the other nodes (on a fresh connection
+/// that is every room of the shard, which recovers presence after an outage), and the rooms
+/// opened again here while still followed (closed and opened before this looked: a new room,
+/// whose presence the other nodes have yet to learn). Costs what changed, not the number of
+/// rooms followed. False when the hub is gone.
 async fn follow(
     sink: &mut redis::aio::PubSubSink,
     shard: &Shard,
     inbound: &mpsc::Sender<Inbound>,
     followed: &mut Followed,
+    all: bool,
 ) -> Result<bool, redis::RedisError> {
-    let wanted: std::collections::HashSet<String> = shard.wanted_channels().into_iter().collect();
-    let remove: Vec<String> = followed
-        .keys()
-        .filter(|c| !wanted.contains(*c))
-        .cloned()
-        .collect();
-    let add: Vec<String> = wanted
+    let changes = shard.take_changes(all);
+    let mut remove: Vec<String> = changes
+        .closed
         .into_iter()
-        .filter(|c| !followed.contains_key(c))
+        .filter(|c| followed.contains_key(c))
         .collect();
+    let mut add: Vec<String> = Vec::new();
+    let mut rooms: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(wanted) = changes.all {
+        let wanted: std::collections::HashSet<String> = wanted.into_iter().collect();
+        // After the change log overflowed, any room still followed may have been closed and
+        // opened again unseen: sync them all, as after a reconnect. (On a fresh connection
+        // nothing is followed yet.)
+        for (channel, room) in followed.iter().filter(|(c, _)| wanted.contains(*c)) {
+            seen.insert(channel.clone());
+            rooms.push(room.clone());
+        }
+        remove = followed
+            .keys()
+            .filter(|c| !wanted.contains(*c))
+            .cloned()
+            .collect();
+        add = wanted
+            .into_iter()
+            .filter(|c| !followed.contains_key(c))
+            .collect();
+        seen.extend(add.iter().cloned());
+    }
+    for channel in changes.opened {
+        if !seen.insert(channel.clone()) {
+            continue;
+        }
+        match followed.get(&channel) {
+            Some(room) => rooms.push(room.clone()),
+            None => add.push(channel),
+        }
+    }
+    remove.sort_unstable();
+    remove.dedup();
     if !remove.is_empty() {
         sink.unsubscribe(&remove).await?;
         for channel in &remove {
             followed.remove(channel);
         }
     }
-    if add.is_empty() {
+    if add.is_empty() && rooms.is_empty() {
         return Ok(true);
     }
-    sink.subscribe(&add).await?;
-    let mut rooms = Vec::with_capacity(add.len());
+    if !add.is_empty() {
+        sink.subscribe(&add).await?;
+    }
+    rooms.reserve(add.len());
     for channel in add {
         if let Some(room) = room_of(&channel) {
             rooms.push(room.clone());

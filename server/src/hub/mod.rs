@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::WriteDelay;
-use crate::fanout::{Fanout, Inbound, Link, UsersTo};
+use crate::fanout::{Fanout, Inbound, Link, RoomUsers, UsersTo};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use crate::people::People;
 use axum::extract::ws::Utf8Bytes;
@@ -637,7 +637,11 @@ fn publish_presence(
     online: bool,
     skip: Option<&Arc<Outbox>>,
 ) {
-    if let Some(fanout) = fanout {
+    // Until the room's users went out in a sync, that sync carries this change too: a delta
+    // now would cost each other node of the room one more message per join.
+    if let Some(fanout) = fanout
+        && members.announced
+    {
         fanout.publish_presence(tenant, conversation, user, online);
     }
     if !members.remote.contains(user) {
@@ -688,18 +692,32 @@ async fn inbound_loop(hub: Arc<Hub>, mut inbound: mpsc::Receiver<Inbound>) {
                 if received == 0 {
                     return;
                 }
+                let mut asked = Asked::default();
                 for item in batch.drain(..) {
-                    hub.apply(item);
+                    hub.apply_one(item, &mut asked);
                 }
+                hub.answer(asked);
             }
             _ = sweep.tick() => hub.close_lingering(Instant::now()),
         }
     }
 }
 
+/// The syncs of other nodes met in one inbound batch, to answer at its end: (asker, tenant,
+/// conversation).
+type Asked = Vec<(String, Arc<str>, Arc<str>)>;
+
 impl Hub {
-    /// Applies one message from the other nodes.
+    /// Applies one message from the other nodes (and answers it, if it asks).
+    #[cfg(test)]
     fn apply(&self, item: Inbound) {
+        let mut asked = Asked::default();
+        self.apply_one(item, &mut asked);
+        self.answer(asked);
+    }
+
+    /// Applies one message from the other nodes; the syncs to answer go to `asked`.
+    fn apply_one(&self, item: Inbound, asked: &mut Asked) {
         match item {
             Inbound::Event { tenant, event } => {
                 if let Some((_, room)) = self.room(&tenant, &event.conversation) {
@@ -731,12 +749,17 @@ impl Hub {
             } => {
                 self.remote_snapshot(&tenant, &conversation, &node, &users);
                 if answer {
-                    self.send_users(&tenant, &conversation, UsersTo::Node(&node));
+                    asked.push((node, tenant, conversation));
+                }
+            }
+            Inbound::Answers { node, rooms } => {
+                for (tenant, conversation, users) in &rooms {
+                    self.remote_snapshot(tenant, conversation, &node, users);
                 }
             }
             Inbound::Followed(rooms) => {
                 for (tenant, conversation) in &rooms {
-                    self.send_users(tenant, conversation, UsersTo::All);
+                    self.send_sync(tenant, conversation);
                 }
                 self.resync(&rooms);
             }
@@ -750,16 +773,69 @@ impl Hub {
         }
     }
 
-    /// Tells the other nodes this node's users in a room open here (asking back for theirs
-    /// with `ask_back`), under the room's lock: a presence change published after it cannot
-    /// overtake it.
-    fn send_users(&self, tenant: &str, conversation: &str, to: UsersTo<'_>) {
+    /// Answers the syncs of one inbound batch: to each asking node, its rooms' users in one
+    /// message per shard ([`Fanout::publish_answers`]) instead of one per room. The rooms'
+    /// locks are held until the answer is queued, so that no presence change of theirs
+    /// published after it can overtake it (every other path locks one room at a time, so
+    /// holding several here cannot deadlock).
+    fn answer(&self, mut asked: Asked) {
         let Some(fanout) = &self.fanout else {
             return;
         };
-        self.with_local_online(tenant, conversation, |users| {
-            fanout.publish_users(tenant, conversation, &users, to);
-        });
+        if asked.is_empty() {
+            return;
+        }
+        asked.sort_unstable();
+        // Each room once per asker: a room's lock is never taken twice here.
+        asked.dedup();
+        for group in asked.chunk_by(|a, b| a.0 == b.0) {
+            let node = &group[0].0;
+            let rooms: Vec<(RoomKey, Arc<Room>)> = group
+                .iter()
+                .filter_map(|(_, tenant, conversation)| self.room(tenant, conversation))
+                .collect();
+            let guards: Vec<_> = rooms
+                .iter()
+                .map(|(_, room)| room.members.read().unwrap_or_else(|e| e.into_inner()))
+                .collect();
+            let answers: Vec<RoomUsers<'_>> = rooms
+                .iter()
+                .zip(&guards)
+                .map(|((key, _), members)| RoomUsers {
+                    tenant: &key.tenant,
+                    conversation: &key.conversation,
+                    users: members
+                        .local_users()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                })
+                .collect();
+            if !answers.is_empty() {
+                fanout.publish_answers(node, &answers);
+            }
+            drop(guards);
+        }
+    }
+
+    /// Tells every other node following a room open here this node's users in it, asking
+    /// back for theirs, under the room's lock (a presence change published after it cannot
+    /// overtake it); marks the room announced: its later changes go as presence deltas.
+    fn send_sync(&self, tenant: &str, conversation: &str) {
+        let Some(fanout) = &self.fanout else {
+            return;
+        };
+        let Some((_, room)) = self.room(tenant, conversation) else {
+            return;
+        };
+        let mut members = room.members.write().unwrap_or_else(|e| e.into_inner());
+        members.announced = true;
+        let users: Vec<String> = members
+            .local_users()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        fanout.publish_users(tenant, conversation, &users, UsersTo::All);
     }
 }
 

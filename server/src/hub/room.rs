@@ -125,6 +125,10 @@ pub(super) struct Members {
     presence_gates: Vec<(Arc<str>, PresenceGate)>,
     /// Clustered: when the last subscriber left (the room lingers, see `ROOM_LINGER`).
     pub(super) emptied: Option<Instant>,
+    /// Clustered: this node's users here went to the other nodes in a `sync` (sent once the
+    /// fan-out follows the room), so a later change goes as a presence delta. Before that a
+    /// delta would be redundant: the sync carries the users as they are when it is sent.
+    pub(super) announced: bool,
 }
 
 /// The local presence of a user last published in a room.
@@ -261,6 +265,14 @@ impl Members {
         online: bool,
         skip: Option<&Arc<Outbox>>,
     ) {
+        // Most connections take no presence frames: then there is nothing to render.
+        if !self
+            .subscribers
+            .iter()
+            .any(|sub| sub.outbox.wants_presence())
+        {
+            return;
+        }
         let frame = ServerFrame::Presence {
             conversation: conversation.to_string(),
             user: user.to_owned(),

@@ -65,6 +65,13 @@ impl Fanout for Recorder {
     fn publish_users(&self, tenant: &str, conversation: &str, users: &[String], to: UsersTo<'_>) {
         self.record(format!("users {tenant}/{conversation} {users:?} {to:?}"));
     }
+    fn publish_answers(&self, node: &str, answers: &[RoomUsers<'_>]) {
+        let rooms: Vec<String> = answers
+            .iter()
+            .map(|a| format!("{}/{} {:?}", a.tenant, a.conversation, a.users))
+            .collect();
+        self.record(format!("answers {node} {rooms:?}"));
+    }
     fn links(&self) -> Vec<bool> {
         vec![true]
     }
@@ -83,10 +90,8 @@ async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
     let (a, rx_a) = subscriber(&hub, "a", 8);
     hub.subscribe(&tenant(), &"c".into(), a);
     hub.publish_rendered(vec![event("c", 1)]);
-    assert_eq!(
-        recorder.take(),
-        ["open t/c", "presence t/c a true", "event t/c 1"]
-    );
+    // No presence delta yet: the sync sent once the room is followed carries `a`.
+    assert_eq!(recorder.take(), ["open t/c", "event t/c 1"]);
     assert_eq!(seq_of(rx_a.try_pop()), Some(1));
 
     // From the other nodes, in order: an event, a sync request, the room followed.
@@ -126,9 +131,11 @@ async fn a_clustered_hub_owns_its_fanout_and_applies_what_it_hands_back() {
     })
     .await
     .expect("the hub answers");
+    let mut calls = recorder.take();
+    calls.sort();
     assert_eq!(
-        recorder.take(),
-        [r#"users t/c ["a"] Node("n1")"#, r#"users t/c ["a"] All"#]
+        calls,
+        [r#"answers n1 ["t/c [\"a\"]"]"#, r#"users t/c ["a"] All"#]
     );
     assert_eq!(hub.online("t", "c"), ["a", "bob"]);
 
@@ -526,6 +533,7 @@ async fn a_clustered_room_lingers_after_its_last_member_leaves() {
     }));
     let (a, rx_a) = subscriber(&hub, "a", 8);
     hub.subscribe(&tenant(), &"c".into(), a.clone());
+    hub.apply(Inbound::Followed(vec![(tenant(), "c".into())]));
     inbound
         .send(Inbound::Users {
             tenant: tenant(),
@@ -582,4 +590,78 @@ fn a_single_nodes_room_closes_at_once() {
     hub.subscribe(&tenant(), &"c".into(), a);
     hub.unsubscribe("t", "c", &rx);
     assert_eq!(hub.room_count(), 0);
+}
+
+/// A room's users go to the other nodes in the sync sent once the fan-out follows it; a
+/// presence delta before that would be a second message to every node of the room for the
+/// same news. After the sync, every change goes as a delta.
+#[test]
+fn presence_goes_out_as_deltas_only_once_the_room_was_synced() {
+    let recorder = Arc::new(Recorder::default());
+    let hub = Hub {
+        fanout: Some(recorder.clone()),
+        ..Hub::default()
+    };
+    let (a, rx_a) = subscriber(&hub, "a", 8);
+    let (b, rx_b) = subscriber(&hub, "b", 8);
+    hub.subscribe(&tenant(), &"c".into(), a);
+    hub.subscribe(&tenant(), &"c".into(), b);
+    hub.unsubscribe("t", "c", &rx_b);
+    assert_eq!(recorder.take(), ["open t/c"], "no delta before the sync");
+    hub.apply(Inbound::Followed(vec![(tenant(), "c".into())]));
+    assert_eq!(
+        recorder.take(),
+        [r#"users t/c ["a"] All"#],
+        "the sync says who is here now"
+    );
+    let (c, _rx_c) = subscriber(&hub, "c", 8);
+    hub.subscribe(&tenant(), &"c".into(), c);
+    hub.unsubscribe("t", "c", &rx_a);
+    assert_eq!(
+        recorder.take(),
+        ["presence t/c c true", "presence t/c a false"]
+    );
+}
+
+/// The syncs of one inbound batch are answered together: one call per asking node with all its
+/// rooms open here (each once), none for rooms not open here.
+#[test]
+fn syncs_of_one_batch_are_answered_once_per_asking_node() {
+    let recorder = Arc::new(Recorder::default());
+    let hub = Hub {
+        fanout: Some(recorder.clone()),
+        ..Hub::default()
+    };
+    for (user, conversation) in [("a", "c"), ("b", "d")] {
+        let (sub, _) = subscriber(&hub, user, 8);
+        hub.subscribe(&tenant(), &conversation.into(), sub);
+    }
+    recorder.take();
+    let sync = |node: &str, conversation: &str| Inbound::Users {
+        tenant: tenant(),
+        conversation: conversation.into(),
+        node: node.into(),
+        users: vec![format!("{node}-user")],
+        answer: true,
+    };
+    let mut asked = Asked::default();
+    for item in [
+        sync("n1", "c"),
+        sync("n2", "c"),
+        sync("n1", "d"),
+        sync("n1", "c"),
+        sync("n1", "not-open-here"),
+    ] {
+        hub.apply_one(item, &mut asked);
+    }
+    assert!(recorder.take().is_empty(), "answered at the batch's end");
+    hub.answer(asked);
+    assert_eq!(
+        recorder.take(),
+        [
+            r#"answers n1 ["t/c [\"a\"]", "t/d [\"b\"]"]"#,
+            r#"answers n2 ["t/c [\"a\"]"]"#,
+        ]
+    );
+    assert_eq!(hub.online("t", "c"), ["a", "n1-user", "n2-user"]);
 }

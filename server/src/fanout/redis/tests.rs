@@ -1,4 +1,5 @@
 use super::connect::reconnect_policy;
+use super::shard::Changes;
 use super::*;
 use confab_protocol::EventKind;
 
@@ -355,5 +356,111 @@ fn an_answer_on_the_own_channel_is_read_for_the_room_it_names() {
         lost.presence.len(),
         1,
         "a lost answer is repaired by syncing its room"
+    );
+}
+
+#[test]
+fn answers_to_one_node_go_in_one_message_per_shard_and_are_read_per_room() {
+    let mut receivers = Vec::new();
+    let shards = (0..3)
+        .map(|index| {
+            let (tx, rx) = mpsc::channel(8);
+            receivers.push(rx);
+            Shard::new(index, tx)
+        })
+        .collect();
+    let fanout = RedisFanout {
+        node: "me".into(),
+        inbox: inbox("me"),
+        shards,
+        peers: Mutex::new(HashMap::new()),
+        stop: CancellationToken::new(),
+    };
+    // c2 and c3 share shard 1, c4 is on shard 0 (PINNED in shard.rs).
+    let answers: Vec<RoomUsers<'_>> = ["c2", "c3", "c4"]
+        .iter()
+        .map(|conversation| RoomUsers {
+            tenant: "acme",
+            conversation,
+            users: vec![format!("{conversation}-user")],
+        })
+        .collect();
+    fanout.publish_answers("n1", &answers);
+    let (to, payload) = receivers[1].try_recv().expect("shard 1's answers");
+    assert_eq!(to, "confab!node:n1");
+    assert!(
+        receivers[1].try_recv().is_err(),
+        "one message for both rooms"
+    );
+    let (header, text) = split(&payload).expect("well formed");
+    assert_eq!(header.message, MessageType::Snapshots);
+    assert_eq!(
+        text,
+        r#"[["confab:acme:c2",["c2-user"]],["confab:acme:c3",["c3-user"]]]"#
+    );
+    assert!(receivers[0].try_recv().is_ok(), "shard 0's answer");
+    assert!(receivers[2].try_recv().is_err(), "nothing on shard 2");
+
+    // The asker reads the rooms it still follows, on its own channel only.
+    let asker = RedisFanout {
+        node: "n1".into(),
+        inbox: inbox("n1"),
+        ..fanout
+    };
+    let mut rooms = Followed::new();
+    rooms.insert("confab:acme:c2".into(), ("acme".into(), "c2".into()));
+    match asker.receive(&asker.shards[1], &rooms, "confab!node:n1", &payload) {
+        Some(Inbound::Answers { node, rooms }) => {
+            assert_eq!(node, "me");
+            let got: Vec<(&str, &str, &[String])> =
+                rooms.iter().map(|(t, c, u)| (&**t, &**c, &u[..])).collect();
+            assert_eq!(got, [("acme", "c2", &["c2-user".to_owned()][..])]);
+        }
+        other => panic!("expected answers, got {other:?}"),
+    }
+    assert!(
+        asker
+            .receive(&asker.shards[1], &rooms, "confab:acme:c2", &payload)
+            .is_none(),
+        "answers come on the asker's own channel only"
+    );
+    // A lost message of answers is repaired by syncing each of its rooms.
+    let mut lost = shard::Lost::default();
+    lost.note("confab!node:n1", &payload);
+    assert_eq!(lost.presence.len(), 2);
+}
+
+#[test]
+fn the_subscriber_is_told_what_changed_not_the_whole_set() {
+    let shard = Shard::new(0, mpsc::channel(1).0);
+    let open = |c: &str| shard.wanted.lock().expect("wanted").open(c.to_owned());
+    let close = |c: &str| shard.wanted.lock().expect("wanted").close(c);
+    open("confab:t:a");
+    open("confab:t:b");
+    let first = shard.take_changes(true);
+    let mut all = first
+        .all
+        .clone()
+        .expect("a fresh connection compares the whole set");
+    all.sort();
+    assert_eq!(all, ["confab:t:a", "confab:t:b"]);
+    assert_eq!(shard.take_changes(false), Changes::default(), "taken");
+
+    // The old room's close counted after the new room's open: the count never reaches 0, and
+    // the open alone says that the new room must sync.
+    open("confab:t:a");
+    close("confab:t:a");
+    // Opened and closed before the subscriber looked: not to subscribe to (its close is
+    // reported; `follow` leaves alone what it does not follow).
+    open("confab:t:c");
+    close("confab:t:c");
+    close("confab:t:b");
+    assert_eq!(
+        shard.take_changes(false),
+        Changes {
+            all: None,
+            opened: vec!["confab:t:a".into()],
+            closed: vec!["confab:t:c".into(), "confab:t:b".into()],
+        }
     );
 }

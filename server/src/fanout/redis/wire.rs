@@ -89,6 +89,11 @@ pub(super) enum MessageType {
     /// ([`inbox`]) with the room's channel in `room` (on the room's shard, so it cannot
     /// overtake the origin's presence changes published after it).
     Snapshot,
+    /// Answers to several `sync`s of one node in one message, on that node's own channel
+    /// ([`inbox`]) and on the shard of all the rooms it names: the text is a JSON array of
+    /// `[room channel, [users]]` pairs. Nodes older than this message drop it as malformed
+    /// (counted), so upgrade every node together.
+    Snapshots,
     /// The origin is alive (on [`NODES_CHANNEL`] of every shard).
     Beat,
     /// `user` of the tenant in the text has new user events (on [`NODES_CHANNEL`] of the
@@ -132,4 +137,14 @@ pub(super) fn room_of(channel: &str) -> Option<(Arc<str>, Arc<str>)> {
     let rest = channel.strip_prefix("confab:")?;
     let (tenant, conversation) = rest.rsplit_once(':')?;
     Some((tenant.into(), conversation.into()))
+}
+
+/// The text of a [`MessageType::Snapshots`]: (room channel, users) pairs.
+pub(super) fn snapshots_text(rooms: &[(String, &[String])]) -> String {
+    serde_json::to_string(rooms).unwrap_or_default()
+}
+
+/// The (room channel, users) pairs of a [`MessageType::Snapshots`]; `None` when malformed.
+pub(super) fn read_snapshots(text: &str) -> Option<Vec<(String, Vec<String>)>> {
+    serde_json::from_str(text).ok()
 }
