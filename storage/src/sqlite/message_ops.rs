@@ -7,9 +7,7 @@ use confab_protocol::{EventBody, EventKind};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::cache::WriteCache;
-use super::common::{
-    MessageMeta, next_change, next_seq, record_event, require_message_member, seq_to_sql,
-};
+use super::common::{MessageMeta, next_change, record_event, require_message_member, seq_to_sql};
 use crate::backend::MessageChange;
 use crate::record::{self, json_error, new_id, now_ms};
 use crate::rules;
@@ -47,7 +45,8 @@ pub(super) fn append_message(
     // Every check is above: from here on, an error means the batch is rolled back.
     let id = new_id();
     let ts = now_ms();
-    let seq = next_seq(conn, &new.conversation, ts)?;
+    // From the cache, which `member` filled above; taken once the row is stored.
+    let seq = cache.next_seq(&new.conversation)?;
     conn.prepare_cached(
         "INSERT INTO messages
              (id, tenant, conversation_id, seq, author, client_msg_id, body, reply_to, attachments, created_at)
@@ -65,6 +64,8 @@ pub(super) fn append_message(
         &attachments,
         ts,
     ))?;
+    // Any failure from here on has written, so it fails the batch and clears the cache.
+    cache.took_seq(&new.conversation, seq);
     cache.remember_sent(
         conn,
         &new.conversation,

@@ -34,7 +34,7 @@ pub(super) fn create_conversation(
     let now = now_ms();
     conn.prepare_cached(
         "INSERT INTO conversations
-             (id, tenant, kind, title, created_by, created_at, archived, last_seq, last_activity, direct_key)
+             (id, tenant, kind, title, created_by, created_at, archived, seq_floor, activity_floor, direct_key)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?6, ?7)",
     )?
     .execute((&id, &new.tenant, new.kind.as_str(), &new.title, &new.creator, now, &new.direct_key))?;

@@ -8,8 +8,8 @@ use confab_protocol::rest::{
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::common::{
-    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, event_message_at,
-    load_conversation, require_member, role_at, seq_at, seq_to_sql,
+    ACTIVITY_OF_C, CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, event_message_at,
+    last_seq_of_c, load_conversation, require_member, role_at, seq_at, seq_to_sql,
 };
 use crate::backend::{Events, EventsQuery};
 use crate::event_form;
@@ -119,8 +119,11 @@ pub(super) fn conversation(
 }
 
 pub(super) fn conversation_positions(conn: &Connection) -> Result<Vec<(String, String, u64)>> {
-    let mut statement =
-        conn.prepare_cached("SELECT tenant, id, last_seq FROM conversations ORDER BY tenant, id")?;
+    let mut statement = conn.prepare_cached(concat!(
+        "SELECT c.tenant, c.id, ",
+        last_seq_of_c!(),
+        " FROM conversations c ORDER BY c.tenant, c.id"
+    ))?;
     let positions = statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, seq_at(row, 2)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -139,7 +142,7 @@ pub(super) fn list_conversations(
                 AND x.author != mb.user_id AND x.deleted_at IS NULL)
          FROM members mb JOIN conversations c ON c.id = mb.conversation_id
          WHERE mb.tenant = ?1 AND mb.user_id = ?2 AND c.tenant = ?1
-         ORDER BY c.last_activity DESC, c.id DESC"
+         ORDER BY {ACTIVITY_OF_C} DESC, c.id DESC"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut summaries = statement
@@ -286,7 +289,11 @@ pub(super) fn events(conn: &Connection, query: &EventsQuery) -> Result<Events> {
         Some(user) => require_member(conn, tenant, conversation, user)?.0.last_seq,
         None => {
             let last_seq = conn
-                .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1 AND tenant = ?2")?
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    last_seq_of_c!(),
+                    " FROM conversations c WHERE c.id = ?1 AND c.tenant = ?2"
+                ))?
                 .query_row((conversation, tenant), |row| seq_at(row, 0))
                 .optional()?;
             rules::conversation_found(last_seq)?

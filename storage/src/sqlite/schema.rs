@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     sql(include_str!("../../migrations/0005_people.sql")),
     sql(include_str!("../../migrations/0006_user_events.sql")),
     sql(include_str!("../../migrations/0007_recent_queries.sql")),
+    sql(include_str!("../../migrations/0008_derived_seq.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
@@ -208,7 +209,7 @@ pub(super) fn seeded_for_tests() -> (tempfile::TempDir, Connection) {
     let mut conn = open_writer(&dir.path().join("db.sqlite")).expect("open");
     migrate(&mut conn).expect("migrate");
     conn.execute_batch(
-        "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_activity)
+        "INSERT INTO conversations (id, tenant, kind, created_by, created_at, activity_floor)
              VALUES ('c1', 't1', 'group', 'ann', 0, 0);
          INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
              VALUES ('t1', 'c1', 'ann', 'owner', 0);",
@@ -315,6 +316,137 @@ mod tests {
                 [],
             )
             .is_err()
+        );
+    }
+
+    /// A version-7 database: `c1` whose last seq is its last event's, and `c2` whose recorded
+    /// last seq (3) is above its events' (1), as a database with lost events could be.
+    fn version_7_database(path: &Path) {
+        let mut conn = open_writer(path).expect("open");
+        migrate_to(&mut conn, 7).expect("version 7");
+        conn.execute_batch(
+            "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_seq, last_activity)
+                 VALUES ('c1', 't1', 'group', 'ann', 0, 2, 2000),
+                        ('c2', 't1', 'group', 'ann', 0, 3, 5000),
+                        ('c3', 't1', 'group', 'ann', 4000, 0, 4000);
+             INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
+                 VALUES ('t1', 'c1', 'ann', 'owner', 0), ('t1', 'c2', 'ann', 'owner', 0),
+                        ('t1', 'c3', 'ann', 'owner', 4000);
+             INSERT INTO messages (id, tenant, conversation_id, seq, author, client_msg_id, body, created_at)
+                 VALUES ('m1', 't1', 'c1', 1, 'ann', 'x-1', 'first', 1000),
+                        ('m2', 't1', 'c1', 2, 'ann', 'x-2', 'second', 2000),
+                        ('m3', 't1', 'c2', 1, 'ann', 'x-3', 'third', 1000);
+             INSERT INTO events (conversation_id, seq, kind, ts, v, data)
+                 VALUES ('c1', 1, 'message', 1000, 1, NULL), ('c1', 2, 'message', 2000, 1, NULL),
+                        ('c2', 1, 'message', 1000, 1, NULL);",
+        )
+        .expect("version 7 rows");
+    }
+
+    fn new_message(conversation: &str, client_msg_id: &str) -> crate::NewMessage {
+        crate::NewMessage {
+            tenant: "t1".to_owned(),
+            conversation: conversation.to_owned(),
+            author: "ann".to_owned(),
+            client_msg_id: client_msg_id.to_owned(),
+            body: format!("ann says {client_msg_id}"),
+            reply_to: None,
+            attachments: Vec::new(),
+            repeat_only: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn version_7_seqs_and_activity_carry_over_to_version_8() {
+        use crate::Store;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        version_7_database(&path);
+        let store = super::super::SqliteStore::open(
+            &path,
+            std::sync::Arc::new(crate::NullSink),
+            super::super::SqliteOptions::default(),
+        )
+        .expect("open and migrate");
+        let order = |list: Vec<confab_protocol::rest::ConversationSummary>| {
+            list.into_iter()
+                .map(|summary| (summary.conversation.id, summary.conversation.last_seq))
+                .collect::<Vec<_>>()
+        };
+        // Listed by the activity version 7 recorded, with the seqs it recorded.
+        let listed = store.list_conversations("t1", "ann").await.expect("list");
+        assert_eq!(
+            order(listed),
+            [
+                ("c2".to_owned(), 3),
+                ("c3".to_owned(), 0),
+                ("c1".to_owned(), 2)
+            ]
+        );
+        // New seqs continue above both the events and the recorded last seq; distinct
+        // milliseconds keep the activity order unambiguous.
+        let tick = || tokio::time::sleep(Duration::from_millis(3));
+        let c2 = store
+            .append_message(new_message("c2", "y-1"))
+            .await
+            .expect("c2");
+        assert_eq!(c2.seq, 4);
+        tick().await;
+        let c1 = store
+            .append_message(new_message("c1", "y-2"))
+            .await
+            .expect("c1");
+        assert_eq!(c1.seq, 3);
+        tick().await;
+        let c3 = store
+            .append_message(new_message("c3", "y-3"))
+            .await
+            .expect("c3");
+        assert_eq!(c3.seq, 1);
+        let (events, last_seq) = store
+            .events_after("t1", "ann", "c1", 0, 10)
+            .await
+            .expect("events");
+        assert_eq!(last_seq, 3);
+        assert_eq!(
+            events.iter().map(|event| event.seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        // A repeat from before the migration is still answered with its original.
+        let repeat = store
+            .append_message(new_message("c1", "x-2"))
+            .await
+            .expect("repeat");
+        assert!(repeat.duplicate);
+        assert_eq!((repeat.id.as_str(), repeat.seq), ("m2", 2));
+        // The newest activity first: the appends just made, latest first.
+        let listed = store.list_conversations("t1", "ann").await.expect("list");
+        assert_eq!(
+            order(listed),
+            [
+                ("c3".to_owned(), 1),
+                ("c1".to_owned(), 3),
+                ("c2".to_owned(), 4)
+            ]
+        );
+        store.close().await.expect("close");
+        let conn = Connection::open(&path).expect("reopen");
+        assert_eq!(version(&conn).expect("version"), SCHEMA_VERSION);
+        let floors: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT id, seq_floor, activity_floor FROM conversations ORDER BY id")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            floors,
+            [
+                ("c1".to_owned(), 2, 2000),
+                ("c2".to_owned(), 3, 5000),
+                ("c3".to_owned(), 0, 4000)
+            ],
+            "the floors are what version 7 left, never written since"
         );
     }
 
