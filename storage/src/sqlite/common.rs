@@ -249,17 +249,19 @@ pub(super) fn member_counts(conn: &Connection, conversation: &str) -> Result<Mem
     Ok(MemberCounts { members, owners })
 }
 
-/// Stores a durable event in the current storage form and queues it for the sink.
+/// Stores a durable event in the current storage form and queues it for the sink. A `message`
+/// event gives its row's `pos` (`migrations/0009_message_pos.sql`), other events `None`.
 pub(super) fn record_event(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
     tenant: &str,
     event: NewEvent,
+    message_pos: Option<i64>,
 ) -> Result<()> {
     let data = event_form::encode(&event.body)?;
     conn.prepare_cached(
-        "INSERT INTO events (conversation_id, seq, kind, subject, ts, v, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (conversation_id, seq, kind, subject, ts, v, data, pos)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute((
         &event.conversation,
@@ -269,6 +271,7 @@ pub(super) fn record_event(
         event.ts,
         event_form::FORM_VERSION,
         &data,
+        message_pos,
     ))?;
     events.push(event.into_stored(tenant));
     Ok(())

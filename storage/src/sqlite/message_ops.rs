@@ -64,6 +64,7 @@ pub(super) fn append_message(
         &attachments,
         ts,
     ))?;
+    let pos = conn.last_insert_rowid();
     // Any failure from here on has written, so it fails the batch and clears the cache.
     cache.took_seq(&new.conversation, seq);
     cache.remember_sent(
@@ -71,7 +72,7 @@ pub(super) fn append_message(
         &new.conversation,
         &new.author,
         &new.client_msg_id,
-        conn.last_insert_rowid(),
+        pos,
     )?;
     // The event keeps no text: the row just written has it (see `event_form`).
     let tenant = new.tenant.clone();
@@ -80,6 +81,7 @@ pub(super) fn append_message(
         events,
         &tenant,
         record::message(new, id.clone(), seq, ts),
+        Some(pos),
     )?;
     Ok(Appended {
         id,
@@ -102,7 +104,7 @@ pub(super) fn edit_message(
     keep_posted_text(conn, &message, id)?;
     conn.prepare_cached("UPDATE messages SET body = ?1, edited_at = ?2 WHERE id = ?3")?
         .execute((&body, change.ts, id))?;
-    record_event(conn, events, tenant, change.message_edited(id, body))?;
+    record_event(conn, events, tenant, change.message_edited(id, body), None)?;
     Ok(change.seq)
 }
 
@@ -127,7 +129,7 @@ pub(super) fn delete_message(
     // A deleted message has no reactions; message_deleted tells clients to drop them too.
     conn.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
         .execute([id])?;
-    record_event(conn, events, tenant, change.message_deleted(id))?;
+    record_event(conn, events, tenant, change.message_deleted(id), None)?;
     Ok(Some(change.seq))
 }
 
@@ -151,7 +153,7 @@ pub(super) fn add_reaction(
         return Ok(None);
     }
     let change = next_change(conn, &message.conversation, by, ts)?;
-    record_event(conn, events, tenant, change.reaction(id, emoji, true))?;
+    record_event(conn, events, tenant, change.reaction(id, emoji, true), None)?;
     Ok(Some(change.seq))
 }
 
@@ -173,7 +175,13 @@ pub(super) fn remove_reaction(
         return Ok(None);
     }
     let change = next_change(conn, &message.conversation, by, now_ms())?;
-    record_event(conn, events, tenant, change.reaction(id, emoji, false))?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        change.reaction(id, emoji, false),
+        None,
+    )?;
     Ok(Some(change.seq))
 }
 

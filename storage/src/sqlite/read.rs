@@ -137,8 +137,8 @@ pub(super) fn list_conversations(
 ) -> Result<Vec<ConversationSummary>> {
     let sql = format!(
         "SELECT {CONVERSATION_COLUMNS}, mb.role, mb.read_seq,
-             (SELECT count(*) FROM messages x
-              WHERE x.conversation_id = c.id AND x.seq > mb.read_seq
+             (SELECT count(*) FROM events xe JOIN messages x ON x.pos = xe.pos
+              WHERE xe.conversation_id = c.id AND xe.seq > mb.read_seq
                 AND x.author != mb.user_id AND x.deleted_at IS NULL)
          FROM members mb JOIN conversations c ON c.id = mb.conversation_id
          WHERE mb.tenant = ?1 AND mb.user_id = ?2 AND c.tenant = ?1
@@ -158,9 +158,9 @@ pub(super) fn list_conversations(
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m
-         WHERE m.conversation_id = ?1 AND m.deleted_at IS NULL
-         ORDER BY m.seq DESC LIMIT 1"
+        "SELECT {MESSAGE_COLUMNS} FROM events e JOIN messages m ON m.pos = e.pos
+         WHERE e.conversation_id = ?1 AND m.deleted_at IS NULL
+         ORDER BY e.seq DESC LIMIT 1"
     );
     let mut last = conn.prepare_cached(&sql)?;
     let mut last_messages = Vec::new();
@@ -255,9 +255,9 @@ pub(super) fn messages(
     let forward = query.after.is_some();
     let order = if forward { "ASC" } else { "DESC" };
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m
-         WHERE m.conversation_id = ?1 AND m.seq > ?2 AND m.seq < ?3
-         ORDER BY m.seq {order} LIMIT ?4"
+        "SELECT {MESSAGE_COLUMNS} FROM events e JOIN messages m ON m.pos = e.pos
+         WHERE e.conversation_id = ?1 AND e.seq > ?2 AND e.seq < ?3
+         ORDER BY e.seq {order} LIMIT ?4"
     );
     let after = query.after.map_or(0, seq_to_sql);
     let mut rows = conn
@@ -310,13 +310,12 @@ fn events_from(
     after: u64,
     limit: u32,
 ) -> Result<Vec<StoredEvent>> {
-    // A `message` event is read with its message's row, which holds its text.
+    // A `message` event is read with its message's row (by `pos`), which holds its text.
     let mut statement = conn.prepare_cached(
         "SELECT e.seq, e.kind, e.ts, e.v, e.data,
                 m.id, m.author, m.body, m.client_msg_id, m.reply_to, m.attachments
          FROM events e
-         LEFT JOIN messages m
-           ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+         LEFT JOIN messages m ON m.pos = e.pos
          WHERE e.conversation_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
     )?;
     let mut rows = statement.query((conversation, seq_to_sql(after), i64::from(limit)))?;

@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     sql(include_str!("../../migrations/0006_user_events.sql")),
     sql(include_str!("../../migrations/0007_recent_queries.sql")),
     sql(include_str!("../../migrations/0008_derived_seq.sql")),
+    sql(include_str!("../../migrations/0009_message_pos.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
@@ -357,7 +358,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn version_7_seqs_and_activity_carry_over_to_version_8() {
+    async fn version_7_seqs_activity_and_messages_carry_over() {
         use crate::Store;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db.sqlite");
@@ -412,6 +413,41 @@ mod tests {
             events.iter().map(|event| event.seq).collect::<Vec<_>>(),
             [1, 2, 3]
         );
+        // Messages from before the migration are found through their events' `pos`: in
+        // history, in the events a resume replays (with their text), and to edit.
+        let page = crate::PageQuery {
+            limit: 10,
+            ..crate::PageQuery::default()
+        };
+        let history = store.messages("t1", "ann", "c1", page).await.expect("page");
+        let bodies: Vec<(&str, u64)> = history
+            .messages
+            .iter()
+            .map(|message| (message.body.as_str(), message.seq))
+            .collect();
+        assert_eq!(bodies, [("first", 1), ("second", 2), ("ann says y-2", 3)]);
+        let texts: Vec<String> = events
+            .iter()
+            .map(|event| match &event.body {
+                crate::EventBody::Message(posted) => posted.body.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, ["first", "second", "ann says y-2"]);
+        tick().await;
+        let edited = store
+            .edit_message("t1", "ann", "m1", "first, edited".to_owned())
+            .await
+            .expect("edit");
+        assert_eq!(edited, 4);
+        let (replayed, _) = store
+            .events_after("t1", "ann", "c1", 0, 1)
+            .await
+            .expect("events");
+        assert!(
+            matches!(&replayed[0].body, crate::EventBody::Message(posted) if posted.body == "first"),
+            "the message event keeps the text it was posted with: {replayed:?}"
+        );
         // A repeat from before the migration is still answered with its original.
         let repeat = store
             .append_message(new_message("c1", "x-2"))
@@ -419,13 +455,13 @@ mod tests {
             .expect("repeat");
         assert!(repeat.duplicate);
         assert_eq!((repeat.id.as_str(), repeat.seq), ("m2", 2));
-        // The newest activity first: the appends just made, latest first.
+        // The newest activity first: the edit and the appends just made, latest first.
         let listed = store.list_conversations("t1", "ann").await.expect("list");
         assert_eq!(
             order(listed),
             [
+                ("c1".to_owned(), 4),
                 ("c3".to_owned(), 1),
-                ("c1".to_owned(), 3),
                 ("c2".to_owned(), 4)
             ]
         );
@@ -448,6 +484,14 @@ mod tests {
             ],
             "the floors are what version 7 left, never written since"
         );
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_list('messages') ORDER BY name")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(indexes.len(), 1, "only the id is indexed: {indexes:?}");
     }
 
     #[test]
