@@ -357,6 +357,22 @@ mod tests {
         }
     }
 
+    /// The conversations `ann` lists, in order, with their last seqs.
+    async fn listed(store: &super::super::SqliteStore) -> Vec<(String, u64)> {
+        use crate::Store;
+        let list = store.list_conversations("t1", "ann").await.expect("list");
+        list.into_iter()
+            .map(|summary| (summary.conversation.id, summary.conversation.last_seq))
+            .collect()
+    }
+
+    fn pairs(expected: [(&str, u64); 3]) -> Vec<(String, u64)> {
+        expected
+            .into_iter()
+            .map(|(id, seq)| (id.to_owned(), seq))
+            .collect()
+    }
+
     #[tokio::test]
     async fn version_7_seqs_activity_and_messages_carry_over() {
         use crate::Store;
@@ -369,72 +385,73 @@ mod tests {
             super::super::SqliteOptions::default(),
         )
         .expect("open and migrate");
-        let order = |list: Vec<confab_protocol::rest::ConversationSummary>| {
-            list.into_iter()
-                .map(|summary| (summary.conversation.id, summary.conversation.last_seq))
-                .collect::<Vec<_>>()
-        };
         // Listed by the activity version 7 recorded, with the seqs it recorded.
-        let listed = store.list_conversations("t1", "ann").await.expect("list");
         assert_eq!(
-            order(listed),
-            [
-                ("c2".to_owned(), 3),
-                ("c3".to_owned(), 0),
-                ("c1".to_owned(), 2)
-            ]
+            listed(&store).await,
+            pairs([("c2", 3), ("c3", 0), ("c1", 2)])
         );
         // New seqs continue above both the events and the recorded last seq; distinct
         // milliseconds keep the activity order unambiguous.
-        let tick = || tokio::time::sleep(Duration::from_millis(3));
-        let c2 = store
-            .append_message(new_message("c2", "y-1"))
+        let mut seqs = Vec::new();
+        for (conversation, key) in [("c2", "y-1"), ("c1", "y-2"), ("c3", "y-3")] {
+            let sent = store
+                .append_message(new_message(conversation, key))
+                .await
+                .expect("append");
+            seqs.push(sent.seq);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        assert_eq!(seqs, [4, 3, 1]);
+        old_messages_are_read_and_edited(&store).await;
+        // A repeat from before the migration is still answered with its original.
+        let repeat = store
+            .append_message(new_message("c1", "x-2"))
             .await
-            .expect("c2");
-        assert_eq!(c2.seq, 4);
-        tick().await;
-        let c1 = store
-            .append_message(new_message("c1", "y-2"))
-            .await
-            .expect("c1");
-        assert_eq!(c1.seq, 3);
-        tick().await;
-        let c3 = store
-            .append_message(new_message("c3", "y-3"))
-            .await
-            .expect("c3");
-        assert_eq!(c3.seq, 1);
+            .expect("repeat");
+        assert!(repeat.duplicate);
+        assert_eq!((repeat.id.as_str(), repeat.seq), ("m2", 2));
+        // The newest activity first: the edit and the appends just made, latest first.
+        assert_eq!(
+            listed(&store).await,
+            pairs([("c1", 4), ("c3", 1), ("c2", 4)])
+        );
+        store.close().await.expect("close");
+        floors_are_kept_and_one_index_is_left(&path);
+    }
+
+    /// Messages from before the migration are found through their events' `pos`: in history,
+    /// in the events a resume replays (with their text), and to edit (`c1`: seq 3 is new).
+    async fn old_messages_are_read_and_edited(store: &super::super::SqliteStore) {
+        use crate::Store;
         let (events, last_seq) = store
             .events_after("t1", "ann", "c1", 0, 10)
             .await
             .expect("events");
         assert_eq!(last_seq, 3);
-        assert_eq!(
-            events.iter().map(|event| event.seq).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        // Messages from before the migration are found through their events' `pos`: in
-        // history, in the events a resume replays (with their text), and to edit.
+        let texts: Vec<(u64, String)> = events
+            .iter()
+            .map(|event| match &event.body {
+                crate::EventBody::Message(posted) => (event.seq, posted.body.clone()),
+                other => (event.seq, format!("{other:?}")),
+            })
+            .collect();
+        let expected = [(1, "first"), (2, "second"), (3, "ann says y-2")];
+        let expected: Vec<(u64, String)> = expected
+            .into_iter()
+            .map(|(seq, text)| (seq, text.to_owned()))
+            .collect();
+        assert_eq!(texts, expected);
         let page = crate::PageQuery {
             limit: 10,
             ..crate::PageQuery::default()
         };
         let history = store.messages("t1", "ann", "c1", page).await.expect("page");
-        let bodies: Vec<(&str, u64)> = history
+        let bodies: Vec<(u64, String)> = history
             .messages
-            .iter()
-            .map(|message| (message.body.as_str(), message.seq))
+            .into_iter()
+            .map(|message| (message.seq, message.body))
             .collect();
-        assert_eq!(bodies, [("first", 1), ("second", 2), ("ann says y-2", 3)]);
-        let texts: Vec<String> = events
-            .iter()
-            .map(|event| match &event.body {
-                crate::EventBody::Message(posted) => posted.body.clone(),
-                other => format!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(texts, ["first", "second", "ann says y-2"]);
-        tick().await;
+        assert_eq!(bodies, expected);
         let edited = store
             .edit_message("t1", "ann", "m1", "first, edited".to_owned())
             .await
@@ -448,25 +465,10 @@ mod tests {
             matches!(&replayed[0].body, crate::EventBody::Message(posted) if posted.body == "first"),
             "the message event keeps the text it was posted with: {replayed:?}"
         );
-        // A repeat from before the migration is still answered with its original.
-        let repeat = store
-            .append_message(new_message("c1", "x-2"))
-            .await
-            .expect("repeat");
-        assert!(repeat.duplicate);
-        assert_eq!((repeat.id.as_str(), repeat.seq), ("m2", 2));
-        // The newest activity first: the edit and the appends just made, latest first.
-        let listed = store.list_conversations("t1", "ann").await.expect("list");
-        assert_eq!(
-            order(listed),
-            [
-                ("c1".to_owned(), 4),
-                ("c3".to_owned(), 1),
-                ("c2".to_owned(), 4)
-            ]
-        );
-        store.close().await.expect("close");
-        let conn = Connection::open(&path).expect("reopen");
+    }
+
+    fn floors_are_kept_and_one_index_is_left(path: &Path) {
+        let conn = Connection::open(path).expect("reopen");
         assert_eq!(version(&conn).expect("version"), SCHEMA_VERSION);
         let floors: Vec<(String, i64, i64)> = conn
             .prepare("SELECT id, seq_floor, activity_floor FROM conversations ORDER BY id")
