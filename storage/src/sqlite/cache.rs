@@ -8,9 +8,9 @@
 //!
 //! **Last seqs.** The last seq of each conversation remembered, read with it (a seq is its
 //! event's, see `migrations/0008_derived_seq.sql`); an append takes the next one from here and
-//! moves it once its event is stored. Only appends take seqs while it is remembered (other jobs
-//! run after [`WriteCache::forget_members`]), and an append that fails after storing anything
-//! fails its batch, which clears the cache.
+//! moves it once its message row is stored. Only appends take seqs while it is remembered (other
+//! jobs run after [`WriteCache::forget_members`]), and an append that fails after storing
+//! anything fails its batch, which clears the cache.
 //!
 //! **Client ids not merged yet.** A repeated `client_msg_id` is answered with the original
 //! message, forever. The ids of messages up to `dedupe_state.merged_pos` are in the sorted
@@ -297,7 +297,7 @@ impl WriteCache {
         Ok(entry.last_seq + 1)
     }
 
-    /// Records that the event at `seq` of `conversation` is stored.
+    /// Records that `seq` of `conversation` is taken (its message row is stored).
     pub(super) fn took_seq(&mut self, conversation: &str, seq: u64) {
         if let Some(entry) = self.conversations.get_mut(conversation) {
             entry.last_seq = seq;
