@@ -338,6 +338,73 @@ async fn two_writers_on_one_file_see_each_others_client_ids() {
     second.close().await.expect("close");
 }
 
+/// Seqs come from the events (and each writer's memory of them, forgotten when another
+/// process commits): two writers on one file interleaving appends and other changes still hand
+/// out every seq once, in order, and both report the same last seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_file_take_seqs_in_turn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, _) = open(dir.path(), SqliteOptions::default());
+    let (second, _) = open(dir.path(), SqliteOptions::default());
+    let id = group(&first, "alice", &["bob"]).await;
+    let mut seqs = Vec::new();
+    for n in 0..6 {
+        let (store, other) = if n % 2 == 0 {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        // Twice in a row on one writer (its remembered seq), then once on the other.
+        for k in 0..2 {
+            let sent = store
+                .append_message(message(&id, "bob", &format!("m{n}-{k}")))
+                .await
+                .expect("append");
+            seqs.push(sent.seq);
+        }
+        let edited = other
+            .edit_message(
+                TENANT,
+                "bob",
+                &sent_id(store, &id).await,
+                format!("edit {n}"),
+            )
+            .await
+            .expect("edit on the other writer");
+        seqs.push(edited);
+    }
+    assert_eq!(seqs, (1..=18).collect::<Vec<u64>>());
+    for store in [&first, &second] {
+        let (events, last_seq) = store
+            .events_after(TENANT, "alice", &id, 0, 100)
+            .await
+            .expect("events");
+        assert_eq!(last_seq, 18);
+        let got: Vec<u64> = events.iter().map(|event| event.seq).collect();
+        assert_eq!(got, seqs);
+        let conversation = store
+            .conversation(TENANT, "alice", &id)
+            .await
+            .expect("conversation");
+        assert_eq!(conversation.last_seq, 18);
+    }
+    first.close().await.expect("close");
+    second.close().await.expect("close");
+}
+
+/// The id of the latest message of `conversation`.
+async fn sent_id(store: &DynStore, conversation: &str) -> String {
+    let page = PageQuery {
+        limit: 1,
+        ..PageQuery::default()
+    };
+    let latest = store
+        .messages(TENANT, "alice", conversation, page)
+        .await
+        .expect("page");
+    latest.messages[0].id.clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_leaves_an_empty_log() {
     let dir = tempfile::tempdir().expect("tempdir");

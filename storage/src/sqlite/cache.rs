@@ -6,6 +6,12 @@
 //! `Writer::enqueue_checked`) fill it, and they change none of it; it is forgotten before any other
 //! job runs (those may add or remove members, or archive).
 //!
+//! **Last seqs.** The last seq of each conversation remembered, read with it (a seq is its
+//! event's, see `migrations/0008_derived_seq.sql`); an append takes the next one from here and
+//! moves it once its message row is stored. Only appends take seqs while it is remembered (other
+//! jobs run after [`WriteCache::forget_members`]), and an append that fails after storing
+//! anything fails its batch, which clears the cache.
+//!
 //! **Client ids not merged yet.** A repeated `client_msg_id` is answered with the original
 //! message, forever. The ids of messages up to `dedupe_state.merged_pos` are in the sorted
 //! `client_ids` table; those of later messages only in `messages` and here, as a hash of
@@ -40,6 +46,8 @@ const MAX_MEMBERS: usize = 4096;
 struct Entry {
     tenant: String,
     archived: bool,
+    /// The conversation's last seq, as of this writer's last append to it.
+    last_seq: u64,
     members: HashMap<String, Role>,
 }
 
@@ -248,6 +256,7 @@ impl WriteCache {
                 Entry {
                     tenant: tenant.to_owned(),
                     archived: found.archived,
+                    last_seq: found.last_seq,
                     members: HashMap::new(),
                 },
             );
@@ -275,6 +284,24 @@ impl WriteCache {
             role,
             archived: entry.archived,
         })
+    }
+}
+
+impl WriteCache {
+    /// The next seq of `conversation`, which [`WriteCache::member`] has just checked; nothing
+    /// is taken until [`WriteCache::took_seq`].
+    pub(super) fn next_seq(&self, conversation: &str) -> Result<u64> {
+        let entry = self.conversations.get(conversation).ok_or_else(|| {
+            StoreError::internal_bare("a seq was asked of a conversation the cache does not hold")
+        })?;
+        Ok(entry.last_seq + 1)
+    }
+
+    /// Records that `seq` of `conversation` is taken (its message row is stored).
+    pub(super) fn took_seq(&mut self, conversation: &str, seq: u64) {
+        if let Some(entry) = self.conversations.get_mut(conversation) {
+            entry.last_seq = seq;
+        }
     }
 }
 

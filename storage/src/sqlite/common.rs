@@ -90,9 +90,27 @@ pub(super) fn event_message_at(row: &Row<'_>, first: usize) -> Result<Option<Mes
     }))
 }
 
+/// The last seq of conversation `c`: its last event's (the end of its `events` key range, one
+/// look-up), or the floor an older schema left (`migrations/0008_derived_seq.sql`).
+macro_rules! last_seq_of_c {
+    () => {
+        "max(c.seq_floor, coalesce((SELECT le.seq FROM events le WHERE le.conversation_id = c.id
+                                    ORDER BY le.seq DESC LIMIT 1), 0))"
+    };
+}
+pub(super) use last_seq_of_c;
+
+/// The latest activity of conversation `c`: when its last event happened, or the floor (its
+/// creation, or what an older schema recorded).
+pub(super) const ACTIVITY_OF_C: &str =
+    "max(c.activity_floor, coalesce((SELECT le.ts FROM events le WHERE le.conversation_id = c.id
+                                     ORDER BY le.seq DESC LIMIT 1), 0))";
+
 /// The columns [`conversation_from_row`] reads, in order, prefixed by the table alias `c`.
-pub(super) const CONVERSATION_COLUMNS: &str =
-    "c.id, c.kind, c.title, c.created_by, c.created_at, c.archived, c.last_seq";
+pub(super) const CONVERSATION_COLUMNS: &str = concat!(
+    "c.id, c.kind, c.title, c.created_by, c.created_at, c.archived, ",
+    last_seq_of_c!()
+);
 
 /// Reads the [`CONVERSATION_COLUMNS`] starting at column 0.
 pub(super) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
@@ -188,25 +206,20 @@ pub(super) fn require_message_member(
     Ok((meta, conversation, role))
 }
 
-/// Takes the conversation's next seq and records `ts` as its latest activity.
-///
-/// An UPDATE and a SELECT rather than one `UPDATE … RETURNING`: SQLite gives a RETURNING
-/// statement a statement journal of its own, whose allocation and release (with glibc trimming
-/// the writer's heap each time) was 15% of the writer's time.
-pub(super) fn next_seq(conn: &Connection, conversation: &str, ts: Millis) -> Result<u64> {
-    let updated = conn
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_activity = max(last_activity, ?1)
-             WHERE id = ?2",
-        )?
-        .execute((ts, conversation))?;
-    if updated == 0 {
-        return Err(StoreError::NotFound("conversation"));
-    }
-    let seq = conn
-        .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
-        .query_row([conversation], |row| seq_at(row, 0))?;
-    Ok(seq)
+/// The conversation's next seq (`NotFound` if there is no such conversation). It writes
+/// nothing: the event stored at that seq is what takes it (see
+/// `migrations/0008_derived_seq.sql`), so the caller must store one before the next call.
+pub(super) fn next_seq(conn: &Connection, conversation: &str) -> Result<u64> {
+    let last = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            last_seq_of_c!(),
+            " FROM conversations c WHERE c.id = ?1"
+        ))?
+        .query_row([conversation], |row| seq_at(row, 0))
+        .optional()?;
+    let last = last.ok_or(StoreError::NotFound("conversation"))?;
+    Ok(last + 1)
 }
 
 /// Starts a change of `conversation` by `by` at `ts`: takes the conversation's next seq.
@@ -216,7 +229,7 @@ pub(super) fn next_change<'a>(
     by: &'a str,
     ts: Millis,
 ) -> Result<Change<'a>> {
-    let seq = next_seq(conn, conversation, ts)?;
+    let seq = next_seq(conn, conversation)?;
     Ok(Change {
         conversation,
         seq,
@@ -236,17 +249,19 @@ pub(super) fn member_counts(conn: &Connection, conversation: &str) -> Result<Mem
     Ok(MemberCounts { members, owners })
 }
 
-/// Stores a durable event in the current storage form and queues it for the sink.
+/// Stores a durable event in the current storage form and queues it for the sink. A `message`
+/// event gives its row's `pos` (`migrations/0009_message_pos.sql`), other events `None`.
 pub(super) fn record_event(
     conn: &Connection,
     events: &mut Vec<StoredEvent>,
     tenant: &str,
     event: NewEvent,
+    message_pos: Option<i64>,
 ) -> Result<()> {
     let data = event_form::encode(&event.body)?;
     conn.prepare_cached(
-        "INSERT INTO events (conversation_id, seq, kind, subject, ts, v, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (conversation_id, seq, kind, subject, ts, v, data, pos)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute((
         &event.conversation,
@@ -256,6 +271,7 @@ pub(super) fn record_event(
         event.ts,
         event_form::FORM_VERSION,
         &data,
+        message_pos,
     ))?;
     events.push(event.into_stored(tenant));
     Ok(())

@@ -7,9 +7,7 @@ use confab_protocol::{EventBody, EventKind};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::cache::WriteCache;
-use super::common::{
-    MessageMeta, next_change, next_seq, record_event, require_message_member, seq_to_sql,
-};
+use super::common::{MessageMeta, next_change, record_event, require_message_member, seq_to_sql};
 use crate::backend::MessageChange;
 use crate::record::{self, json_error, new_id, now_ms};
 use crate::rules;
@@ -47,7 +45,8 @@ pub(super) fn append_message(
     // Every check is above: from here on, an error means the batch is rolled back.
     let id = new_id();
     let ts = now_ms();
-    let seq = next_seq(conn, &new.conversation, ts)?;
+    // From the cache, which `member` filled above; taken once the row is stored.
+    let seq = cache.next_seq(&new.conversation)?;
     conn.prepare_cached(
         "INSERT INTO messages
              (id, tenant, conversation_id, seq, author, client_msg_id, body, reply_to, attachments, created_at)
@@ -65,12 +64,15 @@ pub(super) fn append_message(
         &attachments,
         ts,
     ))?;
+    let pos = conn.last_insert_rowid();
+    // Any failure from here on has written, so it fails the batch and clears the cache.
+    cache.took_seq(&new.conversation, seq);
     cache.remember_sent(
         conn,
         &new.conversation,
         &new.author,
         &new.client_msg_id,
-        conn.last_insert_rowid(),
+        pos,
     )?;
     // The event keeps no text: the row just written has it (see `event_form`).
     let tenant = new.tenant.clone();
@@ -79,6 +81,7 @@ pub(super) fn append_message(
         events,
         &tenant,
         record::message(new, id.clone(), seq, ts),
+        Some(pos),
     )?;
     Ok(Appended {
         id,
@@ -101,7 +104,7 @@ pub(super) fn edit_message(
     keep_posted_text(conn, &message, id)?;
     conn.prepare_cached("UPDATE messages SET body = ?1, edited_at = ?2 WHERE id = ?3")?
         .execute((&body, change.ts, id))?;
-    record_event(conn, events, tenant, change.message_edited(id, body))?;
+    record_event(conn, events, tenant, change.message_edited(id, body), None)?;
     Ok(change.seq)
 }
 
@@ -126,7 +129,7 @@ pub(super) fn delete_message(
     // A deleted message has no reactions; message_deleted tells clients to drop them too.
     conn.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
         .execute([id])?;
-    record_event(conn, events, tenant, change.message_deleted(id))?;
+    record_event(conn, events, tenant, change.message_deleted(id), None)?;
     Ok(Some(change.seq))
 }
 
@@ -150,7 +153,7 @@ pub(super) fn add_reaction(
         return Ok(None);
     }
     let change = next_change(conn, &message.conversation, by, ts)?;
-    record_event(conn, events, tenant, change.reaction(id, emoji, true))?;
+    record_event(conn, events, tenant, change.reaction(id, emoji, true), None)?;
     Ok(Some(change.seq))
 }
 
@@ -172,7 +175,13 @@ pub(super) fn remove_reaction(
         return Ok(None);
     }
     let change = next_change(conn, &message.conversation, by, now_ms())?;
-    record_event(conn, events, tenant, change.reaction(id, emoji, false))?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        change.reaction(id, emoji, false),
+        None,
+    )?;
     Ok(Some(change.seq))
 }
 

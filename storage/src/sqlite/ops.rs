@@ -34,7 +34,7 @@ pub(super) fn create_conversation(
     let now = now_ms();
     conn.prepare_cached(
         "INSERT INTO conversations
-             (id, tenant, kind, title, created_by, created_at, archived, last_seq, last_activity, direct_key)
+             (id, tenant, kind, title, created_by, created_at, archived, seq_floor, activity_floor, direct_key)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?6, ?7)",
     )?
     .execute((&id, &new.tenant, new.kind.as_str(), &new.title, &new.creator, now, &new.direct_key))?;
@@ -73,7 +73,13 @@ pub(super) fn update_conversation(
     let change = next_change(conn, id, by, now_ms())?;
     conn.prepare_cached("UPDATE conversations SET title = ?1, archived = ?2 WHERE id = ?3")?
         .execute((&update.title, update.archived, id))?;
-    record_event(conn, events, tenant, change.conversation_updated(update))?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        change.conversation_updated(update),
+        None,
+    )?;
     Ok(Some(change.seq))
 }
 
@@ -107,7 +113,7 @@ pub(super) fn add_member(
         change.ts,
         seq_to_sql(change.seq),
     ))?;
-    record_event(conn, events, tenant, change.member_added(user, role))?;
+    record_event(conn, events, tenant, change.member_added(user, role), None)?;
     let added = NewUserEvent::of_change(request, UserEventKind::ConversationAdded, Some(role));
     record_user_event(conn, &added)?;
     Ok(change.seq)
@@ -126,7 +132,7 @@ pub(super) fn remove_member(
     let change = next_change(conn, conversation, by, now_ms())?;
     conn.prepare_cached("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
         .execute((conversation, user))?;
-    record_event(conn, events, tenant, change.member_removed(user))?;
+    record_event(conn, events, tenant, change.member_removed(user), None)?;
     let removed = NewUserEvent::of_change(request, UserEventKind::ConversationRemoved, None);
     record_user_event(conn, &removed)?;
     Ok(change.seq)
@@ -150,7 +156,13 @@ pub(super) fn set_role(
         "UPDATE members SET role = ?1 WHERE conversation_id = ?2 AND user_id = ?3",
     )?
     .execute((role.as_str(), conversation, user))?;
-    record_event(conn, events, tenant, change.member_role_changed(user, role))?;
+    record_event(
+        conn,
+        events,
+        tenant,
+        change.member_role_changed(user, role),
+        None,
+    )?;
     let changed = NewUserEvent::of_change(request, UserEventKind::RoleChanged, Some(role));
     record_user_event(conn, &changed)?;
     Ok(Some(change.seq))

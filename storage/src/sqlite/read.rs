@@ -8,8 +8,8 @@ use confab_protocol::rest::{
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::common::{
-    CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, event_message_at,
-    load_conversation, require_member, role_at, seq_at, seq_to_sql,
+    ACTIVITY_OF_C, CONVERSATION_COLUMNS, conversation_from_row, event_kind_at, event_message_at,
+    last_seq_of_c, load_conversation, require_member, role_at, seq_at, seq_to_sql,
 };
 use crate::backend::{Events, EventsQuery};
 use crate::event_form;
@@ -119,8 +119,11 @@ pub(super) fn conversation(
 }
 
 pub(super) fn conversation_positions(conn: &Connection) -> Result<Vec<(String, String, u64)>> {
-    let mut statement =
-        conn.prepare_cached("SELECT tenant, id, last_seq FROM conversations ORDER BY tenant, id")?;
+    let mut statement = conn.prepare_cached(concat!(
+        "SELECT c.tenant, c.id, ",
+        last_seq_of_c!(),
+        " FROM conversations c ORDER BY c.tenant, c.id"
+    ))?;
     let positions = statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, seq_at(row, 2)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -134,12 +137,12 @@ pub(super) fn list_conversations(
 ) -> Result<Vec<ConversationSummary>> {
     let sql = format!(
         "SELECT {CONVERSATION_COLUMNS}, mb.role, mb.read_seq,
-             (SELECT count(*) FROM messages x
-              WHERE x.conversation_id = c.id AND x.seq > mb.read_seq
+             (SELECT count(*) FROM events xe JOIN messages x ON x.pos = xe.pos
+              WHERE xe.conversation_id = c.id AND xe.seq > mb.read_seq
                 AND x.author != mb.user_id AND x.deleted_at IS NULL)
          FROM members mb JOIN conversations c ON c.id = mb.conversation_id
          WHERE mb.tenant = ?1 AND mb.user_id = ?2 AND c.tenant = ?1
-         ORDER BY c.last_activity DESC, c.id DESC"
+         ORDER BY {ACTIVITY_OF_C} DESC, c.id DESC"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut summaries = statement
@@ -155,9 +158,9 @@ pub(super) fn list_conversations(
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m
-         WHERE m.conversation_id = ?1 AND m.deleted_at IS NULL
-         ORDER BY m.seq DESC LIMIT 1"
+        "SELECT {MESSAGE_COLUMNS} FROM events e JOIN messages m ON m.pos = e.pos
+         WHERE e.conversation_id = ?1 AND m.deleted_at IS NULL
+         ORDER BY e.seq DESC LIMIT 1"
     );
     let mut last = conn.prepare_cached(&sql)?;
     let mut last_messages = Vec::new();
@@ -252,9 +255,9 @@ pub(super) fn messages(
     let forward = query.after.is_some();
     let order = if forward { "ASC" } else { "DESC" };
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m
-         WHERE m.conversation_id = ?1 AND m.seq > ?2 AND m.seq < ?3
-         ORDER BY m.seq {order} LIMIT ?4"
+        "SELECT {MESSAGE_COLUMNS} FROM events e JOIN messages m ON m.pos = e.pos
+         WHERE e.conversation_id = ?1 AND e.seq > ?2 AND e.seq < ?3
+         ORDER BY e.seq {order} LIMIT ?4"
     );
     let after = query.after.map_or(0, seq_to_sql);
     let mut rows = conn
@@ -286,7 +289,11 @@ pub(super) fn events(conn: &Connection, query: &EventsQuery) -> Result<Events> {
         Some(user) => require_member(conn, tenant, conversation, user)?.0.last_seq,
         None => {
             let last_seq = conn
-                .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1 AND tenant = ?2")?
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    last_seq_of_c!(),
+                    " FROM conversations c WHERE c.id = ?1 AND c.tenant = ?2"
+                ))?
                 .query_row((conversation, tenant), |row| seq_at(row, 0))
                 .optional()?;
             rules::conversation_found(last_seq)?
@@ -303,13 +310,12 @@ fn events_from(
     after: u64,
     limit: u32,
 ) -> Result<Vec<StoredEvent>> {
-    // A `message` event is read with its message's row, which holds its text.
+    // A `message` event is read with its message's row (by `pos`), which holds its text.
     let mut statement = conn.prepare_cached(
         "SELECT e.seq, e.kind, e.ts, e.v, e.data,
                 m.id, m.author, m.body, m.client_msg_id, m.reply_to, m.attachments
          FROM events e
-         LEFT JOIN messages m
-           ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+         LEFT JOIN messages m ON m.pos = e.pos
          WHERE e.conversation_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
     )?;
     let mut rows = statement.query((conversation, seq_to_sql(after), i64::from(limit)))?;

@@ -34,6 +34,8 @@ const MIGRATIONS: &[Migration] = &[
     sql(include_str!("../../migrations/0005_people.sql")),
     sql(include_str!("../../migrations/0006_user_events.sql")),
     sql(include_str!("../../migrations/0007_recent_queries.sql")),
+    sql(include_str!("../../migrations/0008_derived_seq.sql")),
+    sql(include_str!("../../migrations/0009_message_pos.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` once migrated).
@@ -208,7 +210,7 @@ pub(super) fn seeded_for_tests() -> (tempfile::TempDir, Connection) {
     let mut conn = open_writer(&dir.path().join("db.sqlite")).expect("open");
     migrate(&mut conn).expect("migrate");
     conn.execute_batch(
-        "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_activity)
+        "INSERT INTO conversations (id, tenant, kind, created_by, created_at, activity_floor)
              VALUES ('c1', 't1', 'group', 'ann', 0, 0);
          INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
              VALUES ('t1', 'c1', 'ann', 'owner', 0);",
@@ -316,6 +318,182 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// A version-7 database: `c1` whose last seq is its last event's, and `c2` whose recorded
+    /// last seq (3) is above its events' (1), as a database with lost events could be.
+    fn version_7_database(path: &Path) {
+        let mut conn = open_writer(path).expect("open");
+        migrate_to(&mut conn, 7).expect("version 7");
+        conn.execute_batch(
+            "INSERT INTO conversations (id, tenant, kind, created_by, created_at, last_seq, last_activity)
+                 VALUES ('c1', 't1', 'group', 'ann', 0, 2, 2000),
+                        ('c2', 't1', 'group', 'ann', 0, 3, 5000),
+                        ('c3', 't1', 'group', 'ann', 4000, 0, 4000);
+             INSERT INTO members (tenant, conversation_id, user_id, role, joined_at)
+                 VALUES ('t1', 'c1', 'ann', 'owner', 0), ('t1', 'c2', 'ann', 'owner', 0),
+                        ('t1', 'c3', 'ann', 'owner', 4000);
+             INSERT INTO messages (id, tenant, conversation_id, seq, author, client_msg_id, body, created_at)
+                 VALUES ('m1', 't1', 'c1', 1, 'ann', 'x-1', 'first', 1000),
+                        ('m2', 't1', 'c1', 2, 'ann', 'x-2', 'second', 2000),
+                        ('m3', 't1', 'c2', 1, 'ann', 'x-3', 'third', 1000);
+             INSERT INTO events (conversation_id, seq, kind, ts, v, data)
+                 VALUES ('c1', 1, 'message', 1000, 1, NULL), ('c1', 2, 'message', 2000, 1, NULL),
+                        ('c2', 1, 'message', 1000, 1, NULL);",
+        )
+        .expect("version 7 rows");
+    }
+
+    fn new_message(conversation: &str, client_msg_id: &str) -> crate::NewMessage {
+        crate::NewMessage {
+            tenant: "t1".to_owned(),
+            conversation: conversation.to_owned(),
+            author: "ann".to_owned(),
+            client_msg_id: client_msg_id.to_owned(),
+            body: format!("ann says {client_msg_id}"),
+            reply_to: None,
+            attachments: Vec::new(),
+            repeat_only: false,
+        }
+    }
+
+    /// The conversations `ann` lists, in order, with their last seqs.
+    async fn listed(store: &super::super::SqliteStore) -> Vec<(String, u64)> {
+        use crate::Store;
+        let list = store.list_conversations("t1", "ann").await.expect("list");
+        list.into_iter()
+            .map(|summary| (summary.conversation.id, summary.conversation.last_seq))
+            .collect()
+    }
+
+    fn pairs(expected: [(&str, u64); 3]) -> Vec<(String, u64)> {
+        expected
+            .into_iter()
+            .map(|(id, seq)| (id.to_owned(), seq))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn version_7_seqs_activity_and_messages_carry_over() {
+        use crate::Store;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        version_7_database(&path);
+        let store = super::super::SqliteStore::open(
+            &path,
+            std::sync::Arc::new(crate::NullSink),
+            super::super::SqliteOptions::default(),
+        )
+        .expect("open and migrate");
+        // Listed by the activity version 7 recorded, with the seqs it recorded.
+        assert_eq!(
+            listed(&store).await,
+            pairs([("c2", 3), ("c3", 0), ("c1", 2)])
+        );
+        // New seqs continue above both the events and the recorded last seq; distinct
+        // milliseconds keep the activity order unambiguous.
+        let mut seqs = Vec::new();
+        for (conversation, key) in [("c2", "y-1"), ("c1", "y-2"), ("c3", "y-3")] {
+            let sent = store
+                .append_message(new_message(conversation, key))
+                .await
+                .expect("append");
+            seqs.push(sent.seq);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        assert_eq!(seqs, [4, 3, 1]);
+        old_messages_are_read_and_edited(&store).await;
+        // A repeat from before the migration is still answered with its original.
+        let repeat = store
+            .append_message(new_message("c1", "x-2"))
+            .await
+            .expect("repeat");
+        assert!(repeat.duplicate);
+        assert_eq!((repeat.id.as_str(), repeat.seq), ("m2", 2));
+        // The newest activity first: the edit and the appends just made, latest first.
+        assert_eq!(
+            listed(&store).await,
+            pairs([("c1", 4), ("c3", 1), ("c2", 4)])
+        );
+        store.close().await.expect("close");
+        floors_are_kept_and_one_index_is_left(&path);
+    }
+
+    /// Messages from before the migration are found through their events' `pos`: in history,
+    /// in the events a resume replays (with their text), and to edit (`c1`: seq 3 is new).
+    async fn old_messages_are_read_and_edited(store: &super::super::SqliteStore) {
+        use crate::Store;
+        let (events, last_seq) = store
+            .events_after("t1", "ann", "c1", 0, 10)
+            .await
+            .expect("events");
+        assert_eq!(last_seq, 3);
+        let texts: Vec<(u64, String)> = events
+            .iter()
+            .map(|event| match &event.body {
+                crate::EventBody::Message(posted) => (event.seq, posted.body.clone()),
+                other => (event.seq, format!("{other:?}")),
+            })
+            .collect();
+        let expected = [(1, "first"), (2, "second"), (3, "ann says y-2")];
+        let expected: Vec<(u64, String)> = expected
+            .into_iter()
+            .map(|(seq, text)| (seq, text.to_owned()))
+            .collect();
+        assert_eq!(texts, expected);
+        let page = crate::PageQuery {
+            limit: 10,
+            ..crate::PageQuery::default()
+        };
+        let history = store.messages("t1", "ann", "c1", page).await.expect("page");
+        let bodies: Vec<(u64, String)> = history
+            .messages
+            .into_iter()
+            .map(|message| (message.seq, message.body))
+            .collect();
+        assert_eq!(bodies, expected);
+        let edited = store
+            .edit_message("t1", "ann", "m1", "first, edited".to_owned())
+            .await
+            .expect("edit");
+        assert_eq!(edited, 4);
+        let (replayed, _) = store
+            .events_after("t1", "ann", "c1", 0, 1)
+            .await
+            .expect("events");
+        assert!(
+            matches!(&replayed[0].body, crate::EventBody::Message(posted) if posted.body == "first"),
+            "the message event keeps the text it was posted with: {replayed:?}"
+        );
+    }
+
+    fn floors_are_kept_and_one_index_is_left(path: &Path) {
+        let conn = Connection::open(path).expect("reopen");
+        assert_eq!(version(&conn).expect("version"), SCHEMA_VERSION);
+        let floors: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT id, seq_floor, activity_floor FROM conversations ORDER BY id")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            floors,
+            [
+                ("c1".to_owned(), 2, 2000),
+                ("c2".to_owned(), 3, 5000),
+                ("c3".to_owned(), 0, 4000)
+            ],
+            "the floors are what version 7 left, never written since"
+        );
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_list('messages') ORDER BY name")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(indexes.len(), 1, "only the id is indexed: {indexes:?}");
     }
 
     #[test]
