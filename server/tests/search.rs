@@ -31,10 +31,27 @@ async fn search_as(server: &Server, bearer: &str, params: &[(&str, &str)]) -> (u
     (status, body)
 }
 
-/// The ids of `user`'s hits for `q` (and more parameters).
+/// The ids of `user`'s hits for `q` (and more parameters). With `wait_for`, asks again while
+/// the answer says the index is still behind (the server waits at most 2 s per request, and a
+/// loaded test host can take longer to commit an index batch).
 async fn found(server: &Server, user: &str, params: &[(&str, &str)]) -> Vec<String> {
-    let (status, body) = search_as(server, &token(user), params).await;
-    assert_eq!(status, 200, "{body}");
+    let waited = params
+        .iter()
+        .find(|(name, _)| *name == "wait_for")
+        .and_then(|(_, spec)| spec.rsplit_once(':'))
+        .map(|(conversation, seq)| (conversation, seq.parse::<u64>().expect("seq")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = search_as(server, &token(user), params).await;
+        assert_eq!(status, 200, "{body}");
+        let behind = waited.is_some_and(|(conversation, seq)| {
+            body["indexed_seq"][conversation].as_u64().unwrap_or(0) < seq
+        });
+        if !behind {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "index still behind: {body}");
+    };
     body["hits"]
         .as_array()
         .expect("hits")
