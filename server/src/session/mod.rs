@@ -474,141 +474,150 @@ impl Session {
     fn run<S: Socket>(mut self, mut socket: S) -> impl Future<Output = ()> + Send {
         async move {
             let _gauge = ConnectionGauge::open();
-            let exit = self.event_loop(&mut socket).await;
-            self.leave_all();
-            match exit {
-                Exit::Closed { code, reason } => {
-                    debug!(code, reason, "closing session");
-                    m::ws_closed(&code.to_string());
-                    // Bounded: a client that does not read may never take the close frame.
-                    let goodbye = async {
-                        // Sends in flight commit anyway: their acks go out first.
-                        if self.drain_acks(&mut socket).await.is_err() {
-                            return;
-                        }
-                        let last_word = match code {
-                            close_code::SLOW_CONSUMER => {
-                                Some((ErrorCode::SlowConsumer, "slow consumer: resume with since"))
+            // The loop, in this block rather than a function of its own: a future awaited here
+            // would hold references to `self` and the socket beside them (16 bytes per
+            // connection).
+            let exit = 'session: {
+                let outbox = self.outbox.clone();
+                // The hub tells a registered session of the shutdown (`Hub::shut_down_sessions`,
+                // once the token is cancelled); the session registered before this look, so either
+                // the hub tells it or it sees the token cancelled here.
+                if self.state.shutdown.is_cancelled() {
+                    break 'session Exit::SHUTDOWN;
+                }
+                // One timer for every session's heartbeat (`crate::heartbeat`), not one each.
+                self.state.services.heartbeats.start(&outbox);
+                // Created once and polled by reference: building these futures on every iteration
+                // of the loop showed up as ~25% of the server's CPU per delivery. `Unpin`, so it
+                // needs no pinned reference beside it.
+                let mut ended = outbox.ended();
+                // Deliveries written since the client's side was last polled.
+                let mut unread = 0u8;
+                loop {
+                    // The `select!` only chooses; nothing is awaited inside its branches. A branch
+                    // that awaits keeps the `select!`'s output (48 bytes) alive across that await;
+                    // with three such branches the compiler kept room for it beside the write's
+                    // state too. What it chose is a temporary, gone before the write, and kept
+                    // across the one await of the rare steps only.
+                    let item = match tokio::select! {
+                        biased;
+                        why = &mut ended => break 'session Exit::ended(why),
+                        _ = self.acks.ready(), if !self.acks.is_empty() => {
+                            // A queued delivery goes out with the answer, in one flush.
+                            match outbox.try_pop() {
+                                Some(item) => Ok(item),
+                                None => Err(Step::Acks),
                             }
-                            close_code::TOKEN_EXPIRED => Some((
-                                ErrorCode::Unauthorized,
-                                "token expired: reconnect with a new token (send `refresh` \
-                                 before it expires to keep the connection)",
-                            )),
-                            _ => None,
-                        };
-                        if let Some((code, message)) = last_word {
-                            let frame = ServerFrame::error(None, code, message);
-                            let _ = self.send(&mut socket, &frame).await;
                         }
-                        close(&mut socket, code, reason).await;
+                        // Deliveries before the client's side: polling a socket with nothing to
+                        // read still registers its waker (tokio's lock on the socket's waiters, the
+                        // WebSocket layer's proxy), and a delivery's wake-up found nothing there
+                        // almost every time. Every `READ_EVERY` deliveries in a row the client's
+                        // side comes first, so a client is read however busy its queue.
+                        item = outbox.pop(), if unread < READ_EVERY => {
+                            unread += 1;
+                            Ok(item)
+                        }
+                        // While too many sends wait for their commit, the client waits
+                        // (backpressure).
+                        received = socket.next(), if self.acks.has_room() => {
+                            unread = 0;
+                            self.last_seen = tokio::time::Instant::now();
+                            match Incoming::of(received) {
+                                Incoming::Control => continue,
+                                Incoming::End(exit) => break 'session exit,
+                                incoming => Err(Step::Frame(incoming)),
+                            }
+                        }
+                        // The client's side was just polled (or the session waits for commits).
+                        item = outbox.pop() => {
+                            unread = 0;
+                            Ok(item)
+                        }
+                        () = self.state.services.heartbeats.tick(&outbox) => Err(Step::Heartbeat),
+                    } {
+                        Ok(item) => item,
+                        Err(step) => {
+                            if let Err(exit) = self.take_step(&mut socket, step).await {
+                                break 'session exit;
+                            }
+                            continue;
+                        }
                     };
-                    // Boxed, like every rare path: an idle session's task holds only the loop.
-                    let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, goodbye)).await;
+                    // A client that stops reading blocks the write; the hub's kick, shutdown and
+                    // the idle timeout must still end the session. Most writes finish at once: only
+                    // one that does not gets the idle deadline's timer, boxed, so that an idle
+                    // session's future holds no timer for it.
+                    let deadline = self.idle_deadline();
+                    let write = self.write_queued(&mut socket, Some(item));
+                    tokio::pin!(write);
+                    let written = WriteWithin {
+                        write,
+                        ended: &mut ended,
+                        deadline,
+                        timer: None,
+                    };
+                    if let Err(exit) = written.await {
+                        break 'session exit;
+                    }
                 }
-                Exit::ClientClosed => {
-                    debug!("client closed session");
-                    m::ws_closed("client");
-                }
-                Exit::SocketError => {
-                    debug!("session socket failed");
-                    m::ws_closed("socket_error");
-                }
+            };
+            self.leave_all();
+            if let Some(goodbye) = self.goodbye(&mut socket, exit) {
+                goodbye.await;
             }
         }
     }
 
-    /// The loop proper. A plain `fn` returning an `async move` block for the same reason as
-    /// [`run`](Self::run): an `async fn` keeps its reference arguments twice (16 bytes).
-    #[allow(clippy::manual_async_fn)]
-    fn event_loop<'a, S: Socket>(
+    /// How the session ended, counted and logged; when the server closes it, the goodbye to
+    /// await: the answers still due, a last error frame and the close, bounded by
+    /// [`CLOSE_TIMEOUT`].
+    fn goodbye<'a, S: Socket + 'a>(
         &'a mut self,
         socket: &'a mut S,
-    ) -> impl Future<Output = Exit> + 'a {
-        async move {
-            let outbox = self.outbox.clone();
-            // The hub tells a registered session of the shutdown (`Hub::shut_down_sessions`,
-            // once the token is cancelled); the session registered before this look, so either
-            // the hub tells it or it sees the token cancelled here.
-            if self.state.shutdown.is_cancelled() {
-                return Exit::SHUTDOWN;
+        exit: Exit,
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+        match exit {
+            Exit::Closed { code, reason } => {
+                debug!(code, reason, "closing session");
+                m::ws_closed(&code.to_string());
+                // Bounded: a client that does not read may never take the close frame.
+                let goodbye = async move {
+                    // Sends in flight commit anyway: their acks go out first.
+                    if self.drain_acks(socket).await.is_err() {
+                        return;
+                    }
+                    let last_word = match code {
+                        close_code::SLOW_CONSUMER => {
+                            Some((ErrorCode::SlowConsumer, "slow consumer: resume with since"))
+                        }
+                        close_code::TOKEN_EXPIRED => Some((
+                            ErrorCode::Unauthorized,
+                            "token expired: reconnect with a new token (send `refresh` \
+                             before it expires to keep the connection)",
+                        )),
+                        _ => None,
+                    };
+                    if let Some((code, message)) = last_word {
+                        let frame = ServerFrame::error(None, code, message);
+                        let _ = self.send(socket, &frame).await;
+                    }
+                    close(socket, code, reason).await;
+                };
+                // Boxed, like every rare path: an idle session's task holds only the loop.
+                Some(Box::pin(async move {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+                }))
             }
-            // One timer for every session's heartbeat (`crate::heartbeat`), not one each.
-            let heartbeats = self.state.services.heartbeats.clone();
-            heartbeats.start(&outbox);
-            // Created once and polled by reference: building these futures on every iteration
-            // of the loop showed up as ~25% of the server's CPU per delivery. `Unpin`, so it
-            // needs no pinned reference beside it.
-            let mut ended = outbox.ended();
-            // Deliveries written since the client's side was last polled.
-            let mut unread = 0u8;
-            loop {
-                // The `select!` only chooses; nothing is awaited inside its branches. A branch
-                // that awaits keeps the `select!`'s output (48 bytes) alive across that await;
-                // with three such branches the compiler kept room for it beside the write's
-                // state too. What it chose is a temporary, gone before the write, and kept
-                // across the one await of the rare steps only.
-                let item = match tokio::select! {
-                    biased;
-                    why = &mut ended => return Exit::ended(why),
-                    _ = self.acks.ready(), if !self.acks.is_empty() => {
-                        // A queued delivery goes out with the answer, in one flush.
-                        match outbox.try_pop() {
-                            Some(item) => Ok(item),
-                            None => Err(Step::Acks),
-                        }
-                    }
-                    // Deliveries before the client's side: polling a socket with nothing to
-                    // read still registers its waker (tokio's lock on the socket's waiters, the
-                    // WebSocket layer's proxy), and a delivery's wake-up found nothing there
-                    // almost every time. Every `READ_EVERY` deliveries in a row the client's
-                    // side comes first, so a client is read however busy its queue.
-                    item = outbox.pop(), if unread < READ_EVERY => {
-                        unread += 1;
-                        Ok(item)
-                    }
-                    // While too many sends wait for their commit, the client waits
-                    // (backpressure).
-                    received = socket.next(), if self.acks.has_room() => {
-                        unread = 0;
-                        self.last_seen = tokio::time::Instant::now();
-                        match Incoming::of(received) {
-                            Incoming::Control => continue,
-                            Incoming::End(exit) => return exit,
-                            incoming => Err(Step::Frame(incoming)),
-                        }
-                    }
-                    // The client's side was just polled (or the session waits for commits).
-                    item = outbox.pop() => {
-                        unread = 0;
-                        Ok(item)
-                    }
-                    () = heartbeats.tick(&outbox) => Err(Step::Heartbeat),
-                } {
-                    Ok(item) => item,
-                    Err(step) => {
-                        if let Err(exit) = self.take_step(socket, step).await {
-                            return exit;
-                        }
-                        continue;
-                    }
-                };
-                // A client that stops reading blocks the write; the hub's kick, shutdown and
-                // the idle timeout must still end the session. Most writes finish at once: only
-                // one that does not gets the idle deadline's timer, boxed, so that an idle
-                // session's future holds no timer for it.
-                let deadline = self.idle_deadline();
-                let write = self.write_queued(socket, Some(item));
-                tokio::pin!(write);
-                let written = WriteWithin {
-                    write,
-                    ended: &mut ended,
-                    deadline,
-                    timer: None,
-                };
-                if let Err(exit) = written.await {
-                    return exit;
-                }
+            Exit::ClientClosed => {
+                debug!("client closed session");
+                m::ws_closed("client");
+                None
+            }
+            Exit::SocketError => {
+                debug!("session socket failed");
+                m::ws_closed("socket_error");
+                None
             }
         }
     }
