@@ -17,9 +17,13 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::hub::Hub;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs; cheap to clone. One `Arc` around the fields: every session
+/// holds a copy, 8 bytes where the fields themselves are 72 (issue 17).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`], reached through it.
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: DynStore,
     /// Media and search, behind one `Arc`: every session holds the state, and its size is
@@ -51,6 +55,14 @@ pub struct Services {
     pub wire: crate::metrics::WireStats,
     /// Every session's heartbeat, on one timer.
     pub heartbeats: Arc<crate::heartbeat::Heartbeats>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -96,7 +108,7 @@ impl AppState {
                 shutdown.clone(),
             )),
         });
-        AppState {
+        AppState(Arc::new(Shared {
             config: Arc::new(config),
             store,
             services,
@@ -105,7 +117,7 @@ impl AppState {
             metrics,
             shutdown,
             sessions: TaskTracker::new(),
-        }
+        }))
     }
 
     /// Per-user rate limits and caps.

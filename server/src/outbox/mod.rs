@@ -204,7 +204,7 @@ impl Outbox {
     /// atomic loads and the waker's registration: waiting on the server's shutdown token
     /// instead took two of the token's shared locks per wake-up, from every session on every
     /// core (5.7 % of the fan-out's CPU in the profile in `benches/RESULTS.md`).
-    pub fn ended(&self) -> impl Future<Output = Ended> + '_ {
+    pub fn ended(&self) -> impl Future<Output = Ended> + Unpin + '_ {
         poll_fn(|cx| {
             self.waker.register(cx.waker());
             if self.shutdown.load(Ordering::Acquire) {

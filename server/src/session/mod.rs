@@ -370,6 +370,16 @@ impl Incoming {
     }
 }
 
+/// What the loop does besides writing a delivery (the hot path, which stays inline).
+enum Step {
+    /// Write the answers of sends that have committed.
+    Acks,
+    /// A text or binary frame from the client.
+    Frame(Incoming),
+    /// Ping the client, or close an idle or expired connection.
+    Heartbeat,
+}
+
 struct Session {
     state: AppState,
     user: AuthUser,
@@ -464,138 +474,171 @@ impl Session {
     fn run<S: Socket>(mut self, mut socket: S) -> impl Future<Output = ()> + Send {
         async move {
             let _gauge = ConnectionGauge::open();
-            let exit = self.event_loop(&mut socket).await;
-            self.leave_all();
-            match exit {
-                Exit::Closed { code, reason } => {
-                    debug!(code, reason, "closing session");
-                    m::ws_closed(&code.to_string());
-                    // Bounded: a client that does not read may never take the close frame.
-                    let goodbye = async {
-                        // Sends in flight commit anyway: their acks go out first.
-                        if self.drain_acks(&mut socket).await.is_err() {
-                            return;
-                        }
-                        let last_word = match code {
-                            close_code::SLOW_CONSUMER => {
-                                Some((ErrorCode::SlowConsumer, "slow consumer: resume with since"))
+            // The loop, in this block rather than a function of its own: a future awaited here
+            // would hold references to `self` and the socket beside them (16 bytes per
+            // connection).
+            let exit = 'session: {
+                let outbox = self.outbox.clone();
+                // The hub tells a registered session of the shutdown (`Hub::shut_down_sessions`,
+                // once the token is cancelled); the session registered before this look, so either
+                // the hub tells it or it sees the token cancelled here.
+                if self.state.shutdown.is_cancelled() {
+                    break 'session Exit::SHUTDOWN;
+                }
+                // One timer for every session's heartbeat (`crate::heartbeat`), not one each.
+                self.state.services.heartbeats.start(&outbox);
+                // Created once and polled by reference: building these futures on every iteration
+                // of the loop showed up as ~25% of the server's CPU per delivery. `Unpin`, so it
+                // needs no pinned reference beside it.
+                let mut ended = outbox.ended();
+                // Deliveries written since the client's side was last polled.
+                let mut unread = 0u8;
+                loop {
+                    // The `select!` only chooses; nothing is awaited inside its branches. A branch
+                    // that awaits keeps the `select!`'s output (48 bytes) alive across that await;
+                    // with three such branches the compiler kept room for it beside the write's
+                    // state too. What it chose is a temporary, gone before the write, and kept
+                    // across the one await of the rare steps only.
+                    let item = match tokio::select! {
+                        biased;
+                        why = &mut ended => break 'session Exit::ended(why),
+                        _ = self.acks.ready(), if !self.acks.is_empty() => {
+                            // A queued delivery goes out with the answer, in one flush.
+                            match outbox.try_pop() {
+                                Some(item) => Ok(item),
+                                None => Err(Step::Acks),
                             }
-                            close_code::TOKEN_EXPIRED => Some((
-                                ErrorCode::Unauthorized,
-                                "token expired: reconnect with a new token (send `refresh` \
-                                 before it expires to keep the connection)",
-                            )),
-                            _ => None,
-                        };
-                        if let Some((code, message)) = last_word {
-                            let frame = ServerFrame::error(None, code, message);
-                            let _ = self.send(&mut socket, &frame).await;
                         }
-                        close(&mut socket, code, reason).await;
+                        // Deliveries before the client's side: polling a socket with nothing to
+                        // read still registers its waker (tokio's lock on the socket's waiters, the
+                        // WebSocket layer's proxy), and a delivery's wake-up found nothing there
+                        // almost every time. Every `READ_EVERY` deliveries in a row the client's
+                        // side comes first, so a client is read however busy its queue.
+                        item = outbox.pop(), if unread < READ_EVERY => {
+                            unread += 1;
+                            Ok(item)
+                        }
+                        // While too many sends wait for their commit, the client waits
+                        // (backpressure).
+                        received = socket.next(), if self.acks.has_room() => {
+                            unread = 0;
+                            self.last_seen = tokio::time::Instant::now();
+                            match Incoming::of(received) {
+                                Incoming::Control => continue,
+                                Incoming::End(exit) => break 'session exit,
+                                incoming => Err(Step::Frame(incoming)),
+                            }
+                        }
+                        // The client's side was just polled (or the session waits for commits).
+                        item = outbox.pop() => {
+                            unread = 0;
+                            Ok(item)
+                        }
+                        () = self.state.services.heartbeats.tick(&outbox) => Err(Step::Heartbeat),
+                    } {
+                        Ok(item) => item,
+                        Err(step) => {
+                            if let Err(exit) = self.take_step(&mut socket, step).await {
+                                break 'session exit;
+                            }
+                            continue;
+                        }
                     };
-                    // Boxed, like every rare path: an idle session's task holds only the loop.
-                    let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, goodbye)).await;
+                    // A client that stops reading blocks the write; the hub's kick, shutdown and
+                    // the idle timeout must still end the session. Most writes finish at once: only
+                    // one that does not gets the idle deadline's timer, boxed, so that an idle
+                    // session's future holds no timer for it.
+                    let deadline = self.idle_deadline();
+                    let write = self.write_queued(&mut socket, Some(item));
+                    tokio::pin!(write);
+                    let written = WriteWithin {
+                        write,
+                        ended: &mut ended,
+                        deadline,
+                        timer: None,
+                    };
+                    if let Err(exit) = written.await {
+                        break 'session exit;
+                    }
                 }
-                Exit::ClientClosed => {
-                    debug!("client closed session");
-                    m::ws_closed("client");
-                }
-                Exit::SocketError => {
-                    debug!("session socket failed");
-                    m::ws_closed("socket_error");
-                }
+            };
+            self.leave_all();
+            if let Some(goodbye) = self.goodbye(&mut socket, exit) {
+                goodbye.await;
             }
         }
     }
 
-    async fn event_loop<S: Socket>(&mut self, socket: &mut S) -> Exit {
-        let outbox = self.outbox.clone();
-        // The hub tells a registered session of the shutdown (`Hub::shut_down_sessions`, once
-        // the token is cancelled); the session registered before this look, so either the
-        // hub tells it or it sees the token cancelled here.
-        if self.state.shutdown.is_cancelled() {
-            return Exit::SHUTDOWN;
-        }
-        // One timer for every session's heartbeat (`crate::heartbeat`), not one each.
-        let heartbeats = self.state.services.heartbeats.clone();
-        heartbeats.start(&outbox);
-        // Created once and polled by reference: building these futures on every iteration of
-        // the loop showed up as ~25% of the server's CPU per delivery.
-        let ended = outbox.ended();
-        tokio::pin!(ended);
-        // Deliveries written since the client's side was last polled.
-        let mut unread = 0u8;
-        loop {
-            let item = tokio::select! {
-                biased;
-                why = &mut ended => return Exit::ended(why),
-                _ = self.acks.ready(), if !self.acks.is_empty() => {
-                    // A queued delivery goes out with the answer, in one flush.
-                    if let Some(item) = outbox.try_pop() {
-                        item
-                    } else {
-                        // Boxed: rare next to deliveries, like command handling.
-                        if Box::pin(self.write_acks(socket)).await.is_err() {
-                            return Exit::SocketError;
+    /// How the session ended, counted and logged; when the server closes it, the goodbye to
+    /// await: the answers still due, a last error frame and the close, bounded by
+    /// [`CLOSE_TIMEOUT`].
+    fn goodbye<'a, S: Socket + 'a>(
+        &'a mut self,
+        socket: &'a mut S,
+        exit: Exit,
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+        match exit {
+            Exit::Closed { code, reason } => {
+                debug!(code, reason, "closing session");
+                m::ws_closed(&code.to_string());
+                // Bounded: a client that does not read may never take the close frame.
+                let goodbye = async move {
+                    // Sends in flight commit anyway: their acks go out first.
+                    if self.drain_acks(socket).await.is_err() {
+                        return;
+                    }
+                    let last_word = match code {
+                        close_code::SLOW_CONSUMER => {
+                            Some((ErrorCode::SlowConsumer, "slow consumer: resume with since"))
                         }
-                        continue;
+                        close_code::TOKEN_EXPIRED => Some((
+                            ErrorCode::Unauthorized,
+                            "token expired: reconnect with a new token (send `refresh` \
+                             before it expires to keep the connection)",
+                        )),
+                        _ => None,
+                    };
+                    if let Some((code, message)) = last_word {
+                        let frame = ServerFrame::error(None, code, message);
+                        let _ = self.send(socket, &frame).await;
                     }
-                }
-                // Deliveries before the client's side: polling a socket with nothing to read
-                // still registers its waker (tokio's lock on the socket's waiters, the
-                // WebSocket layer's proxy), and a delivery's wake-up found nothing there
-                // almost every time. Every `READ_EVERY` deliveries in a row the client's side
-                // comes first, so a client is read however busy its queue.
-                item = outbox.pop(), if unread < READ_EVERY => {
-                    unread += 1;
-                    item
-                }
-                // While too many sends wait for their commit, the client waits (backpressure).
-                received = socket.next(), if self.acks.has_room() => {
-                    unread = 0;
-                    self.last_seen = tokio::time::Instant::now();
-                    match Incoming::of(received) {
-                        Incoming::Control => {}
-                        Incoming::End(exit) => return exit,
-                        // Boxed: command handling is large and rare next to deliveries, so it
-                        // stays out of the idle session's future.
-                        incoming => {
-                            if let Err(exit) = Box::pin(self.take_frame(socket, incoming)).await {
-                                return exit;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                // The client's side was just polled (or the session waits for commits).
-                item = outbox.pop() => {
-                    unread = 0;
-                    item
-                }
-                () = heartbeats.tick(&outbox) => {
-                    // Boxed: a timer and a write, once per heartbeat, out of the idle state.
-                    if let Err(exit) = Box::pin(self.heartbeat(socket)).await {
-                        return exit;
-                    }
-                    continue;
-                }
-            };
-            // A client that stops reading blocks the write; the hub's kick, shutdown and the
-            // idle timeout must still end the session. Most writes finish at once: only one that
-            // does not gets the idle deadline's timer, boxed, so that an idle session's future
-            // holds no timer for it.
-            let deadline = self.idle_deadline();
-            let write = self.write_queued(socket, Some(item));
-            tokio::pin!(write);
-            let written = WriteWithin {
-                write,
-                ended: ended.as_mut(),
-                deadline,
-                timer: None,
-            };
-            if let Err(exit) = written.await {
-                return exit;
+                    close(socket, code, reason).await;
+                };
+                // Boxed, like every rare path: an idle session's task holds only the loop.
+                Some(Box::pin(async move {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+                }))
             }
+            Exit::ClientClosed => {
+                debug!("client closed session");
+                m::ws_closed("client");
+                None
+            }
+            Exit::SocketError => {
+                debug!("session socket failed");
+                m::ws_closed("socket_error");
+                None
+            }
+        }
+    }
+
+    /// A step of the loop other than a delivery, in a box of its own size: command handling
+    /// is large and rare next to deliveries, and a timer and a write once per heartbeat stay
+    /// out of the idle state too. One allocation per step, as when each was boxed in its
+    /// `select!` branch.
+    fn take_step<'a, S: Socket + 'a>(
+        &'a mut self,
+        socket: &'a mut S,
+        step: Step,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Exit>> + Send + 'a>> {
+        match step {
+            Step::Acks => Box::pin(async move {
+                self.write_acks(socket)
+                    .await
+                    .map_err(|()| Exit::SocketError)
+            }),
+            Step::Frame(incoming) => Box::pin(self.take_frame(socket, incoming)),
+            Step::Heartbeat => Box::pin(self.heartbeat(socket)),
         }
     }
 
@@ -697,7 +740,7 @@ impl Session {
 /// one await) sets the size of the loop's future.
 struct WriteWithin<'a, W, E> {
     write: Pin<&'a mut W>,
-    ended: Pin<&'a mut E>,
+    ended: &'a mut E,
     deadline: tokio::time::Instant,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -705,7 +748,7 @@ struct WriteWithin<'a, W, E> {
 impl<W, E> Future for WriteWithin<'_, W, E>
 where
     W: Future<Output = Result<(), Exit>>,
-    E: Future<Output = Ended>,
+    E: Future<Output = Ended> + Unpin,
 {
     type Output = Result<(), Exit>;
 
@@ -714,7 +757,7 @@ where
         if let Poll::Ready(written) = this.write.as_mut().poll(cx) {
             return Poll::Ready(written);
         }
-        if let Poll::Ready(why) = this.ended.as_mut().poll(cx) {
+        if let Poll::Ready(why) = Pin::new(&mut *this.ended).poll(cx) {
             return Poll::Ready(Err(Exit::ended(why)));
         }
         let deadline = this.deadline;
