@@ -10,13 +10,18 @@
 //! I/O error), the whole batch is rolled back and fails. One fsync then covers the whole batch.
 //! Only after the commit succeeds are the batch's events handed to the [`EventSink`] (in commit
 //! order) and the callers answered; if the commit fails, every job gets an error and nothing is
-//! published.
+//! published. Both happen on one task of the async runtime the store was opened in (the thread
+//! hands it each decided batch over a bounded channel, in commit order): wakes issued there
+//! stay on the worker that runs it, where the thread's own would each go through the runtime's
+//! shared queue. Opened outside a runtime, the thread publishes and answers itself.
 //!
 //! - `job`: a queued write, type-erased, and how its caller is answered.
-//! - `batch`: the thread's loop: a batch, its savepoints, the commit, the publication.
+//! - `batch`: the thread's loop: a batch, its savepoints, the commit, the hand-over.
+//! - `deliver`: the publication and the answers, on the delivery task or the thread.
 //! - `turns`: turns at writing a file that other processes write too.
 
 mod batch;
+mod deliver;
 mod job;
 #[cfg(test)]
 mod tests;
@@ -32,14 +37,19 @@ use super::cache::WriteCache;
 use super::checkpoint::Checkpointer;
 use super::integrity::CommitHealth;
 use crate::{EventSink, Result, StoreError, StoredEvent};
+use deliver::Courier;
 use job::{BoxedJob, Pending};
+
+/// The writer thread and its delivery task, if it has one.
+type Running = (JoinHandle<()>, Option<tokio::task::JoinHandle<()>>);
 
 /// The handle on the writer thread held by the store.
 pub(super) struct Writer {
     /// `None` once closed: new writes are refused.
     sender: Mutex<Option<mpsc::Sender<BoxedJob>>>,
-    /// Taken by the first `close`; an async mutex so a second `close` waits for the first.
-    thread: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The thread and its delivery task (if it has one), taken by the first `close`; an async
+    /// mutex so a second `close` waits for the first.
+    thread: tokio::sync::Mutex<Option<Running>>,
     /// The outcome of the last commit, kept by the thread.
     health: CommitHealth,
 }
@@ -57,9 +67,10 @@ impl Writer {
     ) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel(queue.max(1));
         let health = CommitHealth::default();
+        let (courier, delivery) = Courier::start(sink);
         let thread = spawn_thread(
             conn,
-            sink,
+            courier,
             checkpointer,
             cache,
             receiver,
@@ -68,7 +79,7 @@ impl Writer {
         )?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
-            thread: tokio::sync::Mutex::new(Some(thread)),
+            thread: tokio::sync::Mutex::new(Some((thread, delivery))),
             health,
         })
     }
@@ -170,13 +181,20 @@ impl Writer {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
-        let Some(handle) = thread.take() else {
+        let Some((handle, delivery)) = thread.take() else {
             return Ok(());
         };
         let joined = tokio::task::spawn_blocking(move || handle.join())
             .await
             .map_err(|err| StoreError::internal("joining the writer", err))?;
-        joined.map_err(|_| StoreError::internal_bare("the writer thread panicked"))
+        joined.map_err(|_| StoreError::internal_bare("the writer thread panicked"))?;
+        // The thread has handed over its last batch: wait until it is published and answered.
+        if let Some(delivery) = delivery {
+            delivery
+                .await
+                .map_err(|err| StoreError::internal("joining the delivery task", err))?;
+        }
+        Ok(())
     }
 }
 
@@ -187,7 +205,7 @@ async fn outcome<T>(answer: oneshot::Receiver<Result<T>>) -> Result<T> {
 
 fn spawn_thread(
     conn: Connection,
-    sink: Arc<dyn EventSink>,
+    courier: Courier,
     checkpointer: Option<Checkpointer>,
     cache: WriteCache,
     receiver: mpsc::Receiver<BoxedJob>,
@@ -203,7 +221,7 @@ fn spawn_thread(
         .spawn(move || {
             batch::run(
                 batch::Db { conn, turns },
-                sink.as_ref(),
+                courier,
                 checkpointer,
                 cache,
                 receiver,

@@ -6,6 +6,7 @@ use confab_protocol::EventBody;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::deliver::Courier;
 use super::job::{BoxedJob, Pending};
 use super::spawn_thread;
 use crate::conformance::RecordingSink;
@@ -137,7 +138,8 @@ fn run_to_end(conn: Connection, jobs: Vec<BoxedJob>) -> Arc<RecordingSink> {
     let sink = Arc::new(RecordingSink::default());
     spawn_thread(
         conn,
-        sink.clone(),
+        // No runtime here: the thread publishes and answers itself.
+        Courier::start(sink.clone()).0,
         None,
         WriteCache::default(),
         receiver,
@@ -254,7 +256,8 @@ fn a_failed_batch_forgets_the_client_ids_it_stored() {
     let sink = Arc::new(RecordingSink::default());
     let thread = spawn_thread(
         conn,
-        sink.clone(),
+        // No runtime here: the thread publishes and answers itself.
+        Courier::start(sink.clone()).0,
         None,
         WriteCache::default(),
         receiver,
