@@ -1,19 +1,19 @@
 //! The writer thread's loop: take a batch, run each job in its savepoint (or without one),
-//! commit, then hand the batch over to be published and answered.
+//! commit, then publish and answer.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::deliver::{Courier, Decided};
 use super::job::BoxedJob;
 use super::turns::Turns;
-use crate::StoredEvent;
 use crate::sqlite::cache::WriteCache;
 use crate::sqlite::checkpoint::{self, Checkpointer};
 use crate::sqlite::integrity::CommitHealth;
 use crate::sqlite::schema;
+use crate::{EventSink, StoredEvent};
 
 /// The write connection, and this process's turns at writing its file (`None` in memory).
 pub(super) struct Db {
@@ -25,7 +25,7 @@ pub(super) struct Db {
 /// checkpointer on the way out).
 pub(super) fn run(
     db: Db,
-    mut courier: Courier,
+    sink: &dyn EventSink,
     checkpointer: Option<Checkpointer>,
     mut cache: WriteCache,
     mut receiver: mpsc::Receiver<BoxedJob>,
@@ -59,7 +59,7 @@ pub(super) fn run(
         commit_duration.record(started.elapsed().as_secs_f64());
         batch_jobs.record(batch.len() as f64);
         health.record(committed.as_ref().map(|_| ()));
-        let outcome = match committed {
+        match committed {
             Ok(()) => {
                 if let Some(checkpointer) = &checkpointer {
                     checkpointer.committed();
@@ -69,7 +69,12 @@ pub(super) fn run(
                     events = events.len(),
                     "committed write batch"
                 );
-                Ok(())
+                if !events.is_empty() {
+                    publish(sink, events);
+                }
+                for job in batch.drain(..) {
+                    job.answer(Ok(()));
+                }
             }
             Err(err) => {
                 // It may hold what the batch read of its own, rolled-back changes.
@@ -79,16 +84,13 @@ pub(super) fn run(
                 } else {
                     tracing::error!(error = %err, jobs = batch.len(), "write batch failed");
                 }
-                // Nothing of it is published; every job fails with the same cause.
-                events.clear();
-                Err(Arc::new(err))
+                // Every job of the batch fails with the same cause.
+                let cause = Arc::new(err);
+                for job in batch.drain(..) {
+                    job.answer(Err(&cause));
+                }
             }
-        };
-        courier.hand_over(Decided {
-            events,
-            jobs: std::mem::take(&mut batch),
-            outcome,
-        });
+        }
     }
     // Everything is committed: stop copying, and leave an empty log behind.
     drop(checkpointer);
@@ -185,4 +187,11 @@ fn turn_timed_out() -> rusqlite::Error {
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
         Some("another process held the database's write lock past the busy timeout".to_owned()),
     )
+}
+
+/// Hands committed events to the sink; a panicking sink must not stop the writer.
+fn publish(sink: &dyn EventSink, events: Vec<StoredEvent>) {
+    if panic::catch_unwind(AssertUnwindSafe(|| sink.publish(events))).is_err() {
+        tracing::error!("event sink panicked; committed events were not all published");
+    }
 }

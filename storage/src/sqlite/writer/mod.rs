@@ -10,18 +10,13 @@
 //! I/O error), the whole batch is rolled back and fails. One fsync then covers the whole batch.
 //! Only after the commit succeeds are the batch's events handed to the [`EventSink`] (in commit
 //! order) and the callers answered; if the commit fails, every job gets an error and nothing is
-//! published. Both happen on one task of the async runtime the store was opened in (the thread
-//! hands it each decided batch over a bounded channel, in commit order): wakes issued there
-//! stay on the worker that runs it, where the thread's own would each go through the runtime's
-//! shared queue. Opened outside a runtime, the thread publishes and answers itself.
+//! published.
 //!
 //! - `job`: a queued write, type-erased, and how its caller is answered.
-//! - `batch`: the thread's loop: a batch, its savepoints, the commit, the hand-over.
-//! - `deliver`: the publication and the answers, on the delivery task or the thread.
+//! - `batch`: the thread's loop: a batch, its savepoints, the commit, the publication.
 //! - `turns`: turns at writing a file that other processes write too.
 
 mod batch;
-mod deliver;
 mod job;
 #[cfg(test)]
 mod tests;
@@ -37,19 +32,14 @@ use super::cache::WriteCache;
 use super::checkpoint::Checkpointer;
 use super::integrity::CommitHealth;
 use crate::{EventSink, Result, StoreError, StoredEvent};
-use deliver::Courier;
 use job::{BoxedJob, Pending};
-
-/// The writer thread and its delivery task, if it has one.
-type Running = (JoinHandle<()>, Option<tokio::task::JoinHandle<()>>);
 
 /// The handle on the writer thread held by the store.
 pub(super) struct Writer {
     /// `None` once closed: new writes are refused.
     sender: Mutex<Option<mpsc::Sender<BoxedJob>>>,
-    /// The thread and its delivery task (if it has one), taken by the first `close`; an async
-    /// mutex so a second `close` waits for the first.
-    thread: tokio::sync::Mutex<Option<Running>>,
+    /// Taken by the first `close`; an async mutex so a second `close` waits for the first.
+    thread: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     /// The outcome of the last commit, kept by the thread.
     health: CommitHealth,
 }
@@ -67,10 +57,9 @@ impl Writer {
     ) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel(queue.max(1));
         let health = CommitHealth::default();
-        let (courier, delivery) = Courier::start(sink);
         let thread = spawn_thread(
             conn,
-            courier,
+            sink,
             checkpointer,
             cache,
             receiver,
@@ -79,7 +68,7 @@ impl Writer {
         )?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
-            thread: tokio::sync::Mutex::new(Some((thread, delivery))),
+            thread: tokio::sync::Mutex::new(Some(thread)),
             health,
         })
     }
@@ -181,20 +170,13 @@ impl Writer {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
-        let Some((handle, delivery)) = thread.take() else {
+        let Some(handle) = thread.take() else {
             return Ok(());
         };
         let joined = tokio::task::spawn_blocking(move || handle.join())
             .await
             .map_err(|err| StoreError::internal("joining the writer", err))?;
-        joined.map_err(|_| StoreError::internal_bare("the writer thread panicked"))?;
-        // The thread has handed over its last batch: wait until it is published and answered.
-        if let Some(delivery) = delivery {
-            delivery
-                .await
-                .map_err(|err| StoreError::internal("joining the delivery task", err))?;
-        }
-        Ok(())
+        joined.map_err(|_| StoreError::internal_bare("the writer thread panicked"))
     }
 }
 
@@ -205,7 +187,7 @@ async fn outcome<T>(answer: oneshot::Receiver<Result<T>>) -> Result<T> {
 
 fn spawn_thread(
     conn: Connection,
-    courier: Courier,
+    sink: Arc<dyn EventSink>,
     checkpointer: Option<Checkpointer>,
     cache: WriteCache,
     receiver: mpsc::Receiver<BoxedJob>,
@@ -221,7 +203,7 @@ fn spawn_thread(
         .spawn(move || {
             batch::run(
                 batch::Db { conn, turns },
-                courier,
+                sink.as_ref(),
                 checkpointer,
                 cache,
                 receiver,

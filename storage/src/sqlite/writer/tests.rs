@@ -6,7 +6,6 @@ use confab_protocol::EventBody;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::deliver::Courier;
 use super::job::{BoxedJob, Pending};
 use super::spawn_thread;
 use crate::conformance::RecordingSink;
@@ -138,8 +137,7 @@ fn run_to_end(conn: Connection, jobs: Vec<BoxedJob>) -> Arc<RecordingSink> {
     let sink = Arc::new(RecordingSink::default());
     spawn_thread(
         conn,
-        // No runtime here: the thread publishes and answers itself.
-        Courier::start(sink.clone()).0,
+        sink.clone(),
         None,
         WriteCache::default(),
         receiver,
@@ -256,8 +254,7 @@ fn a_failed_batch_forgets_the_client_ids_it_stored() {
     let sink = Arc::new(RecordingSink::default());
     let thread = spawn_thread(
         conn,
-        // No runtime here: the thread publishes and answers itself.
-        Courier::start(sink.clone()).0,
+        sink.clone(),
         None,
         WriteCache::default(),
         receiver,
