@@ -266,8 +266,9 @@ pub struct HistoryArgs {
     /// Seed from scratch even if a conversation of this size exists.
     #[arg(long)]
     pub fresh: bool,
-    /// WebSocket connections seeding at once (each keeps `--seed-window` sends in flight).
-    #[arg(long, default_value_t = 256)]
+    /// WebSocket connections seeding at once (each keeps `--seed-window` sends in flight), all
+    /// as one member: the server's default `max_connections_per_user` (50) refuses more.
+    #[arg(long, default_value_t = 50)]
     pub seed_connections: usize,
     #[arg(long, default_value_t = 16)]
     pub seed_window: usize,

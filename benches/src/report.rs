@@ -393,6 +393,9 @@ pub struct HistoryReport {
     pub seed_acks_per_sec: f64,
     pub seed_ack_latency: Percentiles,
     pub seed_connections: usize,
+    /// Seeding connections that failed (refused, e.g. past the server's per-user cap, or cut
+    /// off); the others did the seeding.
+    pub seed_connections_failed: u64,
     /// Server CPU time per durable ack while seeding.
     pub seed_server_cpu_us_per_ack: Option<f64>,
     pub page_size: u32,
@@ -523,8 +526,14 @@ fn print_churn(c: &ChurnReport) {
 /// Prints the `history` section of the summary.
 fn print_history(h: &HistoryReport) {
     println!(
-        "history: {} messages ({} reused, {} seeded in {:.1} s = {:.0} acks/s over {} connections)",
-        h.messages, h.reused, h.seeded, h.seed_secs, h.seed_acks_per_sec, h.seed_connections
+        "history: {} messages ({} reused, {} seeded in {:.1} s = {:.0} acks/s over {} connections, {} of them failed)",
+        h.messages,
+        h.reused,
+        h.seeded,
+        h.seed_secs,
+        h.seed_acks_per_sec,
+        h.seed_connections,
+        h.seed_connections_failed
     );
     println!(
         "  seed ack latency: {}; server cpu per ack {} µs",

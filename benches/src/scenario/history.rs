@@ -70,6 +70,7 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
         },
         seed_ack_latency: seeded.latency,
         seed_connections: args.seed_connections,
+        seed_connections_failed: seeded.failed,
         seed_server_cpu_us_per_ack: cpu_between(seed_start.server(), seed_stop.server())
             .filter(|_| seeded.acked > 0)
             .map(|cpu| cpu * 1e6 / seeded.acked as f64),
@@ -102,6 +103,8 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
 struct Seeded {
     acked: u64,
     errors: u64,
+    /// Connections that failed (and sent nothing more).
+    failed: u64,
     latency: Percentiles,
 }
 
@@ -197,6 +200,7 @@ async fn seed(
         return Ok(Seeded {
             acked: 0,
             errors: 0,
+            failed: 0,
             latency: Percentiles::default(),
         });
     }
@@ -250,6 +254,7 @@ async fn seed(
     Ok(Seeded {
         acked: acked.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed) + failures,
+        failed: failures,
         latency: Percentiles::of(&latency.merged()),
     })
 }
