@@ -76,7 +76,7 @@ pub use media_files::{
 pub use members::{direct_members_are_fixed, member_rules, role_rules};
 pub use messages::{
     concurrent_appends_are_gapless, delete_rules, delete_scrubs_replayed_content, edit_rules,
-    paging_before_and_after, reactions_are_idempotent_and_aggregated,
+    events_after_every_limit, paging_before_and_after, reactions_are_idempotent_and_aggregated,
     reply_to_must_be_in_conversation, send_is_idempotent,
 };
 pub use people::people_directory;
@@ -109,6 +109,7 @@ macro_rules! store_conformance_suite {
             delete_scrubs_replayed_content,
             reactions_are_idempotent_and_aggregated,
             paging_before_and_after,
+            events_after_every_limit,
             events_replay_every_kind,
             replay_matches_what_was_published,
             close_refuses_writes,

@@ -7,7 +7,9 @@ use confab_protocol::ServerFrame;
 use confab_protocol::rest::{Attachment, Message, Reaction, Role};
 use tokio::task::JoinSet;
 
-use super::{RecordingSink, TENANT, frame_of, group, last_published, new_message, send};
+use super::{
+    OTHER_TENANT, RecordingSink, TENANT, frame_of, group, last_published, new_message, send,
+};
 use crate::{DynStore, NewMessage, PageQuery, StoreError};
 
 /// A repeated `client_msg_id` from the same author returns the original and publishes nothing;
@@ -574,6 +576,49 @@ pub async fn paging_before_and_after(store: DynStore, _sink: Arc<RecordingSink>)
         }
     }
     assert_eq!(seen, range(1, TOTAL));
+}
+
+/// The events after a seq, as a resume reads them: the oldest first, at most `limit`, with the
+/// conversation's last seq, for every limit and position around where a backend changes how it
+/// reads (the SQLite store reads a few on the calling thread and more in its pool); a non-member
+/// gets `NotMember` whatever the limit.
+pub async fn events_after_every_limit(store: DynStore, _sink: Arc<RecordingSink>) {
+    const TOTAL: u64 = 40;
+    let conversation = group(&store, "alice", &[]).await;
+    let id = conversation.id.as_str();
+    let first = store
+        .events_after(TENANT, "alice", id, 0, 1000)
+        .await
+        .expect("events")
+        .1;
+    for n in 0..TOTAL {
+        send(&store, id, "alice", &format!("m{n}")).await;
+    }
+    let last = first + TOTAL;
+    for after in [0, first, last - 17, last - 16, last - 15, last - 1, last] {
+        for limit in [0, 1, 15, 16, 17, 30, 1000] {
+            let (events, last_seq) = store
+                .events_after(TENANT, "alice", id, after, limit)
+                .await
+                .expect("events");
+            let want: Vec<u64> = (after + 1..=last).take(limit as usize).collect();
+            let got: Vec<u64> = events.iter().map(|event| event.seq).collect();
+            assert_eq!(got, want, "after {after}, limit {limit}");
+            assert_eq!(last_seq, last, "after {after}, limit {limit}");
+        }
+    }
+    for limit in [1, 16, 1000] {
+        expect_err!(
+            store.events_after(TENANT, "mallory", id, 0, limit).await,
+            StoreError::NotMember
+        );
+        expect_err!(
+            store
+                .events_after(OTHER_TENANT, "alice", id, 0, limit)
+                .await,
+            StoreError::NotFound("conversation")
+        );
+    }
 }
 
 /// A deleted message's content is gone from the replayable log too: its `message` and

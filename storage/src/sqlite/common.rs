@@ -3,7 +3,7 @@
 
 use confab_protocol::rest::{Conversation, ConversationKind, Role};
 use confab_protocol::{EventKind, Millis};
-use rusqlite::types::Type;
+use rusqlite::types::{Type, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ffi};
 
 use crate::event_form::{self, MessageRow};
@@ -106,11 +106,19 @@ pub(super) const ACTIVITY_OF_C: &str =
     "max(c.activity_floor, coalesce((SELECT le.ts FROM events le WHERE le.conversation_id = c.id
                                      ORDER BY le.seq DESC LIMIT 1), 0))";
 
-/// The columns [`conversation_from_row`] reads, in order, prefixed by the table alias `c`.
-pub(super) const CONVERSATION_COLUMNS: &str = concat!(
-    "c.id, c.kind, c.title, c.created_by, c.created_at, c.archived, ",
-    last_seq_of_c!()
-);
+/// The columns [`conversation_from_row`] reads, in order, prefixed by the table alias `c` (a
+/// macro, so that statements can be built with `concat!` and need no `format!` per call).
+macro_rules! conversation_columns {
+    () => {
+        concat!(
+            "c.id, c.kind, c.title, c.created_by, c.created_at, c.archived, ",
+            last_seq_of_c!()
+        )
+    };
+}
+
+/// [`conversation_columns!`] as a constant.
+pub(super) const CONVERSATION_COLUMNS: &str = conversation_columns!();
 
 /// Reads the [`CONVERSATION_COLUMNS`] starting at column 0.
 pub(super) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
@@ -127,11 +135,12 @@ pub(super) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversat
 
 /// The tenant's conversation `id`, or `NotFound`.
 pub(super) fn load_conversation(conn: &Connection, tenant: &str, id: &str) -> Result<Conversation> {
-    let sql = format!(
-        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1 AND c.tenant = ?2"
-    );
     let found = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations c WHERE c.id = ?1 AND c.tenant = ?2"
+        ))?
         .query_row((id, tenant), conversation_from_row)
         .optional()?;
     rules::conversation_found(found)
@@ -154,9 +163,24 @@ pub(super) fn require_member(
     conversation: &str,
     user: &str,
 ) -> Result<(Conversation, Role)> {
-    let found = load_conversation(conn, tenant, conversation)?;
-    let role = rules::membership(role_of(conn, conversation, user)?)?;
-    Ok((found, role))
+    // One statement: every join, resume, history page and write asks this.
+    let found = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            ", (SELECT mb.role FROM members mb WHERE mb.conversation_id = c.id AND mb.user_id = ?3)
+             FROM conversations c WHERE c.id = ?1 AND c.tenant = ?2"
+        ))?
+        .query_row((conversation, tenant, user), |row| {
+            let role = match row.get_ref(7)? {
+                ValueRef::Null => None,
+                _ => Some(role_at(row, 7)?),
+            };
+            Ok((conversation_from_row(row)?, role))
+        })
+        .optional()?;
+    let (found, role) = rules::conversation_found(found)?;
+    Ok((found, rules::membership(role)?))
 }
 
 /// What the write path needs to know about a message.

@@ -56,6 +56,10 @@ use crate::{
 use pool::ReadPool;
 use writer::Writer;
 
+/// How many events a read of a conversation's events takes on the calling thread (a resume's
+/// backlog is usually smaller); a longer one runs in the read pool.
+const EVENTS_NOW: u32 = 16;
+
 pub use integrity::{QUICK_CHECK_BUDGET, created_marker};
 pub use schema::SCHEMA_VERSION;
 
@@ -163,10 +167,10 @@ impl Backend for SqliteStore {
     }
 
     async fn conversation(&self, reader: Reader<'_>, id: &str) -> Result<Conversation> {
-        // Two lookups by key: every `join` asks, so it runs here when it can.
+        // One statement, two lookups by key: every `join` asks, so it runs here when it can.
         if let Some(done) = self
             .readers
-            .read_now(|conn| read::conversation(conn, reader.tenant, reader.user, id))
+            .read_statement_now(|conn| read::conversation(conn, reader.tenant, reader.user, id))
         {
             return done;
         }
@@ -263,7 +267,18 @@ impl Backend for SqliteStore {
             .await
     }
 
-    async fn events(&self, query: EventsQuery) -> Result<Events> {
+    async fn events(&self, mut query: EventsQuery) -> Result<Events> {
+        // Every resume asks, and most are a few events behind: up to `EVENTS_NOW` are read here,
+        // and the pool reads them all only when there are more (or no connection here is free).
+        let limit = query.limit;
+        query.limit = limit.min(EVENTS_NOW);
+        if let Some(done) = self.readers.read_now(|conn| read::events(conn, &query)) {
+            match done {
+                Ok((events, _)) if limit > EVENTS_NOW && events.len() == EVENTS_NOW as usize => {}
+                done => return done,
+            }
+        }
+        query.limit = limit;
         self.read(move |conn| read::events(conn, &query)).await
     }
 

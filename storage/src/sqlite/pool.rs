@@ -70,13 +70,32 @@ impl ReadPool {
     where
         F: FnOnce(&Connection) -> Result<T>,
     {
+        self.now_on(|conn| in_snapshot(conn, query))
+    }
+
+    /// Like [`ReadPool::read_now`] for a `query` of one statement, which needs no transaction
+    /// around it: SQLite runs a statement in autocommit mode in a read transaction of its own,
+    /// one snapshot, and a `BEGIN` and `ROLLBACK` around it were two more statements to run on
+    /// every join.
+    pub(super) fn read_statement_now<T, F>(&self, query: F) -> Option<Result<T>>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
+        self.now_on(query)
+    }
+
+    /// Runs `query` on a connection for reads on this thread (see [`ReadPool::read_now`]).
+    fn now_on<T, F>(&self, query: F) -> Option<Result<T>>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
         let taken = self
             .now
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()?;
         taken.refused.store(false, Ordering::Relaxed);
-        let outcome = in_snapshot(&taken.conn, query);
+        let outcome = query(&taken.conn);
         let refused = taken.refused.load(Ordering::Relaxed);
         self.now
             .lock()
@@ -181,6 +200,25 @@ mod tests {
         assert_eq!(ran_on.expect("ran").expect("read"), caller);
         // Its connection came back: a second read runs too.
         assert_eq!(pool.read_now(count).expect("ran").expect("read"), 1);
+    }
+
+    /// A read of one statement runs here too, without a transaction of its own around it (the
+    /// statement's implicit one is its snapshot); a read of several is inside one.
+    #[tokio::test]
+    async fn a_one_statement_read_runs_here_without_begin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = ReadPool::open(&database(dir.path()), 1, 1).expect("pool");
+        let caller = std::thread::current().id();
+        let ran = pool.read_statement_now(|conn| {
+            Ok((
+                count(conn)?,
+                conn.is_autocommit(),
+                std::thread::current().id(),
+            ))
+        });
+        assert_eq!(ran.expect("ran").expect("read"), (1, true, caller));
+        let snapshot = pool.read_now(|conn| Ok(conn.is_autocommit()));
+        assert!(!snapshot.expect("ran").expect("read"));
     }
 
     #[tokio::test]
