@@ -487,6 +487,65 @@ impl AsyncWrite for GuardedIo {
     }
 }
 
+/// An upgraded WebSocket's TCP stream, taken back from hyper ([`take_stream`]): the stream and
+/// its place in the open-connection count, without hyper's box and read-ahead buffer around it
+/// or the HTTP bookkeeping (every idle WebSocket holds this; see `session::upgrade`).
+pub struct UpgradedStream {
+    stream: TcpStream,
+    _open: OpenSlot,
+}
+
+/// The TCP stream of a connection hyper upgraded, with the bytes hyper had read past the
+/// request (usually none: a client waits for the 101 before it sends frames); the `Upgraded`
+/// back if the connection did not come through [`serve`].
+pub(crate) fn take_stream(
+    upgraded: hyper::upgrade::Upgraded,
+) -> Result<(UpgradedStream, bytes::Bytes), hyper::upgrade::Upgraded> {
+    let parts = upgraded.downcast::<TokioIo<GuardedIo>>()?;
+    let GuardedIo { stream, _open, .. } = parts.io.into_inner();
+    Ok((UpgradedStream { stream, _open }, parts.read_buf))
+}
+
+impl AsyncRead for UpgradedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpgradedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// One request from its head until its response is written out; the connection is idle again
 /// when the last one ends.
 struct InFlight {

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
 use confab_protocol::rest::Attachment;
 use confab_protocol::{Command, ServerFrame};
 use confab_storage::{Appended, NewMessage, PendingAppend, StoredEvent};
+use tungstenite::Utf8Bytes;
 
 use crate::auth::AuthUser;
 use crate::error::AppError;

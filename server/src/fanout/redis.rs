@@ -41,13 +41,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use metrics::counter;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tungstenite::Utf8Bytes;
 
 use super::{Fanout, INBOUND_QUEUE, Inbound, Link, RoomUsers, UsersTo};
 use crate::hub::{Delivered, Ephemeral};

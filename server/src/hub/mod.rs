@@ -37,10 +37,10 @@ use crate::config::WriteDelay;
 use crate::fanout::{Fanout, Inbound, Link, RoomUsers, UsersTo};
 use crate::outbox::{Defer, Outbox, PushError, WakeBatch};
 use crate::people::People;
-use axum::extract::ws::Utf8Bytes;
 use confab_protocol::EventKind;
 use confab_storage::{EventSink, StoredEvent};
 use dashmap::DashMap;
+use tungstenite::Utf8Bytes;
 
 use crate::events::{Rendered, RenderedSink, render_all};
 use tokio::sync::mpsc;

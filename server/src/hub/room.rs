@@ -7,8 +7,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
 use confab_protocol::ServerFrame;
+use tungstenite::Utf8Bytes;
 
 use super::{Ephemeral, Outbound};
 use crate::metrics as m;

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Message;
 use confab_protocol::{ClientFrame, Command, ErrorCode, ServerFrame};
 use confab_storage::{StoreError, StoredEvent};
 use futures_util::SinkExt;
 use serde::Deserialize;
+use tungstenite::Message;
 
 use super::acks::PendingAck;
 use super::{Exit, Joined, Session, Socket};
@@ -170,7 +170,7 @@ impl Session {
     }
 
     /// The oldest send's answer as a frame to write, if it has one now (counted as sent).
-    pub(super) fn next_ack(&mut self) -> Result<Option<axum::extract::ws::Utf8Bytes>, ()> {
+    pub(super) fn next_ack(&mut self) -> Result<Option<tungstenite::Utf8Bytes>, ()> {
         let Some(settled) = self.acks.take_ready() else {
             return Ok(None);
         };

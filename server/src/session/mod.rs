@@ -15,6 +15,7 @@ mod acks;
 mod commands;
 mod joined;
 mod outbound;
+mod upgrade;
 mod user_stream;
 
 use std::pin::Pin;
@@ -23,13 +24,15 @@ use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use confab_protocol::{ClientFrame, Command, ErrorCode, ServerFrame};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use tracing::{Instrument, debug, info_span};
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
 
 use crate::auth::{AuthUser, bearer};
 use crate::chat::encode;
@@ -41,6 +44,7 @@ use crate::metrics as m;
 use crate::outbox::{Ended, Outbox};
 use crate::state::AppState;
 use joined::{Joined, JoinedSet};
+use upgrade::Handshake;
 
 /// Close codes Confab uses besides the standard ones (1000 normal, 1001 going away, 1009 too
 /// big). Documented in docs/protocol.md.
@@ -77,18 +81,22 @@ const READ_EVERY: u8 = 4;
 /// Bytes buffered before tungstenite writes to the socket without a flush.
 const WRITE_BUFFER: usize = 8 * 1024;
 
-/// What a session reads frames from and writes frames to: axum's [`WebSocket`](axum::extract::ws::WebSocket) in the server,
-/// an in-memory pair of channels in the tests. A type parameter, not a `dyn`: the server's loop
-/// is compiled for `WebSocket` alone and costs what it did when it named that type, with no
-/// `split()` lock between the reading and the writing half (one `select!` loop owns both).
+/// What a session reads frames from and writes frames to: tokio-tungstenite's stream over the
+/// TCP stream in the server ([`upgrade::WebSocket`]), an in-memory pair of channels in the
+/// tests. A type parameter, not a `dyn`: the server's loop is compiled for that stream alone and
+/// costs what it did when it named that type, with no `split()` lock between the reading and the
+/// writing half (one `select!` loop owns both).
 trait Socket:
-    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+    Stream<Item = Result<Message, tungstenite::Error>>
+    + Sink<Message, Error = tungstenite::Error>
+    + Unpin
+    + Send
 {
 }
 
 impl<T> Socket for T where
-    T: Stream<Item = Result<Message, axum::Error>>
-        + Sink<Message, Error = axum::Error>
+    T: Stream<Item = Result<Message, tungstenite::Error>>
+        + Sink<Message, Error = tungstenite::Error>
         + Unpin
         + Send
 {
@@ -108,10 +116,12 @@ pub async fn ws_handler(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<WsParams>,
     headers: HeaderMap,
+    handshake: Handshake,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
+    // axum's checks of the request (and its rejections); the answer is `handshake`'s.
+    match ws {
+        Ok(_) => {}
         Err(rejection) => {
             return AppError::invalid(format!(
                 "this endpoint takes a WebSocket upgrade: {}",
@@ -119,7 +129,7 @@ pub async fn ws_handler(
             ))
             .into_response();
         }
-    };
+    }
     if state.shutdown.is_cancelled() {
         return AppError::unavailable("server is shutting down").into_response();
     }
@@ -157,21 +167,22 @@ pub async fn ws_handler(
     // connection lives on; past it the connection is closed with 1009.
     let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
     let presence = params.presence;
-    ws.read_buffer_size(READ_BUFFER)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(hard_cap)
-        .max_frame_size(hard_cap)
-        .on_upgrade(move |socket| {
-            let tracker = state.sessions.clone();
-            tracker.track_future(start(socket, state, auth, slot, presence))
-        })
+        .max_message_size(Some(hard_cap))
+        .max_frame_size(Some(hard_cap));
+    handshake.answer(config, move |socket| {
+        let tracker = state.sessions.clone();
+        tracker.track_future(start(socket, state, auth, slot, presence))
+    })
 }
 
 /// Authenticates by the first frame when the upgrade carried no token, then runs the session
-/// in a task of its own. The upgrade's task (axum's wrapper around this future) ends here, so an
-/// idle connection keeps only the session loop's state: nesting the loop in this future made
-/// every connection's task 3.6 KiB, since a future holds its arguments beside the futures it
-/// awaits.
+/// in a task of its own. The upgrade's task (the handshake's wrapper around this future) ends
+/// here, so an idle connection keeps only the session loop's state: nesting the loop in this
+/// future made every connection's task 3.6 KiB, since a future holds its arguments beside the
+/// futures it awaits.
 async fn start<S: Socket + 'static>(
     mut socket: S,
     state: AppState,
@@ -256,7 +267,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
                 ),
                 Err(_) => (None, Err(AppError::unauthorized("authenticate first"))),
             },
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Close(_))) => return None,
             Some(Err(err)) => {
                 if let Some((code, reason)) = violation(&err) {
@@ -291,7 +302,7 @@ async fn authenticate_first_frame<S: Socket>(socket: &mut S, state: &AppState) -
 
 async fn close<S: Socket>(socket: &mut S, code: u16, reason: &'static str) {
     let frame = CloseFrame {
-        code,
+        code: code.into(),
         reason: Utf8Bytes::from_static(reason),
     };
     if socket.send(Message::Close(Some(frame))).await.is_err() {
@@ -353,11 +364,12 @@ enum Incoming {
 }
 
 impl Incoming {
-    fn of(received: Option<Result<Message, axum::Error>>) -> Incoming {
+    fn of(received: Option<Result<Message, tungstenite::Error>>) -> Incoming {
         match received {
             Some(Ok(Message::Text(text))) => Incoming::Text(text),
             Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes.len()),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+            // A raw frame is never read (tungstenite yields it only to send).
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Control,
             Some(Ok(Message::Close(_))) | None => Incoming::End(Exit::ClientClosed),
             Some(Err(err)) => {
                 debug!(error = %err, "websocket read failed");
@@ -775,26 +787,20 @@ where
 /// message over the hard cap (counted as a `too_large` error), 1007 for a text message that is
 /// not UTF-8, 1002 for any other protocol violation (an unmasked frame, reserved bits or opcodes,
 /// a control frame over 125 bytes or fragmented). `None` for I/O failures: nothing to tell.
-fn violation(err: &axum::Error) -> Option<(u16, &'static str)> {
-    use std::error::Error as _;
+fn violation(err: &tungstenite::Error) -> Option<(u16, &'static str)> {
     use tungstenite::error::ProtocolError;
-    let mut source = err.source();
-    while let Some(cause) = source {
-        match cause.downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Capacity(_)) => {
-                m::ws_error(ErrorCode::TooLarge.as_str());
-                return Some((1009, "frame too large"));
-            }
-            Some(tungstenite::Error::Utf8(_)) => return Some((1007, "invalid utf-8")),
-            Some(tungstenite::Error::Protocol(
-                ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing,
-            )) => return None,
-            Some(tungstenite::Error::Protocol(_)) => return Some((1002, "protocol error")),
-            Some(_) => return None,
-            None => source = cause.source(),
+    match err {
+        tungstenite::Error::Capacity(_) => {
+            m::ws_error(ErrorCode::TooLarge.as_str());
+            Some((1009, "frame too large"))
         }
+        tungstenite::Error::Utf8(_) => Some((1007, "invalid utf-8")),
+        tungstenite::Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing,
+        ) => None,
+        tungstenite::Error::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
     }
-    None
 }
 
 #[cfg(test)]

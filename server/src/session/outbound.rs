@@ -6,11 +6,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use confab_protocol::EventKind;
 use confab_storage::StoreError;
 use futures_util::SinkExt;
 use tracing::debug;
+use tungstenite::{Message, Utf8Bytes};
 
 use super::{Exit, Session, Socket, WRITE_BATCH, close_code};
 use crate::chat::encode_event;

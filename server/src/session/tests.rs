@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use confab_protocol::rest::ConversationKind;
 use confab_storage::sqlite::{SqliteOptions, SqliteStore};
 use confab_storage::{EventSink, NewConversation, NewMessage, StoredEvent};
@@ -22,6 +21,7 @@ use futures_util::{Sink, Stream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tungstenite::Message;
 
 use super::{Session, close_code, start};
 use crate::auth::{AuthUser, JwtKeys};
@@ -56,18 +56,32 @@ fn the_session_stays_small() {
 /// only (issue 17, third pass), 744 B since the `select!` only chooses (its output was kept
 /// beside the write), the rare steps and writes take their state whole, and the write keeps
 /// its arguments once, 648 B since `AppState` is one `Arc` and the loop is part of `run`
-/// (issue 17, fourth pass). tokio's task cells are 128-byte aligned, so the task shrinks in
+/// (issue 17, fourth pass), 600 B since the socket is tokio-tungstenite's stream over the TCP
+/// stream rather than axum's `WebSocket` over hyper's `Upgraded` (issue 17, fifth pass; see
+/// `the_socket_stays_small`). tokio's task cells are 128-byte aligned, so the task shrinks in
 /// steps of 128 B: the cell is this future, `TaskTracker`'s token (8 B) and tokio's header,
-/// core and trailer (104 B) rounded up, so at most 656 B keeps it at 768 B (it was 1,024 B);
-/// the session's tracing span, when a subscriber enables it, wraps 40 B more around it (a
-/// cell of 896 B then).
+/// core and trailer (104 B) rounded up, so at most 656 B keeps it at 768 B (it was 1,024 B)
+/// and the next step (640 B) needs at most 528 B; the session's tracing span, when a
+/// subscriber enables it, wraps 40 B more around it.
 #[test]
 fn the_session_loop_stays_small() {
     fn future_size<S, F: Future>(_: fn(Session, S) -> F) -> usize {
         std::mem::size_of::<F>()
     }
-    let size = future_size(Session::run::<axum::extract::ws::WebSocket>);
-    assert!(size <= 648, "the session loop's future is {size} bytes");
+    let size = future_size(Session::run::<super::upgrade::WebSocket>);
+    assert!(size <= 600, "the session loop's future is {size} bytes");
+}
+
+/// The socket, the largest part of the session's future: axum's `WebSocket` was 368 B
+/// (tokio-tungstenite's stream over hyper's `Upgraded`, 48 B, plus the chosen subprotocol,
+/// 40 B); tokio-tungstenite's stream over the TCP stream and its open-connection count
+/// (`upgrade::Io`, 40 B) is 320 B (issue 17, fifth pass).
+#[test]
+fn the_socket_stays_small() {
+    let io = std::mem::size_of::<super::upgrade::Io>();
+    assert!(io <= 40, "the socket's byte stream is {io} bytes");
+    let socket = std::mem::size_of::<super::upgrade::WebSocket>();
+    assert!(socket <= 320, "the socket is {socket} bytes");
 }
 
 /// The write path is part of the loop's future (inline: it is the hot path); it was 360 B
@@ -78,7 +92,7 @@ fn the_write_path_stays_small() {
     fn future_size<A, B, C, F: Future>(_: fn(A, B, C) -> F) -> usize {
         std::mem::size_of::<F>()
     }
-    let size = future_size(Session::write_queued::<axum::extract::ws::WebSocket>);
+    let size = future_size(Session::write_queued::<super::upgrade::WebSocket>);
     assert!(size <= 88, "the write path's future is {size} bytes");
 }
 
@@ -92,7 +106,7 @@ struct MemorySocket {
 }
 
 impl Stream for MemorySocket {
-    type Item = Result<Message, axum::Error>;
+    type Item = Result<Message, tungstenite::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.incoming.poll_recv(cx).map(|message| message.map(Ok))
@@ -100,14 +114,16 @@ impl Stream for MemorySocket {
 }
 
 impl Sink<Message> for MemorySocket {
-    type Error = axum::Error;
+    type Error = tungstenite::Error;
 
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        self.outgoing.send(item).map_err(axum::Error::new)
+        self.outgoing
+            .send(item)
+            .map_err(|_| tungstenite::Error::ConnectionClosed)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -443,7 +459,7 @@ async fn expect_ping(client: &mut Client) {
 async fn expect_close(client: &mut Client) -> u16 {
     loop {
         match client.message().await {
-            Some(Message::Close(Some(frame))) => return frame.code,
+            Some(Message::Close(Some(frame))) => return frame.code.into(),
             Some(Message::Ping(_)) => {}
             other => panic!("expected a close, got {other:?}"),
         }

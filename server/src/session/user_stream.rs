@@ -3,12 +3,12 @@
 //! and a fan-out resync all come here, so each event goes out once and in order whatever
 //! triggered the read.
 
-use axum::extract::ws::Message;
 use confab_protocol::ServerFrame;
 use confab_protocol::rest::{ConversationSummary, Role};
 use confab_storage::{UserEvent, UserEventKind};
 use futures_util::SinkExt;
 use tracing::debug;
+use tungstenite::Message;
 
 use super::commands::Failure;
 use super::{Exit, Session, Socket};
