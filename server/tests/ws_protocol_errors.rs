@@ -141,3 +141,87 @@ async fn a_violation_before_the_auth_frame_closes_with_its_code_too() {
         .expect("send");
     assert_eq!(close_code(&mut tcp).await, 1002);
 }
+
+/// Reads one unfragmented server text frame and returns its text.
+async fn text_frame(tcp: &mut TcpStream) -> String {
+    let read = async {
+        let first = tcp.read_u8().await?;
+        let len = match tcp.read_u8().await? & 0x7f {
+            126 => u64::from(tcp.read_u16().await?),
+            127 => tcp.read_u64().await?,
+            len => u64::from(len),
+        };
+        let mut payload = vec![0; usize::try_from(len).expect("length")];
+        tcp.read_exact(&mut payload).await?;
+        std::io::Result::Ok((first, payload))
+    };
+    let (first, payload) = tokio::time::timeout(WAIT, read)
+        .await
+        .expect("a frame in time")
+        .expect("a frame");
+    assert_eq!(first, 0x81, "a final text frame");
+    String::from_utf8(payload).expect("utf-8")
+}
+
+/// The handshake's answer is RFC 6455's (the accept key of the RFC's sample key, the upgrade
+/// headers), and frames a client sends in the same write as its request, before the `101`
+/// (which the server's HTTP parser has read along with the request), are the first frames
+/// the session reads: with a bearer token and with first-frame auth.
+#[tokio::test]
+async fn frames_sent_with_the_handshake_are_read_first() {
+    let server = Server::in_process(&[]).await;
+    let token = common::token("alice");
+    for (header, frames) in [
+        (
+            format!("Authorization: Bearer {token}\r\n"),
+            frame(
+                0x81,
+                true,
+                br#"{"type":"join","conversation":"nope","ref":"r1"}"#,
+            ),
+        ),
+        (
+            String::new(),
+            frame(
+                0x81,
+                true,
+                format!(r#"{{"type":"auth","token":"{token}"}}"#).as_bytes(),
+            ),
+        ),
+    ] {
+        let mut tcp = TcpStream::connect(("127.0.0.1", server.port()))
+            .await
+            .expect("connect");
+        let mut request = format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{header}\r\n"
+        )
+        .into_bytes();
+        request.extend(&frames);
+        tcp.write_all(&request).await.expect("handshake and frame");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(WAIT, tcp.read_u8())
+                .await
+                .expect("handshake answer in time")
+                .expect("handshake answer");
+            head.push(byte);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("upgrade: websocket\r\n"), "{head}");
+        let welcome = text_frame(&mut tcp).await;
+        assert!(welcome.contains(r#""type":"welcome""#), "{welcome}");
+        if header.is_empty() {
+            continue;
+        }
+        // The join sent with the request is answered after the welcome.
+        let answer = text_frame(&mut tcp).await;
+        assert!(answer.contains(r#""type":"error""#), "{answer}");
+        assert!(answer.contains(r#""ref":"r1""#), "{answer}");
+    }
+}
