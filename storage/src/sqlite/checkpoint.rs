@@ -127,9 +127,11 @@ fn run(conn: &Connection, shared: &Shared) {
                 if waited.timed_out() && !signal.pending && !signal.stopping {
                     // Quiet: give the log's space back (under load it grows to about
                     // WRITER_AUTOCHECKPOINT frames before the writer restarts it).
+                    // Readers still in the log make it give up (after a short wait, see
+                    // `schema::open_checkpointer`): then it tries again after the next quiet
+                    // second.
                     drop(signal);
-                    checkpoint(conn, "TRUNCATE");
-                    dirty = false;
+                    dirty = !checkpoint(conn, "TRUNCATE");
                     signal = shared.signal.lock().unwrap_or_else(PoisonError::into_inner);
                 }
             }
@@ -155,21 +157,76 @@ fn run(conn: &Connection, shared: &Shared) {
     tracing::debug!("sqlite checkpointer stopped");
 }
 
-/// Runs `PRAGMA wal_checkpoint(mode)`. A busy database (another checkpoint, another process
-/// holding a lock) is not an error: the next commit, or the next quiet spell, tries again.
-pub(super) fn checkpoint(conn: &Connection, mode: &str) {
+/// Runs `PRAGMA wal_checkpoint(mode)` and says whether it completed. A busy database (another
+/// checkpoint, another process holding a lock, readers still in the log) is not an error: the
+/// next commit, or the next quiet spell, tries again.
+pub(super) fn checkpoint(conn: &Connection, mode: &str) -> bool {
     let outcome = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
     });
     match outcome {
-        Ok((log, copied)) => tracing::trace!(mode, log, copied, "sqlite checkpoint"),
-        Err(err) => tracing::debug!(mode, error = %err, "sqlite checkpoint did not run"),
+        Ok((busy, log, copied)) => {
+            tracing::trace!(mode, busy, log, copied, "sqlite checkpoint");
+            busy == 0
+        }
+        Err(err) => {
+            tracing::debug!(mode, error = %err, "sqlite checkpoint did not run");
+            false
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `TRUNCATE` that finds a reader in the log gives up after a short wait, instead of
+    /// holding the write lock for the whole busy timeout (5 s), and the writer commits at once
+    /// after it; once the reader is gone the next one empties the log.
+    #[test]
+    fn a_truncate_behind_a_reader_gives_up_and_lets_the_writer_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        let mut writer = schema::open_writer(&path).expect("open");
+        schema::migrate(&mut writer).expect("migrate");
+        writer
+            .execute_batch("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1);")
+            .expect("write");
+        let checkpointer = schema::open_checkpointer(&path).expect("checkpointer");
+        let reader = schema::open_reader(&path).expect("reader");
+        reader.execute_batch("BEGIN").expect("begin");
+        let seen: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .expect("read");
+        assert_eq!(seen, 1);
+
+        let started = Instant::now();
+        assert!(
+            !checkpoint(&checkpointer, "TRUNCATE"),
+            "a reader is in the log"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "it waited {:?}, near the busy timeout",
+            started.elapsed()
+        );
+        // The write lock is free: a writer that does not wait at all gets it.
+        writer
+            .busy_handler(None::<fn(i32) -> bool>)
+            .expect("no waiting");
+        writer
+            .execute("INSERT INTO t VALUES (2)", [])
+            .expect("the writer is not held up");
+
+        reader.execute_batch("ROLLBACK").expect("end the read");
+        assert!(checkpoint(&checkpointer, "TRUNCATE"), "no reader left");
+        let wal = dir.path().join("db.sqlite-wal");
+        assert_eq!(std::fs::metadata(&wal).map_or(0, |meta| meta.len()), 0);
+    }
 
     #[test]
     fn commits_reach_the_database_file_and_a_quiet_log_is_emptied() {

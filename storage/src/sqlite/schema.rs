@@ -44,6 +44,9 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// How long a connection waits on a lock (a checkpoint, another process) before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// How long the checkpointer waits on a lock (see [`open_checkpointer`]).
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
 /// The first wait for a lock; each retry doubles it up to [`BUSY_MAX_SLEEP`].
 const BUSY_FIRST_SLEEP: Duration = Duration::from_micros(50);
 const BUSY_MAX_SLEEP: Duration = Duration::from_millis(1);
@@ -90,13 +93,17 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
 
 /// Opens the checkpointer's connection on a database the writer has already opened and migrated:
 /// read-write (a checkpoint writes the database file), `synchronous=FULL` so that the file is
-/// synced before the log is reused.
+/// synced before the log is reused. It waits for a lock at most [`CHECKPOINT_WAIT`]: a
+/// `TRUNCATE` checkpoint holds the write lock while it waits for readers to leave the log, so
+/// with the usual busy timeout every writer (this node's, and on a shared file every node's)
+/// waited up to 5 s behind it while reads kept coming; it gives up instead, and the next quiet
+/// spell tries again. (`PASSIVE` checkpoints never wait.)
 pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    wait_when_busy(&mut conn)?;
+    wait_when_busy_for(&mut conn, CHECKPOINT_WAIT)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
@@ -132,12 +139,17 @@ fn open_read_only(path: &Path) -> Result<Connection> {
 /// processes sharing one file (two nodes on one host) would hand the write lock over in tens of
 /// milliseconds instead of well under one.
 fn wait_when_busy(conn: &mut Connection) -> Result<()> {
+    wait_when_busy_for(conn, BUSY_TIMEOUT)
+}
+
+/// Like [`wait_when_busy`], giving up after `limit`.
+fn wait_when_busy_for(conn: &mut Connection, limit: Duration) -> Result<()> {
     let mut started = std::time::Instant::now();
     conn.busy_handler(Some(move |attempt: i32| {
         if attempt == 0 {
             started = std::time::Instant::now();
         }
-        if started.elapsed() >= BUSY_TIMEOUT {
+        if started.elapsed() >= limit {
             return false;
         }
         std::thread::sleep(busy_sleep(attempt));
@@ -189,7 +201,7 @@ pub(super) fn migrate_to(conn: &mut Connection, target: u32) -> Result<()> {
     applied?;
     // A migration that rewrote a table left all of it in the log (400 MB for a million
     // messages): copy it into the database file now, not whenever the next write comes.
-    super::checkpoint::checkpoint(conn, "TRUNCATE");
+    let _emptied = super::checkpoint::checkpoint(conn, "TRUNCATE");
     Ok(())
 }
 

@@ -94,7 +94,7 @@ pub(super) fn run(
     }
     // Everything is committed: stop copying, and leave an empty log behind.
     drop(checkpointer);
-    checkpoint::checkpoint(&conn, "TRUNCATE");
+    let _emptied = checkpoint::checkpoint(&conn, "TRUNCATE");
     tracing::debug!("sqlite writer stopped");
 }
 
