@@ -379,7 +379,15 @@ async fn an_event_whose_publish_failed_still_reaches_the_other_node() {
 
     let got = bob.recv_message().await;
     assert_eq!((got.seq, got.id.as_str()), (2, lost.id.as_str()));
-    assert!(counter_value(&c.a, "confab_fanout_repairs_total", "shard=").await >= 1.0);
+    // Counted once the repair's publish returns, which may be after bob has caught up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while counter_value(&c.a, "confab_fanout_repairs_total", "shard=").await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the repair was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     alice.send_message(&conversation, "after", "after").await;
     assert_eq!(bob.recv_message().await.seq, 3, "once, in order");
 }
