@@ -74,22 +74,39 @@ fn raise_open_files_limit() {
 }
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
     let filter = EnvFilter::try_new(&config.log)
-        .with_context(|| format!("invalid log filter {:?}", config.log))?
-        // tungstenite traces whole frames and handshake requests: auth frames and `?token=`
-        // would reach the log. Never below debug, whatever the filter asks.
-        .add_directive("tungstenite=debug".parse()?)
-        .add_directive("tokio_tungstenite=debug".parse()?);
+        .with_context(|| format!("invalid log filter {:?}", config.log))?;
+    // tungstenite traces whole frames and handshake requests: auth frames and `?token=` would
+    // reach the log. Its trace events are dropped whatever the filter asks; below trace it
+    // follows the filter like every other crate (a directive `tungstenite=debug` would instead
+    // *raise* it to debug under `--log warn`: two lines for every client that closes).
+    let no_frame_traces =
+        filter_fn(|meta| *meta.level() != tracing::Level::TRACE || !traces_frames(meta.target()))
+            .with_max_level_hint(LevelFilter::TRACE);
     // Colours only for a person at a terminal, not in files or log collectors.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let layer = match config.log_format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter.and(no_frame_traces)))
+        .try_init()?;
     Ok(())
+}
+
+/// Whether events of `target` come from the WebSocket library, whose trace level logs frames.
+fn traces_frames(target: &str) -> bool {
+    ["tungstenite", "tokio_tungstenite"].iter().any(|name| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
