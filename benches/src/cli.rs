@@ -431,4 +431,8 @@ pub struct ScaleArgs {
     /// Most seconds for every client to resume after the storm.
     #[arg(long, default_value_t = 120.0)]
     pub storm_timeout_secs: f64,
+    /// Copies every node's log here at the end of each step (`step-<connections>-node-<i>.log`),
+    /// to see why a node refused or dropped something; the nodes log at `warn`.
+    #[arg(long)]
+    pub keep_logs: Option<PathBuf>,
 }

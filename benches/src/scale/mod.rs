@@ -137,6 +137,17 @@ impl Cluster {
     fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(ConfabServer::url).collect()
     }
+
+    /// Writes each node's log so far to `dir/step-<connections>-node-<i>.log`.
+    fn keep_logs(&self, dir: &Path, connections: usize) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let path = dir.join(format!("step-{connections}-node-{index}.log"));
+            std::fs::write(&path, node.log())
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates the step's conversations (user `i` in conversation `i % conversations`) through
@@ -217,6 +228,11 @@ async fn run_step(
     let mut workers = Workers::start(plans).await?;
     let phases = phases::run(&mut workers, &cluster, args, &layout).await;
     workers.exit().await;
+    if let Some(dir) = &args.keep_logs
+        && let Err(err) = cluster.keep_logs(dir, connections)
+    {
+        eprintln!("cannot keep the nodes' logs: {err:#}");
+    }
     let (connect, chat, storm, unexpected_disconnects) = phases?;
     Ok(ScaleStep {
         connections,
