@@ -3,8 +3,14 @@
 //!
 //! Every authenticated request would be a store write if recorded blindly; [`People`]
 //! remembers, per (tenant, user), the name and time of the last write and writes again only
-//! when the name changed or [`REFRESH`] has passed. The write runs in a spawned task, so a
-//! request never waits for it.
+//! when the name changed or [`REFRESH`] has passed. A request never waits for the write: the
+//! sighting joins a queue, and one task per node writes what is queued, up to [`BATCH`] at a
+//! time, one write after the other. When a storm of clients reconnects at once (a deploy, a
+//! network blip), every one of them is due (the last write is over a minute old): one write
+//! each filled the store's queue ahead of the chat messages, and on a file shared by a dozen
+//! nodes some messages waited out the busy timeout and were refused (benches/RESULTS.md,
+//! issue 17). Sightings are the directory's last-seen times, not acknowledged data: past
+//! [`MAX_QUEUED`] a sighting is dropped and the user is written at their next sighting.
 //!
 //! One record per user, not a map per purpose: every connected user is in the directory (the
 //! connection was sighted when it authenticated), so the per-user connection count (the cap in
@@ -13,10 +19,10 @@
 //! for three maps' entries, keys and table slack before (394 B with one user per connection).
 //! The hub owns the map (it is built first) and hands it to the state.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use confab_storage::DynStore;
+use confab_storage::{DynStore, Sighting};
 use dashmap::DashMap;
 
 use crate::auth::AuthUser;
@@ -24,6 +30,13 @@ use crate::outbox::Outbox;
 
 /// How often a user's last-seen time is written at most (unless their name changes).
 pub const REFRESH: Duration = Duration::from_secs(60);
+
+/// Most sightings in one store write.
+pub const BATCH: usize = 512;
+
+/// Most sightings waiting for their write; more are dropped (and written at the user's next
+/// sighting).
+pub const MAX_QUEUED: usize = 100_000;
 
 /// A user: (tenant, user id).
 pub type UserKey = (Arc<str>, Arc<str>);
@@ -63,6 +76,8 @@ pub struct People {
     users: DashMap<UserKey, Person>,
     /// Zero of the sighting times.
     epoch: Instant,
+    /// Sightings waiting for their write.
+    queue: Arc<Mutex<Queue>>,
 }
 
 impl Default for People {
@@ -70,6 +85,69 @@ impl Default for People {
         People {
             users: DashMap::new(),
             epoch: Instant::now(),
+            queue: Arc::default(),
+        }
+    }
+}
+
+/// The sightings to write, and whether a task is writing them.
+#[derive(Debug, Default)]
+struct Queue {
+    sightings: Vec<Sighting>,
+    /// A task is writing: it takes what is queued meanwhile, and stops when nothing is.
+    writing: bool,
+}
+
+/// What became of a queued sighting.
+#[derive(Debug, PartialEq, Eq)]
+enum Queued {
+    /// Queued; a task is already writing.
+    Behind,
+    /// Queued; nobody is writing: start the task.
+    StartWriting,
+    /// The queue is full: dropped.
+    Dropped,
+}
+
+impl Queue {
+    fn push(&mut self, sighting: Sighting) -> Queued {
+        if self.sightings.len() >= MAX_QUEUED {
+            return Queued::Dropped;
+        }
+        self.sightings.push(sighting);
+        if std::mem::replace(&mut self.writing, true) {
+            Queued::Behind
+        } else {
+            Queued::StartWriting
+        }
+    }
+
+    /// The next write's sightings, oldest first; none: the task stops (marked not writing).
+    fn next_batch(&mut self) -> Option<Vec<Sighting>> {
+        if self.sightings.is_empty() {
+            self.writing = false;
+            return None;
+        }
+        if self.sightings.len() <= BATCH {
+            return Some(std::mem::take(&mut self.sightings));
+        }
+        Some(self.sightings.drain(..BATCH).collect())
+    }
+}
+
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes the queued sightings, a batch at a time, until none is left.
+async fn write_queued(queue: Arc<Mutex<Queue>>, store: DynStore) {
+    loop {
+        // Taken under the lock, written without it: the guard ends with this statement.
+        let next = lock(&queue).next_batch();
+        let Some(batch) = next else { return };
+        let count = batch.len();
+        if let Err(err) = store.record_people(batch).await {
+            tracing::warn!(sightings = count, error = %err, "cannot record sightings");
         }
     }
 }
@@ -107,13 +185,26 @@ impl People {
         if !self.due(user, &name, Instant::now()) {
             return;
         }
-        let (store, tenant, id) = (store.clone(), user.tenant.clone(), user.user.clone());
-        let seen_at = crate::media::now_ms();
-        tokio::spawn(async move {
-            if let Err(err) = store.record_person(&tenant, &id, &name, seen_at).await {
-                tracing::warn!(%tenant, user = %id, error = %err, "cannot record a sighting");
+        let sighting = Sighting {
+            tenant: user.tenant.to_string(),
+            user: user.user.to_string(),
+            name: name.to_string(),
+            seen_at: crate::media::now_ms(),
+        };
+        let queued = lock(&self.queue).push(sighting);
+        match queued {
+            Queued::Behind => {}
+            Queued::StartWriting => {
+                tokio::spawn(write_queued(self.queue.clone(), store.clone()));
             }
-        });
+            Queued::Dropped => {
+                // Due again at the next sighting.
+                if let Some(mut person) = self.users.get_mut(&key(user)) {
+                    person.written_name = None;
+                }
+                tracing::debug!(tenant = %user.tenant, user = %user.user, "sighting queue full; dropped");
+            }
+        }
     }
 
     /// Counts one more open connection of the user of `key`, unless that makes more than
@@ -204,6 +295,99 @@ mod tests {
         assert!(sightings.due(&alice, &renamed, start + Duration::from_secs(2)));
         assert!(!sightings.due(&alice, &renamed, start + Duration::from_secs(61)));
         assert!(sightings.due(&alice, &renamed, start + Duration::from_secs(63)));
+    }
+
+    fn sighting(user: &str) -> Sighting {
+        Sighting {
+            tenant: "acme".to_owned(),
+            user: user.to_owned(),
+            name: user.to_owned(),
+            seen_at: 1,
+        }
+    }
+
+    #[test]
+    fn one_task_writes_the_queue_in_batches_oldest_first() {
+        let mut queue = Queue::default();
+        assert_eq!(queue.push(sighting("u0")), Queued::StartWriting);
+        for i in 1..1_100 {
+            assert_eq!(queue.push(sighting(&format!("u{i}"))), Queued::Behind);
+        }
+        let first = queue.next_batch().expect("first");
+        assert_eq!((first.len(), first[0].user.as_str()), (BATCH, "u0"));
+        assert_eq!(
+            queue.push(sighting("late")),
+            Queued::Behind,
+            "still writing"
+        );
+        let second = queue.next_batch().expect("second");
+        assert_eq!((second.len(), second[0].user.as_str()), (BATCH, "u512"));
+        let third = queue.next_batch().expect("third");
+        assert_eq!(third.len(), 1_101 - 2 * BATCH);
+        assert_eq!(third.last().map(|s| s.user.as_str()), Some("late"));
+        assert!(queue.next_batch().is_none());
+        assert!(!queue.writing, "the task stopped");
+        assert_eq!(queue.push(sighting("next")), Queued::StartWriting);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_sighting_and_the_user_is_due_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: DynStore = Arc::new(
+            confab_storage::sqlite::SqliteStore::open(
+                &dir.path().join("confab.db"),
+                Arc::new(confab_storage::NullSink),
+                confab_storage::sqlite::SqliteOptions::default(),
+            )
+            .expect("store"),
+        );
+        let people = People::default();
+        {
+            let mut queue = lock(&people.queue);
+            queue.sightings = vec![sighting("someone"); MAX_QUEUED];
+            queue.writing = true;
+        }
+        let alice = user("Alice");
+        people.seen(&store, &alice);
+        assert_eq!(lock(&people.queue).sightings.len(), MAX_QUEUED, "dropped");
+        let name: Arc<str> = Arc::from("Alice");
+        assert!(people.due(&alice, &name, Instant::now()), "due again");
+    }
+
+    /// Many users sighted at once are all written, by a few writes.
+    #[tokio::test]
+    async fn queued_sightings_all_reach_the_directory() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: DynStore = Arc::new(
+            confab_storage::sqlite::SqliteStore::open(
+                &dir.path().join("confab.db"),
+                Arc::new(confab_storage::NullSink),
+                confab_storage::sqlite::SqliteOptions::default(),
+            )
+            .expect("store"),
+        );
+        let people = People::default();
+        for i in 0..2_000 {
+            let mut someone = user(&format!("User {i}"));
+            someone.user = Arc::from(format!("u{i:04}"));
+            people.seen(&store, &someone);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let written = store.people("acme").await.expect("people");
+            if written.len() == 2_000 {
+                assert_eq!(written[1_999].name, "User 1999");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of 2000 written",
+                written.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let queue = lock(&people.queue);
+        assert!(queue.sightings.is_empty() && !queue.writing);
     }
 
     #[test]

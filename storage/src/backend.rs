@@ -75,9 +75,10 @@ pub(crate) struct EventsQuery {
     pub limit: u32,
 }
 
-/// A sighting of `user` of `tenant` under `name` at `seen_at` (for the directory of people).
-#[derive(Debug, Clone)]
-pub(crate) struct Sighting {
+/// A sighting of `user` of `tenant` under `name` at `seen_at` (for the directory of people,
+/// see [`crate::Store::record_people`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
     pub tenant: String,
     pub user: String,
     pub name: String,
@@ -217,7 +218,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn conversation_positions(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, String, u64)>>> + Send;
-    fn record_person(&self, sighting: Sighting) -> impl Future<Output = Result<()>> + Send;
+    fn record_people(&self, sightings: Vec<Sighting>) -> impl Future<Output = Result<()>> + Send;
     fn people(&self, tenant: &str) -> impl Future<Output = Result<Vec<Person>>> + Send;
     fn record_query(&self, searched: Searched) -> impl Future<Output = Result<()>> + Send;
     fn recent_queries(
@@ -470,20 +471,11 @@ impl<B: Backend> Store for B {
         Backend::media_usage(self, tenant).await
     }
 
-    async fn record_person(
-        &self,
-        tenant: &str,
-        user: &str,
-        name: &str,
-        seen_at: Millis,
-    ) -> Result<()> {
-        let sighting = Sighting {
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-            name: name.to_owned(),
-            seen_at,
-        };
-        Backend::record_person(self, sighting).await
+    async fn record_people(&self, sightings: Vec<Sighting>) -> Result<()> {
+        if sightings.is_empty() {
+            return Ok(());
+        }
+        Backend::record_people(self, sightings).await
     }
 
     async fn people(&self, tenant: &str) -> Result<Vec<Person>> {

@@ -79,7 +79,7 @@ pub use messages::{
     events_after_every_limit, paging_before_and_after, reactions_are_idempotent_and_aggregated,
     reply_to_must_be_in_conversation, send_is_idempotent,
 };
-pub use people::people_directory;
+pub use people::{people_directory, people_in_batches};
 pub use recent_queries::recent_queries_are_per_user_and_bounded;
 pub use user_events::{user_events_are_retained_up_to_a_bound, user_events_follow_membership};
 
@@ -118,6 +118,7 @@ macro_rules! store_conformance_suite {
             media_attachment_rules,
             media_quota_usage_and_downloads,
             people_directory,
+            people_in_batches,
             recent_queries_are_per_user_and_bounded,
             user_events_follow_membership,
             user_events_are_retained_up_to_a_bound,

@@ -55,6 +55,7 @@ use confab_protocol::rest::{
 pub use confab_protocol::{EventBody, Posted};
 use confab_protocol::{EventKind, Millis};
 
+pub use backend::Sighting;
 pub use error::{Result, StoreError};
 pub use recent_queries::{RECENT_QUERIES_RETAINED, RecentQuery};
 pub use user_events::{USER_EVENTS_RETAINED, UserEvent, UserEventKind, UserEventPage};
@@ -421,13 +422,28 @@ pub trait Store: Send + Sync + 'static {
     /// Records that `user` of `tenant` was seen at `seen_at` under `name`: adds them to the
     /// tenant's directory, or updates their name and moves their last-seen time forward (an
     /// older `seen_at` leaves it). The caller decides how often to call (not on every request).
+    /// One sighting of [`Store::record_people`].
     async fn record_person(
         &self,
         tenant: &str,
         user: &str,
         name: &str,
         seen_at: Millis,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let sighting = Sighting {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            name: name.to_owned(),
+            seen_at,
+        };
+        self.record_people(vec![sighting]).await
+    }
+
+    /// Records every sighting as [`Store::record_person`] would, in order (a user sighted twice
+    /// ends with the later name), in one write: all or none. A node collects its sightings and
+    /// writes them this way, one write at a time, so that thousands of clients reconnecting at
+    /// once make a few writes rather than one each.
+    async fn record_people(&self, sightings: Vec<Sighting>) -> Result<()>;
 
     /// The tenant's directory of people, by id: for the server's own use (building its people
     /// index), never handed to clients whole.

@@ -347,9 +347,9 @@ impl Backend for MongoStore {
             .await
     }
 
-    async fn record_person(&self, sighting: Sighting) -> Result<()> {
-        self.write(None, &sighting, |cx, sighting| {
-            Box::pin(people::record_person(cx, sighting))
+    async fn record_people(&self, sightings: Vec<Sighting>) -> Result<()> {
+        self.write(None, sightings.as_slice(), |cx, sightings| {
+            Box::pin(people::record_people(cx, sightings))
         })
         .await
     }

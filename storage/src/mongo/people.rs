@@ -9,19 +9,21 @@ use super::txn::{Ctx, OpResult};
 use crate::Person;
 use crate::backend::Sighting;
 
-pub(super) async fn record_person(cx: &mut Ctx, sighting: &Sighting) -> OpResult<()> {
-    cx.db
-        .people
-        .update_one(
-            doc! { "tenant": &sighting.tenant, "id": &sighting.user },
-            doc! {
-                "$set": { "name": &sighting.name },
-                "$max": { "last_seen": sighting.seen_at },
-            },
-        )
-        .upsert(true)
-        .session(&mut cx.session)
-        .await?;
+pub(super) async fn record_people(cx: &mut Ctx, sightings: &[Sighting]) -> OpResult<()> {
+    for sighting in sightings {
+        cx.db
+            .people
+            .update_one(
+                doc! { "tenant": &sighting.tenant, "id": &sighting.user },
+                doc! {
+                    "$set": { "name": &sighting.name },
+                    "$max": { "last_seen": sighting.seen_at },
+                },
+            )
+            .upsert(true)
+            .session(&mut cx.session)
+            .await?;
+    }
     Ok(())
 }
 

@@ -350,8 +350,8 @@ impl Backend for SqliteStore {
         self.read(read::conversation_positions).await
     }
 
-    async fn record_person(&self, sighting: Sighting) -> Result<()> {
-        self.write(move |conn, _| people::record_person(conn, &sighting))
+    async fn record_people(&self, sightings: Vec<Sighting>) -> Result<()> {
+        self.write(move |conn, _| people::record_people(conn, &sightings))
             .await
     }
 

@@ -6,18 +6,20 @@ use rusqlite::Connection;
 use crate::backend::Sighting;
 use crate::{Person, Result};
 
-pub(super) fn record_person(conn: &Connection, sighting: &Sighting) -> Result<()> {
-    conn.prepare_cached(
+pub(super) fn record_people(conn: &Connection, sightings: &[Sighting]) -> Result<()> {
+    let mut upsert = conn.prepare_cached(
         "INSERT INTO people (tenant, id, name, last_seen) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (tenant, id) DO UPDATE
          SET name = excluded.name, last_seen = MAX(last_seen, excluded.last_seen)",
-    )?
-    .execute((
-        &sighting.tenant,
-        &sighting.user,
-        &sighting.name,
-        sighting.seen_at,
-    ))?;
+    )?;
+    for sighting in sightings {
+        upsert.execute((
+            &sighting.tenant,
+            &sighting.user,
+            &sighting.name,
+            sighting.seen_at,
+        ))?;
+    }
     Ok(())
 }
 
