@@ -3,6 +3,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
@@ -46,17 +47,22 @@ pub(super) fn run(
             }
         }
         let mut events = Vec::new();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         // Held until the batch is committed or rolled back, not while it is published.
         let turn = turns
             .as_ref()
             .map(|turns| turns.take(schema::BUSY_TIMEOUT))
             .transpose();
+        let mut times = Times::default();
         let committed = match turn {
-            Ok(_turn) => commit_batch(&mut conn, &mut cache, &mut batch, &mut events),
+            Ok(_turn) => {
+                times.waited_for_turn = started.elapsed();
+                commit_batch(&mut conn, &mut cache, &mut batch, &mut events, &mut times)
+            }
             Err(_) => Err(turn_timed_out()),
         };
         commit_duration.record(started.elapsed().as_secs_f64());
+        times.report(batch.len());
         batch_jobs.record(batch.len() as f64);
         health.record(committed.as_ref().map(|_| ()));
         match committed {
@@ -111,9 +117,21 @@ fn commit_batch(
     cache: &mut WriteCache,
     batch: &mut [BoxedJob],
     events: &mut Vec<StoredEvent>,
+    times: &mut Times,
 ) -> rusqlite::Result<()> {
-    run_cached(conn, "BEGIN IMMEDIATE")?;
-    let outcome = run_jobs(conn, cache, batch, events).and_then(|()| run_cached(conn, "COMMIT"));
+    let mut lap = Instant::now();
+    let mut split = |into: &mut Duration| {
+        let now = Instant::now();
+        *into = now - lap;
+        lap = now;
+    };
+    let begun = run_cached(conn, "BEGIN IMMEDIATE");
+    split(&mut times.begin);
+    begun?;
+    let ran = run_jobs(conn, cache, batch, events);
+    split(&mut times.jobs);
+    let outcome = ran.and_then(|()| run_cached(conn, "COMMIT"));
+    split(&mut times.commit);
     if outcome.is_err() && !conn.is_autocommit() {
         // A failed statement may have ended the transaction already; else it ends here.
         if let Err(err) = run_cached(conn, "ROLLBACK") {
@@ -164,6 +182,38 @@ fn run_jobs(
     cache
         .before_commit(conn)
         .map_err(|err| batch_aborted(format!("merging client ids: {err}")))
+}
+
+/// Where a batch's time went, for the log when it held the database long.
+#[derive(Debug, Default)]
+struct Times {
+    /// For this process's turn at a shared file.
+    waited_for_turn: Duration,
+    /// In `BEGIN IMMEDIATE`: SQLite's own write lock (another connection, a checkpoint).
+    begin: Duration,
+    jobs: Duration,
+    /// In `COMMIT`: the log's sync.
+    commit: Duration,
+}
+
+impl Times {
+    /// Past this, a batch is logged at `warn`: every writer of the file waits while it holds
+    /// the lock, and a wait past `schema::BUSY_TIMEOUT` refuses writes as busy.
+    const LONG: Duration = Duration::from_secs(1);
+
+    fn report(&self, jobs: usize) {
+        let held = self.begin + self.jobs + self.commit;
+        if held >= Self::LONG || self.waited_for_turn >= Self::LONG {
+            tracing::warn!(
+                jobs,
+                waited_for_turn_ms = self.waited_for_turn.as_millis(),
+                begin_ms = self.begin.as_millis(),
+                jobs_ms = self.jobs.as_millis(),
+                commit_ms = self.commit.as_millis(),
+                "a write batch waited or held the database long"
+            );
+        }
+    }
 }
 
 /// Runs a statement without parameters or rows through the statement cache.
