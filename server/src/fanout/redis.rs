@@ -20,7 +20,8 @@
 //! own per-room transitions (`presence`); the others answer with theirs to the asker alone, on
 //! its own channel ([`wire::inbox`], on the room's shard so that order holds), all the syncs of
 //! one asker read together in one `snapshots` message per shard. Nodes beat on
-//! `confab:nodes` every [`BEAT`]; one silent for [`PEER_EXPIRY`] is dropped and its users go
+//! `confab:nodes` every [`BEAT`]; one silent for [`PEER_EXPIRY`] (on the wall clock, and on
+//! this node's own reading of the channel, see [`liveness`]) is dropped and its users go
 //! offline where no other node has them. A resubscription after an outage syncs that shard's
 //! open rooms again.
 //!
@@ -32,6 +33,7 @@
 //! ([`connect`]).
 
 mod connect;
+mod liveness;
 mod shard;
 mod wire;
 
@@ -53,6 +55,7 @@ use super::{Fanout, INBOUND_QUEUE, Inbound, Link, RoomUsers, UsersTo};
 use crate::hub::{Delivered, Ephemeral};
 use crate::metrics::FANOUT_INBOUND_WAITS_TOTAL as INBOUND_WAITS_TOTAL;
 
+use liveness::Liveness;
 pub use shard::shard_of;
 use shard::{PUBLISH_QUEUE, Shard};
 pub use wire::WIRE_VERSION;
@@ -87,13 +90,27 @@ pub struct RedisFanout {
     inbox: String,
     /// One per Redis server, in the configured order.
     shards: Vec<Shard>,
-    /// Other nodes heard from (on any shard), and when last.
-    peers: Mutex<HashMap<String, Instant>>,
+    /// Other nodes heard from (on any shard), and how far this node has read.
+    liveness: Mutex<Liveness>,
+    /// An own beat came back: the beat loop looks for silent peers at once (the beat it has
+    /// just sent is not back yet when it looks after sending).
+    own_beat_back: tokio::sync::Notify,
     /// Stops the background tasks ([`Fanout::close`]).
     stop: CancellationToken,
 }
 
 impl RedisFanout {
+    fn new(node: String, shards: Vec<Shard>) -> RedisFanout {
+        RedisFanout {
+            inbox: inbox(&node),
+            node,
+            shards,
+            liveness: Mutex::new(Liveness::new(Instant::now())),
+            own_beat_back: tokio::sync::Notify::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
     /// Tries every shard's Redis (at once) and starts the publisher and subscriber tasks of
     /// each, and the heartbeat. A shard that cannot be reached is connected in the background,
     /// its conversations degraded meanwhile as after a loss at runtime (`/ready` names it; with
@@ -118,13 +135,7 @@ impl RedisFanout {
             publish_rxs.push(publish_rx);
         }
         let node = uuid::Uuid::new_v4().simple().to_string();
-        let fanout = Arc::new(RedisFanout {
-            inbox: inbox(&node),
-            node,
-            shards,
-            peers: Mutex::new(HashMap::new()),
-            stop: CancellationToken::new(),
-        });
+        let fanout = Arc::new(RedisFanout::new(node, shards));
         let reachable = contacts.iter().filter(|c| c.publisher.is_some()).count();
         for (index, (contact, publish_rx)) in contacts.into_iter().zip(publish_rxs).enumerate() {
             let connect::FirstContact { client, publisher } = contact;
@@ -171,31 +182,30 @@ impl RedisFanout {
         }
     }
 
+    fn liveness(&self) -> std::sync::MutexGuard<'_, Liveness> {
+        self.liveness.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Notes that `node` is alive.
     fn heard_from(&self, node: &str) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        match peers.get_mut(node) {
-            Some(seen) => *seen = Instant::now(),
-            None => {
-                tracing::info!(peer = node, "fan-out peer appeared");
-                peers.insert(node.to_owned(), Instant::now());
-            }
+        if self.liveness().heard(node, Instant::now()) {
+            tracing::info!(peer = node, "fan-out peer appeared");
         }
     }
 
-    /// Forgets the nodes silent for longer than [`PEER_EXPIRY`]; returns them.
-    fn expire_peers(&self) -> Vec<String> {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let expired: Vec<String> = peers
-            .iter()
-            .filter(|(_, seen)| now.duration_since(**seen) > PEER_EXPIRY)
-            .map(|(node, _)| node.clone())
-            .collect();
-        for node in &expired {
-            peers.remove(node);
+    /// One of this node's own messages came back: a beat says how far it has read.
+    fn heard_self(&self, header: &Header<'_>) {
+        if header.message == MessageType::Beat {
+            self.liveness().heard_own_beat(header.seq, Instant::now());
+            self.own_beat_back.notify_one();
         }
-        expired
+    }
+
+    /// Forgets the nodes silent for longer than [`PEER_EXPIRY`] (see [`liveness`]); returns
+    /// them.
+    fn expire_peers(&self) -> Vec<String> {
+        let subscribed = self.shards.iter().any(Shard::is_connected);
+        self.liveness().expire(Instant::now(), subscribed)
     }
 
     /// The channel of the room a message is about: the channel it came on, or for an answer on
@@ -225,6 +235,7 @@ impl RedisFanout {
         };
         let (header, text) = parse(shard, payload)?;
         if header.node == self.node {
+            self.heard_self(&header);
             return None;
         }
         shard.metrics.received.increment(1);
@@ -498,18 +509,23 @@ async fn beat_loop(fanout: Arc<RedisFanout>, inbound: mpsc::Sender<Inbound>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let count = u32::try_from(fanout.shards.len()).ok();
     loop {
-        tokio::select! {
+        let beat = tokio::select! {
             _ = fanout.stop.cancelled() => return,
             _ = inbound.closed() => return,
-            _ = ticker.tick() => {}
-        }
-        for shard in &fanout.shards {
-            let beat = Header {
-                shard: u32::try_from(shard.index).ok(),
-                shards: count,
-                ..Header::new(&fanout.node, MessageType::Beat)
-            };
-            fanout.enqueue(shard, NODES_CHANNEL.to_owned(), &beat, "");
+            _ = ticker.tick() => true,
+            () = fanout.own_beat_back.notified() => false,
+        };
+        if beat {
+            let stamp = fanout.liveness().beat_stamp(Instant::now());
+            for shard in &fanout.shards {
+                let beat = Header {
+                    seq: stamp,
+                    shard: u32::try_from(shard.index).ok(),
+                    shards: count,
+                    ..Header::new(&fanout.node, MessageType::Beat)
+                };
+                fanout.enqueue(shard, NODES_CHANNEL.to_owned(), &beat, "");
+            }
         }
         for node in fanout.expire_peers() {
             tracing::warn!(peer = %node, "fan-out peer silent; its users go offline");

@@ -21,13 +21,7 @@ fn fanout() -> RedisFanout {
     let shards = (0..3)
         .map(|index| Shard::new(index, mpsc::channel(1).0))
         .collect();
-    RedisFanout {
-        node: "me".into(),
-        inbox: inbox("me"),
-        shards,
-        peers: Mutex::new(HashMap::new()),
-        stop: CancellationToken::new(),
-    }
+    RedisFanout::new("me".into(), shards)
 }
 
 fn followed() -> Followed {
@@ -96,7 +90,7 @@ fn messages_of_other_nodes_become_inbound_items() {
             .receive(&fanout.shards[0], &rooms, "confab:t:other", event)
             .is_none()
     );
-    assert!(fanout.peers.lock().expect("peers").contains_key("n1"));
+    assert!(fanout.liveness().knows("n1"));
 }
 
 #[test]
@@ -178,8 +172,8 @@ fn beats_from_a_node_with_other_shards_are_counted_not_fatal() {
                 .is_none()
         );
     }
-    let peers = fanout.peers.lock().expect("peers");
-    assert!(["n3", "n2", "old"].iter().all(|n| peers.contains_key(*n)));
+    let liveness = fanout.liveness();
+    assert!(["n3", "n2", "old"].iter().all(|n| liveness.knows(n)));
 }
 
 #[test]
@@ -293,13 +287,7 @@ fn an_answer_goes_to_the_asker_alone_on_the_rooms_shard() {
             Shard::new(index, tx)
         })
         .collect();
-    let fanout = RedisFanout {
-        node: "me".into(),
-        inbox: inbox("me"),
-        shards,
-        peers: Mutex::new(HashMap::new()),
-        stop: CancellationToken::new(),
-    };
+    let fanout = RedisFanout::new("me".into(), shards);
     let users = ["alice".to_owned()];
     fanout.publish_users("t", "c", &users, UsersTo::Node("n1"));
     fanout.publish_users("t", "c", &users, UsersTo::All);
@@ -369,13 +357,7 @@ fn answers_to_one_node_go_in_one_message_per_shard_and_are_read_per_room() {
             Shard::new(index, tx)
         })
         .collect();
-    let fanout = RedisFanout {
-        node: "me".into(),
-        inbox: inbox("me"),
-        shards,
-        peers: Mutex::new(HashMap::new()),
-        stop: CancellationToken::new(),
-    };
+    let fanout = RedisFanout::new("me".into(), shards);
     // c2 and c3 share shard 1, c4 is on shard 0 (PINNED in shard.rs).
     let answers: Vec<RoomUsers<'_>> = ["c2", "c3", "c4"]
         .iter()
@@ -463,4 +445,27 @@ fn the_subscriber_is_told_what_changed_not_the_whole_set() {
             closed: vec!["confab:t:c".into(), "confab:t:b".into()],
         }
     );
+}
+
+/// A node's own beat, heard back, moves how far it has read (see `liveness`); the beat it
+/// sends carries its send time.
+#[test]
+fn own_beats_heard_back_move_the_subscriptions_clock() {
+    let fanout = fanout();
+    let rooms = followed();
+    assert!(fanout.liveness().read_to().is_none());
+    let stamp = fanout.liveness().beat_stamp(Instant::now());
+    let own = format!("{{\"v\":1,\"type\":\"beat\",\"node\":\"me\",\"seq\":{stamp}}}\n");
+    assert!(
+        fanout
+            .receive(&fanout.shards[0], &rooms, "confab:nodes", own.as_bytes())
+            .is_none()
+    );
+    assert!(fanout.liveness().read_to().is_some());
+    let beat = Header {
+        seq: stamp,
+        ..Header::new("me", MessageType::Beat)
+    };
+    let line = String::from_utf8(message(&beat, "")).expect("utf-8");
+    assert!(line.contains(&format!("\"seq\":{stamp}")), "{line}");
 }

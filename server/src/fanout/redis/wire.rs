@@ -26,7 +26,8 @@ pub(super) struct Header<'a> {
     /// `event`: the durable event's kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<EventKind>,
-    /// `event`: its seq.
+    /// `event`: its seq. `beat`: when the sender sent it, on its own clock (see
+    /// `liveness`; only the sender reads it, older nodes ignore it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: u64,
     /// `event`: the member it concerns (member events); `presence`: whose presence changed.
