@@ -330,17 +330,21 @@ mod tests {
         assert_eq!(queue.push(sighting("next")), Queued::StartWriting);
     }
 
+    /// A SQLite store in a temporary directory (kept while the directory is).
+    fn sqlite_store() -> (DynStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = confab_storage::sqlite::SqliteStore::open(
+            &dir.path().join("confab.db"),
+            Arc::new(confab_storage::NullSink),
+            confab_storage::sqlite::SqliteOptions::default(),
+        )
+        .expect("store");
+        (Arc::new(store), dir)
+    }
+
     #[tokio::test]
     async fn a_full_queue_drops_the_sighting_and_the_user_is_due_again() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store: DynStore = Arc::new(
-            confab_storage::sqlite::SqliteStore::open(
-                &dir.path().join("confab.db"),
-                Arc::new(confab_storage::NullSink),
-                confab_storage::sqlite::SqliteOptions::default(),
-            )
-            .expect("store"),
-        );
+        let (store, _dir) = sqlite_store();
         let people = People::default();
         {
             let mut queue = lock(&people.queue);
@@ -357,15 +361,7 @@ mod tests {
     /// Many users sighted at once are all written, by a few writes.
     #[tokio::test]
     async fn queued_sightings_all_reach_the_directory() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store: DynStore = Arc::new(
-            confab_storage::sqlite::SqliteStore::open(
-                &dir.path().join("confab.db"),
-                Arc::new(confab_storage::NullSink),
-                confab_storage::sqlite::SqliteOptions::default(),
-            )
-            .expect("store"),
-        );
+        let (store, _dir) = sqlite_store();
         let people = People::default();
         for i in 0..2_000 {
             let mut someone = user(&format!("User {i}"));
