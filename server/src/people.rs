@@ -10,7 +10,9 @@
 //! each filled the store's queue ahead of the chat messages, and on a file shared by a dozen
 //! nodes some messages waited out the busy timeout and were refused (benches/RESULTS.md,
 //! issue 17). Sightings are the directory's last-seen times, not acknowledged data: past
-//! [`MAX_QUEUED`] a sighting is dropped and the user is written at their next sighting.
+//! [`MAX_QUEUED`] a sighting is dropped and the user is written at their next sighting. A batch
+//! refused as busy is tried again, first, a few times: a user who stays connected is not
+//! sighted again.
 //!
 //! One record per user, not a map per purpose: every connected user is in the directory (the
 //! connection was sighted when it authenticated), so the per-user connection count (the cap in
@@ -37,6 +39,10 @@ pub const BATCH: usize = 512;
 /// Most sightings waiting for their write; more are dropped (and written at the user's next
 /// sighting).
 pub const MAX_QUEUED: usize = 100_000;
+
+/// How often a batch that failed retryably is tried again, and after how long.
+const RETRIES: u32 = 3;
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A user: (tenant, user id).
 pub type UserKey = (Arc<str>, Arc<str>);
@@ -122,6 +128,12 @@ impl Queue {
         }
     }
 
+    /// Puts a batch that could not be written back at the front, to go first again (the task
+    /// that took it is still writing).
+    fn put_back(&mut self, batch: Vec<Sighting>) {
+        self.sightings.splice(0..0, batch);
+    }
+
     /// The next write's sightings, oldest first; none: the task stops (marked not writing).
     fn next_batch(&mut self) -> Option<Vec<Sighting>> {
         if self.sightings.is_empty() {
@@ -141,12 +153,41 @@ fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 
 /// Writes the queued sightings, a batch at a time, until none is left.
 async fn write_queued(queue: Arc<Mutex<Queue>>, store: DynStore) {
+    drain(&queue, |batch| {
+        let store = store.clone();
+        async move { store.record_people(batch).await }
+    })
+    .await;
+}
+
+/// Writes the queue's batches with `write` until the queue is empty. A batch that fails
+/// retryably (the store busy or unavailable, as in a storm on a shared file) goes back to the
+/// front of the queue and is tried again after [`RETRY_AFTER`], up to [`RETRIES`] times: a user
+/// who stays connected is not sighted again, and would otherwise be missing from the
+/// directory (or keep an old name) until they reconnect a minute later.
+async fn drain<W, F>(queue: &Mutex<Queue>, write: W)
+where
+    W: Fn(Vec<Sighting>) -> F,
+    F: std::future::Future<Output = confab_storage::Result<()>>,
+{
+    let mut failures = 0;
     loop {
         // Taken under the lock, written without it: the guard ends with this statement.
-        let next = lock(&queue).next_batch();
+        let next = lock(queue).next_batch();
         let Some(batch) = next else { return };
         let count = batch.len();
-        if let Err(err) = store.record_people(batch).await {
+        let Err(err) = write(batch.clone()).await else {
+            failures = 0;
+            continue;
+        };
+        let retryable = err.code() == confab_protocol::ErrorCode::Unavailable;
+        if retryable && failures < RETRIES {
+            failures += 1;
+            tracing::debug!(sightings = count, error = %err, failures, "sightings not recorded yet; retrying");
+            lock(queue).put_back(batch);
+            tokio::time::sleep(RETRY_AFTER).await;
+        } else {
+            failures = 0;
             tracing::warn!(sightings = count, error = %err, "cannot record sightings");
         }
     }
@@ -328,6 +369,73 @@ mod tests {
         assert!(queue.next_batch().is_none());
         assert!(!queue.writing, "the task stopped");
         assert_eq!(queue.push(sighting("next")), Queued::StartWriting);
+    }
+
+    /// Runs `drain` over a queue of `users` with a writer that fails as `fail(call)` says
+    /// (calls counted from 0), pushing `late` during the first call; returns the batches
+    /// written, by user, and the number of calls.
+    async fn drained(
+        users: &[&str],
+        late: &str,
+        fail: impl Fn(usize) -> Option<confab_storage::StoreError>,
+    ) -> (Vec<Vec<String>>, usize) {
+        let queue = Mutex::new(Queue::default());
+        for user in users {
+            lock(&queue).push(sighting(user));
+        }
+        let written = Mutex::new(Vec::new());
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        drain(&queue, |batch| {
+            let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if call == 0 {
+                lock(&queue).push(sighting(late));
+            }
+            let outcome = match fail(call) {
+                Some(err) => Err(err),
+                None => {
+                    let users = batch.into_iter().map(|s| s.user).collect();
+                    written.lock().expect("written").push(users);
+                    Ok(())
+                }
+            };
+            async move { outcome }
+        })
+        .await;
+        let queue = lock(&queue);
+        assert!(
+            queue.sightings.is_empty() && !queue.writing,
+            "drained, stopped"
+        );
+        let written = written.into_inner().expect("written");
+        (written, calls.into_inner())
+    }
+
+    /// A batch refused as busy goes back to the front and is written on a later try, with
+    /// what came in meanwhile after it.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_refused_as_busy_is_tried_again_first() {
+        let started = tokio::time::Instant::now();
+        let busy = |call| (call < 2).then_some(confab_storage::StoreError::Busy);
+        let (written, calls) = drained(&["u0", "u1", "u2"], "late", busy).await;
+        assert_eq!(written, [["u0", "u1", "u2", "late"]]);
+        assert_eq!(calls, 3);
+        assert!(started.elapsed() >= 2 * RETRY_AFTER, "waited between tries");
+    }
+
+    /// A batch that stays refused is given up after the retries; one refused for a reason a
+    /// retry cannot change is given up at once. The task goes on with what is queued.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_given_up_after_the_retries_or_at_once_when_retrying_cannot_help() {
+        let always_busy =
+            |call| (call <= RETRIES as usize).then_some(confab_storage::StoreError::Busy);
+        // `late` joins the batch when it is put back, and is given up with it.
+        let (written, calls) = drained(&["u0"], "late", always_busy).await;
+        assert_eq!(calls as u32, RETRIES + 1, "the first try and the retries");
+        assert!(written.is_empty(), "{written:?}");
+        let invalid =
+            |call| (call == 0).then(|| confab_storage::StoreError::Invalid("no".to_owned()));
+        let (written, calls) = drained(&["u0"], "late", invalid).await;
+        assert_eq!((written, calls), (vec![vec!["late".to_owned()]], 2));
     }
 
     /// A SQLite store in a temporary directory (kept while the directory is).
