@@ -140,6 +140,25 @@ impl Outbox {
         self.state().queue.len()
     }
 
+    /// Whether an item is queued.
+    pub fn has_items(&self) -> bool {
+        !self.state().queue.is_empty()
+    }
+
+    /// Waits until an item is queued, and leaves it there: the session takes it once its
+    /// socket is ready for it, so that its write holds no item across that wait.
+    pub fn filled(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| {
+            // Register before looking, so that a push after the look wakes this task.
+            self.waker.register(cx.waker());
+            if self.has_items() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
     /// The next queued item, if any, without waiting.
     pub fn try_pop(&self) -> Option<Outbound> {
         let mut state = self.state();

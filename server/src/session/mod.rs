@@ -15,6 +15,7 @@ mod acks;
 mod commands;
 mod joined;
 mod outbound;
+mod socket;
 mod upgrade;
 mod user_stream;
 
@@ -81,7 +82,7 @@ const READ_EVERY: u8 = 4;
 /// Bytes buffered before tungstenite writes to the socket without a flush.
 const WRITE_BUFFER: usize = 8 * 1024;
 
-/// What a session reads frames from and writes frames to: tokio-tungstenite's stream over the
+/// What a session reads frames from and writes frames to: its own WebSocket over the
 /// TCP stream in the server ([`upgrade::WebSocket`]), an in-memory pair of channels in the
 /// tests. A type parameter, not a `dyn`: the server's loop is compiled for that stream alone and
 /// costs what it did when it named that type, with no `split()` lock between the reading and the
@@ -499,10 +500,6 @@ impl Session {
                 }
                 // One timer for every session's heartbeat (`crate::heartbeat`), not one each.
                 self.state.services.heartbeats.start(&outbox);
-                // Created once and polled by reference: building these futures on every iteration
-                // of the loop showed up as ~25% of the server's CPU per delivery. `Unpin`, so it
-                // needs no pinned reference beside it.
-                let mut ended = outbox.ended();
                 // Deliveries written since the client's side was last polled.
                 let mut unread = 0u8;
                 loop {
@@ -511,14 +508,18 @@ impl Session {
                     // with three such branches the compiler kept room for it beside the write's
                     // state too. What it chose is a temporary, gone before the write, and kept
                     // across the one await of the rare steps only.
-                    let item = match tokio::select! {
+                    // A delivery is left in the outbox until the write takes it, so that the write
+                    // holds no item while it waits for the socket. (`ended` is two atomic loads
+                    // and the waker's registration, a `poll_fn` that costs nothing to build.)
+                    match tokio::select! {
                         biased;
-                        why = &mut ended => break 'session Exit::ended(why),
+                        why = outbox.ended() => break 'session Exit::ended(why),
                         _ = self.acks.ready(), if !self.acks.is_empty() => {
                             // A queued delivery goes out with the answer, in one flush.
-                            match outbox.try_pop() {
-                                Some(item) => Ok(item),
-                                None => Err(Step::Acks),
+                            if outbox.has_items() {
+                                Ok(())
+                            } else {
+                                Err(Step::Acks)
                             }
                         }
                         // Deliveries before the client's side: polling a socket with nothing to
@@ -526,9 +527,9 @@ impl Session {
                         // WebSocket layer's proxy), and a delivery's wake-up found nothing there
                         // almost every time. Every `READ_EVERY` deliveries in a row the client's
                         // side comes first, so a client is read however busy its queue.
-                        item = outbox.pop(), if unread < READ_EVERY => {
+                        () = outbox.filled(), if unread < READ_EVERY => {
                             unread += 1;
-                            Ok(item)
+                            Ok(())
                         }
                         // While too many sends wait for their commit, the client waits
                         // (backpressure).
@@ -542,13 +543,13 @@ impl Session {
                             }
                         }
                         // The client's side was just polled (or the session waits for commits).
-                        item = outbox.pop() => {
+                        () = outbox.filled() => {
                             unread = 0;
-                            Ok(item)
+                            Ok(())
                         }
                         () = self.state.services.heartbeats.tick(&outbox) => Err(Step::Heartbeat),
                     } {
-                        Ok(item) => item,
+                        Ok(()) => {}
                         Err(step) => {
                             if let Err(exit) = self.take_step(&mut socket, step).await {
                                 break 'session exit;
@@ -560,14 +561,11 @@ impl Session {
                     // the idle timeout must still end the session. Most writes finish at once: only
                     // one that does not gets the idle deadline's timer, boxed, so that an idle
                     // session's future holds no timer for it.
-                    let deadline = self.idle_deadline();
-                    let write = self.write_queued(&mut socket, Some(item));
-                    tokio::pin!(write);
+                    let idle = IdleTimer::Due(self.idle_deadline());
                     let written = WriteWithin {
-                        write,
-                        ended: &mut ended,
-                        deadline,
-                        timer: None,
+                        write: self.write_queued(&mut socket),
+                        outbox: &outbox,
+                        idle,
                     };
                     if let Err(exit) = written.await {
                         break 'session exit;
@@ -698,7 +696,7 @@ impl Session {
                 _ = self.acks.ready(), if !self.acks.is_empty() => {
                     self.write_acks(socket).await.map_err(|()| Exit::SocketError)?;
                 }
-                item = outbox.pop() => self.write_queued(socket, Some(item)).await?,
+                () = outbox.filled() => self.write_queued(socket).await?,
                 _ = &mut until => return Ok(()),
             }
         }
@@ -744,38 +742,50 @@ impl Session {
     }
 }
 
-/// The loop's write of queued items: done when the write completes, when the hub ends the
-/// session (a kick or shutdown), or at the idle deadline, whichever comes first. Most writes
-/// complete at once; only one that the client holds up gets the deadline's timer, boxed, so
-/// that an idle session's future holds no timer. A plain future of 40 bytes: as an `async fn`
-/// the loop's future was 80 bytes larger, and this branch (the write and this, kept across
-/// one await) sets the size of the loop's future.
-struct WriteWithin<'a, W, E> {
-    write: Pin<&'a mut W>,
-    ended: &'a mut E,
-    deadline: tokio::time::Instant,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+pin_project_lite::pin_project! {
+    /// The loop's write of queued items: done when the write completes, when the hub ends the
+    /// session (a kick or shutdown), or at the idle deadline, whichever comes first. Most writes
+    /// complete at once; only one that the client holds up gets the deadline's timer, boxed, so
+    /// that an idle session's future holds no timer. A plain future that owns the write, with
+    /// the deadline and the timer in one field: as an `async fn` the loop's future was 80
+    /// bytes larger, and this branch (the write and this, kept across one await) sets the size
+    /// of the loop's future.
+    struct WriteWithin<'a, W> {
+        #[pin]
+        write: W,
+        outbox: &'a Outbox,
+        idle: IdleTimer,
+    }
 }
 
-impl<W, E> Future for WriteWithin<'_, W, E>
+/// The idle deadline of a write, and its timer once the write waits (16 bytes: the boxed timer
+/// takes the deadline's place).
+enum IdleTimer {
+    Due(tokio::time::Instant),
+    Armed(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl<W> Future for WriteWithin<'_, W>
 where
     W: Future<Output = Result<(), Exit>>,
-    E: Future<Output = Ended> + Unpin,
 {
     type Output = Result<(), Exit>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if let Poll::Ready(written) = this.write.as_mut().poll(cx) {
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(written) = this.write.poll(cx) {
             return Poll::Ready(written);
         }
-        if let Poll::Ready(why) = Pin::new(&mut *this.ended).poll(cx) {
+        if let Poll::Ready(why) = Pin::new(&mut this.outbox.ended()).poll(cx) {
             return Poll::Ready(Err(Exit::ended(why)));
         }
-        let deadline = this.deadline;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if let IdleTimer::Due(deadline) = *this.idle {
+            *this.idle = IdleTimer::Armed(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+        // Armed just above.
+        let IdleTimer::Armed(timer) = this.idle else {
+            return Poll::Pending;
+        };
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Exit::IDLE)),
             Poll::Pending => Poll::Pending,

@@ -30,27 +30,26 @@ enum Admit {
 }
 
 impl Session {
-    /// Writes `next` and whatever else is queued (up to a batch), then flushes once.
+    /// Writes what is queued (up to a batch), then flushes once.
     ///
-    /// The socket is made ready before each item is admitted, and the frame then handed over
-    /// without waiting: no frame is held across an await, which keeps this future (part of
-    /// every idle connection's task) small. The rare paths are boxed for the same reason
-    /// ([`write_rare`](Self::write_rare)). A plain `fn` returning an `async move` block: an
-    /// `async fn` keeps its arguments twice (40 bytes).
+    /// The socket is made ready before each item is taken from the outbox and admitted, and
+    /// the frame then handed over without waiting: no item or frame is held across an await,
+    /// which keeps this future (part of every idle connection's task) small. The rare paths
+    /// are boxed for the same reason ([`write_rare`](Self::write_rare)). A plain `fn`
+    /// returning an `async move` block: an `async fn` keeps its arguments twice (40 bytes).
     #[allow(clippy::manual_async_fn)]
     pub(super) fn write_queued<'a, S: Socket>(
         &'a mut self,
         socket: &'a mut S,
-        mut next: Option<Outbound>,
     ) -> impl Future<Output = Result<(), Exit>> + 'a {
         async move {
             let mut pending = 0usize;
             // Frames and bytes of the fast path, counted once per batch (the rare paths count
             // their own).
-            let (mut sent, mut bytes) = (0u64, 0u64);
-            while next.is_some() {
+            let (mut sent, mut bytes) = (0u32, 0u64);
+            while pending < WRITE_BATCH {
                 ready(socket).await?;
-                let Some(item) = next.take() else {
+                let Some(item) = self.outbox.try_pop() else {
                     break;
                 };
                 match self.admit(item) {
@@ -63,11 +62,8 @@ impl Session {
                     Admit::Skip => {}
                     rare => pending += self.write_rare(socket, rare).await?,
                 }
-                if pending < WRITE_BATCH {
-                    next = self.outbox.try_pop();
-                }
             }
-            self.state.wire().sent(sent, bytes);
+            self.state.wire().sent(u64::from(sent), bytes);
             // Answers that came meanwhile go out with the same flush: a sender's ack and the
             // echo of its message are usually ready together (one system call rather than two).
             while !self.acks.is_empty() {

@@ -4,8 +4,9 @@
 //! axum's `WebSocket` is tokio-tungstenite's stream over hyper's `Upgraded` plus the chosen
 //! subprotocol (`Option<HeaderValue>`, 40 bytes Confab never sets), and `Upgraded` keeps the
 //! TCP stream in a box behind a read-ahead buffer (48 bytes in the session, 64 on the heap).
-//! Every idle connection's task holds the socket, so here the session gets tokio-tungstenite's
-//! stream over the TCP stream itself, taken back from hyper ([`Io`]). The request is still
+//! Every idle connection's task holds the socket, so here the session gets its own WebSocket
+//! ([`WebSocket`]: tungstenite's protocol state) over the TCP stream itself, taken back from
+//! hyper ([`Io`]). The request is still
 //! checked by axum's `WebSocketUpgrade` (its checks and its rejections are unchanged);
 //! [`Handshake`] takes a clone of hyper's upgrade handle and the key beside it.
 
@@ -19,19 +20,16 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::WebSocketStream;
 use tungstenite::handshake::derive_accept_key;
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::WebSocketConfig;
 
 use crate::accept::UpgradedStream;
 use crate::error::AppError;
 
-/// The server's WebSocket: tokio-tungstenite's stream over [`Io`].
-pub type WebSocket = WebSocketStream<Io>;
+pub use super::socket::WebSocket;
 
 /// What the handshake's answer and the upgrade need from the request. Extracted before axum's
 /// `WebSocketUpgrade`, which takes hyper's upgrade handle out of the request (this keeps a clone
@@ -72,9 +70,8 @@ impl Handshake {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let io = Io::of(upgraded);
-            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-            session(socket).await;
+            let (io, read) = Io::of(upgraded);
+            session(WebSocket::new(io, read, config)).await;
         });
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -87,27 +84,20 @@ impl Handshake {
 }
 
 /// An upgraded connection's byte stream: the TCP stream itself, as the accept loop hands it over
-/// (32 bytes and the open-connection count). The rare cases are boxed, so that they cost the
-/// common one nothing: bytes hyper read past the request (a client that sent frames before the
-/// 101) are read first; a connection that came another way keeps hyper's `Upgraded`.
+/// (32 bytes and the open-connection count). A connection that came another way keeps hyper's
+/// `Upgraded`, boxed, so that the rare case costs the common one nothing.
 pub enum Io {
     Tcp(UpgradedStream),
-    ReadAhead(Box<ReadAhead>),
     Hyper(Box<TokioIo<Upgraded>>),
 }
 
-/// A stream and the bytes already read from it, which come first.
-pub struct ReadAhead {
-    read: Bytes,
-    stream: UpgradedStream,
-}
-
 impl Io {
-    fn of(upgraded: Upgraded) -> Io {
+    /// The byte stream of an upgraded connection, and the bytes hyper read past the request
+    /// (a client that sent frames before the 101; usually none), which tungstenite reads first.
+    fn of(upgraded: Upgraded) -> (Io, Vec<u8>) {
         match crate::accept::take_stream(upgraded) {
-            Ok((stream, read)) if read.is_empty() => Io::Tcp(stream),
-            Ok((stream, read)) => Io::ReadAhead(Box::new(ReadAhead { read, stream })),
-            Err(upgraded) => Io::Hyper(Box::new(TokioIo::new(upgraded))),
+            Ok((stream, read)) => (Io::Tcp(stream), read.to_vec()),
+            Err(upgraded) => (Io::Hyper(Box::new(TokioIo::new(upgraded))), Vec::new()),
         }
     }
 
@@ -115,7 +105,6 @@ impl Io {
     fn writer(self: Pin<&mut Self>) -> Pin<&mut (dyn AsyncWrite + Send + Unpin)> {
         match self.get_mut() {
             Io::Tcp(stream) => Pin::new(stream),
-            Io::ReadAhead(ahead) => Pin::new(&mut ahead.stream),
             Io::Hyper(upgraded) => Pin::new(upgraded.as_mut()),
         }
     }
@@ -129,14 +118,6 @@ impl AsyncRead for Io {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Io::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Io::ReadAhead(ahead) if ahead.read.is_empty() => {
-                Pin::new(&mut ahead.stream).poll_read(cx, buf)
-            }
-            Io::ReadAhead(ahead) => {
-                let n = ahead.read.len().min(buf.remaining());
-                buf.put_slice(&ahead.read.split_to(n));
-                Poll::Ready(Ok(()))
-            }
             Io::Hyper(upgraded) => Pin::new(upgraded.as_mut()).poll_read(cx, buf),
         }
     }
@@ -162,7 +143,6 @@ impl AsyncWrite for Io {
     fn is_write_vectored(&self) -> bool {
         match self {
             Io::Tcp(stream) => stream.is_write_vectored(),
-            Io::ReadAhead(ahead) => ahead.stream.is_write_vectored(),
             Io::Hyper(upgraded) => upgraded.is_write_vectored(),
         }
     }
