@@ -79,9 +79,6 @@ const READ_BUFFER: usize = 256;
 /// Deliveries a session writes in a row, while more are queued, before it reads its client.
 const READ_EVERY: u8 = 4;
 
-/// Bytes buffered before tungstenite writes to the socket without a flush.
-const WRITE_BUFFER: usize = 8 * 1024;
-
 /// What a session reads frames from and writes frames to: its own WebSocket over the
 /// TCP stream in the server ([`upgrade::WebSocket`]), an in-memory pair of channels in the
 /// tests. A type parameter, not a `dyn`: the server's loop is compiled for that stream alone and
@@ -170,7 +167,6 @@ pub async fn ws_handler(
     let presence = params.presence;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(hard_cap))
         .max_frame_size(Some(hard_cap));
     handshake.answer(config, move |socket| {

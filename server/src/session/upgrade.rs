@@ -29,7 +29,8 @@ use tungstenite::protocol::WebSocketConfig;
 use crate::accept::UpgradedStream;
 use crate::error::AppError;
 
-pub use super::socket::WebSocket;
+/// The server's WebSocket: its own, over [`Io`] (see `session/socket.rs`).
+pub type WebSocket = super::socket::WebSocket<Io>;
 
 /// What the handshake's answer and the upgrade need from the request. Extracted before axum's
 /// `WebSocketUpgrade`, which takes hyper's upgrade handle out of the request (this keeps a clone
