@@ -524,7 +524,7 @@ async fn beat_loop(fanout: Arc<RedisFanout>, inbound: mpsc::Sender<Inbound>) {
                     shards: count,
                     ..Header::new(&fanout.node, MessageType::Beat)
                 };
-                fanout.enqueue(shard, NODES_CHANNEL.to_owned(), &beat, "");
+                shard.set_beat(message(&beat, ""));
             }
         }
         for node in fanout.expire_peers() {

@@ -175,20 +175,39 @@ pub(super) async fn publish_loop(
     };
     let mut batch = Vec::with_capacity(PIPELINE);
     loop {
-        let received = tokio::select! {
+        tokio::select! {
             _ = fanout.stop.cancelled() => return,
-            received = rx.recv_many(&mut batch, PIPELINE) => received,
-        };
-        if received == 0 {
-            return;
+            // A beat goes at once, with whatever is queued.
+            () = shard.beat_ready.notified() => {
+                while batch.len() < PIPELINE {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+            }
+            received = rx.recv_many(&mut batch, PIPELINE) => {
+                if received == 0 {
+                    return;
+                }
+            }
+        }
+        // This node's beat first: see `Shard::set_beat`.
+        let beat = shard.take_beat();
+        if beat.is_none() && batch.is_empty() {
+            continue;
         }
         let mut pipe = redis::pipe();
+        if let Some(beat) = &beat {
+            pipe.publish(NODES_CHANNEL, beat).ignore();
+        }
         for (channel, payload) in &batch {
             pipe.publish(channel, payload).ignore();
         }
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => {
-                shard.metrics.published.increment(batch.len() as u64);
+                let sent = batch.len() + usize::from(beat.is_some());
+                shard.metrics.published.increment(sent as u64);
                 if !repair(&fanout, shard, &mut conn, &inbound).await {
                     return;
                 }
