@@ -18,6 +18,14 @@
 //! order, so no frame of one ever splits one of the other; with its own threshold at zero, its
 //! buffer never holds more than one such frame.
 //!
+//! tungstenite reads at most its read buffer's size at a time (256 B here, so that an idle
+//! connection keeps little): a client that streams frames (a bot importing history, a
+//! pipelining load generator) cost one `recv` per 256 bytes, about one per message. Once a read
+//! fills that buffer, the socket reads ahead instead: up to [`READ_AHEAD`] bytes at a time
+//! into a buffer of its own, handed to tungstenite from there, and given back as soon as the
+//! client has nothing more to read. A client that sends one small frame at a time never fills
+//! the 256 bytes and keeps no such buffer.
+//!
 //! The `Stream` and `Sink` behave as tokio-tungstenite's: the stream ends after a close or an
 //! error; `poll_ready` flushes once the buffer holds [`FLUSH_AT`] bytes; `poll_flush` writes
 //! everything.
@@ -38,9 +46,25 @@ use tungstenite::{Error, Message};
 /// (a client that pings and does not read cannot grow the buffer).
 pub const FLUSH_AT: usize = 8 * 1024;
 
-/// Frames waiting for the socket. `None` when everything was written: an idle connection keeps
-/// no buffer (8 bytes in the socket, which every idle connection's task holds).
-type Out = Option<Box<Vec<u8>>>;
+/// Bytes read at a time while a client streams frames (see the module's documentation).
+pub const READ_AHEAD: usize = 4 * 1024;
+
+/// The socket's buffers, on the heap only while one of them is in use.
+#[derive(Default)]
+struct Buffers {
+    /// Frames waiting for the socket.
+    write: Vec<u8>,
+    /// Bytes read ahead of tungstenite: `ahead[at..end]` is not handed over yet. [`READ_AHEAD`]
+    /// long while reading ahead, empty otherwise.
+    ahead: Vec<u8>,
+    at: usize,
+    end: usize,
+}
+
+/// The socket's buffers: `None` when nothing waits to be written and nothing is read ahead, so
+/// that an idle connection keeps none (8 bytes in the socket, which every idle connection's
+/// task holds).
+type Out = Option<Box<Buffers>>;
 
 /// A WebSocket over a byte stream (the server's is [`super::upgrade::Io`]), polled by one task
 /// (see the module's documentation).
@@ -50,6 +74,8 @@ pub struct WebSocket<S> {
     out: Out,
     /// The stream gave its last item (a close or an error): it is fused.
     ended: bool,
+    /// The last read filled tungstenite's buffer: read ahead ([`READ_AHEAD`]).
+    reading_ahead: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -68,6 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             context,
             out: None,
             ended: false,
+            reading_ahead: false,
         }
     }
 
@@ -77,16 +104,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let Some(out) = self.out.as_mut() else {
             return Poll::Ready(Ok(()));
         };
-        while !out.is_empty() {
-            match std::task::ready!(Pin::new(&mut self.io).poll_write(cx, out)) {
+        while !out.write.is_empty() {
+            match std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &out.write)) {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(written) => {
-                    out.drain(..written);
+                    out.write.drain(..written);
                 }
                 Err(err) => return Poll::Ready(Err(err)),
             }
         }
-        self.out = None;
+        if out.ahead.is_empty() {
+            self.out = None;
+        }
         Poll::Ready(Ok(()))
     }
 
@@ -104,6 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut stream = Blocking {
             io: &mut self.io,
             out: &mut self.out,
+            reading_ahead: &mut self.reading_ahead,
             cx,
         };
         Ok(f(&mut self.context, &mut stream))
@@ -117,9 +147,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 tungstenite::error::ProtocolError::SendAfterClosing,
             ));
         }
-        let out = self.out.get_or_insert_default();
+        let out = &mut self.out.get_or_insert_default().write;
         out.reserve(frame.len());
-        frame.format(out.as_mut())
+        frame.format(out)
     }
 }
 
@@ -129,11 +159,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 struct Blocking<'a, 'b, S> {
     io: &'a mut S,
     out: &'a mut Out,
+    reading_ahead: &'a mut bool,
     cx: &'a mut Context<'b>,
 }
 
-impl<S: AsyncRead + Unpin> Read for Blocking<'_, '_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<S: AsyncRead + Unpin> Blocking<'_, '_, S> {
+    fn poll_read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut buf = ReadBuf::new(buf);
         match Pin::new(&mut *self.io).poll_read(self.cx, &mut buf) {
             Poll::Ready(Ok(())) => Ok(buf.filled().len()),
@@ -141,11 +172,53 @@ impl<S: AsyncRead + Unpin> Read for Blocking<'_, '_, S> {
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
+
+    /// Reads up to [`READ_AHEAD`] bytes into the socket's buffer. Nothing to read (or the end
+    /// of the stream, or an error) ends the reading ahead and gives the buffer back.
+    fn read_ahead(&mut self) -> io::Result<()> {
+        let mut out = self.out.take().unwrap_or_default();
+        if out.ahead.is_empty() {
+            out.ahead = vec![0; READ_AHEAD];
+        }
+        let read = self.poll_read_into(&mut out.ahead);
+        match read {
+            Ok(read) if read > 0 => (out.at, out.end) = (0, read),
+            _ => {
+                *self.reading_ahead = false;
+                (out.ahead, out.at, out.end) = (Vec::new(), 0, 0);
+            }
+        }
+        if !out.ahead.is_empty() || !out.write.is_empty() {
+            *self.out = Some(out);
+        }
+        read.map(|_| ())
+    }
+}
+
+impl<S: AsyncRead + Unpin> Read for Blocking<'_, '_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !*self.reading_ahead {
+            let read = self.poll_read_into(buf)?;
+            // A read that fills tungstenite's buffer most likely left more behind.
+            *self.reading_ahead = read > 0 && read == buf.len();
+            return Ok(read);
+        }
+        if self.out.as_ref().is_none_or(|out| out.at == out.end) {
+            self.read_ahead()?;
+        }
+        let Some(out) = self.out.as_mut().filter(|out| out.at < out.end) else {
+            return Ok(0); // The end of the stream.
+        };
+        let read = buf.len().min(out.end - out.at);
+        buf[..read].copy_from_slice(&out.ahead[out.at..out.at + read]);
+        out.at += read;
+        Ok(read)
+    }
 }
 
 impl<S> Write for Blocking<'_, '_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let out = self.out.get_or_insert_default();
+        let out = &mut self.out.get_or_insert_default().write;
         if out.len() >= FLUSH_AT {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -201,7 +274,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     type Error = Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.out.as_ref().is_some_and(|out| out.len() >= FLUSH_AT) {
+        if self
+            .out
+            .as_ref()
+            .is_some_and(|out| out.write.len() >= FLUSH_AT)
+        {
             std::task::ready!(self.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))
@@ -218,11 +295,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
                 // write into a full buffer waits in that state; `poll_flush` writes it).
                 let mut cx = Context::from_waker(std::task::Waker::noop());
                 let Self {
-                    io, context, out, ..
+                    io,
+                    context,
+                    out,
+                    reading_ahead,
+                    ..
                 } = &mut *self;
                 let mut stream = Blocking {
                     io,
                     out,
+                    reading_ahead,
                     cx: &mut cx,
                 };
                 return match context.close(&mut stream, close) {
@@ -275,6 +357,64 @@ mod tests {
         let server = WebSocket::new(server, Vec::new(), WebSocketConfig::default());
         let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         (server, client)
+    }
+
+    /// A byte stream that counts the reads that brought bytes.
+    struct Counted {
+        inner: DuplexStream,
+        reads: usize,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+            if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                self.reads += 1;
+            }
+            polled
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A server socket with the sessions' read buffer (256 B) that counts its reads.
+    async fn counted_pair(room: usize) -> (WebSocket<Counted>, WebSocketStream<DuplexStream>) {
+        let (server, client) = tokio::io::duplex(room);
+        let server = Counted {
+            inner: server,
+            reads: 0,
+        };
+        let config = WebSocketConfig::default().read_buffer_size(256);
+        let server = WebSocket::new(server, Vec::new(), config);
+        let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        (server, client)
+    }
+
+    /// Whether the server's stream has nothing to give now.
+    fn nothing_now<S: AsyncRead + AsyncWrite + Unpin>(server: &mut WebSocket<S>) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(server).poll_next(&mut cx).is_pending()
     }
 
     fn texts(count: usize) -> Vec<String> {
@@ -340,6 +480,75 @@ mod tests {
         assert!(server.out.is_none(), "the written buffer is freed");
     }
 
+    /// Frames a client streams are read ahead, many to a read rather than one read per 256
+    /// bytes, arrive whole and in order (small ones, and ones larger than the read-ahead), and
+    /// the buffer is given back once the client has nothing more to read.
+    #[tokio::test]
+    async fn a_streaming_client_is_read_ahead_and_the_buffer_given_back() {
+        let (mut server, mut client) = counted_pair(1 << 20).await;
+        let sent: Vec<String> = (0..300)
+            .map(|i| format!("{i}:{}", "m".repeat((i * 211) % 700 + 40)))
+            .chain(std::iter::once("z".repeat(3 * READ_AHEAD + 17)))
+            .collect();
+        for text in &sent {
+            client
+                .feed(Message::text(text.as_str()))
+                .await
+                .expect("feed");
+        }
+        client.flush().await.expect("flush");
+        let bytes: usize = sent.iter().map(|text| text.len() + 8).sum();
+        for text in &sent {
+            match server.next().await {
+                Some(Ok(Message::Text(got))) => assert_eq!(got.as_str(), text),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let reads = server.io.reads;
+        assert!(
+            reads <= bytes / READ_AHEAD + 4,
+            "{reads} reads for {bytes} bytes"
+        );
+        assert!(nothing_now(&mut server), "everything was read");
+        assert!(!server.reading_ahead);
+        assert!(server.out.is_none(), "the read-ahead buffer is given back");
+        // A frame at a time afterwards: read straight into tungstenite's buffer.
+        for i in 0..5 {
+            client
+                .send(Message::text(format!("one {i}")))
+                .await
+                .expect("send");
+            match server.next().await {
+                Some(Ok(Message::Text(got))) => assert_eq!(got.as_str(), format!("one {i}")),
+                other => panic!("unexpected {other:?}"),
+            }
+            assert!(nothing_now(&mut server));
+            assert!(!server.reading_ahead && server.out.is_none());
+        }
+        assert_eq!(server.io.reads, reads + 5);
+    }
+
+    /// A client that streams frames and then closes: the frames, then the close, then the end.
+    #[tokio::test]
+    async fn a_close_after_streamed_frames_is_read() {
+        let (mut server, mut client) = counted_pair(1 << 16).await;
+        for i in 0..100 {
+            client
+                .feed(Message::text(format!("{i}:{}", "q".repeat(300))))
+                .await
+                .expect("feed");
+        }
+        client.close(None).await.expect("close");
+        for i in 0..100 {
+            match server.next().await {
+                Some(Ok(Message::Text(got))) => assert!(got.starts_with(&format!("{i}:"))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(matches!(server.next().await, Some(Ok(Message::Close(_)))));
+        assert!(server.next().await.is_none(), "the stream ends");
+    }
+
     /// A client that pings and does not read: the answers wait in tungstenite's state (one at
     /// a time, the newest) rather than growing the buffer.
     #[tokio::test]
@@ -371,7 +580,7 @@ mod tests {
             .await
             .expect("the pings are read");
         let _to_server = pinger.await.expect("pinger");
-        let queued = server.out.as_ref().map_or(0, |out| out.len());
+        let queued = server.out.as_ref().map_or(0, |out| out.write.len());
         assert!(queued <= 3 * 4004, "{queued} bytes queued");
     }
 
