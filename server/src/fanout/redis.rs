@@ -32,6 +32,7 @@
 //! the same outage from the first moment: the node starts, and connects it in the background
 //! ([`connect`]).
 
+mod beats;
 mod connect;
 mod liveness;
 mod shard;
@@ -40,6 +41,7 @@ mod wire;
 use backon::BackoffBuilder;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -95,6 +97,9 @@ pub struct RedisFanout {
     /// An own beat came back: the beat loop looks for silent peers at once (the beat it has
     /// just sent is not back yet when it looks after sending).
     own_beat_back: tokio::sync::Notify,
+    /// The runtime's last sign of life, as a beat stamp ([`Liveness::beat_stamp`]): the beat
+    /// threads beat only while it is recent ([`beats`]).
+    runtime_pulse: AtomicU64,
     /// Stops the background tasks ([`Fanout::close`]).
     stop: CancellationToken,
 }
@@ -107,8 +112,21 @@ impl RedisFanout {
             shards,
             liveness: Mutex::new(Liveness::new(Instant::now())),
             own_beat_back: tokio::sync::Notify::new(),
+            runtime_pulse: AtomicU64::new(1),
             stop: CancellationToken::new(),
         }
+    }
+
+    /// Notes that the runtime is alive at beat stamp `stamp`.
+    fn runtime_pulse(&self, stamp: u64) {
+        self.runtime_pulse.fetch_max(stamp, Ordering::Relaxed);
+    }
+
+    /// Whether the runtime showed life within [`liveness::STALL_LIMIT`] of beat stamp `stamp`.
+    fn runtime_alive(&self, stamp: u64) -> bool {
+        let pulse = self.runtime_pulse.load(Ordering::Relaxed);
+        let limit = u64::try_from(liveness::STALL_LIMIT.as_millis()).unwrap_or(u64::MAX);
+        pulse > 0 && stamp.saturating_sub(pulse) <= limit
     }
 
     /// Tries every shard's Redis (at once) and starts the publisher and subscriber tasks of
@@ -147,6 +165,9 @@ impl RedisFanout {
                 publish_rx,
                 inbound_tx.clone(),
             ));
+            if let Err(err) = beats::spawn(fanout.clone(), index, client.clone(), BEAT) {
+                tracing::error!(shard = index, error = %err, "cannot start the beat thread; the other nodes will take this one for dead");
+            }
             tokio::spawn(subscribe_loop(
                 client,
                 fanout.clone(),
@@ -205,7 +226,29 @@ impl RedisFanout {
     /// them.
     fn expire_peers(&self) -> Vec<String> {
         let subscribed = self.shards.iter().any(Shard::is_connected);
-        self.liveness().expire(Instant::now(), subscribed)
+        let now = Instant::now();
+        let mut liveness = self.liveness();
+        let described: Vec<_> = liveness
+            .expire_candidates(now)
+            .map(|node| (node.to_owned(), liveness.describe(node, now)))
+            .collect();
+        let expired = liveness.expire(now, subscribed);
+        drop(liveness);
+        for node in &expired {
+            let [heard, own_sent, own_heard] = described
+                .iter()
+                .find(|(candidate, _)| candidate == node)
+                .map_or([None; 3], |(_, described)| *described);
+            tracing::warn!(
+                peer = %node,
+                heard_ago = ?heard,
+                own_beat_sent_ago = ?own_sent,
+                own_beat_heard_ago = ?own_heard,
+                subscribed,
+                "fan-out peer silent; its users go offline"
+            );
+        }
+        expired
     }
 
     /// The channel of the room a message is about: the channel it came on, or for an answer on
@@ -503,32 +546,22 @@ async fn hand_over(inbound: &mpsc::Sender<Inbound>, item: Inbound) -> bool {
     }
 }
 
-/// Beats on [`NODES_CHANNEL`] of every shard and expires silent peers.
+/// Stamps the runtime's pulse for the beat threads ([`beats`]) and expires silent peers, every
+/// beat and whenever an own beat comes back.
 async fn beat_loop(fanout: Arc<RedisFanout>, inbound: mpsc::Sender<Inbound>) {
     let mut ticker = tokio::time::interval(BEAT);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let count = u32::try_from(fanout.shards.len()).ok();
     loop {
-        let beat = tokio::select! {
+        tokio::select! {
             _ = fanout.stop.cancelled() => return,
             _ = inbound.closed() => return,
-            _ = ticker.tick() => true,
-            () = fanout.own_beat_back.notified() => false,
-        };
-        if beat {
-            let stamp = fanout.liveness().beat_stamp(Instant::now());
-            for shard in &fanout.shards {
-                let beat = Header {
-                    seq: stamp,
-                    shard: u32::try_from(shard.index).ok(),
-                    shards: count,
-                    ..Header::new(&fanout.node, MessageType::Beat)
-                };
-                shard.set_beat(message(&beat, ""));
+            _ = ticker.tick() => {
+                let stamp = fanout.liveness().beat_stamp(Instant::now());
+                fanout.runtime_pulse(stamp);
             }
+            () = fanout.own_beat_back.notified() => {}
         }
         for node in fanout.expire_peers() {
-            tracing::warn!(peer = %node, "fan-out peer silent; its users go offline");
             if !hand_over(&inbound, Inbound::NodeGone(node)).await {
                 return;
             }

@@ -152,11 +152,17 @@ async fn connect_publisher(
 /// Most messages published in one pipeline (one round trip to Redis).
 const PIPELINE: usize = 512;
 
+/// How often a publisher with nothing to publish checks whether Redis answers again, when
+/// dropped messages wait for a repair.
+const REPAIR_RETRY: Duration = Duration::from_secs(2);
+
 /// Publishes shard `index`'s queue, whatever has accumulated in one pipeline, so a burst (a
 /// reconnect storm's presence, a busy room) costs one round trip per batch rather than per
 /// message; connects its publisher first when the shard was unreachable at start (the
 /// connection manager reconnects by itself after that). What was dropped before (full queue,
-/// Redis error) is repaired after the next batch that goes through ([`repair`]).
+/// Redis error) is repaired after the next batch that goes through ([`repair`]), or, with
+/// nothing to publish, once Redis answers a `PING` (checked every [`REPAIR_RETRY`]: the beats,
+/// which used to be that next batch, have a connection of their own).
 pub(super) async fn publish_loop(
     fanout: Arc<RedisFanout>,
     index: usize,
@@ -174,40 +180,34 @@ pub(super) async fn publish_loop(
         return;
     };
     let mut batch = Vec::with_capacity(PIPELINE);
+    let mut retry = tokio::time::interval(REPAIR_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = fanout.stop.cancelled() => return,
-            // A beat goes at once, with whatever is queued.
-            () = shard.beat_ready.notified() => {
-                while batch.len() < PIPELINE {
-                    match rx.try_recv() {
-                        Ok(item) => batch.push(item),
-                        Err(_) => break,
-                    }
-                }
-            }
             received = rx.recv_many(&mut batch, PIPELINE) => {
                 if received == 0 {
                     return;
                 }
             }
-        }
-        // This node's beat first: see `Shard::set_beat`.
-        let beat = shard.take_beat();
-        if beat.is_none() && batch.is_empty() {
-            continue;
+            _ = retry.tick() => {
+                if !shard.has_lost() {
+                    continue;
+                }
+                let answered = redis::cmd("PING").query_async::<()>(&mut conn).await.is_ok();
+                if answered && !repair(&fanout, shard, &mut conn, &inbound).await {
+                    return;
+                }
+                continue;
+            }
         }
         let mut pipe = redis::pipe();
-        if let Some(beat) = &beat {
-            pipe.publish(NODES_CHANNEL, beat).ignore();
-        }
         for (channel, payload) in &batch {
             pipe.publish(channel, payload).ignore();
         }
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => {
-                let sent = batch.len() + usize::from(beat.is_some());
-                shard.metrics.published.increment(sent as u64);
+                shard.metrics.published.increment(batch.len() as u64);
                 if !repair(&fanout, shard, &mut conn, &inbound).await {
                     return;
                 }

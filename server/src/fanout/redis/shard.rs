@@ -94,9 +94,6 @@ pub(super) struct Shard {
     lost: Mutex<Lost>,
     /// Whether `lost` has anything (checked after every published batch without the lock).
     any_lost: AtomicBool,
-    /// This node's next beat, published ahead of the queue ([`Shard::set_beat`]).
-    beat: Mutex<Option<Vec<u8>>>,
-    pub beat_ready: Notify,
     pub metrics: ShardMetrics,
 }
 
@@ -282,24 +279,8 @@ impl Shard {
             mismatch_logged: AtomicBool::new(false),
             lost: Mutex::new(Lost::default()),
             any_lost: AtomicBool::new(false),
-            beat: Mutex::new(None),
-            beat_ready: Notify::new(),
             metrics,
         }
-    }
-
-    /// Hands this node's beat to the publisher, which sends it first in its next pipeline:
-    /// not behind the queue, whose wait in a storm made live peers look silent to the others,
-    /// and never dropped with it when it is full. A beat not yet sent is replaced (only the
-    /// latest send time counts).
-    pub fn set_beat(&self, payload: Vec<u8>) {
-        *self.beat.lock().unwrap_or_else(|e| e.into_inner()) = Some(payload);
-        self.beat_ready.notify_one();
-    }
-
-    /// The beat to publish, if one is waiting.
-    pub fn take_beat(&self) -> Option<Vec<u8>> {
-        self.beat.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Counts `count` messages dropped for `reason`, and notes what their loss costs the other
@@ -324,6 +305,11 @@ impl Shard {
     }
 
     /// Takes what is to be repaired, if anything.
+    /// Whether dropped messages wait for a repair.
+    pub fn has_lost(&self) -> bool {
+        self.any_lost.load(Ordering::Acquire)
+    }
+
     pub fn take_lost(&self) -> Option<Lost> {
         if !self.any_lost.load(Ordering::Acquire) {
             return None;
@@ -406,25 +392,6 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A beat waiting for the publisher is replaced by the next one (only the latest send time
-    /// counts), taken once, and wakes the publisher.
-    #[tokio::test]
-    async fn a_waiting_beat_is_replaced_and_taken_once() {
-        let (tx, _rx) = mpsc::channel(1);
-        let shard = Shard::new(0, tx);
-        assert_eq!(shard.take_beat(), None);
-        shard.set_beat(b"first".to_vec());
-        shard.set_beat(b"second".to_vec());
-        tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            shard.beat_ready.notified(),
-        )
-        .await
-        .expect("the publisher is woken");
-        assert_eq!(shard.take_beat().as_deref(), Some(&b"second"[..]));
-        assert_eq!(shard.take_beat(), None);
-    }
 
     #[test]
     fn the_hash_is_fixed_arithmetic() {

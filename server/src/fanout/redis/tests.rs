@@ -469,3 +469,149 @@ fn own_beats_heard_back_move_the_subscriptions_clock() {
     let line = String::from_utf8(message(&beat, "")).expect("utf-8");
     assert!(line.contains(&format!("\"seq\":{stamp}")), "{line}");
 }
+
+/// A stand-in for a Redis swamped by a reconnect storm: it answers every command until a
+/// connection publishes to a room's channel, and never answers that connection again (a
+/// pipeline whose answer does not come). It reports every publish it reads, as (channel,
+/// payload).
+async fn swamped_redis() -> (String, mpsc::UnboundedReceiver<(Vec<u8>, Vec<u8>)>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("redis://{}", listener.local_addr().expect("address"));
+    let (published, heard) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(answer_until_a_room_publish(socket, published.clone()));
+        }
+    });
+    (url, heard)
+}
+
+async fn answer_until_a_room_publish(
+    socket: tokio::net::TcpStream,
+    published: mpsc::UnboundedSender<(Vec<u8>, Vec<u8>)>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let (read, mut write) = socket.into_split();
+    let mut read = tokio::io::BufReader::new(read);
+    let mut stuck = false;
+    while let Some(command) = read_command(&mut read).await {
+        let publish = command
+            .first()
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"PUBLISH"));
+        if publish && command.len() == 3 {
+            stuck |= command[1] != NODES_CHANNEL.as_bytes();
+            let _ = published.send((command[1].clone(), command[2].clone()));
+        }
+        if stuck {
+            continue;
+        }
+        let reply: &[u8] = if publish { b":1\r\n" } else { b"+OK\r\n" };
+        if write.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One RESP command (an array of bulk strings); `None` at the end of the stream.
+async fn read_command(
+    read: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Option<Vec<Vec<u8>>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = String::new();
+    read.read_line(&mut line).await.ok()?;
+    let count: usize = line.trim_end().strip_prefix('*')?.parse().ok()?;
+    let mut parts = Vec::with_capacity(count);
+    for _ in 0..count {
+        line.clear();
+        read.read_line(&mut line).await.ok()?;
+        let len: usize = line.trim_end().strip_prefix('$')?.parse().ok()?;
+        let mut part = vec![0; len + 2];
+        read.read_exact(&mut part).await.ok()?;
+        part.truncate(len);
+        parts.push(part);
+    }
+    Some(parts)
+}
+
+/// Beats heard by [`swamped_redis`] until `enough` of them or `within`, and whether a room's
+/// publish was heard meanwhile.
+async fn beats_heard(
+    heard: &mut mpsc::UnboundedReceiver<(Vec<u8>, Vec<u8>)>,
+    enough: usize,
+    within: Duration,
+) -> (Vec<String>, bool) {
+    let (mut beats, mut room) = (Vec::new(), false);
+    let deadline = Instant::now() + within;
+    while beats.len() < enough && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while let Ok((channel, payload)) = heard.try_recv() {
+            if channel == NODES_CHANNEL.as_bytes() {
+                beats.push(String::from_utf8_lossy(&payload).into_owned());
+            } else {
+                room = true;
+            }
+        }
+    }
+    (beats, room)
+}
+
+/// The node's beats go out from their thread, on a connection of their own, while its
+/// publisher's pipeline waits for an answer that does not come: the other nodes keep hearing
+/// it. (Sent first in the publisher's next pipeline, as before, one beat went out per publish
+/// timeout, 5 s.)
+#[tokio::test]
+async fn beats_go_out_while_the_publish_pipeline_is_stuck() {
+    let (url, mut heard) = swamped_redis().await;
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let (publish_tx, publish_rx) = mpsc::channel(16);
+    let shards = vec![Shard::new(0, publish_tx.clone())];
+    let fanout = Arc::new(RedisFanout::new("me".into(), shards));
+    let (inbound, _inbound_rx) = mpsc::channel(16);
+    let publisher = client.get_connection_manager().await.expect("publisher");
+    tokio::spawn(connect::publish_loop(
+        fanout.clone(),
+        0,
+        client.clone(),
+        Some(publisher),
+        publish_rx,
+        inbound,
+    ));
+    publish_tx
+        .send(("confab:t:c".into(), b"event".to_vec()))
+        .await
+        .expect("queued");
+    // The publisher sends the room's message and waits for an answer.
+    let (channel, _) = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("the room's publish in time")
+        .expect("the stand-in runs");
+    assert_eq!(channel, b"confab:t:c");
+    beats::spawn(fanout.clone(), 0, client, Duration::from_millis(100)).expect("thread");
+    let (beats, _) = beats_heard(&mut heard, 5, Duration::from_secs(3)).await;
+    fanout.stop.cancel();
+    assert!(beats.len() >= 5, "{} beats in 3 s: {beats:?}", beats.len());
+    let mut distinct = beats.clone();
+    distinct.dedup();
+    assert_eq!(distinct, beats, "each beat has a send time of its own");
+}
+
+/// A node whose runtime has shown no life for the stall limit stops beating (the others then
+/// expire it as a dead node), and beats again once it does.
+#[tokio::test]
+async fn a_silent_runtime_stops_the_beats() {
+    let (url, mut heard) = swamped_redis().await;
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let shards = vec![Shard::new(0, mpsc::channel(1).0)];
+    let fanout = Arc::new(RedisFanout::new("me".into(), shards));
+    fanout.runtime_pulse.store(0, Ordering::Relaxed);
+    beats::spawn(fanout.clone(), 0, client, Duration::from_millis(50)).expect("thread");
+    let (beats, _) = beats_heard(&mut heard, 1, Duration::from_millis(600)).await;
+    assert!(beats.is_empty(), "{beats:?}");
+    let stamp = fanout.liveness().beat_stamp(Instant::now());
+    fanout.runtime_pulse(stamp);
+    let (beats, _) = beats_heard(&mut heard, 2, Duration::from_secs(3)).await;
+    fanout.stop.cancel();
+    assert!(beats.len() >= 2, "{beats:?}");
+}
