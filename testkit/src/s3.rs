@@ -11,6 +11,12 @@ use crate::{Result, probe, tools};
 /// offset, whatever `-admin.port.grpc` says: both ports must be free.
 const GRPC_OFFSET: u16 = 10_000;
 
+/// Volume slots, whatever the disk's free space: enough for a bucket per check of a test file.
+const VOLUME_SLOTS: u32 = 128;
+
+/// The size at which a volume stops taking writes (they are not preallocated).
+const VOLUME_SIZE_MB: u32 = 64;
+
 /// A SeaweedFS server whose S3 gateway listens on a free loopback port, with every other port it
 /// opens (master, volume, filer, admin and their gRPC ports) pinned to free ones too. It enforces
 /// SigV4 with [`S3Server::ACCESS_KEY`] / [`S3Server::SECRET_KEY`]. Dropping it stops the server.
@@ -49,6 +55,13 @@ impl S3Server {
             "-ip=127.0.0.1".to_owned(),
             "-ip.bind=127.0.0.1".to_owned(),
             "-admin.ui=false".to_owned(),
+            // Left to itself, `weed mini` sizes its volume slots from the free disk space (free
+            // space divided by a volume size of up to 1 GiB): on a host with a few GiB free that
+            // is three or four slots, each bucket is a collection that needs its own volume, and
+            // writes to the fifth bucket fail with `500 InternalError`. Volume files grow as they
+            // are written, so a fixed count of small volumes costs no disk up front.
+            format!("-volume.max={VOLUME_SLOTS}"),
+            format!("-master.volumeSizeLimitMB={VOLUME_SIZE_MB}"),
             "-master.telemetry=false".to_owned(),
             "-webdav=false".to_owned(),
             "-s3.port.iceberg=0".to_owned(),
