@@ -151,7 +151,11 @@ pub enum IndexEvent {
     },
     /// Any other event of a conversation: it changes no message, but the conversation is
     /// indexed up to it.
-    Other { conversation: String, seq: u64 },
+    Other {
+        tenant: String,
+        conversation: String,
+        seq: u64,
+    },
 }
 
 impl IndexEvent {
@@ -176,7 +180,35 @@ impl IndexEvent {
             | IndexEvent::Deleted {
                 conversation, seq, ..
             }
-            | IndexEvent::Other { conversation, seq } => (conversation, *seq),
+            | IndexEvent::Other {
+                conversation, seq, ..
+            } => (conversation, *seq),
+        }
+    }
+
+    /// The tenant and the conversation of the event.
+    pub fn conversation(&self) -> (&str, &str) {
+        match self {
+            IndexEvent::Posted {
+                tenant,
+                conversation,
+                ..
+            }
+            | IndexEvent::Edited {
+                tenant,
+                conversation,
+                ..
+            }
+            | IndexEvent::Deleted {
+                tenant,
+                conversation,
+                ..
+            }
+            | IndexEvent::Other {
+                tenant,
+                conversation,
+                ..
+            } => (tenant, conversation),
         }
     }
 }
@@ -198,8 +230,9 @@ struct Entry {
 }
 
 impl Entry {
-    /// The entry after `event` (which concerns this message).
-    fn apply(mut self, event: &IndexEvent) -> Entry {
+    /// The entry after `event` (which concerns this message), taking its text rather than
+    /// copying it.
+    fn apply(mut self, event: IndexEvent) -> Entry {
         match event {
             IndexEvent::Posted {
                 tenant,
@@ -211,12 +244,10 @@ impl Entry {
                 ts,
                 attachments,
             } => {
-                (self.tenant, self.conversation, self.id) =
-                    (tenant.clone(), conversation.clone(), id.clone());
-                (self.seq, self.author, self.ts, self.attachments) =
-                    (*seq, author.clone(), *ts, *attachments);
-                if *seq > self.state {
-                    (self.state, self.body) = (*seq, body.clone());
+                (self.tenant, self.conversation, self.id) = (tenant, conversation, id);
+                (self.seq, self.author, self.ts, self.attachments) = (seq, author, ts, attachments);
+                if seq > self.state {
+                    (self.state, self.body) = (seq, body);
                 }
             }
             IndexEvent::Edited {
@@ -226,10 +257,9 @@ impl Entry {
                 seq,
                 body,
             } => {
-                (self.tenant, self.conversation, self.id) =
-                    (tenant.clone(), conversation.clone(), message.clone());
-                if *seq > self.state && !self.deleted {
-                    (self.state, self.body) = (*seq, body.clone());
+                (self.tenant, self.conversation, self.id) = (tenant, conversation, message);
+                if seq > self.state && !self.deleted {
+                    (self.state, self.body) = (seq, body);
                 }
             }
             IndexEvent::Deleted {
@@ -238,10 +268,9 @@ impl Entry {
                 message,
                 seq,
             } => {
-                (self.tenant, self.conversation, self.id) =
-                    (tenant.clone(), conversation.clone(), message.clone());
-                if *seq > self.state {
-                    (self.state, self.deleted, self.body) = (*seq, true, String::new());
+                (self.tenant, self.conversation, self.id) = (tenant, conversation, message);
+                if seq > self.state {
+                    (self.state, self.deleted, self.body) = (seq, true, String::new());
                 }
             }
             IndexEvent::Other { .. } => {}
@@ -580,7 +609,7 @@ impl SearchIndex {
     /// else in the committed index; but a `message` event of a seq above its conversation's
     /// committed seq concerns a message of which nothing was committed (every event of a message
     /// has a seq at or above its own), so the common case, a new message, costs no look-up.
-    pub fn apply(&self, events: &[IndexEvent]) -> Result<usize> {
+    pub fn apply(&self, events: Vec<IndexEvent>) -> Result<usize> {
         let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         // How far a conversation is committed, read under the writer's lock: no commit moves
         // it (nor clears `pending`) meanwhile. Looked up per event, not copied: the map holds
@@ -626,7 +655,7 @@ impl SearchIndex {
             }
             changed += 1;
             self.write(&mut writing.writer, &next, known)?;
-            writing.pending.insert(id.to_owned(), next);
+            writing.pending.insert(next.id.clone(), next);
         }
         Ok(changed)
     }

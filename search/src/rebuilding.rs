@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn a_swap_makes_the_tenant_what_was_rebuilt_and_touches_no_other_tenant() {
         let live = SearchIndex::in_memory().expect("index");
-        live.apply(&[
+        live.apply(vec![
             posted("acme", "c1", "m1", 1, "kept as it is"),
             posted("acme", "c1", "m2", 2, "stale text"),
             posted("acme", "c1", "ghost", 3, "not in storage"),
@@ -174,12 +174,12 @@ mod tests {
         .expect("apply");
         live.commit().expect("commit");
         // Applied, not committed: the swap sees it too.
-        live.apply(&[posted("acme", "c1", "m4", 5, "pending")])
+        live.apply(vec![posted("acme", "c1", "m4", 5, "pending")])
             .expect("apply");
 
         let rebuilt = SearchIndex::in_memory().expect("index");
         rebuilt
-            .apply(&[
+            .apply(vec![
                 posted("acme", "c1", "m1", 1, "kept as it is"),
                 posted("acme", "c1", "m2", 2, "fresh text"),
                 posted("acme", "c1", "m3", 4, "missing until now"),

@@ -62,7 +62,7 @@ fn history() -> Vec<IndexEvent> {
 
 fn index_of(events: &[IndexEvent]) -> SearchIndex {
     let index = SearchIndex::in_memory().expect("index");
-    index.apply(events).expect("apply");
+    index.apply(events.to_vec()).expect("apply");
     index.commit().expect("commit");
     index
 }
@@ -104,7 +104,7 @@ fn a_shuffled_duplicated_stream_gives_the_same_index_as_the_ordered_one() {
     let replayed = SearchIndex::in_memory().expect("index");
     // In several batches and commits, as a stream would arrive.
     for batch in shuffled.chunks(3) {
-        replayed.apply(batch).expect("apply");
+        replayed.apply(batch.to_vec()).expect("apply");
         replayed.commit().expect("commit");
     }
     for text in [
@@ -136,10 +136,10 @@ fn edits_and_deletes_are_reflected_and_never_undone_by_older_events() {
     assert!(ids(&index, "swordfish", &both).is_empty(), "deleted");
     // An edit older than the delete arrives late: it changes nothing.
     index
-        .apply(&[edited("c1", "m2", 4, "swordfish again")])
+        .apply(vec![edited("c1", "m2", 4, "swordfish again")])
         .expect("apply");
     index
-        .apply(&[posted("c1", "m2", 2, "bob", "swordfish")])
+        .apply(vec![posted("c1", "m2", 2, "bob", "swordfish")])
         .expect("apply");
     index.commit().expect("commit");
     assert!(ids(&index, "swordfish", &both).is_empty(), "still deleted");
@@ -267,7 +267,7 @@ fn an_index_on_disk_keeps_its_documents_and_positions() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let index = SearchIndex::open(dir.path()).expect("open");
-        index.apply(&history()).expect("apply");
+        index.apply(history()).expect("apply");
         index.commit().expect("commit");
     }
     let index = SearchIndex::open(dir.path()).expect("reopen");
@@ -323,7 +323,7 @@ fn an_index_of_another_schema_version_is_rebuilt_empty() {
     let index = SearchIndex::open(dir.path()).expect("open");
     assert_eq!(index.indexed_seq("c1"), 0, "rebuilt: nothing indexed yet");
     index
-        .apply(&[posted("c1", "m1", 1, "ann", "fresh start")])
+        .apply(vec![posted("c1", "m1", 1, "ann", "fresh start")])
         .expect("apply");
     index.commit().expect("commit");
     drop(index);
@@ -368,7 +368,7 @@ fn newest_first_pages_neither_repeat_nor_skip_while_messages_arrive() {
     let index = index_of(&history());
     // Two messages of one time: the cursor counts the ones already returned.
     index
-        .apply(&[
+        .apply(vec![
             posted("c1", "t1", 7, "ann", "launch twin one"),
             IndexEvent::Posted {
                 tenant: TENANT.to_owned(),
@@ -393,7 +393,7 @@ fn newest_first_pages_neither_repeat_nor_skip_while_messages_arrive() {
         seen.extend(hits.hits.into_iter().map(|hit| hit.id));
         // A newer match arrives between every two pages.
         index
-            .apply(&[posted(
+            .apply(vec![posted(
                 "c1",
                 &format!("new{round}"),
                 100 + round,

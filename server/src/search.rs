@@ -2,9 +2,10 @@
 //! message event the store commits on this node and, in a cluster with a Kafka event stream,
 //! with every event of the stream; and the queries of `http/search.rs`.
 //!
-//! The feed: [`SearchService::sink`] wraps the store's event sink; each committed batch's
-//! message events are handed (never blocking the store's writer) to the indexer thread, which
-//! applies them and commits the index every `search_commit_interval` while it is searched, less
+//! The feed: [`SearchService::sink`] is the store's event sink; it renders each committed batch
+//! once, hands its index events (made from the rendered frames' text, not from a copy of the
+//! events) to the indexer thread without ever blocking the store's writer, then the rendered
+//! events to the hub (and the event stream). The indexer applies them and commits the index every `search_commit_interval` while it is searched, less
 //! often while nobody searches it (`freshness.rs`). Tantivy's work stays off
 //! the async runtime: the indexer has its own thread, queries run on the blocking pool.
 //!
@@ -27,6 +28,7 @@ use confab_storage::{DynStore, EventSink, StoredEvent};
 use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::events::decode::StreamEvent;
+use crate::events::rendered::{RenderedSink, render_all_with};
 
 pub mod freshness;
 pub mod reindex;
@@ -76,34 +78,44 @@ impl std::fmt::Debug for SearchService {
     }
 }
 
-/// The index event of a durable event.
-fn index_event(event: &StoredEvent) -> IndexEvent {
-    let (tenant, conversation, seq) = (event.tenant.clone(), event.conversation.clone(), event.seq);
-    match &event.body {
+/// The index event of a durable event (read back from storage), taking its text.
+fn index_event(event: StoredEvent) -> IndexEvent {
+    let StoredEvent {
+        tenant,
+        conversation,
+        seq,
+        ts,
+        body,
+    } = event;
+    match body {
         EventBody::Message(posted) => IndexEvent::Posted {
             tenant,
             conversation,
-            id: posted.id.clone(),
+            id: posted.id,
             seq,
-            author: posted.author.clone(),
-            body: posted.body.clone(),
-            ts: event.ts,
+            author: posted.author,
+            body: posted.body,
+            ts,
             attachments: !posted.attachments.is_empty(),
         },
         EventBody::MessageEdited { message, body, .. } => IndexEvent::Edited {
             tenant,
             conversation,
-            message: message.clone(),
+            message,
             seq,
-            body: body.clone(),
+            body,
         },
         EventBody::MessageDeleted { message, .. } => IndexEvent::Deleted {
             tenant,
             conversation,
-            message: message.clone(),
+            message,
             seq,
         },
-        _ => IndexEvent::Other { conversation, seq },
+        _ => IndexEvent::Other {
+            tenant,
+            conversation,
+            seq,
+        },
     }
 }
 
@@ -141,7 +153,11 @@ pub fn stream_index_event(event: StreamEvent) -> IndexEvent {
             message,
             seq,
         },
-        _ => IndexEvent::Other { conversation, seq },
+        _ => IndexEvent::Other {
+            tenant,
+            conversation,
+            seq,
+        },
     }
 }
 
@@ -305,10 +321,9 @@ impl SearchService {
         self.suggestions.forget_idle();
     }
 
-    /// Hands `events`' message events to the indexer; never waits (a full queue drops them,
-    /// counted, and says so in the log).
-    pub fn feed(&self, events: &[StoredEvent]) {
-        let batch: Vec<IndexEvent> = events.iter().map(index_event).collect();
+    /// Hands a committed batch's index events to the indexer; never waits (a full queue drops
+    /// them, counted, and says so in the log).
+    pub fn feed(&self, batch: Vec<IndexEvent>) {
         if batch.is_empty() {
             return;
         }
@@ -322,18 +337,18 @@ impl SearchService {
                 );
                 // Replayed from storage by the next backfill round.
                 let mut behind = self.behind.lock().unwrap_or_else(PoisonError::into_inner);
-                behind.extend(
-                    events
-                        .iter()
-                        .map(|e| (e.tenant.clone(), e.conversation.clone())),
-                );
+                behind.extend(batch.iter().map(|event| {
+                    let (tenant, conversation) = event.conversation();
+                    (tenant.to_owned(), conversation.to_owned())
+                }));
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
 
-    /// The store's sink: `inner` (the hub, or the hub and the event stream), after the feed.
-    pub fn sink(self: &Arc<Self>, inner: Arc<dyn EventSink>) -> Arc<dyn EventSink> {
+    /// The store's sink: renders each committed event once, feeds the index, then hands the
+    /// rendered events to `inner` (the hub, or the hub and the event stream).
+    pub fn sink(self: &Arc<Self>, inner: Arc<dyn RenderedSink>) -> Arc<dyn EventSink> {
         Arc::new(Indexed {
             inner,
             search: self.clone(),
@@ -417,7 +432,7 @@ pub async fn replay_page(
     let Some(last) = events.last().map(|event| event.seq) else {
         return Ok(None);
     };
-    let batch: Vec<IndexEvent> = events.iter().map(index_event).collect();
+    let batch: Vec<IndexEvent> = events.into_iter().map(index_event).collect();
     let page = Page {
         last,
         events: batch.len() as u64,
@@ -427,7 +442,7 @@ pub async fn replay_page(
             .count() as u64,
     };
     let index = index.clone();
-    tokio::task::spawn_blocking(move || index.apply(&batch)).await??;
+    tokio::task::spawn_blocking(move || index.apply(batch)).await??;
     Ok(Some(page))
 }
 
@@ -491,16 +506,29 @@ impl SearchService {
     }
 }
 
-/// A sink that feeds the index, then the sink behind it.
+/// A sink that renders, feeds the index, then hands the rendered events to the sink behind it.
 struct Indexed {
-    inner: Arc<dyn EventSink>,
+    inner: Arc<dyn RenderedSink>,
     search: Arc<SearchService>,
 }
 
 impl EventSink for Indexed {
+    /// On the store's writer thread, once per committed batch. The index events take the text
+    /// of the frames just rendered, which are dropped otherwise: the event is not copied for
+    /// the index first.
     fn publish(&self, events: Vec<StoredEvent>) {
-        self.search.feed(&events);
-        self.inner.publish(events);
+        let mut batch = Vec::with_capacity(events.len());
+        let rendered = render_all_with(events, |event, frame| {
+            batch.push(stream_index_event(StreamEvent {
+                tenant: event.tenant.clone(),
+                conversation: event.conversation.clone(),
+                seq: event.seq,
+                ts: event.ts,
+                frame,
+            }));
+        });
+        self.search.feed(batch);
+        self.inner.publish_rendered(rendered);
     }
 }
 
@@ -524,7 +552,7 @@ fn run_indexer(index: &SearchIndex, events: &Receiver<Vec<IndexEvent>>, freshnes
                 let since = *dirty_since.get_or_insert(received);
                 let due = freshness.period(received).saturating_sub(since.elapsed());
                 let (batch, ended) = gather(batch, events, GATHER.min(due));
-                match index.apply(&batch) {
+                match index.apply(batch) {
                     Ok(changed) => crate::metrics::search_indexed(changed),
                     Err(err) => tracing::error!(error = %err, "cannot index events"),
                 }
@@ -649,12 +677,24 @@ mod tests {
             let Decoded::Event(read) = decode(Some(&record.payload)).expect("decode") else {
                 panic!("a conversation's event");
             };
-            assert_eq!(stream_index_event(*read), index_event(&event), "seq {seq}");
+            let from_storage = index_event(event.clone());
+            assert_eq!(stream_index_event(*read), from_storage, "seq {seq}");
+            // What the store's sink feeds, from the frame it rendered.
+            let (rendered, frame) = Rendered::render_keeping(event).expect("render");
+            let fed = stream_index_event(StreamEvent {
+                tenant: rendered.tenant,
+                conversation: rendered.conversation,
+                seq: rendered.seq,
+                ts: rendered.ts,
+                frame,
+            });
+            assert_eq!(fed, from_storage, "seq {seq}");
         }
     }
 
     fn other(seq: u64) -> IndexEvent {
         IndexEvent::Other {
+            tenant: "t".to_owned(),
             conversation: "c".to_owned(),
             seq,
         }

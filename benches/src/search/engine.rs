@@ -112,7 +112,7 @@ impl Engine for Confab {
                 attachments: false,
             })
             .collect();
-        self.index.apply(&events)?;
+        self.index.apply(events)?;
         self.uncommitted += batch.len() as u64;
         if self.uncommitted >= self.commit_every {
             self.finish()?;

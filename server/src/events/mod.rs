@@ -280,15 +280,16 @@ impl RenderedSink for Tee {
 
 /// The storage sink and, when configured, the stream behind it.
 pub struct Events {
-    sink: Arc<dyn EventSink>,
+    sink: Arc<dyn RenderedSink>,
     stream: Option<Arc<dyn EventStream>>,
     /// What the stream could not take or deliver (with a stream).
     backlog: Option<Arc<Backlog>>,
 }
 
 impl Events {
-    /// The sink to give the store.
-    pub fn sink(&self) -> Arc<dyn EventSink> {
+    /// Where the store's committed events go once rendered (the search feed renders them: see
+    /// [`SearchService::sink`](crate::search::SearchService::sink)).
+    pub fn sink(&self) -> Arc<dyn RenderedSink> {
         self.sink.clone()
     }
 

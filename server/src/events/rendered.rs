@@ -2,7 +2,7 @@
 //! ([`StoredEvent`]); the first sink to take it renders its frame ([`Rendered::render`]), and the
 //! same text then goes to every local subscriber, to the other nodes and to the event stream.
 
-use confab_protocol::{EventKind, Millis};
+use confab_protocol::{EventKind, Millis, ServerFrame};
 use confab_storage::StoredEvent;
 
 /// A committed event with its frame rendered.
@@ -23,12 +23,19 @@ pub struct Rendered {
 impl Rendered {
     /// Renders a committed event's frame.
     pub fn render(event: StoredEvent) -> serde_json::Result<Rendered> {
+        Rendered::render_keeping(event).map(|(rendered, _)| rendered)
+    }
+
+    /// [`Rendered::render`], giving back the frame too: its text fields (a message's body,
+    /// author and id) are the event's own, for a consumer that takes them instead of copying
+    /// the event first.
+    pub fn render_keeping(event: StoredEvent) -> serde_json::Result<(Rendered, ServerFrame)> {
         let kind = event.kind();
         let subject = event.subject().map(str::to_owned);
         let frame = event
             .body
             .into_frame(event.conversation.clone(), event.seq, event.ts);
-        Ok(Rendered {
+        let rendered = Rendered {
             tenant: event.tenant,
             conversation: event.conversation,
             seq: event.seq,
@@ -36,18 +43,31 @@ impl Rendered {
             subject,
             ts: event.ts,
             frame: serde_json::to_string(&frame)?,
-        })
+        };
+        Ok((rendered, frame))
     }
 }
 
 /// Renders a committed batch. An event whose frame does not serialize (none should) is logged
 /// and left out rather than sent half-made.
 pub fn render_all(events: Vec<StoredEvent>) -> Vec<Rendered> {
+    render_all_with(events, |_, _| {})
+}
+
+/// [`render_all`], handing each rendered event's frame to `frame` as it goes (in order, only for
+/// the events kept).
+pub fn render_all_with(
+    events: Vec<StoredEvent>,
+    mut frame: impl FnMut(&Rendered, ServerFrame),
+) -> Vec<Rendered> {
     let mut rendered = Vec::with_capacity(events.len());
     for event in events {
         let (conversation, seq) = (event.conversation.clone(), event.seq);
-        match Rendered::render(event) {
-            Ok(event) => rendered.push(event),
+        match Rendered::render_keeping(event) {
+            Ok((event, rendered_frame)) => {
+                frame(&event, rendered_frame);
+                rendered.push(event);
+            }
             Err(err) => tracing::error!(
                 error = %err,
                 %conversation,

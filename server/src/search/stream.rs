@@ -375,7 +375,9 @@ impl Follow {
             return;
         }
         while !batch.events.is_empty() {
-            match self.index.apply(&batch.events) {
+            // A copy per attempt: `apply` takes the events' text, and a refused batch is
+            // applied again whole (a partial one again is harmless).
+            match self.index.apply(batch.events.clone()) {
                 Ok(changed) => {
                     crate::metrics::search_indexed(changed);
                     self.dirty = true;
