@@ -25,6 +25,13 @@ use tracing_subscriber::EnvFilter;
 /// Database file under the data dir.
 const DB_FILE: &str = "confab.db";
 
+/// jemalloc rather than glibc's malloc: a session allocates and frees short-lived buffers for
+/// every frame (its parse, its ack, the write buffer), and glibc's free-list upkeep was 9 % of
+/// the server's CPU seeding history (benches/RESULTS.md, "jemalloc").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
