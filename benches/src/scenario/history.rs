@@ -49,6 +49,10 @@ pub async fn run(env: &Env, args: HistoryArgs) -> anyhow::Result<Report> {
     let seeded = seed(&env.endpoint, &token, &conversation, to_seed, &args).await?;
     let seed_stop = Snapshot::take(&env.probe, None).await;
     let seed_secs = (seed_stop.at - seed_start.at).as_secs_f64();
+    eprintln!(
+        "history: seeded {} messages in {seed_secs:.2} s",
+        seeded.acked
+    );
 
     let walk = walk(&env.rest, &token, &conversation, &args).await;
     let last_seq = reused + seeded.acked;
