@@ -12,6 +12,7 @@
 #   CONFAB=target/release/confab benches/goals.sh /tmp/goals-after
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib/server.sh"
 out=${1:-$(mktemp -d "${TMPDIR:-/tmp}/confab-goals.XXXXXX")}
 mkdir -p "$out"
 confab=${CONFAB:-target/release/confab}
@@ -37,19 +38,11 @@ compare chat chat --connections 5000 --conversations 1000 --rate 1000 --warmup-s
 
 # Durable acks/s of Confab alone (the peer persists nothing): seeding a fresh conversation.
 work=$(mktemp -d "${TMPDIR:-/tmp}/confab-goals-history.XXXXXX")
-"$confab" serve --listen 127.0.0.1:0 --data-dir "$work/data" --message-rate-per-minute 0 \
-    --join-rate-per-minute 0 --rest-rate-per-minute 0 --jwt-secret "$CONFAB_JWT_SECRET" \
-    --log warn >"$work/confab.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    addr=$(grep -soE '127\.0\.0\.1:[0-9]+' "$work/confab.log" | head -n1 || true)
-    [[ -n $addr ]] && break
-    sleep 0.05
-done
-"$bench" history --url "http://$addr" --server-pid "$pid" --messages 200000 --fresh \
+trap 'kill ${server_pid:-} 2>/dev/null; rm -rf "$work"' EXIT
+start_fresh_server "$confab" "$work"
+"$bench" history --url "http://$server_addr" --server-pid "$server_pid" --messages 200000 --fresh \
     --walk-secs 1 --duration-secs 1 2>"$out/history.log" | grep '^{' >"$out/history.json"
-kill "$pid"; wait "$pid" 2>/dev/null || true
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 rm -rf "$work"
 trap - EXIT
 # The kernel's price of one small loopback write: the floor of CPU per delivery; and the disk's
